@@ -1,0 +1,77 @@
+//! candle on the CPU: the zoo model as candle-nn modules over the variant's safetensors.
+
+use candle_core::{Device, Tensor};
+use candle_nn::Module;
+
+use super::{Backend, BackendError, BackendId, Prepared, Session};
+use crate::model::Reference;
+use crate::quant::Variant;
+use crate::zoo::Net;
+
+pub struct CandleCpu;
+
+const ID: BackendId = BackendId::CandleCpu;
+
+impl Backend for CandleCpu {
+    fn id(&self) -> BackendId {
+        ID
+    }
+
+    fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
+        // Load from the file, as a user of the artifact would, not from memory.
+        let reference = Reference::load(&variant.model, variant.zoo, &variant.safetensors)
+            .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
+        let net =
+            Net::new(variant.zoo, &reference.tensors).map_err(|e| BackendError::engine(ID, "building the model", e))?;
+        let [c, h, w] = variant.zoo.input_shape();
+        Ok(Prepared {
+            session: Box::new(CandleSession {
+                net,
+                shape: (batch, c, h, w),
+                input: None,
+                output: None,
+            }),
+            artifact: variant.safetensors.clone(),
+            artifact_bytes: reference.file_bytes,
+        })
+    }
+}
+
+struct CandleSession {
+    net: Net,
+    shape: (usize, usize, usize, usize),
+    input: Option<Tensor>,
+    output: Option<Tensor>,
+}
+
+impl Session for CandleSession {
+    fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
+        let t = Tensor::from_slice(input, self.shape, &Device::Cpu)
+            .map_err(|e| BackendError::engine(ID, "copying the input", e))?;
+        self.input = Some(t);
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), BackendError> {
+        let input = self
+            .input
+            .as_ref()
+            .ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
+        self.output = Some(
+            self.net
+                .forward(input)
+                .map_err(|e| BackendError::engine(ID, "running", e))?,
+        );
+        Ok(())
+    }
+
+    fn output(&self) -> Result<Vec<f32>, BackendError> {
+        let out = self
+            .output
+            .as_ref()
+            .ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
+        out.flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| BackendError::engine(ID, "reading the output", e))
+    }
+}

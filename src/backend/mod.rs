@@ -1,0 +1,121 @@
+//! Backends: an inference engine on a device. Each prepares a variant's artifact
+//! into a [`Session`] outside any timed region; only [`Session::run`] is timed.
+
+mod candle_cpu;
+mod tract_cpu;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::quant::Variant;
+
+/// The closed set of backends qbench knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendId {
+    CandleCpu,
+    TractCpu,
+}
+
+impl BackendId {
+    pub const ALL: &'static [BackendId] = &[BackendId::CandleCpu, BackendId::TractCpu];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendId::CandleCpu => "candle-cpu",
+            BackendId::TractCpu => "tract-cpu",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|b| b.name() == s)
+    }
+
+    pub fn names() -> &'static [&'static str] {
+        &["candle-cpu", "tract-cpu"]
+    }
+
+    pub fn device(self) -> &'static str {
+        "cpu"
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            BackendId::CandleCpu => "candle (candle-nn modules, CPU, gemm crate kernels); loads safetensors weights",
+            BackendId::TractCpu => "tract (ONNX, optimized with into_optimized, CPU); loads the exported .onnx file",
+        }
+    }
+
+    /// Registration: the one place a backend id becomes an implementation.
+    pub fn create(self) -> Box<dyn Backend> {
+        match self {
+            BackendId::CandleCpu => Box::new(candle_cpu::CandleCpu),
+            BackendId::TractCpu => Box::new(tract_cpu::TractCpu),
+        }
+    }
+}
+
+/// An engine on a device.
+pub trait Backend {
+    fn id(&self) -> BackendId;
+    /// Loads the variant's artifact and readies it for exactly `batch` items per run.
+    fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError>;
+}
+
+/// A prepared session and the artifact it was prepared from.
+pub struct Prepared {
+    pub session: Box<dyn Session>,
+    /// The file the backend loaded.
+    pub artifact: PathBuf,
+    pub artifact_bytes: u64,
+}
+
+/// A model ready to run on fixed-size batches.
+pub trait Session {
+    /// Copies one batch (NCHW f32, exactly `batch` items) into the engine's input.
+    fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError>;
+    /// Runs the model on the current input; this is the timed region.
+    fn run(&mut self) -> Result<(), BackendError>;
+    /// Logits of the last run, row-major `[batch, classes]`.
+    fn output(&self) -> Result<Vec<f32>, BackendError>;
+}
+
+/// A backend failed: the message carries the engine's own words.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{backend}: {stage} failed: {message}")]
+    Engine {
+        backend: &'static str,
+        stage: &'static str,
+        message: String,
+    },
+    #[error("{backend}: the model produced {count} NaN or infinite logits (first at item {item}); the model or its inputs are broken")]
+    NonFinite {
+        backend: &'static str,
+        item: usize,
+        count: usize,
+    },
+}
+
+impl BackendError {
+    pub(crate) fn engine(backend: BackendId, stage: &'static str, e: impl std::fmt::Display) -> Self {
+        // `{:#}` on anyhow-style errors (tract) prints the whole cause chain on one line.
+        BackendError::Engine {
+            backend: backend.name(),
+            stage,
+            message: format!("{e:#}").replace('\n', " "),
+        }
+    }
+}
+
+/// Sets the thread count every backend uses, once per process, before any engine
+/// work: candle reads `RAYON_NUM_THREADS` (its pools are built on first use), tract
+/// runs matrix products on its default executor.
+pub fn configure_threads(threads: usize) {
+    // Edition 2021: set_var is safe; qbench calls this from main's thread before
+    // any engine thread pool exists.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    tract_cpu::set_threads(threads);
+}

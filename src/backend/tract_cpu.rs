@@ -1,0 +1,94 @@
+//! tract on the CPU: the variant's ONNX file, with a concrete input shape, optimized.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use super::{Backend, BackendError, BackendId, Prepared, Session};
+use crate::quant::Variant;
+
+pub struct TractCpu;
+
+const ID: BackendId = BackendId::TractCpu;
+
+/// Runs tract's matrix products on `threads` threads (tract is single-threaded by default).
+pub(super) fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    set_default_executor(if threads > 1 {
+        Executor::multithread(threads)
+    } else {
+        Executor::SingleThread
+    });
+}
+
+impl Backend for TractCpu {
+    fn id(&self) -> BackendId {
+        ID
+    }
+
+    fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
+        let [c, h, w] = variant.zoo.input_shape();
+        let plan = tract_onnx::onnx()
+            .model_for_path(&variant.onnx)
+            .and_then(|m| m.with_input_fact(0, f32::fact([batch, c, h, w]).into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| BackendError::engine(ID, "loading and optimizing the ONNX model", e))?;
+        let state = plan
+            .spawn()
+            .map_err(|e| BackendError::engine(ID, "creating the run state", e))?;
+        let artifact_bytes = std::fs::metadata(&variant.onnx)
+            .map(|m| m.len())
+            .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
+        Ok(Prepared {
+            session: Box::new(TractSession {
+                state,
+                _plan: plan,
+                shape: [batch, c, h, w],
+                input: None,
+                output: None,
+            }),
+            artifact: variant.onnx.clone(),
+            artifact_bytes,
+        })
+    }
+}
+
+struct TractSession {
+    state: TypedSimpleState,
+    _plan: Arc<TypedRunnableModel>,
+    shape: [usize; 4],
+    input: Option<TValue>,
+    output: Option<TValue>,
+}
+
+impl Session for TractSession {
+    fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
+        let t = Tensor::from_shape(&self.shape, input).map_err(|e| BackendError::engine(ID, "copying the input", e))?;
+        self.input = Some(t.into_tvalue());
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), BackendError> {
+        let input = self
+            .input
+            .clone()
+            .ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
+        let mut outputs = self
+            .state
+            .run(tvec![input])
+            .map_err(|e| BackendError::engine(ID, "running", e))?;
+        self.output = Some(outputs.remove(0));
+        Ok(())
+    }
+
+    fn output(&self) -> Result<Vec<f32>, BackendError> {
+        let out = self
+            .output
+            .as_ref()
+            .ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
+        out.to_plain_array_view::<f32>()
+            .map(|v| v.iter().copied().collect())
+            .map_err(|e| BackendError::engine(ID, "reading the output", e))
+    }
+}

@@ -1,0 +1,62 @@
+//! Command-line interface: clap definitions only. `main` calls the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Benchmark and validate quantized neural-network models on candle and tract.
+#[derive(Debug, Parser)]
+#[command(name = "qbench", version, about, long_about = None, after_help = "Exit codes: 0 success, 1 error (bad input, or a case failed; measured cases are still written).")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a suite: every model × scheme × backend × batch size.
+    ///
+    /// Records go to <out>/<suite name>/<run id>/records.jsonl (one JSON object per case,
+    /// written as each case ends), with environment.json and report.md beside them.
+    Run {
+        /// The suite file, e.g. suites/quickstart.toml.
+        suite: PathBuf,
+        /// Output folder (default: the suite's [output] dir, else ./reports).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print only the final table.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List what qbench knows: backends, models, schemes, dataset formats.
+    List {
+        /// What to list (default: everything).
+        what: Option<ListWhat>,
+    },
+    /// Check suite files without running them.
+    Validate {
+        /// Suite files.
+        #[arg(required = true)]
+        suites: Vec<PathBuf>,
+    },
+    /// Export a zoo model's weights to ONNX (the same file tract runs).
+    Export {
+        /// Zoo architecture: mlp or cnn.
+        #[arg(long)]
+        zoo: String,
+        /// The safetensors weights, e.g. suites/models/cnn.safetensors.
+        #[arg(long)]
+        weights: PathBuf,
+        /// Where to write the .onnx file.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListWhat {
+    Backends,
+    Models,
+    Schemes,
+    Datasets,
+}

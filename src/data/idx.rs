@@ -1,0 +1,166 @@
+//! IDX files (the MNIST format): a big-endian header then raw u8 data.
+//! Gzip-compressed files are recognized by their magic bytes.
+
+use std::io::Read;
+use std::path::Path;
+
+use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
+
+use super::{DataError, Dataset};
+use crate::hash::hex;
+
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// Loads an images/labels IDX pair and checks that they belong together.
+pub fn load_idx(name: &str, images: &Path, labels: &Path) -> Result<Dataset, DataError> {
+    let images_raw = read(images)?;
+    let labels_raw = read(labels)?;
+    let (dims, pixels) = parse(
+        images,
+        &decompress(images, &images_raw)?,
+        IMAGES_MAGIC,
+        "images (magic 0x00000803, 3 dimensions)",
+    )?;
+    let (ldims, labels_v) = parse(
+        labels,
+        &decompress(labels, &labels_raw)?,
+        LABELS_MAGIC,
+        "labels (magic 0x00000801, 1 dimension)",
+    )?;
+    if dims[0] != ldims[0] {
+        return Err(DataError::CountMismatch {
+            dataset: name.to_string(),
+            images: images.to_path_buf(),
+            labels: labels.to_path_buf(),
+            n_images: dims[0],
+            n_labels: ldims[0],
+        });
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(&images_raw);
+    hasher.update(&labels_raw);
+    Ok(Dataset {
+        name: name.to_string(),
+        pixels,
+        labels: labels_v,
+        rows: dims[1],
+        cols: dims[2],
+        sha256: hex(&hasher.finalize()),
+        images_path: images.to_path_buf(),
+        labels_path: labels.to_path_buf(),
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|source| DataError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn decompress(path: &Path, raw: &[u8]) -> Result<Vec<u8>, DataError> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw.to_vec());
+    }
+    let mut out = Vec::new();
+    GzDecoder::new(raw).read_to_end(&mut out).map_err(|e| DataError::Gzip {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+fn parse(path: &Path, bytes: &[u8], magic: u32, expected: &'static str) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let err = |reason: String| DataError::Idx {
+        path: path.to_path_buf(),
+        expected,
+        reason,
+    };
+    if bytes.len() < 4 {
+        return Err(err(format!("only {} bytes, too short for a header", bytes.len())));
+    }
+    let found = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    if found != magic {
+        return Err(err(format!("magic number is 0x{found:08x}, expected 0x{magic:08x}")));
+    }
+    let ndims = (magic & 0xff) as usize;
+    let header = 4 + 4 * ndims;
+    if bytes.len() < header {
+        return Err(err("header is truncated".into()));
+    }
+    let dims: Vec<usize> = (0..ndims)
+        .map(|i| {
+            let o = 4 + 4 * i;
+            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
+        })
+        .collect();
+    let want = dims.iter().product::<usize>();
+    let data = &bytes[header..];
+    if data.len() != want {
+        return Err(err(format!(
+            "header declares {:?} = {want} bytes of data but the file holds {}",
+            dims,
+            data.len()
+        )));
+    }
+    Ok((dims, data.to_vec()))
+}
+
+/// IDX bytes for u8 images `n × rows × cols` (used by tests and tools that write datasets).
+pub fn encode_idx_images(rows: usize, cols: usize, pixels: &[u8]) -> Vec<u8> {
+    let n = pixels.len() / (rows * cols);
+    let mut out = IMAGES_MAGIC.to_be_bytes().to_vec();
+    for d in [n, rows, cols] {
+        out.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    out.extend_from_slice(pixels);
+    out
+}
+
+/// IDX bytes for u8 labels.
+pub fn encode_idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut out = LABELS_MAGIC.to_be_bytes().to_vec();
+    out.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    out.extend_from_slice(labels);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_round_trip_and_magic_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("i.idx");
+        let lab = dir.path().join("l.idx");
+        let pixels: Vec<u8> = (0..2 * 3 * 4).map(|i| i as u8).collect();
+        std::fs::write(&img, encode_idx_images(3, 4, &pixels)).unwrap();
+        std::fs::write(&lab, encode_idx_labels(&[7, 1])).unwrap();
+        let d = load_idx("t", &img, &lab).unwrap();
+        assert_eq!((d.len(), d.rows, d.cols), (2, 3, 4));
+        assert_eq!(d.pixels, pixels);
+        assert_eq!(d.labels, vec![7, 1]);
+        // Swapped files: the magic number catches it.
+        let e = load_idx("t", &lab, &img).unwrap_err().to_string();
+        assert!(e.contains("magic number is 0x00000801"), "{e}");
+    }
+
+    #[test]
+    fn batch_is_scaled_and_padded() {
+        let d = Dataset {
+            name: "t".into(),
+            pixels: vec![0, 255, 51, 102],
+            labels: vec![0, 1],
+            rows: 1,
+            cols: 2,
+            sha256: String::new(),
+            images_path: "i".into(),
+            labels_path: "l".into(),
+        };
+        assert_eq!(d.batch_f32(1, 5, 3), vec![0.2, 0.4, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(d.batch_f32(0, 1, 1), vec![0.0, 1.0]);
+    }
+}

@@ -1,0 +1,30 @@
+//! The library's error type: one enum per layer, gathered here.
+//!
+//! Every message names the file or item at fault and says what to do next;
+//! `main` prints it with `Error: {:#}` and maps it to an exit code.
+
+use std::path::PathBuf;
+
+pub use crate::backend::BackendError;
+pub use crate::data::DataError;
+pub use crate::model::ModelError;
+pub use crate::suite::SuiteError;
+
+/// Anything qbench's library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cannot write {path}: {source}; check that the directory is writable, or choose another with --out <dir>")]
+    Output { path: PathBuf, source: std::io::Error },
+    #[error("a case panicked inside the engine: {0}")]
+    Panic(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,20 @@
+//! qbench: benchmark and validate quantized neural-network models on real engines.
+//!
+//! The data flow is one straight line (see `docs/ARCHITECTURE.md`):
+//! suite file → [`suite::Suite`] → cases → model load → scheme → backend session →
+//! measurements → [`record::Record`] appended to `records.jsonl` → reports.
+
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod hash;
+pub mod measure;
+pub mod model;
+pub mod quant;
+pub mod record;
+pub mod report;
+pub mod runner;
+pub mod suite;
+pub mod zoo;
+
+pub use error::{Error, Result};

@@ -1,0 +1,142 @@
+//! The `qbench` binary: parse arguments, call the library, map errors to exit codes.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use cli::{Cli, Command, ListWhat};
+use qbench::backend::BackendId;
+use qbench::data::DatasetFormat;
+use qbench::quant::SchemeId;
+use qbench::report::markdown;
+use qbench::runner::{self, RunOptions};
+use qbench::suite::Suite;
+use qbench::zoo::ZooModelId;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { suite, out, quiet } => {
+            let suite = Suite::load(&suite)?;
+            let mut progress = |line: &str| {
+                if !quiet {
+                    eprintln!("{line}");
+                }
+            };
+            let summary = runner::run(&suite, &RunOptions { out_dir: out }, &mut progress)?;
+            let table = markdown::render(&summary.records);
+            let report = summary.run_dir.join("report.md");
+            std::fs::write(&report, &table).with_context(|| format!("cannot write {}", report.display()))?;
+            println!("{table}");
+            eprintln!("records: {}", summary.run_dir.join("records.jsonl").display());
+            let failed = summary.failed();
+            if failed > 0 {
+                bail!("{failed} of {} cases failed (reasons above and in records.jsonl); the other cases were measured and written", summary.records.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List { what } => {
+            print!("{}", list(what));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { suites } => {
+            let mut bad = 0;
+            for path in &suites {
+                match Suite::load(path).map_err(anyhow::Error::from).and_then(|s| {
+                    runner::load_datasets(&s)?;
+                    Ok(s)
+                }) {
+                    Ok(s) => println!("ok: {} ({} cases)", path.display(), qbench::suite::expand(&s).len()),
+                    Err(e) => {
+                        bad += 1;
+                        eprintln!("Error: {e:#}");
+                    }
+                }
+            }
+            if bad > 0 {
+                bail!("{bad} of {} suites are invalid", suites.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { zoo, weights, output } => {
+            let id = ZooModelId::from_name(&zoo)
+                .with_context(|| format!("unknown zoo model \"{zoo}\"; known: {}", ZooModelId::names().join(", ")))?;
+            let name = weights
+                .file_stem()
+                .map_or(zoo.clone(), |s| s.to_string_lossy().into_owned());
+            let reference = qbench::model::Reference::load(&name, id, &weights)?;
+            let bytes = qbench::model::onnx::export(&name, id, &reference.tensors)?;
+            std::fs::write(&output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!("wrote {} ({} bytes)", output.display(), bytes.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn list(what: Option<ListWhat>) -> String {
+    let mut out = String::new();
+    let show = |w: ListWhat| what.is_none() || what.is_some_and(|x| x as u8 == w as u8);
+    let mut section = |title: &str, rows: Vec<(&str, String)>| {
+        out.push_str(&format!("{title}:\n"));
+        for (name, desc) in rows {
+            out.push_str(&format!("  {name:<12} {desc}\n"));
+        }
+    };
+    if show(ListWhat::Backends) {
+        section(
+            "backends",
+            BackendId::ALL
+                .iter()
+                .map(|b| (b.name(), b.description().to_string()))
+                .collect(),
+        );
+    }
+    if show(ListWhat::Models) {
+        section(
+            "models (built-in zoo)",
+            ZooModelId::ALL
+                .iter()
+                .map(|m| {
+                    (
+                        m.name(),
+                        format!("{} ({} parameters)", m.description(), m.parameter_count()),
+                    )
+                })
+                .collect(),
+        );
+    }
+    if show(ListWhat::Schemes) {
+        section(
+            "schemes",
+            SchemeId::ALL
+                .iter()
+                .map(|s| (s.name(), s.description().to_string()))
+                .collect(),
+        );
+    }
+    if show(ListWhat::Datasets) {
+        let mut rows: Vec<(&str, String)> = vec![(
+            DatasetFormat::Idx.name(),
+            format!("format: {}", DatasetFormat::Idx.description()),
+        )];
+        rows.push((
+            "shipped",
+            "fashion-mnist-test: suites/data/fashion-mnist/t10k-*-idx*-ubyte.gz (10,000 28×28 images, 10 classes, MIT)"
+                .into(),
+        ));
+        section("datasets", rows);
+    }
+    out
+}

@@ -1,0 +1,6 @@
+//! Measurement: latency sampling and its statistics, and evaluation of outputs
+//! against labels and against the fp32 reference.
+
+pub mod eval;
+pub mod latency;
+pub mod stats;

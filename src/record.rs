@@ -1,0 +1,202 @@
+//! The one flat result row, with provenance, and the environment it came from.
+//!
+//! A [`Record`] is written for every case, measured or failed, as soon as the case
+//! ends. Every output (table, files, later reports) derives from records alone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::measure::stats::LatencyStats;
+
+/// Whether a case produced measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseStatus {
+    Ok,
+    Failed,
+}
+
+/// One case's result. Units are in the field names; `None` means "not measured"
+/// (the case failed before that point, see `error`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    // --- identity
+    pub run_id: String,
+    pub case_index: usize,
+    pub suite: String,
+    pub suite_sha256: String,
+    pub model: String,
+    pub zoo: String,
+    pub model_sha256: Option<String>,
+    pub dataset: String,
+    pub dataset_sha256: String,
+    pub scheme: String,
+    pub backend: String,
+    pub device: String,
+    pub threads: usize,
+    pub batch: usize,
+    // --- outcome
+    pub status: CaseStatus,
+    pub error: Option<String>,
+    // --- artifact
+    pub artifact: Option<String>,
+    pub artifact_bytes: Option<u64>,
+    pub bits_per_weight: f64,
+    pub parameters: usize,
+    pub prepare_ns: Option<u64>,
+    // --- latency (one sample = one run of one batch)
+    pub warmup_iters: u32,
+    pub samples_ns: Vec<u64>,
+    pub latency_min_ns: Option<f64>,
+    pub latency_max_ns: Option<f64>,
+    pub latency_mean_ns: Option<f64>,
+    pub latency_stddev_ns: Option<f64>,
+    pub latency_median_ns: Option<f64>,
+    pub latency_p90_ns: Option<f64>,
+    pub latency_p99_ns: Option<f64>,
+    /// 95% confidence interval of the median (order statistics).
+    pub latency_median_ci_low_ns: Option<f64>,
+    pub latency_median_ci_high_ns: Option<f64>,
+    pub throughput_items_per_s: Option<f64>,
+    // --- task accuracy on the whole dataset
+    pub eval_items: Option<usize>,
+    pub top1_accuracy: Option<f64>,
+    // --- agreement with the fp32 reference outputs
+    /// The engine that computed the reference logits (`candle-cpu`, f32).
+    pub reference_backend: String,
+    pub ref_top1_agreement: Option<f64>,
+    pub ref_max_abs_logit_diff: Option<f64>,
+    // --- provenance
+    pub timestamp: String,
+    pub qbench_version: String,
+    pub git_commit: String,
+    pub git_dirty: String,
+    pub candle_version: String,
+    pub tract_version: String,
+    pub rustc_version: String,
+    pub cargo_features: String,
+    pub debug_build: bool,
+    pub os: String,
+    pub cpu_model: String,
+    pub cpu_flags: Vec<String>,
+    pub logical_cores: usize,
+}
+
+impl Record {
+    pub fn set_latency(&mut self, samples_ns: Vec<u64>, batch: usize) {
+        if let Some(s) = LatencyStats::from_samples(&samples_ns) {
+            self.latency_min_ns = Some(s.min_ns);
+            self.latency_max_ns = Some(s.max_ns);
+            self.latency_mean_ns = Some(s.mean_ns);
+            self.latency_stddev_ns = Some(s.stddev_ns);
+            self.latency_median_ns = Some(s.median_ns);
+            self.latency_p90_ns = Some(s.p90_ns);
+            self.latency_p99_ns = Some(s.p99_ns);
+            self.latency_median_ci_low_ns = Some(s.median_ci_low_ns);
+            self.latency_median_ci_high_ns = Some(s.median_ci_high_ns);
+            self.throughput_items_per_s = Some(batch as f64 * 1e9 / s.median_ns);
+        }
+        self.samples_ns = samples_ns;
+    }
+}
+
+/// The machine and build a run happened on; written to `environment.json`
+/// and copied into every record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub qbench_version: String,
+    pub git_commit: String,
+    /// "true", "false" or "unknown" (no git at build time).
+    pub git_dirty: String,
+    pub candle_version: String,
+    pub tract_version: String,
+    pub rustc_version: String,
+    pub cargo_features: String,
+    pub debug_build: bool,
+    pub os: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    /// The ISA extensions that decide which kernels run.
+    pub cpu_flags: Vec<String>,
+    pub logical_cores: usize,
+    pub memory_bytes: Option<u64>,
+    pub threads: usize,
+}
+
+/// ISA flags worth recording (x86 names from /proc/cpuinfo, Arm names from its Features line).
+const INTERESTING_FLAGS: &[&str] = &[
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "asimd",
+    "asimddp",
+    "asimdhp",
+    "sve",
+    "i8mm",
+    "bf16",
+];
+
+impl Environment {
+    pub fn capture(threads: usize) -> Environment {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |key: &str| {
+            cpuinfo
+                .lines()
+                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let cpu_model = field("model name")
+            .or_else(|| field("Model"))
+            .or_else(|| field("CPU part"))
+            .unwrap_or_else(|| "unknown".into());
+        let flags_line = field("flags").or_else(|| field("Features")).unwrap_or_default();
+        let present: Vec<&str> = flags_line.split_whitespace().collect();
+        let cpu_flags = INTERESTING_FLAGS
+            .iter()
+            .filter(|f| present.contains(f))
+            .map(|f| f.to_string())
+            .collect();
+        let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        });
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        Environment {
+            qbench_version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: env!("QBENCH_GIT_COMMIT").into(),
+            git_dirty: env!("QBENCH_GIT_DIRTY").into(),
+            candle_version: env!("QBENCH_CANDLE_VERSION").into(),
+            tract_version: env!("QBENCH_TRACT_VERSION").into(),
+            rustc_version: env!("QBENCH_RUSTC_VERSION").into(),
+            cargo_features: env!("QBENCH_FEATURES").into(),
+            debug_build: cfg!(debug_assertions),
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            kernel,
+            cpu_model,
+            cpu_flags,
+            logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes,
+            threads,
+        }
+    }
+}

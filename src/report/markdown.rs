@@ -1,0 +1,139 @@
+//! The Markdown results table (printed by `run` and written to `report.md`).
+
+use std::fmt::Write;
+
+use crate::record::{CaseStatus, Record};
+
+/// A table of measured cases, a list of failed ones, and a provenance footer.
+pub fn render(records: &[Record]) -> String {
+    let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
+    // One time unit for the whole table, so rows compare at a glance.
+    let smallest = ok
+        .iter()
+        .filter_map(|r| r.latency_median_ns)
+        .fold(f64::INFINITY, f64::min);
+    let (unit, div) = if smallest < 1e6 { ("µs", 1e3) } else { ("ms", 1e6) };
+    let t = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1}", v / div));
+    let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.2}%", 100.0 * v));
+
+    let header = [
+        "model".to_string(),
+        "scheme".into(),
+        "backend".into(),
+        "threads".into(),
+        "batch".into(),
+        format!("median [95% CI] ({unit})"),
+        format!("p90 ({unit})"),
+        format!("p99 ({unit})"),
+        "items/s".into(),
+        "size (bytes)".into(),
+        "top-1".into(),
+        "top-1 agree vs ref".into(),
+        "max |Δlogit| vs ref".into(),
+    ];
+    let right = [
+        false, false, false, true, true, true, true, true, true, true, true, true, true,
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for r in &ok {
+        rows.push(vec![
+            r.model.clone(),
+            r.scheme.clone(),
+            r.backend.clone(),
+            r.threads.to_string(),
+            r.batch.to_string(),
+            format!(
+                "{} [{}, {}]",
+                t(r.latency_median_ns),
+                t(r.latency_median_ci_low_ns),
+                t(r.latency_median_ci_high_ns)
+            ),
+            t(r.latency_p90_ns),
+            t(r.latency_p99_ns),
+            r.throughput_items_per_s.map_or("—".into(), |v| format!("{v:.0}")),
+            r.artifact_bytes.map_or("—".into(), |v| v.to_string()),
+            pct(r.top1_accuracy),
+            pct(r.ref_top1_agreement),
+            r.ref_max_abs_logit_diff.map_or("—".into(), |v| format!("{v:.1e}")),
+        ]);
+    }
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out.push_str(&table(&header, &right, &rows));
+    }
+    let failed: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Failed).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out, "\n**{} failed case(s):**\n", failed.len());
+        for r in failed {
+            let _ = writeln!(
+                out,
+                "- {} / {} / {} / batch {}: {}",
+                r.model,
+                r.scheme,
+                r.backend,
+                r.batch,
+                r.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+    }
+    if let Some(r) = records.first() {
+        let _ = writeln!(
+            out,
+            "\nTop-1 on {} ({} items). \"vs ref\": against the fp32 logits computed by {}.\nqbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}), {} threads{}.",
+            r.dataset,
+            r.eval_items.map_or("?".into(), |n| n.to_string()),
+            r.reference_backend,
+            r.qbench_version,
+            &r.git_commit[..r.git_commit.len().min(12)],
+            if r.git_dirty == "true" { ", dirty" } else { "" },
+            r.candle_version,
+            r.tract_version,
+            r.rustc_version,
+            r.cpu_model,
+            r.cpu_flags.join(" "),
+            r.threads,
+            if r.debug_build { "; DEBUG BUILD: timings are not representative" } else { "" },
+        );
+    }
+    out
+}
+
+/// A Markdown table with padded columns; `right[i]` right-aligns column i.
+fn table(header: &[String], right: &[bool], rows: &[Vec<String>]) -> String {
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].chars().count(), 3])
+            .max()
+            .unwrap_or(3)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let line = |cells: &[String]| {
+        let mut s = String::from("|");
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i] - c.chars().count();
+            if right[i] {
+                let _ = write!(s, " {}{} |", " ".repeat(pad), c);
+            } else {
+                let _ = write!(s, " {}{} |", c, " ".repeat(pad));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(header);
+    out.push('|');
+    for (i, w) in widths.iter().enumerate() {
+        let dashes = "-".repeat(w - 1);
+        if right[i] {
+            let _ = write!(out, " {dashes}: |");
+        } else {
+            let _ = write!(out, " {dashes}- |");
+        }
+    }
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}

@@ -1,0 +1,4 @@
+//! Outputs derived from records: the append-only JSONL sink and the Markdown table.
+
+pub mod jsonl;
+pub mod markdown;

@@ -1,0 +1,330 @@
+//! Running a suite: datasets and models are loaded once, every case is measured
+//! and its record appended before the next case starts. A failing case is
+//! recorded as failed and the suite goes on.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::backend::{configure_threads, BackendId};
+use crate::data::{load_idx, DataError, Dataset, DatasetFormat};
+use crate::measure::{eval, latency};
+use crate::model::Reference;
+use crate::quant::{self, Variant};
+use crate::record::{CaseStatus, Environment, Record};
+use crate::report::jsonl::RecordSink;
+use crate::suite::{expand, Case, Suite};
+use crate::{Error, Result};
+
+/// The engine and batch size that compute each model's fp32 reference logits.
+pub const REFERENCE_BACKEND: BackendId = BackendId::CandleCpu;
+const REFERENCE_BATCH: usize = 500;
+
+/// Where the run goes and how chatty it is.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the suite's output folder.
+    pub out_dir: Option<PathBuf>,
+}
+
+/// What a finished run left behind.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub records: Vec<Record>,
+}
+
+impl RunSummary {
+    pub fn failed(&self) -> usize {
+        self.records.iter().filter(|r| r.status == CaseStatus::Failed).count()
+    }
+}
+
+/// Loads every dataset the suite names and checks it fits the models that use it.
+/// Any problem here stops the run before anything is measured.
+pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
+    let datasets = suite
+        .datasets
+        .iter()
+        .map(|d| match d.format {
+            DatasetFormat::Idx => load_idx(&d.name, &d.images, &d.labels),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for m in &suite.models {
+        let d = &datasets[m.dataset];
+        let [_, h, w] = m.zoo.input_shape();
+        if (d.rows, d.cols) != (h, w) {
+            return Err(DataError::ShapeMismatch {
+                dataset: d.name.clone(),
+                path: d.images_path.clone(),
+                rows: d.rows,
+                cols: d.cols,
+                model: m.name.clone(),
+                zoo: m.zoo.name(),
+                want_rows: h,
+                want_cols: w,
+            });
+        }
+        if let Some(&label) = d.labels.iter().find(|&&l| l as usize >= m.zoo.num_classes()) {
+            return Err(DataError::LabelRange {
+                dataset: d.name.clone(),
+                path: d.labels_path.clone(),
+                label,
+                model: m.name.clone(),
+                classes: m.zoo.num_classes(),
+            });
+        }
+    }
+    Ok(datasets)
+}
+
+/// Runs every case of `suite`; `progress` receives one line per step.
+pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) -> Result<RunSummary> {
+    let datasets = load_datasets(suite)?;
+    configure_threads(suite.threads);
+    let env = Environment::capture(suite.threads);
+    let out_root = options.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
+    let (run_id, run_dir) = create_run_dir(&out_root.join(&suite.name))?;
+    let artifacts = run_dir.join("artifacts");
+    create_dir(&artifacts)?;
+    write_file(
+        &run_dir.join("environment.json"),
+        &serde_json::to_vec_pretty(&env).expect("Environment serializes"),
+    )?;
+    if let Ok(text) = std::fs::read(&suite.file) {
+        write_file(&run_dir.join("suite.toml"), &text)?;
+    }
+    let mut sink = RecordSink::open(&run_dir.join("records.jsonl"))?;
+    progress(&format!("run {run_id}: writing to {}", run_dir.display()));
+    if env.debug_build {
+        progress("WARNING: this is a debug build; timings are 10-100× slower than release and are not representative. Use cargo run --release.");
+    }
+
+    let cases = expand(suite);
+    let total = cases.len();
+    let mut records = Vec::with_capacity(total);
+    let mut index = 0;
+    for (model_idx, model) in suite.models.iter().enumerate() {
+        let data = &datasets[model.dataset];
+        let model_cases: Vec<&Case> = cases.iter().filter(|c| c.model == model_idx).collect();
+        let reference = guarded(|| Reference::load(&model.name, model.zoo, &model.weights).map_err(Error::from));
+        let reference_logits = reference.as_ref().ok().map(|r| guarded(|| reference_logits(r, data)));
+        if let Some(Err(e)) = &reference_logits {
+            progress(&format!(
+                "{}: reference outputs failed: {e:#}; agreement columns stay empty",
+                model.name
+            ));
+        }
+        let reference_logits = reference_logits.and_then(|r| r.ok());
+        let mut variants: HashMap<quant::SchemeId, Result<Variant, String>> = HashMap::new();
+        for case in model_cases {
+            index += 1;
+            let mut record = base_record(suite, &env, &run_id, index - 1, case, data);
+            let outcome = match &reference {
+                Err(e) => Err(e.to_string()),
+                Ok(reference) => {
+                    record.model_sha256 = Some(reference.sha256.clone());
+                    let variant = variants.entry(case.scheme).or_insert_with(|| {
+                        guarded(|| quant::apply(case.scheme, reference, &artifacts)).map_err(|e| e.to_string())
+                    });
+                    match variant {
+                        Err(e) => Err(e.clone()),
+                        Ok(v) => {
+                            guarded(|| measure_case(suite, case, v, data, reference_logits.as_deref(), &mut record))
+                                .map_err(|e| e.to_string())
+                        }
+                    }
+                }
+            };
+            let line = match outcome {
+                Ok(()) => format!(
+                    "[{index}/{total}] {} {} {} batch {}: median {:.1} µs, top-1 {:.2}%",
+                    model.name,
+                    case.scheme.name(),
+                    case.backend.name(),
+                    case.batch,
+                    record.latency_median_ns.unwrap_or(f64::NAN) / 1e3,
+                    100.0 * record.top1_accuracy.unwrap_or(f64::NAN)
+                ),
+                Err(e) => {
+                    record.status = CaseStatus::Failed;
+                    record.error = Some(e.clone());
+                    format!(
+                        "[{index}/{total}] {} {} {} batch {}: FAILED: {e}",
+                        model.name,
+                        case.scheme.name(),
+                        case.backend.name(),
+                        case.batch
+                    )
+                }
+            };
+            sink.append(&record)?;
+            records.push(record);
+            progress(&line);
+        }
+    }
+    Ok(RunSummary { run_dir, records })
+}
+
+/// Prepare (untimed), evaluate on the whole dataset, then sample latency.
+fn measure_case(
+    suite: &Suite,
+    case: &Case,
+    variant: &Variant,
+    data: &Dataset,
+    reference: Option<&[f32]>,
+    record: &mut Record,
+) -> Result<()> {
+    let backend = case.backend.create();
+    let started = Instant::now();
+    let mut prepared = backend.prepare(variant, case.batch)?;
+    record.prepare_ns = Some(started.elapsed().as_nanos() as u64);
+    record.artifact = Some(prepared.artifact.display().to_string());
+    record.artifact_bytes = Some(prepared.artifact_bytes);
+
+    let classes = variant.zoo.num_classes();
+    let session = prepared.session.as_mut();
+    let logits = eval::run_dataset(session, case.backend, data, case.batch, classes)?;
+    record.eval_items = Some(data.len());
+    record.top1_accuracy = Some(eval::accuracy(&eval::top1(&logits, classes), &data.labels));
+    if let Some(reference) = reference {
+        let a = eval::agreement(&logits, reference, classes);
+        record.ref_top1_agreement = Some(a.top1);
+        record.ref_max_abs_logit_diff = Some(a.max_abs_diff);
+    }
+
+    session.set_input(&data.batch_f32(0, case.batch, case.batch))?;
+    let samples = latency::sample(&suite.measure, || session.run())?;
+    record.warmup_iters = suite.measure.warmup_iters;
+    record.set_latency(samples, case.batch);
+    Ok(())
+}
+
+/// fp32 logits of the reference on the whole dataset, computed once per model.
+fn reference_logits(reference: &Reference, data: &Dataset) -> Result<Vec<f32>> {
+    let variant = Variant {
+        model: reference.name.clone(),
+        zoo: reference.zoo,
+        scheme: quant::SchemeId::F32,
+        safetensors: reference.weights_path.clone(),
+        onnx: PathBuf::new(),
+    };
+    let mut prepared = REFERENCE_BACKEND.create().prepare(&variant, REFERENCE_BATCH)?;
+    Ok(eval::run_dataset(
+        prepared.session.as_mut(),
+        REFERENCE_BACKEND,
+        data,
+        REFERENCE_BATCH,
+        reference.zoo.num_classes(),
+    )?)
+}
+
+/// Runs `f`, turning a panic inside an engine into an error so one case cannot abort the suite.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Panic(msg))
+        }
+    }
+}
+
+fn base_record(
+    suite: &Suite,
+    env: &Environment,
+    run_id: &str,
+    case_index: usize,
+    case: &Case,
+    data: &Dataset,
+) -> Record {
+    let model = &suite.models[case.model];
+    Record {
+        run_id: run_id.to_string(),
+        case_index,
+        suite: suite.name.clone(),
+        suite_sha256: suite.sha256.clone(),
+        model: model.name.clone(),
+        zoo: model.zoo.name().to_string(),
+        model_sha256: None,
+        dataset: data.name.clone(),
+        dataset_sha256: data.sha256.clone(),
+        scheme: case.scheme.name().to_string(),
+        backend: case.backend.name().to_string(),
+        device: case.backend.device().to_string(),
+        threads: suite.threads,
+        batch: case.batch,
+        status: CaseStatus::Ok,
+        error: None,
+        artifact: None,
+        artifact_bytes: None,
+        bits_per_weight: case.scheme.bits_per_weight(),
+        parameters: model.zoo.parameter_count(),
+        prepare_ns: None,
+        warmup_iters: 0,
+        samples_ns: Vec::new(),
+        latency_min_ns: None,
+        latency_max_ns: None,
+        latency_mean_ns: None,
+        latency_stddev_ns: None,
+        latency_median_ns: None,
+        latency_p90_ns: None,
+        latency_p99_ns: None,
+        latency_median_ci_low_ns: None,
+        latency_median_ci_high_ns: None,
+        throughput_items_per_s: None,
+        eval_items: None,
+        top1_accuracy: None,
+        reference_backend: REFERENCE_BACKEND.name().to_string(),
+        ref_top1_agreement: None,
+        ref_max_abs_logit_diff: None,
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        qbench_version: env.qbench_version.clone(),
+        git_commit: env.git_commit.clone(),
+        git_dirty: env.git_dirty.clone(),
+        candle_version: env.candle_version.clone(),
+        tract_version: env.tract_version.clone(),
+        rustc_version: env.rustc_version.clone(),
+        cargo_features: env.cargo_features.clone(),
+        debug_build: env.debug_build,
+        os: env.os.clone(),
+        cpu_model: env.cpu_model.clone(),
+        cpu_flags: env.cpu_flags.clone(),
+        logical_cores: env.logical_cores,
+    }
+}
+
+/// `<root>/<UTC timestamp>`, with a numeric suffix if two runs start in the same second.
+fn create_run_dir(root: &Path) -> Result<(String, PathBuf)> {
+    create_dir(root)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    for n in 1.. {
+        let id = if n == 1 { stamp.clone() } else { format!("{stamp}-{n}") };
+        let dir = root.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(Error::Output { path: dir, source }),
+        }
+    }
+    unreachable!("an unbounded counter always finds a free name")
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Output {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Output {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,73 @@
+//! The raw suite file, exactly as written: serde types with `deny_unknown_fields`.
+//!
+//! Values that later checks may reject keep their position (`Spanned`) so the
+//! error can name the line. Nothing here does I/O or validation; see `resolve`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Suite format v1, as parsed from TOML.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSpec {
+    /// Used as the report folder name: letters, digits, `-`, `_`, `.`.
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Quantization schemes to apply to every model (`qbench list schemes`).
+    pub schemes: Spanned<Vec<Spanned<String>>>,
+    /// Engines to run every variant on (`qbench list backends`).
+    pub backends: Spanned<Vec<Spanned<String>>>,
+    /// Batch sizes for latency; accuracy is evaluated at each of them too.
+    pub batch_sizes: Spanned<Vec<Spanned<i64>>>,
+    #[serde(default)]
+    pub measure: Option<Spanned<MeasureSpec>>,
+    #[serde(default)]
+    pub output: Option<OutputSpec>,
+    pub datasets: Spanned<Vec<Spanned<DatasetSpec>>>,
+    pub models: Spanned<Vec<Spanned<ModelSpec>>>,
+}
+
+/// `[measure]`: how latency is sampled. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureSpec {
+    pub warmup_iters: Option<Spanned<i64>>,
+    pub min_samples: Option<Spanned<i64>>,
+    pub max_samples: Option<Spanned<i64>>,
+    pub max_time_ms: Option<Spanned<i64>>,
+    pub threads: Option<Spanned<i64>>,
+}
+
+/// `[output]`: where runs are written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Relative to the current directory, not to the suite file.
+    pub dir: Option<String>,
+}
+
+/// `[[datasets]]`: one dataset file pair.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    pub name: Spanned<String>,
+    pub format: Spanned<String>,
+    /// Relative to the suite file.
+    pub images: Spanned<String>,
+    /// Relative to the suite file.
+    pub labels: Spanned<String>,
+}
+
+/// `[[models]]`: one reference model.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: Spanned<String>,
+    /// A built-in architecture (`qbench list models`).
+    pub zoo: Spanned<String>,
+    /// safetensors file with the trained weights, relative to the suite file.
+    pub weights: Spanned<String>,
+    /// Name of the dataset to evaluate on; may be left out when the suite has one dataset.
+    pub dataset: Option<Spanned<String>>,
+}

@@ -1,0 +1,128 @@
+//! Seeded training of the zoo models (used by `examples/train_zoo.rs`).
+//!
+//! Initialisation and shuffling come from one `StdRng` seed, so a run is
+//! reproducible for a given seed and thread count (parallel reductions may
+//! round differently with another thread count).
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use super::{Net, ZooModelId};
+use crate::data::Dataset;
+
+/// Training hyper-parameters.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+}
+
+/// What one epoch achieved.
+#[derive(Debug, Clone)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub test_accuracy: f64,
+}
+
+/// PyTorch's default initialisation: weights and biases `U(-1/√fan_in, 1/√fan_in)`.
+pub fn init_parameters(id: ZooModelId, rng: &mut StdRng) -> candle_core::Result<HashMap<String, Var>> {
+    let mut params = HashMap::new();
+    for (name, shape) in id.parameters() {
+        let fan_in: usize = if name.ends_with(".weight") {
+            shape[1..].iter().product()
+        } else {
+            // bias: fan_in of its layer's weight
+            let w = id
+                .parameters()
+                .into_iter()
+                .find(|(n, _)| *n == name.replace(".bias", ".weight"))
+                .map(|(_, s)| s[1..].iter().product())
+                .unwrap_or(1);
+            w
+        };
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+        params.insert(name, Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu)?)?);
+    }
+    Ok(params)
+}
+
+/// Trains `id` on `train`, reporting test accuracy after each epoch; returns the weights.
+pub fn train(
+    id: ZooModelId,
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &TrainConfig,
+    mut on_epoch: impl FnMut(&EpochReport),
+) -> candle_core::Result<HashMap<String, Tensor>> {
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let params = init_parameters(id, &mut rng)?;
+    let tensors: HashMap<String, Tensor> = params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    let net = Net::new(id, &tensors)?;
+    let mut vars: Vec<(String, Var)> = params.into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut opt = AdamW::new(
+        vars.iter().map(|(_, v)| v.clone()).collect(),
+        ParamsAdamW {
+            lr: cfg.learning_rate,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let [c, h, w] = id.input_shape();
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    for epoch in 1..=cfg.epochs {
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        let mut batches = 0;
+        for chunk in order.chunks(cfg.batch_size) {
+            let mut x = Vec::with_capacity(chunk.len() * c * h * w);
+            let mut y = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                x.extend(train.batch_f32(i, 1, 1));
+                y.push(train.labels[i] as u32);
+            }
+            let x = Tensor::from_vec(x, (chunk.len(), c, h, w), &Device::Cpu)?;
+            let y = Tensor::from_vec(y, chunk.len(), &Device::Cpu)?;
+            let loss = loss::cross_entropy(&net.forward(&x)?, &y)?;
+            opt.backward_step(&loss)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            batches += 1;
+        }
+        let test_accuracy = accuracy(&net, id, test)?;
+        on_epoch(&EpochReport {
+            epoch,
+            train_loss: loss_sum / batches as f64,
+            test_accuracy,
+        });
+    }
+    Ok(vars.into_iter().map(|(k, v)| (k, v.as_tensor().detach())).collect())
+}
+
+/// Top-1 accuracy of a candle network on a dataset, in batches of 500.
+pub fn accuracy(net: &Net, id: ZooModelId, data: &Dataset) -> candle_core::Result<f64> {
+    let [c, h, w] = id.input_shape();
+    let mut correct = 0usize;
+    let mut start = 0;
+    while start < data.len() {
+        let n = 500.min(data.len() - start);
+        let x = Tensor::from_vec(data.batch_f32(start, n, n), (n, c, h, w), &Device::Cpu)?;
+        let pred = net.forward(&x)?.argmax(1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        correct += pred
+            .iter()
+            .zip(&data.labels[start..start + n])
+            .filter(|(p, l)| **p == **l as u32)
+            .count();
+        start += n;
+    }
+    Ok(correct as f64 / data.len() as f64)
+}

@@ -1,0 +1,325 @@
+//! The binary end to end: bad input gets a one-line error naming the file and the
+//! fix (exit 1, no panic); failing cases are recorded and the suite goes on.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use qbench::record::{CaseStatus, Record};
+use qbench::report::jsonl::read_records;
+
+fn qbench(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit code 1, an `Error:` line containing every `needles`, no panic.
+fn assert_clean_error(o: &Output, needles: &[&str]) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {e}");
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(e.lines().last().is_some_and(|l| l.starts_with("Error: ")), "{e}");
+    for n in needles {
+        assert!(e.contains(n), "expected {n:?} in: {e}");
+    }
+}
+
+fn run_suite(dir: &Path, suite: &Path) -> Output {
+    qbench(
+        dir,
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ],
+    )
+}
+
+fn only_run_dir(dir: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("out/t"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+#[test]
+fn version_and_help_for_every_command() {
+    let dir = common::repo();
+    let v = qbench(&dir, &["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        format!("qbench {}", env!("CARGO_PKG_VERSION"))
+    );
+    for cmd in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["list", "--help"],
+        &["validate", "--help"],
+        &["export", "--help"],
+    ] {
+        let o = qbench(&dir, cmd);
+        assert!(o.status.success(), "{cmd:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage: qbench"), "{cmd:?}");
+    }
+}
+
+#[test]
+fn list_names_every_backend_model_scheme_and_dataset_format() {
+    let o = qbench(&common::repo(), &["list"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "candle-cpu",
+        "tract-cpu",
+        "mlp",
+        "cnn",
+        "f32",
+        "idx",
+        "fashion-mnist-test",
+    ] {
+        assert!(out.contains(name), "{name} missing from:\n{out}");
+    }
+    let o = qbench(&common::repo(), &["list", "backends"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("tract-cpu") && !out.contains("mlp"), "{out}");
+}
+
+#[test]
+fn unknown_backend_names_file_line_and_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu", "trac-cpu"]"#, "[1]", &["mlp"], "");
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(
+        &o,
+        &[
+            &format!("{}:3:27:", suite.display()),
+            r#"unknown backend "trac-cpu" — did you mean "tract-cpu"?"#,
+        ],
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing is written for an invalid suite"
+    );
+}
+
+#[test]
+fn unknown_key_is_named_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("warmup_iters = 2", "warmup = 2");
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(
+        &o,
+        &[
+            &format!("{}:7:", suite.display()),
+            r#"unknown key "warmup" — did you mean "warmup_iters"?"#,
+        ],
+    );
+}
+
+#[test]
+fn missing_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("schemes = [\"f32\"]\n", "");
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(&o, &[&suite.display().to_string(), "missing field `schemes`"]);
+}
+
+#[test]
+fn missing_model_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "\n[[models]]\nname = \"ghost\"\nzoo = \"mlp\"\nweights = \"models/ghost.safetensors\"\n";
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], extra);
+    let text = std::fs::read_to_string(&suite).unwrap();
+    let line = 1 + text.lines().position(|l| l.contains("ghost.safetensors")).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(
+        &o,
+        &[
+            &format!("{}:{line}:11:", suite.display()),
+            "weights file \"models/ghost.safetensors\" does not exist",
+            "relative to the suite file",
+        ],
+    );
+}
+
+#[test]
+fn dataset_of_the_wrong_image_size_is_refused_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8×8 digits-like images: valid IDX, wrong size for the 28×28 zoo models.
+    let pixels: Vec<u8> = (0..20 * 64).map(|i| (i % 256) as u8).collect();
+    std::fs::write(
+        dir.path().join("small-images.idx"),
+        qbench::data::encode_idx_images(8, 8, &pixels),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("small-labels.idx"),
+        qbench::data::encode_idx_labels(&[3; 20]),
+    )
+    .unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
+    let text = std::fs::read_to_string(&suite).unwrap();
+    let text = text
+        .replace(&format!("{:?}", common::fashion_images()), "\"small-images.idx\"")
+        .replace(&format!("{:?}", common::fashion_labels()), "\"small-labels.idx\"");
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(
+        &o,
+        &[
+            "small-images.idx",
+            "has 8×8 images",
+            "model \"mlp\"",
+            "takes 1×28×28 inputs",
+        ],
+    );
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn corrupt_gzip_dataset_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(common::fashion_labels()).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid..].iter_mut().for_each(|b| *b = b.wrapping_add(17));
+    std::fs::write(dir.path().join("labels.gz"), bytes).unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace(&format!("{:?}", common::fashion_labels()), "\"labels.gz\"");
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(&o, &["labels.gz", "is not valid gzip", "corrupt or truncated"]);
+}
+
+#[test]
+fn a_failing_model_is_recorded_and_the_others_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.safetensors"), b"this is not a safetensors file").unwrap();
+    // NaN weights: a valid file whose numbers are unusable.
+    let mut t = candle_core::safetensors::load(common::weights("mlp"), &candle_core::Device::Cpu).unwrap();
+    let nan = candle_core::Tensor::full(f32::NAN, (10,), &candle_core::Device::Cpu).unwrap();
+    t.insert("fc3.bias".into(), nan);
+    candle_core::safetensors::save(&t, dir.path().join("nan.safetensors")).unwrap();
+    let extra = "\n[[models]]\nname = \"broken\"\nzoo = \"cnn\"\nweights = \"broken.safetensors\"\n\n[[models]]\nname = \"nan\"\nzoo = \"mlp\"\nweights = \"nan.safetensors\"\n";
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu", "tract-cpu"]"#, "[4]", &["mlp"], extra);
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(&o, &["4 of 6 cases failed"]);
+    let records = read_records(&only_run_dir(dir.path()).join("records.jsonl")).unwrap();
+    assert_eq!(records.len(), 6);
+    let status: Vec<(&str, CaseStatus)> = records.iter().map(|r| (r.model.as_str(), r.status)).collect();
+    assert_eq!(
+        status,
+        vec![
+            ("mlp", CaseStatus::Ok),
+            ("mlp", CaseStatus::Ok),
+            ("broken", CaseStatus::Failed),
+            ("broken", CaseStatus::Failed),
+            ("nan", CaseStatus::Failed),
+            ("nan", CaseStatus::Failed)
+        ]
+    );
+    let broken = records[2].error.as_deref().unwrap();
+    assert!(
+        broken.contains("broken.safetensors") && broken.contains("not a valid safetensors file"),
+        "{broken}"
+    );
+    let nan = records[4].error.as_deref().unwrap();
+    assert!(nan.contains("fc3.bias") && nan.contains("NaN"), "{nan}");
+    assert!(records[0].top1_accuracy.unwrap() > 0.87);
+    // The table still shows the measured cases and lists the failures.
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("| mlp ") && table.contains("4 failed case(s)"),
+        "{table}"
+    );
+}
+
+/// The acceptance figures of the spine, on the whole 10k test set.
+#[test]
+fn both_models_on_both_backends_meet_accuracy_and_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(
+        dir.path(),
+        r#"["candle-cpu", "tract-cpu"]"#,
+        "[1, 32]",
+        &["mlp", "cnn"],
+        "",
+    );
+    let o = run_suite(dir.path(), &suite);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run_dir = only_run_dir(dir.path());
+    // Records parse back into the deny_unknown_fields type.
+    let records: Vec<Record> = read_records(&run_dir.join("records.jsonl")).unwrap();
+    assert_eq!(records.len(), 8);
+    let env: qbench::record::Environment =
+        serde_json::from_slice(&std::fs::read(run_dir.join("environment.json")).unwrap()).unwrap();
+    assert_eq!(env.threads, 1);
+
+    let images = std::fs::read(common::fashion_images()).unwrap();
+    let labels = std::fs::read(common::fashion_labels()).unwrap();
+    let dataset_sha = qbench::hash::sha256_hex(&[images, labels].concat());
+    for r in &records {
+        let what = format!("{} {} batch {}", r.model, r.backend, r.batch);
+        assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
+        let floor = if r.model == "cnn" { 0.90 } else { 0.87 };
+        assert!(r.top1_accuracy.unwrap() >= floor, "{what}: top-1 {:?}", r.top1_accuracy);
+        assert_eq!(r.eval_items, Some(10_000));
+        assert!(
+            r.ref_top1_agreement.unwrap() >= 0.999,
+            "{what}: agreement {:?}",
+            r.ref_top1_agreement
+        );
+        assert!(r.ref_max_abs_logit_diff.unwrap() < 1e-3, "{what}");
+        // Provenance: hashes of the real files, the artifact's real size.
+        assert_eq!(
+            r.model_sha256.as_deref(),
+            Some(qbench::hash::sha256_hex(&std::fs::read(common::weights(&r.model)).unwrap()).as_str())
+        );
+        assert_eq!(r.dataset_sha256, dataset_sha);
+        let artifact = std::fs::metadata(r.artifact.as_ref().unwrap()).unwrap();
+        assert_eq!(r.artifact_bytes, Some(artifact.len()));
+        // Latency statistics are consistent with the raw samples kept.
+        let n = r.samples_ns.len();
+        assert!(n >= 5, "{what}: {n} samples");
+        let (min, max) = (
+            *r.samples_ns.iter().min().unwrap() as f64,
+            *r.samples_ns.iter().max().unwrap() as f64,
+        );
+        assert_eq!((r.latency_min_ns, r.latency_max_ns), (Some(min), Some(max)));
+        let med = r.latency_median_ns.unwrap();
+        assert!(r.latency_median_ci_low_ns.unwrap() <= med && med <= r.latency_median_ci_high_ns.unwrap());
+        assert!(med <= r.latency_p90_ns.unwrap() && r.latency_p90_ns.unwrap() <= r.latency_p99_ns.unwrap());
+        assert!((r.throughput_items_per_s.unwrap() - r.batch as f64 * 1e9 / med).abs() < 1e-6);
+        assert_eq!(r.debug_build, cfg!(debug_assertions));
+    }
+    // Backend agreement per model: the two backends' predictions agree; accuracy differs by < 0.1 point.
+    for model in ["mlp", "cnn"] {
+        let acc: Vec<f64> = records
+            .iter()
+            .filter(|r| r.model == model)
+            .map(|r| r.top1_accuracy.unwrap())
+            .collect();
+        let spread = acc.iter().cloned().fold(f64::MIN, f64::max) - acc.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(spread <= 0.001, "{model}: {acc:?}");
+    }
+    assert!(run_dir.join("report.md").is_file());
+}

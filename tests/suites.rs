@@ -1,0 +1,33 @@
+//! Every suite shipped in suites/ parses, validates, and its datasets fit its models.
+
+use qbench::runner::load_datasets;
+use qbench::suite::{expand, suite_files, Suite};
+
+#[test]
+fn every_shipped_suite_loads_and_validates() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+    let files = suite_files(&dir).unwrap();
+    assert!(!files.is_empty(), "no suites found in {}", dir.display());
+    for f in files {
+        let suite = Suite::load(&f).unwrap_or_else(|e| panic!("{e}"));
+        load_datasets(&suite).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let cases = expand(&suite);
+        assert_eq!(
+            cases.len(),
+            suite.models.len() * suite.schemes.len() * suite.backends.len() * suite.batch_sizes.len()
+        );
+        // Model-major: each model's cases are contiguous, so it is loaded once.
+        let mut seen = Vec::new();
+        for c in &cases {
+            if seen.last() != Some(&c.model) {
+                assert!(
+                    !seen.contains(&c.model),
+                    "{}: model {} appears in two runs of cases",
+                    f.display(),
+                    c.model
+                );
+                seen.push(c.model);
+            }
+        }
+    }
+}
