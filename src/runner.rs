@@ -97,6 +97,12 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
     }
     let mut sink = RecordSink::open(&run_dir.join("records.jsonl"))?;
     progress(&format!("run {run_id}: writing to {}", run_dir.display()));
+    if suite.threads > env.logical_cores {
+        progress(&format!(
+            "WARNING: measure.threads = {} exceeds the {} logical cores here; threads will contend and timings overstate latency",
+            suite.threads, env.logical_cores
+        ));
+    }
     if env.debug_build {
         progress("WARNING: this is a debug build; timings are 10-100× slower than release and are not representative. Use cargo run --release.");
     }
