@@ -79,7 +79,7 @@ pub fn render(records: &[Record]) -> String {
     if let Some(r) = records.first() {
         let _ = writeln!(
             out,
-            "\nTop-1 on {} ({} items). \"vs ref\": against the fp32 logits computed by {}.\nqbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}), {} threads{}.",
+            "\nTop-1 on {} ({} items). \"vs ref\": against the fp32 logits computed by {}.\nqbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
             r.dataset,
             r.eval_items.map_or("?".into(), |n| n.to_string()),
             r.reference_backend,
