@@ -30,6 +30,17 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
         model: model_name.to_string(),
         reason,
     };
+    // `<layer>.weight` and `<layer>.bias` become initializers and the node's 2nd and 3rd inputs.
+    let add_parameters =
+        |layer: &str, inputs: &mut Vec<String>, inits: &mut Vec<TensorProto>| -> Result<(), ModelError> {
+            for p in ["weight", "bias"] {
+                let key = format!("{layer}.{p}");
+                let t = tensors.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))?;
+                inits.push(initializer(&key, t).map_err(|e| err(e.to_string()))?);
+                inputs.push(key);
+            }
+            Ok(())
+        };
     let mut nodes = Vec::new();
     let mut initializers = Vec::new();
     let mut current = INPUT_NAME.to_string();
@@ -45,12 +56,7 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
             Layer::Conv2d {
                 name, kernel, padding, ..
             } => {
-                for p in ["weight", "bias"] {
-                    let key = format!("{name}.{p}");
-                    let t = tensors.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))?;
-                    initializers.push(initializer(&key, t).map_err(|e| err(e.to_string()))?);
-                    inputs.push(key);
-                }
+                add_parameters(name, &mut inputs, &mut initializers)?;
                 let k = kernel as i64;
                 let p = padding as i64;
                 (
@@ -66,12 +72,7 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
                 )
             }
             Layer::Linear { name, .. } => {
-                for p in ["weight", "bias"] {
-                    let key = format!("{name}.{p}");
-                    let t = tensors.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))?;
-                    initializers.push(initializer(&key, t).map_err(|e| err(e.to_string()))?);
-                    inputs.push(key);
-                }
+                add_parameters(name, &mut inputs, &mut initializers)?;
                 ("Gemm", vec![int("transB", 1)], name.to_string())
             }
             Layer::Relu => ("Relu", vec![], format!("relu{i}")),
