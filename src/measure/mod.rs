@@ -2,5 +2,6 @@
 //! against labels and against the fp32 reference.
 
 pub mod eval;
+pub mod fidelity;
 pub mod latency;
 pub mod stats;

@@ -4,6 +4,9 @@
 //! Only `f32` (the reference itself) exists so far; the list is real so suites
 //! and records already carry the scheme as a dimension.
 
+pub mod budget;
+pub mod int;
+
 use serde::{Deserialize, Serialize};
 
 /// A quantization scheme, as named in suites and records.

@@ -1,0 +1,275 @@
+//! Integer quantization math: ONNX `QuantizeLinear`/`DequantizeLinear` semantics and
+//! onnxruntime's scale/zero-point rules, per tensor, per channel or per group.
+//!
+//! - Quantize: `q = saturate(round_half_to_even(x / scale) + zero_point)` (ONNX spec).
+//! - Dequantize: `x = (q − zero_point) · scale`.
+//! - Scale and zero point follow onnxruntime's `compute_scale_zp`: the range is widened to
+//!   contain 0; symmetric ranges become `[−absmax, absmax]` and take the zero point
+//!   `round((qmin + qmax) / 2)`; asymmetric ones take `round(qmin − rmin / scale)`; the scale
+//!   is `(rmax − rmin) / (qmax − qmin)` in f64, stored as f32, and 1 (zero point 0) when it
+//!   would underflow. Symmetric int8 uses `[−127, 127]`, as onnxruntime does.
+
+use serde::{Deserialize, Serialize};
+
+/// The integer storage types qbench quantizes weights to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntType {
+    I8,
+    U8,
+    I4,
+    U4,
+}
+
+impl IntType {
+    pub fn bits(self) -> u32 {
+        match self {
+            IntType::I8 | IntType::U8 => 8,
+            IntType::I4 | IntType::U4 => 4,
+        }
+    }
+
+    /// The full range of the type.
+    pub fn range(self) -> (i32, i32) {
+        match self {
+            IntType::I8 => (-128, 127),
+            IntType::U8 => (0, 255),
+            IntType::I4 => (-8, 7),
+            IntType::U4 => (0, 15),
+        }
+    }
+
+    /// The range onnxruntime quantizes into: symmetric int8 drops −128 so ±absmax are both exact.
+    pub fn quant_range(self, symmetric: bool) -> (i32, i32) {
+        match (self, symmetric) {
+            (IntType::I8, true) => (-127, 127),
+            _ => self.range(),
+        }
+    }
+}
+
+/// Scale and zero point of one quantized block (tensor, channel or group).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QParams {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+/// onnxruntime's `compute_scale_zp` for the real range `[rmin, rmax]` and integer range `[qmin, qmax]`.
+pub fn scale_zero_point(rmin: f32, rmax: f32, qmin: i32, qmax: i32, symmetric: bool) -> QParams {
+    debug_assert!(qmin <= 0 && 0 <= qmax);
+    let (mut rmin, mut rmax) = (rmin.min(0.0), rmax.max(0.0));
+    if symmetric {
+        let absmax = rmin.abs().max(rmax.abs());
+        rmin = -absmax;
+        rmax = absmax;
+    }
+    let scale = (rmax as f64 - rmin as f64) / (qmax as f64 - qmin as f64);
+    if scale < f32::MIN_POSITIVE as f64 {
+        return QParams {
+            scale: 1.0,
+            zero_point: 0,
+        };
+    }
+    let zero_point = if symmetric {
+        ((qmin + qmax) as f64 / 2.0).round_ties_even() as i32
+    } else {
+        (qmin as f64 - rmin as f64 / scale).round_ties_even() as i32
+    };
+    QParams {
+        scale: scale as f32,
+        zero_point,
+    }
+}
+
+/// ONNX `QuantizeLinear` of one value into `[qmin, qmax]` (round half to even, saturate).
+pub fn quantize_linear(x: f32, p: QParams, qmin: i32, qmax: i32) -> i32 {
+    let q = (x / p.scale).round_ties_even() as i64 + p.zero_point as i64;
+    q.clamp(qmin as i64, qmax as i64) as i32
+}
+
+/// ONNX `DequantizeLinear` of one value.
+pub fn dequantize_linear(q: i32, p: QParams) -> f32 {
+    (q - p.zero_point) as f32 * p.scale
+}
+
+/// Which elements share one scale and zero point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Granularity {
+    PerTensor,
+    /// One block per output channel (axis 0).
+    PerChannel,
+    /// Blocks of this many consecutive elements along each output channel's row.
+    Group(usize),
+}
+
+/// A weight tensor stored as integers with its quantization parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedWeight {
+    /// The float tensor's shape; axis 0 is the output channel.
+    pub shape: Vec<usize>,
+    pub ty: IntType,
+    pub symmetric: bool,
+    pub granularity: Granularity,
+    /// One integer per element, in the float tensor's order.
+    pub values: Vec<i32>,
+    /// One per block, in order (tensor; channels; or channels × groups).
+    pub params: Vec<QParams>,
+}
+
+/// Why a weight cannot be quantized as asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuantError {
+    #[error("group size {group} does not divide the layer's row width {width}; use a group size that divides {width}, or keep this layer in float with an override")]
+    GroupSize { width: usize, group: usize },
+    #[error("the weight holds NaN or infinite values; it cannot be quantized")]
+    NonFinite,
+}
+
+impl QuantizedWeight {
+    /// Elements that share one block's parameters.
+    pub fn block_len(&self) -> usize {
+        let n: usize = self.shape.iter().product();
+        n / self.params.len()
+    }
+
+    /// The float tensor this stands for.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let block = self.block_len();
+        self.values
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| dequantize_linear(q, self.params[i / block]))
+            .collect()
+    }
+
+    /// Stored bits per weight: the integers, plus an f32 scale per block, plus a zero
+    /// point of the storage type per block when asymmetric (symmetric needs none).
+    pub fn bits_per_weight(&self) -> f64 {
+        let per_block = 32 + if self.symmetric { 0 } else { self.ty.bits() };
+        self.ty.bits() as f64 + per_block as f64 / self.block_len() as f64
+    }
+}
+
+/// Quantizes `weights` (shape `shape`, output channel first) with onnxruntime's rules.
+pub fn quantize_weight(
+    weights: &[f32],
+    shape: &[usize],
+    ty: IntType,
+    symmetric: bool,
+    granularity: Granularity,
+) -> Result<QuantizedWeight, QuantError> {
+    if weights.iter().any(|w| !w.is_finite()) {
+        return Err(QuantError::NonFinite);
+    }
+    let n = weights.len();
+    let rows = shape.first().copied().unwrap_or(1).max(1);
+    let width = n / rows;
+    let block = match granularity {
+        Granularity::PerTensor => n,
+        Granularity::PerChannel => width,
+        Granularity::Group(g) if g > 0 && width % g == 0 => g,
+        Granularity::Group(g) => return Err(QuantError::GroupSize { width, group: g }),
+    };
+    let (qmin, qmax) = ty.quant_range(symmetric);
+    let mut values = Vec::with_capacity(n);
+    let mut params = Vec::with_capacity(n / block.max(1));
+    for chunk in weights.chunks(block.max(1)) {
+        let (lo, hi) = chunk.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &w| {
+            (lo.min(w), hi.max(w))
+        });
+        let p = scale_zero_point(lo, hi, qmin, qmax, symmetric);
+        values.extend(chunk.iter().map(|&w| quantize_linear(w, p, qmin, qmax)));
+        params.push(p);
+    }
+    Ok(QuantizedWeight {
+        shape: shape.to_vec(),
+        ty,
+        symmetric,
+        granularity,
+        values,
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zp_scale(rmin: f32, rmax: f32, qmin: i32, qmax: i32, sym: bool) -> (i32, f32) {
+        let p = scale_zero_point(rmin, rmax, qmin, qmax, sym);
+        (p.zero_point, p.scale)
+    }
+
+    #[test]
+    fn scale_and_zero_point_match_onnxruntime_test_values() {
+        // Expected values from onnxruntime's own test_quant_util.py.
+        assert_eq!(zp_scale(0.0, 0.0, -127, 127, true), (0, 1.0));
+        assert_eq!(zp_scale(1.0, -1.0, -127, 127, true), (0, 1.0));
+        assert_eq!(zp_scale(0.0, 0.0, 0, 255, true), (0, 1.0));
+        assert_eq!(zp_scale(-1.0, 2.0, -127, 127, true), (0, (2.0f64 / 127.0) as f32));
+        assert_eq!(zp_scale(-1.0, 2.0, -127, 127, false), (-42, (3.0f64 / 254.0) as f32));
+        assert_eq!(zp_scale(-1.0, 2.0, 0, 255, true), (128, (4.0f64 / 255.0) as f32));
+        assert_eq!(zp_scale(-1.0, 2.0, 0, 255, false), (85, (3.0f64 / 255.0) as f32));
+        let tiny = f32::MIN_POSITIVE * 0.1;
+        assert_eq!(zp_scale(-tiny, tiny, 0, 255, true), (0, 1.0));
+    }
+
+    #[test]
+    fn quantize_linear_rounds_half_to_even_and_saturates_as_the_onnx_spec() {
+        let p = QParams {
+            scale: 1.0,
+            zero_point: 0,
+        };
+        let q = |x| quantize_linear(x, p, -128, 127);
+        assert_eq!(
+            [q(0.5), q(1.5), q(2.5), q(-0.5), q(-1.5), q(-2.5)],
+            [0, 2, 2, 0, -2, -2]
+        );
+        assert_eq!([q(300.0), q(-300.0), q(127.49), q(-128.5)], [127, -128, 127, -128]);
+        // With a zero point, saturation applies after adding it (uint8 example of the spec).
+        let p = QParams {
+            scale: 2.0,
+            zero_point: 128,
+        };
+        let u = |x| quantize_linear(x, p, 0, 255);
+        assert_eq!(
+            [u(0.0), u(2.0), u(3.0), u(5.0), u(-1000.0), u(1000.0)],
+            [128, 129, 130, 130, 0, 255]
+        );
+        assert_eq!(dequantize_linear(130, p), 4.0);
+    }
+
+    #[test]
+    fn per_channel_and_group_blocks_and_errors() {
+        // Two channels with very different ranges: per-channel gives each its own scale.
+        let w = [1.0, -0.5, 0.25, 100.0, -50.0, 25.0];
+        let q = quantize_weight(&w, &[2, 3], IntType::I8, true, Granularity::PerChannel).unwrap();
+        assert_eq!(q.params.len(), 2);
+        assert_eq!(q.params[0].scale, (2.0f64 / 254.0) as f32);
+        assert_eq!(q.params[1].scale, (200.0f64 / 254.0) as f32);
+        assert_eq!(&q.values[..3], &[127, -64, 32]); // 0.25/(1/127) = 31.75 → 32; −0.5·127 = −63.5 → −64 (even)
+        let t = quantize_weight(&w, &[2, 3], IntType::I8, true, Granularity::PerTensor).unwrap();
+        assert_eq!(t.params.len(), 1);
+        assert_eq!(&t.values[..3], &[1, -1, 0]); // the small channel collapses at per-tensor scale
+        let g = quantize_weight(&[0.0; 8], &[2, 4], IntType::I4, false, Granularity::Group(2)).unwrap();
+        assert_eq!(g.params.len(), 4);
+        assert_eq!(
+            quantize_weight(&[0.0; 9], &[1, 9], IntType::I4, true, Granularity::Group(32)).unwrap_err(),
+            QuantError::GroupSize { width: 9, group: 32 }
+        );
+        assert_eq!(
+            quantize_weight(&[f32::NAN], &[1, 1], IntType::I8, true, Granularity::PerTensor).unwrap_err(),
+            QuantError::NonFinite
+        );
+    }
+
+    #[test]
+    fn bits_per_weight_counts_scales_and_zero_points() {
+        let q = quantize_weight(&[0.5; 64], &[2, 32], IntType::I4, false, Granularity::Group(32)).unwrap();
+        assert_eq!(q.bits_per_weight(), 4.0 + (32.0 + 4.0) / 32.0);
+        let s = quantize_weight(&[0.5; 64], &[2, 32], IntType::I8, true, Granularity::PerTensor).unwrap();
+        assert_eq!(s.bits_per_weight(), 8.0 + 32.0 / 64.0);
+    }
+}
