@@ -169,7 +169,7 @@ pub fn quantize_weight(
     let block = match granularity {
         Granularity::PerTensor => n,
         Granularity::PerChannel => width,
-        Granularity::Group(g) if g > 0 && width % g == 0 => g,
+        Granularity::Group(g) if g > 0 && width.is_multiple_of(g) => g,
         Granularity::Group(g) => return Err(QuantError::GroupSize { width, group: g }),
     };
     let (qmin, qmax) = ty.quant_range(symmetric);
