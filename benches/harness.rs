@@ -50,6 +50,8 @@ fn benches(c: &mut Criterion) {
         scheme: SchemeId::F32,
         safetensors: cnn.weights_path.clone(),
         onnx: onnx_path,
+        weight_storage: "f32".into(),
+        bits_per_weight: 32.0,
     };
     qbench::backend::configure_threads(1);
     for backend in BackendId::ALL {

@@ -41,7 +41,14 @@ pub struct Record {
     // --- artifact
     pub artifact: Option<String>,
     pub artifact_bytes: Option<u64>,
-    pub bits_per_weight: f64,
+    /// Effective bits per parameter of the variant, scales and zero points included.
+    pub bits_per_weight: Option<f64>,
+    /// `native` (the backend's kernels for the stored type ran) or `emulated` (dequantized first).
+    pub realization: String,
+    /// How each parameter is stored in the artifact (`name=storage, ...`).
+    pub weight_storage: Option<String>,
+    /// What the backend itself reports it runs (tract: optimized op names; candle: module dtypes).
+    pub evidence: Option<String>,
     pub parameters: usize,
     pub prepare_ns: Option<u64>,
     // --- latency (one sample = one run of one batch)

@@ -188,6 +188,9 @@ fn measure_case(
     record.prepare_ns = Some(started.elapsed().as_nanos() as u64);
     record.artifact = Some(prepared.artifact.display().to_string());
     record.artifact_bytes = Some(prepared.artifact_bytes);
+    record.bits_per_weight = Some(variant.bits_per_weight);
+    record.weight_storage = Some(variant.weight_storage.clone());
+    record.evidence = Some(prepared.evidence.clone());
 
     let classes = variant.zoo.num_classes();
     let session = prepared.session.as_mut();
@@ -215,6 +218,8 @@ fn reference_logits(reference: &Reference, data: &Dataset) -> Result<Vec<f32>> {
         scheme: quant::SchemeId::F32,
         safetensors: reference.weights_path.clone(),
         onnx: PathBuf::new(),
+        weight_storage: "f32".into(),
+        bits_per_weight: 32.0,
     };
     let mut prepared = REFERENCE_BACKEND.create().prepare(&variant, REFERENCE_BATCH)?;
     Ok(eval::run_dataset(
@@ -269,7 +274,10 @@ fn base_record(
         error: None,
         artifact: None,
         artifact_bytes: None,
-        bits_per_weight: case.scheme.bits_per_weight(),
+        bits_per_weight: None,
+        realization: case.scheme.realization(case.backend).name().to_string(),
+        weight_storage: None,
+        evidence: None,
         parameters: model.zoo.parameter_count(),
         prepare_ns: None,
         warmup_iters: 0,

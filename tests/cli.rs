@@ -323,3 +323,21 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
     }
     assert!(run_dir.join("report.md").is_file());
 }
+
+#[test]
+fn unknown_scheme_gets_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace(r#"schemes = ["f32"]"#, r#"schemes = ["f32", "int8-pc-sim"]"#);
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(
+        &o,
+        &[
+            &format!("{}:2:19:", suite.display()),
+            r#"unknown scheme "int8-pc-sim" — did you mean "int8-pc-sym"?"#,
+        ],
+    );
+}

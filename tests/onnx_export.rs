@@ -52,6 +52,8 @@ fn exported_onnx_has_identical_weights_and_tract_matches_candle_on_100_images() 
             scheme: SchemeId::F32,
             safetensors: common::weights(zoo.name()),
             onnx: path,
+            weight_storage: "f32".into(),
+            bits_per_weight: 32.0,
         };
         let input = data.batch_f32(0, 100, 100);
         let a = logits(BackendId::CandleCpu, &variant, &input, 100);

@@ -4,7 +4,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::Module;
 
 use super::{Backend, BackendError, BackendId, Prepared, Session};
-use crate::model::Reference;
+use crate::model::stored::load_f32_tensors;
 use crate::quant::Variant;
 use crate::zoo::Net;
 
@@ -19,10 +19,17 @@ impl Backend for CandleCpu {
 
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
         // Load from the file, as a user of the artifact would, not from memory.
-        let reference = Reference::load(&variant.model, variant.zoo, &variant.safetensors)
+        let tensors = load_f32_tensors(&variant.safetensors, variant.zoo)
             .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
-        let net =
-            Net::new(variant.zoo, &reference.tensors).map_err(|e| BackendError::engine(ID, "building the model", e))?;
+        let net = Net::new(variant.zoo, &tensors).map_err(|e| BackendError::engine(ID, "building the model", e))?;
+        let artifact_bytes = std::fs::metadata(&variant.safetensors)
+            .map(|m| m.len())
+            .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
+        let evidence = if variant.weight_storage.split(", ").all(|s| s.ends_with("=f32")) {
+            "candle-nn Linear/Conv2d on f32 tensors".to_string()
+        } else {
+            "candle-nn Linear/Conv2d on f32 tensors, dequantized at load from the stored integers".to_string()
+        };
         let [c, h, w] = variant.zoo.input_shape();
         Ok(Prepared {
             session: Box::new(CandleSession {
@@ -32,7 +39,8 @@ impl Backend for CandleCpu {
                 output: None,
             }),
             artifact: variant.safetensors.clone(),
-            artifact_bytes: reference.file_bytes,
+            artifact_bytes,
+            evidence,
         })
     }
 }

@@ -69,6 +69,8 @@ pub struct Prepared {
     /// The file the backend loaded.
     pub artifact: PathBuf,
     pub artifact_bytes: u64,
+    /// What the engine reports it will run, e.g. tract's optimized op names.
+    pub evidence: String,
 }
 
 /// A model ready to run on fixed-size batches.

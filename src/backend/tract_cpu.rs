@@ -34,6 +34,7 @@ impl Backend for TractCpu {
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| BackendError::engine(ID, "loading and optimizing the ONNX model", e))?;
+        let evidence = op_summary(plan.model());
         let state = plan
             .spawn()
             .map_err(|e| BackendError::engine(ID, "creating the run state", e))?;
@@ -50,8 +51,23 @@ impl Backend for TractCpu {
             }),
             artifact: variant.onnx.clone(),
             artifact_bytes,
+            evidence,
         })
     }
+}
+
+/// `op×count` for each op of the optimized model, most frequent first: which kernels run.
+fn op_summary(model: &TypedModel) -> String {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for node in model.nodes() {
+        *counts.entry(node.op.name().to_string()).or_default() += 1;
+    }
+    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.iter()
+        .map(|(op, n)| format!("{op}×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 struct TractSession {

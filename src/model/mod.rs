@@ -1,6 +1,7 @@
 //! Reference models: the fp32 model a suite names, loaded once per run.
 
 pub mod onnx;
+pub mod stored;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

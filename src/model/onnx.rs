@@ -14,7 +14,9 @@ use tract_onnx::pb::{
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
+use super::stored::{Stored, StoredParams};
 use super::ModelError;
+use crate::quant::int::Granularity;
 use crate::zoo::{Layer, ZooModelId};
 
 /// Name of the graph's input.
@@ -24,23 +26,82 @@ pub const OUTPUT_NAME: &str = "logits";
 /// ONNX opset the export targets; every op used exists unchanged since opset 13.
 pub const OPSET: i64 = 13;
 
-/// Serializes `zoo` with `tensors` as an ONNX model.
+/// Serializes `zoo` with f32 `tensors` as an ONNX model.
 pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>, ModelError> {
+    let params = tensors
+        .iter()
+        .map(|(k, t)| Stored::from_tensor(t).map(|s| (k.clone(), s)))
+        .collect::<candle_core::Result<StoredParams>>()
+        .map_err(|e| ModelError::Export {
+            model: model_name.to_string(),
+            reason: e.to_string(),
+        })?;
+    export_stored(model_name, zoo, &params)
+}
+
+/// Serializes `zoo` as an ONNX model. f32 parameters become f32 initializers; integer ones
+/// become an int8 initializer and a `DequantizeLinear` (per tensor, or per output channel
+/// on axis 0) whose output feeds the layer: a QDQ weight graph.
+pub fn export_stored(model_name: &str, zoo: ZooModelId, params: &StoredParams) -> Result<Vec<u8>, ModelError> {
     let err = |reason: String| ModelError::Export {
         model: model_name.to_string(),
         reason,
     };
-    // `<layer>.weight` and `<layer>.bias` become initializers and the node's 2nd and 3rd inputs.
-    let add_parameters =
-        |layer: &str, inputs: &mut Vec<String>, inits: &mut Vec<TensorProto>| -> Result<(), ModelError> {
-            for p in ["weight", "bias"] {
-                let key = format!("{layer}.{p}");
-                let t = tensors.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))?;
-                inits.push(initializer(&key, t).map_err(|e| err(e.to_string()))?);
-                inputs.push(key);
+    // `<layer>.weight` and `<layer>.bias` become the node's 2nd and 3rd inputs.
+    let add_parameters = |layer: &str,
+                          inputs: &mut Vec<String>,
+                          inits: &mut Vec<TensorProto>,
+                          nodes: &mut Vec<NodeProto>|
+     -> Result<(), ModelError> {
+        for p in ["weight", "bias"] {
+            let key = format!("{layer}.{p}");
+            match params.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))? {
+                Stored::F32 { shape, values } => {
+                    inits.push(tensor_proto(&key, shape, DataType::Float, f32_bytes(values)))
+                }
+                Stored::Int(q) => {
+                    if q.ty.bits() != 8 || q.ty.range().0 >= 0 {
+                        return Err(err(format!(
+                            "{key}: ONNX export writes i8 weights only, not {:?}",
+                            q.ty
+                        )));
+                    }
+                    let per_channel = match q.granularity {
+                        Granularity::PerTensor => false,
+                        Granularity::PerChannel => true,
+                        Granularity::Group(g) => return Err(err(format!("{key}: group-wise ({g}) weights need blocked DequantizeLinear (opset 21), which tract does not load"))),
+                    };
+                    let dims = if per_channel { vec![q.params.len()] } else { vec![] };
+                    let q_name = format!("{key}.q");
+                    inits.push(tensor_proto(
+                        &q_name,
+                        &q.shape,
+                        DataType::Int8,
+                        q.values.iter().map(|&v| v as i8 as u8).collect(),
+                    ));
+                    let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
+                    inits.push(tensor_proto(
+                        &format!("{key}.scale"),
+                        &dims,
+                        DataType::Float,
+                        f32_bytes(&scales),
+                    ));
+                    let zps: Vec<u8> = q.params.iter().map(|p| p.zero_point as i8 as u8).collect();
+                    inits.push(tensor_proto(&format!("{key}.zero_point"), &dims, DataType::Int8, zps));
+                    nodes.push(NodeProto {
+                        input: vec![q_name, format!("{key}.scale"), format!("{key}.zero_point")],
+                        output: vec![key.clone()],
+                        name: format!("{key}.dequantize"),
+                        op_type: "DequantizeLinear".into(),
+                        attribute: if per_channel { vec![int("axis", 0)] } else { vec![] },
+                        ..Default::default()
+                    });
+                }
             }
-            Ok(())
-        };
+            inputs.push(key);
+        }
+        Ok(())
+    };
     let mut nodes = Vec::new();
     let mut initializers = Vec::new();
     let mut current = INPUT_NAME.to_string();
@@ -56,7 +117,7 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
             Layer::Conv2d {
                 name, kernel, padding, ..
             } => {
-                add_parameters(name, &mut inputs, &mut initializers)?;
+                add_parameters(name, &mut inputs, &mut initializers, &mut nodes)?;
                 let k = kernel as i64;
                 let p = padding as i64;
                 (
@@ -72,7 +133,7 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
                 )
             }
             Layer::Linear { name, .. } => {
-                add_parameters(name, &mut inputs, &mut initializers)?;
+                add_parameters(name, &mut inputs, &mut initializers, &mut nodes)?;
                 ("Gemm", vec![int("transB", 1)], name.to_string())
             }
             Layer::Relu => ("Relu", vec![], format!("relu{i}")),
@@ -123,15 +184,18 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
     Ok(model.encode_to_vec())
 }
 
-fn initializer(name: &str, t: &Tensor) -> candle_core::Result<TensorProto> {
-    let values = t.flatten_all()?.to_vec1::<f32>()?;
-    Ok(TensorProto {
+fn tensor_proto(name: &str, dims: &[usize], data_type: DataType, raw_data: Vec<u8>) -> TensorProto {
+    TensorProto {
         name: name.to_string(),
-        dims: t.dims().iter().map(|&d| d as i64).collect(),
-        data_type: DataType::Float as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: data_type as i32,
+        raw_data,
         ..Default::default()
-    })
+    }
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {

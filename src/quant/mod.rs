@@ -1,28 +1,75 @@
 //! Quantization schemes: the closed set of ways a reference model is turned into
 //! a variant, and the realization of each for the backends.
 //!
-//! Only `f32` (the reference itself) exists so far; the list is real so suites
-//! and records already carry the scheme as a dimension.
+//! So far: the f32 reference and weight-only int8 (per tensor or per channel,
+//! symmetric or asymmetric), realized on both backends.
 
 pub mod budget;
 pub mod int;
 
-use serde::{Deserialize, Serialize};
-
 /// A quantization scheme, as named in suites and records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SchemeId {
     /// The fp32 reference, unchanged.
     F32,
+    /// Weight-only int8, round to nearest with onnxruntime's scale/zero-point rules;
+    /// biases and activations stay f32.
+    Int8Weights { per_channel: bool, symmetric: bool },
 }
 
+/// How a backend executes a scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Realization {
+    /// The backend's own kernels for that storage type run.
+    Native,
+    /// Weights are stored quantized but dequantized to float before the kernels run.
+    Emulated,
+}
+
+impl Realization {
+    pub fn name(self) -> &'static str {
+        match self {
+            Realization::Native => "native",
+            Realization::Emulated => "emulated",
+        }
+    }
+}
+
+const INT8: [(bool, bool, &str); 4] = [
+    (false, true, "int8-pt-sym"),
+    (false, false, "int8-pt-asym"),
+    (true, true, "int8-pc-sym"),
+    (true, false, "int8-pc-asym"),
+];
+
 impl SchemeId {
-    pub const ALL: &'static [SchemeId] = &[SchemeId::F32];
+    pub const ALL: &'static [SchemeId] = &[
+        SchemeId::F32,
+        SchemeId::Int8Weights {
+            per_channel: false,
+            symmetric: true,
+        },
+        SchemeId::Int8Weights {
+            per_channel: false,
+            symmetric: false,
+        },
+        SchemeId::Int8Weights {
+            per_channel: true,
+            symmetric: true,
+        },
+        SchemeId::Int8Weights {
+            per_channel: true,
+            symmetric: false,
+        },
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             SchemeId::F32 => "f32",
+            SchemeId::Int8Weights { per_channel, symmetric } => INT8
+                .iter()
+                .find(|(pc, sym, _)| *pc == per_channel && *sym == symmetric)
+                .map_or("int8", |x| x.2),
         }
     }
 
@@ -31,20 +78,40 @@ impl SchemeId {
     }
 
     pub fn names() -> &'static [&'static str] {
-        &["f32"]
+        &["f32", "int8-pt-sym", "int8-pt-asym", "int8-pc-sym", "int8-pc-asym"]
     }
 
     /// What is quantized, at which granularity, with which bits and calibration.
-    pub fn description(self) -> &'static str {
+    pub fn description(self) -> String {
         match self {
-            SchemeId::F32 => "reference: weights and activations in IEEE fp32, nothing quantized (32 bits per weight)",
+            SchemeId::F32 => {
+                "reference: weights and activations in IEEE fp32, nothing quantized (32 bits per weight)".into()
+            }
+            SchemeId::Int8Weights { per_channel, symmetric } => format!(
+                "weight-only int8, {}, {} ({}), round to nearest even; biases and activations f32; no calibration",
+                if per_channel {
+                    "one scale per output channel"
+                } else {
+                    "one scale per tensor"
+                },
+                if symmetric { "symmetric" } else { "asymmetric" },
+                if symmetric {
+                    "range [-127, 127], zero point 0"
+                } else {
+                    "range [-128, 127], zero point per block"
+                },
+            ),
         }
     }
 
-    /// Effective bits per stored weight, scales and zero points included.
-    pub fn bits_per_weight(self) -> f64 {
+    /// How `backend` runs this scheme.
+    pub fn realization(self, backend: crate::backend::BackendId) -> Realization {
+        let _ = backend;
         match self {
-            SchemeId::F32 => 32.0,
+            SchemeId::F32 => Realization::Native,
+            // candle dequantizes the i8 safetensors at load; tract folds the QDQ weights
+            // into f32 constants when optimizing. Neither runs an int8 kernel.
+            SchemeId::Int8Weights { .. } => Realization::Emulated,
         }
     }
 }
@@ -59,6 +126,10 @@ pub struct Variant {
     pub safetensors: std::path::PathBuf,
     /// ONNX model: what tract loads.
     pub onnx: std::path::PathBuf,
+    /// How each parameter is stored (`name=storage, ...`).
+    pub weight_storage: String,
+    /// Effective bits per parameter, scales and zero points included.
+    pub bits_per_weight: f64,
 }
 
 /// Applies `scheme` to `reference`, writing its artifacts under `artifacts_dir`.
@@ -67,23 +138,62 @@ pub fn apply(
     reference: &crate::model::Reference,
     artifacts_dir: &std::path::Path,
 ) -> Result<Variant, crate::Error> {
-    match scheme {
-        SchemeId::F32 => {
-            let bytes = crate::model::onnx::export(&reference.name, reference.zoo, &reference.tensors)?;
-            let onnx = artifacts_dir.join(format!("{}.{}.onnx", reference.name, scheme.name()));
-            std::fs::write(&onnx, bytes).map_err(|source| crate::Error::Output {
-                path: onnx.clone(),
+    use crate::model::stored::{self, Stored, StoredParams};
+    use crate::model::ModelError;
+    let export_err = |reason: String| ModelError::Export {
+        model: reference.name.clone(),
+        reason,
+    };
+    let write = |path: std::path::PathBuf, bytes: Vec<u8>| {
+        std::fs::write(&path, bytes)
+            .map_err(|source| crate::Error::Output {
+                path: path.clone(),
                 source,
-            })?;
-            Ok(Variant {
-                model: reference.name.clone(),
-                zoo: reference.zoo,
-                scheme,
-                safetensors: reference.weights_path.clone(),
-                onnx,
             })
-        }
+            .map(|_| path)
+    };
+    let mut params = StoredParams::new();
+    for (name, t) in &reference.tensors {
+        let f = Stored::from_tensor(t).map_err(|e| export_err(e.to_string()))?;
+        let p = match (scheme, &f) {
+            (SchemeId::Int8Weights { per_channel, symmetric }, Stored::F32 { shape, values })
+                if name.ends_with(".weight") =>
+            {
+                let g = if per_channel {
+                    int::Granularity::PerChannel
+                } else {
+                    int::Granularity::PerTensor
+                };
+                Stored::Int(
+                    int::quantize_weight(values, shape, int::IntType::I8, symmetric, g)
+                        .map_err(|e| export_err(format!("{name}: {e}")))?,
+                )
+            }
+            _ => f,
+        };
+        params.insert(name.clone(), p);
     }
+    let stem = format!("{}.{}", reference.name, scheme.name());
+    let onnx = write(
+        artifacts_dir.join(format!("{stem}.onnx")),
+        crate::model::onnx::export_stored(&reference.name, reference.zoo, &params)?,
+    )?;
+    let safetensors = match scheme {
+        SchemeId::F32 => reference.weights_path.clone(),
+        _ => write(
+            artifacts_dir.join(format!("{stem}.safetensors")),
+            stored::to_safetensors(&params, scheme.name()).map_err(export_err)?,
+        )?,
+    };
+    Ok(Variant {
+        model: reference.name.clone(),
+        zoo: reference.zoo,
+        scheme,
+        safetensors,
+        onnx,
+        weight_storage: stored::describe_storage(&params),
+        bits_per_weight: stored::bits_per_weight(&params),
+    })
 }
 
 #[cfg(test)]
@@ -97,5 +207,12 @@ mod tests {
             assert_eq!(SchemeId::from_name(s.name()), Some(*s));
         }
         assert_eq!(SchemeId::from_name("int3"), None);
+        assert_eq!(
+            SchemeId::from_name("int8-pc-asym"),
+            Some(SchemeId::Int8Weights {
+                per_channel: true,
+                symmetric: false
+            })
+        );
     }
 }

@@ -27,12 +27,15 @@ pub fn render(records: &[Record]) -> String {
         format!("p99 ({unit})"),
         "items/s".into(),
         "size (bytes)".into(),
+        "bits/w".into(),
+        "realization".into(),
         "top-1".into(),
+        "Δtop-1 vs f32".into(),
         "top-1 agree vs ref".into(),
         "max |Δlogit| vs ref".into(),
     ];
     let right = [
-        false, false, false, true, true, true, true, true, true, true, true, true, true,
+        false, false, false, true, true, true, true, true, true, true, true, false, true, true, true, true,
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
     for r in &ok {
@@ -52,7 +55,10 @@ pub fn render(records: &[Record]) -> String {
             t(r.latency_p99_ns),
             r.throughput_items_per_s.map_or("—".into(), |v| format!("{v:.0}")),
             r.artifact_bytes.map_or("—".into(), |v| v.to_string()),
+            r.bits_per_weight.map_or("—".into(), |b| format!("{b:.2}")),
+            r.realization.clone(),
             pct(r.top1_accuracy),
+            delta_vs_f32(r, records),
             pct(r.ref_top1_agreement),
             r.ref_max_abs_logit_diff.map_or("—".into(), |v| format!("{v:.1e}")),
         ]);
@@ -96,6 +102,21 @@ pub fn render(records: &[Record]) -> String {
         );
     }
     out
+}
+
+/// Top-1 change against the f32 case of the same model, backend and batch, in points.
+fn delta_vs_f32(r: &Record, records: &[Record]) -> String {
+    let base = records.iter().find(|b| {
+        b.scheme == "f32"
+            && b.model == r.model
+            && b.backend == r.backend
+            && b.batch == r.batch
+            && b.status == CaseStatus::Ok
+    });
+    match (base.and_then(|b| b.top1_accuracy), r.top1_accuracy) {
+        (Some(b), Some(a)) => format!("{:+.2}", 100.0 * (a - b)),
+        _ => "—".into(),
+    }
 }
 
 /// A Markdown table with padded columns; `right[i]` right-aligns column i.

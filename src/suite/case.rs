@@ -1,13 +1,11 @@
 //! Expansion of a suite into cases: model × scheme × backend × batch.
 
-use serde::{Deserialize, Serialize};
-
 use super::Suite;
 use crate::backend::BackendId;
 use crate::quant::SchemeId;
 
 /// One measured unit: a model variant on a backend at a batch size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Case {
     /// Index into [`Suite::models`].
     pub model: usize,
