@@ -48,7 +48,7 @@ fn benches(c: &mut Criterion) {
         model: "cnn".into(),
         zoo: ZooModelId::Cnn,
         scheme: SchemeId::F32,
-        safetensors: cnn.weights_path.clone(),
+        candle_artifact: cnn.weights_path.clone(),
         onnx: onnx_path,
         weight_storage: "f32".into(),
         bits_per_weight: 32.0,

@@ -216,7 +216,7 @@ fn reference_logits(reference: &Reference, data: &Dataset) -> Result<Vec<f32>> {
         model: reference.name.clone(),
         zoo: reference.zoo,
         scheme: quant::SchemeId::F32,
-        safetensors: reference.weights_path.clone(),
+        candle_artifact: reference.weights_path.clone(),
         onnx: PathBuf::new(),
         weight_storage: "f32".into(),
         bits_per_weight: 32.0,

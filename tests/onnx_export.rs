@@ -50,7 +50,7 @@ fn exported_onnx_has_identical_weights_and_tract_matches_candle_on_100_images() 
             model: zoo.name().into(),
             zoo,
             scheme: SchemeId::F32,
-            safetensors: common::weights(zoo.name()),
+            candle_artifact: common::weights(zoo.name()),
             onnx: path,
             weight_storage: "f32".into(),
             bits_per_weight: 32.0,

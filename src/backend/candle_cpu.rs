@@ -19,17 +19,28 @@ impl Backend for CandleCpu {
 
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
         // Load from the file, as a user of the artifact would, not from memory.
-        let tensors = load_f32_tensors(&variant.safetensors, variant.zoo)
-            .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
-        let net = Net::new(variant.zoo, &tensors).map_err(|e| BackendError::engine(ID, "building the model", e))?;
-        let artifact_bytes = std::fs::metadata(&variant.safetensors)
+        let is_gguf = variant.candle_artifact.extension().is_some_and(|e| e == "gguf");
+        let net = if is_gguf {
+            Net::from_gguf(variant.zoo, &variant.candle_artifact)
+                .map_err(|e| BackendError::engine(ID, "loading the GGUF model", e))?
+        } else {
+            let tensors = load_f32_tensors(&variant.candle_artifact, variant.zoo)
+                .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
+            Net::new(variant.zoo, &tensors).map_err(|e| BackendError::engine(ID, "building the model", e))?
+        };
+        let artifact_bytes = std::fs::metadata(&variant.candle_artifact)
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
-        let evidence = if variant.weight_storage.split(", ").all(|s| s.ends_with("=f32")) {
-            "candle-nn Linear/Conv2d on f32 tensors".to_string()
-        } else {
-            "candle-nn Linear/Conv2d on f32 tensors, dequantized at load from the stored integers".to_string()
-        };
+        let dequantized = !is_gguf && !variant.weight_storage.split(", ").all(|s| s.ends_with("=f32"));
+        let evidence = format!(
+            "{}{}",
+            net.kernels(),
+            if dequantized {
+                " (dequantized at load from the stored integers)"
+            } else {
+                ""
+            }
+        );
         let [c, h, w] = variant.zoo.input_shape();
         Ok(Prepared {
             session: Box::new(CandleSession {
@@ -38,7 +49,7 @@ impl Backend for CandleCpu {
                 input: None,
                 output: None,
             }),
-            artifact: variant.safetensors.clone(),
+            artifact: variant.candle_artifact.clone(),
             artifact_bytes,
             evidence,
         })

@@ -1,10 +1,11 @@
 //! Quantization schemes: the closed set of ways a reference model is turned into
 //! a variant, and the realization of each for the backends.
 //!
-//! So far: the f32 reference and weight-only int8 (per tensor or per channel,
-//! symmetric or asymmetric), realized on both backends.
+//! So far: the f32 reference, weight-only int8 (per tensor or per channel, symmetric or
+//! asymmetric) and the GGML block formats, realized on both backends.
 
 pub mod budget;
+pub mod ggml;
 pub mod int;
 
 /// A quantization scheme, as named in suites and records.
@@ -15,6 +16,8 @@ pub enum SchemeId {
     /// Weight-only int8, round to nearest with onnxruntime's scale/zero-point rules;
     /// biases and activations stay f32.
     Int8Weights { per_channel: bool, symmetric: bool },
+    /// A GGML block format on the linear layers (candle's quantizer and QMatMul).
+    Ggml(ggml::GgmlType),
 }
 
 /// How a backend executes a scheme.
@@ -61,6 +64,16 @@ impl SchemeId {
             per_channel: true,
             symmetric: false,
         },
+        SchemeId::Ggml(ggml::GgmlType::Q4_0),
+        SchemeId::Ggml(ggml::GgmlType::Q4_1),
+        SchemeId::Ggml(ggml::GgmlType::Q5_0),
+        SchemeId::Ggml(ggml::GgmlType::Q5_1),
+        SchemeId::Ggml(ggml::GgmlType::Q8_0),
+        SchemeId::Ggml(ggml::GgmlType::Q2K),
+        SchemeId::Ggml(ggml::GgmlType::Q3K),
+        SchemeId::Ggml(ggml::GgmlType::Q4K),
+        SchemeId::Ggml(ggml::GgmlType::Q5K),
+        SchemeId::Ggml(ggml::GgmlType::Q6K),
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +83,7 @@ impl SchemeId {
                 .iter()
                 .find(|(pc, sym, _)| *pc == per_channel && *sym == symmetric)
                 .map_or("int8", |x| x.2),
+            SchemeId::Ggml(t) => t.name(),
         }
     }
 
@@ -77,8 +91,8 @@ impl SchemeId {
         Self::ALL.iter().copied().find(|x| x.name() == s)
     }
 
-    pub fn names() -> &'static [&'static str] {
-        &["f32", "int8-pt-sym", "int8-pt-asym", "int8-pc-sym", "int8-pc-asym"]
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|s| s.name()).collect()
     }
 
     /// What is quantized, at which granularity, with which bits and calibration.
@@ -101,17 +115,21 @@ impl SchemeId {
                     "range [-128, 127], zero point per block"
                 },
             ),
+            SchemeId::Ggml(t) => t.description(),
         }
     }
 
     /// How `backend` runs this scheme.
     pub fn realization(self, backend: crate::backend::BackendId) -> Realization {
-        let _ = backend;
-        match self {
-            SchemeId::F32 => Realization::Native,
+        use crate::backend::BackendId;
+        match (self, backend) {
+            (SchemeId::F32, _) => Realization::Native,
             // candle dequantizes the i8 safetensors at load; tract folds the QDQ weights
             // into f32 constants when optimizing. Neither runs an int8 kernel.
-            SchemeId::Int8Weights { .. } => Realization::Emulated,
+            (SchemeId::Int8Weights { .. }, _) => Realization::Emulated,
+            // candle's QMatMul runs the GGML blocks; tract gets the dequantized weights.
+            (SchemeId::Ggml(_), BackendId::CandleCpu) => Realization::Native,
+            (SchemeId::Ggml(_), BackendId::TractCpu) => Realization::Emulated,
         }
     }
 }
@@ -122,14 +140,23 @@ pub struct Variant {
     pub model: String,
     pub zoo: crate::zoo::ZooModelId,
     pub scheme: SchemeId,
-    /// safetensors weights: what candle loads.
-    pub safetensors: std::path::PathBuf,
+    /// What candle loads: safetensors (f32 or i8 weights) or GGUF (GGML types).
+    pub candle_artifact: std::path::PathBuf,
     /// ONNX model: what tract loads.
     pub onnx: std::path::PathBuf,
     /// How each parameter is stored (`name=storage, ...`).
     pub weight_storage: String,
     /// Effective bits per parameter, scales and zero points included.
     pub bits_per_weight: f64,
+}
+
+/// Writes an artifact, mapping failure to an output error naming the file.
+pub(crate) fn write_artifact(path: std::path::PathBuf, bytes: &[u8]) -> Result<std::path::PathBuf, crate::Error> {
+    std::fs::write(&path, bytes).map_err(|source| crate::Error::Output {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
 }
 
 /// Applies `scheme` to `reference`, writing its artifacts under `artifacts_dir`.
@@ -144,14 +171,10 @@ pub fn apply(
         model: reference.name.clone(),
         reason,
     };
-    let write = |path: std::path::PathBuf, bytes: Vec<u8>| {
-        std::fs::write(&path, bytes)
-            .map_err(|source| crate::Error::Output {
-                path: path.clone(),
-                source,
-            })
-            .map(|_| path)
-    };
+    let stem = format!("{}.{}", reference.name, scheme.name());
+    if let SchemeId::Ggml(t) = scheme {
+        return ggml::apply(t, reference, artifacts_dir, &stem);
+    }
     let mut params = StoredParams::new();
     for (name, t) in &reference.tensors {
         let f = Stored::from_tensor(t).map_err(|e| export_err(e.to_string()))?;
@@ -173,23 +196,22 @@ pub fn apply(
         };
         params.insert(name.clone(), p);
     }
-    let stem = format!("{}.{}", reference.name, scheme.name());
-    let onnx = write(
+    let onnx = write_artifact(
         artifacts_dir.join(format!("{stem}.onnx")),
-        crate::model::onnx::export_stored(&reference.name, reference.zoo, &params)?,
+        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &params)?,
     )?;
-    let safetensors = match scheme {
+    let candle_artifact = match scheme {
         SchemeId::F32 => reference.weights_path.clone(),
-        _ => write(
+        _ => write_artifact(
             artifacts_dir.join(format!("{stem}.safetensors")),
-            stored::to_safetensors(&params, scheme.name()).map_err(export_err)?,
+            &stored::to_safetensors(&params, scheme.name()).map_err(export_err)?,
         )?,
     };
     Ok(Variant {
         model: reference.name.clone(),
         zoo: reference.zoo,
         scheme,
-        safetensors,
+        candle_artifact,
         onnx,
         weight_storage: stored::describe_storage(&params),
         bits_per_weight: stored::bits_per_weight(&params),

@@ -105,7 +105,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         ));
     }
 
-    let schemes = parse_list(loc, &spec.schemes, "scheme", SchemeId::from_name, SchemeId::names())?;
+    let schemes = parse_list(loc, &spec.schemes, "scheme", SchemeId::from_name, &SchemeId::names())?;
     let backends = parse_list(loc, &spec.backends, "backend", BackendId::from_name, BackendId::names())?;
 
     if spec.batch_sizes.get_ref().is_empty() {

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Result, Tensor};
+use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::{Device, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, Module};
 
 use super::{Layer, ZooModelId};
@@ -10,6 +11,14 @@ use super::{Layer, ZooModelId};
 enum Step {
     Conv(Conv2d),
     Linear(Linear),
+    /// GGML weights through candle's quantized matmul; the input is zero-padded by `pad`
+    /// columns to the padded width the weights were quantized at.
+    QLinear {
+        matmul: QMatMul,
+        bias: Tensor,
+        pad: usize,
+        kernel: String,
+    },
     Relu,
     MaxPool(usize),
     Flatten,
@@ -57,6 +66,70 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Builds the network from a GGUF file written by `quant::ggml::apply`: linear weights
+    /// become `QMatMul`s (GGML kernels), everything else f32.
+    pub fn from_gguf(id: ZooModelId, path: &std::path::Path) -> Result<Net> {
+        let mut file = std::fs::File::open(path)?;
+        let content = gguf_file::Content::read(&mut file)?;
+        let mut read = |key: String| content.tensor(&mut file, &key, &Device::Cpu);
+        let mut steps = Vec::new();
+        for layer in id.layers() {
+            steps.push(match layer {
+                Layer::Conv2d { name, padding, .. } => {
+                    let cfg = Conv2dConfig {
+                        padding,
+                        ..Default::default()
+                    };
+                    let w = read(format!("{name}.weight"))?.dequantize(&Device::Cpu)?;
+                    let b = read(format!("{name}.bias"))?.dequantize(&Device::Cpu)?;
+                    Step::Conv(Conv2d::new(w, Some(b), cfg))
+                }
+                Layer::Linear { name, in_features, .. } => {
+                    let q = read(format!("{name}.weight"))?;
+                    let padded = q.shape().dims2()?.1;
+                    if padded < in_features {
+                        candle_core::bail!(
+                            "{name}.weight is {padded} wide, narrower than the layer's {in_features} inputs"
+                        );
+                    }
+                    let bias = read(format!("{name}.bias"))?.dequantize(&Device::Cpu)?;
+                    let matmul = QMatMul::from_qtensor(q)?;
+                    let kernel = match &matmul {
+                        QMatMul::QTensor(t) => format!("QMatMul {:?}", t.dtype()),
+                        QMatMul::Tensor(_) => "QMatMul dequantized to f32".to_string(),
+                        QMatMul::TensorF16(_) => "QMatMul dequantized to f16".to_string(),
+                    };
+                    Step::QLinear {
+                        matmul,
+                        bias,
+                        pad: padded - in_features,
+                        kernel: format!("{name}: {kernel}"),
+                    }
+                }
+                Layer::Relu => Step::Relu,
+                Layer::MaxPool2d { size } => Step::MaxPool(size),
+                Layer::Flatten => Step::Flatten,
+            });
+        }
+        Ok(Net { steps })
+    }
+
+    /// Which kernel class each weighted layer runs, for the record's evidence.
+    pub fn kernels(&self) -> String {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Conv(c) => Some(format!("Conv2d {:?}", c.weight().dtype())),
+                Step::Linear(l) => Some(format!("Linear {:?}", l.weight().dtype())),
+                Step::QLinear { kernel, .. } => Some(kernel.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl Module for Net {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
@@ -64,6 +137,10 @@ impl Module for Net {
             x = match step {
                 Step::Conv(c) => c.forward(&x)?,
                 Step::Linear(l) => l.forward(&x)?,
+                Step::QLinear { matmul, bias, pad, .. } => {
+                    let x = if *pad > 0 { x.pad_with_zeros(1, 0, *pad)? } else { x };
+                    matmul.forward(&x)?.broadcast_add(bias)?
+                }
                 Step::Relu => x.relu()?,
                 Step::MaxPool(s) => x.max_pool2d(*s)?,
                 Step::Flatten => x.flatten_from(1)?,
