@@ -119,10 +119,16 @@ fn list(what: Option<ListWhat>) -> String {
     }
     if show(ListWhat::Schemes) {
         section(
-            "schemes",
+            "schemes (realization per backend in brackets)",
             SchemeId::ALL
                 .iter()
-                .map(|s| (s.name(), s.description().to_string()))
+                .map(|s| {
+                    let how: Vec<String> = BackendId::ALL
+                        .iter()
+                        .map(|b| format!("{} {}", b.name(), s.realization(*b).name()))
+                        .collect();
+                    (s.name(), format!("{} [{}]", s.description(), how.join(", ")))
+                })
                 .collect(),
         );
     }
