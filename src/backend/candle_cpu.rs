@@ -5,7 +5,7 @@ use candle_nn::Module;
 
 use super::{Backend, BackendError, BackendId, Prepared, Session};
 use crate::model::stored::load_f32_tensors;
-use crate::quant::Variant;
+use crate::quant::{SchemeId, Variant};
 use crate::zoo::Net;
 
 pub struct CandleCpu;
@@ -26,7 +26,12 @@ impl Backend for CandleCpu {
         } else {
             let tensors = load_f32_tensors(&variant.candle_artifact, variant.zoo)
                 .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
-            Net::new(variant.zoo, &tensors).map_err(|e| BackendError::engine(ID, "building the model", e))?
+            let net = Net::new(variant.zoo, &tensors).map_err(|e| BackendError::engine(ID, "building the model", e))?;
+            if variant.scheme == SchemeId::Int8Dynamic {
+                net.with_dynamic_activation_quant()
+            } else {
+                net
+            }
         };
         let artifact_bytes = std::fs::metadata(&variant.candle_artifact)
             .map(|m| m.len())

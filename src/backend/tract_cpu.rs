@@ -60,7 +60,19 @@ impl Backend for TractCpu {
 fn op_summary(model: &TypedModel) -> String {
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     for node in model.nodes() {
-        *counts.entry(node.op.name().to_string()).or_default() += 1;
+        // A matmul's name is the same for every datum type; its info names the kernel
+        // tract picked (e.g. an i32-accumulating int8 kernel versus an f32 one).
+        let kernel = node.op.info().ok().and_then(|lines| {
+            lines.iter().find_map(|l| {
+                l.strip_prefix("Mult: ")
+                    .map(|m| m.rsplit(" with ").next().unwrap_or(m).to_string())
+            })
+        });
+        let name = match kernel {
+            Some(k) => format!("{}{k}", node.op.name()),
+            None => node.op.name().to_string(),
+        };
+        *counts.entry(name).or_default() += 1;
     }
     let mut v: Vec<(String, usize)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

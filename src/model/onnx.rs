@@ -36,13 +36,24 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
             model: model_name.to_string(),
             reason: e.to_string(),
         })?;
-    export_stored(model_name, zoo, &params)
+    export_stored(model_name, zoo, &params, false)
 }
 
 /// Serializes `zoo` as an ONNX model. f32 parameters become f32 initializers; integer ones
 /// become an int8 initializer and a `DequantizeLinear` (per tensor, or per output channel
 /// on axis 0) whose output feeds the layer: a QDQ weight graph.
-pub fn export_stored(model_name: &str, zoo: ZooModelId, params: &StoredParams) -> Result<Vec<u8>, ModelError> {
+///
+/// With `dynamic_int8_linear`, linear layers with symmetric int8 weights are written as
+/// onnxruntime's dynamic quantization does: `DynamicQuantizeLinear` (u8 activations, scale
+/// from the batch at run time) → `MatMulInteger` (i32 accumulation) → `Cast` → `Mul` by
+/// activation scale × per-channel weight scale → `Add` bias. These are the integer ops that
+/// tract lowers to its int8 matmul kernels.
+pub fn export_stored(
+    model_name: &str,
+    zoo: ZooModelId,
+    params: &StoredParams,
+    dynamic_int8_linear: bool,
+) -> Result<Vec<u8>, ModelError> {
     let err = |reason: String| ModelError::Export {
         model: model_name.to_string(),
         reason,
@@ -131,6 +142,74 @@ pub fn export_stored(model_name: &str, zoo: ZooModelId, params: &StoredParams) -
                     ],
                     name.to_string(),
                 )
+            }
+            Layer::Linear { name, .. } if dynamic_int8_linear => {
+                let (wk, bk) = (format!("{name}.weight"), format!("{name}.bias"));
+                let q = match params.get(&wk) {
+                    Some(Stored::Int(q)) if q.symmetric && q.ty.bits() == 8 && q.ty.range().0 < 0 => q,
+                    _ => return Err(err(format!("{wk}: dynamic int8 needs symmetric i8 weights"))),
+                };
+                let (n, k) = (q.shape[0], q.shape[1]);
+                let scales: Vec<f32> = match q.granularity {
+                    Granularity::PerChannel => q.params.iter().map(|p| p.scale).collect(),
+                    Granularity::PerTensor => vec![q.params[0].scale; n],
+                    Granularity::Group(_) => {
+                        return Err(err(format!(
+                            "{wk}: dynamic int8 needs per-tensor or per-channel weights"
+                        )))
+                    }
+                };
+                // MatMulInteger computes A[M,K]·B[K,N]: store the weight transposed.
+                let transposed: Vec<u8> = (0..k * n).map(|i| q.values[(i % n) * k + i / n] as i8 as u8).collect();
+                initializers.push(tensor_proto(&format!("{wk}.qT"), &[k, n], DataType::Int8, transposed));
+                initializers.push(tensor_proto(
+                    &format!("{wk}.scale"),
+                    &[n],
+                    DataType::Float,
+                    f32_bytes(&scales),
+                ));
+                match params.get(&bk) {
+                    Some(Stored::F32 { shape, values }) => {
+                        initializers.push(tensor_proto(&bk, shape, DataType::Float, f32_bytes(values)))
+                    }
+                    _ => return Err(err(format!("{bk}: dynamic int8 keeps biases f32"))),
+                }
+                let t = |s: &str| format!("{name}.{s}");
+                let node = |op: &str, ins: Vec<String>, outs: Vec<String>, attribute: Vec<AttributeProto>| NodeProto {
+                    name: outs[0].clone(),
+                    input: ins,
+                    output: outs,
+                    op_type: op.into(),
+                    attribute,
+                    ..Default::default()
+                };
+                nodes.push(node(
+                    "DynamicQuantizeLinear",
+                    vec![current.clone()],
+                    vec![t("xq"), t("xscale"), t("xzp")],
+                    vec![],
+                ));
+                nodes.push(node(
+                    "MatMulInteger",
+                    vec![t("xq"), format!("{wk}.qT"), t("xzp")],
+                    vec![t("acc")],
+                    vec![],
+                ));
+                nodes.push(node(
+                    "Cast",
+                    vec![t("acc")],
+                    vec![t("accf")],
+                    vec![int("to", DataType::Float as i64)],
+                ));
+                nodes.push(node(
+                    "Mul",
+                    vec![t("xscale"), format!("{wk}.scale")],
+                    vec![t("scale")],
+                    vec![],
+                ));
+                nodes.push(node("Mul", vec![t("accf"), t("scale")], vec![t("y0")], vec![]));
+                inputs = vec![t("y0"), bk];
+                ("Add", vec![], name.to_string())
             }
             Layer::Linear { name, .. } => {
                 add_parameters(name, &mut inputs, &mut initializers, &mut nodes)?;

@@ -207,7 +207,7 @@ pub fn apply(
     let candle_artifact = super::write_artifact(artifacts_dir.join(format!("{stem}.gguf")), gguf.get_ref())?;
     let onnx = super::write_artifact(
         artifacts_dir.join(format!("{stem}.onnx")),
-        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &onnx_params)?,
+        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &onnx_params, false)?,
     )?;
     Ok(super::Variant {
         model: reference.name.clone(),

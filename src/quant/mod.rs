@@ -18,6 +18,9 @@ pub enum SchemeId {
     Int8Weights { per_channel: bool, symmetric: bool },
     /// A GGML block format on the linear layers (candle's quantizer and QMatMul).
     Ggml(ggml::GgmlType),
+    /// Dynamic int8 (onnxruntime's `quantize_dynamic`): weights int8 per-channel symmetric;
+    /// linear-layer activations u8 with a per-tensor scale computed from each batch at run time.
+    Int8Dynamic,
 }
 
 /// How a backend executes a scheme.
@@ -64,6 +67,7 @@ impl SchemeId {
             per_channel: true,
             symmetric: false,
         },
+        SchemeId::Int8Dynamic,
         SchemeId::Ggml(ggml::GgmlType::Q4_0),
         SchemeId::Ggml(ggml::GgmlType::Q4_1),
         SchemeId::Ggml(ggml::GgmlType::Q5_0),
@@ -84,6 +88,7 @@ impl SchemeId {
                 .find(|(pc, sym, _)| *pc == per_channel && *sym == symmetric)
                 .map_or("int8", |x| x.2),
             SchemeId::Ggml(t) => t.name(),
+            SchemeId::Int8Dynamic => "int8-dynamic",
         }
     }
 
@@ -116,6 +121,7 @@ impl SchemeId {
                 },
             ),
             SchemeId::Ggml(t) => t.description(),
+            SchemeId::Int8Dynamic => "dynamic int8 W8A8 (onnxruntime quantize_dynamic): weights int8 per-channel symmetric; linear-layer inputs u8, one scale per tensor computed from each batch at run time; conv weights int8 QDQ; no calibration".into(),
         }
     }
 
@@ -130,6 +136,10 @@ impl SchemeId {
             // candle's QMatMul runs the GGML blocks; tract gets the dequantized weights.
             (SchemeId::Ggml(_), BackendId::CandleCpu) => Realization::Native,
             (SchemeId::Ggml(_), BackendId::TractCpu) => Realization::Emulated,
+            // tract lowers DynamicQuantizeLinear + MatMulInteger to its int8 matmul kernels;
+            // candle has no int8 matmul, so it quantize-dequantizes activations and weights.
+            (SchemeId::Int8Dynamic, BackendId::TractCpu) => Realization::Native,
+            (SchemeId::Int8Dynamic, BackendId::CandleCpu) => Realization::Emulated,
         }
     }
 }
@@ -179,6 +189,10 @@ pub fn apply(
     for (name, t) in &reference.tensors {
         let f = Stored::from_tensor(t).map_err(|e| export_err(e.to_string()))?;
         let p = match (scheme, &f) {
+            (SchemeId::Int8Dynamic, Stored::F32 { shape, values }) if name.ends_with(".weight") => Stored::Int(
+                int::quantize_weight(values, shape, int::IntType::I8, true, int::Granularity::PerChannel)
+                    .map_err(|e| export_err(format!("{name}: {e}")))?,
+            ),
             (SchemeId::Int8Weights { per_channel, symmetric }, Stored::F32 { shape, values })
                 if name.ends_with(".weight") =>
             {
@@ -198,7 +212,7 @@ pub fn apply(
     }
     let onnx = write_artifact(
         artifacts_dir.join(format!("{stem}.onnx")),
-        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &params)?,
+        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &params, scheme == SchemeId::Int8Dynamic)?,
     )?;
     let candle_artifact = match scheme {
         SchemeId::F32 => reference.weights_path.clone(),

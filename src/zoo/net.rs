@@ -27,6 +27,9 @@ enum Step {
 /// A zoo model bound to its weights. Input `[N, 1, 28, 28]` f32, output `[N, 10]` logits.
 pub struct Net {
     steps: Vec<Step>,
+    /// Quantize-dequantize each linear layer's input as ONNX `DynamicQuantizeLinear` does
+    /// (u8, one scale per tensor, from the batch itself): emulates dynamic int8.
+    dynamic_activations: bool,
 }
 
 impl Net {
@@ -62,8 +65,39 @@ impl Net {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Net { steps })
+        Ok(Net {
+            steps,
+            dynamic_activations: false,
+        })
     }
+
+    /// Emulates dynamic int8 activations in front of every linear layer.
+    pub fn with_dynamic_activation_quant(mut self) -> Net {
+        self.dynamic_activations = true;
+        self
+    }
+}
+
+/// ONNX `DynamicQuantizeLinear` followed by `DequantizeLinear`: scale =
+/// (max(x, 0) − min(x, 0)) / 255, zero point = round(−min / scale), u8, round half to even.
+fn dynamic_fake_quant_u8(x: &Tensor) -> Result<Tensor> {
+    use crate::quant::int::{dequantize_linear, quantize_linear, QParams};
+    let v = x.flatten_all()?.to_vec1::<f32>()?;
+    let lo = v.iter().copied().fold(0f32, f32::min);
+    let hi = v.iter().copied().fold(0f32, f32::max);
+    let scale = (hi - lo) / 255.0;
+    if scale == 0.0 {
+        return Ok(x.clone());
+    }
+    let p = QParams {
+        scale,
+        zero_point: (-lo / scale).round_ties_even().clamp(0.0, 255.0) as i32,
+    };
+    let dq: Vec<f32> = v
+        .iter()
+        .map(|&a| dequantize_linear(quantize_linear(a, p, 0, 255), p))
+        .collect();
+    Tensor::from_vec(dq, x.shape(), x.device())
 }
 
 impl Net {
@@ -112,7 +146,10 @@ impl Net {
                 Layer::Flatten => Step::Flatten,
             });
         }
-        Ok(Net { steps })
+        Ok(Net {
+            steps,
+            dynamic_activations: false,
+        })
     }
 
     /// Which kernel class each weighted layer runs, for the record's evidence.
@@ -136,6 +173,7 @@ impl Module for Net {
         for step in &self.steps {
             x = match step {
                 Step::Conv(c) => c.forward(&x)?,
+                Step::Linear(l) if self.dynamic_activations => l.forward(&dynamic_fake_quant_u8(&x)?)?,
                 Step::Linear(l) => l.forward(&x)?,
                 Step::QLinear { matmul, bias, pad, .. } => {
                     let x = if *pad > 0 { x.pad_with_zeros(1, 0, *pad)? } else { x };
