@@ -182,6 +182,14 @@ fn measure_case(
     reference: Option<&[f32]>,
     record: &mut Record,
 ) -> Result<()> {
+    let realization = case.scheme.realization(case.backend);
+    if suite.require_native && realization != crate::quant::Realization::Native {
+        return Err(Error::NotNative {
+            scheme: case.scheme.name(),
+            backend: case.backend.name(),
+            realization: realization.name(),
+        });
+    }
     let backend = case.backend.create();
     let started = Instant::now();
     let mut prepared = backend.prepare(variant, case.batch)?;

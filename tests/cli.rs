@@ -341,3 +341,35 @@ fn unknown_scheme_gets_a_suggestion() {
         ],
     );
 }
+
+#[test]
+fn require_native_fails_emulated_cases_and_runs_native_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu", "tract-cpu"]"#, "[8]", &["mlp"], "");
+    let text = std::fs::read_to_string(&suite).unwrap().replace(
+        r#"schemes = ["f32"]"#,
+        "schemes = [\"int8-dynamic\"]\nrequire_native = true",
+    );
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(&o, &["1 of 2 cases failed"]);
+    let records = read_records(&only_run_dir(dir.path()).join("records.jsonl")).unwrap();
+    let by_backend = |b: &str| records.iter().find(|r| r.backend == b).unwrap();
+    // candle only emulates dynamic int8: refused, with the reason.
+    let candle = by_backend("candle-cpu");
+    assert_eq!(candle.status, CaseStatus::Failed);
+    assert!(
+        candle
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("would run int8-dynamic emulated, not native"),
+        "{:?}",
+        candle.error
+    );
+    assert!(candle.samples_ns.is_empty());
+    // tract runs it on its int8 kernels: measured.
+    let tract = by_backend("tract-cpu");
+    assert_eq!((tract.status, tract.realization.as_str()), (CaseStatus::Ok, "native"));
+    assert!(tract.evidence.as_deref().unwrap().contains("mmm_i32"));
+}

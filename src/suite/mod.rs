@@ -38,6 +38,8 @@ pub struct Suite {
     pub schemes: Vec<SchemeId>,
     pub backends: Vec<BackendId>,
     pub batch_sizes: Vec<usize>,
+    /// Cases that a backend would only emulate fail instead of running.
+    pub require_native: bool,
     pub measure: SamplerSettings,
     /// Threads each backend may use; applied once per process.
     pub threads: usize,
@@ -222,6 +224,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         schemes,
         backends,
         batch_sizes,
+        require_native: spec.require_native,
         measure,
         threads,
         output_dir,

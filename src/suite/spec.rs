@@ -20,6 +20,9 @@ pub struct SuiteSpec {
     pub backends: Spanned<Vec<Spanned<String>>>,
     /// Batch sizes for latency; accuracy is evaluated at each of them too.
     pub batch_sizes: Spanned<Vec<Spanned<i64>>>,
+    /// Fail every case whose scheme the backend would only emulate.
+    #[serde(default)]
+    pub require_native: bool,
     #[serde(default)]
     pub measure: Option<Spanned<MeasureSpec>>,
     #[serde(default)]
