@@ -6,17 +6,12 @@ use std::process::Command;
 
 fn run(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn locked_version(lock: &str, name: &str) -> String {
     let needle = format!("name = \"{name}\"\nversion = \"");
-    lock.find(&needle)
-        .and_then(|i| lock[i + needle.len()..].split('"').next())
-        .unwrap_or("unknown")
-        .to_string()
+    lock.find(&needle).and_then(|i| lock[i + needle.len()..].split('"').next()).unwrap_or("unknown").to_string()
 }
 
 fn main() {
@@ -29,24 +24,12 @@ fn main() {
     let rustc_version = run(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
     let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
     println!("cargo:rustc-env=QBENCH_GIT_COMMIT={commit}");
-    println!(
-        "cargo:rustc-env=QBENCH_GIT_DIRTY={}",
-        dirty.map_or("unknown", |d| if d { "true" } else { "false" })
-    );
+    println!("cargo:rustc-env=QBENCH_GIT_DIRTY={}", dirty.map_or("unknown", |d| if d { "true" } else { "false" }));
     println!("cargo:rustc-env=QBENCH_RUSTC_VERSION={rustc_version}");
-    println!(
-        "cargo:rustc-env=QBENCH_CANDLE_VERSION={}",
-        locked_version(&lock, "candle-core")
-    );
-    println!(
-        "cargo:rustc-env=QBENCH_TRACT_VERSION={}",
-        locked_version(&lock, "tract-onnx")
-    );
+    println!("cargo:rustc-env=QBENCH_CANDLE_VERSION={}", locked_version(&lock, "candle-core"));
+    println!("cargo:rustc-env=QBENCH_TRACT_VERSION={}", locked_version(&lock, "tract-onnx"));
     let features: Vec<String> = std::env::vars()
-        .filter_map(|(k, _)| {
-            k.strip_prefix("CARGO_FEATURE_")
-                .map(|f| f.to_lowercase().replace('_', "-"))
-        })
+        .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(|f| f.to_lowercase().replace('_', "-")))
         .collect();
     println!("cargo:rustc-env=QBENCH_FEATURES={}", features.join(","));
 }

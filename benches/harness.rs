@@ -23,18 +23,14 @@ fn benches(c: &mut Criterion) {
     )
     .unwrap();
     let samples: Vec<u64> = (0..2000u64).map(|i| 100_000 + (i * 7919) % 5000).collect();
-    c.bench_function("stats/2000 samples", |b| {
-        b.iter(|| LatencyStats::from_samples(black_box(&samples)))
-    });
+    c.bench_function("stats/2000 samples", |b| b.iter(|| LatencyStats::from_samples(black_box(&samples))));
 
     let logits: Vec<f32> = (0..100_000).map(|i| ((i * 31) % 97) as f32 * 0.01).collect();
     let other: Vec<f32> = logits.iter().map(|v| v + 1e-6).collect();
     c.bench_function("eval/agreement 10k×10", |b| {
         b.iter(|| eval::agreement(black_box(&logits), black_box(&other), 10))
     });
-    c.bench_function("data/batch_f32 32", |b| {
-        b.iter(|| data.batch_f32(black_box(100), 32, 32))
-    });
+    c.bench_function("data/batch_f32 32", |b| b.iter(|| data.batch_f32(black_box(100), 32, 32)));
 
     let cnn = Reference::load("cnn", ZooModelId::Cnn, &root.join("models/cnn.safetensors")).unwrap();
     c.bench_function("onnx/export cnn", |b| {
@@ -57,9 +53,7 @@ fn benches(c: &mut Criterion) {
     for backend in BackendId::ALL {
         let mut p = backend.create().prepare(&variant, 1).unwrap();
         p.session.set_input(&data.batch_f32(0, 1, 1)).unwrap();
-        c.bench_function(&format!("engine/{} cnn batch 1", backend.name()), |b| {
-            b.iter(|| p.session.run().unwrap())
-        });
+        c.bench_function(&format!("engine/{} cnn batch 1", backend.name()), |b| b.iter(|| p.session.run().unwrap()));
     }
 }
 

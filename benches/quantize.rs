@@ -23,9 +23,7 @@ fn benches(c: &mut Criterion) {
         ("int8-pc-sym", true, Granularity::PerChannel),
         ("int8-pc-asym", false, Granularity::PerChannel),
     ] {
-        group.bench_function(name, |b| {
-            b.iter(|| quantize_weight(&values, &shape, IntType::I8, sym, g).unwrap())
-        });
+        group.bench_function(name, |b| b.iter(|| quantize_weight(&values, &shape, IntType::I8, sym, g).unwrap()));
     }
     for t in GgmlType::ALL {
         group.bench_function(t.name(), |b| b.iter(|| quantize_linear_weight(&w, t).unwrap()));

@@ -33,16 +33,10 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let file = |n: &str| args.data.join(n);
-    let train_set = load_idx(
-        "fashion-mnist-train",
-        &file("train-images-idx3-ubyte.gz"),
-        &file("train-labels-idx1-ubyte.gz"),
-    )?;
-    let test_set = load_idx(
-        "fashion-mnist-test",
-        &file("t10k-images-idx3-ubyte.gz"),
-        &file("t10k-labels-idx1-ubyte.gz"),
-    )?;
+    let train_set =
+        load_idx("fashion-mnist-train", &file("train-images-idx3-ubyte.gz"), &file("train-labels-idx1-ubyte.gz"))?;
+    let test_set =
+        load_idx("fashion-mnist-test", &file("t10k-images-idx3-ubyte.gz"), &file("t10k-labels-idx1-ubyte.gz"))?;
     let ids: Vec<ZooModelId> = if args.models.is_empty() {
         ZooModelId::ALL.to_vec()
     } else {
@@ -57,24 +51,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     for id in ids {
         let cfg = match id {
-            ZooModelId::Mlp => TrainConfig {
-                epochs: 10,
-                batch_size: 64,
-                learning_rate: 1e-3,
-                seed: args.seed,
-            },
-            ZooModelId::Cnn => TrainConfig {
-                epochs: 8,
-                batch_size: 64,
-                learning_rate: 1e-3,
-                seed: args.seed,
-            },
+            ZooModelId::Mlp => TrainConfig { epochs: 10, batch_size: 64, learning_rate: 1e-3, seed: args.seed },
+            ZooModelId::Cnn => TrainConfig { epochs: 8, batch_size: 64, learning_rate: 1e-3, seed: args.seed },
         };
-        eprintln!(
-            "training {} ({} parameters) with {cfg:?}",
-            id.name(),
-            id.parameter_count()
-        );
+        eprintln!("training {} ({} parameters) with {cfg:?}", id.name(), id.parameter_count());
         let started = std::time::Instant::now();
         let mut last = 0.0;
         let weights = train(id, &train_set, &test_set, &cfg, |r| {
@@ -91,11 +71,7 @@ fn main() -> anyhow::Result<()> {
         candle_core::safetensors::save(&weights, &path)?;
         eprintln!("wrote {} (test top-1 {:.2}%)", path.display(), 100.0 * last);
         if last < 0.85 {
-            bail!(
-                "{} reached only {:.2}% test top-1; training did not converge",
-                id.name(),
-                100.0 * last
-            );
+            bail!("{} reached only {:.2}% test top-1; training did not converge", id.name(), 100.0 * last);
         }
     }
     Ok(())

@@ -73,9 +73,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Export { zoo, weights, output } => {
             let id = ZooModelId::from_name(&zoo)
                 .with_context(|| format!("unknown zoo model \"{zoo}\"; known: {}", ZooModelId::names().join(", ")))?;
-            let name = weights
-                .file_stem()
-                .map_or(zoo.clone(), |s| s.to_string_lossy().into_owned());
+            let name = weights.file_stem().map_or(zoo.clone(), |s| s.to_string_lossy().into_owned());
             let reference = qbench::model::Reference::load(&name, id, &weights)?;
             let bytes = qbench::model::onnx::export(&name, id, &reference.tensors)?;
             std::fs::write(&output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
@@ -95,25 +93,14 @@ fn list(what: Option<ListWhat>) -> String {
         }
     };
     if show(ListWhat::Backends) {
-        section(
-            "backends",
-            BackendId::ALL
-                .iter()
-                .map(|b| (b.name(), b.description().to_string()))
-                .collect(),
-        );
+        section("backends", BackendId::ALL.iter().map(|b| (b.name(), b.description().to_string())).collect());
     }
     if show(ListWhat::Models) {
         section(
             "models (built-in zoo)",
             ZooModelId::ALL
                 .iter()
-                .map(|m| {
-                    (
-                        m.name(),
-                        format!("{} ({} parameters)", m.description(), m.parameter_count()),
-                    )
-                })
+                .map(|m| (m.name(), format!("{} ({} parameters)", m.description(), m.parameter_count())))
                 .collect(),
         );
     }
@@ -123,20 +110,16 @@ fn list(what: Option<ListWhat>) -> String {
             SchemeId::ALL
                 .iter()
                 .map(|s| {
-                    let how: Vec<String> = BackendId::ALL
-                        .iter()
-                        .map(|b| format!("{} {}", b.name(), s.realization(*b).name()))
-                        .collect();
+                    let how: Vec<String> =
+                        BackendId::ALL.iter().map(|b| format!("{} {}", b.name(), s.realization(*b).name())).collect();
                     (s.name(), format!("{} [{}]", s.description(), how.join(", ")))
                 })
                 .collect(),
         );
     }
     if show(ListWhat::Datasets) {
-        let mut rows: Vec<(&str, String)> = vec![(
-            DatasetFormat::Idx.name(),
-            format!("format: {}", DatasetFormat::Idx.description()),
-        )];
+        let mut rows: Vec<(&str, String)> =
+            vec![(DatasetFormat::Idx.name(), format!("format: {}", DatasetFormat::Idx.description()))];
         rows.push((
             "shipped",
             "fashion-mnist-test: suites/data/fashion-mnist/t10k-*-idx*-ubyte.gz (10,000 28×28 images, 10 classes, MIT)"

@@ -13,6 +13,8 @@ use crate::measure::stats::LatencyStats;
 pub enum CaseStatus {
     Ok,
     Failed,
+    /// The backend cannot run the scheme (realization `unsupported`); `error` says why.
+    Skipped,
 }
 
 /// One case's result. Units are in the field names; `None` means "not measured"
@@ -173,11 +175,7 @@ impl Environment {
             .unwrap_or_else(|| "unknown".into());
         let flags_line = field("flags").or_else(|| field("Features")).unwrap_or_default();
         let present: Vec<&str> = flags_line.split_whitespace().collect();
-        let cpu_flags = INTERESTING_FLAGS
-            .iter()
-            .filter(|f| present.contains(f))
-            .map(|f| f.to_string())
-            .collect();
+        let cpu_flags = INTERESTING_FLAGS.iter().filter(|f| present.contains(f)).map(|f| f.to_string()).collect();
         let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
             m.lines()
                 .find(|l| l.starts_with("MemTotal:"))

@@ -88,10 +88,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
     let (run_id, run_dir) = create_run_dir(&out_root.join(&suite.name))?;
     let artifacts = run_dir.join("artifacts");
     create_dir(&artifacts)?;
-    write_file(
-        &run_dir.join("environment.json"),
-        &serde_json::to_vec_pretty(&env).expect("Environment serializes"),
-    )?;
+    write_file(&run_dir.join("environment.json"), &serde_json::to_vec_pretty(&env).expect("Environment serializes"))?;
     if let Ok(text) = std::fs::read(&suite.file) {
         write_file(&run_dir.join("suite.toml"), &text)?;
     }
@@ -117,16 +114,27 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
         let reference = guarded(|| Reference::load(&model.name, model.zoo, &model.weights).map_err(Error::from));
         let reference_logits = reference.as_ref().ok().map(|r| guarded(|| reference_logits(r, data)));
         if let Some(Err(e)) = &reference_logits {
-            progress(&format!(
-                "{}: reference outputs failed: {e:#}; agreement columns stay empty",
-                model.name
-            ));
+            progress(&format!("{}: reference outputs failed: {e:#}; agreement columns stay empty", model.name));
         }
         let reference_logits = reference_logits.and_then(|r| r.ok());
         let mut variants: HashMap<quant::SchemeId, Result<Variant, String>> = HashMap::new();
         for case in model_cases {
             index += 1;
             let mut record = base_record(suite, &env, &run_id, index - 1, case, data);
+            if let crate::quant::Realization::Unsupported(why) = case.scheme.realization(case.backend) {
+                record.status = CaseStatus::Skipped;
+                record.error = Some(why.to_string());
+                sink.append(&record)?;
+                records.push(record);
+                progress(&format!(
+                    "[{index}/{total}] {} {} {} batch {}: skipped: {why}",
+                    model.name,
+                    case.scheme.name(),
+                    case.backend.name(),
+                    case.batch
+                ));
+                continue;
+            }
             let outcome = match &reference {
                 Err(e) => Err(e.to_string()),
                 Ok(reference) => {
@@ -338,15 +346,9 @@ fn create_run_dir(root: &Path) -> Result<(String, PathBuf)> {
 }
 
 fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Output {
-        path: dir.to_path_buf(),
-        source,
-    })
+    std::fs::create_dir_all(dir).map_err(|source| Error::Output { path: dir.to_path_buf(), source })
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|source| Error::Output {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(path, bytes).map_err(|source| Error::Output { path: path.to_path_buf(), source })
 }

@@ -10,11 +10,7 @@ use qbench::record::{CaseStatus, Record};
 use qbench::report::jsonl::read_records;
 
 fn qbench(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qbench"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_qbench")).args(args).current_dir(dir).output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -33,22 +29,11 @@ fn assert_clean_error(o: &Output, needles: &[&str]) {
 }
 
 fn run_suite(dir: &Path, suite: &Path) -> Output {
-    qbench(
-        dir,
-        &[
-            "run",
-            suite.to_str().unwrap(),
-            "--out",
-            dir.join("out").to_str().unwrap(),
-        ],
-    )
+    qbench(dir, &["run", suite.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()])
 }
 
 fn only_run_dir(dir: &Path) -> PathBuf {
-    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("out/t"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("out/t")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     runs[0].clone()
 }
@@ -57,17 +42,10 @@ fn only_run_dir(dir: &Path) -> PathBuf {
 fn version_and_help_for_every_command() {
     let dir = common::repo();
     let v = qbench(&dir, &["--version"]);
-    assert_eq!(
-        String::from_utf8_lossy(&v.stdout).trim(),
-        format!("qbench {}", env!("CARGO_PKG_VERSION"))
-    );
-    for cmd in [
-        &["--help"][..],
-        &["run", "--help"],
-        &["list", "--help"],
-        &["validate", "--help"],
-        &["export", "--help"],
-    ] {
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), format!("qbench {}", env!("CARGO_PKG_VERSION")));
+    for cmd in
+        [&["--help"][..], &["run", "--help"], &["list", "--help"], &["validate", "--help"], &["export", "--help"]]
+    {
         let o = qbench(&dir, cmd);
         assert!(o.status.success(), "{cmd:?}");
         assert!(String::from_utf8_lossy(&o.stdout).contains("Usage: qbench"), "{cmd:?}");
@@ -78,15 +56,7 @@ fn version_and_help_for_every_command() {
 fn list_names_every_backend_model_scheme_and_dataset_format() {
     let o = qbench(&common::repo(), &["list"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in [
-        "candle-cpu",
-        "tract-cpu",
-        "mlp",
-        "cnn",
-        "f32",
-        "idx",
-        "fashion-mnist-test",
-    ] {
+    for name in ["candle-cpu", "tract-cpu", "mlp", "cnn", "f32", "idx", "fashion-mnist-test"] {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
     let o = qbench(&common::repo(), &["list", "backends"]);
@@ -101,32 +71,21 @@ fn unknown_backend_names_file_line_and_suggestion() {
     let o = run_suite(dir.path(), &suite);
     assert_clean_error(
         &o,
-        &[
-            &format!("{}:3:27:", suite.display()),
-            r#"unknown backend "trac-cpu" — did you mean "tract-cpu"?"#,
-        ],
+        &[&format!("{}:3:27:", suite.display()), r#"unknown backend "trac-cpu" — did you mean "tract-cpu"?"#],
     );
-    assert!(
-        !dir.path().join("out").exists(),
-        "nothing is written for an invalid suite"
-    );
+    assert!(!dir.path().join("out").exists(), "nothing is written for an invalid suite");
 }
 
 #[test]
 fn unknown_key_is_named_with_a_suggestion() {
     let dir = tempfile::tempdir().unwrap();
     let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
-    let text = std::fs::read_to_string(&suite)
-        .unwrap()
-        .replace("warmup_iters = 2", "warmup = 2");
+    let text = std::fs::read_to_string(&suite).unwrap().replace("warmup_iters = 2", "warmup = 2");
     std::fs::write(&suite, text).unwrap();
     let o = run_suite(dir.path(), &suite);
     assert_clean_error(
         &o,
-        &[
-            &format!("{}:7:", suite.display()),
-            r#"unknown key "warmup" — did you mean "warmup_iters"?"#,
-        ],
+        &[&format!("{}:7:", suite.display()), r#"unknown key "warmup" — did you mean "warmup_iters"?"#],
     );
 }
 
@@ -134,9 +93,7 @@ fn unknown_key_is_named_with_a_suggestion() {
 fn missing_key_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
-    let text = std::fs::read_to_string(&suite)
-        .unwrap()
-        .replace("schemes = [\"f32\"]\n", "");
+    let text = std::fs::read_to_string(&suite).unwrap().replace("schemes = [\"f32\"]\n", "");
     std::fs::write(&suite, text).unwrap();
     let o = run_suite(dir.path(), &suite);
     assert_clean_error(&o, &[&suite.display().to_string(), "missing field `schemes`"]);
@@ -165,16 +122,8 @@ fn dataset_of_the_wrong_image_size_is_refused_before_running() {
     let dir = tempfile::tempdir().unwrap();
     // 8×8 digits-like images: valid IDX, wrong size for the 28×28 zoo models.
     let pixels: Vec<u8> = (0..20 * 64).map(|i| (i % 256) as u8).collect();
-    std::fs::write(
-        dir.path().join("small-images.idx"),
-        qbench::data::encode_idx_images(8, 8, &pixels),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("small-labels.idx"),
-        qbench::data::encode_idx_labels(&[3; 20]),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("small-images.idx"), qbench::data::encode_idx_images(8, 8, &pixels)).unwrap();
+    std::fs::write(dir.path().join("small-labels.idx"), qbench::data::encode_idx_labels(&[3; 20])).unwrap();
     let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
     let text = std::fs::read_to_string(&suite).unwrap();
     let text = text
@@ -182,15 +131,7 @@ fn dataset_of_the_wrong_image_size_is_refused_before_running() {
         .replace(&format!("{:?}", common::fashion_labels()), "\"small-labels.idx\"");
     std::fs::write(&suite, text).unwrap();
     let o = run_suite(dir.path(), &suite);
-    assert_clean_error(
-        &o,
-        &[
-            "small-images.idx",
-            "has 8×8 images",
-            "model \"mlp\"",
-            "takes 1×28×28 inputs",
-        ],
-    );
+    assert_clean_error(&o, &["small-images.idx", "has 8×8 images", "model \"mlp\"", "takes 1×28×28 inputs"]);
     assert!(!dir.path().join("out").exists());
 }
 
@@ -202,9 +143,8 @@ fn corrupt_gzip_dataset_is_refused_with_the_fix() {
     bytes[mid..].iter_mut().for_each(|b| *b = b.wrapping_add(17));
     std::fs::write(dir.path().join("labels.gz"), bytes).unwrap();
     let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
-    let text = std::fs::read_to_string(&suite)
-        .unwrap()
-        .replace(&format!("{:?}", common::fashion_labels()), "\"labels.gz\"");
+    let text =
+        std::fs::read_to_string(&suite).unwrap().replace(&format!("{:?}", common::fashion_labels()), "\"labels.gz\"");
     std::fs::write(&suite, text).unwrap();
     let o = run_suite(dir.path(), &suite);
     assert_clean_error(&o, &["labels.gz", "is not valid gzip", "corrupt or truncated"]);
@@ -238,32 +178,20 @@ fn a_failing_model_is_recorded_and_the_others_still_run() {
         ]
     );
     let broken = records[2].error.as_deref().unwrap();
-    assert!(
-        broken.contains("broken.safetensors") && broken.contains("not a valid safetensors file"),
-        "{broken}"
-    );
+    assert!(broken.contains("broken.safetensors") && broken.contains("not a valid safetensors file"), "{broken}");
     let nan = records[4].error.as_deref().unwrap();
     assert!(nan.contains("fc3.bias") && nan.contains("NaN"), "{nan}");
     assert!(records[0].top1_accuracy.unwrap() > 0.87);
     // The table still shows the measured cases and lists the failures.
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        table.contains("| mlp ") && table.contains("4 failed case(s)"),
-        "{table}"
-    );
+    assert!(table.contains("| mlp ") && table.contains("4 failed case(s)"), "{table}");
 }
 
 /// The acceptance figures of the spine, on the whole 10k test set.
 #[test]
 fn both_models_on_both_backends_meet_accuracy_and_agree() {
     let dir = tempfile::tempdir().unwrap();
-    let suite = common::write_suite(
-        dir.path(),
-        r#"["candle-cpu", "tract-cpu"]"#,
-        "[1, 32]",
-        &["mlp", "cnn"],
-        "",
-    );
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu", "tract-cpu"]"#, "[1, 32]", &["mlp", "cnn"], "");
     let o = run_suite(dir.path(), &suite);
     assert!(o.status.success(), "{}", stderr(&o));
     let run_dir = only_run_dir(dir.path());
@@ -283,11 +211,7 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
         let floor = if r.model == "cnn" { 0.90 } else { 0.87 };
         assert!(r.top1_accuracy.unwrap() >= floor, "{what}: top-1 {:?}", r.top1_accuracy);
         assert_eq!(r.eval_items, Some(10_000));
-        assert!(
-            r.ref_top1_agreement.unwrap() >= 0.999,
-            "{what}: agreement {:?}",
-            r.ref_top1_agreement
-        );
+        assert!(r.ref_top1_agreement.unwrap() >= 0.999, "{what}: agreement {:?}", r.ref_top1_agreement);
         assert!(r.ref_max_abs_logit_diff.unwrap() < 1e-3, "{what}");
         // Provenance: hashes of the real files, the artifact's real size.
         assert_eq!(
@@ -300,10 +224,7 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
         // Latency statistics are consistent with the raw samples kept.
         let n = r.samples_ns.len();
         assert!(n >= 5, "{what}: {n} samples");
-        let (min, max) = (
-            *r.samples_ns.iter().min().unwrap() as f64,
-            *r.samples_ns.iter().max().unwrap() as f64,
-        );
+        let (min, max) = (*r.samples_ns.iter().min().unwrap() as f64, *r.samples_ns.iter().max().unwrap() as f64);
         assert_eq!((r.latency_min_ns, r.latency_max_ns), (Some(min), Some(max)));
         let med = r.latency_median_ns.unwrap();
         assert!(r.latency_median_ci_low_ns.unwrap() <= med && med <= r.latency_median_ci_high_ns.unwrap());
@@ -313,11 +234,7 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
     }
     // Backend agreement per model: the two backends' predictions agree; accuracy differs by < 0.1 point.
     for model in ["mlp", "cnn"] {
-        let acc: Vec<f64> = records
-            .iter()
-            .filter(|r| r.model == model)
-            .map(|r| r.top1_accuracy.unwrap())
-            .collect();
+        let acc: Vec<f64> = records.iter().filter(|r| r.model == model).map(|r| r.top1_accuracy.unwrap()).collect();
         let spread = acc.iter().cloned().fold(f64::MIN, f64::max) - acc.iter().cloned().fold(f64::MAX, f64::min);
         assert!(spread <= 0.001, "{model}: {acc:?}");
     }
@@ -328,17 +245,13 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
 fn unknown_scheme_gets_a_suggestion() {
     let dir = tempfile::tempdir().unwrap();
     let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
-    let text = std::fs::read_to_string(&suite)
-        .unwrap()
-        .replace(r#"schemes = ["f32"]"#, r#"schemes = ["f32", "int8-pc-sim"]"#);
+    let text =
+        std::fs::read_to_string(&suite).unwrap().replace(r#"schemes = ["f32"]"#, r#"schemes = ["f32", "int8-pc-sim"]"#);
     std::fs::write(&suite, text).unwrap();
     let o = run_suite(dir.path(), &suite);
     assert_clean_error(
         &o,
-        &[
-            &format!("{}:2:19:", suite.display()),
-            r#"unknown scheme "int8-pc-sim" — did you mean "int8-pc-sym"?"#,
-        ],
+        &[&format!("{}:2:19:", suite.display()), r#"unknown scheme "int8-pc-sim" — did you mean "int8-pc-sym"?"#],
     );
 }
 
@@ -346,10 +259,9 @@ fn unknown_scheme_gets_a_suggestion() {
 fn require_native_fails_emulated_cases_and_runs_native_ones() {
     let dir = tempfile::tempdir().unwrap();
     let suite = common::write_suite(dir.path(), r#"["candle-cpu", "tract-cpu"]"#, "[8]", &["mlp"], "");
-    let text = std::fs::read_to_string(&suite).unwrap().replace(
-        r#"schemes = ["f32"]"#,
-        "schemes = [\"int8-dynamic\"]\nrequire_native = true",
-    );
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace(r#"schemes = ["f32"]"#, "schemes = [\"int8-dynamic\"]\nrequire_native = true");
     std::fs::write(&suite, text).unwrap();
     let o = run_suite(dir.path(), &suite);
     assert_clean_error(&o, &["1 of 2 cases failed"]);
@@ -359,11 +271,7 @@ fn require_native_fails_emulated_cases_and_runs_native_ones() {
     let candle = by_backend("candle-cpu");
     assert_eq!(candle.status, CaseStatus::Failed);
     assert!(
-        candle
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("would run int8-dynamic emulated, not native"),
+        candle.error.as_deref().unwrap().contains("would run int8-dynamic emulated, not native"),
         "{:?}",
         candle.error
     );
@@ -372,4 +280,21 @@ fn require_native_fails_emulated_cases_and_runs_native_ones() {
     let tract = by_backend("tract-cpu");
     assert_eq!((tract.status, tract.realization.as_str()), (CaseStatus::Ok, "native"));
     assert!(tract.evidence.as_deref().unwrap().contains("mmm_i32"));
+}
+
+#[test]
+fn unsupported_pairs_are_skipped_with_the_reason_and_do_not_fail_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu", "tract-cpu"]"#, "[8]", &["mlp"], "");
+    let text = std::fs::read_to_string(&suite).unwrap().replace(r#"schemes = ["f32"]"#, r#"schemes = ["bf16"]"#);
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records = read_records(&only_run_dir(dir.path()).join("records.jsonl")).unwrap();
+    let statuses: Vec<(&str, CaseStatus)> = records.iter().map(|r| (r.backend.as_str(), r.status)).collect();
+    assert_eq!(statuses, vec![("candle-cpu", CaseStatus::Ok), ("tract-cpu", CaseStatus::Skipped)]);
+    assert_eq!(records[1].realization, "unsupported");
+    assert!(records[1].error.as_deref().unwrap().contains("no bfloat16 datum type"));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("1 skipped (unsupported on that backend) case(s)"), "{table}");
 }

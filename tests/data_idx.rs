@@ -22,10 +22,7 @@ fn fashion_mnist_test_set_loads_with_known_counts_labels_and_pixels() {
     assert_eq!(sum(9999 * 784..10_000 * 784), 24_390);
     assert_eq!(sum(0..d.pixels.len()), 573_469_082);
     assert_eq!(d.pixels[14 * 28 + 14], 110);
-    assert_eq!(
-        qbench::hash::sha256_hex(&d.pixels),
-        "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a"
-    );
+    assert_eq!(qbench::hash::sha256_hex(&d.pixels), "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a");
 }
 
 #[test]
@@ -36,8 +33,5 @@ fn corrupt_gzip_is_a_clear_error() {
     let bad = dir.path().join("t10k-images-idx3-ubyte.gz");
     std::fs::write(&bad, &bytes).unwrap();
     let e = load_idx("fm", &bad, &common::fashion_labels()).unwrap_err().to_string();
-    assert!(
-        e.contains("is not valid gzip") && e.contains(&bad.display().to_string()),
-        "{e}"
-    );
+    assert!(e.contains("is not valid gzip") && e.contains(&bad.display().to_string()), "{e}");
 }

@@ -32,14 +32,8 @@ fn exported_onnx_has_identical_weights_and_tract_matches_candle_on_100_images() 
         assert_eq!(graph.initializer.len(), zoo.parameters().len());
         for init in &graph.initializer {
             let t = &reference.tensors[&init.name];
-            let want: Vec<u8> = t
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
+            let want: Vec<u8> =
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().flat_map(|v| v.to_le_bytes()).collect();
             assert_eq!(init.raw_data, want, "{} {}", zoo.name(), init.name);
             assert_eq!(init.dims, t.dims().iter().map(|&d| d as i64).collect::<Vec<_>>());
         }

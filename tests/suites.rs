@@ -20,12 +20,7 @@ fn every_shipped_suite_loads_and_validates() {
         let mut seen = Vec::new();
         for c in &cases {
             if seen.last() != Some(&c.model) {
-                assert!(
-                    !seen.contains(&c.model),
-                    "{}: model {} appears in two runs of cases",
-                    f.display(),
-                    c.model
-                );
+                assert!(!seen.contains(&c.model), "{}: model {} appears in two runs of cases", f.display(), c.model);
                 seen.push(c.model);
             }
         }

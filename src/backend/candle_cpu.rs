@@ -4,7 +4,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::Module;
 
 use super::{Backend, BackendError, BackendId, Prepared, Session};
-use crate::model::stored::load_f32_tensors;
+use crate::model::stored::load_tensors;
 use crate::quant::{SchemeId, Variant};
 use crate::zoo::Net;
 
@@ -24,7 +24,7 @@ impl Backend for CandleCpu {
             Net::from_gguf(variant.zoo, &variant.candle_artifact)
                 .map_err(|e| BackendError::engine(ID, "loading the GGUF model", e))?
         } else {
-            let tensors = load_f32_tensors(&variant.candle_artifact, variant.zoo)
+            let tensors = load_tensors(&variant.candle_artifact, variant.zoo)
                 .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
             let net = Net::new(variant.zoo, &tensors).map_err(|e| BackendError::engine(ID, "building the model", e))?;
             if variant.scheme == SchemeId::Int8Dynamic {
@@ -36,24 +36,20 @@ impl Backend for CandleCpu {
         let artifact_bytes = std::fs::metadata(&variant.candle_artifact)
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
-        let dequantized = !is_gguf && !variant.weight_storage.split(", ").all(|s| s.ends_with("=f32"));
-        let evidence = format!(
-            "{}{}",
-            net.kernels(),
-            if dequantized {
-                " (dequantized at load from the stored integers)"
-            } else {
-                ""
-            }
-        );
+        let storage = &variant.weight_storage;
+        let conversion = if is_gguf {
+            ""
+        } else if storage.contains("=i8") {
+            " (dequantized at load from the stored integers)"
+        } else if storage.contains("=bf16") {
+            " (widened at load from the stored bf16)"
+        } else {
+            ""
+        };
+        let evidence = format!("{}{conversion}", net.kernels());
         let [c, h, w] = variant.zoo.input_shape();
         Ok(Prepared {
-            session: Box::new(CandleSession {
-                net,
-                shape: (batch, c, h, w),
-                input: None,
-                output: None,
-            }),
+            session: Box::new(CandleSession { net, shape: (batch, c, h, w), input: None, output: None }),
             artifact: variant.candle_artifact.clone(),
             artifact_bytes,
             evidence,
@@ -70,22 +66,17 @@ struct CandleSession {
 
 impl Session for CandleSession {
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
+        // Converted to the network's dtype here, outside the timed run.
         let t = Tensor::from_slice(input, self.shape, &Device::Cpu)
+            .and_then(|t| t.to_dtype(self.net.dtype()))
             .map_err(|e| BackendError::engine(ID, "copying the input", e))?;
         self.input = Some(t);
         Ok(())
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
-        let input = self
-            .input
-            .as_ref()
-            .ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
-        self.output = Some(
-            self.net
-                .forward(input)
-                .map_err(|e| BackendError::engine(ID, "running", e))?,
-        );
+        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
+        self.output = Some(self.net.forward(input).map_err(|e| BackendError::engine(ID, "running", e))?);
         Ok(())
     }
 
@@ -95,6 +86,7 @@ impl Session for CandleSession {
             .as_ref()
             .ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
         out.flatten_all()
+            .and_then(|t| t.to_dtype(candle_core::DType::F32))
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| BackendError::engine(ID, "reading the output", e))
     }

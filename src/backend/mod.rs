@@ -87,27 +87,15 @@ pub trait Session {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("{backend}: {stage} failed: {message}")]
-    Engine {
-        backend: &'static str,
-        stage: &'static str,
-        message: String,
-    },
+    Engine { backend: &'static str, stage: &'static str, message: String },
     #[error("{backend}: the model produced {count} NaN or infinite logits (first at item {item}); the model or its inputs are broken")]
-    NonFinite {
-        backend: &'static str,
-        item: usize,
-        count: usize,
-    },
+    NonFinite { backend: &'static str, item: usize, count: usize },
 }
 
 impl BackendError {
     pub(crate) fn engine(backend: BackendId, stage: &'static str, e: impl std::fmt::Display) -> Self {
         // `{:#}` on anyhow-style errors (tract) prints the whole cause chain on one line.
-        BackendError::Engine {
-            backend: backend.name(),
-            stage,
-            message: format!("{e:#}").replace('\n', " "),
-        }
+        BackendError::Engine { backend: backend.name(), stage, message: format!("{e:#}").replace('\n', " ") }
     }
 }
 

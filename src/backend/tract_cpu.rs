@@ -14,11 +14,7 @@ const ID: BackendId = BackendId::TractCpu;
 /// Runs tract's matrix products on `threads` threads (tract is single-threaded by default).
 pub(super) fn set_threads(threads: usize) {
     use tract_linalg::multithread::{set_default_executor, Executor};
-    set_default_executor(if threads > 1 {
-        Executor::multithread(threads)
-    } else {
-        Executor::SingleThread
-    });
+    set_default_executor(if threads > 1 { Executor::multithread(threads) } else { Executor::SingleThread });
 }
 
 impl Backend for TractCpu {
@@ -35,20 +31,12 @@ impl Backend for TractCpu {
             .and_then(|m| m.into_runnable())
             .map_err(|e| BackendError::engine(ID, "loading and optimizing the ONNX model", e))?;
         let evidence = op_summary(plan.model());
-        let state = plan
-            .spawn()
-            .map_err(|e| BackendError::engine(ID, "creating the run state", e))?;
+        let state = plan.spawn().map_err(|e| BackendError::engine(ID, "creating the run state", e))?;
         let artifact_bytes = std::fs::metadata(&variant.onnx)
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
         Ok(Prepared {
-            session: Box::new(TractSession {
-                state,
-                _plan: plan,
-                shape: [batch, c, h, w],
-                input: None,
-                output: None,
-            }),
+            session: Box::new(TractSession { state, _plan: plan, shape: [batch, c, h, w], input: None, output: None }),
             artifact: variant.onnx.clone(),
             artifact_bytes,
             evidence,
@@ -63,10 +51,9 @@ fn op_summary(model: &TypedModel) -> String {
         // A matmul's name is the same for every datum type; its info names the kernel
         // tract picked (e.g. an i32-accumulating int8 kernel versus an f32 one).
         let kernel = node.op.info().ok().and_then(|lines| {
-            lines.iter().find_map(|l| {
-                l.strip_prefix("Mult: ")
-                    .map(|m| m.rsplit(" with ").next().unwrap_or(m).to_string())
-            })
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix("Mult: ").map(|m| m.rsplit(" with ").next().unwrap_or(m).to_string()))
         });
         let name = match kernel {
             Some(k) => format!("{}{k}", node.op.name()),
@@ -76,10 +63,7 @@ fn op_summary(model: &TypedModel) -> String {
     }
     let mut v: Vec<(String, usize)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    v.iter()
-        .map(|(op, n)| format!("{op}×{n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    v.iter().map(|(op, n)| format!("{op}×{n}")).collect::<Vec<_>>().join(", ")
 }
 
 struct TractSession {
@@ -98,14 +82,8 @@ impl Session for TractSession {
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
-        let input = self
-            .input
-            .clone()
-            .ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
-        let mut outputs = self
-            .state
-            .run(tvec![input])
-            .map_err(|e| BackendError::engine(ID, "running", e))?;
+        let input = self.input.clone().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
+        let mut outputs = self.state.run(tvec![input]).map_err(|e| BackendError::engine(ID, "running", e))?;
         self.output = Some(outputs.remove(0));
         Ok(())
     }

@@ -17,18 +17,10 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 pub fn load_idx(name: &str, images: &Path, labels: &Path) -> Result<Dataset, DataError> {
     let images_raw = read(images)?;
     let labels_raw = read(labels)?;
-    let (dims, pixels) = parse(
-        images,
-        &decompress(images, &images_raw)?,
-        IMAGES_MAGIC,
-        "images (magic 0x00000803, 3 dimensions)",
-    )?;
-    let (ldims, labels_v) = parse(
-        labels,
-        &decompress(labels, &labels_raw)?,
-        LABELS_MAGIC,
-        "labels (magic 0x00000801, 1 dimension)",
-    )?;
+    let (dims, pixels) =
+        parse(images, &decompress(images, &images_raw)?, IMAGES_MAGIC, "images (magic 0x00000803, 3 dimensions)")?;
+    let (ldims, labels_v) =
+        parse(labels, &decompress(labels, &labels_raw)?, LABELS_MAGIC, "labels (magic 0x00000801, 1 dimension)")?;
     if dims[0] != ldims[0] {
         return Err(DataError::CountMismatch {
             dataset: name.to_string(),
@@ -54,10 +46,7 @@ pub fn load_idx(name: &str, images: &Path, labels: &Path) -> Result<Dataset, Dat
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })
 }
 
 fn decompress(path: &Path, raw: &[u8]) -> Result<Vec<u8>, DataError> {
@@ -65,19 +54,14 @@ fn decompress(path: &Path, raw: &[u8]) -> Result<Vec<u8>, DataError> {
         return Ok(raw.to_vec());
     }
     let mut out = Vec::new();
-    GzDecoder::new(raw).read_to_end(&mut out).map_err(|e| DataError::Gzip {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    GzDecoder::new(raw)
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::Gzip { path: path.to_path_buf(), reason: e.to_string() })?;
     Ok(out)
 }
 
 fn parse(path: &Path, bytes: &[u8], magic: u32, expected: &'static str) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let err = |reason: String| DataError::Idx {
-        path: path.to_path_buf(),
-        expected,
-        reason,
-    };
+    let err = |reason: String| DataError::Idx { path: path.to_path_buf(), expected, reason };
     if bytes.len() < 4 {
         return Err(err(format!("only {} bytes, too short for a header", bytes.len())));
     }

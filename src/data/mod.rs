@@ -70,10 +70,7 @@ impl Dataset {
     pub fn batch_f32(&self, start: usize, count: usize, pad_to: usize) -> Vec<f32> {
         let size = self.image_size();
         let end = (start + count).min(self.len());
-        let mut out: Vec<f32> = self.pixels[start * size..end * size]
-            .iter()
-            .map(|&p| p as f32 / 255.0)
-            .collect();
+        let mut out: Vec<f32> = self.pixels[start * size..end * size].iter().map(|&p| p as f32 / 255.0).collect();
         out.resize(pad_to.max(end - start) * size, 0.0);
         out
     }
@@ -87,19 +84,9 @@ pub enum DataError {
     #[error("dataset file {path} is not valid gzip ({reason}); the file is corrupt or truncated: copy it again (for the shipped Fashion-MNIST files: git checkout -- suites/data)")]
     Gzip { path: PathBuf, reason: String },
     #[error("dataset file {path} is not an IDX {expected} file: {reason}")]
-    Idx {
-        path: PathBuf,
-        expected: &'static str,
-        reason: String,
-    },
+    Idx { path: PathBuf, expected: &'static str, reason: String },
     #[error("dataset \"{dataset}\": {images} holds {n_images} images but {labels} holds {n_labels} labels; use the labels file that belongs to these images")]
-    CountMismatch {
-        dataset: String,
-        images: PathBuf,
-        labels: PathBuf,
-        n_images: usize,
-        n_labels: usize,
-    },
+    CountMismatch { dataset: String, images: PathBuf, labels: PathBuf, n_images: usize, n_labels: usize },
     #[error("dataset \"{dataset}\" ({path}) has {rows}×{cols} images but model \"{model}\" ({zoo}) takes 1×{want_rows}×{want_cols} inputs; evaluate it on a dataset of {want_rows}×{want_cols} images, or pick a model that fits this dataset")]
     ShapeMismatch {
         dataset: String,
@@ -112,11 +99,5 @@ pub enum DataError {
         want_cols: usize,
     },
     #[error("dataset \"{dataset}\" ({path}) has label {label}, but model \"{model}\" has only {classes} outputs; the labels file does not fit this model")]
-    LabelRange {
-        dataset: String,
-        path: PathBuf,
-        label: u8,
-        model: String,
-        classes: usize,
-    },
+    LabelRange { dataset: String, path: PathBuf, label: u8, model: String, classes: usize },
 }

@@ -31,18 +31,9 @@ pub fn run_dataset(
         logits.extend_from_slice(&out[..n * classes]);
         start += n;
     }
-    let bad: Vec<usize> = logits
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_finite())
-        .map(|(i, _)| i / classes)
-        .collect();
+    let bad: Vec<usize> = logits.iter().enumerate().filter(|(_, v)| !v.is_finite()).map(|(i, _)| i / classes).collect();
     if let Some(&item) = bad.first() {
-        return Err(BackendError::NonFinite {
-            backend: backend.name(),
-            item,
-            count: bad.len(),
-        });
+        return Err(BackendError::NonFinite { backend: backend.name(), item, count: bad.len() });
     }
     Ok(logits)
 }
@@ -51,21 +42,13 @@ pub fn run_dataset(
 pub fn top1(logits: &[f32], classes: usize) -> Vec<usize> {
     logits
         .chunks(classes)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold(0, |best, (i, v)| if *v > row[best] { i } else { best })
-        })
+        .map(|row| row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best }))
         .collect()
 }
 
 /// Share of predictions equal to their label.
 pub fn accuracy(predictions: &[usize], labels: &[u8]) -> f64 {
-    let correct = predictions
-        .iter()
-        .zip(labels)
-        .filter(|(p, l)| **p == **l as usize)
-        .count();
+    let correct = predictions.iter().zip(labels).filter(|(p, l)| **p == **l as usize).count();
     correct as f64 / labels.len().max(1) as f64
 }
 
@@ -82,10 +65,7 @@ pub fn agreement(a: &[f32], b: &[f32], classes: usize) -> Agreement {
     let (pa, pb) = (top1(a, classes), top1(b, classes));
     let same = pa.iter().zip(&pb).filter(|(x, y)| x == y).count();
     let max_abs_diff = a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
-    Agreement {
-        top1: same as f64 / pa.len().max(1) as f64,
-        max_abs_diff,
-    }
+    Agreement { top1: same as f64 / pa.len().max(1) as f64, max_abs_diff }
 }
 
 #[cfg(test)]

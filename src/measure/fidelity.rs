@@ -4,19 +4,11 @@
 /// Infinite when the two are identical; `None` when the reference is all zeros.
 pub fn sqnr_db(reference: &[f32], approx: &[f32]) -> Option<f64> {
     let signal: f64 = reference.iter().map(|&r| (r as f64).powi(2)).sum();
-    let noise: f64 = reference
-        .iter()
-        .zip(approx)
-        .map(|(&r, &a)| (r as f64 - a as f64).powi(2))
-        .sum();
+    let noise: f64 = reference.iter().zip(approx).map(|(&r, &a)| (r as f64 - a as f64).powi(2)).sum();
     if signal == 0.0 {
         return None;
     }
-    Some(if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
-    })
+    Some(if noise == 0.0 { f64::INFINITY } else { 10.0 * (signal / noise).log10() })
 }
 
 #[cfg(test)]

@@ -40,12 +40,8 @@ mod tests {
     #[test]
     fn counts_warmup_apart_and_respects_bounds() {
         let mut calls = 0;
-        let s = SamplerSettings {
-            warmup_iters: 3,
-            min_samples: 5,
-            max_samples: 7,
-            max_time: Duration::from_secs(3600),
-        };
+        let s =
+            SamplerSettings { warmup_iters: 3, min_samples: 5, max_samples: 7, max_time: Duration::from_secs(3600) };
         let samples = sample::<()>(&s, || {
             calls += 1;
             Ok(())
@@ -54,23 +50,13 @@ mod tests {
         assert_eq!(samples.len(), 7);
         assert_eq!(calls, 10);
         // With no time at all, min_samples still holds.
-        let s = SamplerSettings {
-            warmup_iters: 0,
-            min_samples: 4,
-            max_samples: 100,
-            max_time: Duration::ZERO,
-        };
+        let s = SamplerSettings { warmup_iters: 0, min_samples: 4, max_samples: 100, max_time: Duration::ZERO };
         assert_eq!(sample::<()>(&s, || Ok(())).unwrap().len(), 4);
     }
 
     #[test]
     fn an_error_stops_sampling() {
-        let s = SamplerSettings {
-            warmup_iters: 1,
-            min_samples: 1,
-            max_samples: 10,
-            max_time: Duration::from_secs(1),
-        };
+        let s = SamplerSettings { warmup_iters: 1, min_samples: 1, max_samples: 10, max_time: Duration::from_secs(1) };
         let mut n = 0;
         let r = sample(&s, || {
             n += 1;

@@ -32,12 +32,7 @@ pub enum ModelError {
     #[error("weights file {path} is not a valid safetensors file ({reason}); it is corrupt or of another format: write it with `cargo run --release --example train_zoo`")]
     Corrupt { path: PathBuf, reason: String },
     #[error("weights file {path} has no tensor \"{tensor}\" (shape {expected:?}) that the {zoo} architecture needs; is it the weights of another model?")]
-    Missing {
-        path: PathBuf,
-        zoo: &'static str,
-        tensor: String,
-        expected: Vec<usize>,
-    },
+    Missing { path: PathBuf, zoo: &'static str, tensor: String, expected: Vec<usize> },
     #[error("weights file {path}: tensor \"{tensor}\" is {found}, but the {zoo} architecture needs {expected}; is it the weights of another model?")]
     Shape {
         path: PathBuf,
@@ -57,14 +52,8 @@ impl Reference {
     /// Loads and checks a zoo model's weights: every tensor the architecture needs,
     /// with its exact shape, f32, finite.
     pub fn load(name: &str, zoo: ZooModelId, path: &Path) -> Result<Reference, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let corrupt = |reason: String| ModelError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+        let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
         let tensors =
             candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
         let mut checked = HashMap::new();
@@ -84,15 +73,9 @@ impl Reference {
                     expected: format!("F32 {expected:?}"),
                 });
             }
-            let values = t
-                .flatten_all()
-                .and_then(|f| f.to_vec1::<f32>())
-                .map_err(|e| corrupt(e.to_string()))?;
+            let values = t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(|e| corrupt(e.to_string()))?;
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(ModelError::NonFinite {
-                    path: path.to_path_buf(),
-                    tensor,
-                });
+                return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor });
             }
             checked.insert(tensor, t.clone());
         }

@@ -32,10 +32,7 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
         .iter()
         .map(|(k, t)| Stored::from_tensor(t).map(|s| (k.clone(), s)))
         .collect::<candle_core::Result<StoredParams>>()
-        .map_err(|e| ModelError::Export {
-            model: model_name.to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| ModelError::Export { model: model_name.to_string(), reason: e.to_string() })?;
     export_stored(model_name, zoo, &params, false)
 }
 
@@ -54,10 +51,7 @@ pub fn export_stored(
     params: &StoredParams,
     dynamic_int8_linear: bool,
 ) -> Result<Vec<u8>, ModelError> {
-    let err = |reason: String| ModelError::Export {
-        model: model_name.to_string(),
-        reason,
-    };
+    let err = |reason: String| ModelError::Export { model: model_name.to_string(), reason };
     // `<layer>.weight` and `<layer>.bias` become the node's 2nd and 3rd inputs.
     let add_parameters = |layer: &str,
                           inputs: &mut Vec<String>,
@@ -70,12 +64,23 @@ pub fn export_stored(
                 Stored::F32 { shape, values } => {
                     inits.push(tensor_proto(&key, shape, DataType::Float, f32_bytes(values)))
                 }
+                // Stored half, cast to f32 for the float kernels (tract folds the cast).
+                Stored::Half { bf16, shape, bits } => {
+                    let dt = if *bf16 { DataType::Bfloat16 } else { DataType::Float16 };
+                    let stored = format!("{key}.half");
+                    inits.push(tensor_proto(&stored, shape, dt, bits.iter().flat_map(|b| b.to_le_bytes()).collect()));
+                    nodes.push(NodeProto {
+                        input: vec![stored],
+                        output: vec![key.clone()],
+                        name: format!("{key}.cast"),
+                        op_type: "Cast".into(),
+                        attribute: vec![int("to", DataType::Float as i64)],
+                        ..Default::default()
+                    });
+                }
                 Stored::Int(q) => {
                     if q.ty.bits() != 8 || q.ty.range().0 >= 0 {
-                        return Err(err(format!(
-                            "{key}: ONNX export writes i8 weights only, not {:?}",
-                            q.ty
-                        )));
+                        return Err(err(format!("{key}: ONNX export writes i8 weights only, not {:?}", q.ty)));
                     }
                     let per_channel = match q.granularity {
                         Granularity::PerTensor => false,
@@ -91,12 +96,7 @@ pub fn export_stored(
                         q.values.iter().map(|&v| v as i8 as u8).collect(),
                     ));
                     let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
-                    inits.push(tensor_proto(
-                        &format!("{key}.scale"),
-                        &dims,
-                        DataType::Float,
-                        f32_bytes(&scales),
-                    ));
+                    inits.push(tensor_proto(&format!("{key}.scale"), &dims, DataType::Float, f32_bytes(&scales)));
                     let zps: Vec<u8> = q.params.iter().map(|p| p.zero_point as i8 as u8).collect();
                     inits.push(tensor_proto(&format!("{key}.zero_point"), &dims, DataType::Int8, zps));
                     nodes.push(NodeProto {
@@ -118,16 +118,10 @@ pub fn export_stored(
     let mut current = INPUT_NAME.to_string();
     let layers = zoo.layers();
     for (i, layer) in layers.iter().enumerate() {
-        let out = if i + 1 == layers.len() {
-            OUTPUT_NAME.to_string()
-        } else {
-            format!("t{i}")
-        };
+        let out = if i + 1 == layers.len() { OUTPUT_NAME.to_string() } else { format!("t{i}") };
         let mut inputs = vec![current.clone()];
         let (op, attrs, node_name) = match *layer {
-            Layer::Conv2d {
-                name, kernel, padding, ..
-            } => {
+            Layer::Conv2d { name, kernel, padding, .. } => {
                 add_parameters(name, &mut inputs, &mut initializers, &mut nodes)?;
                 let k = kernel as i64;
                 let p = padding as i64;
@@ -154,20 +148,13 @@ pub fn export_stored(
                     Granularity::PerChannel => q.params.iter().map(|p| p.scale).collect(),
                     Granularity::PerTensor => vec![q.params[0].scale; n],
                     Granularity::Group(_) => {
-                        return Err(err(format!(
-                            "{wk}: dynamic int8 needs per-tensor or per-channel weights"
-                        )))
+                        return Err(err(format!("{wk}: dynamic int8 needs per-tensor or per-channel weights")))
                     }
                 };
                 // MatMulInteger computes A[M,K]·B[K,N]: store the weight transposed.
                 let transposed: Vec<u8> = (0..k * n).map(|i| q.values[(i % n) * k + i / n] as i8 as u8).collect();
                 initializers.push(tensor_proto(&format!("{wk}.qT"), &[k, n], DataType::Int8, transposed));
-                initializers.push(tensor_proto(
-                    &format!("{wk}.scale"),
-                    &[n],
-                    DataType::Float,
-                    f32_bytes(&scales),
-                ));
+                initializers.push(tensor_proto(&format!("{wk}.scale"), &[n], DataType::Float, f32_bytes(&scales)));
                 match params.get(&bk) {
                     Some(Stored::F32 { shape, values }) => {
                         initializers.push(tensor_proto(&bk, shape, DataType::Float, f32_bytes(values)))
@@ -189,24 +176,9 @@ pub fn export_stored(
                     vec![t("xq"), t("xscale"), t("xzp")],
                     vec![],
                 ));
-                nodes.push(node(
-                    "MatMulInteger",
-                    vec![t("xq"), format!("{wk}.qT"), t("xzp")],
-                    vec![t("acc")],
-                    vec![],
-                ));
-                nodes.push(node(
-                    "Cast",
-                    vec![t("acc")],
-                    vec![t("accf")],
-                    vec![int("to", DataType::Float as i64)],
-                ));
-                nodes.push(node(
-                    "Mul",
-                    vec![t("xscale"), format!("{wk}.scale")],
-                    vec![t("scale")],
-                    vec![],
-                ));
+                nodes.push(node("MatMulInteger", vec![t("xq"), format!("{wk}.qT"), t("xzp")], vec![t("acc")], vec![]));
+                nodes.push(node("Cast", vec![t("acc")], vec![t("accf")], vec![int("to", DataType::Float as i64)]));
+                nodes.push(node("Mul", vec![t("xscale"), format!("{wk}.scale")], vec![t("scale")], vec![]));
                 nodes.push(node("Mul", vec![t("accf"), t("scale")], vec![t("y0")], vec![]));
                 inputs = vec![t("y0"), bk];
                 ("Add", vec![], name.to_string())
@@ -218,11 +190,7 @@ pub fn export_stored(
             Layer::Relu => ("Relu", vec![], format!("relu{i}")),
             Layer::MaxPool2d { size } => {
                 let s = size as i64;
-                (
-                    "MaxPool",
-                    vec![ints("kernel_shape", &[s, s]), ints("strides", &[s, s])],
-                    format!("pool{i}"),
-                )
+                ("MaxPool", vec![ints("kernel_shape", &[s, s]), ints("strides", &[s, s])], format!("pool{i}"))
             }
             Layer::Flatten => ("Flatten", vec![int("axis", 1)], format!("flatten{i}")),
         };
@@ -241,19 +209,13 @@ pub fn export_stored(
         name: model_name.to_string(),
         node: nodes,
         initializer: initializers,
-        input: vec![value_info(
-            INPUT_NAME,
-            &[None, Some(c as i64), Some(h as i64), Some(w as i64)],
-        )],
+        input: vec![value_info(INPUT_NAME, &[None, Some(c as i64), Some(h as i64), Some(w as i64)])],
         output: vec![value_info(OUTPUT_NAME, &[None, Some(zoo.num_classes() as i64)])],
         ..Default::default()
     };
     let model = ModelProto {
         ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-        }],
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
         producer_name: "qbench".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: format!("{} ({}), exported by qbench", model_name, zoo.description()),
@@ -302,19 +264,9 @@ fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
 }
 
 fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
 }
 
 fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
 }

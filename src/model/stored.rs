@@ -18,22 +18,40 @@ use crate::zoo::ZooModelId;
 /// One parameter as stored.
 #[derive(Debug, Clone)]
 pub enum Stored {
-    F32 { shape: Vec<usize>, values: Vec<f32> },
+    F32 {
+        shape: Vec<usize>,
+        values: Vec<f32>,
+    },
     Int(QuantizedWeight),
+    /// IEEE f16 (`bf16: false`) or bfloat16 bit patterns.
+    Half {
+        bf16: bool,
+        shape: Vec<usize>,
+        bits: Vec<u16>,
+    },
 }
 
 impl Stored {
     pub fn from_tensor(t: &Tensor) -> candle_core::Result<Stored> {
-        Ok(Stored::F32 {
-            shape: t.dims().to_vec(),
-            values: t.flatten_all()?.to_vec1::<f32>()?,
-        })
+        Ok(Stored::F32 { shape: t.dims().to_vec(), values: t.flatten_all()?.to_vec1::<f32>()? })
+    }
+
+    /// Rounds f32 values to f16 or bf16 (round to nearest even, as `half` does).
+    pub fn half(t: &Tensor, bf16: bool) -> candle_core::Result<Stored> {
+        let v = t.flatten_all()?.to_vec1::<f32>()?;
+        let bits = if bf16 {
+            v.iter().map(|&x| half::bf16::from_f32(x).to_bits()).collect()
+        } else {
+            v.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect()
+        };
+        Ok(Stored::Half { bf16, shape: t.dims().to_vec(), bits })
     }
 
     pub fn len(&self) -> usize {
         match self {
             Stored::F32 { values, .. } => values.len(),
             Stored::Int(q) => q.values.len(),
+            Stored::Half { bits, .. } => bits.len(),
         }
     }
 
@@ -46,6 +64,7 @@ impl Stored {
         match self {
             Stored::F32 { .. } => 32.0,
             Stored::Int(q) => q.bits_per_weight(),
+            Stored::Half { .. } => 16.0,
         }
     }
 
@@ -53,6 +72,7 @@ impl Stored {
     pub fn describe(&self) -> String {
         match self {
             Stored::F32 { .. } => "f32".into(),
+            Stored::Half { bf16, .. } => if *bf16 { "bf16" } else { "f16" }.into(),
             Stored::Int(q) => {
                 let g = match q.granularity {
                     crate::quant::int::Granularity::PerTensor => "per-tensor".to_string(),
@@ -70,18 +90,13 @@ pub type StoredParams = BTreeMap<String, Stored>;
 
 /// `name=storage` for each parameter, joined: the record's `weight_storage`.
 pub fn describe_storage(params: &StoredParams) -> String {
-    params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.describe()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    params.iter().map(|(k, v)| format!("{k}={}", v.describe())).collect::<Vec<_>>().join(", ")
 }
 
 /// Effective bits per parameter over the whole model, scales and zero points included.
 pub fn bits_per_weight(params: &StoredParams) -> f64 {
-    let (bits, n) = params.values().fold((0.0, 0usize), |(b, n), p| {
-        (b + p.bits_per_weight() * p.len() as f64, n + p.len())
-    });
+    let (bits, n) =
+        params.values().fold((0.0, 0usize), |(b, n), p| (b + p.bits_per_weight() * p.len() as f64, n + p.len()));
     bits / n.max(1) as f64
 }
 
@@ -91,12 +106,13 @@ pub fn to_safetensors(params: &StoredParams, scheme: &str) -> Result<Vec<u8>, St
     for (name, p) in params {
         match p {
             Stored::F32 { shape, values } => buffers.push((name.clone(), Dtype::F32, shape.clone(), f32_bytes(values))),
+            Stored::Half { bf16, shape, bits } => {
+                let dt = if *bf16 { Dtype::BF16 } else { Dtype::F16 };
+                buffers.push((name.clone(), dt, shape.clone(), bits.iter().flat_map(|b| b.to_le_bytes()).collect()))
+            }
             Stored::Int(q) => {
                 if q.ty.bits() != 8 || q.ty.range().0 >= 0 {
-                    return Err(format!(
-                        "{name}: only i8 integer storage is written to safetensors, not {:?}",
-                        q.ty
-                    ));
+                    return Err(format!("{name}: only i8 integer storage is written to safetensors, not {:?}", q.ty));
                 }
                 buffers.push((
                     name.clone(),
@@ -105,12 +121,7 @@ pub fn to_safetensors(params: &StoredParams, scheme: &str) -> Result<Vec<u8>, St
                     q.values.iter().map(|&v| v as i8 as u8).collect(),
                 ));
                 let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
-                buffers.push((
-                    format!("{name}.scale"),
-                    Dtype::F32,
-                    vec![scales.len()],
-                    f32_bytes(&scales),
-                ));
+                buffers.push((format!("{name}.scale"), Dtype::F32, vec![scales.len()], f32_bytes(&scales)));
                 if !q.symmetric {
                     let zps: Vec<u8> = q.params.iter().map(|p| p.zero_point as i8 as u8).collect();
                     buffers.push((format!("{name}.zero_point"), Dtype::I8, vec![zps.len()], zps));
@@ -127,17 +138,12 @@ pub fn to_safetensors(params: &StoredParams, scheme: &str) -> Result<Vec<u8>, St
     safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
 }
 
-/// Reads a zoo model's parameters from safetensors, f32 or i8 (dequantized with its
-/// scales and zero points), as f32 tensors; shapes are checked against the architecture.
-pub fn load_f32_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, Tensor>, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let corrupt = |reason: String| ModelError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
+/// Reads a zoo model's parameters from safetensors, shapes checked against the architecture.
+/// f16 stays f16 (candle runs it); bf16 is widened to f32 (candle 0.11 has no bf16 matmul
+/// on the CPU); i8 is dequantized with its scales and zero points to f32.
+pub fn load_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, Tensor>, ModelError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+    let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = HashMap::new();
     for (name, expected) in zoo.parameters() {
@@ -147,29 +153,43 @@ pub fn load_f32_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, 
             tensor: name.clone(),
             expected: expected.clone(),
         })?;
-        if view.shape() != expected.as_slice() || !matches!(view.dtype(), Dtype::F32 | Dtype::I8) {
+        if view.shape() != expected.as_slice()
+            || !matches!(view.dtype(), Dtype::F32 | Dtype::I8 | Dtype::F16 | Dtype::BF16)
+        {
             return Err(ModelError::Shape {
                 path: path.to_path_buf(),
                 zoo: zoo.name(),
                 tensor: name,
                 found: format!("{:?} {:?}", view.dtype(), view.shape()),
-                expected: format!("F32 or I8 {expected:?}"),
+                expected: format!("F32, F16, BF16 or I8 {expected:?}"),
             });
         }
+        if matches!(view.dtype(), Dtype::F16 | Dtype::BF16) {
+            let bits: Vec<u16> = view.data().chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+            let t = if view.dtype() == Dtype::F16 {
+                let v: Vec<half::f16> = bits.iter().map(|&b| half::f16::from_bits(b)).collect();
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name });
+                }
+                Tensor::from_vec(v, expected, &Device::Cpu)
+            } else {
+                let v: Vec<f32> = bits.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect();
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name });
+                }
+                Tensor::from_vec(v, expected, &Device::Cpu)
+            };
+            out.insert(name, t.map_err(|e| corrupt(e.to_string()))?);
+            continue;
+        }
         let values: Vec<f32> = if view.dtype() == Dtype::F32 {
-            view.data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
+            view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
         } else {
             let scale = st
                 .tensor(&format!("{name}.scale"))
                 .map_err(|_| corrupt(format!("{name} is i8 but {name}.scale is missing")))?;
-            let scales: Vec<f32> = scale
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let scales: Vec<f32> =
+                scale.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             let zps: Vec<i32> = match st.tensor(&format!("{name}.zero_point")) {
                 Ok(z) => z.data().iter().map(|&b| b as i8 as i32).collect(),
                 Err(_) => vec![0; scales.len()],
@@ -187,21 +207,12 @@ pub fn load_f32_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, 
                 .iter()
                 .enumerate()
                 .map(|(i, &q)| {
-                    dequantize_linear(
-                        q as i8 as i32,
-                        QParams {
-                            scale: scales[i / block],
-                            zero_point: zps[i / block],
-                        },
-                    )
+                    dequantize_linear(q as i8 as i32, QParams { scale: scales[i / block], zero_point: zps[i / block] })
                 })
                 .collect()
         };
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(ModelError::NonFinite {
-                path: path.to_path_buf(),
-                tensor: name,
-            });
+            return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name });
         }
         let t = Tensor::from_vec(values, expected, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
         out.insert(name, t);

@@ -15,18 +15,9 @@ pub struct Budget {
     pub min_sqnr_db: f64,
 }
 
-pub const INT8_PER_TENSOR: Budget = Budget {
-    name: "int8 per-tensor",
-    min_sqnr_db: 27.0,
-};
-pub const INT8_PER_CHANNEL: Budget = Budget {
-    name: "int8 per-channel",
-    min_sqnr_db: 35.0,
-};
-pub const INT4_GROUP: Budget = Budget {
-    name: "int4 group-wise",
-    min_sqnr_db: 16.0,
-};
+pub const INT8_PER_TENSOR: Budget = Budget { name: "int8 per-tensor", min_sqnr_db: 27.0 };
+pub const INT8_PER_CHANNEL: Budget = Budget { name: "int8 per-channel", min_sqnr_db: 35.0 };
+pub const INT4_GROUP: Budget = Budget { name: "int4 group-wise", min_sqnr_db: 16.0 };
 
 /// The budget for a bit width and granularity.
 pub fn budget(ty: IntType, granularity: Granularity) -> Budget {

@@ -113,16 +113,8 @@ pub fn quantize_linear_weight(w: &Tensor, ty: GgmlType) -> candle_core::Result<G
     let (_, in_features) = w.dims2()?;
     let unit = ty.pad_unit();
     let padded_in = in_features.div_ceil(unit) * unit;
-    let padded = if padded_in > in_features {
-        w.pad_with_zeros(1, 0, padded_in - in_features)?
-    } else {
-        w.clone()
-    };
-    Ok(GgmlWeight {
-        tensor: QTensor::quantize(&padded, ty.dtype())?,
-        in_features,
-        padded_in,
-    })
+    let padded = if padded_in > in_features { w.pad_with_zeros(1, 0, padded_in - in_features)? } else { w.clone() };
+    Ok(GgmlWeight { tensor: QTensor::quantize(&padded, ty.dtype())?, in_features, padded_in })
 }
 
 impl GgmlWeight {
@@ -149,19 +141,9 @@ pub fn apply(
     use crate::model::stored::{Stored, StoredParams};
     use crate::model::ModelError;
     use crate::zoo::Layer;
-    let err = |reason: String| {
-        crate::Error::from(ModelError::Export {
-            model: reference.name.clone(),
-            reason,
-        })
-    };
+    let err = |reason: String| crate::Error::from(ModelError::Export { model: reference.name.clone(), reason });
     let ce = |e: candle_core::Error| err(e.to_string());
-    let get = |key: &str| {
-        reference
-            .tensors
-            .get(key)
-            .ok_or_else(|| err(format!("missing tensor {key}")))
-    };
+    let get = |key: &str| reference.tensors.get(key).ok_or_else(|| err(format!("missing tensor {key}")));
     let mut gguf_tensors: Vec<(String, QTensor)> = Vec::new();
     let mut onnx_params = StoredParams::new();
     let mut storage = Vec::new();
@@ -176,10 +158,7 @@ pub fn apply(
         let n = w.elem_count();
         if let Layer::Linear { .. } = layer {
             let q = quantize_linear_weight(w, ty).map_err(ce)?;
-            onnx_params.insert(
-                wk.clone(),
-                Stored::from_tensor(&q.dequantize().map_err(ce)?).map_err(ce)?,
-            );
+            onnx_params.insert(wk.clone(), Stored::from_tensor(&q.dequantize().map_err(ce)?).map_err(ce)?);
             let padding = if q.padded_in > q.in_features {
                 format!(" (padded {}→{})", q.in_features, q.padded_in)
             } else {
@@ -237,9 +216,7 @@ mod tests {
     #[test]
     fn padding_is_exact_and_counted() {
         let w = Tensor::from_vec(
-            (0..4 * 40)
-                .map(|i| ((i * 37) % 23) as f32 / 23.0 - 0.5)
-                .collect::<Vec<_>>(),
+            (0..4 * 40).map(|i| ((i * 37) % 23) as f32 / 23.0 - 0.5).collect::<Vec<_>>(),
             (4, 40),
             &Device::Cpu,
         )
@@ -249,14 +226,7 @@ mod tests {
         assert_eq!(q.dequantize().unwrap().dims(), &[4, 40]);
         // 64 padded values in 2 blocks of 34 bytes per row, over 40 real weights.
         assert_eq!(q.bits_per_weight(), 2.0 * 34.0 * 8.0 / 40.0);
-        let err = (q.dequantize().unwrap() - &w)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = (q.dequantize().unwrap() - &w).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(err < 0.5 / 127.0 + 1e-6, "q8_0 error {err}");
     }
 }

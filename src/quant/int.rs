@@ -66,20 +66,14 @@ pub fn scale_zero_point(rmin: f32, rmax: f32, qmin: i32, qmax: i32, symmetric: b
     }
     let scale = (rmax as f64 - rmin as f64) / (qmax as f64 - qmin as f64);
     if scale < f32::MIN_POSITIVE as f64 {
-        return QParams {
-            scale: 1.0,
-            zero_point: 0,
-        };
+        return QParams { scale: 1.0, zero_point: 0 };
     }
     let zero_point = if symmetric {
         ((qmin + qmax) as f64 / 2.0).round_ties_even() as i32
     } else {
         (qmin as f64 - rmin as f64 / scale).round_ties_even() as i32
     };
-    QParams {
-        scale: scale as f32,
-        zero_point,
-    }
+    QParams { scale: scale as f32, zero_point }
 }
 
 /// ONNX `QuantizeLinear` of one value into `[qmin, qmax]` (round half to even, saturate).
@@ -137,11 +131,7 @@ impl QuantizedWeight {
     /// The float tensor this stands for.
     pub fn dequantize(&self) -> Vec<f32> {
         let block = self.block_len();
-        self.values
-            .iter()
-            .enumerate()
-            .map(|(i, &q)| dequantize_linear(q, self.params[i / block]))
-            .collect()
+        self.values.iter().enumerate().map(|(i, &q)| dequantize_linear(q, self.params[i / block])).collect()
     }
 
     /// Stored bits per weight: the integers, plus an f32 scale per block, plus a zero
@@ -176,21 +166,12 @@ pub fn quantize_weight(
     let mut values = Vec::with_capacity(n);
     let mut params = Vec::with_capacity(n / block.max(1));
     for chunk in weights.chunks(block.max(1)) {
-        let (lo, hi) = chunk.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &w| {
-            (lo.min(w), hi.max(w))
-        });
+        let (lo, hi) = chunk.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &w| (lo.min(w), hi.max(w)));
         let p = scale_zero_point(lo, hi, qmin, qmax, symmetric);
         values.extend(chunk.iter().map(|&w| quantize_linear(w, p, qmin, qmax)));
         params.push(p);
     }
-    Ok(QuantizedWeight {
-        shape: shape.to_vec(),
-        ty,
-        symmetric,
-        granularity,
-        values,
-        params,
-    })
+    Ok(QuantizedWeight { shape: shape.to_vec(), ty, symmetric, granularity, values, params })
 }
 
 #[cfg(test)]
@@ -218,26 +199,14 @@ mod tests {
 
     #[test]
     fn quantize_linear_rounds_half_to_even_and_saturates_as_the_onnx_spec() {
-        let p = QParams {
-            scale: 1.0,
-            zero_point: 0,
-        };
+        let p = QParams { scale: 1.0, zero_point: 0 };
         let q = |x| quantize_linear(x, p, -128, 127);
-        assert_eq!(
-            [q(0.5), q(1.5), q(2.5), q(-0.5), q(-1.5), q(-2.5)],
-            [0, 2, 2, 0, -2, -2]
-        );
+        assert_eq!([q(0.5), q(1.5), q(2.5), q(-0.5), q(-1.5), q(-2.5)], [0, 2, 2, 0, -2, -2]);
         assert_eq!([q(300.0), q(-300.0), q(127.49), q(-128.5)], [127, -128, 127, -128]);
         // With a zero point, saturation applies after adding it (uint8 example of the spec).
-        let p = QParams {
-            scale: 2.0,
-            zero_point: 128,
-        };
+        let p = QParams { scale: 2.0, zero_point: 128 };
         let u = |x| quantize_linear(x, p, 0, 255);
-        assert_eq!(
-            [u(0.0), u(2.0), u(3.0), u(5.0), u(-1000.0), u(1000.0)],
-            [128, 129, 130, 130, 0, 255]
-        );
+        assert_eq!([u(0.0), u(2.0), u(3.0), u(5.0), u(-1000.0), u(1000.0)], [128, 129, 130, 130, 0, 255]);
         assert_eq!(dequantize_linear(130, p), 4.0);
     }
 

@@ -13,6 +13,10 @@ pub mod int;
 pub enum SchemeId {
     /// The fp32 reference, unchanged.
     F32,
+    /// Every parameter rounded to IEEE half precision.
+    F16,
+    /// Every parameter rounded to bfloat16.
+    Bf16,
     /// Weight-only int8, round to nearest with onnxruntime's scale/zero-point rules;
     /// biases and activations stay f32.
     Int8Weights { per_channel: bool, symmetric: bool },
@@ -30,6 +34,8 @@ pub enum Realization {
     Native,
     /// Weights are stored quantized but dequantized to float before the kernels run.
     Emulated,
+    /// The backend cannot run this scheme at all; cases are skipped with this reason.
+    Unsupported(&'static str),
 }
 
 impl Realization {
@@ -37,6 +43,7 @@ impl Realization {
         match self {
             Realization::Native => "native",
             Realization::Emulated => "emulated",
+            Realization::Unsupported(_) => "unsupported",
         }
     }
 }
@@ -51,22 +58,12 @@ const INT8: [(bool, bool, &str); 4] = [
 impl SchemeId {
     pub const ALL: &'static [SchemeId] = &[
         SchemeId::F32,
-        SchemeId::Int8Weights {
-            per_channel: false,
-            symmetric: true,
-        },
-        SchemeId::Int8Weights {
-            per_channel: false,
-            symmetric: false,
-        },
-        SchemeId::Int8Weights {
-            per_channel: true,
-            symmetric: true,
-        },
-        SchemeId::Int8Weights {
-            per_channel: true,
-            symmetric: false,
-        },
+        SchemeId::F16,
+        SchemeId::Bf16,
+        SchemeId::Int8Weights { per_channel: false, symmetric: true },
+        SchemeId::Int8Weights { per_channel: false, symmetric: false },
+        SchemeId::Int8Weights { per_channel: true, symmetric: true },
+        SchemeId::Int8Weights { per_channel: true, symmetric: false },
         SchemeId::Int8Dynamic,
         SchemeId::Ggml(ggml::GgmlType::Q4_0),
         SchemeId::Ggml(ggml::GgmlType::Q4_1),
@@ -83,10 +80,11 @@ impl SchemeId {
     pub fn name(self) -> &'static str {
         match self {
             SchemeId::F32 => "f32",
-            SchemeId::Int8Weights { per_channel, symmetric } => INT8
-                .iter()
-                .find(|(pc, sym, _)| *pc == per_channel && *sym == symmetric)
-                .map_or("int8", |x| x.2),
+            SchemeId::F16 => "f16",
+            SchemeId::Bf16 => "bf16",
+            SchemeId::Int8Weights { per_channel, symmetric } => {
+                INT8.iter().find(|(pc, sym, _)| *pc == per_channel && *sym == symmetric).map_or("int8", |x| x.2)
+            }
             SchemeId::Ggml(t) => t.name(),
             SchemeId::Int8Dynamic => "int8-dynamic",
         }
@@ -121,6 +119,8 @@ impl SchemeId {
                 },
             ),
             SchemeId::Ggml(t) => t.description(),
+            SchemeId::F16 => "every parameter rounded to IEEE f16 (round to nearest even, 16 bits per weight); candle computes in f16, tract casts to f32".into(),
+            SchemeId::Bf16 => "every parameter rounded to bfloat16 (round to nearest even, 16 bits per weight); computed in f32 by both (candle 0.11 has no CPU bf16 matmul)".into(),
             SchemeId::Int8Dynamic => "dynamic int8 W8A8 (onnxruntime quantize_dynamic): weights int8 per-channel symmetric; linear-layer inputs u8, one scale per tensor computed from each batch at run time; conv weights int8 QDQ; no calibration".into(),
         }
     }
@@ -130,6 +130,12 @@ impl SchemeId {
         use crate::backend::BackendId;
         match (self, backend) {
             (SchemeId::F32, _) => Realization::Native,
+            // candle runs f16 tensors through its own f16 kernels; bf16 it widens at load.
+            (SchemeId::F16, BackendId::CandleCpu) => Realization::Native,
+            (SchemeId::Bf16, BackendId::TractCpu) => Realization::Unsupported(
+                "tract 0.23 has no bfloat16 datum type, so it cannot load BFLOAT16 ONNX tensors",
+            ),
+            (SchemeId::F16 | SchemeId::Bf16, _) => Realization::Emulated,
             // candle dequantizes the i8 safetensors at load; tract folds the QDQ weights
             // into f32 constants when optimizing. Neither runs an int8 kernel.
             (SchemeId::Int8Weights { .. }, _) => Realization::Emulated,
@@ -162,10 +168,7 @@ pub struct Variant {
 
 /// Writes an artifact, mapping failure to an output error naming the file.
 pub(crate) fn write_artifact(path: std::path::PathBuf, bytes: &[u8]) -> Result<std::path::PathBuf, crate::Error> {
-    std::fs::write(&path, bytes).map_err(|source| crate::Error::Output {
-        path: path.clone(),
-        source,
-    })?;
+    std::fs::write(&path, bytes).map_err(|source| crate::Error::Output { path: path.clone(), source })?;
     Ok(path)
 }
 
@@ -177,10 +180,7 @@ pub fn apply(
 ) -> Result<Variant, crate::Error> {
     use crate::model::stored::{self, Stored, StoredParams};
     use crate::model::ModelError;
-    let export_err = |reason: String| ModelError::Export {
-        model: reference.name.clone(),
-        reason,
-    };
+    let export_err = |reason: String| ModelError::Export { model: reference.name.clone(), reason };
     let stem = format!("{}.{}", reference.name, scheme.name());
     if let SchemeId::Ggml(t) = scheme {
         return ggml::apply(t, reference, artifacts_dir, &stem);
@@ -189,6 +189,9 @@ pub fn apply(
     for (name, t) in &reference.tensors {
         let f = Stored::from_tensor(t).map_err(|e| export_err(e.to_string()))?;
         let p = match (scheme, &f) {
+            (SchemeId::F16 | SchemeId::Bf16, _) => {
+                Stored::half(t, scheme == SchemeId::Bf16).map_err(|e| export_err(e.to_string()))?
+            }
             (SchemeId::Int8Dynamic, Stored::F32 { shape, values }) if name.ends_with(".weight") => Stored::Int(
                 int::quantize_weight(values, shape, int::IntType::I8, true, int::Granularity::PerChannel)
                     .map_err(|e| export_err(format!("{name}: {e}")))?,
@@ -196,11 +199,7 @@ pub fn apply(
             (SchemeId::Int8Weights { per_channel, symmetric }, Stored::F32 { shape, values })
                 if name.ends_with(".weight") =>
             {
-                let g = if per_channel {
-                    int::Granularity::PerChannel
-                } else {
-                    int::Granularity::PerTensor
-                };
+                let g = if per_channel { int::Granularity::PerChannel } else { int::Granularity::PerTensor };
                 Stored::Int(
                     int::quantize_weight(values, shape, int::IntType::I8, symmetric, g)
                         .map_err(|e| export_err(format!("{name}: {e}")))?,
@@ -245,10 +244,7 @@ mod tests {
         assert_eq!(SchemeId::from_name("int3"), None);
         assert_eq!(
             SchemeId::from_name("int8-pc-asym"),
-            Some(SchemeId::Int8Weights {
-                per_channel: true,
-                symmetric: false
-            })
+            Some(SchemeId::Int8Weights { per_channel: true, symmetric: false })
         );
     }
 }

@@ -19,14 +19,8 @@ impl RecordSink {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| Error::Output {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(RecordSink {
-            path: path.to_path_buf(),
-            file,
-        })
+            .map_err(|source| Error::Output { path: path.to_path_buf(), source })?;
+        Ok(RecordSink { path: path.to_path_buf(), file })
     }
 
     pub fn append(&mut self, record: &Record) -> Result<(), Error> {
@@ -35,19 +29,13 @@ impl RecordSink {
         self.file
             .write_all(&line)
             .and_then(|_| self.file.flush())
-            .map_err(|source| Error::Output {
-                path: self.path.clone(),
-                source,
-            })
+            .map_err(|source| Error::Output { path: self.path.clone(), source })
     }
 }
 
 /// Reads a `records.jsonl` back; a line that does not parse is an error naming its line.
 pub fn read_records(path: &Path) -> Result<Vec<Record>, Error> {
-    let io = |source| Error::Output {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| Error::Output { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
     let mut records = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -55,12 +43,8 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, Error> {
         if line.trim().is_empty() {
             continue;
         }
-        let r: Record = serde_json::from_str(&line).map_err(|e| {
-            io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("line {}: {e}", i + 1),
-            ))
-        })?;
+        let r: Record = serde_json::from_str(&line)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1))))?;
         records.push(r);
     }
     Ok(records)

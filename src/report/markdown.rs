@@ -8,10 +8,7 @@ use crate::record::{CaseStatus, Record};
 pub fn render(records: &[Record]) -> String {
     let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
     // One time unit for the whole table, so rows compare at a glance.
-    let smallest = ok
-        .iter()
-        .filter_map(|r| r.latency_median_ns)
-        .fold(f64::INFINITY, f64::min);
+    let smallest = ok.iter().filter_map(|r| r.latency_median_ns).fold(f64::INFINITY, f64::min);
     let (unit, div) = if smallest < 1e6 { ("µs", 1e3) } else { ("ms", 1e6) };
     let t = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1}", v / div));
     let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.2}%", 100.0 * v));
@@ -34,9 +31,7 @@ pub fn render(records: &[Record]) -> String {
         "top-1 agree vs ref".into(),
         "max |Δlogit| vs ref".into(),
     ];
-    let right = [
-        false, false, false, true, true, true, true, true, true, true, true, false, true, true, true, true,
-    ];
+    let right = [false, false, false, true, true, true, true, true, true, true, true, false, true, true, true, true];
     let mut rows: Vec<Vec<String>> = Vec::new();
     for r in &ok {
         rows.push(vec![
@@ -67,19 +62,17 @@ pub fn render(records: &[Record]) -> String {
     if !rows.is_empty() {
         out.push_str(&table(&header, &right, &rows));
     }
-    let failed: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Failed).collect();
-    if !failed.is_empty() {
-        let _ = writeln!(out, "\n**{} failed case(s):**\n", failed.len());
-        for r in failed {
-            let _ = writeln!(
-                out,
-                "- {} / {} / {} / batch {}: {}",
-                r.model,
-                r.scheme,
-                r.backend,
-                r.batch,
-                r.error.as_deref().unwrap_or("unknown error")
-            );
+    for (status, title) in
+        [(CaseStatus::Failed, "failed"), (CaseStatus::Skipped, "skipped (unsupported on that backend)")]
+    {
+        let listed: Vec<&Record> = records.iter().filter(|r| r.status == status).collect();
+        if listed.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n**{} {title} case(s):**\n", listed.len());
+        for r in listed {
+            let why = r.error.as_deref().unwrap_or("unknown reason");
+            let _ = writeln!(out, "- {} / {} / {} / batch {}: {why}", r.model, r.scheme, r.backend, r.batch);
         }
     }
     if let Some(r) = records.first() {
@@ -121,13 +114,8 @@ fn delta_vs_f32(r: &Record, records: &[Record]) -> String {
 
 /// A Markdown table with padded columns; `right[i]` right-aligns column i.
 fn table(header: &[String], right: &[bool], rows: &[Vec<String>]) -> String {
-    let width = |i: usize| {
-        rows.iter()
-            .map(|r| r[i].chars().count())
-            .chain([header[i].chars().count(), 3])
-            .max()
-            .unwrap_or(3)
-    };
+    let width =
+        |i: usize| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count(), 3]).max().unwrap_or(3);
     let widths: Vec<usize> = (0..header.len()).map(width).collect();
     let line = |cells: &[String]| {
         let mut s = String::from("|");

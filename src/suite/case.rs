@@ -22,12 +22,7 @@ pub fn expand(suite: &Suite) -> Vec<Case> {
         for &scheme in &suite.schemes {
             for &backend in &suite.backends {
                 for &batch in &suite.batch_sizes {
-                    cases.push(Case {
-                        model,
-                        scheme,
-                        backend,
-                        batch,
-                    });
+                    cases.push(Case { model, scheme, backend, batch });
                 }
             }
         }

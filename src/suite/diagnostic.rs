@@ -11,12 +11,7 @@ pub enum SuiteError {
     )]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: {message}", file.display())]
-    At {
-        file: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    At { file: PathBuf, line: usize, column: usize, message: String },
 }
 
 impl SuiteError {
@@ -41,21 +36,13 @@ impl Locator<'_> {
         let before = &self.source[..start];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        SuiteError::At {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            message: message.into(),
-        }
+        SuiteError::At { file: self.file.to_path_buf(), line, column, message: message.into() }
     }
 }
 
 /// `— did you mean "x"?` when one known name is close to what was written.
 pub fn did_you_mean<'a>(written: &str, known: impl IntoIterator<Item = &'a str>) -> String {
-    let best = known
-        .into_iter()
-        .map(|k| (strsim::jaro_winkler(written, k), k))
-        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let best = known.into_iter().map(|k| (strsim::jaro_winkler(written, k), k)).max_by(|a, b| a.0.total_cmp(&b.0));
     match best {
         Some((score, k)) if score >= 0.8 => format!(" — did you mean \"{k}\"?"),
         _ => String::new(),
@@ -77,12 +64,7 @@ pub fn improve_serde_message(message: &str) -> String {
     let message = message.trim_end();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((field, expected)) = rest.split_once('`') {
-            let known: Vec<&str> = expected
-                .split('`')
-                .skip(1)
-                .step_by(2)
-                .filter(|s| !s.is_empty())
-                .collect();
+            let known: Vec<&str> = expected.split('`').skip(1).step_by(2).filter(|s| !s.is_empty()).collect();
             let hint = did_you_mean(field, known.iter().copied());
             if !hint.is_empty() {
                 return format!("unknown key \"{field}\"{hint}");
@@ -100,10 +82,7 @@ mod tests {
     #[test]
     fn line_and_column_are_one_based() {
         let src = "a = 1\nbackends = [\"x\"]\n";
-        let loc = Locator {
-            file: Path::new("s.toml"),
-            source: src,
-        };
+        let loc = Locator { file: Path::new("s.toml"), source: src };
         let at = src.find("\"x\"").unwrap();
         let e = loc.at(at..at + 3, "bad");
         assert_eq!(e.to_string(), "s.toml:2:13: bad");

@@ -77,10 +77,8 @@ pub const DEFAULT_OUTPUT_DIR: &str = "reports";
 impl Suite {
     /// Reads, parses and validates a suite file.
     pub fn load(path: &Path) -> Result<Suite, SuiteError> {
-        let source = std::fs::read_to_string(path).map_err(|source| SuiteError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let source =
+            std::fs::read_to_string(path).map_err(|source| SuiteError::Read { path: path.to_path_buf(), source })?;
         Suite::from_str(path, &source)
     }
 
@@ -96,10 +94,8 @@ impl Suite {
 
 fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>) -> Result<Suite, SuiteError> {
     let name = spec.name.get_ref().trim().to_string();
-    let valid_name = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let valid_name =
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !valid_name {
         return Err(loc.at(
             spec.name.span(),
@@ -111,10 +107,9 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
     let backends = parse_list(loc, &spec.backends, "backend", BackendId::from_name, BackendId::names())?;
 
     if spec.batch_sizes.get_ref().is_empty() {
-        return Err(loc.at(
-            spec.batch_sizes.span(),
-            "batch_sizes is empty; write at least one, e.g. batch_sizes = [1, 32]",
-        ));
+        return Err(
+            loc.at(spec.batch_sizes.span(), "batch_sizes is empty; write at least one, e.g. batch_sizes = [1, 32]")
+        );
     }
     let mut batch_sizes = Vec::new();
     for b in spec.batch_sizes.get_ref() {
@@ -141,19 +136,11 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
             ));
         }
         let format = DatasetFormat::from_name(d_ref.format.get_ref()).ok_or_else(|| {
-            loc.at(
-                d_ref.format.span(),
-                unknown("dataset format", d_ref.format.get_ref(), DatasetFormat::names()),
-            )
+            loc.at(d_ref.format.span(), unknown("dataset format", d_ref.format.get_ref(), DatasetFormat::names()))
         })?;
         let images = existing_path(loc, base, &d_ref.images, "images file")?;
         let labels = existing_path(loc, base, &d_ref.labels, "labels file")?;
-        datasets.push(DatasetEntry {
-            name: dname,
-            format,
-            images,
-            labels,
-        });
+        datasets.push(DatasetEntry { name: dname, format, images, labels });
     }
     if datasets.is_empty() {
         return Err(loc.at(
@@ -172,12 +159,8 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 format!("model \"{mname}\" is defined twice; give each [[models]] entry its own name"),
             ));
         }
-        let zoo = ZooModelId::from_name(m_ref.zoo.get_ref()).ok_or_else(|| {
-            loc.at(
-                m_ref.zoo.span(),
-                unknown("zoo model", m_ref.zoo.get_ref(), ZooModelId::names()),
-            )
-        })?;
+        let zoo = ZooModelId::from_name(m_ref.zoo.get_ref())
+            .ok_or_else(|| loc.at(m_ref.zoo.span(), unknown("zoo model", m_ref.zoo.get_ref(), ZooModelId::names())))?;
         let weights = existing_path(loc, base, &m_ref.weights, "weights file")?;
         let dataset = match &m_ref.dataset {
             Some(dn) => datasets.iter().position(|d| &d.name == dn.get_ref()).ok_or_else(|| {
@@ -196,25 +179,16 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 ));
             }
         };
-        models.push(ModelEntry {
-            name: mname,
-            zoo,
-            weights,
-            dataset,
-        });
+        models.push(ModelEntry { name: mname, zoo, weights, dataset });
     }
     if models.is_empty() {
-        return Err(loc.at(
-            spec.models.span(),
-            "the suite has no model; add a [[models]] entry (see suites/quickstart.toml)",
-        ));
+        return Err(
+            loc.at(spec.models.span(), "the suite has no model; add a [[models]] entry (see suites/quickstart.toml)")
+        );
     }
 
-    let output_dir = spec
-        .output
-        .and_then(|o| o.dir)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT_DIR));
+    let output_dir =
+        spec.output.and_then(|o| o.dir).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT_DIR));
 
     Ok(Suite {
         name,
@@ -241,19 +215,15 @@ fn parse_list<T: PartialEq + Copy>(
     known: &[&str],
 ) -> Result<Vec<T>, SuiteError> {
     if list.get_ref().is_empty() {
-        return Err(loc.at(
-            list.span(),
-            format!("the {kind} list is empty; write at least one of: {}", known.join(", ")),
-        ));
+        return Err(
+            loc.at(list.span(), format!("the {kind} list is empty; write at least one of: {}", known.join(", ")))
+        );
     }
     let mut out = Vec::new();
     for item in list.get_ref() {
         let v = parse(item.get_ref()).ok_or_else(|| loc.at(item.span(), unknown(kind, item.get_ref(), known)))?;
         if out.contains(&v) {
-            return Err(loc.at(
-                item.span(),
-                format!("{kind} \"{}\" is listed twice; remove one", item.get_ref()),
-            ));
+            return Err(loc.at(item.span(), format!("{kind} \"{}\" is listed twice; remove one", item.get_ref())));
         }
         out.push(v);
     }
@@ -267,39 +237,22 @@ fn resolve_measure(loc: &Locator, spec: Option<&Spanned<MeasureSpec>>) -> Result
         match v {
             None => Ok(default),
             Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(*s.get_ref()),
-            Some(s) => Err(loc.at(
-                s.span(),
-                format!("measure.{key} = {} is out of range; use {lo} to {hi}", s.get_ref()),
-            )),
+            Some(s) => {
+                Err(loc.at(s.span(), format!("measure.{key} = {} is out of range; use {lo} to {hi}", s.get_ref())))
+            }
         }
     };
-    let warmup_iters = int(
-        &m.warmup_iters,
-        "warmup_iters",
-        0,
-        1_000_000,
-        DEFAULT_WARMUP_ITERS as i64,
-    )? as u32;
+    let warmup_iters = int(&m.warmup_iters, "warmup_iters", 0, 1_000_000, DEFAULT_WARMUP_ITERS as i64)? as u32;
     let min_samples = int(&m.min_samples, "min_samples", 1, 10_000_000, DEFAULT_MIN_SAMPLES as i64)? as usize;
     let max_samples = int(&m.max_samples, "max_samples", 1, 10_000_000, DEFAULT_MAX_SAMPLES as i64)? as usize;
     let max_time_ms = int(&m.max_time_ms, "max_time_ms", 1, 3_600_000, DEFAULT_MAX_TIME_MS as i64)? as u64;
     let threads = int(&m.threads, "threads", 1, 1024, DEFAULT_THREADS as i64)? as usize;
     if min_samples > max_samples {
-        let span = m
-            .min_samples
-            .as_ref()
-            .map(|s| s.span())
-            .or(spec.map(|s| s.span()))
-            .unwrap_or(0..0);
+        let span = m.min_samples.as_ref().map(|s| s.span()).or(spec.map(|s| s.span())).unwrap_or(0..0);
         return Err(loc.at(span, format!("measure.min_samples ({min_samples}) is larger than measure.max_samples ({max_samples}); lower min_samples or raise max_samples")));
     }
     Ok((
-        SamplerSettings {
-            warmup_iters,
-            min_samples,
-            max_samples,
-            max_time: Duration::from_millis(max_time_ms),
-        },
+        SamplerSettings { warmup_iters, min_samples, max_samples, max_time: Duration::from_millis(max_time_ms) },
         threads,
     ))
 }
@@ -309,11 +262,7 @@ fn existing_path(loc: &Locator, base: &Path, value: &Spanned<String>, what: &str
     if path.is_file() {
         Ok(path)
     } else {
-        let why = if path.exists() {
-            "is not a file"
-        } else {
-            "does not exist"
-        };
+        let why = if path.exists() { "is not a file" } else { "does not exist" };
         Err(loc.at(
             value.span(),
             format!(

@@ -86,55 +86,23 @@ impl ZooModelId {
         match self {
             ZooModelId::Mlp => vec![
                 Flatten,
-                Linear {
-                    name: "fc1",
-                    in_features: 784,
-                    out_features: 256,
-                },
+                Linear { name: "fc1", in_features: 784, out_features: 256 },
                 Relu,
-                Linear {
-                    name: "fc2",
-                    in_features: 256,
-                    out_features: 128,
-                },
+                Linear { name: "fc2", in_features: 256, out_features: 128 },
                 Relu,
-                Linear {
-                    name: "fc3",
-                    in_features: 128,
-                    out_features: 10,
-                },
+                Linear { name: "fc3", in_features: 128, out_features: 10 },
             ],
             ZooModelId::Cnn => vec![
-                Conv2d {
-                    name: "conv1",
-                    in_channels: 1,
-                    out_channels: 16,
-                    kernel: 3,
-                    padding: 1,
-                },
+                Conv2d { name: "conv1", in_channels: 1, out_channels: 16, kernel: 3, padding: 1 },
                 Relu,
                 MaxPool2d { size: 2 },
-                Conv2d {
-                    name: "conv2",
-                    in_channels: 16,
-                    out_channels: 32,
-                    kernel: 3,
-                    padding: 1,
-                },
+                Conv2d { name: "conv2", in_channels: 16, out_channels: 32, kernel: 3, padding: 1 },
                 Relu,
                 MaxPool2d { size: 2 },
                 Flatten,
-                Linear {
-                    name: "fc1",
-                    in_features: 32 * 7 * 7,
-                    out_features: 128,
-                },
+                Linear { name: "fc1", in_features: 32 * 7 * 7, out_features: 128 },
                 Relu,
-                Linear {
-                    name: "fc2",
-                    in_features: 128,
-                    out_features: 10,
-                },
+                Linear { name: "fc2", in_features: 128, out_features: 10 },
             ],
         }
     }
@@ -144,24 +112,11 @@ impl ZooModelId {
         let mut out = Vec::new();
         for layer in self.layers() {
             match layer {
-                Layer::Conv2d {
-                    name,
-                    in_channels,
-                    out_channels,
-                    kernel,
-                    ..
-                } => {
-                    out.push((
-                        format!("{name}.weight"),
-                        vec![out_channels, in_channels, kernel, kernel],
-                    ));
+                Layer::Conv2d { name, in_channels, out_channels, kernel, .. } => {
+                    out.push((format!("{name}.weight"), vec![out_channels, in_channels, kernel, kernel]));
                     out.push((format!("{name}.bias"), vec![out_channels]));
                 }
-                Layer::Linear {
-                    name,
-                    in_features,
-                    out_features,
-                } => {
+                Layer::Linear { name, in_features, out_features } => {
                     out.push((format!("{name}.weight"), vec![out_features, in_features]));
                     out.push((format!("{name}.bias"), vec![out_features]));
                 }

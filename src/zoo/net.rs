@@ -39,10 +39,7 @@ impl Net {
     pub fn new(id: ZooModelId, tensors: &HashMap<String, Tensor>) -> Result<Net> {
         let get = |name: &str, suffix: &str| -> Result<Tensor> {
             let key = format!("{name}.{suffix}");
-            tensors
-                .get(&key)
-                .cloned()
-                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))
+            tensors.get(&key).cloned().ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))
         };
         let steps = id
             .layers()
@@ -50,10 +47,7 @@ impl Net {
             .map(|layer| {
                 Ok(match layer {
                     Layer::Conv2d { name, padding, .. } => {
-                        let cfg = Conv2dConfig {
-                            padding,
-                            ..Default::default()
-                        };
+                        let cfg = Conv2dConfig { padding, ..Default::default() };
                         Step::Conv(Conv2d::new(get(name, "weight")?, Some(get(name, "bias")?), cfg))
                     }
                     Layer::Linear { name, .. } => {
@@ -65,10 +59,7 @@ impl Net {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Net {
-            steps,
-            dynamic_activations: false,
-        })
+        Ok(Net { steps, dynamic_activations: false })
     }
 
     /// Emulates dynamic int8 activations in front of every linear layer.
@@ -89,14 +80,8 @@ fn dynamic_fake_quant_u8(x: &Tensor) -> Result<Tensor> {
     if scale == 0.0 {
         return Ok(x.clone());
     }
-    let p = QParams {
-        scale,
-        zero_point: (-lo / scale).round_ties_even().clamp(0.0, 255.0) as i32,
-    };
-    let dq: Vec<f32> = v
-        .iter()
-        .map(|&a| dequantize_linear(quantize_linear(a, p, 0, 255), p))
-        .collect();
+    let p = QParams { scale, zero_point: (-lo / scale).round_ties_even().clamp(0.0, 255.0) as i32 };
+    let dq: Vec<f32> = v.iter().map(|&a| dequantize_linear(quantize_linear(a, p, 0, 255), p)).collect();
     Tensor::from_vec(dq, x.shape(), x.device())
 }
 
@@ -111,10 +96,7 @@ impl Net {
         for layer in id.layers() {
             steps.push(match layer {
                 Layer::Conv2d { name, padding, .. } => {
-                    let cfg = Conv2dConfig {
-                        padding,
-                        ..Default::default()
-                    };
+                    let cfg = Conv2dConfig { padding, ..Default::default() };
                     let w = read(format!("{name}.weight"))?.dequantize(&Device::Cpu)?;
                     let b = read(format!("{name}.bias"))?.dequantize(&Device::Cpu)?;
                     Step::Conv(Conv2d::new(w, Some(b), cfg))
@@ -134,22 +116,26 @@ impl Net {
                         QMatMul::Tensor(_) => "QMatMul dequantized to f32".to_string(),
                         QMatMul::TensorF16(_) => "QMatMul dequantized to f16".to_string(),
                     };
-                    Step::QLinear {
-                        matmul,
-                        bias,
-                        pad: padded - in_features,
-                        kernel: format!("{name}: {kernel}"),
-                    }
+                    Step::QLinear { matmul, bias, pad: padded - in_features, kernel: format!("{name}: {kernel}") }
                 }
                 Layer::Relu => Step::Relu,
                 Layer::MaxPool2d { size } => Step::MaxPool(size),
                 Layer::Flatten => Step::Flatten,
             });
         }
-        Ok(Net {
-            steps,
-            dynamic_activations: false,
-        })
+        Ok(Net { steps, dynamic_activations: false })
+    }
+
+    /// The dtype the network computes in (that of its first weighted layer).
+    pub fn dtype(&self) -> candle_core::DType {
+        self.steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Conv(c) => Some(c.weight().dtype()),
+                Step::Linear(l) => Some(l.weight().dtype()),
+                _ => None,
+            })
+            .unwrap_or(candle_core::DType::F32)
     }
 
     /// Which kernel class each weighted layer runs, for the record's evidence.

@@ -72,11 +72,7 @@ pub fn train(
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let mut opt = AdamW::new(
         vars.iter().map(|(_, v)| v.clone()).collect(),
-        ParamsAdamW {
-            lr: cfg.learning_rate,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
+        ParamsAdamW { lr: cfg.learning_rate, weight_decay: 0.0, ..Default::default() },
     )?;
     let [c, h, w] = id.input_shape();
     let mut order: Vec<usize> = (0..train.len()).collect();
@@ -99,11 +95,7 @@ pub fn train(
             batches += 1;
         }
         let test_accuracy = accuracy(&net, id, test)?;
-        on_epoch(&EpochReport {
-            epoch,
-            train_loss: loss_sum / batches as f64,
-            test_accuracy,
-        });
+        on_epoch(&EpochReport { epoch, train_loss: loss_sum / batches as f64, test_accuracy });
     }
     Ok(vars.into_iter().map(|(k, v)| (k, v.as_tensor().detach())).collect())
 }
@@ -117,11 +109,7 @@ pub fn accuracy(net: &Net, id: ZooModelId, data: &Dataset) -> candle_core::Resul
         let n = 500.min(data.len() - start);
         let x = Tensor::from_vec(data.batch_f32(start, n, n), (n, c, h, w), &Device::Cpu)?;
         let pred = net.forward(&x)?.argmax(1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-        correct += pred
-            .iter()
-            .zip(&data.labels[start..start + n])
-            .filter(|(p, l)| **p == **l as u32)
-            .count();
+        correct += pred.iter().zip(&data.labels[start..start + n]).filter(|(p, l)| **p == **l as u32).count();
         start += n;
     }
     Ok(correct as f64 / data.len() as f64)

@@ -28,10 +28,7 @@ pub fn write_suite(dir: &Path, backends: &str, batches: &str, models: &[&str], e
         fashion_labels()
     );
     for m in models {
-        s.push_str(&format!(
-            "\n[[models]]\nname = \"{m}\"\nzoo = \"{m}\"\nweights = {:?}\n",
-            weights(m)
-        ));
+        s.push_str(&format!("\n[[models]]\nname = \"{m}\"\nzoo = \"{m}\"\nweights = {:?}\n", weights(m)));
     }
     s.push_str(extra_models);
     let path = dir.join("suite.toml");
