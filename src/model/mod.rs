@@ -18,8 +18,6 @@ pub struct Reference {
     pub weights_path: PathBuf,
     /// sha256 of the weights file.
     pub sha256: String,
-    /// Size of the weights file in bytes.
-    pub file_bytes: u64,
     /// Parameters by name, f32 on the CPU, shapes checked against the architecture.
     pub tensors: HashMap<String, Tensor>,
 }
@@ -84,7 +82,6 @@ impl Reference {
             zoo,
             weights_path: path.to_path_buf(),
             sha256: sha256_hex(&bytes),
-            file_bytes: bytes.len() as u64,
             tensors: checked,
         })
     }

@@ -14,7 +14,7 @@ use tract_onnx::pb::{
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
-use super::stored::{Stored, StoredParams};
+use super::stored::{f32_bytes, half_bytes, Stored, StoredParams};
 use super::ModelError;
 use crate::quant::int::Granularity;
 use crate::zoo::{Layer, ZooModelId};
@@ -68,7 +68,7 @@ pub fn export_stored(
                 Stored::Half { bf16, shape, bits } => {
                     let dt = if *bf16 { DataType::Bfloat16 } else { DataType::Float16 };
                     let stored = format!("{key}.half");
-                    inits.push(tensor_proto(&stored, shape, dt, bits.iter().flat_map(|b| b.to_le_bytes()).collect()));
+                    inits.push(tensor_proto(&stored, shape, dt, half_bytes(bits)));
                     nodes.push(NodeProto {
                         input: vec![stored],
                         output: vec![key.clone()],
@@ -233,10 +233,6 @@ fn tensor_proto(name: &str, dims: &[usize], data_type: DataType, raw_data: Vec<u
         raw_data,
         ..Default::default()
     }
-}
-
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {

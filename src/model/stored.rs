@@ -108,7 +108,7 @@ pub fn to_safetensors(params: &StoredParams, scheme: &str) -> Result<Vec<u8>, St
             Stored::F32 { shape, values } => buffers.push((name.clone(), Dtype::F32, shape.clone(), f32_bytes(values))),
             Stored::Half { bf16, shape, bits } => {
                 let dt = if *bf16 { Dtype::BF16 } else { Dtype::F16 };
-                buffers.push((name.clone(), dt, shape.clone(), bits.iter().flat_map(|b| b.to_le_bytes()).collect()))
+                buffers.push((name.clone(), dt, shape.clone(), half_bytes(bits)))
             }
             Stored::Int(q) => {
                 if q.ty.bits() != 8 || q.ty.range().0 >= 0 {
@@ -220,6 +220,12 @@ pub fn load_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, Tens
     Ok(out)
 }
 
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
+/// Little-endian bytes of f32 values (safetensors and ONNX raw data).
+pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Little-endian bytes of f16/bf16 bit patterns.
+pub(crate) fn half_bytes(bits: &[u16]) -> Vec<u8> {
+    bits.iter().flat_map(|b| b.to_le_bytes()).collect()
 }
