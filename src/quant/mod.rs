@@ -5,6 +5,7 @@
 //! asymmetric) and the GGML block formats, realized on both backends.
 
 pub mod budget;
+pub mod calibrate;
 pub mod ggml;
 pub mod int;
 
