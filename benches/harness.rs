@@ -11,7 +11,7 @@ use qbench::backend::BackendId;
 use qbench::data::load_idx;
 use qbench::measure::{eval, stats::LatencyStats};
 use qbench::model::{onnx, Reference};
-use qbench::quant::{SchemeId, Variant};
+use qbench::quant::Variant;
 use qbench::zoo::ZooModelId;
 
 fn benches(c: &mut Criterion) {
@@ -40,15 +40,7 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let onnx_path = dir.path().join("cnn.onnx");
     std::fs::write(&onnx_path, onnx::export("cnn", ZooModelId::Cnn, &cnn.tensors).unwrap()).unwrap();
-    let variant = Variant {
-        model: "cnn".into(),
-        zoo: ZooModelId::Cnn,
-        scheme: SchemeId::F32,
-        candle_artifact: cnn.weights_path.clone(),
-        onnx: onnx_path,
-        weight_storage: "f32".into(),
-        bits_per_weight: 32.0,
-    };
+    let variant = Variant::f32_reference(&cnn, onnx_path);
     qbench::backend::configure_threads(1);
     for backend in BackendId::ALL {
         let mut p = backend.create().prepare(&variant, 1).unwrap();

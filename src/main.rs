@@ -86,21 +86,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 fn list(what: Option<ListWhat>) -> String {
     let mut out = String::new();
     let show = |w: ListWhat| what.is_none() || what.is_some_and(|x| x as u8 == w as u8);
-    let mut section = |title: &str, rows: Vec<(&str, String)>| {
+    let mut section = |title: &str, rows: Vec<(String, String)>| {
         out.push_str(&format!("{title}:\n"));
         for (name, desc) in rows {
-            out.push_str(&format!("  {name:<12} {desc}\n"));
+            out.push_str(&format!("  {name:<22} {desc}\n"));
         }
     };
     if show(ListWhat::Backends) {
-        section("backends", BackendId::ALL.iter().map(|b| (b.name(), b.description().to_string())).collect());
+        section(
+            "backends",
+            BackendId::ALL.iter().map(|b| (b.name().to_string(), b.description().to_string())).collect(),
+        );
     }
     if show(ListWhat::Models) {
         section(
             "models (built-in zoo)",
             ZooModelId::ALL
                 .iter()
-                .map(|m| (m.name(), format!("{} ({} parameters)", m.description(), m.parameter_count())))
+                .map(|m| (m.name().to_string(), format!("{} ({} parameters)", m.description(), m.parameter_count())))
                 .collect(),
         );
     }
@@ -114,14 +117,18 @@ fn list(what: Option<ListWhat>) -> String {
                         BackendId::ALL.iter().map(|b| format!("{} {}", b.name(), s.realization(*b).name())).collect();
                     (s.name(), format!("{} [{}]", s.description(), how.join(", ")))
                 })
+                .chain(std::iter::once((
+                    "int4-g<N>-sym|asym".to_string(),
+                    "any even group size N works too, e.g. int4-g16-sym; N must divide every quantized layer's row width".to_string(),
+                )))
                 .collect(),
         );
     }
     if show(ListWhat::Datasets) {
-        let mut rows: Vec<(&str, String)> =
-            vec![(DatasetFormat::Idx.name(), format!("format: {}", DatasetFormat::Idx.description()))];
+        let mut rows: Vec<(String, String)> =
+            vec![(DatasetFormat::Idx.name().to_string(), format!("format: {}", DatasetFormat::Idx.description()))];
         rows.push((
-            "shipped",
+            "shipped".to_string(),
             "fashion-mnist-test: suites/data/fashion-mnist/t10k-*-idx*-ubyte.gz (10,000 28×28 images, 10 classes, MIT)"
                 .into(),
         ));

@@ -49,6 +49,15 @@ pub struct Record {
     pub realization: String,
     /// How each parameter is stored in the artifact (`name=storage, ...`).
     pub weight_storage: Option<String>,
+    /// Layers whose scheme an `[[overrides]]` entry changed (`layer=scheme, ...`); empty if none.
+    #[serde(default)]
+    pub layer_overrides: String,
+    /// How each quantized layer input is quantized (dynamic, or the calibrated range).
+    #[serde(default)]
+    pub activation_quant: Option<String>,
+    /// Images of the dataset held out for calibration (the first ones); evaluation uses the rest.
+    #[serde(default)]
+    pub calibration_items: usize,
     /// What the backend itself reports it runs (tract: optimized op names; candle: module dtypes).
     pub evidence: Option<String>,
     pub parameters: usize,

@@ -66,6 +66,16 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                 want_cols: w,
             });
         }
+        if let Some(c) = &suite.calibration {
+            if c.items >= d.len() {
+                return Err(DataError::CalibrationSplit {
+                    at: c.items_at.clone(),
+                    items: c.items,
+                    dataset: d.name.clone(),
+                    len: d.len(),
+                });
+            }
+        }
         if let Some(&label) = d.labels.iter().find(|&&l| l as usize >= m.zoo.num_classes()) {
             return Err(DataError::LabelRange {
                 dataset: d.name.clone(),
@@ -109,10 +119,19 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
     let mut records = Vec::with_capacity(total);
     let mut index = 0;
     for (model_idx, model) in suite.models.iter().enumerate() {
-        let data = &datasets[model.dataset];
+        // With a calibration split, every case evaluates on the images after it.
+        let calibration_items = suite.calibration.as_ref().map_or(0, |c| c.items);
+        let full = &datasets[model.dataset];
+        let (calibration_data, data) = if calibration_items > 0 {
+            (full.slice(0..calibration_items), full.slice(calibration_items..full.len()))
+        } else {
+            (full.slice(0..0), full.clone())
+        };
+        let data = &data;
         let model_cases: Vec<&Case> = cases.iter().filter(|c| c.model == model_idx).collect();
         let reference = guarded(|| Reference::load(&model.name, model.zoo, &model.weights).map_err(Error::from));
         let reference_logits = reference.as_ref().ok().map(|r| guarded(|| reference_logits(r, data)));
+        let mut calibration: Option<Result<quant::Calibration, String>> = None;
         if let Some(Err(e)) = &reference_logits {
             progress(&format!("{}: reference outputs failed: {e:#}; agreement columns stay empty", model.name));
         }
@@ -120,8 +139,10 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
         let mut variants: HashMap<quant::SchemeId, Result<Variant, String>> = HashMap::new();
         for case in model_cases {
             index += 1;
-            let mut record = base_record(suite, &env, &run_id, index - 1, case, data);
-            if let crate::quant::Realization::Unsupported(why) = case.scheme.realization(case.backend) {
+            let plan = suite.plan(case.model, case.scheme);
+            let mut record = base_record(suite, &env, &run_id, index - 1, case, &plan, data);
+            record.calibration_items = calibration_items;
+            if let crate::quant::Realization::Unsupported(why) = plan.realization(case.backend) {
                 record.status = CaseStatus::Skipped;
                 record.error = Some(why.to_string());
                 sink.append(&record)?;
@@ -139,8 +160,20 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                 Err(e) => Err(e.to_string()),
                 Ok(reference) => {
                     record.model_sha256 = Some(reference.sha256.clone());
+                    if plan.needs_calibration() && calibration.is_none() {
+                        let percentile = suite.calibration.as_ref().map_or(0.0, |c| c.percentile);
+                        calibration = Some(
+                            guarded(|| quant::calibration_inputs(reference, &calibration_data, percentile))
+                                .map_err(|e| format!("calibration failed: {e}")),
+                        );
+                    }
                     let variant = variants.entry(case.scheme).or_insert_with(|| {
-                        guarded(|| quant::apply(case.scheme, reference, &artifacts)).map_err(|e| e.to_string())
+                        let cal = match &calibration {
+                            Some(Err(e)) if plan.needs_calibration() => return Err(e.clone()),
+                            Some(Ok(c)) => Some(c),
+                            _ => None,
+                        };
+                        guarded(|| quant::apply(&plan, reference, &artifacts, cal)).map_err(|e| e.to_string())
                     });
                     match variant {
                         Err(e) => Err(e.clone()),
@@ -190,7 +223,7 @@ fn measure_case(
     reference: Option<&[f32]>,
     record: &mut Record,
 ) -> Result<()> {
-    let realization = case.scheme.realization(case.backend);
+    let realization = variant.plan.realization(case.backend);
     if suite.require_native && realization != crate::quant::Realization::Native {
         return Err(Error::NotNative {
             scheme: case.scheme.name(),
@@ -206,6 +239,7 @@ fn measure_case(
     record.artifact_bytes = Some(prepared.artifact_bytes);
     record.bits_per_weight = Some(variant.bits_per_weight);
     record.weight_storage = Some(variant.weight_storage.clone());
+    record.activation_quant = (!variant.activation_quant.is_empty()).then(|| variant.activation_quant.clone());
     record.evidence = Some(prepared.evidence.clone());
 
     let classes = variant.zoo.num_classes();
@@ -228,15 +262,7 @@ fn measure_case(
 
 /// fp32 logits of the reference on the whole dataset, computed once per model.
 fn reference_logits(reference: &Reference, data: &Dataset) -> Result<Vec<f32>> {
-    let variant = Variant {
-        model: reference.name.clone(),
-        zoo: reference.zoo,
-        scheme: quant::SchemeId::F32,
-        candle_artifact: reference.weights_path.clone(),
-        onnx: PathBuf::new(),
-        weight_storage: "f32".into(),
-        bits_per_weight: 32.0,
-    };
+    let variant = Variant::f32_reference(reference, PathBuf::new());
     let mut prepared = REFERENCE_BACKEND.create().prepare(&variant, REFERENCE_BATCH)?;
     Ok(eval::run_dataset(
         prepared.session.as_mut(),
@@ -268,6 +294,7 @@ fn base_record(
     run_id: &str,
     case_index: usize,
     case: &Case,
+    plan: &quant::Plan,
     data: &Dataset,
 ) -> Record {
     let model = &suite.models[case.model];
@@ -281,7 +308,7 @@ fn base_record(
         model_sha256: None,
         dataset: data.name.clone(),
         dataset_sha256: data.sha256.clone(),
-        scheme: case.scheme.name().to_string(),
+        scheme: case.scheme.name(),
         backend: case.backend.name().to_string(),
         device: case.backend.device().to_string(),
         threads: suite.threads,
@@ -291,8 +318,11 @@ fn base_record(
         artifact: None,
         artifact_bytes: None,
         bits_per_weight: None,
-        realization: case.scheme.realization(case.backend).name().to_string(),
+        realization: plan.realization(case.backend).name().to_string(),
         weight_storage: None,
+        layer_overrides: plan.describe_overrides(),
+        activation_quant: None,
+        calibration_items: 0,
         evidence: None,
         parameters: model.zoo.parameter_count(),
         prepare_ns: None,

@@ -8,7 +8,7 @@ use qbench::backend::BackendId;
 use qbench::data::load_idx;
 use qbench::measure::eval;
 use qbench::model::{onnx, Reference};
-use qbench::quant::{SchemeId, Variant};
+use qbench::quant::Variant;
 use qbench::zoo::ZooModelId;
 
 fn logits(backend: BackendId, variant: &Variant, input: &[f32], batch: usize) -> Vec<f32> {
@@ -40,15 +40,8 @@ fn exported_onnx_has_identical_weights_and_tract_matches_candle_on_100_images() 
 
         let path = dir.path().join(format!("{}.onnx", zoo.name()));
         std::fs::write(&path, &bytes).unwrap();
-        let variant = Variant {
-            model: zoo.name().into(),
-            zoo,
-            scheme: SchemeId::F32,
-            candle_artifact: common::weights(zoo.name()),
-            onnx: path,
-            weight_storage: "f32".into(),
-            bits_per_weight: 32.0,
-        };
+        let reference = qbench::model::Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
+        let variant = Variant::f32_reference(&reference, path);
         let input = data.batch_f32(0, 100, 100);
         let a = logits(BackendId::CandleCpu, &variant, &input, 100);
         let b = logits(BackendId::TractCpu, &variant, &input, 100);

@@ -9,8 +9,13 @@ use qbench::backend::BackendId;
 use qbench::data::load_idx;
 use qbench::measure::eval;
 use qbench::model::Reference;
-use qbench::quant::{apply, Realization, SchemeId};
+use qbench::quant::{Plan, Realization, SchemeId, Variant};
 use qbench::zoo::ZooModelId;
+
+/// Every layer under `scheme`, no calibration.
+fn apply(scheme: SchemeId, reference: &Reference, dir: &std::path::Path) -> qbench::Result<Variant> {
+    qbench::quant::apply(&Plan::uniform(reference.zoo, scheme), reference, dir, None)
+}
 
 #[test]
 fn int8_weight_only_schemes_agree_across_backends_and_keep_accuracy() {
@@ -48,8 +53,8 @@ fn int8_weight_only_schemes_agree_across_backends_and_keep_accuracy() {
             }
             // The realization we claim is the one the engines show: weight-only int8 is folded
             // into f32 constants by tract (f32 kernels only); dynamic int8 runs tract's int8
-            // kernel (i32 accumulation) on every linear layer.
-            let linear_layers = zoo.layers().iter().filter(|l| matches!(l, qbench::zoo::Layer::Linear { .. })).count();
+            // kernel (i32 accumulation) on every layer, convolutions included.
+            let weighted_layers = zoo.weighted_layers().len();
             let int8_kernels: usize = tract_evidence
                 .split(", ")
                 .filter(|op| op.contains("mmm_i32"))
@@ -57,7 +62,7 @@ fn int8_weight_only_schemes_agree_across_backends_and_keep_accuracy() {
                 .sum();
             if scheme == SchemeId::Int8Dynamic {
                 assert_eq!(scheme.realization(BackendId::TractCpu), Realization::Native);
-                assert_eq!(int8_kernels, linear_layers, "{what}: {tract_evidence}");
+                assert_eq!(int8_kernels, weighted_layers, "{what}: {tract_evidence}");
             } else {
                 assert_eq!(scheme.realization(BackendId::TractCpu), Realization::Emulated);
                 assert_eq!(int8_kernels, 0, "{what}: {tract_evidence}");
@@ -123,7 +128,7 @@ fn ggml_schemes_run_natively_on_candle_and_agree_with_tract() {
         // (candle also quantizes activations to 8 bits inside QMatMul; tract runs them in f32).
         assert!(cross.top1 >= 0.995, "{name}: candle/tract agreement {}\n{}", cross.top1, report.join("\n"));
         // Accuracy budgets of the issue: q4k within 2 points; 5 bits and up within 1 point.
-        let budget = match name {
+        let budget = match name.as_str() {
             "q2k" | "q3k" | "q4_0" | "q4_1" | "q4k" => 0.02,
             _ => 0.01,
         };
@@ -158,7 +163,12 @@ fn half_precision_schemes_halve_the_artifact_and_keep_predictions() {
             assert!(ag.max_abs_diff > 0.0, "{what}: identical to f32, so nothing was rounded");
             if scheme == SchemeId::F16 {
                 // candle computes in f16 itself; tract stores f16 and casts to f32.
-                assert!(evidence.starts_with("Conv2d F16") || evidence.starts_with("Linear F16"), "{what}: {evidence}");
+                let first = zoo.weighted_layers()[0].0;
+                assert!(
+                    evidence.starts_with(&format!("{first}: Conv2d F16"))
+                        || evidence.starts_with(&format!("{first}: Linear F16")),
+                    "{what}: {evidence}"
+                );
                 assert_eq!(scheme.realization(BackendId::CandleCpu), Realization::Native);
                 let (tract, _, _) = run(&v, BackendId::TractCpu);
                 assert!(eval::agreement(&candle, &tract, 10).top1 >= 0.995, "{what}: candle/tract");

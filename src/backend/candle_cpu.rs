@@ -4,8 +4,8 @@ use candle_core::{Device, Tensor};
 use candle_nn::Module;
 
 use super::{Backend, BackendError, BackendId, Prepared, Session};
-use crate::model::stored::load_tensors;
-use crate::quant::{SchemeId, Variant};
+use crate::model::stored::load_model;
+use crate::quant::Variant;
 use crate::zoo::Net;
 
 pub struct CandleCpu;
@@ -24,14 +24,11 @@ impl Backend for CandleCpu {
             Net::from_gguf(variant.zoo, &variant.candle_artifact)
                 .map_err(|e| BackendError::engine(ID, "loading the GGUF model", e))?
         } else {
-            let tensors = load_tensors(&variant.candle_artifact, variant.zoo)
+            let (tensors, inputs) = load_model(&variant.candle_artifact, variant.zoo)
                 .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
-            let net = Net::new(variant.zoo, &tensors).map_err(|e| BackendError::engine(ID, "building the model", e))?;
-            if variant.scheme == SchemeId::Int8Dynamic {
-                net.with_dynamic_activation_quant()
-            } else {
-                net
-            }
+            Net::new(variant.zoo, &tensors)
+                .map_err(|e| BackendError::engine(ID, "building the model", e))?
+                .with_input_quant(&inputs)
         };
         let artifact_bytes = std::fs::metadata(&variant.candle_artifact)
             .map(|m| m.len())
@@ -39,7 +36,7 @@ impl Backend for CandleCpu {
         let storage = &variant.weight_storage;
         let conversion = if is_gguf {
             ""
-        } else if storage.contains("=i8") {
+        } else if ["=i8", "=i4", "=u4"].iter().any(|t| storage.contains(t)) {
             " (dequantized at load from the stored integers)"
         } else if storage.contains("=bf16") {
             " (widened at load from the stored bf16)"

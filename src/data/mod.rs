@@ -65,6 +65,29 @@ impl Dataset {
         self.rows * self.cols
     }
 
+    /// Images `range` as a dataset of their own (the calibration or evaluation split).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Dataset {
+        let size = self.image_size();
+        Dataset {
+            pixels: self.pixels[range.start * size..range.end * size].to_vec(),
+            labels: self.labels[range].to_vec(),
+            ..self.clone_header()
+        }
+    }
+
+    fn clone_header(&self) -> Dataset {
+        Dataset {
+            name: self.name.clone(),
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            rows: self.rows,
+            cols: self.cols,
+            sha256: self.sha256.clone(),
+            images_path: self.images_path.clone(),
+            labels_path: self.labels_path.clone(),
+        }
+    }
+
     /// Images `start..start+count` as f32 in `[0, 1]`, NCHW with C = 1, followed by
     /// zero images up to `pad_to` (so fixed-shape engines can run a short last batch).
     pub fn batch_f32(&self, start: usize, count: usize, pad_to: usize) -> Vec<f32> {
@@ -98,6 +121,8 @@ pub enum DataError {
         want_rows: usize,
         want_cols: usize,
     },
+    #[error("{at}: calibration.items = {items} leaves no image of dataset \"{dataset}\" ({len} images) to evaluate on; use fewer calibration images (at most {max})", max = .len.saturating_sub(1))]
+    CalibrationSplit { at: String, items: usize, dataset: String, len: usize },
     #[error("dataset \"{dataset}\" ({path}) has label {label}, but model \"{model}\" has only {classes} outputs; the labels file does not fit this model")]
     LabelRange { dataset: String, path: PathBuf, label: u8, model: String, classes: usize },
 }

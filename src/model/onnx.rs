@@ -14,9 +14,9 @@ use tract_onnx::pb::{
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
-use super::stored::{f32_bytes, half_bytes, Stored, StoredParams};
+use super::stored::{f32_bytes, half_bytes, InputQuant, InputQuants, Stored, StoredParams};
 use super::ModelError;
-use crate::quant::int::Granularity;
+use crate::quant::int::{Granularity, IntType, QuantizedWeight};
 use crate::zoo::{Layer, ZooModelId};
 
 /// Name of the graph's input.
@@ -33,182 +33,264 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
         .map(|(k, t)| Stored::from_tensor(t).map(|s| (k.clone(), s)))
         .collect::<candle_core::Result<StoredParams>>()
         .map_err(|e| ModelError::Export { model: model_name.to_string(), reason: e.to_string() })?;
-    export_stored(model_name, zoo, &params, false)
+    export_stored(model_name, zoo, &params, &InputQuants::new())
 }
 
-/// Serializes `zoo` as an ONNX model. f32 parameters become f32 initializers; integer ones
-/// become an int8 initializer and a `DequantizeLinear` (per tensor, or per output channel
-/// on axis 0) whose output feeds the layer: a QDQ weight graph.
-///
-/// With `dynamic_int8_linear`, linear layers with symmetric int8 weights are written as
-/// onnxruntime's dynamic quantization does: `DynamicQuantizeLinear` (u8 activations, scale
-/// from the batch at run time) → `MatMulInteger` (i32 accumulation) → `Cast` → `Mul` by
-/// activation scale × per-channel weight scale → `Add` bias. These are the integer ops that
-/// tract lowers to its int8 matmul kernels.
+/// Nodes and initializers being written, with unique names.
+struct Graph {
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+}
+
+impl Graph {
+    fn node(&mut self, op: &str, inputs: Vec<String>, output: String, attribute: Vec<AttributeProto>) -> String {
+        self.node_n(op, inputs, vec![output], attribute).remove(0)
+    }
+
+    fn node_n(
+        &mut self,
+        op: &str,
+        input: Vec<String>,
+        output: Vec<String>,
+        attribute: Vec<AttributeProto>,
+    ) -> Vec<String> {
+        self.nodes.push(NodeProto {
+            name: output[0].clone(),
+            input,
+            output: output.clone(),
+            op_type: op.into(),
+            attribute,
+            ..Default::default()
+        });
+        output
+    }
+
+    fn init(&mut self, name: String, dims: &[usize], dt: DataType, raw: Vec<u8>) -> String {
+        self.inits.push(tensor_proto(&name, dims, dt, raw));
+        name
+    }
+
+    fn f32s(&mut self, name: String, dims: &[usize], values: &[f32]) -> String {
+        self.init(name, dims, DataType::Float, f32_bytes(values))
+    }
+
+    fn i64s(&mut self, name: String, values: &[i64]) -> String {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.init(name, &[values.len()], DataType::Int64, raw)
+    }
+
+    /// The f32 value of parameter `key` as a graph value: an initializer, or the output of the
+    /// nodes that widen or dequantize its stored form.
+    fn float_param(&mut self, key: &str, p: &Stored) -> Result<String, String> {
+        Ok(match p {
+            Stored::F32 { shape, values } => self.f32s(key.to_string(), shape, values),
+            // Stored half, cast to f32 for the float kernels (tract folds the cast).
+            Stored::Half { bf16, shape, bits } => {
+                let dt = if *bf16 { DataType::Bfloat16 } else { DataType::Float16 };
+                let stored = self.init(format!("{key}.half"), shape, dt, half_bytes(bits));
+                self.node("Cast", vec![stored], key.to_string(), vec![int("to", DataType::Float as i64)])
+            }
+            Stored::Int(q) if q.ty.bits() == 4 => self.int4_param(key, q)?,
+            Stored::Int(q) => {
+                if q.ty != IntType::I8 {
+                    return Err(format!("{key}: 8-bit weights are written as i8 only, not {:?}", q.ty));
+                }
+                let per_channel = match q.granularity {
+                    Granularity::PerTensor => false,
+                    Granularity::PerChannel => true,
+                    Granularity::Group(g) => return Err(format!("{key}: 8-bit group-wise ({g}) weights need blocked DequantizeLinear (opset 21), which tract does not load")),
+                };
+                let dims = if per_channel { vec![q.params.len()] } else { vec![] };
+                let values = q.values.iter().map(|&v| v as i8 as u8).collect();
+                let qn = self.init(format!("{key}.q"), &q.shape, DataType::Int8, values);
+                let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
+                let sn = self.f32s(format!("{key}.scale"), &dims, &scales);
+                let zps: Vec<u8> = q.params.iter().map(|p| p.zero_point as i8 as u8).collect();
+                let zn = self.init(format!("{key}.zero_point"), &dims, DataType::Int8, zps);
+                let axis = if per_channel { vec![int("axis", 0)] } else { vec![] };
+                self.node("DequantizeLinear", vec![qn, sn, zn], key.to_string(), axis)
+            }
+        })
+    }
+
+    /// Packed 4-bit weights (u8 initializer, two nibbles a byte) unpacked with float ops tract
+    /// folds into a constant: `hi = floor(b / 16)`, `lo = b − 16·hi`, interleaved, then
+    /// `(nibble − (zero_point − qmin)) · scale` per group: exactly `DequantizeLinear`'s value.
+    fn int4_param(&mut self, key: &str, q: &QuantizedWeight) -> Result<String, String> {
+        let n = q.values.len();
+        if !n.is_multiple_of(2) {
+            return Err(format!("{key}: {n} int4 values do not pack into whole bytes"));
+        }
+        let blocks = q.params.len();
+        let k = |s: &str| format!("{key}.{s}");
+        let packed = self.init(k("int4"), &[n / 2], DataType::Uint8, crate::model::stored::pack_int4(q));
+        let b = self.node("Cast", vec![packed], k("bytes"), vec![int("to", DataType::Float as i64)]);
+        let sixteen = self.f32s(k("sixteen"), &[], &[16.0]);
+        let div = self.node("Div", vec![b.clone(), sixteen.clone()], k("div16"), vec![]);
+        let hi = self.node("Floor", vec![div], k("hi"), vec![]);
+        let hi16 = self.node("Mul", vec![hi.clone(), sixteen], k("hi16"), vec![]);
+        let lo = self.node("Sub", vec![b, hi16], k("lo"), vec![]);
+        let column = self.i64s(k("column"), &[(n / 2) as i64, 1]);
+        let lo = self.node("Reshape", vec![lo, column.clone()], k("lo_col"), vec![]);
+        let hi = self.node("Reshape", vec![hi, column], k("hi_col"), vec![]);
+        let pairs = self.node("Concat", vec![lo, hi], k("pairs"), vec![int("axis", 1)]);
+        let grouped_shape = self.i64s(k("grouped_shape"), &[blocks as i64, (n / blocks) as i64]);
+        let grouped = self.node("Reshape", vec![pairs, grouped_shape], k("grouped"), vec![]);
+        // The nibble that stands for 0: one for the whole tensor when symmetric (8 for i4),
+        // else one u8 per group (as the safetensors stores it), widened by a Cast.
+        let qmin = q.ty.range().0;
+        let zero = if q.symmetric {
+            self.f32s(k("zero_nibble"), &[], &[(q.params[0].zero_point - qmin) as f32])
+        } else {
+            let zps: Vec<u8> = q.params.iter().map(|p| (p.zero_point - qmin) as u8).collect();
+            let zps = self.init(k("zero_nibble_u8"), &[blocks, 1], DataType::Uint8, zps);
+            self.node("Cast", vec![zps], k("zero_nibble"), vec![int("to", DataType::Float as i64)])
+        };
+        let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
+        let scale = self.f32s(k("scale"), &[blocks, 1], &scales);
+        let centered = self.node("Sub", vec![grouped, zero], k("centered"), vec![]);
+        let deq = self.node("Mul", vec![centered, scale], k("dequantized"), vec![]);
+        let shape: Vec<i64> = q.shape.iter().map(|&d| d as i64).collect();
+        let shape = self.i64s(k("shape"), &shape);
+        Ok(self.node("Reshape", vec![deq, shape], key.to_string(), vec![]))
+    }
+
+    /// An integer layer as onnxruntime writes it: the input quantized to u8 (at run time by
+    /// `DynamicQuantizeLinear`, or with the calibrated scale by `QuantizeLinear`), then
+    /// `MatMulInteger`/`ConvInteger` against the symmetric i8 weights (i32 accumulation), `Cast`,
+    /// `Mul` by input scale × per-channel weight scale, `Add` bias. tract lowers these integer
+    /// ops to its int8 kernels.
+    fn integer_layer(
+        &mut self,
+        layer: &Layer,
+        name: &str,
+        x: String,
+        input: InputQuant,
+        params: &StoredParams,
+    ) -> Result<String, String> {
+        let (wk, bk) = (format!("{name}.weight"), format!("{name}.bias"));
+        let q = match params.get(&wk) {
+            Some(Stored::Int(q)) if q.symmetric && q.ty == IntType::I8 => q,
+            _ => return Err(format!("{wk}: an integer layer needs symmetric i8 weights")),
+        };
+        let out_channels = q.shape[0];
+        let w_scales: Vec<f32> = match q.granularity {
+            Granularity::PerChannel => q.params.iter().map(|p| p.scale).collect(),
+            Granularity::PerTensor => vec![q.params[0].scale; out_channels],
+            Granularity::Group(_) => {
+                return Err(format!("{wk}: an integer layer needs per-tensor or per-channel weights"))
+            }
+        };
+        let bias = match params.get(&bk) {
+            Some(Stored::F32 { values, .. }) => values,
+            _ => return Err(format!("{bk}: integer layers keep their bias in f32")),
+        };
+        let is_conv = matches!(layer, Layer::Conv2d { .. });
+        // Per output channel, broadcast along the last axis (linear) or axis 1 of NCHW (conv).
+        let channel_dims = if is_conv { vec![out_channels, 1, 1] } else { vec![out_channels] };
+        let t = |s: &str| format!("{name}.{s}");
+        let (xq, xzp, scale) = match input {
+            InputQuant::Dynamic => {
+                let outs = vec![t("xq"), t("xscale"), t("xzp")];
+                let outs = self.node_n("DynamicQuantizeLinear", vec![x], outs, vec![]);
+                let ws = self.f32s(format!("{wk}.scale"), &channel_dims, &w_scales);
+                let scale = self.node("Mul", vec![outs[1].clone(), ws], t("scale"), vec![]);
+                (outs[0].clone(), outs[2].clone(), scale)
+            }
+            InputQuant::Static(p) => {
+                let zp = u8::try_from(p.zero_point)
+                    .map_err(|_| format!("{name}: input zero point {} is not u8", p.zero_point))?;
+                let xs = self.f32s(t("input_scale"), &[], &[p.scale]);
+                let xzp = self.init(t("input_zero_point"), &[], DataType::Uint8, vec![zp]);
+                let xq = self.node("QuantizeLinear", vec![x, xs, xzp.clone()], t("xq"), vec![]);
+                let combined: Vec<f32> = w_scales.iter().map(|s| s * p.scale).collect();
+                (xq, xzp, self.f32s(t("scale"), &channel_dims, &combined))
+            }
+        };
+        let acc = match *layer {
+            Layer::Conv2d { kernel, padding, .. } => {
+                let w = q.values.iter().map(|&v| v as i8 as u8).collect();
+                let w = self.init(format!("{wk}.q"), &q.shape, DataType::Int8, w);
+                self.node("ConvInteger", vec![xq, w, xzp], t("acc"), conv_attributes(kernel, padding))
+            }
+            _ => {
+                // MatMulInteger computes A[M,K]·B[K,N]: store the weight transposed.
+                let (n, k) = (q.shape[0], q.shape[1]);
+                let tr = (0..k * n).map(|i| q.values[(i % n) * k + i / n] as i8 as u8).collect();
+                let w = self.init(format!("{wk}.qT"), &[k, n], DataType::Int8, tr);
+                self.node("MatMulInteger", vec![xq, w, xzp], t("acc"), vec![])
+            }
+        };
+        let accf = self.node("Cast", vec![acc], t("accf"), vec![int("to", DataType::Float as i64)]);
+        let y = self.node("Mul", vec![accf, scale], t("y0"), vec![]);
+        let b = self.f32s(bk, &channel_dims, bias);
+        Ok(self.node("Add", vec![y, b], t("out"), vec![]))
+    }
+}
+
+fn conv_attributes(kernel: usize, padding: usize) -> Vec<AttributeProto> {
+    let (k, p) = (kernel as i64, padding as i64);
+    vec![
+        ints("kernel_shape", &[k, k]),
+        ints("pads", &[p, p, p, p]),
+        ints("strides", &[1, 1]),
+        ints("dilations", &[1, 1]),
+        int("group", 1),
+    ]
+}
+
+/// Serializes `zoo` as an ONNX model. f32 parameters become f32 initializers; half ones a
+/// `Cast`; i8 ones an int8 initializer and a `DequantizeLinear` (per tensor, or per output
+/// channel on axis 0), a QDQ weight graph; 4-bit ones packed bytes and the float ops that
+/// unpack them. Layers listed in `inputs` become integer layers (see `Graph::integer_layer`).
 pub fn export_stored(
     model_name: &str,
     zoo: ZooModelId,
     params: &StoredParams,
-    dynamic_int8_linear: bool,
+    inputs: &InputQuants,
 ) -> Result<Vec<u8>, ModelError> {
     let err = |reason: String| ModelError::Export { model: model_name.to_string(), reason };
-    // `<layer>.weight` and `<layer>.bias` become the node's 2nd and 3rd inputs.
-    let add_parameters = |layer: &str,
-                          inputs: &mut Vec<String>,
-                          inits: &mut Vec<TensorProto>,
-                          nodes: &mut Vec<NodeProto>|
-     -> Result<(), ModelError> {
-        for p in ["weight", "bias"] {
-            let key = format!("{layer}.{p}");
-            match params.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))? {
-                Stored::F32 { shape, values } => {
-                    inits.push(tensor_proto(&key, shape, DataType::Float, f32_bytes(values)))
-                }
-                // Stored half, cast to f32 for the float kernels (tract folds the cast).
-                Stored::Half { bf16, shape, bits } => {
-                    let dt = if *bf16 { DataType::Bfloat16 } else { DataType::Float16 };
-                    let stored = format!("{key}.half");
-                    inits.push(tensor_proto(&stored, shape, dt, half_bytes(bits)));
-                    nodes.push(NodeProto {
-                        input: vec![stored],
-                        output: vec![key.clone()],
-                        name: format!("{key}.cast"),
-                        op_type: "Cast".into(),
-                        attribute: vec![int("to", DataType::Float as i64)],
-                        ..Default::default()
-                    });
-                }
-                Stored::Int(q) => {
-                    if q.ty.bits() != 8 || q.ty.range().0 >= 0 {
-                        return Err(err(format!("{key}: ONNX export writes i8 weights only, not {:?}", q.ty)));
-                    }
-                    let per_channel = match q.granularity {
-                        Granularity::PerTensor => false,
-                        Granularity::PerChannel => true,
-                        Granularity::Group(g) => return Err(err(format!("{key}: group-wise ({g}) weights need blocked DequantizeLinear (opset 21), which tract does not load"))),
-                    };
-                    let dims = if per_channel { vec![q.params.len()] } else { vec![] };
-                    let q_name = format!("{key}.q");
-                    inits.push(tensor_proto(
-                        &q_name,
-                        &q.shape,
-                        DataType::Int8,
-                        q.values.iter().map(|&v| v as i8 as u8).collect(),
-                    ));
-                    let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
-                    inits.push(tensor_proto(&format!("{key}.scale"), &dims, DataType::Float, f32_bytes(&scales)));
-                    let zps: Vec<u8> = q.params.iter().map(|p| p.zero_point as i8 as u8).collect();
-                    inits.push(tensor_proto(&format!("{key}.zero_point"), &dims, DataType::Int8, zps));
-                    nodes.push(NodeProto {
-                        input: vec![q_name, format!("{key}.scale"), format!("{key}.zero_point")],
-                        output: vec![key.clone()],
-                        name: format!("{key}.dequantize"),
-                        op_type: "DequantizeLinear".into(),
-                        attribute: if per_channel { vec![int("axis", 0)] } else { vec![] },
-                        ..Default::default()
-                    });
-                }
-            }
-            inputs.push(key);
-        }
-        Ok(())
+    let mut g = Graph { nodes: Vec::new(), inits: Vec::new() };
+    let param = |g: &mut Graph, key: String| -> Result<String, ModelError> {
+        let p = params.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))?;
+        g.float_param(&key, p).map_err(err)
     };
-    let mut nodes = Vec::new();
-    let mut initializers = Vec::new();
     let mut current = INPUT_NAME.to_string();
     let layers = zoo.layers();
     for (i, layer) in layers.iter().enumerate() {
-        let out = if i + 1 == layers.len() { OUTPUT_NAME.to_string() } else { format!("t{i}") };
-        let mut inputs = vec![current.clone()];
-        let (op, attrs, node_name) = match *layer {
-            Layer::Conv2d { name, kernel, padding, .. } => {
-                add_parameters(name, &mut inputs, &mut initializers, &mut nodes)?;
-                let k = kernel as i64;
-                let p = padding as i64;
-                (
-                    "Conv",
-                    vec![
-                        ints("kernel_shape", &[k, k]),
-                        ints("pads", &[p, p, p, p]),
-                        ints("strides", &[1, 1]),
-                        ints("dilations", &[1, 1]),
-                        int("group", 1),
-                    ],
-                    name.to_string(),
-                )
+        let next = match *layer {
+            Layer::Conv2d { name, .. } | Layer::Linear { name, .. } if inputs.contains_key(name) => {
+                g.integer_layer(layer, name, current.clone(), inputs[name], params).map_err(err)?
             }
-            Layer::Linear { name, .. } if dynamic_int8_linear => {
-                let (wk, bk) = (format!("{name}.weight"), format!("{name}.bias"));
-                let q = match params.get(&wk) {
-                    Some(Stored::Int(q)) if q.symmetric && q.ty.bits() == 8 && q.ty.range().0 < 0 => q,
-                    _ => return Err(err(format!("{wk}: dynamic int8 needs symmetric i8 weights"))),
-                };
-                let (n, k) = (q.shape[0], q.shape[1]);
-                let scales: Vec<f32> = match q.granularity {
-                    Granularity::PerChannel => q.params.iter().map(|p| p.scale).collect(),
-                    Granularity::PerTensor => vec![q.params[0].scale; n],
-                    Granularity::Group(_) => {
-                        return Err(err(format!("{wk}: dynamic int8 needs per-tensor or per-channel weights")))
-                    }
-                };
-                // MatMulInteger computes A[M,K]·B[K,N]: store the weight transposed.
-                let transposed: Vec<u8> = (0..k * n).map(|i| q.values[(i % n) * k + i / n] as i8 as u8).collect();
-                initializers.push(tensor_proto(&format!("{wk}.qT"), &[k, n], DataType::Int8, transposed));
-                initializers.push(tensor_proto(&format!("{wk}.scale"), &[n], DataType::Float, f32_bytes(&scales)));
-                match params.get(&bk) {
-                    Some(Stored::F32 { shape, values }) => {
-                        initializers.push(tensor_proto(&bk, shape, DataType::Float, f32_bytes(values)))
-                    }
-                    _ => return Err(err(format!("{bk}: dynamic int8 keeps biases f32"))),
-                }
-                let t = |s: &str| format!("{name}.{s}");
-                let node = |op: &str, ins: Vec<String>, outs: Vec<String>, attribute: Vec<AttributeProto>| NodeProto {
-                    name: outs[0].clone(),
-                    input: ins,
-                    output: outs,
-                    op_type: op.into(),
-                    attribute,
-                    ..Default::default()
-                };
-                nodes.push(node(
-                    "DynamicQuantizeLinear",
-                    vec![current.clone()],
-                    vec![t("xq"), t("xscale"), t("xzp")],
-                    vec![],
-                ));
-                nodes.push(node("MatMulInteger", vec![t("xq"), format!("{wk}.qT"), t("xzp")], vec![t("acc")], vec![]));
-                nodes.push(node("Cast", vec![t("acc")], vec![t("accf")], vec![int("to", DataType::Float as i64)]));
-                nodes.push(node("Mul", vec![t("xscale"), format!("{wk}.scale")], vec![t("scale")], vec![]));
-                nodes.push(node("Mul", vec![t("accf"), t("scale")], vec![t("y0")], vec![]));
-                inputs = vec![t("y0"), bk];
-                ("Add", vec![], name.to_string())
+            Layer::Conv2d { name, kernel, padding, .. } => {
+                let w = param(&mut g, format!("{name}.weight"))?;
+                let b = param(&mut g, format!("{name}.bias"))?;
+                g.node("Conv", vec![current.clone(), w, b], name.to_string(), conv_attributes(kernel, padding))
             }
             Layer::Linear { name, .. } => {
-                add_parameters(name, &mut inputs, &mut initializers, &mut nodes)?;
-                ("Gemm", vec![int("transB", 1)], name.to_string())
+                let w = param(&mut g, format!("{name}.weight"))?;
+                let b = param(&mut g, format!("{name}.bias"))?;
+                g.node("Gemm", vec![current.clone(), w, b], name.to_string(), vec![int("transB", 1)])
             }
-            Layer::Relu => ("Relu", vec![], format!("relu{i}")),
+            Layer::Relu => g.node("Relu", vec![current.clone()], format!("relu{i}"), vec![]),
             Layer::MaxPool2d { size } => {
                 let s = size as i64;
-                ("MaxPool", vec![ints("kernel_shape", &[s, s]), ints("strides", &[s, s])], format!("pool{i}"))
+                let attrs = vec![ints("kernel_shape", &[s, s]), ints("strides", &[s, s])];
+                g.node("MaxPool", vec![current.clone()], format!("pool{i}"), attrs)
             }
-            Layer::Flatten => ("Flatten", vec![int("axis", 1)], format!("flatten{i}")),
+            Layer::Flatten => g.node("Flatten", vec![current.clone()], format!("flatten{i}"), vec![int("axis", 1)]),
         };
-        nodes.push(NodeProto {
-            input: inputs,
-            output: vec![out.clone()],
-            name: node_name,
-            op_type: op.to_string(),
-            attribute: attrs,
-            ..Default::default()
-        });
-        current = out;
+        current = next;
+    }
+    // The last node's output is the graph's output.
+    if let Some(last) = g.nodes.last_mut() {
+        last.output[0] = OUTPUT_NAME.to_string();
     }
     let [c, h, w] = zoo.input_shape();
     let graph = GraphProto {
         name: model_name.to_string(),
-        node: nodes,
-        initializer: initializers,
+        node: g.nodes,
+        initializer: g.inits,
         input: vec![value_info(INPUT_NAME, &[None, Some(c as i64), Some(h as i64), Some(w as i64)])],
         output: vec![value_info(OUTPUT_NAME, &[None, Some(zoo.num_classes() as i64)])],
         ..Default::default()

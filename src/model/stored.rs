@@ -1,9 +1,17 @@
 //! Parameters as an artifact stores them: f32, or integers with scales and zero points,
 //! written as safetensors (candle's artifact) and read back, dequantized, by candle.
 //!
-//! Layout of an integer parameter `<name>`: `<name>` (i8, the float tensor's shape),
+//! Layout of an 8-bit integer parameter `<name>`: `<name>` (i8, the float tensor's shape),
 //! `<name>.scale` (f32, one per block), and `<name>.zero_point` (i8, one per block) when
 //! asymmetric. Blocks are consecutive runs of `len / scales` elements.
+//!
+//! A 4-bit parameter is `<name>.int4` (u8, two values a byte, the first in the low nibble,
+//! as ONNX packs INT4), with `<name>.scale` and, when asymmetric (u4), `<name>.zero_point` (u8).
+//! Nibbles hold `q + 8` for symmetric i4 and `q` for u4.
+//!
+//! A layer whose input is quantized carries `<layer>.input_scale` (f32) and
+//! `<layer>.input_zero_point` (u8) when static; dynamic layers are listed in the metadata key
+//! `qbench.dynamic_inputs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -88,6 +96,34 @@ impl Stored {
 /// Parameters by name, in a stable order.
 pub type StoredParams = BTreeMap<String, Stored>;
 
+/// How a layer's input is quantized before its integer kernel (u8, asymmetric, per tensor).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InputQuant {
+    /// Scale and zero point from each batch (ONNX `DynamicQuantizeLinear`).
+    Dynamic,
+    /// Fixed scale and zero point, from calibration.
+    Static(QParams),
+}
+
+/// Quantized inputs by layer name.
+pub type InputQuants = BTreeMap<String, InputQuant>;
+
+const DYNAMIC_INPUTS_KEY: &str = "qbench.dynamic_inputs";
+
+/// Packs integers of a 4-bit type as ONNX does: two per byte, the first in the low nibble;
+/// each nibble holds `q − qmin`.
+pub fn pack_int4(q: &QuantizedWeight) -> Vec<u8> {
+    let qmin = q.ty.range().0;
+    q.values
+        .chunks(2)
+        .map(|c| {
+            let lo = (c[0] - qmin) as u8 & 0x0f;
+            let hi = c.get(1).map_or(0, |v| (v - qmin) as u8 & 0x0f);
+            lo | (hi << 4)
+        })
+        .collect()
+}
+
 /// `name=storage` for each parameter, joined: the record's `weight_storage`.
 pub fn describe_storage(params: &StoredParams) -> String {
     params.iter().map(|(k, v)| format!("{k}={}", v.describe())).collect::<Vec<_>>().join(", ")
@@ -100,8 +136,9 @@ pub fn bits_per_weight(params: &StoredParams) -> f64 {
     bits / n.max(1) as f64
 }
 
-/// Serializes parameters as safetensors (integers as i8; only 8-bit types are written).
-pub fn to_safetensors(params: &StoredParams, scheme: &str) -> Result<Vec<u8>, String> {
+/// Serializes parameters (and input quantization) as safetensors: i8 for 8-bit integers,
+/// packed nibbles for 4-bit ones.
+pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str) -> Result<Vec<u8>, String> {
     let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, p) in params {
         match p {
@@ -110,9 +147,18 @@ pub fn to_safetensors(params: &StoredParams, scheme: &str) -> Result<Vec<u8>, St
                 let dt = if *bf16 { Dtype::BF16 } else { Dtype::F16 };
                 buffers.push((name.clone(), dt, shape.clone(), half_bytes(bits)))
             }
+            Stored::Int(q) if q.ty.bits() == 4 => {
+                buffers.push((format!("{name}.int4"), Dtype::U8, vec![q.values.len().div_ceil(2)], pack_int4(q)));
+                let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
+                buffers.push((format!("{name}.scale"), Dtype::F32, vec![scales.len()], f32_bytes(&scales)));
+                if !q.symmetric {
+                    let zps: Vec<u8> = q.params.iter().map(|p| (p.zero_point - q.ty.range().0) as u8).collect();
+                    buffers.push((format!("{name}.zero_point"), Dtype::U8, vec![zps.len()], zps));
+                }
+            }
             Stored::Int(q) => {
                 if q.ty.bits() != 8 || q.ty.range().0 >= 0 {
-                    return Err(format!("{name}: only i8 integer storage is written to safetensors, not {:?}", q.ty));
+                    return Err(format!("{name}: only i8 and 4-bit integer storage is written, not {:?}", q.ty));
                 }
                 buffers.push((
                     name.clone(),
@@ -129,87 +175,147 @@ pub fn to_safetensors(params: &StoredParams, scheme: &str) -> Result<Vec<u8>, St
             }
         }
     }
+    let mut dynamic = Vec::new();
+    for (layer, iq) in inputs {
+        match iq {
+            InputQuant::Dynamic => dynamic.push(layer.as_str()),
+            InputQuant::Static(p) => {
+                buffers.push((format!("{layer}.input_scale"), Dtype::F32, vec![1], f32_bytes(&[p.scale])));
+                let zp = u8::try_from(p.zero_point)
+                    .map_err(|_| format!("{layer}: input zero point {} is not u8", p.zero_point))?;
+                buffers.push((format!("{layer}.input_zero_point"), Dtype::U8, vec![1], vec![zp]));
+            }
+        }
+    }
     let views = buffers
         .iter()
         .map(|(n, dt, shape, bytes)| TensorView::new(*dt, shape.clone(), bytes).map(|v| (n.clone(), v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let meta = HashMap::from([("qbench.scheme".to_string(), scheme.to_string())]);
+    let mut meta = HashMap::from([("qbench.scheme".to_string(), scheme.to_string())]);
+    if !dynamic.is_empty() {
+        meta.insert(DYNAMIC_INPUTS_KEY.to_string(), dynamic.join(","));
+    }
     safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
 }
 
 /// Reads a zoo model's parameters from safetensors, shapes checked against the architecture.
 /// f16 stays f16 (candle runs it); bf16 is widened to f32 (candle 0.11 has no bf16 matmul
-/// on the CPU); i8 is dequantized with its scales and zero points to f32.
+/// on the CPU); i8 and packed 4-bit integers are dequantized with their scales and zero points.
 pub fn load_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, Tensor>, ModelError> {
+    load_model(path, zoo).map(|(t, _)| t)
+}
+
+/// [`load_tensors`], plus how each layer's input is quantized.
+pub fn load_model(path: &Path, zoo: ZooModelId) -> Result<(HashMap<String, Tensor>, InputQuants), ModelError> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
     let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let f32s = |data: &[u8]| -> Vec<f32> {
+        data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    };
     let mut out = HashMap::new();
     for (name, expected) in zoo.parameters() {
-        let view = st.tensor(&name).map_err(|_| ModelError::Missing {
-            path: path.to_path_buf(),
-            zoo: zoo.name(),
-            tensor: name.clone(),
-            expected: expected.clone(),
-        })?;
-        if view.shape() != expected.as_slice()
-            || !matches!(view.dtype(), Dtype::F32 | Dtype::I8 | Dtype::F16 | Dtype::BF16)
-        {
-            return Err(ModelError::Shape {
-                path: path.to_path_buf(),
-                zoo: zoo.name(),
-                tensor: name,
-                found: format!("{:?} {:?}", view.dtype(), view.shape()),
-                expected: format!("F32, F16, BF16 or I8 {expected:?}"),
-            });
-        }
-        if matches!(view.dtype(), Dtype::F16 | Dtype::BF16) {
-            let bits: Vec<u16> = view.data().chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
-            let t = if view.dtype() == Dtype::F16 {
-                let v: Vec<half::f16> = bits.iter().map(|&b| half::f16::from_bits(b)).collect();
-                if v.iter().any(|x| !x.is_finite()) {
-                    return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name });
-                }
-                Tensor::from_vec(v, expected, &Device::Cpu)
-            } else {
-                let v: Vec<f32> = bits.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect();
-                if v.iter().any(|x| !x.is_finite()) {
-                    return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name });
-                }
-                Tensor::from_vec(v, expected, &Device::Cpu)
+        let n: usize = expected.iter().product();
+        let values: Vec<f32> = if let Ok(packed) = st.tensor(&format!("{name}.int4")) {
+            let scales = f32s(
+                st.tensor(&format!("{name}.scale"))
+                    .map_err(|_| corrupt(format!("{name} is int4 but {name}.scale is missing")))?
+                    .data(),
+            );
+            // Symmetric i4 stores q + 8 and has no zero point; u4 stores q and its zero points.
+            let (offset, zps): (i32, Vec<i32>) = match st.tensor(&format!("{name}.zero_point")) {
+                Ok(z) => (0, z.data().iter().map(|&b| b as i32).collect()),
+                Err(_) => (-8, vec![0; scales.len()]),
             };
-            out.insert(name, t.map_err(|e| corrupt(e.to_string()))?);
-            continue;
-        }
-        let values: Vec<f32> = if view.dtype() == Dtype::F32 {
-            view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-        } else {
-            let scale = st
-                .tensor(&format!("{name}.scale"))
-                .map_err(|_| corrupt(format!("{name} is i8 but {name}.scale is missing")))?;
-            let scales: Vec<f32> =
-                scale.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            let zps: Vec<i32> = match st.tensor(&format!("{name}.zero_point")) {
-                Ok(z) => z.data().iter().map(|&b| b as i8 as i32).collect(),
-                Err(_) => vec![0; scales.len()],
-            };
-            let n = view.data().len();
-            if scales.is_empty() || n % scales.len() != 0 || zps.len() != scales.len() {
+            let data = packed.data();
+            if data.len() != n.div_ceil(2)
+                || scales.is_empty()
+                || !n.is_multiple_of(scales.len())
+                || zps.len() != scales.len()
+            {
                 return Err(corrupt(format!(
-                    "{name}: {} scales and {} zero points do not split {n} values into equal blocks",
+                    "{name}: {} packed bytes, {} scales and {} zero points do not describe {n} values of shape {expected:?}",
+                    data.len(),
                     scales.len(),
                     zps.len()
                 )));
             }
             let block = n / scales.len();
-            view.data()
-                .iter()
-                .enumerate()
-                .map(|(i, &q)| {
-                    dequantize_linear(q as i8 as i32, QParams { scale: scales[i / block], zero_point: zps[i / block] })
+            (0..n)
+                .map(|i| {
+                    let nibble = (data[i / 2] >> (4 * (i % 2))) & 0x0f;
+                    let p = QParams { scale: scales[i / block], zero_point: zps[i / block] };
+                    dequantize_linear(nibble as i32 + offset, p)
                 })
                 .collect()
+        } else {
+            let view = st.tensor(&name).map_err(|_| ModelError::Missing {
+                path: path.to_path_buf(),
+                zoo: zoo.name(),
+                tensor: name.clone(),
+                expected: expected.clone(),
+            })?;
+            if view.shape() != expected.as_slice()
+                || !matches!(view.dtype(), Dtype::F32 | Dtype::I8 | Dtype::F16 | Dtype::BF16)
+            {
+                return Err(ModelError::Shape {
+                    path: path.to_path_buf(),
+                    zoo: zoo.name(),
+                    tensor: name,
+                    found: format!("{:?} {:?}", view.dtype(), view.shape()),
+                    expected: format!("F32, F16, BF16 or I8 {expected:?}"),
+                });
+            }
+            if view.dtype() == Dtype::F16 {
+                let v: Vec<half::f16> = view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])))
+                    .collect();
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name });
+                }
+                let t = Tensor::from_vec(v, expected, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
+                out.insert(name, t);
+                continue;
+            }
+            match view.dtype() {
+                Dtype::F32 => f32s(view.data()),
+                Dtype::BF16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+                    .collect(),
+                _ => {
+                    let scales = f32s(
+                        st.tensor(&format!("{name}.scale"))
+                            .map_err(|_| corrupt(format!("{name} is i8 but {name}.scale is missing")))?
+                            .data(),
+                    );
+                    let zps: Vec<i32> = match st.tensor(&format!("{name}.zero_point")) {
+                        Ok(z) => z.data().iter().map(|&b| b as i8 as i32).collect(),
+                        Err(_) => vec![0; scales.len()],
+                    };
+                    if scales.is_empty() || !n.is_multiple_of(scales.len()) || zps.len() != scales.len() {
+                        return Err(corrupt(format!(
+                            "{name}: {} scales and {} zero points do not split {n} values into equal blocks",
+                            scales.len(),
+                            zps.len()
+                        )));
+                    }
+                    let block = n / scales.len();
+                    view.data()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &q)| {
+                            let p = QParams { scale: scales[i / block], zero_point: zps[i / block] };
+                            dequantize_linear(q as i8 as i32, p)
+                        })
+                        .collect()
+                }
+            }
         };
         if values.iter().any(|v| !v.is_finite()) {
             return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name });
@@ -217,7 +323,26 @@ pub fn load_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, Tens
         let t = Tensor::from_vec(values, expected, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
         out.insert(name, t);
     }
-    Ok(out)
+    let mut inputs = InputQuants::new();
+    let dynamic = meta.metadata().as_ref().and_then(|m| m.get(DYNAMIC_INPUTS_KEY).cloned()).unwrap_or_default();
+    for layer in dynamic.split(',').filter(|l| !l.is_empty()) {
+        inputs.insert(layer.to_string(), InputQuant::Dynamic);
+    }
+    for (layer, _) in zoo.weighted_layers() {
+        if let Ok(scale) = st.tensor(&format!("{layer}.input_scale")) {
+            let zp = st
+                .tensor(&format!("{layer}.input_zero_point"))
+                .map_err(|_| corrupt(format!("{layer}.input_scale has no {layer}.input_zero_point")))?;
+            let (scale, zp) = (f32s(scale.data()), zp.data());
+            if scale.len() != 1 || zp.len() != 1 || !(scale[0].is_finite() && scale[0] > 0.0) {
+                return Err(corrupt(format!(
+                    "{layer}: input scale {scale:?} / zero point {zp:?} are not one positive scale and one u8"
+                )));
+            }
+            inputs.insert(layer.to_string(), InputQuant::Static(QParams { scale: scale[0], zero_point: zp[0] as i32 }));
+        }
+    }
+    Ok((out, inputs))
 }
 
 /// Little-endian bytes of f32 values (safetensors and ONNX raw data).
@@ -228,4 +353,59 @@ pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
 /// Little-endian bytes of f16/bf16 bit patterns.
 pub(crate) fn half_bytes(bits: &[u16]) -> Vec<u8> {
     bits.iter().flat_map(|b| b.to_le_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::int::{quantize_weight, Granularity, IntType};
+
+    #[test]
+    fn int4_packs_low_nibble_first_and_round_trips_through_safetensors() {
+        // ONNX INT4 packing: element 0 in bits 0–3 of byte 0, element 1 in bits 4–7.
+        let q = QuantizedWeight {
+            shape: vec![1, 4],
+            ty: IntType::I4,
+            symmetric: true,
+            granularity: Granularity::Group(4),
+            values: vec![-8, 7, 0, -1],
+            params: vec![QParams { scale: 0.5, zero_point: 0 }],
+        };
+        assert_eq!(pack_int4(&q), vec![0x0f << 4, 0x7 << 4 | 0x8]);
+
+        // Every zoo weight quantized to i4 (sym) and u4 (asym) comes back exactly as dequantized.
+        let zoo = ZooModelId::Mlp;
+        let mut params = StoredParams::new();
+        let mut want = HashMap::new();
+        for (i, (name, shape)) in zoo.parameters().into_iter().enumerate() {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n).map(|k| ((k * 7919 + i) % 997) as f32 / 997.0 - 0.3).collect();
+            let stored = if name.ends_with(".weight") {
+                let (ty, sym) = if i % 4 == 0 { (IntType::I4, true) } else { (IntType::U4, false) };
+                let q = quantize_weight(&values, &shape, ty, sym, Granularity::Group(16)).unwrap();
+                want.insert(name.clone(), q.dequantize());
+                Stored::Int(q)
+            } else {
+                want.insert(name.clone(), values.clone());
+                Stored::F32 { shape, values }
+            };
+            params.insert(name, stored);
+        }
+        let inputs = InputQuants::from([
+            ("fc1".to_string(), InputQuant::Static(QParams { scale: 0.25, zero_point: 3 })),
+            ("fc2".to_string(), InputQuant::Dynamic),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        std::fs::write(&path, to_safetensors(&params, &inputs, "test").unwrap()).unwrap();
+        let (tensors, read_inputs) = load_model(&path, zoo).unwrap();
+        for (name, values) in want {
+            assert_eq!(tensors[&name].flatten_all().unwrap().to_vec1::<f32>().unwrap(), values, "{name}");
+        }
+        assert_eq!(read_inputs, inputs);
+        // 4 bits a weight: the packed tensors hold half a byte per weight.
+        let bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("fc1.weight.int4").unwrap().data().len(), 784 * 256 / 2);
+    }
 }

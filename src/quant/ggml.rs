@@ -130,10 +130,11 @@ impl GgmlWeight {
     }
 }
 
-/// Quantizes every linear layer of `reference` to `ty`: a GGUF file for candle (what it
-/// runs natively) and an ONNX file with the same weights dequantized for tract.
+/// Quantizes each linear layer of `reference` to its GGML type in `plan` (f32 layers stay f32):
+/// a GGUF file for candle (what it runs natively) and an ONNX file with the same weights
+/// dequantized for tract.
 pub fn apply(
-    ty: GgmlType,
+    plan: &super::Plan,
     reference: &crate::model::Reference,
     artifacts_dir: &std::path::Path,
     stem: &str,
@@ -153,10 +154,15 @@ pub fn apply(
             Layer::Linear { name, .. } | Layer::Conv2d { name, .. } => name,
             _ => continue,
         };
+        let ty = match plan.layers.iter().find(|(l, _)| l == name).map(|(_, s)| *s) {
+            Some(super::SchemeId::Ggml(t)) => Some(t),
+            Some(super::SchemeId::F32) => None,
+            other => return Err(err(format!("{name}: {other:?} cannot be written to GGUF"))),
+        };
         let (wk, bk) = (format!("{name}.weight"), format!("{name}.bias"));
         let (w, b) = (get(&wk)?, get(&bk)?);
         let n = w.elem_count();
-        if let Layer::Linear { .. } = layer {
+        if let (Layer::Linear { .. }, Some(ty)) = (layer, ty) {
             let q = quantize_linear_weight(w, ty).map_err(ce)?;
             onnx_params.insert(wk.clone(), Stored::from_tensor(&q.dequantize().map_err(ce)?).map_err(ce)?);
             let padding = if q.padded_in > q.in_features {
@@ -169,7 +175,10 @@ pub fn apply(
             gguf_tensors.push((wk, q.tensor));
         } else {
             onnx_params.insert(wk.clone(), Stored::from_tensor(w).map_err(ce)?);
-            storage.push(format!("{wk}=f32 (fallback: candle's conv2d has no GGML kernel)"));
+            storage.push(match ty {
+                Some(_) => format!("{wk}=f32 (fallback: candle's conv2d has no GGML kernel)"),
+                None => format!("{wk}=f32"),
+            });
             bits += 32.0 * n as f64;
             gguf_tensors.push((wk, QTensor::quantize(w, GgmlDType::F32).map_err(ce)?));
         }
@@ -180,21 +189,22 @@ pub fn apply(
         gguf_tensors.push((bk, QTensor::quantize(b, GgmlDType::F32).map_err(ce)?));
     }
     let mut gguf = std::io::Cursor::new(Vec::new());
-    let scheme = candle_core::quantized::gguf_file::Value::String(ty.name().to_string());
+    let scheme = candle_core::quantized::gguf_file::Value::String(plan.scheme.name());
     let refs: Vec<(&str, &QTensor)> = gguf_tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     candle_core::quantized::gguf_file::write(&mut gguf, &[("qbench.scheme", &scheme)], &refs).map_err(ce)?;
     let candle_artifact = super::write_artifact(artifacts_dir.join(format!("{stem}.gguf")), gguf.get_ref())?;
     let onnx = super::write_artifact(
         artifacts_dir.join(format!("{stem}.onnx")),
-        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &onnx_params, false)?,
+        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &onnx_params, &Default::default())?,
     )?;
     Ok(super::Variant {
         model: reference.name.clone(),
         zoo: reference.zoo,
-        scheme: super::SchemeId::Ggml(ty),
+        plan: plan.clone(),
         candle_artifact,
         onnx,
         weight_storage: storage.join(", "),
+        activation_quant: String::new(),
         bits_per_weight: bits / count.max(1) as f64,
     })
 }

@@ -134,10 +134,11 @@ impl QuantizedWeight {
         self.values.iter().enumerate().map(|(i, &q)| dequantize_linear(q, self.params[i / block])).collect()
     }
 
-    /// Stored bits per weight: the integers, plus an f32 scale per block, plus a zero
-    /// point of the storage type per block when asymmetric (symmetric needs none).
+    /// Stored bits per weight: the integers, plus an f32 scale per block, plus a one-byte
+    /// zero point per block when asymmetric (symmetric needs none; 4-bit zero points are
+    /// stored a byte each too, as the artifacts write them).
     pub fn bits_per_weight(&self) -> f64 {
-        let per_block = 32 + if self.symmetric { 0 } else { self.ty.bits() };
+        let per_block = 32 + if self.symmetric { 0 } else { 8 };
         self.ty.bits() as f64 + per_block as f64 / self.block_len() as f64
     }
 }
@@ -237,7 +238,7 @@ mod tests {
     #[test]
     fn bits_per_weight_counts_scales_and_zero_points() {
         let q = quantize_weight(&[0.5; 64], &[2, 32], IntType::I4, false, Granularity::Group(32)).unwrap();
-        assert_eq!(q.bits_per_weight(), 4.0 + (32.0 + 4.0) / 32.0);
+        assert_eq!(q.bits_per_weight(), 4.0 + (32.0 + 8.0) / 32.0);
         let s = quantize_weight(&[0.5; 64], &[2, 32], IntType::I8, true, Granularity::PerTensor).unwrap();
         assert_eq!(s.bits_per_weight(), 8.0 + 32.0 / 64.0);
     }

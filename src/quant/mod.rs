@@ -1,13 +1,17 @@
 //! Quantization schemes: the closed set of ways a reference model is turned into
 //! a variant, and the realization of each for the backends.
 //!
-//! So far: the f32 reference, weight-only int8 (per tensor or per channel, symmetric or
-//! asymmetric) and the GGML block formats, realized on both backends.
+//! A scheme names what a model's weighted layers become; a [`Plan`] assigns one scheme to
+//! each layer (the suite's scheme, or an override's), and [`apply`] turns the fp32 reference
+//! into the artifacts each backend loads.
 
 pub mod budget;
 pub mod calibrate;
 pub mod ggml;
 pub mod int;
+mod plan;
+
+pub use plan::{Calibration, LayerInputs, Plan};
 
 /// A quantization scheme, as named in suites and records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,8 +28,25 @@ pub enum SchemeId {
     /// A GGML block format on the linear layers (candle's quantizer and QMatMul).
     Ggml(ggml::GgmlType),
     /// Dynamic int8 (onnxruntime's `quantize_dynamic`): weights int8 per-channel symmetric;
-    /// linear-layer activations u8 with a per-tensor scale computed from each batch at run time.
+    /// layer inputs u8 with a per-tensor scale computed from each batch at run time.
     Int8Dynamic,
+    /// Static int8 W8A8: weights int8 per-channel symmetric; layer inputs u8 with a fixed
+    /// per-tensor scale and zero point calibrated on the calibration split.
+    Int8Static(calibrate::Calibrator),
+    /// Weight-only int4 in groups of `group` consecutive weights along each row (the reduction
+    /// axis), one scale (and zero point when asymmetric) per group; packed two per byte.
+    Int4Group { group: u32, symmetric: bool },
+}
+
+/// How a layer's input is quantized, if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationQuant {
+    /// Float inputs.
+    None,
+    /// u8, range from each batch at run time.
+    Dynamic,
+    /// u8, range fixed by a calibrator.
+    Static(calibrate::Calibrator),
 }
 
 /// How a backend executes a scheme.
@@ -66,6 +87,16 @@ impl SchemeId {
         SchemeId::Int8Weights { per_channel: true, symmetric: true },
         SchemeId::Int8Weights { per_channel: true, symmetric: false },
         SchemeId::Int8Dynamic,
+        SchemeId::Int8Static(calibrate::Calibrator::MinMax),
+        SchemeId::Int8Static(calibrate::Calibrator::Percentile),
+        SchemeId::Int8Static(calibrate::Calibrator::Entropy),
+        SchemeId::Int8Static(calibrate::Calibrator::Mse),
+        SchemeId::Int4Group { group: 32, symmetric: true },
+        SchemeId::Int4Group { group: 32, symmetric: false },
+        SchemeId::Int4Group { group: 64, symmetric: true },
+        SchemeId::Int4Group { group: 64, symmetric: false },
+        SchemeId::Int4Group { group: 128, symmetric: true },
+        SchemeId::Int4Group { group: 128, symmetric: false },
         SchemeId::Ggml(ggml::GgmlType::Q4_0),
         SchemeId::Ggml(ggml::GgmlType::Q4_1),
         SchemeId::Ggml(ggml::GgmlType::Q5_0),
@@ -78,25 +109,55 @@ impl SchemeId {
         SchemeId::Ggml(ggml::GgmlType::Q6K),
     ];
 
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            SchemeId::F32 => "f32",
-            SchemeId::F16 => "f16",
-            SchemeId::Bf16 => "bf16",
+            SchemeId::F32 => "f32".into(),
+            SchemeId::F16 => "f16".into(),
+            SchemeId::Bf16 => "bf16".into(),
             SchemeId::Int8Weights { per_channel, symmetric } => {
-                INT8.iter().find(|(pc, sym, _)| *pc == per_channel && *sym == symmetric).map_or("int8", |x| x.2)
+                INT8.iter().find(|(pc, sym, _)| *pc == per_channel && *sym == symmetric).map_or("int8", |x| x.2).into()
             }
-            SchemeId::Ggml(t) => t.name(),
-            SchemeId::Int8Dynamic => "int8-dynamic",
+            SchemeId::Ggml(t) => t.name().into(),
+            SchemeId::Int8Dynamic => "int8-dynamic".into(),
+            SchemeId::Int8Static(c) => format!("int8-static-{}", c.name()),
+            SchemeId::Int4Group { group, symmetric } => {
+                format!("int4-g{group}-{}", if symmetric { "sym" } else { "asym" })
+            }
         }
     }
 
+    /// Parses a scheme name; int4 accepts any group size `int4-g<N>-sym|asym` (N ≥ 2, even, so
+    /// groups pack into whole bytes), not only the listed 32, 64 and 128.
     pub fn from_name(s: &str) -> Option<SchemeId> {
+        if let Some(rest) = s.strip_prefix("int4-g") {
+            let (g, sym) = rest.split_once('-')?;
+            let symmetric = match sym {
+                "sym" => true,
+                "asym" => false,
+                _ => return None,
+            };
+            let group: u32 = g.parse().ok().filter(|g: &u32| *g >= 2 && g.is_multiple_of(2))?;
+            return (g == group.to_string()).then_some(SchemeId::Int4Group { group, symmetric });
+        }
         Self::ALL.iter().copied().find(|x| x.name() == s)
     }
 
-    pub fn names() -> Vec<&'static str> {
+    pub fn names() -> Vec<String> {
         Self::ALL.iter().map(|s| s.name()).collect()
+    }
+
+    /// What the layer's input becomes.
+    pub fn activations(self) -> ActivationQuant {
+        match self {
+            SchemeId::Int8Dynamic => ActivationQuant::Dynamic,
+            SchemeId::Int8Static(c) => ActivationQuant::Static(c),
+            _ => ActivationQuant::None,
+        }
+    }
+
+    /// Whether the scheme's layers live in a GGUF file (GGML types; f32 fits both kinds).
+    pub fn is_ggml(self) -> bool {
+        matches!(self, SchemeId::Ggml(_))
     }
 
     /// What is quantized, at which granularity, with which bits and calibration.
@@ -122,7 +183,16 @@ impl SchemeId {
             SchemeId::Ggml(t) => t.description(),
             SchemeId::F16 => "every parameter rounded to IEEE f16 (round to nearest even, 16 bits per weight); candle computes in f16, tract casts to f32".into(),
             SchemeId::Bf16 => "every parameter rounded to bfloat16 (round to nearest even, 16 bits per weight); computed in f32 by both (candle 0.11 has no CPU bf16 matmul)".into(),
-            SchemeId::Int8Dynamic => "dynamic int8 W8A8 (onnxruntime quantize_dynamic): weights int8 per-channel symmetric; linear-layer inputs u8, one scale per tensor computed from each batch at run time; conv weights int8 QDQ; no calibration".into(),
+            SchemeId::Int8Dynamic => "dynamic int8 W8A8 (onnxruntime quantize_dynamic): weights int8 per-channel symmetric; layer inputs u8 asymmetric, one scale per tensor computed from each batch at run time; no calibration".into(),
+            SchemeId::Int8Static(c) => format!(
+                "static int8 W8A8 (onnxruntime quantize_static): weights int8 per-channel symmetric; layer inputs u8 asymmetric, one scale and zero point per tensor fixed by calibration on the [calibration] split: {} ({})",
+                c.name(),
+                c.description()
+            ),
+            SchemeId::Int4Group { group, symmetric } => format!(
+                "weight-only int4, one scale per group of {group} weights along each row{}, round to nearest even; packed two per byte; biases and activations f32; the group must divide every quantized layer's row width; no calibration",
+                if symmetric { ", symmetric (range [-8, 7], zero point 0)" } else { " and a zero point, asymmetric (u4 range [0, 15])" }
+            ),
         }
     }
 
@@ -145,26 +215,48 @@ impl SchemeId {
             (SchemeId::Ggml(_), BackendId::TractCpu) => Realization::Emulated,
             // tract lowers DynamicQuantizeLinear + MatMulInteger to its int8 matmul kernels;
             // candle has no int8 matmul, so it quantize-dequantizes activations and weights.
-            (SchemeId::Int8Dynamic, BackendId::TractCpu) => Realization::Native,
-            (SchemeId::Int8Dynamic, BackendId::CandleCpu) => Realization::Emulated,
+            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::TractCpu) => Realization::Native,
+            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::CandleCpu) => Realization::Emulated,
+            // Neither engine has an int4 kernel: candle unpacks at load, tract folds the
+            // unpacking graph into f32 constants.
+            (SchemeId::Int4Group { .. }, _) => Realization::Emulated,
         }
     }
 }
 
-/// A reference model after a scheme: the artifact each backend loads.
+/// A reference model after a plan: the artifact each backend loads.
 #[derive(Debug, Clone)]
 pub struct Variant {
     pub model: String,
     pub zoo: crate::zoo::ZooModelId,
-    pub scheme: SchemeId,
-    /// What candle loads: safetensors (f32 or i8 weights) or GGUF (GGML types).
+    pub plan: Plan,
+    /// What candle loads: safetensors (float or integer weights) or GGUF (GGML types).
     pub candle_artifact: std::path::PathBuf,
     /// ONNX model: what tract loads.
     pub onnx: std::path::PathBuf,
     /// How each parameter is stored (`name=storage, ...`).
     pub weight_storage: String,
+    /// How each quantized layer input is quantized (`layer=u8 dynamic`, or the calibrated
+    /// range, scale and zero point); empty when no input is.
+    pub activation_quant: String,
     /// Effective bits per parameter, scales and zero points included.
     pub bits_per_weight: f64,
+}
+
+impl Variant {
+    /// The reference itself, unquantized: its safetensors for candle, `onnx` for tract.
+    pub fn f32_reference(reference: &crate::model::Reference, onnx: std::path::PathBuf) -> Variant {
+        Variant {
+            model: reference.name.clone(),
+            zoo: reference.zoo,
+            plan: Plan::uniform(reference.zoo, SchemeId::F32),
+            candle_artifact: reference.weights_path.clone(),
+            onnx,
+            weight_storage: "f32".into(),
+            activation_quant: String::new(),
+            bits_per_weight: 32.0,
+        }
+    }
 }
 
 /// Writes an artifact, mapping failure to an output error naming the file.
@@ -173,63 +265,139 @@ pub(crate) fn write_artifact(path: std::path::PathBuf, bytes: &[u8]) -> Result<s
     Ok(path)
 }
 
-/// Applies `scheme` to `reference`, writing its artifacts under `artifacts_dir`.
+/// Applies `plan` to `reference`, writing its artifacts under `artifacts_dir`. Static layers
+/// take their input ranges from `calibration`.
 pub fn apply(
-    scheme: SchemeId,
+    plan: &Plan,
     reference: &crate::model::Reference,
     artifacts_dir: &std::path::Path,
+    calibration: Option<&Calibration>,
 ) -> Result<Variant, crate::Error> {
-    use crate::model::stored::{self, Stored, StoredParams};
+    use crate::model::stored::{self, InputQuant, InputQuants, Stored, StoredParams};
     use crate::model::ModelError;
     let export_err = |reason: String| ModelError::Export { model: reference.name.clone(), reason };
-    let stem = format!("{}.{}", reference.name, scheme.name());
-    if let SchemeId::Ggml(t) = scheme {
-        return ggml::apply(t, reference, artifacts_dir, &stem);
+    plan.check(reference.zoo).map_err(|e| export_err(e.to_string()))?;
+    let stem = format!("{}.{}", reference.name, plan.scheme.name());
+    if plan.is_ggml() {
+        return ggml::apply(plan, reference, artifacts_dir, &stem);
     }
     let mut params = StoredParams::new();
-    for (name, t) in &reference.tensors {
-        let f = Stored::from_tensor(t).map_err(|e| export_err(e.to_string()))?;
-        let p = match (scheme, &f) {
-            (SchemeId::F16 | SchemeId::Bf16, _) => {
-                Stored::half(t, scheme == SchemeId::Bf16).map_err(|e| export_err(e.to_string()))?
+    let mut inputs = InputQuants::new();
+    let mut activation_quant = Vec::new();
+    for (layer, scheme) in &plan.layers {
+        for suffix in ["weight", "bias"] {
+            let key = format!("{layer}.{suffix}");
+            let t = reference.tensors.get(&key).ok_or_else(|| export_err(format!("missing tensor {key}")))?;
+            let f = Stored::from_tensor(t).map_err(|e| export_err(e.to_string()))?;
+            let Stored::F32 { shape, values } = &f else { unreachable!("from_tensor gives f32") };
+            let int = |ty, symmetric, g| {
+                int::quantize_weight(values, shape, ty, symmetric, g)
+                    .map(Stored::Int)
+                    .map_err(|e| export_err(format!("{key}: {e}")))
+            };
+            let is_weight = suffix == "weight";
+            let stored = match *scheme {
+                SchemeId::F16 | SchemeId::Bf16 => {
+                    Stored::half(t, *scheme == SchemeId::Bf16).map_err(|e| export_err(e.to_string()))?
+                }
+                _ if !is_weight => f,
+                SchemeId::F32 => f,
+                SchemeId::Int8Weights { per_channel, symmetric } => {
+                    let g = if per_channel { int::Granularity::PerChannel } else { int::Granularity::PerTensor };
+                    int(int::IntType::I8, symmetric, g)?
+                }
+                SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => {
+                    int(int::IntType::I8, true, int::Granularity::PerChannel)?
+                }
+                SchemeId::Int4Group { group, symmetric } => {
+                    let ty = if symmetric { int::IntType::I4 } else { int::IntType::U4 };
+                    int(ty, symmetric, int::Granularity::Group(group as usize))?
+                }
+                SchemeId::Ggml(_) => return Err(export_err(format!("{key}: GGML layer outside a GGUF plan")).into()),
+            };
+            params.insert(key, stored);
+        }
+        match scheme.activations() {
+            ActivationQuant::None => {}
+            ActivationQuant::Dynamic => {
+                inputs.insert(layer.clone(), InputQuant::Dynamic);
+                activation_quant.push(format!("{layer}=u8 dynamic"));
             }
-            (SchemeId::Int8Dynamic, Stored::F32 { shape, values }) if name.ends_with(".weight") => Stored::Int(
-                int::quantize_weight(values, shape, int::IntType::I8, true, int::Granularity::PerChannel)
-                    .map_err(|e| export_err(format!("{name}: {e}")))?,
-            ),
-            (SchemeId::Int8Weights { per_channel, symmetric }, Stored::F32 { shape, values })
-                if name.ends_with(".weight") =>
-            {
-                let g = if per_channel { int::Granularity::PerChannel } else { int::Granularity::PerTensor };
-                Stored::Int(
-                    int::quantize_weight(values, shape, int::IntType::I8, symmetric, g)
-                        .map_err(|e| export_err(format!("{name}: {e}")))?,
-                )
+            ActivationQuant::Static(c) => {
+                let cal = calibration
+                    .ok_or_else(|| export_err(format!("{}: static scheme without calibration data", scheme.name())))?;
+                let values = cal.inputs.get(layer).ok_or_else(|| {
+                    export_err(format!("{layer}: no calibration inputs were collected for this layer"))
+                })?;
+                let range = c.range(values, cal.percentile);
+                let p = calibrate::activation_params(range);
+                inputs.insert(layer.clone(), InputQuant::Static(p));
+                let how = match c {
+                    calibrate::Calibrator::Percentile => format!("percentile {}", cal.percentile),
+                    _ => c.name().to_string(),
+                };
+                activation_quant.push(format!(
+                    "{layer}=u8 static [{:.5}, {:.5}] scale {:.6e} zp {} ({how}, {} calibration images)",
+                    range.0, range.1, p.scale, p.zero_point, cal.items
+                ));
             }
-            _ => f,
-        };
-        params.insert(name.clone(), p);
+        }
     }
     let onnx = write_artifact(
         artifacts_dir.join(format!("{stem}.onnx")),
-        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &params, scheme == SchemeId::Int8Dynamic)?,
+        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &params, &inputs)?,
     )?;
-    let candle_artifact = match scheme {
-        SchemeId::F32 => reference.weights_path.clone(),
-        _ => write_artifact(
+    let candle_artifact = if plan.layers.iter().all(|(_, s)| *s == SchemeId::F32) {
+        reference.weights_path.clone()
+    } else {
+        write_artifact(
             artifacts_dir.join(format!("{stem}.safetensors")),
-            &stored::to_safetensors(&params, scheme.name()).map_err(export_err)?,
-        )?,
+            &stored::to_safetensors(&params, &inputs, &plan.scheme.name()).map_err(export_err)?,
+        )?
     };
     Ok(Variant {
         model: reference.name.clone(),
         zoo: reference.zoo,
-        scheme,
+        plan: plan.clone(),
         candle_artifact,
         onnx,
         weight_storage: stored::describe_storage(&params),
+        activation_quant: activation_quant.join(", "),
         bits_per_weight: stored::bits_per_weight(&params),
     })
+}
+
+/// Images per forward pass while collecting calibration inputs.
+const CALIBRATION_BATCH: usize = 250;
+
+/// The fp32 input of every weighted layer of the reference over the calibration split.
+pub fn calibration_inputs(
+    reference: &crate::model::Reference,
+    data: &crate::data::Dataset,
+    percentile: f64,
+) -> Result<Calibration, crate::Error> {
+    let net = crate::zoo::Net::new(reference.zoo, &reference.tensors)
+        .map_err(|e| crate::model::ModelError::Export { model: reference.name.clone(), reason: e.to_string() })?;
+    let engine = |e: candle_core::Error| {
+        crate::Error::from(crate::backend::BackendError::engine(crate::runner::REFERENCE_BACKEND, "calibrating", e))
+    };
+    let [c, h, w] = reference.zoo.input_shape();
+    let mut inputs = LayerInputs::new();
+    for start in (0..data.len()).step_by(CALIBRATION_BATCH) {
+        let n = CALIBRATION_BATCH.min(data.len() - start);
+        let x = candle_core::Tensor::from_vec(data.batch_f32(start, n, n), (n, c, h, w), &candle_core::Device::Cpu)
+            .map_err(engine)?;
+        for (layer, t) in net.layer_inputs(&x).map_err(engine)? {
+            let v = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(engine)?;
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(engine(candle_core::Error::Msg(format!(
+                    "the input of layer {layer} holds NaN or infinite values"
+                ))));
+            }
+            inputs.entry(layer.to_string()).or_default().extend(v);
+        }
+    }
+    Ok(Calibration { items: data.len(), percentile, inputs })
 }
 
 #[cfg(test)]
@@ -240,9 +408,17 @@ mod tests {
     fn names_round_trip() {
         assert_eq!(SchemeId::names().len(), SchemeId::ALL.len());
         for s in SchemeId::ALL {
-            assert_eq!(SchemeId::from_name(s.name()), Some(*s));
+            assert_eq!(SchemeId::from_name(&s.name()), Some(*s));
         }
         assert_eq!(SchemeId::from_name("int3"), None);
+        assert_eq!(SchemeId::from_name("int4-g16-asym"), Some(SchemeId::Int4Group { group: 16, symmetric: false }));
+        for bad in ["int4-g0-sym", "int4-g7-sym", "int4-g032-sym", "int4-g32", "int4-g32-sim", "int4-gx-sym"] {
+            assert_eq!(SchemeId::from_name(bad), None, "{bad}");
+        }
+        assert_eq!(
+            SchemeId::from_name("int8-static-entropy"),
+            Some(SchemeId::Int8Static(calibrate::Calibrator::Entropy))
+        );
         assert_eq!(
             SchemeId::from_name("int8-pc-asym"),
             Some(SchemeId::Int8Weights { per_channel: true, symmetric: false })

@@ -36,7 +36,7 @@ pub fn render(records: &[Record]) -> String {
     for r in &ok {
         rows.push(vec![
             r.model.clone(),
-            r.scheme.clone(),
+            if r.layer_overrides.is_empty() { r.scheme.clone() } else { format!("{} †", r.scheme) },
             r.backend.clone(),
             r.threads.to_string(),
             r.batch.to_string(),
@@ -75,10 +75,27 @@ pub fn render(records: &[Record]) -> String {
             let _ = writeln!(out, "- {} / {} / {} / batch {}: {why}", r.model, r.scheme, r.backend, r.batch);
         }
     }
+    let mut overridden: Vec<(&str, &str, &str)> = records
+        .iter()
+        .filter(|r| !r.layer_overrides.is_empty())
+        .map(|r| (r.model.as_str(), r.scheme.as_str(), r.layer_overrides.as_str()))
+        .collect();
+    overridden.dedup();
+    if !overridden.is_empty() {
+        let _ = writeln!(out, "\n† layers with their own scheme ([[overrides]]):\n");
+        for (model, scheme, layers) in overridden {
+            let _ = writeln!(out, "- {model} / {scheme}: {layers}");
+        }
+    }
     if let Some(r) = records.first() {
+        let calibration = if r.calibration_items > 0 {
+            format!(", after the first {} held out for calibration", r.calibration_items)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "\nTop-1 on {} ({} items). \"vs ref\": against the fp32 logits computed by {}.\nqbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
+            "\nTop-1 on {} ({} items{calibration}). \"vs ref\": against the fp32 logits computed by {}.\nqbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
             r.dataset,
             r.eval_items.map_or("?".into(), |n| n.to_string()),
             r.reference_backend,

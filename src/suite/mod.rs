@@ -21,7 +21,7 @@ use toml::Spanned;
 use crate::backend::BackendId;
 use crate::data::DatasetFormat;
 use crate::measure::latency::SamplerSettings;
-use crate::quant::SchemeId;
+use crate::quant::{Plan, SchemeId};
 use crate::zoo::ZooModelId;
 use diagnostic::{improve_serde_message, unknown, Locator};
 use spec::{MeasureSpec, SuiteSpec};
@@ -47,7 +47,64 @@ pub struct Suite {
     pub output_dir: PathBuf,
     pub datasets: Vec<DatasetEntry>,
     pub models: Vec<ModelEntry>,
+    /// The calibration split, when the suite has one.
+    pub calibration: Option<CalibrationSettings>,
+    /// Per-layer scheme overrides, applied in order (later entries win).
+    pub overrides: Vec<Override>,
 }
+
+/// `[calibration]`, resolved.
+#[derive(Debug, Clone)]
+pub struct CalibrationSettings {
+    /// The first `items` images of each dataset; evaluation uses the rest.
+    pub items: usize,
+    pub percentile: f64,
+    /// `file:line:column` of `items`, for errors found once the dataset is loaded.
+    pub items_at: String,
+}
+
+/// One `[[overrides]]` entry, resolved.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub layers: Vec<LayerPattern>,
+    pub scheme: SchemeId,
+    /// Suite scheme-name globs it applies to; `None`: every scheme but f32.
+    pub schemes: Option<Vec<glob::Pattern>>,
+    /// Indices into [`Suite::models`]; `None`: every model.
+    pub models: Option<Vec<usize>>,
+}
+
+/// Which layers an override names.
+#[derive(Debug, Clone)]
+pub enum LayerPattern {
+    First,
+    Last,
+    Glob(glob::Pattern),
+}
+
+impl LayerPattern {
+    fn matches(&self, index: usize, count: usize, name: &str) -> bool {
+        match self {
+            LayerPattern::First => index == 0,
+            LayerPattern::Last => index + 1 == count,
+            LayerPattern::Glob(p) => p.matches(name),
+        }
+    }
+}
+
+impl Override {
+    fn applies(&self, model: usize, scheme: SchemeId) -> bool {
+        let model_ok = self.models.as_ref().is_none_or(|m| m.contains(&model));
+        let scheme_ok = match &self.schemes {
+            None => scheme != SchemeId::F32,
+            Some(globs) => globs.iter().any(|g| g.matches(&scheme.name())),
+        };
+        model_ok && scheme_ok
+    }
+}
+
+/// Default `p` of the percentile calibrator.
+pub const DEFAULT_PERCENTILE: f64 = 99.99;
 
 #[derive(Debug, Clone)]
 pub struct DatasetEntry {
@@ -103,7 +160,9 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         ));
     }
 
-    let schemes = parse_list(loc, &spec.schemes, "scheme", SchemeId::from_name, &SchemeId::names())?;
+    let scheme_names = SchemeId::names();
+    let scheme_names: Vec<&str> = scheme_names.iter().map(|s| s.as_str()).collect();
+    let schemes = parse_list(loc, &spec.schemes, "scheme", SchemeId::from_name, &scheme_names)?;
     let backends = parse_list(loc, &spec.backends, "backend", BackendId::from_name, BackendId::names())?;
 
     if spec.batch_sizes.get_ref().is_empty() {
@@ -187,12 +246,51 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         );
     }
 
-    let output_dir =
-        spec.output.and_then(|o| o.dir).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT_DIR));
+    let output_dir = spec
+        .output
+        .as_ref()
+        .and_then(|o| o.dir.clone())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT_DIR));
 
-    Ok(Suite {
+    let calibration = match &spec.calibration {
+        None => None,
+        Some(c) => {
+            let c = c.get_ref();
+            let items = *c.items.get_ref();
+            if items < 1 {
+                return Err(loc.at(
+                    c.items.span(),
+                    format!("calibration.items = {items}: the calibration split is empty; use a positive number of images, e.g. items = 500"),
+                ));
+            }
+            let percentile = match &c.percentile {
+                None => DEFAULT_PERCENTILE,
+                Some(p) if *p.get_ref() > 0.0 && *p.get_ref() <= 100.0 => *p.get_ref(),
+                Some(p) => {
+                    return Err(loc.at(
+                        p.span(),
+                        format!(
+                            "calibration.percentile = {} is out of range; use a value in (0, 100], e.g. 99.99",
+                            p.get_ref()
+                        ),
+                    ))
+                }
+            };
+            let SuiteError::At { file, line, column, .. } = loc.at(c.items.span(), "") else { unreachable!() };
+            Some(CalibrationSettings {
+                items: items as usize,
+                percentile,
+                items_at: format!("{}:{line}:{column}", file.display()),
+            })
+        }
+    };
+
+    let overrides = resolve_overrides(&spec, loc, &schemes, &models)?;
+
+    let suite = Suite {
         name,
-        description: spec.description,
+        description: spec.description.clone(),
         file: loc.file.to_path_buf(),
         sha256: crate::hash::hex(digest.as_ref()),
         schemes,
@@ -204,7 +302,146 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         output_dir,
         datasets,
         models,
-    })
+        calibration,
+        overrides,
+    };
+    check_plans(&suite, &spec, loc)?;
+    Ok(suite)
+}
+
+impl Suite {
+    /// The scheme of each weighted layer of model `model` under the suite scheme `scheme`.
+    pub fn plan(&self, model: usize, scheme: SchemeId) -> Plan {
+        let zoo = self.models[model].zoo;
+        let mut plan = Plan::uniform(zoo, scheme);
+        let count = plan.layers.len();
+        for o in self.overrides.iter().filter(|o| o.applies(model, scheme)) {
+            for (i, (name, s)) in plan.layers.iter_mut().enumerate() {
+                if o.layers.iter().any(|p| p.matches(i, count, name)) {
+                    *s = o.scheme;
+                }
+            }
+        }
+        plan
+    }
+}
+
+fn resolve_overrides(
+    spec: &SuiteSpec,
+    loc: &Locator,
+    schemes: &[SchemeId],
+    models: &[ModelEntry],
+) -> Result<Vec<Override>, SuiteError> {
+    let mut out = Vec::new();
+    for o in &spec.overrides {
+        let o = o.get_ref();
+        let scheme = SchemeId::from_name(o.scheme.get_ref()).ok_or_else(|| {
+            let known = SchemeId::names();
+            let known: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+            loc.at(o.scheme.span(), unknown("scheme", o.scheme.get_ref(), &known))
+        })?;
+        let model_idx = match &o.models {
+            None => None,
+            Some(list) => {
+                let mut idx = Vec::new();
+                for m in list.get_ref() {
+                    let i = models.iter().position(|x| &x.name == m.get_ref()).ok_or_else(|| {
+                        let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+                        loc.at(m.span(), unknown("model", m.get_ref(), &names))
+                    })?;
+                    idx.push(i);
+                }
+                Some(idx)
+            }
+        };
+        let scheme_globs = match &o.schemes {
+            None => None,
+            Some(list) => {
+                let mut globs = Vec::new();
+                for g in list.get_ref() {
+                    let pattern = glob::Pattern::new(g.get_ref())
+                        .map_err(|e| loc.at(g.span(), format!("\"{}\" is not a valid glob: {e}", g.get_ref())))?;
+                    if !schemes.iter().any(|s| pattern.matches(&s.name())) {
+                        let names: Vec<String> = schemes.iter().map(|s| s.name()).collect();
+                        return Err(loc.at(
+                            g.span(),
+                            format!(
+                                "override schemes pattern \"{}\" matches none of the suite's schemes ({})",
+                                g.get_ref(),
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                    globs.push(pattern);
+                }
+                Some(globs)
+            }
+        };
+        let applicable: Vec<&ModelEntry> = match &model_idx {
+            None => models.iter().collect(),
+            Some(idx) => idx.iter().map(|&i| &models[i]).collect(),
+        };
+        if o.layers.get_ref().is_empty() {
+            return Err(loc.at(
+                o.layers.span(),
+                "layers is empty; name at least one layer, e.g. layers = [\"@first\", \"@last\"]",
+            ));
+        }
+        let mut layers = Vec::new();
+        for l in o.layers.get_ref() {
+            let pattern = match l.get_ref().as_str() {
+                "@first" => LayerPattern::First,
+                "@last" => LayerPattern::Last,
+                g => LayerPattern::Glob(
+                    glob::Pattern::new(g).map_err(|e| loc.at(l.span(), format!("\"{g}\" is not a valid glob: {e}")))?,
+                ),
+            };
+            let matched = applicable.iter().any(|m| {
+                let names = m.zoo.weighted_layers();
+                names.iter().enumerate().any(|(i, (n, _))| pattern.matches(i, names.len(), n))
+            });
+            if !matched {
+                let known: Vec<String> = applicable
+                    .iter()
+                    .map(|m| {
+                        let names: Vec<&str> = m.zoo.weighted_layers().into_iter().map(|(n, _)| n).collect();
+                        format!("{}: {}", m.name, names.join(", "))
+                    })
+                    .collect();
+                return Err(loc.at(
+                    l.span(),
+                    format!(
+                        "override layer pattern \"{}\" matches no layer; the layers are {}",
+                        l.get_ref(),
+                        known.join("; ")
+                    ),
+                ));
+            }
+            layers.push(pattern);
+        }
+        out.push(Override { layers, scheme, schemes: scheme_globs, models: model_idx });
+    }
+    Ok(out)
+}
+
+/// Every (model, scheme) plan must fit its model, and static schemes need a calibration split.
+fn check_plans(suite: &Suite, spec: &SuiteSpec, loc: &Locator) -> Result<(), SuiteError> {
+    for (si, &scheme) in suite.schemes.iter().enumerate() {
+        let scheme_span = spec.schemes.get_ref()[si].span();
+        for (mi, model) in suite.models.iter().enumerate() {
+            let plan = suite.plan(mi, scheme);
+            if let Err(e) = plan.check(model.zoo) {
+                return Err(loc.at(scheme_span.clone(), format!("model {}: {e}", model.name)));
+            }
+            if plan.needs_calibration() && suite.calibration.is_none() {
+                return Err(loc.at(
+                    scheme_span.clone(),
+                    format!("{} calibrates activation ranges on a calibration split; add a [calibration] section, e.g. [calibration] items = 500 (the first 500 images calibrate, the rest evaluate)", plan.layers.iter().find(|(_, s)| matches!(s, SchemeId::Int8Static(_))).map(|(_, s)| s.name()).unwrap_or_default()),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_list<T: PartialEq + Copy>(

@@ -29,6 +29,36 @@ pub struct SuiteSpec {
     pub output: Option<OutputSpec>,
     pub datasets: Spanned<Vec<Spanned<DatasetSpec>>>,
     pub models: Spanned<Vec<Spanned<ModelSpec>>>,
+    /// The calibration split static schemes calibrate on.
+    #[serde(default)]
+    pub calibration: Option<Spanned<CalibrationSpec>>,
+    /// Per-layer schemes: mixed precision, or layers kept in f32.
+    #[serde(default)]
+    pub overrides: Vec<Spanned<OverrideSpec>>,
+}
+
+/// `[calibration]`: the first `items` images of each model's dataset calibrate static
+/// schemes; every case of the suite is then evaluated on the remaining images.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationSpec {
+    pub items: Spanned<i64>,
+    /// `p` of the percentile calibrator: the central p% of values is kept (default 99.99).
+    pub percentile: Option<Spanned<f64>>,
+}
+
+/// `[[overrides]]`: give the matching layers another scheme.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideSpec {
+    /// Layer name globs (`*`, `?`, `[..]`), or `@first` / `@last` (first / last weighted layer).
+    pub layers: Spanned<Vec<Spanned<String>>>,
+    /// The scheme those layers get (`f32` keeps them in float).
+    pub scheme: Spanned<String>,
+    /// Globs over the suite's scheme names this applies to; default: every scheme but f32.
+    pub schemes: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Model names this applies to; default: every model.
+    pub models: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[measure]`: how latency is sampled. Every field is optional.

@@ -107,6 +107,19 @@ impl ZooModelId {
         }
     }
 
+    /// The layers with weights, in order: their names and the width of one weight row
+    /// (the reduction length: `in_features`, or `in_channels · kernel²`).
+    pub fn weighted_layers(self) -> Vec<(&'static str, usize)> {
+        self.layers()
+            .into_iter()
+            .filter_map(|l| match l {
+                Layer::Conv2d { name, in_channels, kernel, .. } => Some((name, in_channels * kernel * kernel)),
+                Layer::Linear { name, in_features, .. } => Some((name, in_features)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every parameter tensor with its shape, in layer order.
     pub fn parameters(self) -> Vec<(String, Vec<usize>)> {
         let mut out = Vec::new();

@@ -7,13 +7,23 @@ use candle_core::{Device, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, Module};
 
 use super::{Layer, ZooModelId};
+use crate::model::stored::{InputQuant, InputQuants};
 
 enum Step {
-    Conv(Conv2d),
-    Linear(Linear),
+    Conv {
+        name: &'static str,
+        conv: Conv2d,
+        input: Option<InputQuant>,
+    },
+    Linear {
+        name: &'static str,
+        linear: Linear,
+        input: Option<InputQuant>,
+    },
     /// GGML weights through candle's quantized matmul; the input is zero-padded by `pad`
     /// columns to the padded width the weights were quantized at.
     QLinear {
+        name: &'static str,
         matmul: QMatMul,
         bias: Tensor,
         pad: usize,
@@ -27,9 +37,6 @@ enum Step {
 /// A zoo model bound to its weights. Input `[N, 1, 28, 28]` f32, output `[N, 10]` logits.
 pub struct Net {
     steps: Vec<Step>,
-    /// Quantize-dequantize each linear layer's input as ONNX `DynamicQuantizeLinear` does
-    /// (u8, one scale per tensor, from the batch itself): emulates dynamic int8.
-    dynamic_activations: bool,
 }
 
 impl Net {
@@ -48,10 +55,12 @@ impl Net {
                 Ok(match layer {
                     Layer::Conv2d { name, padding, .. } => {
                         let cfg = Conv2dConfig { padding, ..Default::default() };
-                        Step::Conv(Conv2d::new(get(name, "weight")?, Some(get(name, "bias")?), cfg))
+                        let conv = Conv2d::new(get(name, "weight")?, Some(get(name, "bias")?), cfg);
+                        Step::Conv { name, conv, input: None }
                     }
                     Layer::Linear { name, .. } => {
-                        Step::Linear(Linear::new(get(name, "weight")?, Some(get(name, "bias")?)))
+                        let linear = Linear::new(get(name, "weight")?, Some(get(name, "bias")?));
+                        Step::Linear { name, linear, input: None }
                     }
                     Layer::Relu => Step::Relu,
                     Layer::MaxPool2d { size } => Step::MaxPool(size),
@@ -59,28 +68,85 @@ impl Net {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Net { steps, dynamic_activations: false })
+        Ok(Net { steps })
     }
 
-    /// Emulates dynamic int8 activations in front of every linear layer.
-    pub fn with_dynamic_activation_quant(mut self) -> Net {
-        self.dynamic_activations = true;
+    /// Quantize-dequantizes the inputs of the listed layers as the integer graph would
+    /// (u8, per tensor): how candle, which has no int8 kernels, emulates W8A8.
+    pub fn with_input_quant(mut self, inputs: &InputQuants) -> Net {
+        for step in &mut self.steps {
+            if let Step::Conv { name, input, .. } | Step::Linear { name, input, .. } = step {
+                *input = inputs.get(*name).copied();
+            }
+        }
         self
+    }
+
+    /// Runs the network and returns the input of every weighted layer, in order.
+    pub fn layer_inputs(&self, x: &Tensor) -> Result<Vec<(&'static str, Tensor)>> {
+        let mut out = Vec::new();
+        self.run(x, &mut |name, t| out.push((name, t.clone())))?;
+        Ok(out)
+    }
+
+    fn run(&self, x: &Tensor, seen: &mut dyn FnMut(&'static str, &Tensor)) -> Result<Tensor> {
+        let mut x = x.clone();
+        for step in &self.steps {
+            x = match step {
+                Step::Conv { name, conv, input } => {
+                    seen(name, &x);
+                    conv.forward(&prepare_input(&x, conv.weight().dtype(), *input)?)?
+                }
+                Step::Linear { name, linear, input } => {
+                    seen(name, &x);
+                    linear.forward(&prepare_input(&x, linear.weight().dtype(), *input)?)?
+                }
+                Step::QLinear { name, matmul, bias, pad, .. } => {
+                    seen(name, &x);
+                    let x = if *pad > 0 { x.pad_with_zeros(1, 0, *pad)? } else { x };
+                    matmul.forward(&x)?.broadcast_add(bias)?
+                }
+                Step::Relu => x.relu()?,
+                Step::MaxPool(s) => x.max_pool2d(*s)?,
+                Step::Flatten => x.flatten_from(1)?,
+            };
+        }
+        Ok(x)
     }
 }
 
-/// ONNX `DynamicQuantizeLinear` followed by `DequantizeLinear`: scale =
-/// (max(x, 0) − min(x, 0)) / 255, zero point = round(−min / scale), u8, round half to even.
-fn dynamic_fake_quant_u8(x: &Tensor) -> Result<Tensor> {
+/// The layer's input in its weight's dtype (layers of one model may differ under
+/// mixed precision), quantize-dequantized when the layer's input is quantized.
+fn prepare_input(x: &Tensor, dtype: candle_core::DType, input: Option<InputQuant>) -> Result<Tensor> {
+    let x = match input {
+        None => x.clone(),
+        Some(iq) => fake_quant_u8(&x.to_dtype(candle_core::DType::F32)?, iq)?,
+    };
+    if x.dtype() == dtype {
+        Ok(x)
+    } else {
+        x.to_dtype(dtype)
+    }
+}
+
+/// `QuantizeLinear` then `DequantizeLinear` to u8, round half to even, saturating. Dynamic
+/// takes ONNX `DynamicQuantizeLinear`'s parameters from `x` itself: scale =
+/// (max(x, 0) − min(x, 0)) / 255, zero point = round(−min / scale).
+fn fake_quant_u8(x: &Tensor, input: InputQuant) -> Result<Tensor> {
     use crate::quant::int::{dequantize_linear, quantize_linear, QParams};
     let v = x.flatten_all()?.to_vec1::<f32>()?;
-    let lo = v.iter().copied().fold(0f32, f32::min);
-    let hi = v.iter().copied().fold(0f32, f32::max);
-    let scale = (hi - lo) / 255.0;
-    if scale == 0.0 {
-        return Ok(x.clone());
-    }
-    let p = QParams { scale, zero_point: (-lo / scale).round_ties_even().clamp(0.0, 255.0) as i32 };
+    let p = match input {
+        InputQuant::Static(p) => p,
+        InputQuant::Dynamic => {
+            let lo = v.iter().copied().fold(0f32, f32::min);
+            let hi = v.iter().copied().fold(0f32, f32::max);
+            let scale = (hi - lo) / 255.0;
+            if scale == 0.0 {
+                return Ok(x.clone());
+            }
+            QParams { scale, zero_point: (-lo / scale).round_ties_even().clamp(0.0, 255.0) as i32 }
+        }
+    };
     let dq: Vec<f32> = v.iter().map(|&a| dequantize_linear(quantize_linear(a, p, 0, 255), p)).collect();
     Tensor::from_vec(dq, x.shape(), x.device())
 }
@@ -99,7 +165,7 @@ impl Net {
                     let cfg = Conv2dConfig { padding, ..Default::default() };
                     let w = read(format!("{name}.weight"))?.dequantize(&Device::Cpu)?;
                     let b = read(format!("{name}.bias"))?.dequantize(&Device::Cpu)?;
-                    Step::Conv(Conv2d::new(w, Some(b), cfg))
+                    Step::Conv { name, conv: Conv2d::new(w, Some(b), cfg), input: None }
                 }
                 Layer::Linear { name, in_features, .. } => {
                     let q = read(format!("{name}.weight"))?;
@@ -116,14 +182,14 @@ impl Net {
                         QMatMul::Tensor(_) => "QMatMul dequantized to f32".to_string(),
                         QMatMul::TensorF16(_) => "QMatMul dequantized to f16".to_string(),
                     };
-                    Step::QLinear { matmul, bias, pad: padded - in_features, kernel: format!("{name}: {kernel}") }
+                    Step::QLinear { name, matmul, bias, pad: padded - in_features, kernel: format!("{name}: {kernel}") }
                 }
                 Layer::Relu => Step::Relu,
                 Layer::MaxPool2d { size } => Step::MaxPool(size),
                 Layer::Flatten => Step::Flatten,
             });
         }
-        Ok(Net { steps, dynamic_activations: false })
+        Ok(Net { steps })
     }
 
     /// The dtype the network computes in (that of its first weighted layer).
@@ -131,8 +197,8 @@ impl Net {
         self.steps
             .iter()
             .find_map(|s| match s {
-                Step::Conv(c) => Some(c.weight().dtype()),
-                Step::Linear(l) => Some(l.weight().dtype()),
+                Step::Conv { conv, .. } => Some(conv.weight().dtype()),
+                Step::Linear { linear, .. } => Some(linear.weight().dtype()),
                 _ => None,
             })
             .unwrap_or(candle_core::DType::F32)
@@ -143,8 +209,12 @@ impl Net {
         self.steps
             .iter()
             .filter_map(|s| match s {
-                Step::Conv(c) => Some(format!("Conv2d {:?}", c.weight().dtype())),
-                Step::Linear(l) => Some(format!("Linear {:?}", l.weight().dtype())),
+                Step::Conv { name, conv, input } => {
+                    Some(format!("{name}: Conv2d {:?}{}", conv.weight().dtype(), describe_input(*input)))
+                }
+                Step::Linear { name, linear, input } => {
+                    Some(format!("{name}: Linear {:?}{}", linear.weight().dtype(), describe_input(*input)))
+                }
                 Step::QLinear { kernel, .. } => Some(kernel.clone()),
                 _ => None,
             })
@@ -153,23 +223,16 @@ impl Net {
     }
 }
 
+fn describe_input(input: Option<InputQuant>) -> &'static str {
+    match input {
+        None => "",
+        Some(InputQuant::Dynamic) => " on u8-fake-quantized input (dynamic)",
+        Some(InputQuant::Static(_)) => " on u8-fake-quantized input (static)",
+    }
+}
+
 impl Module for Net {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = x.clone();
-        for step in &self.steps {
-            x = match step {
-                Step::Conv(c) => c.forward(&x)?,
-                Step::Linear(l) if self.dynamic_activations => l.forward(&dynamic_fake_quant_u8(&x)?)?,
-                Step::Linear(l) => l.forward(&x)?,
-                Step::QLinear { matmul, bias, pad, .. } => {
-                    let x = if *pad > 0 { x.pad_with_zeros(1, 0, *pad)? } else { x };
-                    matmul.forward(&x)?.broadcast_add(bias)?
-                }
-                Step::Relu => x.relu()?,
-                Step::MaxPool(s) => x.max_pool2d(*s)?,
-                Step::Flatten => x.flatten_from(1)?,
-            };
-        }
-        Ok(x)
+        self.run(x, &mut |_, _| {})
     }
 }

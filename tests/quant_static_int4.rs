@@ -1,0 +1,169 @@
+//! Static int8 W8A8 (every calibrator) and group-wise int4, on both backends, with per-layer
+//! overrides: the calibration split is kept apart from evaluation, tract runs static layers on
+//! its int8 kernels, candle and tract agree on the same quantized weights, accuracy stays
+//! within the budgets, and int4 artifacts really hold 4 bits a weight.
+
+mod common;
+
+use qbench::backend::BackendId;
+use qbench::data::{load_idx, Dataset};
+use qbench::measure::eval;
+use qbench::model::stored::{load_model, InputQuant};
+use qbench::model::Reference;
+use qbench::quant::calibrate::{activation_params, Calibrator};
+use qbench::quant::{apply, calibration_inputs, Plan, Realization, SchemeId, Variant};
+use qbench::zoo::ZooModelId;
+
+const CALIBRATION_ITEMS: usize = 500;
+const BATCH: usize = 500;
+
+fn split() -> (Dataset, Dataset) {
+    let data = load_idx("fm", &common::fashion_images(), &common::fashion_labels()).unwrap();
+    (data.slice(0..CALIBRATION_ITEMS), data.slice(CALIBRATION_ITEMS..data.len()))
+}
+
+fn run(variant: &Variant, backend: BackendId, data: &Dataset) -> (Vec<f32>, String, u64) {
+    let mut p = backend.create().prepare(variant, BATCH).unwrap();
+    let logits = eval::run_dataset(p.session.as_mut(), backend, data, BATCH, 10).unwrap();
+    (logits, p.evidence, p.artifact_bytes)
+}
+
+/// How many matmuls of tract's optimized model run an int8 (i32-accumulating) kernel.
+fn int8_kernels(evidence: &str) -> usize {
+    evidence
+        .split(", ")
+        .filter(|op| op.contains("mmm_i32"))
+        .map(|op| op.rsplit('×').next().unwrap().parse::<usize>().unwrap())
+        .sum()
+}
+
+#[test]
+fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
+    let (calibration_data, eval_data) = split();
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = ZooModelId::Cnn;
+    let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
+    let f32_variant = apply(&Plan::uniform(zoo, SchemeId::F32), &reference, dir.path(), None).unwrap();
+    let (f32_logits, _, _) = run(&f32_variant, BackendId::CandleCpu, &eval_data);
+    let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), &eval_data.labels);
+    let calibration = calibration_inputs(&reference, &calibration_data, 99.99).unwrap();
+    assert_eq!(calibration.items, CALIBRATION_ITEMS);
+    // The inputs of conv1 are the calibration images themselves: 500 × 784 pixels.
+    assert_eq!(calibration.inputs["conv1"].len(), CALIBRATION_ITEMS * 784);
+    assert_eq!(calibration.inputs["conv1"][..784], calibration_data.batch_f32(0, 1, 1)[..]);
+
+    let mut tops = Vec::new();
+    for c in Calibrator::ALL {
+        let scheme = SchemeId::Int8Static(c);
+        let what = scheme.name();
+        let variant = apply(&Plan::uniform(zoo, scheme), &reference, dir.path(), Some(&calibration)).unwrap();
+        // The artifact carries the calibrated parameters: the calibrator's range, through
+        // onnxruntime's u8 rules, for every layer.
+        let (_, inputs) = load_model(&variant.candle_artifact, zoo).unwrap();
+        for (layer, _) in zoo.weighted_layers() {
+            let range = c.range(&calibration.inputs[layer], calibration.percentile);
+            assert_eq!(inputs[layer], InputQuant::Static(activation_params(range)), "{what} {layer}");
+            if layer == "fc2" {
+                tops.push((c, range.1));
+            }
+        }
+        let (candle, candle_evidence, _) = run(&variant, BackendId::CandleCpu, &eval_data);
+        let (tract, tract_evidence, _) = run(&variant, BackendId::TractCpu, &eval_data);
+        // tract: every layer (2 convolutions, 2 linear) on the int8 kernel, none in f32.
+        assert_eq!(variant.plan.realization(BackendId::TractCpu), Realization::Native);
+        assert_eq!(int8_kernels(&tract_evidence), 4, "{what}: {tract_evidence}");
+        assert!(!tract_evidence.contains("mmm_f32"), "{what}: {tract_evidence}");
+        assert!(candle_evidence.matches("(static)").count() == 4, "{what}: {candle_evidence}");
+        let cross = eval::agreement(&candle, &tract, 10);
+        assert!(cross.top1 >= 0.995, "{what}: candle/tract top-1 agreement {}", cross.top1);
+        let acc = eval::accuracy(&eval::top1(&candle, 10), &eval_data.labels);
+        assert!((acc - f32_acc).abs() <= 0.01, "{what}: top-1 {acc} vs f32 {f32_acc}");
+        assert!(eval::agreement(&candle, &f32_logits, 10).max_abs_diff > 1e-3, "{what}: identical to f32");
+    }
+    // The clipping calibrators never widen minmax's range (fc2's input: ReLU outputs).
+    let minmax = tops[0].1;
+    for (c, top) in &tops[1..] {
+        assert!(*top <= minmax, "{}: {top} above minmax {minmax}", c.name());
+    }
+    assert!(tops.iter().any(|(_, t)| *t < minmax), "no calibrator clipped: {tops:?}");
+}
+
+#[test]
+fn int4_groups_hold_four_bits_and_agree_across_engines() {
+    let (_, eval_data) = split();
+    let dir = tempfile::tempdir().unwrap();
+    for zoo in ZooModelId::ALL.iter().copied() {
+        let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
+        let f32_variant = apply(&Plan::uniform(zoo, SchemeId::F32), &reference, dir.path(), None).unwrap();
+        let (f32_logits, _, f32_bytes) = run(&f32_variant, BackendId::CandleCpu, &eval_data);
+        let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), &eval_data.labels);
+        for (group, symmetric) in [(32, true), (32, false), (16, true)] {
+            let scheme = SchemeId::Int4Group { group, symmetric };
+            let mut plan = Plan::uniform(zoo, scheme);
+            // Widths a group does not divide get an override, as a suite would write it.
+            let widths = zoo.weighted_layers();
+            for ((_, s), (_, width)) in plan.layers.iter_mut().zip(&widths) {
+                if width % group as usize != 0 {
+                    *s = if width % 16 == 0 {
+                        SchemeId::Int4Group { group: 16, symmetric }
+                    } else {
+                        SchemeId::Int8Weights { per_channel: true, symmetric: true }
+                    };
+                }
+            }
+            let what = format!("{} {}", zoo.name(), scheme.name());
+            let variant = apply(&plan, &reference, dir.path(), None).unwrap();
+            // Bits per weight, from the layer sizes: 4 + 32/g per int4 weight (+ 8/g for the
+            // u4 zero point's byte), 8 + 32/row per int8 weight, 32 per bias.
+            let mut bits = 0.0;
+            let mut count = 0usize;
+            for (((name, s), (_, width)), (_, shape)) in
+                plan.layers.iter().zip(&widths).zip(zoo.parameters().iter().step_by(2))
+            {
+                let n: usize = shape.iter().product();
+                let out = shape[0];
+                bits += match s {
+                    SchemeId::Int4Group { group: g, symmetric: sym } => {
+                        n as f64 * (4.0 + (32.0 + if *sym { 0.0 } else { 8.0 }) / *g as f64)
+                    }
+                    SchemeId::Int8Weights { .. } => n as f64 * (8.0 + 32.0 / *width as f64),
+                    other => panic!("{name}: {other:?}"),
+                };
+                bits += 32.0 * out as f64;
+                count += n + out;
+            }
+            let want_bits = bits / count as f64;
+            assert!(
+                (variant.bits_per_weight - want_bits).abs() < 1e-9,
+                "{what}: {} vs {want_bits}",
+                variant.bits_per_weight
+            );
+            assert!(variant.bits_per_weight < 6.5, "{what}: {}", variant.bits_per_weight);
+
+            let (candle, candle_evidence, candle_bytes) = run(&variant, BackendId::CandleCpu, &eval_data);
+            let (tract, tract_evidence, tract_bytes) = run(&variant, BackendId::TractCpu, &eval_data);
+            // Both artifacts hold what bits per weight says, plus a header of a few KB.
+            let payload = (want_bits * count as f64 / 8.0) as u64;
+            for bytes in [candle_bytes, tract_bytes] {
+                assert!(bytes >= payload && bytes < payload + 8192, "{what}: {bytes} bytes for {payload} of weights");
+                assert!(bytes * 4 < f32_bytes, "{what}: {bytes} bytes vs f32 {f32_bytes}");
+            }
+            // Both engines compute in f32 on the same dequantized weights: tract's unpacking
+            // graph gives exactly candle's values, so the logits differ by rounding only.
+            let cross = eval::agreement(&candle, &tract, 10);
+            assert!(cross.max_abs_diff < 1e-3, "{what}: candle/tract max |Δlogit| {}", cross.max_abs_diff);
+            assert!(cross.top1 >= 0.995, "{what}: {}", cross.top1);
+            // The unpacking is folded away when tract optimizes: only f32 matmuls remain.
+            assert_eq!(int8_kernels(&tract_evidence), 0, "{what}: {tract_evidence}");
+            for op in ["Floor", "Concat", "Cast"] {
+                assert!(!tract_evidence.contains(op), "{what}: {op} left in {tract_evidence}");
+            }
+            assert!(candle_evidence.contains("dequantized at load"), "{what}: {candle_evidence}");
+            assert_eq!(variant.plan.realization(BackendId::TractCpu), Realization::Emulated);
+            // Accuracy: int4 g32 within 3 points of f32 (the budget for the CNN).
+            let acc = eval::accuracy(&eval::top1(&candle, 10), &eval_data.labels);
+            assert!(f32_acc - acc <= 0.03, "{what}: top-1 {acc} vs f32 {f32_acc}");
+            assert!(eval::agreement(&candle, &f32_logits, 10).max_abs_diff > 1e-2, "{what}: identical to f32");
+        }
+    }
+}
