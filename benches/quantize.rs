@@ -1,18 +1,27 @@
-//! Quantization throughput per scheme, in bytes of f32 weights per second (criterion
-//! prints GiB/s), on the CNN's largest layer (fc1, 128 × 1568 = 200,704 weights, 0.8 MB).
+//! Quantization throughput per scheme, in bytes of f32 input per second (criterion prints
+//! GiB/s), on real tensors:
+//! - weights: the CNN's largest layer (fc1, 128 × 1568 = 200,704 weights, 0.8 MB); int4 groups
+//!   see the same values as 196 × 1024 rows, so that 32, 64 and 128 all divide the width;
+//! - activations: the input of the CNN's conv2 on 500 calibration images (1.57 M values, 6.3 MB),
+//!   for the static schemes' calibrators.
 //!
 //! `cargo bench --bench quantize`
 
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use qbench::data::load_idx;
+use qbench::model::Reference;
+use qbench::quant::calibrate::Calibrator;
+use qbench::quant::calibration_inputs;
 use qbench::quant::ggml::{quantize_linear_weight, GgmlType};
 use qbench::quant::int::{quantize_weight, Granularity, IntType};
+use qbench::zoo::ZooModelId;
 
 fn benches(c: &mut Criterion) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/models/cnn.safetensors");
-    let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
-    let w = tensors["fc1.weight"].clone();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+    let cnn = Reference::load("cnn", ZooModelId::Cnn, &root.join("models/cnn.safetensors")).unwrap();
+    let w = cnn.tensors["fc1.weight"].clone();
     let values = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let shape = w.dims().to_vec();
     let mut group = c.benchmark_group("quantize cnn fc1");
@@ -25,8 +34,33 @@ fn benches(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| b.iter(|| quantize_weight(&values, &shape, IntType::I8, sym, g).unwrap()));
     }
+    let rows = [values.len() / 1024, 1024];
+    for g in [32, 64, 128] {
+        for (sym, ty) in [(true, IntType::I4), (false, IntType::U4)] {
+            let name = format!("int4-g{g}-{}", if sym { "sym" } else { "asym" });
+            group.bench_function(&name, |b| {
+                b.iter(|| quantize_weight(&values, &rows, ty, sym, Granularity::Group(g)).unwrap())
+            });
+        }
+    }
     for t in GgmlType::ALL {
         group.bench_function(t.name(), |b| b.iter(|| quantize_linear_weight(&w, t).unwrap()));
+    }
+    group.finish();
+
+    let data = load_idx(
+        "fm",
+        &root.join("data/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+        &root.join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
+    let calibration = calibration_inputs(&cnn, &data.slice(0..500), 99.99).unwrap();
+    let acts = &calibration.inputs["conv2"];
+    let mut group = c.benchmark_group("calibrate cnn conv2 input");
+    group.throughput(Throughput::Bytes((acts.len() * 4) as u64));
+    group.sample_size(10);
+    for cal in Calibrator::ALL {
+        group.bench_function(cal.name(), |b| b.iter(|| cal.range(acts, 99.99)));
     }
     group.finish();
 }

@@ -298,3 +298,112 @@ fn unsupported_pairs_are_skipped_with_the_reason_and_do_not_fail_the_run() {
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("1 skipped (unsupported on that backend) case(s)"), "{table}");
 }
+
+/// The shipped-data suite with `schemes` instead of f32 and `extra` appended (tables).
+fn quant_suite(dir: &Path, schemes: &str, extra: &str) -> PathBuf {
+    let suite = common::write_suite(dir, r#"["candle-cpu", "tract-cpu"]"#, "[100]", &["mlp", "cnn"], extra);
+    let text =
+        std::fs::read_to_string(&suite).unwrap().replace(r#"schemes = ["f32"]"#, &format!("schemes = {schemes}"));
+    std::fs::write(&suite, text).unwrap();
+    suite
+}
+
+#[test]
+fn quantization_settings_that_cannot_work_are_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            r#"["int4-g32-sym"]"#,
+            "",
+            &[":2:12:", "model mlp: int4-g32-sym: group size 32 does not divide the row width 784 of layer fc1", "[[overrides]]"],
+        ),
+        (
+            r#"["int8-pc-sym"]"#,
+            "\n[[overrides]]\nlayers = [\"fc2\"]\nscheme = \"int4-g48-sym\"\n",
+            &["group size 48 does not divide the row width 256 of layer fc2"],
+        ),
+        (r#"["int8-static-mse"]"#, "", &[":2:12:", "int8-static-mse calibrates activation ranges", "[calibration]"]),
+        (r#"["int8-static-mse"]"#, "\n[calibration]\nitems = 0\n", &["calibration split is empty"]),
+        (
+            r#"["int8-static-minmax"]"#,
+            "\n[calibration]\nitems = 10000\n",
+            &["calibration.items = 10000 leaves no image of dataset \"fm\" (10000 images)", "at most 9999"],
+        ),
+        (
+            r#"["int8-pc-sym"]"#,
+            "\n[[overrides]]\nlayers = [\"fc1\", \"fc9\"]\nscheme = \"f32\"\n",
+            &["override layer pattern \"fc9\" matches no layer; the layers are mlp: fc1, fc2, fc3; cnn: conv1, conv2, fc1, fc2"],
+        ),
+        (
+            r#"["int8-pc-sym"]"#,
+            "\n[[overrides]]\nlayers = [\"conv1\"]\nmodels = [\"mlp\"]\nscheme = \"f32\"\n",
+            &["override layer pattern \"conv1\" matches no layer; the layers are mlp: fc1, fc2, fc3"],
+        ),
+        (
+            r#"["int8-pc-sym"]"#,
+            "\n[[overrides]]\nlayers = [\"@first\"]\nschemes = [\"q4*\"]\nscheme = \"f32\"\n",
+            &["override schemes pattern \"q4*\" matches none of the suite's schemes (int8-pc-sym)"],
+        ),
+        (
+            r#"["int8-pc-sym"]"#,
+            "\n[[overrides]]\nlayers = [\"@first\"]\nscheme = \"int4-g33-sym\"\n",
+            &["unknown scheme \"int4-g33-sym\""],
+        ),
+        (
+            r#"["q4k"]"#,
+            "\n[[overrides]]\nlayers = [\"@last\"]\nscheme = \"int8-pc-sym\"\n",
+            &["layer fc3 would be int8-pc-sym inside a q4k model", "override fc3 with f32 or a GGML type"],
+        ),
+    ];
+    for (schemes, extra, needles) in cases {
+        let suite = quant_suite(d, schemes, extra);
+        let o = qbench(d, &["validate", suite.to_str().unwrap()]);
+        let mut needles = needles.to_vec();
+        let file = suite.display().to_string();
+        needles.push(&file);
+        assert_clean_error(&o, &needles);
+    }
+    // `run` refuses the same way before writing anything.
+    let suite = quant_suite(d, r#"["int8-static-minmax"]"#, "\n[calibration]\nitems = 20000\n");
+    let o = run_suite(d, &suite);
+    assert_clean_error(&o, &["calibration.items = 20000 leaves no image"]);
+    assert!(!d.join("out").exists());
+}
+
+#[test]
+fn static_scheme_with_an_override_records_calibration_and_mixed_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra =
+        "\n[calibration]\nitems = 200\npercentile = 99.9\n\n[[overrides]]\nlayers = [\"@last\"]\nscheme = \"f32\"\n";
+    let suite = common::write_suite(dir.path(), r#"["tract-cpu"]"#, "[100]", &["mlp"], extra);
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace(r#"schemes = ["f32"]"#, r#"schemes = ["f32", "int8-static-percentile"]"#);
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run_dir = only_run_dir(dir.path());
+    let records = read_records(&run_dir.join("records.jsonl")).unwrap();
+    // Every case, f32 included, is evaluated on the images after the calibration split.
+    for r in &records {
+        assert_eq!((r.calibration_items, r.eval_items), (200, Some(9800)), "{}", r.scheme);
+    }
+    assert_eq!(records[0].layer_overrides, "", "overrides leave the f32 reference alone");
+    let r = &records[1];
+    assert_eq!(r.layer_overrides, "fc3=f32");
+    let aq = r.activation_quant.as_deref().unwrap();
+    assert!(aq.contains("fc1=u8 static") && aq.contains("fc2=u8 static") && !aq.contains("fc3"), "{aq}");
+    assert!(aq.contains("percentile 99.9, 200 calibration images"), "{aq}");
+    // fc1 and fc2 on tract's int8 kernel, fc3 in f32: native overall (f32 layers are native).
+    let ev = r.evidence.as_deref().unwrap();
+    assert!(ev.contains("mmm_i32_8x8]×2") && ev.contains("mmm_f32"), "{ev}");
+    assert_eq!(r.realization, "native");
+    assert!(r.weight_storage.as_deref().unwrap().contains("fc3.weight=f32"));
+    let report = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("int8-static-percentile †") && report.contains("- mlp / int8-static-percentile: fc3=f32"),
+        "{report}"
+    );
+    assert!(report.contains("9800 items, after the first 200 held out for calibration"), "{report}");
+}
