@@ -81,58 +81,65 @@ fn ggml_schemes_run_natively_on_candle_and_agree_with_tract() {
     let data = load_idx("fm", &common::fashion_images(), &common::fashion_labels()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let batch = 500;
-    let zoo = ZooModelId::Cnn;
-    let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
-    let f32_acc = {
-        let v = apply(SchemeId::F32, &reference, dir.path()).unwrap();
-        let mut p = BackendId::CandleCpu.create().prepare(&v, batch).unwrap();
-        eval::accuracy(
-            &eval::top1(&eval::run_dataset(p.session.as_mut(), BackendId::CandleCpu, &data, batch, 10).unwrap(), 10),
-            &data.labels,
-        )
-    };
     let mut report = Vec::new();
-    for scheme in SchemeId::ALL.iter().copied().filter(|s| matches!(s, SchemeId::Ggml(_))) {
-        let variant = apply(scheme, &reference, dir.path()).unwrap();
-        let run = |backend: BackendId| {
-            let mut p = backend.create().prepare(&variant, batch).unwrap();
-            (eval::run_dataset(p.session.as_mut(), backend, &data, batch, 10).unwrap(), p.evidence)
+    for zoo in ZooModelId::ALL.iter().copied() {
+        let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
+        let f32_acc = {
+            let v = apply(SchemeId::F32, &reference, dir.path()).unwrap();
+            let mut p = BackendId::CandleCpu.create().prepare(&v, batch).unwrap();
+            eval::accuracy(
+                &eval::top1(
+                    &eval::run_dataset(p.session.as_mut(), BackendId::CandleCpu, &data, batch, 10).unwrap(),
+                    10,
+                ),
+                &data.labels,
+            )
         };
-        let (candle, candle_evidence) = run(BackendId::CandleCpu);
-        let (tract, _) = run(BackendId::TractCpu);
-        let name = scheme.name();
-        // candle runs the GGML blocks itself: its modules say so, per linear layer.
-        let kernel = format!(
-            "QMatMul {:?}",
-            match scheme {
-                SchemeId::Ggml(t) => t.dtype(),
-                _ => unreachable!(),
+        for scheme in SchemeId::ALL.iter().copied().filter(|s| matches!(s, SchemeId::Ggml(_))) {
+            let variant = apply(scheme, &reference, dir.path()).unwrap();
+            let run = |backend: BackendId| {
+                let mut p = backend.create().prepare(&variant, batch).unwrap();
+                (eval::run_dataset(p.session.as_mut(), backend, &data, batch, 10).unwrap(), p.evidence)
+            };
+            let (candle, candle_evidence) = run(BackendId::CandleCpu);
+            let (tract, _) = run(BackendId::TractCpu);
+            let name = format!("{} {}", zoo.name(), scheme.name());
+            // candle runs the GGML blocks itself: its modules say so, per linear layer.
+            let kernel = format!(
+                "QMatMul {:?}",
+                match scheme {
+                    SchemeId::Ggml(t) => t.dtype(),
+                    _ => unreachable!(),
+                }
+            );
+            assert!(
+                candle_evidence.contains(&format!("fc1: {kernel}"))
+                    && candle_evidence.contains(&format!("fc2: {kernel}")),
+                "{name}: {candle_evidence}"
+            );
+            assert_eq!(scheme.realization(BackendId::CandleCpu), Realization::Native);
+            // Convolutions fall back to f32, and the variant says so.
+            if zoo == ZooModelId::Cnn {
+                assert!(variant.weight_storage.contains("conv1.weight=f32 (fallback"), "{}", variant.weight_storage);
             }
-        );
-        assert!(
-            candle_evidence.contains(&format!("fc1: {kernel}")) && candle_evidence.contains(&format!("fc2: {kernel}")),
-            "{name}: {candle_evidence}"
-        );
-        assert_eq!(scheme.realization(BackendId::CandleCpu), Realization::Native);
-        // Convolutions fall back to f32, and the variant says so.
-        assert!(variant.weight_storage.contains("conv1.weight=f32 (fallback"), "{}", variant.weight_storage);
-        let acc = eval::accuracy(&eval::top1(&candle, 10), &data.labels);
-        let cross = eval::agreement(&candle, &tract, 10);
-        report.push(format!(
-            "{name}: top-1 {:.2}% (Δ {:+.2}), candle/tract agreement {:.2}%",
-            100.0 * acc,
-            100.0 * (acc - f32_acc),
-            100.0 * cross.top1
-        ));
-        // The same quantized weights on both engines: ≥ 99.5% identical predictions
-        // (candle also quantizes activations to 8 bits inside QMatMul; tract runs them in f32).
-        assert!(cross.top1 >= 0.995, "{name}: candle/tract agreement {}\n{}", cross.top1, report.join("\n"));
-        // Accuracy budgets of the issue: q4k within 2 points; 5 bits and up within 1 point.
-        let budget = match name.as_str() {
-            "q2k" | "q3k" | "q4_0" | "q4_1" | "q4k" => 0.02,
-            _ => 0.01,
-        };
-        assert!(f32_acc - acc <= budget, "{name}: top-1 {acc} vs f32 {f32_acc}");
+            let acc = eval::accuracy(&eval::top1(&candle, 10), &data.labels);
+            let cross = eval::agreement(&candle, &tract, 10);
+            report.push(format!(
+                "{name}: top-1 {:.2}% (Δ {:+.2}), candle/tract agreement {:.2}%",
+                100.0 * acc,
+                100.0 * (acc - f32_acc),
+                100.0 * cross.top1
+            ));
+            // The same quantized weights on both engines: ≥ 99.5% identical predictions
+            // (candle also quantizes activations to 8 bits inside QMatMul; tract runs them in f32).
+            assert!(cross.top1 >= 0.995, "{name}: candle/tract agreement {}\n{}", cross.top1, report.join("\n"));
+            // Accuracy budgets of the issue: q4k within 2 points; 5 bits and up within 1 point.
+            let budget = match scheme.name().as_str() {
+                "q2k" | "q3k" | "q4_0" | "q4_1" | "q4k" => 0.02,
+                _ => 0.01,
+            };
+            assert!(f32_acc - acc <= budget, "{name}: top-1 {acc} vs f32 {f32_acc}");
+        }
     }
     eprintln!("{}", report.join("\n"));
 }

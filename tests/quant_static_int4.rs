@@ -41,51 +41,59 @@ fn int8_kernels(evidence: &str) -> usize {
 fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
     let (calibration_data, eval_data) = split();
     let dir = tempfile::tempdir().unwrap();
-    let zoo = ZooModelId::Cnn;
-    let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
-    let f32_variant = apply(&Plan::uniform(zoo, SchemeId::F32), &reference, dir.path(), None).unwrap();
-    let (f32_logits, _, _) = run(&f32_variant, BackendId::CandleCpu, &eval_data);
-    let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), &eval_data.labels);
-    let calibration = calibration_inputs(&reference, &calibration_data, 99.99).unwrap();
-    assert_eq!(calibration.items, CALIBRATION_ITEMS);
-    // The inputs of conv1 are the calibration images themselves: 500 × 784 pixels.
-    assert_eq!(calibration.inputs["conv1"].len(), CALIBRATION_ITEMS * 784);
-    assert_eq!(calibration.inputs["conv1"][..784], calibration_data.batch_f32(0, 1, 1)[..]);
+    for zoo in ZooModelId::ALL.iter().copied() {
+        let zoo = ZooModelId::Cnn;
+        let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
+        let f32_variant = apply(&Plan::uniform(zoo, SchemeId::F32), &reference, dir.path(), None).unwrap();
+        let (f32_logits, _, _) = run(&f32_variant, BackendId::CandleCpu, &eval_data);
+        let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), &eval_data.labels);
+        let calibration = calibration_inputs(&reference, &calibration_data, 99.99).unwrap();
+        assert_eq!(calibration.items, CALIBRATION_ITEMS);
+        // The first layer's inputs are the calibration images themselves: 500 × 784 pixels.
+        let (first, _) = zoo.weighted_layers()[0];
+        assert_eq!(calibration.inputs[first].len(), CALIBRATION_ITEMS * 784);
+        assert_eq!(calibration.inputs[first][..784], calibration_data.batch_f32(0, 1, 1)[..]);
+        let (last, _) = *zoo.weighted_layers().last().unwrap();
 
-    let mut tops = Vec::new();
-    for c in Calibrator::ALL {
-        let scheme = SchemeId::Int8Static(c);
-        let what = scheme.name();
-        let variant = apply(&Plan::uniform(zoo, scheme), &reference, dir.path(), Some(&calibration)).unwrap();
-        // The artifact carries the calibrated parameters: the calibrator's range, through
-        // onnxruntime's u8 rules, for every layer.
-        let (_, inputs) = load_model(&variant.candle_artifact, zoo).unwrap();
-        for (layer, _) in zoo.weighted_layers() {
-            let range = c.range(&calibration.inputs[layer], calibration.percentile);
-            assert_eq!(inputs[layer], InputQuant::Static(activation_params(range)), "{what} {layer}");
-            if layer == "fc2" {
-                tops.push((c, range.1));
+        let mut tops = Vec::new();
+        for c in Calibrator::ALL {
+            let scheme = SchemeId::Int8Static(c);
+            let what = format!("{} {}", zoo.name(), scheme.name());
+            let variant = apply(&Plan::uniform(zoo, scheme), &reference, dir.path(), Some(&calibration)).unwrap();
+            // The artifact carries the calibrated parameters: the calibrator's range, through
+            // onnxruntime's u8 rules, for every layer.
+            let (_, inputs) = load_model(&variant.candle_artifact, zoo).unwrap();
+            for (layer, _) in zoo.weighted_layers() {
+                let range = c.range(&calibration.inputs[layer], calibration.percentile);
+                assert_eq!(inputs[layer], InputQuant::Static(activation_params(range)), "{what} {layer}");
+                if layer == last {
+                    tops.push((c, range.1));
+                }
             }
+            let (candle, candle_evidence, _) = run(&variant, BackendId::CandleCpu, &eval_data);
+            let (tract, tract_evidence, _) = run(&variant, BackendId::TractCpu, &eval_data);
+            // tract: every layer (convolutions and linear) on the int8 kernel, none in f32.
+            assert_eq!(variant.plan.realization(BackendId::TractCpu), Realization::Native);
+            assert_eq!(int8_kernels(&tract_evidence), zoo.weighted_layers().len(), "{what}: {tract_evidence}");
+            assert!(!tract_evidence.contains("mmm_f32"), "{what}: {tract_evidence}");
+            assert_eq!(
+                candle_evidence.matches("(static)").count(),
+                zoo.weighted_layers().len(),
+                "{what}: {candle_evidence}"
+            );
+            let cross = eval::agreement(&candle, &tract, 10);
+            assert!(cross.top1 >= 0.995, "{what}: candle/tract top-1 agreement {}", cross.top1);
+            let acc = eval::accuracy(&eval::top1(&candle, 10), &eval_data.labels);
+            assert!((acc - f32_acc).abs() <= 0.01, "{what}: top-1 {acc} vs f32 {f32_acc}");
+            assert!(eval::agreement(&candle, &f32_logits, 10).max_abs_diff > 1e-3, "{what}: identical to f32");
         }
-        let (candle, candle_evidence, _) = run(&variant, BackendId::CandleCpu, &eval_data);
-        let (tract, tract_evidence, _) = run(&variant, BackendId::TractCpu, &eval_data);
-        // tract: every layer (2 convolutions, 2 linear) on the int8 kernel, none in f32.
-        assert_eq!(variant.plan.realization(BackendId::TractCpu), Realization::Native);
-        assert_eq!(int8_kernels(&tract_evidence), 4, "{what}: {tract_evidence}");
-        assert!(!tract_evidence.contains("mmm_f32"), "{what}: {tract_evidence}");
-        assert!(candle_evidence.matches("(static)").count() == 4, "{what}: {candle_evidence}");
-        let cross = eval::agreement(&candle, &tract, 10);
-        assert!(cross.top1 >= 0.995, "{what}: candle/tract top-1 agreement {}", cross.top1);
-        let acc = eval::accuracy(&eval::top1(&candle, 10), &eval_data.labels);
-        assert!((acc - f32_acc).abs() <= 0.01, "{what}: top-1 {acc} vs f32 {f32_acc}");
-        assert!(eval::agreement(&candle, &f32_logits, 10).max_abs_diff > 1e-3, "{what}: identical to f32");
+        // The clipping calibrators never widen minmax's range (the last layer's input: ReLU outputs).
+        let minmax = tops[0].1;
+        for (c, top) in &tops[1..] {
+            assert!(*top <= minmax, "{}: {top} above minmax {minmax}", c.name());
+        }
+        assert!(tops.iter().any(|(_, t)| *t < minmax), "no calibrator clipped: {tops:?}");
     }
-    // The clipping calibrators never widen minmax's range (fc2's input: ReLU outputs).
-    let minmax = tops[0].1;
-    for (c, top) in &tops[1..] {
-        assert!(*top <= minmax, "{}: {top} above minmax {minmax}", c.name());
-    }
-    assert!(tops.iter().any(|(_, t)| *t < minmax), "no calibrator clipped: {tops:?}");
 }
 
 #[test]
