@@ -42,7 +42,6 @@ fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
     let (calibration_data, eval_data) = split();
     let dir = tempfile::tempdir().unwrap();
     for zoo in ZooModelId::ALL.iter().copied() {
-        let zoo = ZooModelId::Cnn;
         let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
         let f32_variant = apply(&Plan::uniform(zoo, SchemeId::F32), &reference, dir.path(), None).unwrap();
         let (f32_logits, _, _) = run(&f32_variant, BackendId::CandleCpu, &eval_data);
