@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::measure::stats::LatencyStats;
 
 /// Whether a case produced measurements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaseStatus {
+    #[default]
     Ok,
     Failed,
     /// The backend cannot run the scheme (realization `unsupported`); `error` says why.
@@ -19,7 +20,7 @@ pub enum CaseStatus {
 
 /// One case's result. Units are in the field names; `None` means "not measured"
 /// (the case failed before that point, see `error`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
     // --- identity
@@ -61,7 +62,24 @@ pub struct Record {
     /// What the backend itself reports it runs (tract: optimized op names; candle: module dtypes).
     pub evidence: Option<String>,
     pub parameters: usize,
+    /// Loading the artifact and preparing the engine (untimed in the latency samples).
     pub prepare_ns: Option<u64>,
+    /// The first run after prepare, on the latency batch.
+    #[serde(default)]
+    pub first_run_ns: Option<u64>,
+    /// Cold start: prepare plus first run.
+    #[serde(default)]
+    pub cold_start_ns: Option<u64>,
+    // --- memory (from the OS; None where it cannot be measured)
+    /// Peak resident memory prepare added above what was resident before it.
+    #[serde(default)]
+    pub prepare_peak_rss_bytes: Option<u64>,
+    /// Peak resident memory running the latency batch added (first run and sampling).
+    #[serde(default)]
+    pub run_peak_rss_bytes: Option<u64>,
+    /// Bytes of the weights as the engine holds them.
+    #[serde(default)]
+    pub weights_bytes: Option<u64>,
     // --- latency (one sample = one run of one batch)
     pub warmup_iters: u32,
     pub samples_ns: Vec<u64>,
@@ -71,19 +89,78 @@ pub struct Record {
     pub latency_stddev_ns: Option<f64>,
     pub latency_median_ns: Option<f64>,
     pub latency_p90_ns: Option<f64>,
+    #[serde(default)]
+    pub latency_p95_ns: Option<f64>,
     pub latency_p99_ns: Option<f64>,
+    /// Median absolute deviation from the median.
+    #[serde(default)]
+    pub latency_mad_ns: Option<f64>,
+    /// Samples outside Tukey's fences.
+    #[serde(default)]
+    pub latency_outliers: Option<usize>,
     /// 95% confidence interval of the median (order statistics).
     pub latency_median_ci_low_ns: Option<f64>,
     pub latency_median_ci_high_ns: Option<f64>,
+    /// Percentile-bootstrap 95% interval of the median.
+    #[serde(default)]
+    pub latency_median_boot_ci_low_ns: Option<f64>,
+    #[serde(default)]
+    pub latency_median_boot_ci_high_ns: Option<f64>,
+    /// Target CI half-width of the median, in percent (0: none).
+    #[serde(default)]
+    pub latency_ci_target_pct: f64,
+    /// Whether the sampler met the target before its budget ran out (None: no target).
+    #[serde(default)]
+    pub latency_ci_target_met: Option<bool>,
     pub throughput_items_per_s: Option<f64>,
     // --- task accuracy on the whole dataset
     pub eval_items: Option<usize>,
     pub top1_accuracy: Option<f64>,
+    /// Wilson 95% interval of top-1 accuracy.
+    #[serde(default)]
+    pub top1_ci_low: Option<f64>,
+    #[serde(default)]
+    pub top1_ci_high: Option<f64>,
+    #[serde(default)]
+    pub top5_accuracy: Option<f64>,
+    #[serde(default)]
+    pub top5_ci_low: Option<f64>,
+    #[serde(default)]
+    pub top5_ci_high: Option<f64>,
+    /// Accuracy within each true class (null for a class with no items).
+    #[serde(default)]
+    pub per_class_accuracy: Vec<Option<f64>>,
+    /// `confusion[true class][predicted class]` counts.
+    #[serde(default)]
+    pub confusion: Vec<Vec<u32>>,
     // --- agreement with the fp32 reference outputs
     /// The engine that computed the reference logits (`candle-cpu`, f32).
     pub reference_backend: String,
     pub ref_top1_agreement: Option<f64>,
+    /// Share of items whose top-5 holds the reference's top-1 class.
+    #[serde(default)]
+    pub ref_top5_agreement: Option<f64>,
     pub ref_max_abs_logit_diff: Option<f64>,
+    /// Cosine similarity of each item's logits with the reference's: mean and standard error.
+    #[serde(default)]
+    pub ref_cosine_mean: Option<f64>,
+    #[serde(default)]
+    pub ref_cosine_stderr: Option<f64>,
+    /// SQNR of the logits pooled over the dataset, dB (null when identical to the reference).
+    #[serde(default)]
+    pub ref_sqnr_db: Option<f64>,
+    /// Per-item mean squared logit error: mean and standard error; NMSE pooled.
+    #[serde(default)]
+    pub ref_mse_mean: Option<f64>,
+    #[serde(default)]
+    pub ref_mse_stderr: Option<f64>,
+    #[serde(default)]
+    pub ref_nmse: Option<f64>,
+    /// KL(softmax(reference) ‖ softmax(variant)) per item, nats: mean and standard error.
+    #[serde(default)]
+    pub ref_kl_mean: Option<f64>,
+    #[serde(default)]
+    pub ref_kl_stderr: Option<f64>,
     // --- provenance
     pub timestamp: String,
     pub qbench_version: String,
@@ -101,6 +178,32 @@ pub struct Record {
 }
 
 impl Record {
+    /// Fidelity against the reference's logits.
+    pub fn set_fidelity(&mut self, f: &crate::measure::fidelity::Fidelity) {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        self.ref_top1_agreement = Some(f.top1_agreement);
+        self.ref_top5_agreement = Some(f.top5_agreement);
+        self.ref_max_abs_logit_diff = Some(f.max_abs_err);
+        self.ref_cosine_mean = finite(f.cosine.mean);
+        self.ref_cosine_stderr = finite(f.cosine.stderr);
+        self.ref_sqnr_db = f.sqnr_db;
+        self.ref_mse_mean = finite(f.mse.mean);
+        self.ref_mse_stderr = finite(f.mse.stderr);
+        self.ref_nmse = finite(f.nmse);
+        self.ref_kl_mean = finite(f.kl.mean);
+        self.ref_kl_stderr = finite(f.kl.stderr);
+    }
+
+    /// Accuracy against the labels.
+    pub fn set_task(&mut self, t: crate::measure::fidelity::TaskMetrics) {
+        self.top1_accuracy = Some(t.top1);
+        (self.top1_ci_low, self.top1_ci_high) = (Some(t.top1_ci.0), Some(t.top1_ci.1));
+        self.top5_accuracy = Some(t.top5);
+        (self.top5_ci_low, self.top5_ci_high) = (Some(t.top5_ci.0), Some(t.top5_ci.1));
+        self.per_class_accuracy = t.per_class.into_iter().map(|v| v.is_finite().then_some(v)).collect();
+        self.confusion = t.confusion;
+    }
+
     pub fn set_latency(&mut self, samples_ns: Vec<u64>, batch: usize) {
         if let Some(s) = LatencyStats::from_samples(&samples_ns) {
             self.latency_min_ns = Some(s.min_ns);
@@ -109,9 +212,14 @@ impl Record {
             self.latency_stddev_ns = Some(s.stddev_ns);
             self.latency_median_ns = Some(s.median_ns);
             self.latency_p90_ns = Some(s.p90_ns);
+            self.latency_p95_ns = Some(s.p95_ns);
             self.latency_p99_ns = Some(s.p99_ns);
+            self.latency_mad_ns = Some(s.mad_ns);
+            self.latency_outliers = Some(s.outliers_low + s.outliers_high);
             self.latency_median_ci_low_ns = Some(s.median_ci_low_ns);
             self.latency_median_ci_high_ns = Some(s.median_ci_high_ns);
+            self.latency_median_boot_ci_low_ns = Some(s.median_boot_ci_low_ns);
+            self.latency_median_boot_ci_high_ns = Some(s.median_boot_ci_high_ns);
             self.throughput_items_per_s = Some(batch as f64 * 1e9 / s.median_ns);
         }
         self.samples_ns = samples_ns;
@@ -139,6 +247,9 @@ pub struct Environment {
     pub cpu_flags: Vec<String>,
     pub logical_cores: usize,
     pub memory_bytes: Option<u64>,
+    /// cpufreq scaling governor of CPU 0 (e.g. `performance`), where the OS exposes it.
+    #[serde(default)]
+    pub cpu_governor: Option<String>,
     pub threads: usize,
 }
 
@@ -210,6 +321,9 @@ impl Environment {
             cpu_flags,
             logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_bytes,
+            cpu_governor: std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+                .ok()
+                .map(|s| s.trim().to_string()),
             threads,
         }
     }

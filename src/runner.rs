@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::backend::{configure_threads, BackendId};
 use crate::data::{load_idx, DataError, Dataset, DatasetFormat};
-use crate::measure::{eval, latency};
+use crate::measure::{eval, fidelity, latency, memory};
 use crate::model::Reference;
 use crate::quant::{self, Variant};
 use crate::record::{CaseStatus, Environment, Record};
@@ -233,8 +233,12 @@ fn measure_case(
     }
     let backend = case.backend.create();
     let started = Instant::now();
-    let mut prepared = backend.prepare(variant, case.batch)?;
-    record.prepare_ns = Some(started.elapsed().as_nanos() as u64);
+    let (prepared, prepare_peak) = memory::peak_added(|| backend.prepare(variant, case.batch));
+    let mut prepared = prepared?;
+    let prepare_ns = started.elapsed().as_nanos() as u64;
+    record.prepare_ns = Some(prepare_ns);
+    record.prepare_peak_rss_bytes = prepare_peak;
+    record.weights_bytes = prepared.weights_bytes;
     record.artifact = Some(prepared.artifact.display().to_string());
     record.artifact_bytes = Some(prepared.artifact_bytes);
     record.bits_per_weight = Some(variant.bits_per_weight);
@@ -242,21 +246,36 @@ fn measure_case(
     record.activation_quant = (!variant.activation_quant.is_empty()).then(|| variant.activation_quant.clone());
     record.evidence = Some(prepared.evidence.clone());
 
-    let classes = variant.zoo.num_classes();
+    // Cold start: the first run right after prepare, on the latency batch.
     let session = prepared.session.as_mut();
+    let latency_batch = data.batch_f32(0, case.batch, case.batch);
+    session.set_input(&latency_batch)?;
+    let first = Instant::now();
+    let (first_run, first_peak) = memory::peak_added(|| session.run());
+    first_run?;
+    let first_run_ns = first.elapsed().as_nanos() as u64;
+    record.first_run_ns = Some(first_run_ns);
+    record.cold_start_ns = Some(prepare_ns + first_run_ns);
+
+    let classes = variant.zoo.num_classes();
     let logits = eval::run_dataset(session, case.backend, data, case.batch, classes)?;
     record.eval_items = Some(data.len());
-    record.top1_accuracy = Some(eval::accuracy(&eval::top1(&logits, classes), &data.labels));
+    record.set_task(fidelity::task_metrics(&logits, &data.labels, classes));
     if let Some(reference) = reference {
-        let a = eval::agreement(&logits, reference, classes);
-        record.ref_top1_agreement = Some(a.top1);
-        record.ref_max_abs_logit_diff = Some(a.max_abs_diff);
+        record.set_fidelity(&fidelity::fidelity(reference, &logits, classes));
     }
 
-    session.set_input(&data.batch_f32(0, case.batch, case.batch))?;
-    let samples = latency::sample(&suite.measure, || session.run())?;
+    session.set_input(&latency_batch)?;
+    let (sampled, sampling_peak) = memory::peak_added(|| latency::sample(&suite.measure, || session.run()));
+    let sampled = sampled?;
+    record.run_peak_rss_bytes = match (first_peak, sampling_peak) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
     record.warmup_iters = suite.measure.warmup_iters;
-    record.set_latency(samples, case.batch);
+    record.latency_ci_target_pct = suite.measure.target_rel_ci * 100.0;
+    record.latency_ci_target_met = sampled.target_met;
+    record.set_latency(sampled.samples_ns, case.batch);
     Ok(())
 }
 
@@ -356,6 +375,7 @@ fn base_record(
         cpu_model: env.cpu_model.clone(),
         cpu_flags: env.cpu_flags.clone(),
         logical_cores: env.logical_cores,
+        ..Default::default()
     }
 }
 

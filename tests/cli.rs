@@ -80,12 +80,12 @@ fn unknown_backend_names_file_line_and_suggestion() {
 fn unknown_key_is_named_with_a_suggestion() {
     let dir = tempfile::tempdir().unwrap();
     let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[1]", &["mlp"], "");
-    let text = std::fs::read_to_string(&suite).unwrap().replace("warmup_iters = 2", "warmup = 2");
+    let text = std::fs::read_to_string(&suite).unwrap().replace("warmup_iters = 2", "warmup_iter = 2");
     std::fs::write(&suite, text).unwrap();
     let o = run_suite(dir.path(), &suite);
     assert_clean_error(
         &o,
-        &[&format!("{}:7:", suite.display()), r#"unknown key "warmup" — did you mean "warmup_iters"?"#],
+        &[&format!("{}:7:", suite.display()), r#"unknown key "warmup_iter" — did you mean "warmup_iters"?"#],
     );
 }
 
@@ -231,6 +231,44 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
         assert!(med <= r.latency_p90_ns.unwrap() && r.latency_p90_ns.unwrap() <= r.latency_p99_ns.unwrap());
         assert!((r.throughput_items_per_s.unwrap() - r.batch as f64 * 1e9 / med).abs() < 1e-6);
         assert_eq!(r.debug_build, cfg!(debug_assertions));
+        let p95 = r.latency_p95_ns.unwrap();
+        assert!(r.latency_p90_ns.unwrap() <= p95 && p95 <= r.latency_p99_ns.unwrap(), "{what}");
+        let (blo, bhi) = (r.latency_median_boot_ci_low_ns.unwrap(), r.latency_median_boot_ci_high_ns.unwrap());
+        assert!(blo <= med && med <= bhi, "{what}: bootstrap [{blo}, {bhi}] vs median {med}");
+        assert!(r.latency_outliers.unwrap() <= n && r.latency_mad_ns.unwrap() <= max - min, "{what}");
+        assert_eq!(r.latency_ci_target_pct, 1.0);
+        assert!(r.latency_ci_target_met.is_some(), "{what}");
+        // Cold start is prepare plus the first run; both were measured.
+        assert_eq!(r.cold_start_ns, Some(r.prepare_ns.unwrap() + r.first_run_ns.unwrap()));
+        // candle holds exactly the f32 parameters; tract its (possibly packed) constants.
+        let params = r.parameters as u64 * 4;
+        let weights = r.weights_bytes.unwrap();
+        if r.backend == "candle-cpu" {
+            assert_eq!(weights, params, "{what}");
+        } else {
+            assert!(weights >= params * 9 / 10 && weights <= params * 2, "{what}: {weights} vs {params}");
+        }
+        // Task metrics: Wilson interval around top-1, top-5 above it, confusion matrix that adds up.
+        let top1 = r.top1_accuracy.unwrap();
+        let correct = (top1 * 10_000.0).round() as usize;
+        let (lo, hi) = qbench::measure::fidelity::wilson_interval(correct, 10_000);
+        // (JSON keeps floats to within an ulp.)
+        assert!((r.top1_ci_low.unwrap() - lo).abs() < 1e-12 && (r.top1_ci_high.unwrap() - hi).abs() < 1e-12);
+        assert!(lo < top1 && top1 < hi, "{what}");
+        assert!(r.top5_accuracy.unwrap() >= top1 && r.top5_accuracy.unwrap() > 0.99, "{what}");
+        let total: u32 = r.confusion.iter().flatten().sum();
+        let diagonal: u32 = (0..10).map(|c| r.confusion[c][c]).sum();
+        assert_eq!((total, diagonal as usize), (10_000, correct), "{what}");
+        for (c, acc) in r.per_class_accuracy.iter().enumerate() {
+            let row: u32 = r.confusion[c].iter().sum();
+            assert_eq!(row, 1000, "Fashion-MNIST's test set has 1000 images a class");
+            assert!((acc.unwrap() - r.confusion[c][c] as f64 / 1000.0).abs() < 1e-12);
+        }
+        // Fidelity of f32 against the f32 reference: essentially exact.
+        assert!(r.ref_cosine_mean.unwrap() > 0.999_999, "{what}");
+        assert!(r.ref_kl_mean.unwrap() < 1e-9, "{what}");
+        assert!(r.ref_sqnr_db.is_none_or(|db| db > 100.0), "{what}: {:?}", r.ref_sqnr_db);
+        assert_eq!(r.ref_top5_agreement, Some(1.0));
     }
     // Backend agreement per model: the two backends' predictions agree; accuracy differs by < 0.1 point.
     for model in ["mlp", "cnn"] {

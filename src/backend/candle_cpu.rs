@@ -44,12 +44,14 @@ impl Backend for CandleCpu {
             ""
         };
         let evidence = format!("{}{conversion}", net.kernels());
+        let weights_bytes = Some(net.weights_bytes());
         let [c, h, w] = variant.zoo.input_shape();
         Ok(Prepared {
             session: Box::new(CandleSession { net, shape: (batch, c, h, w), input: None, output: None }),
             artifact: variant.candle_artifact.clone(),
             artifact_bytes,
             evidence,
+            weights_bytes,
         })
     }
 }

@@ -71,6 +71,9 @@ pub struct Prepared {
     pub artifact_bytes: u64,
     /// What the engine reports it will run, e.g. tract's optimized op names.
     pub evidence: String,
+    /// Bytes of the weights as the engine holds them in memory (candle's tensors and GGML
+    /// blocks; tract's constants, packed or not), where the engine can say.
+    pub weights_bytes: Option<u64>,
 }
 
 /// A model ready to run on fixed-size batches.

@@ -24,11 +24,19 @@ impl Backend for TractCpu {
 
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
         let [c, h, w] = variant.zoo.input_shape();
+        // into_optimized() is declutter + optimize; split so the weights can be counted as
+        // constants between the two (codegen moves them into the kernels' packed operands).
+        let mut weights_bytes = None;
         let plan = tract_onnx::onnx()
             .model_for_path(&variant.onnx)
             .and_then(|m| m.with_input_fact(0, f32::fact([batch, c, h, w]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
+            .and_then(|m| m.into_typed())
+            .and_then(|mut m| {
+                m.declutter()?;
+                weights_bytes = Some(constant_bytes(&m));
+                m.optimize()?;
+                m.into_runnable()
+            })
             .map_err(|e| BackendError::engine(ID, "loading and optimizing the ONNX model", e))?;
         let evidence = op_summary(plan.model());
         let state = plan.spawn().map_err(|e| BackendError::engine(ID, "creating the run state", e))?;
@@ -40,8 +48,34 @@ impl Backend for TractCpu {
             artifact: variant.onnx.clone(),
             artifact_bytes,
             evidence,
+            weights_bytes,
         })
     }
+}
+
+/// Bytes held by a model's constants: plain tensors' bytes, and for packed (exotic) ones the
+/// buffer sizes tract reports. Counted on the decluttered model, where weights are still
+/// constants (f32 once dequantization graphs are folded; i8 for integer layers).
+fn constant_bytes(model: &TypedModel) -> u64 {
+    use tract_onnx::tract_core::ops::konst::Const;
+    model
+        .nodes()
+        .iter()
+        .filter_map(|n| n.op_as::<Const>())
+        .map(|c| {
+            let t = c.val();
+            match t.as_plain_ram_storage() {
+                Some(p) => p.as_bytes().len() as u64,
+                None => t
+                    .exotic_fact()
+                    .ok()
+                    .flatten()
+                    .and_then(|f| f.mem_size().as_i64())
+                    .and_then(|b| u64::try_from(b).ok())
+                    .unwrap_or(0),
+            }
+        })
+        .sum()
 }
 
 /// `op×count` for each op of the optimized model, most frequent first: which kernels run.

@@ -4,4 +4,5 @@
 pub mod eval;
 pub mod fidelity;
 pub mod latency;
+pub mod memory;
 pub mod stats;

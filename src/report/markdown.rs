@@ -13,49 +13,65 @@ pub fn render(records: &[Record]) -> String {
     let t = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.1}", v / div));
     let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.2}%", 100.0 * v));
 
+    let ms = |v: Option<u64>| v.map_or("—".to_string(), |v| format!("{:.1}", v as f64 / 1e6));
+    let mib = |v: Option<u64>| v.map_or("—".to_string(), |v| format!("{:.1}", v as f64 / (1 << 20) as f64));
     let header = [
         "model".to_string(),
         "scheme".into(),
         "backend".into(),
-        "threads".into(),
         "batch".into(),
         format!("median [95% CI] ({unit})"),
-        format!("p90 ({unit})"),
         format!("p99 ({unit})"),
         "items/s".into(),
+        "cold start (ms)".into(),
+        "peak mem prepare/run (MiB)".into(),
         "size (bytes)".into(),
         "bits/w".into(),
         "realization".into(),
-        "top-1".into(),
+        "top-1 [95% CI]".into(),
         "Δtop-1 vs f32".into(),
         "top-1 agree vs ref".into(),
-        "max |Δlogit| vs ref".into(),
+        "SQNR vs ref (dB)".into(),
+        "KL vs ref".into(),
     ];
-    let right = [false, false, false, true, true, true, true, true, true, true, true, false, true, true, true, true];
+    let right =
+        [false, false, false, true, true, true, true, true, true, true, true, false, true, true, true, true, true];
     let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut noisy = 0;
     for r in &ok {
+        let missed = r.latency_ci_target_met == Some(false);
+        noisy += missed as usize;
         rows.push(vec![
             r.model.clone(),
             if r.layer_overrides.is_empty() { r.scheme.clone() } else { format!("{} †", r.scheme) },
             r.backend.clone(),
-            r.threads.to_string(),
             r.batch.to_string(),
             format!(
-                "{} [{}, {}]",
+                "{} [{}, {}]{}",
                 t(r.latency_median_ns),
                 t(r.latency_median_ci_low_ns),
-                t(r.latency_median_ci_high_ns)
+                t(r.latency_median_ci_high_ns),
+                if missed { " *" } else { "" }
             ),
-            t(r.latency_p90_ns),
             t(r.latency_p99_ns),
             r.throughput_items_per_s.map_or("—".into(), |v| format!("{v:.0}")),
+            ms(r.cold_start_ns),
+            format!("{} / {}", mib(r.prepare_peak_rss_bytes), mib(r.run_peak_rss_bytes)),
             r.artifact_bytes.map_or("—".into(), |v| v.to_string()),
             r.bits_per_weight.map_or("—".into(), |b| format!("{b:.2}")),
             r.realization.clone(),
-            pct(r.top1_accuracy),
+            match (r.top1_accuracy, r.top1_ci_low, r.top1_ci_high) {
+                (Some(a), Some(lo), Some(hi)) => format!("{:.2}% [{:.2}, {:.2}]", 100.0 * a, 100.0 * lo, 100.0 * hi),
+                (a, _, _) => pct(a),
+            },
             delta_vs_f32(r, records),
             pct(r.ref_top1_agreement),
-            r.ref_max_abs_logit_diff.map_or("—".into(), |v| format!("{v:.1e}")),
+            match (r.ref_sqnr_db, r.ref_max_abs_logit_diff) {
+                (Some(db), _) => format!("{db:.1}"),
+                (None, Some(0.0)) => "∞".into(),
+                _ => "—".into(),
+            },
+            r.ref_kl_mean.map_or("—".into(), |v| format!("{v:.1e}")),
         ]);
     }
     let mut out = String::new();
@@ -74,6 +90,13 @@ pub fn render(records: &[Record]) -> String {
             let why = r.error.as_deref().unwrap_or("unknown reason");
             let _ = writeln!(out, "- {} / {} / {} / batch {}: {why}", r.model, r.scheme, r.backend, r.batch);
         }
+    }
+    if noisy > 0 {
+        let target = ok.iter().map(|r| r.latency_ci_target_pct).fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "\n\\* {noisy} case(s) did not reach the ±{target}% CI target for the median within the time budget: the machine was noisy, or the budget is short; compare those rows with care."
+        );
     }
     let mut overridden: Vec<(&str, &str, &str)> = records
         .iter()
@@ -95,7 +118,7 @@ pub fn render(records: &[Record]) -> String {
         };
         let _ = writeln!(
             out,
-            "\nTop-1 on {} ({} items{calibration}). \"vs ref\": against the fp32 logits computed by {}.\nqbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
+            "\nTop-1 on {} ({} items{calibration}), with its Wilson 95% interval. \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.\nqbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
             r.dataset,
             r.eval_items.map_or("?".into(), |n| n.to_string()),
             r.reference_backend,

@@ -125,6 +125,8 @@ pub struct ModelEntry {
 
 /// Defaults, chosen so the quickstart finishes in about a minute on 2 cores.
 pub const DEFAULT_WARMUP_ITERS: u32 = 10;
+pub const DEFAULT_WARMUP_MS: u64 = 50;
+pub const DEFAULT_TARGET_CI_PCT: f64 = 1.0;
 pub const DEFAULT_MIN_SAMPLES: usize = 10;
 pub const DEFAULT_MAX_SAMPLES: usize = 1000;
 pub const DEFAULT_MAX_TIME_MS: u64 = 2000;
@@ -484,12 +486,30 @@ fn resolve_measure(loc: &Locator, spec: Option<&Spanned<MeasureSpec>>) -> Result
     let max_samples = int(&m.max_samples, "max_samples", 1, 10_000_000, DEFAULT_MAX_SAMPLES as i64)? as usize;
     let max_time_ms = int(&m.max_time_ms, "max_time_ms", 1, 3_600_000, DEFAULT_MAX_TIME_MS as i64)? as u64;
     let threads = int(&m.threads, "threads", 1, 1024, DEFAULT_THREADS as i64)? as usize;
+    let warmup_ms = int(&m.warmup_ms, "warmup_ms", 0, 3_600_000, DEFAULT_WARMUP_MS as i64)? as u64;
+    let target_ci_pct = match &m.target_ci_pct {
+        None => DEFAULT_TARGET_CI_PCT,
+        Some(t) if (0.0..=100.0).contains(t.get_ref()) => *t.get_ref(),
+        Some(t) => {
+            return Err(loc.at(
+                t.span(),
+                format!("measure.target_ci_pct = {} is out of range; use 0 (no target) to 100, e.g. 1.0", t.get_ref()),
+            ))
+        }
+    };
     if min_samples > max_samples {
         let span = m.min_samples.as_ref().map(|s| s.span()).or(spec.map(|s| s.span())).unwrap_or(0..0);
         return Err(loc.at(span, format!("measure.min_samples ({min_samples}) is larger than measure.max_samples ({max_samples}); lower min_samples or raise max_samples")));
     }
     Ok((
-        SamplerSettings { warmup_iters, min_samples, max_samples, max_time: Duration::from_millis(max_time_ms) },
+        SamplerSettings {
+            warmup_iters,
+            warmup_time: Duration::from_millis(warmup_ms),
+            target_rel_ci: target_ci_pct / 100.0,
+            min_samples,
+            max_samples,
+            max_time: Duration::from_millis(max_time_ms),
+        },
         threads,
     ))
 }

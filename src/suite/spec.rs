@@ -66,6 +66,9 @@ pub struct OverrideSpec {
 #[serde(deny_unknown_fields)]
 pub struct MeasureSpec {
     pub warmup_iters: Option<Spanned<i64>>,
+    pub warmup_ms: Option<Spanned<i64>>,
+    /// Target 95% CI half-width of the median, in percent of the median (0 disables).
+    pub target_ci_pct: Option<Spanned<f64>>,
     pub min_samples: Option<Spanned<i64>>,
     pub max_samples: Option<Spanned<i64>>,
     pub max_time_ms: Option<Spanned<i64>>,

@@ -204,6 +204,26 @@ impl Net {
             .unwrap_or(candle_core::DType::F32)
     }
 
+    /// Bytes of the weights as held in memory (GGML blocks at their packed size).
+    pub fn weights_bytes(&self) -> u64 {
+        let t = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Conv { conv, .. } => t(conv.weight()) + conv.bias().map_or(0, t),
+                Step::Linear { linear, .. } => t(linear.weight()) + linear.bias().map_or(0, t),
+                Step::QLinear { matmul, bias, .. } => {
+                    t(bias)
+                        + match matmul {
+                            QMatMul::QTensor(q) => q.storage_size_in_bytes() as u64,
+                            QMatMul::Tensor(w) | QMatMul::TensorF16(w) => t(w),
+                        }
+                }
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Which kernel class each weighted layer runs, for the record's evidence.
     pub fn kernels(&self) -> String {
         self.steps
