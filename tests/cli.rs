@@ -445,3 +445,53 @@ fn static_scheme_with_an_override_records_calibration_and_mixed_layers() {
     );
     assert!(report.contains("9800 items, after the first 200 held out for calibration"), "{report}");
 }
+
+#[test]
+fn two_runs_give_identical_accuracy_fidelity_and_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(
+        dir.path(),
+        r#"["candle-cpu", "tract-cpu"]"#,
+        "[50]",
+        &["mlp"],
+        "\n[calibration]\nitems = 200\n",
+    );
+    let schemes = r#"["f32", "int8-static-entropy", "int8-dynamic", "int4-g16-asym", "q4k"]"#;
+    let text =
+        std::fs::read_to_string(&suite).unwrap().replace(r#"schemes = ["f32"]"#, &format!("schemes = {schemes}"));
+    std::fs::write(&suite, text).unwrap();
+    let runs: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let out = dir.path().join(format!("out{i}"));
+            let o = qbench(dir.path(), &["run", suite.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let runs: Vec<PathBuf> = std::fs::read_dir(out.join("t")).unwrap().map(|e| e.unwrap().path()).collect();
+            runs[0].clone()
+        })
+        .collect();
+    let (a, b) =
+        (read_records(&runs[0].join("records.jsonl")).unwrap(), read_records(&runs[1].join("records.jsonl")).unwrap());
+    assert_eq!(a.len(), 10);
+    for (x, y) in a.iter().zip(&b) {
+        let what = format!("{} {}", x.scheme, x.backend);
+        assert_eq!(x.status, CaseStatus::Ok, "{what}: {:?}", x.error);
+        let task = |r: &Record| (r.top1_accuracy, r.top5_accuracy, r.top1_ci_low, r.confusion.clone(), r.eval_items);
+        assert_eq!(task(x), task(y), "{what}");
+        let fid = |r: &Record| {
+            [r.ref_top1_agreement, r.ref_top5_agreement, r.ref_max_abs_logit_diff, r.ref_cosine_mean, r.ref_sqnr_db]
+                .into_iter()
+                .chain([r.ref_mse_mean, r.ref_nmse, r.ref_kl_mean, r.ref_kl_stderr])
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fid(x), fid(y), "{what}");
+        assert_eq!(
+            (&x.activation_quant, &x.weight_storage, x.bits_per_weight),
+            (&y.activation_quant, &y.weight_storage, y.bits_per_weight)
+        );
+        // The artifacts themselves are byte-identical: export is deterministic.
+        let bytes = |r: &Record| std::fs::read(r.artifact.as_ref().unwrap()).unwrap();
+        assert!(bytes(x) == bytes(y), "{what}: artifacts differ");
+    }
+    // Static and dynamic int8 really differ from f32 (the comparison is not vacuous).
+    assert!(a.iter().filter(|r| r.scheme != "f32").all(|r| r.ref_max_abs_logit_diff.unwrap() > 1e-3));
+}

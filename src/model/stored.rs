@@ -10,8 +10,9 @@
 //! Nibbles hold `q + 8` for symmetric i4 and `q` for u4.
 //!
 //! A layer whose input is quantized carries `<layer>.input_scale` (f32) and
-//! `<layer>.input_zero_point` (u8) when static; dynamic layers are listed in the metadata key
-//! `qbench.dynamic_inputs`.
+//! `<layer>.input_zero_point` (u8) when static, and a one-byte marker `<layer>.input_dynamic`
+//! when dynamic. (Tensors, not metadata: safetensors keeps metadata in a hash map, whose order
+//! would make two exports of the same variant differ.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -108,8 +109,6 @@ pub enum InputQuant {
 /// Quantized inputs by layer name.
 pub type InputQuants = BTreeMap<String, InputQuant>;
 
-const DYNAMIC_INPUTS_KEY: &str = "qbench.dynamic_inputs";
-
 /// Packs integers of a 4-bit type as ONNX does: two per byte, the first in the low nibble;
 /// each nibble holds `q − qmin`.
 pub fn pack_int4(q: &QuantizedWeight) -> Vec<u8> {
@@ -175,10 +174,9 @@ pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str)
             }
         }
     }
-    let mut dynamic = Vec::new();
     for (layer, iq) in inputs {
         match iq {
-            InputQuant::Dynamic => dynamic.push(layer.as_str()),
+            InputQuant::Dynamic => buffers.push((format!("{layer}.input_dynamic"), Dtype::U8, vec![1], vec![1])),
             InputQuant::Static(p) => {
                 buffers.push((format!("{layer}.input_scale"), Dtype::F32, vec![1], f32_bytes(&[p.scale])));
                 let zp = u8::try_from(p.zero_point)
@@ -192,10 +190,7 @@ pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str)
         .map(|(n, dt, shape, bytes)| TensorView::new(*dt, shape.clone(), bytes).map(|v| (n.clone(), v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let mut meta = HashMap::from([("qbench.scheme".to_string(), scheme.to_string())]);
-    if !dynamic.is_empty() {
-        meta.insert(DYNAMIC_INPUTS_KEY.to_string(), dynamic.join(","));
-    }
+    let meta = HashMap::from([("qbench.scheme".to_string(), scheme.to_string())]);
     safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
 }
 
@@ -210,7 +205,6 @@ pub fn load_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, Tens
 pub fn load_model(path: &Path, zoo: ZooModelId) -> Result<(HashMap<String, Tensor>, InputQuants), ModelError> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
     let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let f32s = |data: &[u8]| -> Vec<f32> {
         data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
@@ -324,11 +318,10 @@ pub fn load_model(path: &Path, zoo: ZooModelId) -> Result<(HashMap<String, Tenso
         out.insert(name, t);
     }
     let mut inputs = InputQuants::new();
-    let dynamic = meta.metadata().as_ref().and_then(|m| m.get(DYNAMIC_INPUTS_KEY).cloned()).unwrap_or_default();
-    for layer in dynamic.split(',').filter(|l| !l.is_empty()) {
-        inputs.insert(layer.to_string(), InputQuant::Dynamic);
-    }
     for (layer, _) in zoo.weighted_layers() {
+        if st.tensor(&format!("{layer}.input_dynamic")).is_ok() {
+            inputs.insert(layer.to_string(), InputQuant::Dynamic);
+        }
         if let Ok(scale) = st.tensor(&format!("{layer}.input_scale")) {
             let zp = st
                 .tensor(&format!("{layer}.input_zero_point"))
