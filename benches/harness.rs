@@ -1,5 +1,6 @@
-//! Benchmarks of qbench's own hot paths, and of one engine run as a cross-check of
-//! the harness's sampler (criterion's estimate should sit inside qbench's CI).
+//! Benchmarks of qbench's own hot paths, of one engine run as a cross-check of the
+//! harness's sampler (criterion's estimate should sit inside qbench's CI), and of the
+//! harness's overhead: qbench's sampler against a bare loop over the same prepared session.
 //!
 //! `cargo bench --bench harness`
 
@@ -22,6 +23,11 @@ fn benches(c: &mut Criterion) {
         &root.join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
     )
     .unwrap();
+    let fid_ref: Vec<f32> = (0..100_000).map(|i| ((i * 31) % 97) as f32 * 0.01).collect();
+    let fid_x: Vec<f32> = fid_ref.iter().enumerate().map(|(i, v)| v + ((i % 7) as f32 - 3.0) * 1e-3).collect();
+    c.bench_function("fidelity 10k×10", |b| {
+        b.iter(|| qbench::measure::fidelity::fidelity(black_box(&fid_ref), black_box(&fid_x), 10))
+    });
     let samples: Vec<u64> = (0..2000u64).map(|i| 100_000 + (i * 7919) % 5000).collect();
     c.bench_function("stats/2000 samples", |b| b.iter(|| LatencyStats::from_samples(black_box(&samples))));
 
@@ -47,6 +53,65 @@ fn benches(c: &mut Criterion) {
         p.session.set_input(&data.batch_f32(0, 1, 1)).unwrap();
         c.bench_function(&format!("engine/{} cnn batch 1", backend.name()), |b| b.iter(|| p.session.run().unwrap()));
     }
+    overhead(c, &data);
+}
+
+/// qbench's sampler against a bare loop on one prepared session (tract-cpu, MLP, batch 1: a
+/// ~15 µs run, where per-run timing costs show most). Both report nanoseconds per run:
+/// criterion's bare loop times batches of runs; the sampler times each run on its own, as
+/// qbench does, and reports the sum of its samples. The difference is the harness overhead.
+fn overhead(c: &mut Criterion, data: &qbench::data::Dataset) {
+    use qbench::measure::latency::{sample, SamplerSettings};
+    use std::time::Duration;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+    let mlp = Reference::load("mlp", ZooModelId::Mlp, &root.join("models/mlp.safetensors")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let onnx_path = dir.path().join("mlp.onnx");
+    std::fs::write(&onnx_path, onnx::export("mlp", ZooModelId::Mlp, &mlp.tensors).unwrap()).unwrap();
+    let variant = Variant::f32_reference(&mlp, onnx_path);
+    let mut p = BackendId::TractCpu.create().prepare(&variant, 1).unwrap();
+    p.session.set_input(&data.batch_f32(0, 1, 1)).unwrap();
+    let mut group = c.benchmark_group("harness overhead tract-cpu mlp batch 1");
+    group.bench_function("bare loop", |b| b.iter(|| p.session.run().unwrap()));
+    group.bench_function("qbench sampler", |b| {
+        b.iter_custom(|iters| {
+            let settings = SamplerSettings {
+                warmup_iters: 0,
+                warmup_time: Duration::ZERO,
+                target_rel_ci: 0.0,
+                min_samples: iters as usize,
+                max_samples: iters as usize,
+                max_time: Duration::ZERO,
+            };
+            let s = sample(&settings, || p.session.run()).unwrap();
+            Duration::from_nanos(s.samples_ns.iter().sum())
+        })
+    });
+    group.finish();
+    // And the figure qbench itself would print: the median of its samples against the bare
+    // loop's mean per run, over the same 20 000 runs each, alternated to share drift.
+    let (mut bare, mut sampled) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        for _ in 0..2000 {
+            p.session.run().unwrap();
+        }
+        bare.push(t.elapsed().as_nanos() as f64 / 2000.0);
+        let settings = SamplerSettings {
+            warmup_iters: 0,
+            warmup_time: Duration::ZERO,
+            target_rel_ci: 0.0,
+            min_samples: 2000,
+            max_samples: 2000,
+            max_time: Duration::ZERO,
+        };
+        let s = sample(&settings, || p.session.run()).unwrap();
+        sampled.push(LatencyStats::from_samples(&s.samples_ns).unwrap().median_ns);
+    }
+    bare.sort_by(f64::total_cmp);
+    sampled.sort_by(f64::total_cmp);
+    let (b, q) = (bare[5], sampled[5]);
+    eprintln!("harness overhead: qbench median {q:.0} ns/run vs bare loop {b:.0} ns/run: {:+.2}%", 100.0 * (q - b) / b);
 }
 
 criterion_group!(harness, benches);

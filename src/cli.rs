@@ -28,6 +28,22 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Localize a measured case's error layer by layer, and suggest the override that keeps
+    /// its worst layer in float.
+    ///
+    /// Rebuilds the case from the run's records and its suite (which must not have changed),
+    /// then compares every weighted layer's output with fp32: cumulative (the whole plan
+    /// quantized) and isolated (only that layer quantized). Writes explain.md beside the records.
+    Explain {
+        /// The run folder `qbench run` printed, e.g. reports/schemes/20261127T082600Z.
+        run_dir: PathBuf,
+        /// The case's `case_index` in records.jsonl.
+        case: usize,
+        /// Evaluation images to compare on (default: the whole evaluation split, so the
+        /// suggested override's top-1 is the one a run would measure).
+        #[arg(long)]
+        items: Option<usize>,
+    },
     /// List what qbench knows: backends, models, schemes, dataset formats.
     List {
         /// What to list (default: everything).

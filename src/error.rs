@@ -27,6 +27,8 @@ pub enum Error {
     NotNative { scheme: String, backend: &'static str, realization: &'static str },
     #[error("a case panicked inside the engine: {0}")]
     Panic(String),
+    #[error(transparent)]
+    Explain(#[from] crate::explain::ExplainError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod hash;
 pub mod measure;
 pub mod model;

@@ -47,6 +47,15 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Explain { run_dir, case, items } => {
+            let e = qbench::explain::explain(&run_dir, case, items.unwrap_or(usize::MAX))?;
+            let text = e.render();
+            let path = run_dir.join(format!("explain-case-{case}.md"));
+            std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("{text}");
+            eprintln!("written: {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List { what } => {
             print!("{}", list(what));
             Ok(ExitCode::SUCCESS)

@@ -28,6 +28,9 @@ pub struct Record {
     pub case_index: usize,
     pub suite: String,
     pub suite_sha256: String,
+    /// The suite file, absolute: `qbench explain` reloads it.
+    #[serde(default)]
+    pub suite_file: String,
     pub model: String,
     pub zoo: String,
     pub model_sha256: Option<String>,

@@ -322,6 +322,7 @@ fn base_record(
         case_index,
         suite: suite.name.clone(),
         suite_sha256: suite.sha256.clone(),
+        suite_file: std::fs::canonicalize(&suite.file).unwrap_or_else(|_| suite.file.clone()).display().to_string(),
         model: model.name.clone(),
         zoo: model.zoo.name().to_string(),
         model_sha256: None,

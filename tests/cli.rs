@@ -495,3 +495,47 @@ fn two_runs_give_identical_accuracy_fidelity_and_artifacts() {
     // Static and dynamic int8 really differ from f32 (the comparison is not vacuous).
     assert!(a.iter().filter(|r| r.scheme != "f32").all(|r| r.ref_max_abs_logit_diff.unwrap() > 1e-3));
 }
+
+#[test]
+fn explain_names_the_layer_to_keep_in_float_and_its_override_improves_top1() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["tract-cpu"]"#, "[100]", &["mlp"], "");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace(r#"schemes = ["f32"]"#, r#"schemes = ["f32", "int4-g16-sym"]"#);
+    std::fs::write(&suite, &text).unwrap();
+    assert!(run_suite(dir.path(), &suite).status.success());
+    let run_dir = only_run_dir(dir.path());
+    let before = read_records(&run_dir.join("records.jsonl")).unwrap();
+    let o = qbench(dir.path(), &["explain", run_dir.to_str().unwrap(), "1"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for layer in ["| fc1 | int4-g16-sym |", "| fc2 | int4-g16-sym |", "| fc3 | int4-g16-sym |"] {
+        assert!(out.contains(layer), "{layer} missing:\n{out}");
+    }
+    assert!(run_dir.join("explain-case-1.md").is_file());
+    // The suggestion is a TOML override naming one layer; applied, the run's top-1 rises.
+    let toml = out.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).expect("an override block");
+    let layer = toml.lines().find_map(|l| l.strip_prefix("layers = [\"")).unwrap().trim_end_matches("\"]");
+    assert!(["fc1", "fc2", "fc3"].contains(&layer), "{toml}");
+    assert!(out.contains(&format!("Keeping {layer} in f32 gives top-1 +")), "{out}");
+    std::fs::write(&suite, format!("{text}\n{toml}")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    assert!(run_suite(dir.path(), &suite).status.success());
+    let run_dir = only_run_dir(dir.path());
+    let after = read_records(&run_dir.join("records.jsonl")).unwrap();
+    assert_eq!(after[1].layer_overrides, format!("{layer}=f32"));
+    let delta = |r: &[Record]| r[1].top1_accuracy.unwrap() - r[0].top1_accuracy.unwrap();
+    assert!(delta(&after) > delta(&before), "Δtop-1 {} with the override vs {} without", delta(&after), delta(&before));
+    // explain promised this accuracy on the same 10,000 images (batches differ: ±2 images).
+    let promised = out.lines().find(|l| l.starts_with(&format!("| {layer} |"))).unwrap();
+    let pct: f64 = promised.rsplit('|').nth(1).unwrap().trim().split('%').next().unwrap().parse().unwrap();
+    assert!(
+        (pct / 100.0 - after[1].top1_accuracy.unwrap()).abs() <= 0.0002,
+        "{promised} vs {:?}",
+        after[1].top1_accuracy
+    );
+    // A case that cannot be explained says why.
+    let o = qbench(dir.path(), &["explain", run_dir.to_str().unwrap(), "7"]);
+    assert_clean_error(&o, &["case 7 is not in", "cases 0 to 1"]);
+}

@@ -3,7 +3,7 @@
 use candle_core::{Device, Tensor};
 use candle_nn::Module;
 
-use super::{Backend, BackendError, BackendId, Prepared, Session};
+use super::{Backend, BackendError, BackendId, LayerSession, Prepared, Session};
 use crate::model::stored::load_model;
 use crate::quant::Variant;
 use crate::zoo::Net;
@@ -18,18 +18,7 @@ impl Backend for CandleCpu {
     }
 
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
-        // Load from the file, as a user of the artifact would, not from memory.
-        let is_gguf = variant.candle_artifact.extension().is_some_and(|e| e == "gguf");
-        let net = if is_gguf {
-            Net::from_gguf(variant.zoo, &variant.candle_artifact)
-                .map_err(|e| BackendError::engine(ID, "loading the GGUF model", e))?
-        } else {
-            let (tensors, inputs) = load_model(&variant.candle_artifact, variant.zoo)
-                .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
-            Net::new(variant.zoo, &tensors)
-                .map_err(|e| BackendError::engine(ID, "building the model", e))?
-                .with_input_quant(&inputs)
-        };
+        let (net, is_gguf) = load_net(variant)?;
         let artifact_bytes = std::fs::metadata(&variant.candle_artifact)
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
@@ -54,6 +43,51 @@ impl Backend for CandleCpu {
             weights_bytes,
         })
     }
+
+    fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError> {
+        let (net, _) = load_net(variant)?;
+        let [c, h, w] = variant.zoo.input_shape();
+        Ok(Box::new(CandleLayers { net, shape: (batch, c, h, w) }))
+    }
+}
+
+struct CandleLayers {
+    net: Net,
+    shape: (usize, usize, usize, usize),
+}
+
+impl LayerSession for CandleLayers {
+    fn run(&mut self, input: &[f32]) -> Result<Vec<(String, Vec<f32>)>, BackendError> {
+        let err = |e: candle_core::Error| BackendError::engine(ID, "capturing layer outputs", e);
+        let x = Tensor::from_slice(input, self.shape, &Device::Cpu)
+            .and_then(|t| t.to_dtype(self.net.dtype()))
+            .map_err(err)?;
+        self.net
+            .layer_outputs(&x)
+            .map_err(err)?
+            .into_iter()
+            .map(|(name, t)| {
+                let v = t.flatten_all().and_then(|t| t.to_dtype(candle_core::DType::F32)).and_then(|t| t.to_vec1());
+                v.map(|v| (name.to_string(), v)).map_err(err)
+            })
+            .collect()
+    }
+}
+
+/// Loads the variant from its file, as a user of the artifact would, not from memory.
+fn load_net(variant: &Variant) -> Result<(Net, bool), BackendError> {
+    let is_gguf = variant.candle_artifact.extension().is_some_and(|e| e == "gguf");
+    let net = if is_gguf {
+        Net::from_gguf(variant.zoo, &variant.candle_artifact)
+            .map_err(|e| BackendError::engine(ID, "loading the GGUF model", e))?
+    } else {
+        let (tensors, inputs) = load_model(&variant.candle_artifact, variant.zoo)
+            .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
+        Net::new(variant.zoo, &tensors)
+            .map_err(|e| BackendError::engine(ID, "building the model", e))?
+            .with_input_quant(&inputs)
+    };
+    Ok((net, is_gguf))
 }
 
 struct CandleSession {

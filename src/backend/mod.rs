@@ -61,6 +61,15 @@ pub trait Backend {
     fn id(&self) -> BackendId;
     /// Loads the variant's artifact and readies it for exactly `batch` items per run.
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError>;
+    /// Loads the variant so that each run returns the output of every weighted layer (after
+    /// its bias, before any activation), in layer order: for per-layer error localization.
+    fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError>;
+}
+
+/// A model whose runs return every weighted layer's output.
+pub trait LayerSession {
+    /// Runs one batch (NCHW f32, exactly the prepared batch size); `(layer, values)` in order.
+    fn run(&mut self, input: &[f32]) -> Result<Vec<(String, Vec<f32>)>, BackendError>;
 }
 
 /// A prepared session and the artifact it was prepared from.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::{Backend, BackendError, BackendId, Prepared, Session};
+use super::{Backend, BackendError, BackendId, LayerSession, Prepared, Session};
 use crate::quant::Variant;
 
 pub struct TractCpu;
@@ -50,6 +50,56 @@ impl Backend for TractCpu {
             evidence,
             weights_bytes,
         })
+    }
+
+    fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError> {
+        let (names, plan) =
+            Self::layer_plan(variant, batch).map_err(|e| BackendError::engine(ID, "capturing layer outputs", e))?;
+        let [c, h, w] = variant.zoo.input_shape();
+        Ok(Box::new(TractLayers { names, plan, shape: [batch, c, h, w] }))
+    }
+}
+
+struct TractLayers {
+    names: Vec<String>,
+    plan: Arc<TypedRunnableModel>,
+    shape: [usize; 4],
+}
+
+impl LayerSession for TractLayers {
+    fn run(&mut self, input: &[f32]) -> Result<Vec<(String, Vec<f32>)>, BackendError> {
+        let err = |e: TractError| BackendError::engine(ID, "capturing layer outputs", e);
+        let x = Tensor::from_shape(&self.shape, input).map_err(err)?;
+        let outputs = self.plan.run(tvec![x.into_tvalue()]).map_err(err)?;
+        self.names
+            .iter()
+            .zip(outputs)
+            .map(|(n, t)| t.to_plain_array_view::<f32>().map(|v| (n.clone(), v.iter().copied().collect())).map_err(err))
+            .collect()
+    }
+}
+
+impl TractCpu {
+    /// The variant's ONNX model whose outputs are the weighted layers' outputs, optimized.
+    fn layer_plan(variant: &Variant, batch: usize) -> TractResult<(Vec<String>, Arc<TypedRunnableModel>)> {
+        let [c, h, w] = variant.zoo.input_shape();
+        let mut model = tract_onnx::onnx().model_for_path(&variant.onnx)?;
+        model.set_input_fact(0, f32::fact([batch, c, h, w]).into())?;
+        let layers = variant.zoo.weighted_layers();
+        let mut outlets = Vec::new();
+        for (name, _) in &layers {
+            // Float layers' nodes carry the layer's name; integer layers end in `<name>.out`.
+            let id = match model.node_id_by_name(name).or_else(|_| model.node_id_by_name(&format!("{name}.out"))) {
+                Ok(id) => id,
+                Err(_) => {
+                    return Err(TractError::msg(format!("no node for layer {name} in {}", variant.onnx.display())))
+                }
+            };
+            outlets.push(OutletId::new(id, 0));
+        }
+        model.select_output_outlets(&outlets)?;
+        let plan = model.into_optimized()?.into_runnable()?;
+        Ok((layers.iter().map(|(n, _)| n.to_string()).collect(), plan))
     }
 }
 

@@ -4,5 +4,6 @@
 pub mod eval;
 pub mod fidelity;
 pub mod latency;
+pub mod layers;
 pub mod memory;
 pub mod stats;

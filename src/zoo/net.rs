@@ -85,26 +85,36 @@ impl Net {
     /// Runs the network and returns the input of every weighted layer, in order.
     pub fn layer_inputs(&self, x: &Tensor) -> Result<Vec<(&'static str, Tensor)>> {
         let mut out = Vec::new();
-        self.run(x, &mut |name, t| out.push((name, t.clone())))?;
+        self.run(x, &mut |name, input, _| out.push((name, input.clone())))?;
         Ok(out)
     }
 
-    fn run(&self, x: &Tensor, seen: &mut dyn FnMut(&'static str, &Tensor)) -> Result<Tensor> {
+    /// Runs the network and returns the output of every weighted layer (before activation).
+    pub fn layer_outputs(&self, x: &Tensor) -> Result<Vec<(&'static str, Tensor)>> {
+        let mut out = Vec::new();
+        self.run(x, &mut |name, _, output| out.push((name, output.clone())))?;
+        Ok(out)
+    }
+
+    fn run(&self, x: &Tensor, seen: &mut dyn FnMut(&'static str, &Tensor, &Tensor)) -> Result<Tensor> {
         let mut x = x.clone();
         for step in &self.steps {
             x = match step {
                 Step::Conv { name, conv, input } => {
-                    seen(name, &x);
-                    conv.forward(&prepare_input(&x, conv.weight().dtype(), *input)?)?
+                    let y = conv.forward(&prepare_input(&x, conv.weight().dtype(), *input)?)?;
+                    seen(name, &x, &y);
+                    y
                 }
                 Step::Linear { name, linear, input } => {
-                    seen(name, &x);
-                    linear.forward(&prepare_input(&x, linear.weight().dtype(), *input)?)?
+                    let y = linear.forward(&prepare_input(&x, linear.weight().dtype(), *input)?)?;
+                    seen(name, &x, &y);
+                    y
                 }
                 Step::QLinear { name, matmul, bias, pad, .. } => {
-                    seen(name, &x);
-                    let x = if *pad > 0 { x.pad_with_zeros(1, 0, *pad)? } else { x };
-                    matmul.forward(&x)?.broadcast_add(bias)?
+                    let xp = if *pad > 0 { x.pad_with_zeros(1, 0, *pad)? } else { x.clone() };
+                    let y = matmul.forward(&xp)?.broadcast_add(bias)?;
+                    seen(name, &x, &y);
+                    y
                 }
                 Step::Relu => x.relu()?,
                 Step::MaxPool(s) => x.max_pool2d(*s)?,
@@ -253,6 +263,6 @@ fn describe_input(input: Option<InputQuant>) -> &'static str {
 
 impl Module for Net {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, &mut |_, _| {})
+        self.run(x, &mut |_, _, _| {})
     }
 }

@@ -1,0 +1,163 @@
+//! `qbench explain`: per-layer error of one measured case, and the override that would keep its
+//! worst layer in float.
+//!
+//! The case is rebuilt from its record: the suite file it names (refused if it changed since
+//! the run), the same model, plan, calibration split and backend. Localization runs on the
+//! first `items` images of the evaluation split (see `measure::layers`).
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use crate::measure::layers::{localize, Localization};
+use crate::model::Reference;
+use crate::record::{CaseStatus, Record};
+use crate::report::jsonl::read_records;
+use crate::suite::Suite;
+
+/// Why a case cannot be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("run folder {0} has no records.jsonl; pass the folder `qbench run` printed (reports/<suite>/<run id>)")]
+    NoRecords(PathBuf),
+    #[error("case {index} is not in {path} (it has cases 0 to {last}); pass one of those")]
+    NoCase { index: usize, path: PathBuf, last: usize },
+    #[error("case {index} ({what}) was not measured ({status}); explain a measured case")]
+    NotMeasured { index: usize, what: String, status: String },
+    #[error("the suite {file} changed since this run (sha256 {now} vs {then} in the record); explain needs the suite as it was, e.g. from git")]
+    SuiteChanged { file: String, now: String, then: String },
+    #[error("case {index} has no quantized layer (scheme {scheme}); nothing to localize")]
+    NothingQuantized { index: usize, scheme: String },
+}
+
+/// The localization of one case.
+#[derive(Debug)]
+pub struct Explanation {
+    pub record: Record,
+    pub localization: Localization,
+}
+
+/// Rebuilds case `index` of the run in `run_dir` and localizes its error on `items` images.
+pub fn explain(run_dir: &Path, index: usize, items: usize) -> crate::Result<Explanation> {
+    let path = run_dir.join("records.jsonl");
+    if !path.is_file() {
+        return Err(crate::Error::Explain(ExplainError::NoRecords(run_dir.to_path_buf())));
+    }
+    let records = read_records(&path)?;
+    let record = records.iter().find(|r| r.case_index == index).cloned().ok_or_else(|| {
+        crate::Error::Explain(ExplainError::NoCase { index, path: path.clone(), last: records.len().saturating_sub(1) })
+    })?;
+    let what = format!("{} / {} / {} / batch {}", record.model, record.scheme, record.backend, record.batch);
+    if record.status != CaseStatus::Ok {
+        let status = format!("{:?}", record.status).to_lowercase();
+        return Err(crate::Error::Explain(ExplainError::NotMeasured { index, what, status }));
+    }
+    let suite = Suite::load(Path::new(&record.suite_file))?;
+    if suite.sha256 != record.suite_sha256 {
+        return Err(crate::Error::Explain(ExplainError::SuiteChanged {
+            file: record.suite_file.clone(),
+            now: suite.sha256.clone(),
+            then: record.suite_sha256.clone(),
+        }));
+    }
+    let model = suite.models.iter().position(|m| m.name == record.model).expect("the record's model is in its suite");
+    let scheme = suite.schemes.iter().copied().find(|s| s.name() == record.scheme).expect("the record's scheme");
+    let backend =
+        crate::backend::BackendId::from_name(&record.backend).expect("the record's backend is a known backend");
+    let plan = suite.plan(model, scheme);
+    if plan.layers.iter().all(|(_, s)| *s == crate::quant::SchemeId::F32) {
+        return Err(crate::Error::Explain(ExplainError::NothingQuantized { index, scheme: record.scheme }));
+    }
+    let entry = &suite.models[model];
+    let datasets = crate::runner::load_datasets(&suite)?;
+    let full = &datasets[entry.dataset];
+    let held_out = suite.calibration.as_ref().map_or(0, |c| c.items);
+    let eval = full.slice(held_out..full.len());
+    let reference = Reference::load(&entry.name, entry.zoo, &entry.weights)?;
+    let calibration = match (&suite.calibration, plan.needs_calibration()) {
+        (Some(c), true) => Some(crate::quant::calibration_inputs(&reference, &full.slice(0..c.items), c.percentile)?),
+        _ => None,
+    };
+    let work = run_dir.join("explain").join(format!("case-{index}"));
+    let localization = localize(&reference, &plan, backend, &eval, items, &work, calibration.as_ref())?;
+    Ok(Explanation { record, localization })
+}
+
+impl Explanation {
+    /// The table, the ranking and the suggested override, as Markdown.
+    pub fn render(&self) -> String {
+        let r = &self.record;
+        let l = &self.localization;
+        let db = |v: Option<f64>| v.map_or("∞".to_string(), |v| format!("{v:.1}"));
+        let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Case {}: {} / {} / {} / batch {}, on the first {} evaluation images: fp32 top-1 {}, this plan {} ({:+.2} points), logits SQNR {} dB.\n",
+            r.case_index,
+            r.model,
+            r.scheme,
+            r.backend,
+            r.batch,
+            l.items,
+            pct(l.fp32_top1_accuracy),
+            pct(l.plan_top1_accuracy),
+            100.0 * (l.plan_top1_accuracy - l.fp32_top1_accuracy),
+            db(l.plan_logits_sqnr_db)
+        );
+        let _ = writeln!(
+            out,
+            "| layer | scheme | cumulative SQNR (dB) | alone: SQNR (dB) | alone: logits SQNR (dB) | kept f32: logits SQNR (dB) | kept f32: top-1 |"
+        );
+        let _ = writeln!(out, "| --- | --- | --: | --: | --: | --: | --: |");
+        for e in &l.layers {
+            let kept = e
+                .kept_float_top1_accuracy
+                .map_or("—".to_string(), |a| format!("{} ({:+.2})", pct(a), 100.0 * (a - l.plan_top1_accuracy)));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {kept} |",
+                e.layer,
+                e.scheme.name(),
+                db(e.cumulative_sqnr_db),
+                db(e.isolated_sqnr_db),
+                db(e.isolated_logits_sqnr_db),
+                if e.kept_float_top1_accuracy.is_some() { db(e.kept_float_logits_sqnr_db) } else { "—".into() },
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nSQNR of each layer's output against fp32 (pooled over the images; ∞ = identical). cumulative: the whole plan; alone: only that layer quantized; kept f32: the plan with that layer in float, as an override would give."
+        );
+        let ranked = l.ranked();
+        match ranked.first() {
+            Some(best) => {
+                let order: Vec<&str> = ranked.iter().map(|e| e.layer.as_str()).collect();
+                let gain = best.kept_float_top1_accuracy.unwrap_or(l.plan_top1_accuracy) - l.plan_top1_accuracy;
+                let _ = writeln!(
+                    out,
+                    "\nLayers worth keeping in float, best first: {}.\n\nKeeping {} in f32 gives top-1 {:+.2} points on these images and logits SQNR {} dB (from {}). Add to the suite:\n\n```toml\n{}```",
+                    order.join(" > "),
+                    best.layer,
+                    100.0 * gain,
+                    db(best.kept_float_logits_sqnr_db),
+                    db(l.plan_logits_sqnr_db),
+                    self.suggested_override().unwrap_or_default()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "\nNo quantized layer changes the outputs: nothing to keep in float.");
+            }
+        }
+        out
+    }
+
+    /// An `[[overrides]]` entry keeping the best layer to keep in f32, for this model and scheme.
+    pub fn suggested_override(&self) -> Option<String> {
+        let w = self.localization.ranked().into_iter().next()?;
+        let r = &self.record;
+        Some(format!(
+            "[[overrides]]\nmodels = [\"{}\"]\nschemes = [\"{}\"]\nlayers = [\"{}\"]\nscheme = \"f32\"\n",
+            r.model, r.scheme, w.layer
+        ))
+    }
+}

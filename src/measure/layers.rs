@@ -1,0 +1,166 @@
+//! Per-layer error localization: where in the network a quantized variant departs from fp32.
+//!
+//! Each weighted layer's output (after its bias, before activation) is captured by the backend
+//! itself, in the fp32 model and in the quantized one, on the same images:
+//! - **cumulative**: the whole plan quantized, so a layer's SQNR includes the error every layer
+//!   before it passed on;
+//! - **isolated**: only that layer quantized (every other layer f32), so its own SQNR, and the
+//!   logits' SQNR, show what that layer alone costs;
+//! - **kept in float**: the whole plan but that layer, which is what an override keeping it in
+//!   f32 gives. Its top-1 accuracy on the same images ranks the suggestions, so the suggested
+//!   override is the one that measurably buys back the most.
+//!
+//! SQNR pools each layer's output over the images (Σ ref² / Σ (ref − x)²).
+
+use std::path::Path;
+
+use crate::backend::BackendId;
+use crate::model::Reference;
+use crate::quant::{apply, Calibration, Plan, SchemeId};
+
+/// One weighted layer's error against fp32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerError {
+    pub layer: String,
+    /// The layer's scheme in the plan.
+    pub scheme: SchemeId,
+    /// SQNR (dB) of this layer's output with the whole plan quantized; `None` when identical.
+    pub cumulative_sqnr_db: Option<f64>,
+    /// SQNR (dB) of this layer's output with only this layer quantized.
+    pub isolated_sqnr_db: Option<f64>,
+    /// SQNR (dB) of the logits with only this layer quantized.
+    pub isolated_logits_sqnr_db: Option<f64>,
+    /// The plan with this one layer kept in f32 (what an override would give): logits SQNR
+    /// and top-1 accuracy on the same images. `None` for layers already f32.
+    pub kept_float_logits_sqnr_db: Option<f64>,
+    pub kept_float_top1_accuracy: Option<f64>,
+}
+
+/// Per-layer errors of a plan, and the plan's own figures on the same images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Localization {
+    pub items: usize,
+    pub layers: Vec<LayerError>,
+    pub fp32_top1_accuracy: f64,
+    pub plan_top1_accuracy: f64,
+    pub plan_logits_sqnr_db: Option<f64>,
+}
+
+/// Images per batch while localizing.
+pub const CHUNK: usize = 250;
+
+/// Sums for one variant: per layer Σ ref² and Σ (ref − x)², and its logits.
+struct Acc {
+    signal: Vec<f64>,
+    noise: Vec<f64>,
+    logits: Vec<f32>,
+}
+
+impl Acc {
+    fn sqnr(&self, layer: usize) -> Option<f64> {
+        let (s, n) = (self.signal[layer], self.noise[layer]);
+        (s > 0.0 && n > 0.0).then(|| 10.0 * (s / n).log10())
+    }
+}
+
+/// Runs the localization of `plan` on `backend` over the first `items` images of `data`.
+/// Artifacts of the variants it builds go under `work_dir`.
+pub fn localize(
+    reference: &Reference,
+    plan: &Plan,
+    backend: BackendId,
+    data: &crate::data::Dataset,
+    items: usize,
+    work_dir: &Path,
+    calibration: Option<&Calibration>,
+) -> crate::Result<Localization> {
+    let engine = backend.create();
+    let session = |plan: &Plan, dir: String| -> crate::Result<Box<dyn crate::backend::LayerSession>> {
+        let dir = work_dir.join(dir);
+        std::fs::create_dir_all(&dir).map_err(|source| crate::Error::Output { path: dir.clone(), source })?;
+        let variant = apply(plan, reference, &dir, calibration)?;
+        Ok(engine.layer_session(&variant, CHUNK)?)
+    };
+    let f32_plan = Plan::uniform(reference.zoo, SchemeId::F32);
+    let quantized: Vec<usize> = (0..plan.layers.len()).filter(|&i| plan.layers[i].1 != SchemeId::F32).collect();
+    // Variants: the plan; each quantized layer alone; the plan with each quantized layer kept f32.
+    let mut variants = vec![session(plan, "plan".into())?];
+    for &i in &quantized {
+        let mut alone = f32_plan.clone();
+        alone.scheme = plan.scheme;
+        alone.layers[i].1 = plan.layers[i].1;
+        variants.push(session(&alone, format!("alone-{}", plan.layers[i].0))?);
+        let mut kept = plan.clone();
+        kept.layers[i].1 = SchemeId::F32;
+        variants.push(session(&kept, format!("kept-float-{}", plan.layers[i].0))?);
+    }
+    let mut fp32 = session(&f32_plan, "f32".into())?;
+    let layers = plan.layers.len();
+    let classes = reference.zoo.num_classes();
+    let new_acc = || Acc { signal: vec![0.0; layers], noise: vec![0.0; layers], logits: Vec::new() };
+    let mut fp32_logits = Vec::new();
+    let mut accs: Vec<Acc> = variants.iter().map(|_| new_acc()).collect();
+    let n = items.clamp(1, data.len());
+    for start in (0..n).step_by(CHUNK) {
+        let count = CHUNK.min(n - start);
+        let input = data.batch_f32(start, count, CHUNK);
+        let reference_out = fp32.run(&input)?;
+        let keep = |v: &[f32]| v[..v.len() / CHUNK * count].to_vec();
+        fp32_logits.extend(keep(&reference_out[layers - 1].1));
+        for (variant, acc) in variants.iter_mut().zip(&mut accs) {
+            let out = variant.run(&input)?;
+            for (l, ((_, r), (_, x))) in reference_out.iter().zip(&out).enumerate() {
+                let (r, x) = (keep(r), keep(x));
+                acc.signal[l] += r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
+                acc.noise[l] += r.iter().zip(&x).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>();
+            }
+            acc.logits.extend(keep(&out[layers - 1].1));
+        }
+    }
+    let labels = &data.labels[..n];
+    let accuracy = |logits: &[f32]| super::eval::accuracy(&super::eval::top1(logits, classes), labels);
+    let whole = &accs[0];
+    let mut out = Vec::new();
+    for (i, (layer, scheme)) in plan.layers.iter().enumerate() {
+        let k = quantized.iter().position(|&q| q == i);
+        let (alone, kept) = match k {
+            Some(k) => (Some(&accs[1 + 2 * k]), Some(&accs[2 + 2 * k])),
+            None => (None, None),
+        };
+        out.push(LayerError {
+            layer: layer.clone(),
+            scheme: *scheme,
+            cumulative_sqnr_db: whole.sqnr(i),
+            isolated_sqnr_db: alone.and_then(|a| a.sqnr(i)),
+            isolated_logits_sqnr_db: alone.and_then(|a| a.sqnr(layers - 1)),
+            kept_float_logits_sqnr_db: kept.and_then(|a| a.sqnr(layers - 1)),
+            kept_float_top1_accuracy: kept.map(|a| accuracy(&a.logits)),
+        });
+    }
+    Ok(Localization {
+        items: n,
+        layers: out,
+        fp32_top1_accuracy: accuracy(&fp32_logits),
+        plan_top1_accuracy: accuracy(&whole.logits),
+        plan_logits_sqnr_db: whole.sqnr(layers - 1),
+    })
+}
+
+impl Localization {
+    /// The layers worth keeping in float, best first: by the top-1 accuracy the plan reaches
+    /// with that layer kept f32, then by the logits SQNR it reaches. Layers whose quantization
+    /// changed nothing (a GGML conv that stayed f32) are left out.
+    pub fn ranked(&self) -> Vec<&LayerError> {
+        let mut v: Vec<&LayerError> = self
+            .layers
+            .iter()
+            .filter(|e| e.kept_float_top1_accuracy.is_some() && e.isolated_sqnr_db.is_some())
+            .collect();
+        v.sort_by(|a, b| {
+            let acc = |e: &LayerError| e.kept_float_top1_accuracy.unwrap_or(0.0);
+            let db = |e: &LayerError| e.kept_float_logits_sqnr_db.unwrap_or(f64::INFINITY);
+            acc(b).total_cmp(&acc(a)).then(db(b).total_cmp(&db(a)))
+        });
+        v
+    }
+}
