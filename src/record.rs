@@ -73,6 +73,9 @@ pub struct Record {
     /// Cold start: prepare plus first run.
     #[serde(default)]
     pub cold_start_ns: Option<u64>,
+    /// Median ns of a fixed CPU workload, timed just before this case (`measure::probe`).
+    #[serde(default)]
+    pub noise_probe_ns: Option<f64>,
     // --- memory (from the OS; None where it cannot be measured)
     /// Peak resident memory prepare added above what was resident before it.
     #[serde(default)]

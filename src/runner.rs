@@ -141,6 +141,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
             index += 1;
             let plan = suite.plan(case.model, case.scheme);
             let mut record = base_record(suite, &env, &run_id, index - 1, case, &plan, data);
+            record.noise_probe_ns = Some(crate::measure::probe::probe_ns());
             record.calibration_items = calibration_items;
             if let crate::quant::Realization::Unsupported(why) = plan.realization(case.backend) {
                 record.status = CaseStatus::Skipped;

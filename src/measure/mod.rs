@@ -6,4 +6,5 @@ pub mod fidelity;
 pub mod latency;
 pub mod layers;
 pub mod memory;
+pub mod probe;
 pub mod stats;

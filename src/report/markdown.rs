@@ -98,6 +98,22 @@ pub fn render(records: &[Record]) -> String {
             "\n\\* {noisy} case(s) did not reach the ±{target}% CI target for the median within the time budget: the machine was noisy, or the budget is short; compare those rows with care."
         );
     }
+    let probes: Vec<f64> = ok.iter().filter_map(|r| r.noise_probe_ns).collect();
+    if let Some(drift) = crate::measure::probe::drift(&probes) {
+        let (lo, hi) = probes.iter().fold((f64::INFINITY, 0f64), |(l, h), &p| (l.min(p), h.max(p)));
+        let verdict = if drift > crate::measure::probe::NOISY_DRIFT {
+            "the machine's speed changed during the run (noisy): medians measured at different times are not comparable to within their CIs"
+        } else {
+            "steady"
+        };
+        let _ = writeln!(
+            out,
+            "\nMachine check: a fixed workload timed before each case took {:.1}–{:.1} µs ({:.1}% spread): {verdict}.",
+            lo / 1e3,
+            hi / 1e3,
+            100.0 * drift
+        );
+    }
     let mut overridden: Vec<(&str, &str, &str)> = records
         .iter()
         .filter(|r| !r.layer_overrides.is_empty())

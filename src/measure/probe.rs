@@ -1,0 +1,69 @@
+//! A machine check: a fixed CPU workload timed before every case. Its median should not move
+//! during a run; when it does, the machine's speed changed (another process, throttling, a
+//! noisy neighbour) and medians measured at different times are not comparable.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+/// Side of the square matrices the workload multiplies (about 0.3 ms at a few GFLOP/s).
+const N: usize = 64;
+/// Timed repetitions per probe.
+pub const PROBE_SAMPLES: usize = 31;
+
+/// One run of the workload: a 64×64 f32 matrix product, naive loops, fixed data.
+fn workload(a: &[f32], b: &[f32], c: &mut [f32]) {
+    for i in 0..N {
+        for j in 0..N {
+            let mut s = 0f32;
+            for k in 0..N {
+                s += a[i * N + k] * b[k * N + j];
+            }
+            c[i * N + j] = s;
+        }
+    }
+}
+
+/// Median nanoseconds of the workload over [`PROBE_SAMPLES`] runs (after one warm-up run).
+pub fn probe_ns() -> f64 {
+    let a: Vec<f32> = (0..N * N).map(|i| (i % 17) as f32 * 0.25).collect();
+    let b: Vec<f32> = (0..N * N).map(|i| (i % 13) as f32 * 0.5).collect();
+    let mut c = vec![0f32; N * N];
+    workload(black_box(&a), black_box(&b), &mut c);
+    let mut times: Vec<u64> = (0..PROBE_SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            workload(black_box(&a), black_box(&b), black_box(&mut c));
+            t.elapsed().as_nanos() as u64
+        })
+        .collect();
+    times.sort_unstable();
+    times[PROBE_SAMPLES / 2] as f64
+}
+
+/// Relative spread of probe medians over a run: `max / min − 1`.
+pub fn drift(probes_ns: &[f64]) -> Option<f64> {
+    let (lo, hi) = probes_ns.iter().fold((f64::INFINITY, 0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+    (probes_ns.len() > 1 && lo > 0.0).then(|| hi / lo - 1.0)
+}
+
+/// Above this drift the report calls the run noisy.
+pub const NOISY_DRIFT: f64 = 0.05;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_is_a_real_matrix_product_and_drift_is_max_over_min() {
+        // c[0][0] = Σ_k a[0][k]·b[k][0], computed by hand from the fixed data.
+        let a: Vec<f32> = (0..N * N).map(|i| (i % 17) as f32 * 0.25).collect();
+        let b: Vec<f32> = (0..N * N).map(|i| (i % 13) as f32 * 0.5).collect();
+        let mut c = vec![0f32; N * N];
+        workload(&a, &b, &mut c);
+        let want: f32 = (0..N).map(|k| ((k % 17) as f32 * 0.25) * (((k * N) % 13) as f32 * 0.5)).sum();
+        assert_eq!(c[0], want);
+        assert!(probe_ns() > 0.0);
+        assert_eq!(drift(&[100.0, 110.0, 105.0]), Some(0.10000000000000009));
+        assert_eq!(drift(&[100.0]), None);
+    }
+}
