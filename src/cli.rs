@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Benchmark and validate quantized neural-network models on candle and tract.
 #[derive(Debug, Parser)]
-#[command(name = "qbench", version, about, long_about = None, after_help = "Exit codes: 0 success, 1 error (bad input, or a case failed; measured cases are still written).")]
+#[command(name = "qbench", version, about, long_about = None, after_help = "Exit codes: 0 success, 1 error (bad input, or a case failed; measured cases are still written), 2 a gate failed, 3 gates inconclusive (too noisy to judge).")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -27,6 +27,21 @@ pub enum Command {
         /// Print only the final table.
         #[arg(long, short)]
         quiet: bool,
+        /// A baseline run (its folder or records.jsonl) for the suite's latency-regression gates.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
+    /// Check a finished run against its suite's [[gates]] (the copy kept in the run folder).
+    ///
+    /// Writes gates.xml (JUnit) and gates.md beside the records, and appends the summary to
+    /// $GITHUB_STEP_SUMMARY when set. Exit codes: 0 pass, 1 error, 2 a gate failed,
+    /// 3 inconclusive (too noisy to judge, or nothing to compare with).
+    Check {
+        /// The run folder, e.g. reports/quickstart/20261127T085038Z.
+        run_dir: PathBuf,
+        /// A baseline run (its folder or records.jsonl) for latency-regression gates.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
     },
     /// Localize a measured case's error layer by layer, and suggest the override that keeps
     /// its worst layer in float.

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod explain;
+pub mod gate;
 pub mod hash;
 pub mod measure;
 pub mod model;

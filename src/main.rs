@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { suite, out, quiet } => {
+        Command::Run { suite, out, quiet, baseline } => {
             let suite = Suite::load(&suite)?;
             let mut progress = |line: &str| {
                 if !quiet {
@@ -45,7 +45,24 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if failed > 0 {
                 bail!("{failed} of {} cases failed (reasons above and in records.jsonl); the other cases were measured and written", summary.records.len());
             }
-            Ok(ExitCode::SUCCESS)
+            if suite.gates.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let baseline = baseline.as_deref().map(qbench::gate::read_baseline).transpose()?;
+            gate_exit(&summary.run_dir, &suite.name, &suite.gates, &summary.records, baseline.as_deref())
+        }
+        Command::Check { run_dir, baseline } => {
+            let copy = run_dir.join("suite.toml");
+            let text = std::fs::read_to_string(&copy)
+                .with_context(|| format!("cannot read {}: pass the folder `qbench run` printed", copy.display()))?;
+            let gates = qbench::suite::gates_of(&copy, &text)?;
+            if gates.is_empty() {
+                bail!("{} has no [[gates]]; add one (see README: Gates) and run again", copy.display());
+            }
+            let records = qbench::report::jsonl::read_records(&run_dir.join("records.jsonl"))?;
+            let baseline = baseline.as_deref().map(qbench::gate::read_baseline).transpose()?;
+            let name = records.first().map_or("run".to_string(), |r| r.suite.clone());
+            gate_exit(&run_dir, &name, &gates, &records, baseline.as_deref())
         }
         Command::Explain { run_dir, case, items } => {
             let e = qbench::explain::explain(&run_dir, case, items.unwrap_or(usize::MAX))?;
@@ -90,6 +107,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Checks the gates, prints the summary, and maps the verdict to the documented exit code.
+fn gate_exit(
+    run_dir: &std::path::Path,
+    name: &str,
+    gates: &[qbench::gate::Gate],
+    records: &[qbench::record::Record],
+    baseline: Option<&[qbench::record::Record]>,
+) -> anyhow::Result<ExitCode> {
+    let (checks, text) = qbench::gate::check_run(run_dir, name, gates, records, baseline)?;
+    println!("{text}");
+    eprintln!("gates: {} (JUnit: {})", qbench::gate::overall(&checks).name(), run_dir.join("gates.xml").display());
+    Ok(ExitCode::from(qbench::gate::overall(&checks).exit_code()))
 }
 
 fn list(what: Option<ListWhat>) -> String {

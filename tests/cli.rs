@@ -539,3 +539,84 @@ fn explain_names_the_layer_to_keep_in_float_and_its_override_improves_top1() {
     let o = qbench(dir.path(), &["explain", run_dir.to_str().unwrap(), "7"]);
     assert_clean_error(&o, &["case 7 is not in", "cases 0 to 1"]);
 }
+
+#[test]
+fn a_failing_gate_exits_2_with_junit_numbers_and_a_loosened_one_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = |min: &str| {
+        format!("\n[[gates]]\nname = \"accuracy\"\nmodels = [\"mlp\"]\nmin_top1 = {min}\nmax_size_bytes = 2000000\n")
+    };
+    let suite = common::write_suite(dir.path(), r#"["tract-cpu"]"#, "[50]", &["mlp"], &gate("0.95"));
+    let o = run_suite(dir.path(), &suite);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let run_dir = only_run_dir(dir.path());
+    let xml = std::fs::read_to_string(run_dir.join("gates.xml")).unwrap();
+    assert!(xml.contains(r#"name="mlp / f32 / tract-cpu / batch 50 :: min_top1""#), "{xml}");
+    assert!(xml.contains(r#"<failure message="top-1 88.6000% &lt; minimum 95.0000%" type="min_top1""#), "{xml}");
+    assert!(xml.contains(r#"tests="2" skipped="0" failures="1""#), "{xml}");
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(md.contains("**Gates: FAIL** — 2 checks: 1 passed, 1 failed, 0 inconclusive."), "{md}");
+    // `check` re-reads the run's copy of the suite and gives the same verdict, and appends its
+    // summary to the GitHub step summary when asked.
+    let step_summary = dir.path().join("summary.md");
+    let o = Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["check", run_dir.to_str().unwrap()])
+        .env("GITHUB_STEP_SUMMARY", &step_summary)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(std::fs::read_to_string(&step_summary)
+        .unwrap()
+        .contains("| FAIL | accuracy | mlp / f32 / tract-cpu / batch 50 | min_top1 |"));
+
+    // Loosened: exit 0.
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let text = std::fs::read_to_string(&suite).unwrap().replace("min_top1 = 0.95", "min_top1 = 0.85");
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run_dir = only_run_dir(dir.path());
+    assert!(std::fs::read_to_string(run_dir.join("gates.xml")).unwrap().contains(r#"failures="0""#));
+
+    // Latency against a baseline: itself passes; a baseline twice as fast fails with the ratio.
+    let copy = std::fs::read_to_string(run_dir.join("suite.toml")).unwrap();
+    std::fs::write(
+        run_dir.join("suite.toml"),
+        format!("{copy}\n[[gates]]\nname = \"latency\"\nmax_latency_regression_pct = 50\n"),
+    )
+    .unwrap();
+    let o = qbench(dir.path(), &["check", run_dir.to_str().unwrap(), "--baseline", run_dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let mut fast = read_records(&run_dir.join("records.jsonl")).unwrap();
+    for r in &mut fast {
+        let halved: Vec<u64> = r.samples_ns.iter().map(|s| s / 2).collect();
+        r.set_latency(halved, r.batch);
+    }
+    let base = dir.path().join("fast.jsonl");
+    std::fs::write(&base, fast.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect::<String>()).unwrap();
+    let o = qbench(dir.path(), &["check", run_dir.to_str().unwrap(), "--baseline", base.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("slower beyond the limit") && out.contains("ratio 2.0"), "{out}");
+    // No baseline for a latency gate: inconclusive, exit 3.
+    let o = qbench(dir.path(), &["check", run_dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+#[test]
+fn gate_settings_that_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, needle) in [
+        ("\n[[gates]]\nname = \"x\"\n", "x has no threshold"),
+        ("\n[[gates]]\nmin_top1 = 90\n", "min_top1 = 90 is a fraction"),
+        (
+            "\n[[gates]]\nschemes = [\"int8*\"]\nmin_top1 = 0.9\n",
+            "gate schemes pattern \"int8*\" matches none of the suite's schemes (f32)",
+        ),
+        ("\n[[gates]]\nmin_top1 = 0.9\nmax_p99 = 3\n", "unknown key \"max_p99\" — did you mean \"max_p99_ms\"?"),
+    ] {
+        let suite = common::write_suite(dir.path(), r#"["tract-cpu"]"#, "[50]", &["mlp"], extra);
+        let o = qbench(dir.path(), &["validate", suite.to_str().unwrap()]);
+        assert_clean_error(&o, &[needle]);
+    }
+}

@@ -108,6 +108,28 @@ pub fn bootstrap_median_ci(sorted: &[f64]) -> (f64, f64) {
     (percentile_sorted(&medians, 2.5), percentile_sorted(&medians, 97.5))
 }
 
+/// Ratio of medians `new / base` with a percentile-bootstrap 95% interval: both samples are
+/// resampled independently [`BOOTSTRAP_RESAMPLES`] times (fixed seed). `None` if either is empty.
+pub fn median_ratio_ci(new_ns: &[u64], base_ns: &[u64]) -> Option<(f64, f64, f64)> {
+    use rand::{Rng, SeedableRng};
+    if new_ns.is_empty() || base_ns.is_empty() {
+        return None;
+    }
+    let to_f = |v: &[u64]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let (a, b) = (to_f(new_ns), to_f(base_ns));
+    let ratio = median_unsorted(&mut a.clone()) / median_unsorted(&mut b.clone());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(BOOTSTRAP_SEED ^ 0x7a71);
+    let (mut ra, mut rb) = (vec![0f64; a.len()], vec![0f64; b.len()]);
+    let mut ratios = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        ra.iter_mut().for_each(|x| *x = a[rng.random_range(0..a.len())]);
+        rb.iter_mut().for_each(|x| *x = b[rng.random_range(0..b.len())]);
+        ratios.push(median_unsorted(&mut ra) / median_unsorted(&mut rb));
+    }
+    ratios.sort_by(f64::total_cmp);
+    Some((ratio, percentile_sorted(&ratios, 2.5), percentile_sorted(&ratios, 97.5)))
+}
+
 /// The median (type 7), reordering `v`.
 fn median_unsorted(v: &mut [f64]) -> f64 {
     let n = v.len();
@@ -195,6 +217,21 @@ mod tests {
         // A constant sample has no spread and no outliers.
         let c = LatencyStats::from_samples(&[7; 50]).unwrap();
         assert_eq!((c.mad_ns, c.outliers_low + c.outliers_high, c.median_boot_ci_low_ns), (0.0, 0, 7.0));
+    }
+
+    #[test]
+    fn median_ratio_interval_separates_a_real_change_from_noise() {
+        // Same distribution (a permutation): ratio 1, and the interval contains 1.
+        let base: Vec<u64> = (0..400).map(|i| 1000 + (i * 37) % 100).collect();
+        let same: Vec<u64> = base.iter().rev().copied().collect();
+        let (r, lo, hi) = median_ratio_ci(&same, &base).unwrap();
+        assert_eq!(r, 1.0);
+        assert!(lo < 1.0 && hi > 1.0, "[{lo}, {hi}]");
+        // 20% slower: the interval excludes 1 and brackets 1.2 closely.
+        let slower: Vec<u64> = base.iter().map(|x| x * 6 / 5).collect();
+        let (r, lo, hi) = median_ratio_ci(&slower, &base).unwrap();
+        assert!((r - 1.2).abs() < 1e-3 && lo > 1.15 && hi < 1.25, "{r} [{lo}, {hi}]");
+        assert_eq!(median_ratio_ci(&[], &base), None);
     }
 
     #[test]

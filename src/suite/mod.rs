@@ -7,10 +7,12 @@
 
 mod case;
 mod diagnostic;
+mod gates;
 pub mod spec;
 
 pub use case::{expand, Case};
 pub use diagnostic::SuiteError;
+pub use gates::gates_of;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +53,8 @@ pub struct Suite {
     pub calibration: Option<CalibrationSettings>,
     /// Per-layer scheme overrides, applied in order (later entries win).
     pub overrides: Vec<Override>,
+    /// Thresholds checked after the run.
+    pub gates: Vec<crate::gate::Gate>,
 }
 
 /// `[calibration]`, resolved.
@@ -289,6 +293,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
     };
 
     let overrides = resolve_overrides(&spec, loc, &schemes, &models)?;
+    let gates = gates::resolve_gates(&spec, loc)?;
 
     let suite = Suite {
         name,
@@ -306,6 +311,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         models,
         calibration,
         overrides,
+        gates,
     };
     check_plans(&suite, &spec, loc)?;
     Ok(suite)

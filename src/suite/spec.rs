@@ -35,6 +35,31 @@ pub struct SuiteSpec {
     /// Per-layer schemes: mixed precision, or layers kept in f32.
     #[serde(default)]
     pub overrides: Vec<Spanned<OverrideSpec>>,
+    /// Pass/fail thresholds checked after the run (`qbench check`, exit code 2 on failure).
+    #[serde(default)]
+    pub gates: Vec<Spanned<GateSpec>>,
+}
+
+/// `[[gates]]`: thresholds for the cases its filters select (all cases by default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    /// Shown in reports and JUnit; default "gate N".
+    pub name: Option<String>,
+    /// Globs over scheme names, model names, backend names.
+    pub schemes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub models: Option<Spanned<Vec<Spanned<String>>>>,
+    pub backends: Option<Spanned<Vec<Spanned<String>>>>,
+    // absolute
+    pub min_top1: Option<Spanned<f64>>,
+    pub max_size_bytes: Option<Spanned<i64>>,
+    pub max_p99_ms: Option<Spanned<f64>>,
+    // relative to the f32 case / reference
+    pub max_delta_top1_pts: Option<Spanned<f64>>,
+    pub min_sqnr_db: Option<Spanned<f64>>,
+    pub min_top1_agreement: Option<Spanned<f64>>,
+    // relative to a baseline run
+    pub max_latency_regression_pct: Option<Spanned<f64>>,
 }
 
 /// `[calibration]`: the first `items` images of each model's dataset calibrate static

@@ -1,0 +1,337 @@
+//! Gates: pass/fail thresholds over a run's records, for regression suites in CI.
+//!
+//! Three kinds, all in a suite's `[[gates]]` tables:
+//! - absolute: `min_top1`, `max_size_bytes`, `max_p99_ms`;
+//! - relative to the fp32 reference: `max_delta_top1_pts` (against the same model, backend and
+//!   batch's f32 case), `min_sqnr_db` and `min_top1_agreement` (against the reference logits);
+//! - relative to a baseline run: `max_latency_regression_pct`, judged on the ratio of medians
+//!   with its bootstrap 95% interval: fail only when the whole interval is beyond the limit,
+//!   pass when it is all within, inconclusive (too noisy to judge) otherwise.
+//!
+//! Every (case, threshold) pair is one [`Check`]; the run's verdict is the worst of them.
+
+pub mod junit;
+
+use std::fmt::Write;
+
+use crate::measure::stats::median_ratio_ci;
+use crate::record::{CaseStatus, Record};
+
+/// One `[[gates]]` table, resolved.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Gate {
+    pub name: String,
+    pub schemes: Option<Vec<glob::Pattern>>,
+    pub models: Option<Vec<glob::Pattern>>,
+    pub backends: Option<Vec<glob::Pattern>>,
+    pub min_top1: Option<f64>,
+    pub max_size_bytes: Option<u64>,
+    pub max_p99_ms: Option<f64>,
+    pub max_delta_top1_pts: Option<f64>,
+    pub min_sqnr_db: Option<f64>,
+    pub min_top1_agreement: Option<f64>,
+    pub max_latency_regression_pct: Option<f64>,
+}
+
+/// Outcome of one check, ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Pass,
+    /// Too noisy (or nothing to compare with) to judge.
+    Inconclusive,
+    Fail,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Fail => "FAIL",
+        }
+    }
+
+    /// The documented exit code: 0 pass, 2 gate failed, 3 inconclusive.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Fail => 2,
+            Verdict::Inconclusive => 3,
+        }
+    }
+}
+
+/// One threshold applied to one case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub gate: String,
+    /// `model / scheme / backend / batch N`.
+    pub case: String,
+    /// The threshold's key, e.g. `min_top1`.
+    pub metric: &'static str,
+    pub verdict: Verdict,
+    /// The numbers: measured value, limit, and for baselines the ratio and its interval.
+    pub message: String,
+}
+
+impl Gate {
+    fn selects(&self, r: &Record) -> bool {
+        let any =
+            |globs: &Option<Vec<glob::Pattern>>, v: &str| globs.as_ref().is_none_or(|g| g.iter().any(|p| p.matches(v)));
+        any(&self.schemes, &r.scheme) && any(&self.models, &r.model) && any(&self.backends, &r.backend)
+    }
+
+    /// Whether any threshold needs a baseline run.
+    pub fn needs_baseline(&self) -> bool {
+        self.max_latency_regression_pct.is_some()
+    }
+}
+
+fn case_name(r: &Record) -> String {
+    format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch)
+}
+
+/// The baseline case for `r`: same model, scheme, backend and batch.
+fn counterpart<'a>(r: &Record, others: &'a [Record]) -> Option<&'a Record> {
+    others.iter().find(|b| b.model == r.model && b.scheme == r.scheme && b.backend == r.backend && b.batch == r.batch)
+}
+
+/// Applies every gate to every case it selects.
+pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for gate in gates {
+        for r in records.iter().filter(|r| gate.selects(r) && r.status != CaseStatus::Skipped) {
+            let mut push = |metric: &'static str, verdict: Verdict, message: String| {
+                checks.push(Check { gate: gate.name.clone(), case: case_name(r), metric, verdict, message })
+            };
+            if r.status == CaseStatus::Failed {
+                let why = r.error.clone().unwrap_or_default();
+                push("status", Verdict::Fail, format!("the case failed, so no threshold can hold: {why}"));
+                continue;
+            }
+            let min = |v: Option<f64>, limit: f64, what: &str, scale: f64, unit: &str| match v {
+                Some(v) if v >= limit => {
+                    (Verdict::Pass, format!("{what} {:.4}{unit} ≥ {:.4}{unit}", v * scale, limit * scale))
+                }
+                Some(v) => {
+                    (Verdict::Fail, format!("{what} {:.4}{unit} < minimum {:.4}{unit}", v * scale, limit * scale))
+                }
+                None => (Verdict::Inconclusive, format!("{what} was not measured")),
+            };
+            let max = |v: Option<f64>, limit: f64, what: &str, unit: &str| match v {
+                Some(v) if v <= limit => (Verdict::Pass, format!("{what} {v:.4}{unit} ≤ {limit:.4}{unit}")),
+                Some(v) => (Verdict::Fail, format!("{what} {v:.4}{unit} > maximum {limit:.4}{unit}")),
+                None => (Verdict::Inconclusive, format!("{what} was not measured")),
+            };
+            if let Some(limit) = gate.min_top1 {
+                let (v, m) = min(r.top1_accuracy, limit, "top-1", 100.0, "%");
+                push("min_top1", v, m);
+            }
+            if let Some(limit) = gate.max_size_bytes {
+                let (v, m) = max(r.artifact_bytes.map(|b| b as f64), limit as f64, "size", " bytes");
+                push("max_size_bytes", v, m);
+            }
+            if let Some(limit) = gate.max_p99_ms {
+                let (v, m) = max(r.latency_p99_ns.map(|n| n / 1e6), limit, "p99", " ms");
+                push("max_p99_ms", v, m);
+            }
+            if let Some(limit) = gate.max_delta_top1_pts {
+                let f32_case = records
+                    .iter()
+                    .find(|b| b.scheme == "f32" && b.model == r.model && b.backend == r.backend && b.batch == r.batch);
+                let drop = match (f32_case.and_then(|b| b.top1_accuracy), r.top1_accuracy) {
+                    (Some(b), Some(a)) => Some(100.0 * (b - a)),
+                    _ => None,
+                };
+                let (v, m) = max(drop, limit, "top-1 drop vs f32", " points");
+                push("max_delta_top1_pts", v, m);
+            }
+            if let Some(limit) = gate.min_sqnr_db {
+                // No SQNR with a zero difference means identical outputs: infinite SQNR.
+                let sqnr = r.ref_sqnr_db.or(r.ref_max_abs_logit_diff.filter(|d| *d == 0.0).map(|_| f64::INFINITY));
+                let (v, m) = min(sqnr, limit, "logits SQNR vs reference", 1.0, " dB");
+                push("min_sqnr_db", v, m);
+            }
+            if let Some(limit) = gate.min_top1_agreement {
+                let (v, m) = min(r.ref_top1_agreement, limit, "top-1 agreement vs reference", 100.0, "%");
+                push("min_top1_agreement", v, m);
+            }
+            if let Some(pct) = gate.max_latency_regression_pct {
+                let (v, m) = regression(r, baseline, pct);
+                push("max_latency_regression_pct", v, m);
+            }
+        }
+    }
+    checks
+}
+
+/// The latency verdict against the baseline's counterpart of `r`.
+fn regression(r: &Record, baseline: Option<&[Record]>, pct: f64) -> (Verdict, String) {
+    let Some(baseline) = baseline else {
+        return (Verdict::Inconclusive, "no baseline given (--baseline <run dir>)".into());
+    };
+    let Some(b) = counterpart(r, baseline).filter(|b| b.status == CaseStatus::Ok) else {
+        return (Verdict::Inconclusive, "the baseline has no measured case like this one".into());
+    };
+    if b.model_sha256 != r.model_sha256 || b.dataset_sha256 != r.dataset_sha256 {
+        return (
+            Verdict::Inconclusive,
+            "not comparable: the baseline used another model or dataset (sha256 differs)".into(),
+        );
+    }
+    let Some((ratio, lo, hi)) = median_ratio_ci(&r.samples_ns, &b.samples_ns) else {
+        return (Verdict::Inconclusive, "no raw samples to compare".into());
+    };
+    let limit = 1.0 + pct / 100.0;
+    let numbers = format!(
+        "median {:.1} µs vs baseline {:.1} µs: ratio {ratio:.3} [95% CI {lo:.3}, {hi:.3}], limit {limit:.3} (+{pct}%)",
+        r.latency_median_ns.unwrap_or(f64::NAN) / 1e3,
+        b.latency_median_ns.unwrap_or(f64::NAN) / 1e3
+    );
+    if lo > limit {
+        (Verdict::Fail, format!("slower beyond the limit: {numbers}"))
+    } else if hi <= limit {
+        (Verdict::Pass, numbers)
+    } else {
+        (Verdict::Inconclusive, format!("too noisy to judge, the interval straddles the limit: {numbers}"))
+    }
+}
+
+/// The worst verdict of all checks (pass when there are none).
+pub fn overall(checks: &[Check]) -> Verdict {
+    checks.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Pass)
+}
+
+/// A Markdown summary: counts, then every check that did not pass.
+pub fn summary(checks: &[Check]) -> String {
+    let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
+    let mut out = format!(
+        "**Gates: {}** — {} checks: {} passed, {} failed, {} inconclusive.\n",
+        overall(checks).name(),
+        checks.len(),
+        count(Verdict::Pass),
+        count(Verdict::Fail),
+        count(Verdict::Inconclusive)
+    );
+    let bad: Vec<&Check> = checks.iter().filter(|c| c.verdict != Verdict::Pass).collect();
+    if !bad.is_empty() {
+        out.push_str("\n| verdict | gate | case | check | numbers |\n| --- | --- | --- | --- | --- |\n");
+        for c in bad {
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} |", c.verdict.name(), c.gate, c.case, c.metric, c.message);
+        }
+    }
+    out
+}
+
+/// Reads a baseline: a run folder (its `records.jsonl`) or a records file.
+pub fn read_baseline(path: &std::path::Path) -> crate::Result<Vec<Record>> {
+    let file = if path.is_dir() { path.join("records.jsonl") } else { path.to_path_buf() };
+    crate::report::jsonl::read_records(&file)
+}
+
+/// Checks `records` (of the run in `run_dir`) against `gates`; writes `gates.xml` (JUnit) and
+/// `gates.md` there, and appends the summary to `$GITHUB_STEP_SUMMARY` when it is set.
+pub fn check_run(
+    run_dir: &std::path::Path,
+    run_name: &str,
+    gates: &[Gate],
+    records: &[Record],
+    baseline: Option<&[Record]>,
+) -> crate::Result<(Vec<Check>, String)> {
+    let checks = evaluate(gates, records, baseline);
+    let text = summary(&checks);
+    let write = |name: &str, bytes: &[u8]| {
+        let path = run_dir.join(name);
+        std::fs::write(&path, bytes).map_err(|source| crate::Error::Output { path, source })
+    };
+    let xml = junit::to_xml(run_name, &checks).map_err(|e| crate::Error::Output {
+        path: run_dir.join("gates.xml"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    write("gates.xml", xml.as_bytes())?;
+    write("gates.md", text.as_bytes())?;
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write as _;
+        let path = std::path::PathBuf::from(path);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{text}"))
+            .map_err(|source| crate::Error::Output { path, source })?;
+    }
+    Ok((checks, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(scheme: &str, top1: f64, samples: Vec<u64>) -> Record {
+        let mut r = Record {
+            model: "m".into(),
+            scheme: scheme.into(),
+            backend: "b".into(),
+            batch: 1,
+            status: CaseStatus::Ok,
+            artifact_bytes: Some(1000),
+            top1_accuracy: Some(top1),
+            ref_top1_agreement: Some(0.99),
+            ref_sqnr_db: Some(30.0),
+            ..Default::default()
+        };
+        r.set_latency(samples, 1);
+        r
+    }
+
+    #[test]
+    fn absolute_and_relative_thresholds_with_their_numbers() {
+        let base: Vec<u64> = (0..100).map(|i| 1000 + i).collect();
+        let records = vec![record("f32", 0.90, base.clone()), record("int8", 0.885, base.clone())];
+        let gate = Gate {
+            name: "g".into(),
+            schemes: Some(vec![glob::Pattern::new("int*").unwrap()]),
+            min_top1: Some(0.88),
+            max_size_bytes: Some(999),
+            max_delta_top1_pts: Some(1.0),
+            min_sqnr_db: Some(35.0),
+            min_top1_agreement: Some(0.98),
+            ..Default::default()
+        };
+        let checks = evaluate(&[gate], &records, None);
+        let by = |m: &str| checks.iter().find(|c| c.metric == m).unwrap();
+        assert_eq!(checks.len(), 5, "only the int8 case is selected");
+        assert_eq!(by("min_top1").verdict, Verdict::Pass);
+        assert_eq!(by("max_size_bytes").verdict, Verdict::Fail);
+        assert_eq!(by("max_size_bytes").message, "size 1000.0000 bytes > maximum 999.0000 bytes");
+        // 90.0 − 88.5 = 1.5 points > 1.0.
+        assert_eq!(by("max_delta_top1_pts").verdict, Verdict::Fail);
+        assert!(by("max_delta_top1_pts").message.contains("1.5000 points > maximum 1.0000"), "{checks:?}");
+        assert_eq!(by("min_sqnr_db").verdict, Verdict::Fail);
+        assert_eq!(by("min_top1_agreement").verdict, Verdict::Pass);
+        assert_eq!(overall(&checks), Verdict::Fail);
+        assert_eq!(overall(&checks).exit_code(), 2);
+        assert!(summary(&checks).contains("| FAIL | g | m / int8 / b / batch 1 | max_size_bytes |"));
+    }
+
+    #[test]
+    fn baseline_regression_is_judged_beyond_noise_only() {
+        let base: Vec<u64> = (0..200).map(|i| 1000 + (i * 37) % 100).collect();
+        let gate = Gate { name: "lat".into(), max_latency_regression_pct: Some(10.0), ..Default::default() };
+        let verdict = |new: Vec<u64>| {
+            let checks = evaluate(
+                std::slice::from_ref(&gate),
+                &[record("f32", 0.9, new)],
+                Some(&[record("f32", 0.9, base.clone())]),
+            );
+            checks[0].verdict
+        };
+        // Unchanged: pass. 30% slower: fail. 10% slower with this spread: the CI straddles 1.10.
+        assert_eq!(verdict(base.clone()), Verdict::Pass);
+        assert_eq!(verdict(base.iter().map(|x| x * 13 / 10).collect()), Verdict::Fail);
+        assert_eq!(verdict(base.iter().map(|x| x * 11 / 10).collect()), Verdict::Inconclusive);
+        // No baseline at all: inconclusive, and the exit code says so.
+        let checks = evaluate(std::slice::from_ref(&gate), &[record("f32", 0.9, base.clone())], None);
+        assert_eq!((checks[0].verdict, overall(&checks).exit_code()), (Verdict::Inconclusive, 3));
+    }
+}

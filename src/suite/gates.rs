@@ -1,0 +1,101 @@
+//! `[[gates]]` tables, resolved against the suite's own schemes, models and backends.
+
+use toml::Spanned;
+
+use super::diagnostic::Locator;
+use super::spec::{GateSpec, SuiteSpec};
+use super::SuiteError;
+use crate::gate::Gate;
+
+/// Resolves every gate of `spec`. Filters must select something; every gate needs a threshold.
+pub fn resolve_gates(spec: &SuiteSpec, loc: &Locator) -> Result<Vec<Gate>, SuiteError> {
+    let names = |list: &Spanned<Vec<Spanned<String>>>| list.get_ref().iter().map(|s| s.get_ref().clone()).collect();
+    let schemes: Vec<String> = names(&spec.schemes);
+    let backends: Vec<String> = names(&spec.backends);
+    let models: Vec<String> = spec.models.get_ref().iter().map(|m| m.get_ref().name.get_ref().clone()).collect();
+    let mut out = Vec::new();
+    for (i, g) in spec.gates.iter().enumerate() {
+        let span = g.span();
+        let g: &GateSpec = g.get_ref();
+        let filter = |list: &Option<Spanned<Vec<Spanned<String>>>>, kind: &str, known: &[String]| {
+            let Some(list) = list else { return Ok(None) };
+            let mut globs = Vec::new();
+            for item in list.get_ref() {
+                let p = glob::Pattern::new(item.get_ref())
+                    .map_err(|e| loc.at(item.span(), format!("\"{}\" is not a valid glob: {e}", item.get_ref())))?;
+                if !known.iter().any(|k| p.matches(k)) {
+                    return Err(loc.at(
+                        item.span(),
+                        format!(
+                            "gate {kind} pattern \"{}\" matches none of the suite's {kind} ({})",
+                            item.get_ref(),
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                globs.push(p);
+            }
+            Ok(Some(globs))
+        };
+        let fraction = |v: &Option<Spanned<f64>>, key: &str| match v {
+            Some(s) if !(0.0..=1.0).contains(s.get_ref()) => {
+                Err(loc.at(s.span(), format!("{key} = {} is a fraction: use 0 to 1, e.g. 0.9 for 90%", s.get_ref())))
+            }
+            _ => Ok(v.as_ref().map(|s| *s.get_ref())),
+        };
+        let non_negative = |v: &Option<Spanned<f64>>, key: &str| match v {
+            Some(s) if !(s.get_ref().is_finite() && *s.get_ref() >= 0.0) => {
+                Err(loc.at(s.span(), format!("{key} = {} must be a number ≥ 0", s.get_ref())))
+            }
+            _ => Ok(v.as_ref().map(|s| *s.get_ref())),
+        };
+        let gate = Gate {
+            name: g.name.clone().unwrap_or_else(|| format!("gate {}", i + 1)),
+            schemes: filter(&g.schemes, "schemes", &schemes)?,
+            models: filter(&g.models, "models", &models)?,
+            backends: filter(&g.backends, "backends", &backends)?,
+            min_top1: fraction(&g.min_top1, "min_top1")?,
+            max_size_bytes: match &g.max_size_bytes {
+                Some(s) if *s.get_ref() < 0 => {
+                    return Err(loc.at(s.span(), format!("max_size_bytes = {} must be ≥ 0", s.get_ref())))
+                }
+                v => v.as_ref().map(|s| *s.get_ref() as u64),
+            },
+            max_p99_ms: non_negative(&g.max_p99_ms, "max_p99_ms")?,
+            max_delta_top1_pts: non_negative(&g.max_delta_top1_pts, "max_delta_top1_pts")?,
+            min_sqnr_db: g.min_sqnr_db.as_ref().map(|s| *s.get_ref()),
+            min_top1_agreement: fraction(&g.min_top1_agreement, "min_top1_agreement")?,
+            max_latency_regression_pct: non_negative(&g.max_latency_regression_pct, "max_latency_regression_pct")?,
+        };
+        let thresholds = [
+            gate.min_top1.is_some(),
+            gate.max_size_bytes.is_some(),
+            gate.max_p99_ms.is_some(),
+            gate.max_delta_top1_pts.is_some(),
+            gate.min_sqnr_db.is_some(),
+            gate.min_top1_agreement.is_some(),
+            gate.max_latency_regression_pct.is_some(),
+        ];
+        if !thresholds.iter().any(|t| *t) {
+            return Err(loc.at(
+                span,
+                format!("{} has no threshold; set at least one of min_top1, max_size_bytes, max_p99_ms, max_delta_top1_pts, min_sqnr_db, min_top1_agreement, max_latency_regression_pct", gate.name),
+            ));
+        }
+        if gate.max_delta_top1_pts.is_some() && !schemes.iter().any(|s| s == "f32") {
+            let at = g.max_delta_top1_pts.as_ref().map_or(span.clone(), |s| s.span());
+            return Err(loc.at(at, "max_delta_top1_pts compares with the f32 case: add \"f32\" to the suite's schemes"));
+        }
+        out.push(gate);
+    }
+    Ok(out)
+}
+
+/// The gates of a suite file's text, without resolving its paths: for `qbench check` on the
+/// copy of the suite a run keeps.
+pub fn gates_of(path: &std::path::Path, source: &str) -> Result<Vec<Gate>, SuiteError> {
+    let loc = Locator { file: path, source };
+    let spec: SuiteSpec = toml::from_str(source)
+        .map_err(|e| loc.at(e.span().unwrap_or(0..0), super::diagnostic::improve_serde_message(e.message())))?;
+    resolve_gates(&spec, &loc)
+}
