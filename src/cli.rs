@@ -59,6 +59,20 @@ pub enum Command {
         #[arg(long)]
         items: Option<usize>,
     },
+    /// Compare runs case by case: ratio of medians with a bootstrap CI, a verdict (faster,
+    /// slower, same within noise), accuracy deltas, and the environment differences (a hardware
+    /// comparison when the runs come from different machines). Writes nothing.
+    Compare {
+        /// Run folders; every later run is compared with the first.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// Changes smaller than this (percent) count as the same even when significant.
+        #[arg(long, default_value_t = 2.0)]
+        threshold_pct: f64,
+        /// Compare cases whose model or dataset files differ (refused by default).
+        #[arg(long)]
+        allow_different_inputs: bool,
+    },
     /// List what qbench knows: backends, models, schemes, dataset formats.
     List {
         /// What to list (default: everything).

@@ -29,6 +29,8 @@ pub enum Error {
     Panic(String),
     #[error(transparent)]
     Explain(#[from] crate::explain::ExplainError),
+    #[error(transparent)]
+    Compare(#[from] crate::report::compare::CompareError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -30,12 +30,31 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { suite, out, quiet, baseline } => {
             let suite = Suite::load(&suite)?;
-            let mut progress = |line: &str| {
-                if !quiet {
-                    eprintln!("{line}");
+            // A progress bar on a terminal; plain lines otherwise (CI logs, pipes).
+            use std::io::IsTerminal;
+            let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+                let bar = indicatif::ProgressBar::new(qbench::suite::expand(&suite).len() as u64);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} cases, {elapsed} elapsed, ~{eta} left",
+                ) {
+                    bar.set_style(style);
                 }
+                bar
+            });
+            let mut progress = |line: &str| match &bar {
+                Some(bar) => {
+                    bar.println(line);
+                    if line.starts_with('[') {
+                        bar.inc(1);
+                    }
+                }
+                None if !quiet => eprintln!("{line}"),
+                None => {}
             };
             let summary = runner::run(&suite, &RunOptions { out_dir: out }, &mut progress)?;
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
             let table = markdown::render(&summary.records);
             let report = summary.run_dir.join("report.md");
             std::fs::write(&report, &table).with_context(|| format!("cannot write {}", report.display()))?;
@@ -71,6 +90,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
             println!("{text}");
             eprintln!("written: {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare { runs, threshold_pct, allow_different_inputs } => {
+            let runs = runs.iter().map(|d| qbench::report::compare::load_run(d)).collect::<Result<Vec<_>, _>>()?;
+            print!("{}", qbench::report::compare::render(&runs, threshold_pct / 100.0, allow_different_inputs)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::List { what } => {

@@ -194,6 +194,10 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
     let suite = common::write_suite(dir.path(), r#"["candle-cpu", "tract-cpu"]"#, "[1, 32]", &["mlp", "cnn"], "");
     let o = run_suite(dir.path(), &suite);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Not a terminal: progress comes as plain lines, one per case.
+    let progress = stderr(&o);
+    assert!(progress.contains("[1/8] mlp f32 candle-cpu batch 1: median"), "{progress}");
+    assert!(progress.contains("[8/8] cnn f32 tract-cpu batch 32: median"), "{progress}");
     let run_dir = only_run_dir(dir.path());
     // Records parse back into the deny_unknown_fields type.
     let records: Vec<Record> = read_records(&run_dir.join("records.jsonl")).unwrap();

@@ -1,0 +1,225 @@
+//! `qbench compare`: runs joined on case identity (model, scheme, backend, batch).
+//!
+//! For each case present in the first run and another, the ratio of medians (other / first)
+//! gets a bootstrap 95% interval over the raw samples. The verdict:
+//! - **faster** / **slower** when the interval excludes 1 and the change is beyond the
+//!   practical threshold (default 2%);
+//! - **same within noise** otherwise;
+//! - **noisy** when it would be faster or slower but the machine check timed just before the two
+//!   cases differs by more than 5%: the machine, not the code, may explain the difference.
+//!
+//! Runs from different machines (or thread counts, builds) make a hardware comparison: one
+//! column per run, and the environment fields that differ listed first.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use crate::measure::probe::NOISY_DRIFT;
+use crate::measure::stats::median_ratio_ci;
+use crate::record::{CaseStatus, Environment, Record};
+
+/// One loaded run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub dir: PathBuf,
+    pub records: Vec<Record>,
+    pub environment: Option<Environment>,
+}
+
+/// Why runs cannot be compared.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("compare needs at least two run folders")]
+    TooFew,
+    #[error("{case}: {what} differs between {a} and {b} (sha256 {x} vs {y}); these are not the same case. Pass --allow-different-inputs to compare anyway")]
+    NotComparable { case: String, what: &'static str, a: String, b: String, x: String, y: String },
+    #[error("no case of {a} is in {b}: nothing to compare (cases are joined on model, scheme, backend and batch)")]
+    Disjoint { a: String, b: String },
+}
+
+/// How a case changed between two runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Faster,
+    Slower,
+    Same,
+    Noisy,
+}
+
+impl Change {
+    pub fn name(self) -> &'static str {
+        match self {
+            Change::Faster => "faster",
+            Change::Slower => "slower",
+            Change::Same => "same within noise",
+            Change::Noisy => "noisy (machine state differed)",
+        }
+    }
+}
+
+/// A case in a later run against the same case in the first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseComparison {
+    pub case: String,
+    pub first_median_ns: f64,
+    pub other_median_ns: f64,
+    pub ratio: f64,
+    pub ratio_ci: (f64, f64),
+    pub change: Change,
+    /// Top-1 change in points (other − first).
+    pub delta_top1_pts: Option<f64>,
+}
+
+/// Loads a run folder: its records and environment.
+pub fn load_run(dir: &Path) -> crate::Result<Run> {
+    let records = crate::report::jsonl::read_records(&dir.join("records.jsonl"))?;
+    let environment = std::fs::read(dir.join("environment.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    Ok(Run { dir: dir.to_path_buf(), records, environment })
+}
+
+fn key(r: &Record) -> (String, String, String, usize) {
+    (r.model.clone(), r.scheme.clone(), r.backend.clone(), r.batch)
+}
+
+fn case_name(r: &Record) -> String {
+    format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch)
+}
+
+/// Compares `other` against `first`, case by case. `threshold` is the practical change below
+/// which a significant ratio still counts as the same (0.02 = 2%).
+pub fn compare_pair(
+    first: &Run,
+    other: &Run,
+    threshold: f64,
+    allow_different_inputs: bool,
+) -> Result<Vec<CaseComparison>, CompareError> {
+    let mut out = Vec::new();
+    for a in first.records.iter().filter(|r| r.status == CaseStatus::Ok) {
+        let Some(b) = other.records.iter().find(|b| key(b) == key(a) && b.status == CaseStatus::Ok) else { continue };
+        if !allow_different_inputs {
+            for (what, x, y) in [
+                ("the model", a.model_sha256.clone().unwrap_or_default(), b.model_sha256.clone().unwrap_or_default()),
+                ("the dataset", a.dataset_sha256.clone(), b.dataset_sha256.clone()),
+            ] {
+                if x != y {
+                    return Err(CompareError::NotComparable {
+                        case: case_name(a),
+                        what,
+                        a: first.dir.display().to_string(),
+                        b: other.dir.display().to_string(),
+                        x: x.chars().take(12).collect(),
+                        y: y.chars().take(12).collect(),
+                    });
+                }
+            }
+        }
+        let Some((ratio, lo, hi)) = median_ratio_ci(&b.samples_ns, &a.samples_ns) else { continue };
+        let significant = (lo > 1.0 || hi < 1.0) && (ratio - 1.0).abs() > threshold;
+        let machine_moved = match (a.noise_probe_ns, b.noise_probe_ns) {
+            (Some(x), Some(y)) if x > 0.0 && y > 0.0 => (x.max(y) / x.min(y) - 1.0) > NOISY_DRIFT,
+            _ => false,
+        };
+        let change = match (significant, machine_moved) {
+            (false, _) => Change::Same,
+            (true, true) => Change::Noisy,
+            (true, false) if ratio < 1.0 => Change::Faster,
+            (true, false) => Change::Slower,
+        };
+        out.push(CaseComparison {
+            case: case_name(a),
+            first_median_ns: a.latency_median_ns.unwrap_or(f64::NAN),
+            other_median_ns: b.latency_median_ns.unwrap_or(f64::NAN),
+            ratio,
+            ratio_ci: (lo, hi),
+            change,
+            delta_top1_pts: a.top1_accuracy.zip(b.top1_accuracy).map(|(x, y)| 100.0 * (y - x)),
+        });
+    }
+    if out.is_empty() {
+        return Err(CompareError::Disjoint { a: first.dir.display().to_string(), b: other.dir.display().to_string() });
+    }
+    Ok(out)
+}
+
+/// The environment fields that differ between runs: `(field, value per run)`.
+pub fn environment_differences(runs: &[Run]) -> Vec<(String, Vec<String>)> {
+    let values: Vec<serde_json::Map<String, serde_json::Value>> = runs
+        .iter()
+        .map(|r| {
+            r.environment
+                .as_ref()
+                .and_then(|e| serde_json::to_value(e).ok())
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut fields: Vec<String> = values.iter().flat_map(|m| m.keys().cloned()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter_map(|f| {
+            let per_run: Vec<String> = values
+                .iter()
+                .map(|m| m.get(&f).map_or("—".to_string(), |v| v.to_string().trim_matches('"').to_string()))
+                .collect();
+            per_run.windows(2).any(|w| w[0] != w[1]).then_some((f, per_run))
+        })
+        .collect()
+}
+
+/// The comparison of every later run against the first, as Markdown.
+pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> crate::Result<String> {
+    if runs.len() < 2 {
+        return Err(crate::Error::Compare(CompareError::TooFew));
+    }
+    let mut out = String::new();
+    let diffs = environment_differences(runs);
+    let label = |i: usize| {
+        format!(
+            "run {} ({})",
+            i + 1,
+            runs[i].dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        )
+    };
+    if !diffs.is_empty() {
+        let _ = writeln!(out, "Environment differences:\n");
+        let _ = writeln!(out, "| field | {} |", (0..runs.len()).map(label).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(out, "| --- |{}", " --- |".repeat(runs.len()));
+        for (field, values) in &diffs {
+            let _ = writeln!(out, "| {field} | {} |", values.join(" | "));
+        }
+        out.push('\n');
+    }
+    for (i, other) in runs.iter().enumerate().skip(1) {
+        let rows = compare_pair(&runs[0], other, threshold, allow_different_inputs)?;
+        let _ = writeln!(
+            out,
+            "{} against {}: ratio = median {} / median {}, bootstrap 95% CI; practical threshold ±{:.0}%.\n",
+            label(i),
+            label(0),
+            i + 1,
+            1,
+            100.0 * threshold
+        );
+        let _ =
+            writeln!(out, "| case | median 1 (µs) | median {} (µs) | ratio [95% CI] | verdict | Δtop-1 (pts) |", i + 1);
+        let _ = writeln!(out, "| --- | --: | --: | --: | --- | --: |");
+        for c in &rows {
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} | {:.1} | {:.3} [{:.3}, {:.3}] | {} | {} |",
+                c.case,
+                c.first_median_ns / 1e3,
+                c.other_median_ns / 1e3,
+                c.ratio,
+                c.ratio_ci.0,
+                c.ratio_ci.1,
+                c.change.name(),
+                c.delta_top1_pts.map_or("—".into(), |d| format!("{d:+.2}"))
+            );
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
