@@ -31,8 +31,8 @@ pub struct Run {
 pub enum CompareError {
     #[error("compare needs at least two run folders")]
     TooFew,
-    #[error("{case}: {what} differs between {a} and {b} (sha256 {x} vs {y}); these are not the same case. Pass --allow-different-inputs to compare anyway")]
-    NotComparable { case: String, what: &'static str, a: String, b: String, x: String, y: String },
+    #[error("{case}: {detail}; these are not the same case. Pass --allow-different-inputs to compare anyway")]
+    NotComparable { case: String, detail: String },
     #[error("no case of {a} is in {b}: nothing to compare (cases are joined on model, scheme, backend and batch)")]
     Disjoint { a: String, b: String },
 }
@@ -102,13 +102,16 @@ pub fn compare_pair(
                 ("the dataset", a.dataset_sha256.clone(), b.dataset_sha256.clone()),
             ] {
                 if x != y {
+                    let short = |h: &str| h.chars().take(12).collect::<String>();
                     return Err(CompareError::NotComparable {
                         case: case_name(a),
-                        what,
-                        a: first.dir.display().to_string(),
-                        b: other.dir.display().to_string(),
-                        x: x.chars().take(12).collect(),
-                        y: y.chars().take(12).collect(),
+                        detail: format!(
+                            "{what} differs between {} and {} (sha256 {} vs {})",
+                            first.dir.display(),
+                            other.dir.display(),
+                            short(&x),
+                            short(&y)
+                        ),
                     });
                 }
             }
@@ -222,4 +225,42 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> cra
         out.push('\n');
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(dataset: &str, scale: u64) -> Run {
+        let mut r = Record {
+            model: "m".into(),
+            scheme: "f32".into(),
+            backend: "b".into(),
+            batch: 1,
+            status: CaseStatus::Ok,
+            model_sha256: Some("aa".into()),
+            dataset_sha256: dataset.into(),
+            top1_accuracy: Some(0.9),
+            noise_probe_ns: Some(100.0),
+            ..Default::default()
+        };
+        r.set_latency((0..200).map(|i| (1000 + (i * 37) % 100) * scale / 10).collect(), 1);
+        Run { dir: PathBuf::from(dataset), records: vec![r], environment: None }
+    }
+
+    #[test]
+    fn verdicts_and_refusal_of_different_inputs() {
+        let base = run("d1", 10);
+        assert_eq!(compare_pair(&base, &run("d1", 10), 0.02, false).unwrap()[0].change, Change::Same);
+        assert_eq!(compare_pair(&base, &run("d1", 13), 0.02, false).unwrap()[0].change, Change::Slower);
+        assert_eq!(compare_pair(&base, &run("d1", 7), 0.02, false).unwrap()[0].change, Change::Faster);
+        // The same 30% slowdown while the machine check moved by 20%: not attributable.
+        let mut moved = run("d1", 13);
+        moved.records[0].noise_probe_ns = Some(120.0);
+        assert_eq!(compare_pair(&base, &moved, 0.02, false).unwrap()[0].change, Change::Noisy);
+        // Another dataset: refused unless asked.
+        let e = compare_pair(&base, &run("d2", 10), 0.02, false).unwrap_err().to_string();
+        assert!(e.contains("the dataset differs") && e.contains("--allow-different-inputs"), "{e}");
+        assert!(compare_pair(&base, &run("d2", 10), 0.02, true).is_ok());
+    }
 }
