@@ -1,6 +1,6 @@
-//! `qbench compare` on real runs: a run against itself is the same within noise, and one
-//! backend at 2 threads against 1 thread is a significant difference. (Its own test binary, so
-//! no other test competes for the two cores while it measures.)
+//! `qbench compare` on real runs: a run against itself is the same within noise, and candle at
+//! 2 threads against 1 thread on the CNN is a significant difference (about 2× on this 2-core
+//! machine). Its own test binary, so no other test competes for the cores while it measures.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::process::Command;
 use qbench::report::compare::{compare_pair, load_run, Change};
 
 fn run(dir: &std::path::Path, threads: usize) -> PathBuf {
-    let suite = common::write_suite(dir, r#"["tract-cpu"]"#, "[32]", &["cnn"], "");
+    let suite = common::write_suite(dir, r#"["candle-cpu"]"#, "[32]", &["cnn"], "");
     let text = std::fs::read_to_string(&suite)
         .unwrap()
         .replace("max_time_ms = 50", &format!("max_time_ms = 1000\nthreads = {threads}\ntarget_ci_pct = 1.0"))
@@ -37,7 +37,7 @@ fn two_threads_are_significantly_faster_and_a_run_equals_itself() {
     assert!(same[0].ratio_ci.0 <= 1.0 && same[0].ratio_ci.1 >= 1.0);
 
     let c = &compare_pair(&one, &two, 0.02, false).unwrap()[0];
-    // tract's matrix products on two threads: the whole interval well below 1.
+    // candle's convolutions and matmuls on two threads: the whole interval well below 1.
     assert!(c.ratio_ci.1 < 0.9, "2 threads vs 1: ratio {} [{}, {}]", c.ratio, c.ratio_ci.0, c.ratio_ci.1);
     assert!(matches!(c.change, Change::Faster | Change::Noisy), "{:?}", c.change);
     assert_eq!(c.delta_top1_pts, Some(0.0), "threads do not change predictions");
@@ -50,5 +50,5 @@ fn two_threads_are_significantly_faster_and_a_run_equals_itself() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
     assert!(text.contains("| threads | 1 | 2 |"), "{text}");
-    assert!(text.contains("| cnn / f32 / tract-cpu / batch 32 |"), "{text}");
+    assert!(text.contains("| cnn / f32 / candle-cpu / batch 32 |"), "{text}");
 }

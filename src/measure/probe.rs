@@ -23,8 +23,14 @@ fn workload(a: &[f32], b: &[f32], c: &mut [f32]) {
     }
 }
 
-/// Median nanoseconds of the workload over [`PROBE_SAMPLES`] runs (after one warm-up run).
+/// Pause before probing, so that worker threads of the previous case (rayon's spin before they
+/// park) do not compete with the probe and make a steady machine look slow.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Median nanoseconds of the workload over [`PROBE_SAMPLES`] runs (after a pause to let other
+/// threads settle, and one warm-up run).
 pub fn probe_ns() -> f64 {
+    std::thread::sleep(SETTLE);
     let a: Vec<f32> = (0..N * N).map(|i| (i % 17) as f32 * 0.25).collect();
     let b: Vec<f32> = (0..N * N).map(|i| (i % 13) as f32 * 0.5).collect();
     let mut c = vec![0f32; N * N];
