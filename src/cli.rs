@@ -59,6 +59,13 @@ pub enum Command {
         #[arg(long)]
         items: Option<usize>,
     },
+    /// Regenerate a run's outputs from its records alone: report.md, records.parquet,
+    /// records.csv and records.json.
+    Report {
+        /// Run folders.
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+    },
     /// Compare runs case by case: ratio of medians with a bootstrap CI, a verdict (faster,
     /// slower, same within noise), accuracy deltas, and the environment differences (a hardware
     /// comparison when the runs come from different machines). Writes nothing.

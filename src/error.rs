@@ -31,6 +31,8 @@ pub enum Error {
     Explain(#[from] crate::explain::ExplainError),
     #[error(transparent)]
     Compare(#[from] crate::report::compare::CompareError),
+    #[error(transparent)]
+    Table(#[from] crate::report::table::TableError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

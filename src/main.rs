@@ -58,6 +58,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let table = markdown::render(&summary.records);
             let report = summary.run_dir.join("report.md");
             std::fs::write(&report, &table).with_context(|| format!("cannot write {}", report.display()))?;
+            qbench::report::table::write_all(&summary.run_dir, &summary.records)?;
             println!("{table}");
             eprintln!("records: {}", summary.run_dir.join("records.jsonl").display());
             let failed = summary.failed();
@@ -90,6 +91,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
             println!("{text}");
             eprintln!("written: {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { run_dirs } => {
+            for dir in &run_dirs {
+                let records = qbench::report::jsonl::read_records(&dir.join("records.jsonl"))?;
+                let table = markdown::render(&records);
+                let report = dir.join("report.md");
+                std::fs::write(&report, &table).with_context(|| format!("cannot write {}", report.display()))?;
+                qbench::report::table::write_all(dir, &records)?;
+                println!("{table}");
+                eprintln!(
+                    "regenerated from {} records: {}/report.md, records.parquet, records.csv, records.json",
+                    records.len(),
+                    dir.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare { runs, threshold_pct, allow_different_inputs } => {

@@ -281,6 +281,43 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
         assert!(spread <= 0.001, "{model}: {acc:?}");
     }
     assert!(run_dir.join("report.md").is_file());
+
+    // The tabular files hold the same rows: parquet read back through polars, CSV and JSON parsed.
+    let df = qbench::report::table::read_parquet(&run_dir.join("records.parquet")).unwrap();
+    assert_eq!(df.height(), 8);
+    let col = |name: &str| df.column(name).unwrap().as_materialized_series().clone();
+    let top1 = col("top1_accuracy");
+    let top1 = top1.f64().unwrap();
+    let medians = col("latency_median_ns");
+    let medians = medians.f64().unwrap();
+    let models = col("model");
+    let models = models.str().unwrap();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(top1.get(i), r.top1_accuracy);
+        assert_eq!(medians.get(i), r.latency_median_ns);
+        assert_eq!(models.get(i), Some(r.model.as_str()));
+    }
+    let samples = col("samples_ns");
+    let first: Vec<u64> = serde_json::from_str(samples.str().unwrap().get(0).unwrap()).unwrap();
+    assert_eq!(first, records[0].samples_ns, "raw samples survive as JSON text");
+    let csv = std::fs::read_to_string(run_dir.join("records.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 8);
+    assert!(csv.lines().next().unwrap().starts_with("run_id,case_index,suite,"), "{}", &csv[..200]);
+    let json: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(run_dir.join("records.json")).unwrap()).unwrap();
+    assert_eq!(json.len(), 8);
+    assert_eq!(json[3]["backend"], records[3].backend.as_str());
+
+    // `qbench report` regenerates every output from the records alone.
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    for f in ["report.md", "records.parquet", "records.csv", "records.json"] {
+        std::fs::remove_file(run_dir.join(f)).unwrap();
+    }
+    let o = qbench(dir.path(), &["report", run_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(run_dir.join("report.md")).unwrap(), md);
+    assert_eq!(qbench::report::table::read_parquet(&run_dir.join("records.parquet")).unwrap().height(), 8);
+    assert!(run_dir.join("records.csv").is_file() && run_dir.join("records.json").is_file());
 }
 
 #[test]

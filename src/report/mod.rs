@@ -3,3 +3,4 @@
 pub mod compare;
 pub mod jsonl;
 pub mod markdown;
+pub mod table;
