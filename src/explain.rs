@@ -27,6 +27,8 @@ pub enum ExplainError {
     SuiteChanged { file: String, now: String, then: String },
     #[error("case {index} has no quantized layer (scheme {scheme}); nothing to localize")]
     NothingQuantized { index: usize, scheme: String },
+    #[error("case {index} names {what} \"{name}\", which its suite {file} does not have; the records and the suite do not belong together")]
+    Inconsistent { index: usize, what: &'static str, name: String, file: String },
 }
 
 /// The localization of one case.
@@ -59,10 +61,25 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> crate::Result<Expl
             then: record.suite_sha256.clone(),
         }));
     }
-    let model = suite.models.iter().position(|m| m.name == record.model).expect("the record's model is in its suite");
-    let scheme = suite.schemes.iter().copied().find(|s| s.name() == record.scheme).expect("the record's scheme");
-    let backend =
-        crate::backend::BackendId::from_name(&record.backend).expect("the record's backend is a known backend");
+    let inconsistent = |what: &'static str, name: &str| {
+        crate::Error::Explain(ExplainError::Inconsistent {
+            index,
+            what,
+            name: name.to_string(),
+            file: record.suite_file.clone(),
+        })
+    };
+    let model =
+        suite.models.iter().position(|m| m.name == record.model).ok_or_else(|| inconsistent("model", &record.model))?;
+    let scheme = suite
+        .schemes
+        .iter()
+        .copied()
+        .find(|s| s.name() == record.scheme)
+        .ok_or_else(|| inconsistent("scheme", &record.scheme))?;
+    let backend = crate::backend::BackendId::from_name(&record.backend)
+        .filter(|b| suite.backends.contains(b))
+        .ok_or_else(|| inconsistent("backend", &record.backend))?;
     let plan = suite.plan(model, scheme);
     if plan.layers.iter().all(|(_, s)| *s == crate::quant::SchemeId::F32) {
         return Err(crate::Error::Explain(ExplainError::NothingQuantized { index, scheme: record.scheme }));

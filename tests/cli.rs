@@ -579,6 +579,11 @@ fn explain_names_the_layer_to_keep_in_float_and_its_override_improves_top1() {
     // A case that cannot be explained says why.
     let o = qbench(dir.path(), &["explain", run_dir.to_str().unwrap(), "7"]);
     assert_clean_error(&o, &["case 7 is not in", "cases 0 to 1"]);
+    // Records that do not belong to their suite: an error, not a panic.
+    let records = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    std::fs::write(run_dir.join("records.jsonl"), records.replace("\"model\":\"mlp\"", "\"model\":\"nope\"")).unwrap();
+    let o = qbench(dir.path(), &["explain", run_dir.to_str().unwrap(), "1"]);
+    assert_clean_error(&o, &["case 1 names model \"nope\", which its suite", "do not belong together"]);
 }
 
 #[test]
