@@ -33,6 +33,10 @@ pub enum Error {
     Compare(#[from] crate::report::compare::CompareError),
     #[error(transparent)]
     Table(#[from] crate::report::table::TableError),
+    #[error(transparent)]
+    Chart(#[from] crate::report::chart::ChartError),
+    #[error(transparent)]
+    Html(#[from] crate::report::html::HtmlError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -168,6 +168,22 @@ impl Explanation {
         out
     }
 
+    /// The per-layer SQNR chart of this case.
+    pub fn chart(&self) -> crate::report::chart::Chart {
+        let r = &self.record;
+        let layers: Vec<(String, Option<f64>, Option<f64>)> = self
+            .localization
+            .layers
+            .iter()
+            .map(|e| (format!("{} ({})", e.layer, e.scheme.name()), e.cumulative_sqnr_db, e.isolated_sqnr_db))
+            .collect();
+        crate::report::chart::layer_sqnr(
+            r.case_index,
+            &format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch),
+            &layers,
+        )
+    }
+
     /// An `[[overrides]]` entry keeping the best layer to keep in f32, for this model and scheme.
     pub fn suggested_override(&self) -> Option<String> {
         let w = self.localization.ranked().into_iter().next()?;

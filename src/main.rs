@@ -10,7 +10,6 @@ use cli::{Cli, Command, ListWhat};
 use qbench::backend::BackendId;
 use qbench::data::DatasetFormat;
 use qbench::quant::SchemeId;
-use qbench::report::markdown;
 use qbench::runner::{self, RunOptions};
 use qbench::suite::Suite;
 use qbench::zoo::ZooModelId;
@@ -55,11 +54,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
-            let table = markdown::render(&summary.records);
-            let report = summary.run_dir.join("report.md");
-            std::fs::write(&report, &table).with_context(|| format!("cannot write {}", report.display()))?;
-            qbench::report::table::write_all(&summary.run_dir, &summary.records)?;
-            println!("{table}");
+            let outputs = qbench::report::write_outputs(&summary.run_dir, &summary.records)?;
+            println!("{}", outputs.markdown);
             eprintln!("records: {}", summary.run_dir.join("records.jsonl").display());
             let failed = summary.failed();
             if failed > 0 {
@@ -89,23 +85,32 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let text = e.render();
             let path = run_dir.join(format!("explain-case-{case}.md"));
             std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            // The per-layer chart, as data for `qbench report` and drawn now; then the HTML
+            // report is rebuilt so it shows it.
+            let chart = e.chart();
+            let charts = run_dir.join("charts");
+            chart.write_data(&charts)?;
+            chart.write(&charts)?;
+            let records = qbench::report::jsonl::read_records(&run_dir.join("records.jsonl"))?;
+            qbench::report::write_outputs(&run_dir, &records)?;
             println!("{text}");
-            eprintln!("written: {}", path.display());
+            eprintln!(
+                "written: {}, {}/{}.svg and .png; report.html now shows the chart",
+                path.display(),
+                charts.display(),
+                chart.id
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { run_dirs } => {
             for dir in &run_dirs {
                 let records = qbench::report::jsonl::read_records(&dir.join("records.jsonl"))?;
-                let table = markdown::render(&records);
-                let report = dir.join("report.md");
-                std::fs::write(&report, &table).with_context(|| format!("cannot write {}", report.display()))?;
-                qbench::report::table::write_all(dir, &records)?;
-                println!("{table}");
-                eprintln!(
-                    "regenerated from {} records: {}/report.md, records.parquet, records.csv, records.json",
-                    records.len(),
-                    dir.display()
-                );
+                let outputs = qbench::report::write_outputs(dir, &records)?;
+                println!("{}", outputs.markdown);
+                eprintln!("regenerated from {} records in {}:", records.len(), dir.display());
+                for f in &outputs.files {
+                    eprintln!("  {}", f.display());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,55 @@
-//! Outputs derived from records: the append-only JSONL sink and the Markdown table.
+//! Outputs derived from records: the append-only JSONL sink, the results table (Markdown and
+//! HTML), the charts, the polars tables and run comparisons.
 
+pub mod chart;
 pub mod compare;
+pub mod html;
 pub mod jsonl;
 pub mod markdown;
+pub mod results;
 pub mod table;
+
+use std::path::{Path, PathBuf};
+
+use crate::record::Record;
+
+/// What [`write_outputs`] wrote, for the closing lines of `run` and `report`.
+#[derive(Debug)]
+pub struct Outputs {
+    pub markdown: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// Writes every output derived from the records into `run_dir`: `report.md`, the polars
+/// tables, `charts/` (SVG and PNG) and `report.html`. The records are the only input, plus
+/// `environment.json`, the suite copy's description and the layer charts `qbench explain` left,
+/// where present; so `qbench report` gives the same files as the run did.
+pub fn write_outputs(run_dir: &Path, records: &[Record]) -> crate::Result<Outputs> {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = run_dir.join(name);
+        std::fs::write(&path, bytes).map_err(|source| crate::Error::Output { path: path.clone(), source })?;
+        Ok::<PathBuf, crate::Error>(path)
+    };
+    let markdown = markdown::render(records);
+    let mut files = vec![write("report.md", markdown.as_bytes())?];
+    files.extend(table::write_all(run_dir, records)?);
+    let chart_dir = run_dir.join("charts");
+    let mut charts = chart::from_records(records);
+    for c in &charts {
+        c.write(&chart_dir)?;
+        files.push(chart_dir.join(format!("{}.svg", c.id)));
+        files.push(chart_dir.join(format!("{}.png", c.id)));
+    }
+    charts.extend(chart::read_layer_charts(&chart_dir)?);
+    let environment = std::fs::read(run_dir.join("environment.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    let description = std::fs::read_to_string(run_dir.join("suite.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("description").and_then(|d| d.as_str().map(str::to_string)))
+        .unwrap_or_default();
+    let page = html::render(records, environment.as_ref(), &charts, &description)?;
+    files.push(write("report.html", page.as_bytes())?);
+    Ok(Outputs { markdown, files })
+}

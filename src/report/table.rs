@@ -55,7 +55,7 @@ pub fn frame(records: &[Record]) -> Result<DataFrame, TableError> {
 }
 
 /// Writes `records.parquet`, `records.csv` and `records.json` into `dir`.
-pub fn write_all(dir: &Path, records: &[Record]) -> Result<(), TableError> {
+pub fn write_all(dir: &Path, records: &[Record]) -> Result<Vec<std::path::PathBuf>, TableError> {
     let mut df = frame(records)?;
     let create = |name: &str| {
         let path = dir.join(name);
@@ -70,7 +70,7 @@ pub fn write_all(dir: &Path, records: &[Record]) -> Result<(), TableError> {
     CsvWriter::new(&mut f).finish(&mut df).map_err(fail(path))?;
     let (mut f, path) = create("records.json")?;
     JsonWriter::new(&mut f).with_json_format(JsonFormat::Json).finish(&mut df).map_err(fail(path))?;
-    Ok(())
+    Ok(["records.parquet", "records.csv", "records.json"].iter().map(|n| dir.join(n)).collect())
 }
 
 /// Reads `records.parquet` back (for tests and tools).

@@ -1,0 +1,515 @@
+//! Charts drawn with plotters: SVG (inlined in `report.html`) and PNG (for slides and pull
+//! requests), written under `charts/` in the run folder.
+//!
+//! Text is laid out with ab_glyph and DejaVu Sans embedded in the binary, so drawing needs no
+//! system font library and gives the same picture on every machine. A chart is first reduced to
+//! plain data ([`Chart`]), then drawn on either backend by the same code, so the SVG and the PNG
+//! cannot disagree.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::record::{CaseStatus, Record};
+
+/// Why a chart could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    #[error("cannot draw chart {id}: {reason}")]
+    Draw { id: String, reason: String },
+    #[error("cannot write {path}: {source}; check that the run folder is writable")]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// One point of a scatter chart.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Point {
+    /// What the point is (the scheme), drawn beside it when the chart is not crowded.
+    pub label: String,
+    /// Which series (the backend): one colour each.
+    pub series: String,
+    pub x: f64,
+    /// The x interval (the latency CI), drawn as a horizontal error bar.
+    pub x_ci: Option<(f64, f64)>,
+    pub y: f64,
+}
+
+/// One bar of a horizontal bar chart.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Bar {
+    pub label: String,
+    pub series: String,
+    /// `None` draws no bar and writes `∞` (e.g. SQNR of an identical output).
+    pub value: Option<f64>,
+    pub ci: Option<(f64, f64)>,
+}
+
+/// What a chart shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Plot {
+    /// Points, with the Pareto front (smallest x, largest y) joined by a line.
+    Scatter { points: Vec<Point>, front: Vec<usize> },
+    /// One row per bar, with CI whiskers where known.
+    Bars { bars: Vec<Bar> },
+}
+
+/// A chart reduced to data: drawn the same way on SVG and PNG.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Chart {
+    /// File stem under `charts/`, unique in a run.
+    pub id: String,
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub plot: Plot,
+}
+
+const SCATTER_SIZE: (u32, u32) = (860, 520);
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+/// Above this many points only the Pareto front is labelled, so labels stay legible.
+const LABEL_ALL_UP_TO: usize = 12;
+
+/// Indices of the points no other point beats: none has x ≤ and y ≥ with one of them strict.
+/// Returned in increasing x, which is the order the front line is drawn in.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
+    let mut order: Vec<usize> =
+        (0..points.len()).filter(|&i| points[i].0.is_finite() && points[i].1.is_finite()).collect();
+    order.sort_by(|&a, &b| points[a].0.total_cmp(&points[b].0).then(points[b].1.total_cmp(&points[a].1)));
+    let mut best_y = f64::NEG_INFINITY;
+    let mut front = Vec::new();
+    for i in order {
+        if points[i].1 > best_y {
+            best_y = points[i].1;
+            front.push(i);
+        }
+    }
+    front
+}
+
+/// The run's charts: per model and batch, accuracy (or agreement with the reference) against
+/// latency and latency per case; per model, accuracy against artifact size.
+pub fn from_records(records: &[Record]) -> Vec<Chart> {
+    let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for r in &ok {
+        if !groups.contains(&(r.model.clone(), r.batch)) {
+            groups.push((r.model.clone(), r.batch));
+        }
+    }
+    let mut charts = Vec::new();
+    let mut sized_models: Vec<String> = Vec::new();
+    for (model, batch) in groups {
+        let rows: Vec<&Record> = ok.iter().copied().filter(|r| r.model == model && r.batch == batch).collect();
+        let key = format!("{}-b{batch}", slug(&model));
+        // Task accuracy when every row has it; agreement with the fp32 reference otherwise.
+        let (y_desc, y_of): (&str, fn(&Record) -> Option<f64>) = if rows.iter().all(|r| r.top1_accuracy.is_some()) {
+            ("top-1 accuracy (%)", |r| r.top1_accuracy)
+        } else {
+            ("top-1 agreement with the fp32 reference (%)", |r| r.ref_top1_agreement)
+        };
+        let points: Vec<Point> = rows
+            .iter()
+            .filter_map(|r| {
+                Some(Point {
+                    label: r.scheme.clone(),
+                    series: r.backend.clone(),
+                    x: r.latency_median_ns? / 1e6,
+                    x_ci: r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(l, h)| (l / 1e6, h / 1e6)),
+                    y: 100.0 * y_of(r)?,
+                })
+            })
+            .collect();
+        if !points.is_empty() {
+            charts.push(scatter(
+                format!("tradeoff-{key}"),
+                format!("{model}, batch {batch}: accuracy against latency (Pareto front joined)"),
+                "median latency per batch (ms), with its 95% CI".into(),
+                y_desc.into(),
+                points,
+            ));
+        }
+        let bars: Vec<Bar> = rows
+            .iter()
+            .filter_map(|r| {
+                Some(Bar {
+                    label: format!("{} · {}", r.scheme, r.backend),
+                    series: r.backend.clone(),
+                    value: Some(r.latency_median_ns? / 1e6),
+                    ci: r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(l, h)| (l / 1e6, h / 1e6)),
+                })
+            })
+            .collect();
+        if !bars.is_empty() {
+            charts.push(Chart {
+                id: format!("latency-{key}"),
+                title: format!("{model}, batch {batch}: median latency per scheme × backend"),
+                x_desc: "median latency per batch (ms); whiskers: 95% CI".into(),
+                y_desc: String::new(),
+                plot: Plot::Bars { bars },
+            });
+        }
+        if !sized_models.contains(&model) {
+            sized_models.push(model.clone());
+            let points: Vec<Point> = rows
+                .iter()
+                .filter_map(|r| {
+                    Some(Point {
+                        label: r.scheme.clone(),
+                        series: r.backend.clone(),
+                        x: r.artifact_bytes? as f64 / 1024.0,
+                        x_ci: None,
+                        y: 100.0 * y_of(r)?,
+                    })
+                })
+                .collect();
+            if !points.is_empty() {
+                charts.push(scatter(
+                    format!("size-{}", slug(&model)),
+                    format!("{model}: accuracy against model size (Pareto front joined)"),
+                    "artifact size (KiB)".into(),
+                    y_desc.into(),
+                    points,
+                ));
+            }
+        }
+    }
+    charts
+}
+
+/// Per-layer SQNR of one case (`qbench explain`): two bars per layer, the whole plan
+/// (cumulative) and that layer quantized alone; `None` is an output identical to fp32.
+pub fn layer_sqnr(case_index: usize, what: &str, layers: &[(String, Option<f64>, Option<f64>)]) -> Chart {
+    let mut bars = Vec::new();
+    for (layer, cumulative, alone) in layers {
+        for (series, value) in [("cumulative (whole plan)", cumulative), ("alone (only this layer)", alone)] {
+            bars.push(Bar {
+                label: format!("{layer} · {}", &series[..series.find(' ').unwrap_or(series.len())]),
+                series: series.into(),
+                value: *value,
+                ci: None,
+            });
+        }
+    }
+    Chart {
+        id: format!("layers-case-{case_index}"),
+        title: format!("case {case_index} ({what}): SQNR of each layer's output against fp32"),
+        x_desc: "SQNR (dB); higher is closer to fp32".into(),
+        y_desc: String::new(),
+        plot: Plot::Bars { bars },
+    }
+}
+
+/// The layer charts `qbench explain` saved as data (`layers-case-*.json`) in `dir`, by case.
+pub fn read_layer_charts(dir: &Path) -> Result<Vec<Chart>, ChartError> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let mut charts = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("layers-case-") && name.ends_with(".json")) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|source| ChartError::Write { path: path.clone(), source })?;
+        let chart: Chart = serde_json::from_slice(&bytes).map_err(|e| ChartError::Draw {
+            id: name.clone(),
+            reason: format!("{}: {e}; delete it and run qbench explain again", path.display()),
+        })?;
+        charts.push(chart);
+    }
+    charts.sort_by_key(|c| c.id.trim_start_matches("layers-case-").parse::<usize>().unwrap_or(usize::MAX));
+    Ok(charts)
+}
+
+fn scatter(id: String, title: String, x_desc: String, y_desc: String, points: Vec<Point>) -> Chart {
+    let front = pareto_front(&points.iter().map(|p| (p.x, p.y)).collect::<Vec<_>>());
+    Chart { id, title, x_desc, y_desc, plot: Plot::Scatter { points, front } }
+}
+
+/// A file-name-safe form of a model name.
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+impl Chart {
+    /// Pixel size: bar charts grow with their rows.
+    pub fn size(&self) -> (u32, u32) {
+        match &self.plot {
+            Plot::Scatter { .. } => SCATTER_SIZE,
+            Plot::Bars { bars } => (860, 110 + 22 * bars.len().max(1) as u32),
+        }
+    }
+
+    /// The chart as a standalone SVG document.
+    pub fn svg(&self) -> Result<String, ChartError> {
+        let mut out = String::new();
+        {
+            let root = SVGBackend::with_string(&mut out, self.size()).into_drawing_area();
+            self.draw(&root)?;
+        }
+        Ok(out)
+    }
+
+    /// The chart as a PNG file's bytes.
+    pub fn png(&self) -> Result<Vec<u8>, ChartError> {
+        let (w, h) = self.size();
+        let mut rgb = vec![0u8; w as usize * h as usize * 3];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+            self.draw(&root)?;
+        }
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, w, h);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        // Charts are mostly flat colour: the best deflate level makes them several times smaller.
+        encoder.set_compression(png::Compression::Best);
+        encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
+        let fail = |e: png::EncodingError| self.error(e);
+        let mut writer = encoder.write_header().map_err(fail)?;
+        writer.write_image_data(&rgb).map_err(fail)?;
+        writer.finish().map_err(fail)?;
+        Ok(out)
+    }
+
+    /// Writes `<dir>/<id>.json`, the chart's data, which `qbench report` redraws it from.
+    pub fn write_data(&self, dir: &Path) -> Result<(), ChartError> {
+        std::fs::create_dir_all(dir).map_err(|source| ChartError::Write { path: dir.to_path_buf(), source })?;
+        let path = dir.join(format!("{}.json", self.id));
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| self.error(e))?;
+        std::fs::write(&path, bytes).map_err(|source| ChartError::Write { path, source })
+    }
+
+    /// Writes `<dir>/<id>.svg` and `<dir>/<id>.png`.
+    pub fn write(&self, dir: &Path) -> Result<(), ChartError> {
+        std::fs::create_dir_all(dir).map_err(|source| ChartError::Write { path: dir.to_path_buf(), source })?;
+        for (ext, bytes) in [("svg", self.svg()?.into_bytes()), ("png", self.png()?)] {
+            let path = dir.join(format!("{}.{ext}", self.id));
+            std::fs::write(&path, bytes).map_err(|source| ChartError::Write { path, source })?;
+        }
+        Ok(())
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> ChartError {
+        ChartError::Draw { id: self.id.clone(), reason: e.to_string() }
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
+        register_font().map_err(|e| self.error(e))?;
+        root.fill(&WHITE).map_err(|e| self.error(e))?;
+        match &self.plot {
+            Plot::Scatter { points, front } => self.draw_scatter(root, points, front),
+            Plot::Bars { bars } => self.draw_bars(root, bars),
+        }
+        .map_err(|e| self.error(e))?;
+        root.present().map_err(|e| self.error(e))
+    }
+
+    fn draw_scatter<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        points: &[Point],
+        front: &[usize],
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let xs = points.iter().flat_map(|p| [p.x, p.x_ci.map_or(p.x, |c| c.0), p.x_ci.map_or(p.x, |c| c.1)]);
+        let x_range = padded(xs, 0.08, true);
+        let y_range = padded(points.iter().map(|p| p.y), 0.12, false);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 17))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x_range, y_range)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc.as_str())
+            .y_desc(self.y_desc.as_str())
+            .label_style(("sans-serif", 13))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()?;
+        let front_points: Vec<(f64, f64)> = front.iter().map(|&i| (points[i].x, points[i].y)).collect();
+        chart
+            .draw_series(LineSeries::new(front_points, ShapeStyle::from(RGBColor(120, 120, 120)).stroke_width(2)))?
+            .label("Pareto front")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(120, 120, 120)));
+        for (k, series) in series_names(points.iter().map(|p| p.series.as_str())).into_iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            let mine: Vec<&Point> = points.iter().filter(|p| p.series == series).collect();
+            chart.draw_series(
+                mine.iter().filter_map(|p| p.x_ci.map(|(lo, hi)| ErrorBar::new_horizontal(p.y, lo, p.x, hi, color, 6))),
+            )?;
+            chart
+                .draw_series(mine.iter().map(|p| Circle::new((p.x, p.y), 5, color.filled())))?
+                .label(series)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
+        }
+        let label_all = points.len() <= LABEL_ALL_UP_TO;
+        chart.draw_series(
+            points
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| label_all || front.contains(i))
+                .map(|(_, p)| Text::new(p.label.clone(), (p.x, p.y), ("sans-serif", 12).into_font())),
+        )?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .label_font(("sans-serif", 13))
+            .draw()?;
+        Ok(())
+    }
+
+    fn draw_bars<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        bars: &[Bar],
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let values = bars.iter().flat_map(|b| [b.value, b.ci.map(|c| c.1)]).flatten();
+        let top = values.fold(0f64, f64::max);
+        let lowest = bars.iter().filter_map(|b| b.value).fold(0f64, f64::min);
+        let x_range = lowest * 1.1..if top > 0.0 { top * 1.12 } else { 1.0 };
+        let n = bars.len();
+        let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
+        let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4) as u32 * 7 + 12;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 17))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(label_width.min(360))
+            .build_cartesian_2d(x_range, -0.5f64..n as f64 - 0.5)?;
+        // Row i is drawn top down: y = n - 1 - i.
+        let row = |i: usize| (n - 1 - i) as f64;
+        let label_of = |y: &f64| {
+            let i = n as f64 - 1.0 - y.round();
+            if (y - y.round()).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
+                labels[i as usize].clone()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc.as_str())
+            .y_labels(n.max(1))
+            .y_label_formatter(&label_of)
+            .disable_y_mesh()
+            .label_style(("sans-serif", 12))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()?;
+        for (k, series) in series_names(bars.iter().map(|b| b.series.as_str())).into_iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            let mine: Vec<(usize, &Bar)> = bars.iter().enumerate().filter(|(_, b)| b.series == series).collect();
+            chart
+                .draw_series(mine.iter().filter_map(|&(i, b)| {
+                    b.value.map(|v| Rectangle::new([(0.0, row(i) - 0.35), (v, row(i) + 0.35)], color.mix(0.8).filled()))
+                }))?
+                .label(series)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+            chart.draw_series(mine.iter().filter_map(|&(i, b)| {
+                b.ci.map(|(lo, hi)| ErrorBar::new_horizontal(row(i), lo, b.value.unwrap_or(lo), hi, BLACK, 8))
+            }))?;
+            chart.draw_series(
+                mine.iter()
+                    .filter(|(_, b)| b.value.is_none())
+                    .map(|&(i, _)| Text::new("∞ (identical)", (0.0, row(i)), ("sans-serif", 12).into_font())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .label_font(("sans-serif", 13))
+            .draw()?;
+        Ok(())
+    }
+}
+
+/// Distinct series names in order of first appearance: the same backend keeps its colour.
+fn series_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    }
+    out
+}
+
+/// The data's range with a margin; `from_zero` starts it at 0 when the data is positive.
+fn padded(values: impl Iterator<Item = f64>, margin: f64, from_zero: bool) -> Range<f64> {
+    let (lo, hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+    if !lo.is_finite() {
+        return 0.0..1.0;
+    }
+    let span = if hi > lo { hi - lo } else { hi.abs().max(1.0) * 0.1 };
+    let low = if from_zero && lo >= 0.0 { 0.0 } else { lo - margin * span };
+    low..hi + margin * span
+}
+
+/// Registers DejaVu Sans as "sans-serif" for plotters' ab_glyph text, once per process.
+fn register_font() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        for (style, bytes) in [(FontStyle::Normal, dejavu::sans::regular()), (FontStyle::Bold, dejavu::sans::bold())] {
+            plotters::style::register_font("sans-serif", style, bytes)
+                .map_err(|_| "the embedded DejaVu Sans font did not parse".to_string())?;
+        }
+        Ok(())
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brute force: a point is on the front when no other point dominates it.
+    fn dominated(points: &[(f64, f64)], i: usize) -> bool {
+        points.iter().enumerate().any(|(j, q)| {
+            j != i && q.0 <= points[i].0 && q.1 >= points[i].1 && (q.0 < points[i].0 || q.1 > points[i].1)
+        })
+    }
+
+    #[test]
+    fn pareto_front_matches_the_dominance_definition() {
+        // A fixed pseudo-random cloud (LCG), with ties in x and in y.
+        let mut s = 12345u64;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) % 20) as f64
+        };
+        for _ in 0..50 {
+            let points: Vec<(f64, f64)> = (0..15).map(|_| (next(), next())).collect();
+            let front = pareto_front(&points);
+            let expected: Vec<usize> = (0..points.len()).filter(|&i| !dominated(&points, i)).collect();
+            // Exact duplicates of a front point: the front keeps one of them.
+            let mut distinct: Vec<(f64, f64)> = expected.iter().map(|&i| points[i]).collect();
+            distinct.sort_by(|a, b| a.0.total_cmp(&b.0));
+            distinct.dedup();
+            assert_eq!(front.len(), distinct.len(), "{points:?}");
+            assert!(front.iter().all(|&i| !dominated(&points, i)), "{points:?} {front:?}");
+            // Drawn left to right.
+            assert!(front.windows(2).all(|w| points[w[0]].0 < points[w[1]].0 && points[w[0]].1 < points[w[1]].1));
+        }
+    }
+
+    #[test]
+    fn front_of_a_known_set() {
+        // (latency, accuracy): b is slower and less accurate than a; d is the most accurate.
+        let points = [(1.0, 80.0), (2.0, 70.0), (1.5, 85.0), (3.0, 90.0), (f64::NAN, 99.0)];
+        assert_eq!(pareto_front(&points), vec![0, 2, 3]);
+    }
+}

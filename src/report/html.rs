@@ -1,0 +1,229 @@
+//! `report.html`: one self-contained page (no network, no external asset) with a summary, the
+//! sortable results table, the charts inline as SVG, failed and skipped cases with their
+//! reasons, and the environment.
+//!
+//! The page is an askama template (`html/report.html`), checked at compile time; askama
+//! escapes every value unless the template marks it `safe`, and only our own CSS, script and
+//! the SVG plotters drew (which escapes its text) are.
+
+use askama::Template;
+
+use super::chart::{pareto_front, Chart};
+use super::results::{self, Notes, ResultsTable};
+use crate::record::{CaseStatus, Record};
+
+/// Why the page could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum HtmlError {
+    #[error("cannot render report.html: {0}")]
+    Render(String),
+}
+
+struct Card {
+    label: String,
+    value: String,
+    /// CSS class: "", "warn" or "bad".
+    class: &'static str,
+}
+
+struct HtmlCell {
+    text: String,
+    sort: Option<f64>,
+    numeric: bool,
+}
+
+struct Problem {
+    status: &'static str,
+    model: String,
+    scheme: String,
+    backend: String,
+    batch: usize,
+    reason: String,
+}
+
+struct ChartView {
+    id: String,
+    title: String,
+    svg: String,
+}
+
+#[derive(Template)]
+#[template(path = "report.html", config = "src/report/html/askama.toml")]
+struct Page {
+    qbench_version: String,
+    suite: String,
+    description: String,
+    run_id: String,
+    started: String,
+    cases: usize,
+    cards: Vec<Card>,
+    highlights: Vec<String>,
+    table: ResultsTable,
+    rows: Vec<Vec<HtmlCell>>,
+    notes: Notes,
+    charts: Vec<ChartView>,
+    problems: Vec<Problem>,
+    environment: Vec<(String, String)>,
+    css: &'static str,
+    js: &'static str,
+}
+
+/// Renders the page from the records, the run's environment (`environment.json`, if any), the
+/// charts, and the suite's description.
+pub fn render(
+    records: &[Record],
+    environment: Option<&serde_json::Value>,
+    charts: &[Chart],
+    description: &str,
+) -> Result<String, HtmlError> {
+    let table = results::table(records);
+    let rows = (0..table.rows)
+        .map(|i| {
+            table
+                .columns
+                .iter()
+                .map(|c| HtmlCell { text: c.cells[i].text.clone(), sort: c.cells[i].sort, numeric: c.numeric })
+                .collect()
+        })
+        .collect();
+    let charts = charts
+        .iter()
+        .map(|c| {
+            Ok(ChartView {
+                id: c.id.clone(),
+                title: c.title.clone(),
+                svg: c.svg().map_err(|e| HtmlError::Render(e.to_string()))?,
+            })
+        })
+        .collect::<Result<_, HtmlError>>()?;
+    let problems = records
+        .iter()
+        .filter(|r| r.status != CaseStatus::Ok)
+        .map(|r| Problem {
+            status: if r.status == CaseStatus::Failed { "failed" } else { "skipped" },
+            model: r.model.clone(),
+            scheme: r.scheme.clone(),
+            backend: r.backend.clone(),
+            batch: r.batch,
+            reason: r.error.clone().unwrap_or_else(|| "unknown reason".into()),
+        })
+        .collect();
+    let first = records.first();
+    let page = Page {
+        qbench_version: env!("CARGO_PKG_VERSION").into(),
+        suite: first.map_or("run".into(), |r| r.suite.clone()),
+        description: description.into(),
+        run_id: first.map_or(String::new(), |r| r.run_id.clone()),
+        started: records.iter().map(|r| r.timestamp.as_str()).min().unwrap_or_default().into(),
+        cases: records.len(),
+        cards: cards(records),
+        highlights: highlights(records),
+        table,
+        rows,
+        notes: results::notes(records),
+        charts,
+        problems,
+        environment: environment.map(flatten).unwrap_or_default(),
+        css: include_str!("html/report.css"),
+        js: include_str!("html/report.js"),
+    };
+    page.render().map_err(|e| HtmlError::Render(e.to_string()))
+}
+
+/// The headline numbers.
+fn cards(records: &[Record]) -> Vec<Card> {
+    let count = |s: CaseStatus| records.iter().filter(|r| r.status == s).count();
+    let distinct = |f: fn(&Record) -> &str| {
+        let mut v: Vec<&str> = records.iter().map(f).collect();
+        v.sort();
+        v.dedup();
+        v.len()
+    };
+    let failed = count(CaseStatus::Failed);
+    let noisy = records.iter().filter(|r| r.latency_ci_target_met == Some(false)).count();
+    let card =
+        |label: &str, value: usize, class: &'static str| Card { label: label.into(), value: value.to_string(), class };
+    vec![
+        card("measured", count(CaseStatus::Ok), ""),
+        card("failed", failed, if failed > 0 { "bad" } else { "" }),
+        card("skipped (unsupported)", count(CaseStatus::Skipped), ""),
+        card("models", distinct(|r| &r.model), ""),
+        card("schemes", distinct(|r| &r.scheme), ""),
+        card("backends", distinct(|r| &r.backend), ""),
+        card("latency CI target missed", noisy, if noisy > 0 { "warn" } else { "" }),
+    ]
+}
+
+/// Per model and batch: the accuracy/latency Pareto front, and the smallest artifact within
+/// one point of f32 top-1.
+fn highlights(records: &[Record]) -> Vec<String> {
+    let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
+    let mut groups: Vec<(&str, usize)> = Vec::new();
+    for r in &ok {
+        if !groups.contains(&(r.model.as_str(), r.batch)) {
+            groups.push((r.model.as_str(), r.batch));
+        }
+    }
+    let mut out = Vec::new();
+    for (model, batch) in groups {
+        let rows: Vec<&Record> =
+            ok.iter().copied().filter(|r| r.model == model && r.batch == batch && r.top1_accuracy.is_some()).collect();
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| (r.latency_median_ns.unwrap_or(f64::NAN), r.top1_accuracy.unwrap_or(f64::NAN)))
+            .collect();
+        let front: Vec<String> = pareto_front(&points)
+            .into_iter()
+            .map(|i| {
+                format!(
+                    "{} on {} ({:.2} ms, {:.2}%)",
+                    rows[i].scheme,
+                    rows[i].backend,
+                    points[i].0 / 1e6,
+                    100.0 * points[i].1
+                )
+            })
+            .collect();
+        if !front.is_empty() {
+            out.push(format!(
+                "{model}, batch {batch}: best accuracy for the latency (Pareto front, fastest first): {}.",
+                front.join(" → ")
+            ));
+        }
+        let smallest = rows
+            .iter()
+            .filter(|r| r.scheme != "f32" && results::delta_vs_f32(r, records).is_some_and(|d| d >= -0.01))
+            .filter_map(|r| Some((r.artifact_bytes?, *r)))
+            .min_by_key(|(bytes, _)| *bytes);
+        if let Some((bytes, r)) = smallest {
+            out.push(format!(
+                "{model}, batch {batch}: smallest model within 1 point of f32 top-1: {} on {} ({bytes} bytes, {:+.2} points).",
+                r.scheme,
+                r.backend,
+                100.0 * results::delta_vs_f32(r, records).unwrap_or(0.0)
+            ));
+        }
+    }
+    out
+}
+
+/// `environment.json` as (key, value) rows; nested values as compact JSON.
+fn flatten(value: &serde_json::Value) -> Vec<(String, String)> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "—".into(),
+                    serde_json::Value::Array(items) if items.iter().all(|i| i.is_string()) => {
+                        items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(" ")
+                    }
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect(),
+        other => vec![("environment".into(), other.to_string())],
+    }
+}

@@ -1,0 +1,256 @@
+//! The results table as data, shared by the Markdown and HTML reports so they cannot disagree.
+//!
+//! llama-bench style: a parameter column (model, scheme, backend, batch, bits/w, realization)
+//! whose value is the same on every row is taken out of the table and stated once above it; a
+//! measurement column that no row has (top-1 without labels) is dropped. Intervals are written
+//! `value ± half-width` of the 95% CI; the exact bounds stay in the records.
+
+use crate::measure::probe;
+use crate::record::{CaseStatus, Record};
+
+/// One cell: its text, and the number it sorts by in the HTML table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub text: String,
+    pub sort: Option<f64>,
+}
+
+/// One column of the results table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub header: String,
+    /// Right-aligned (numbers).
+    pub numeric: bool,
+    pub cells: Vec<Cell>,
+}
+
+/// The measured cases as a table, plus the parameters every row shares.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResultsTable {
+    /// Parameter columns with one value on every row: (header, value).
+    pub constants: Vec<(String, String)>,
+    pub columns: Vec<Column>,
+    pub rows: usize,
+}
+
+/// Plain-text notes that go under the table (no markup: each report formats them).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Notes {
+    /// Cases whose latency CI missed the target, and the target.
+    pub noisy: Option<(usize, f64)>,
+    /// The machine check over the run.
+    pub machine: Option<String>,
+    /// (model, scheme, overridden layers).
+    pub overrides: Vec<(String, String, String)>,
+    /// What the accuracy and fidelity columns are measured on.
+    pub method: Option<String>,
+    /// qbench commit, engines, compiler, CPU, threads.
+    pub provenance: Option<String>,
+}
+
+/// The table of the measured (`ok`) records, in record order.
+pub fn table(records: &[Record]) -> ResultsTable {
+    let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
+    // One time unit for the whole table, so rows compare at a glance.
+    let smallest = ok.iter().filter_map(|r| r.latency_median_ns).fold(f64::INFINITY, f64::min);
+    let (unit, div) = if smallest < 1e6 { ("µs", 1e3) } else { ("ms", 1e6) };
+    let num = |v: Option<f64>, text: &dyn Fn(f64) -> String| Cell { text: v.map_or("—".into(), text), sort: v };
+    let pm = |v: Option<f64>, lo: Option<f64>, hi: Option<f64>, scale: f64, digits: usize, star: bool| {
+        let star = if star { " *" } else { "" };
+        match (v, lo, hi) {
+            (Some(v), Some(lo), Some(hi)) => Cell {
+                text: format!("{:.digits$} ± {:.digits$}{star}", v * scale, (hi - lo) / 2.0 * scale),
+                sort: Some(v),
+            },
+            (v, _, _) => num(v, &|v| format!("{:.digits$}{star}", v * scale)),
+        }
+    };
+    // (header, is a parameter, numeric, cell of a record)
+    type CellOf<'a> = Box<dyn Fn(&Record) -> Cell + 'a>;
+    let columns: Vec<(String, bool, bool, CellOf)> = vec![
+        ("model".into(), true, false, Box::new(|r: &Record| text(&r.model))),
+        (
+            "scheme".into(),
+            true,
+            false,
+            Box::new(|r: &Record| {
+                text(&if r.layer_overrides.is_empty() { r.scheme.clone() } else { format!("{} †", r.scheme) })
+            }),
+        ),
+        ("backend".into(), true, false, Box::new(|r: &Record| text(&r.backend))),
+        (
+            "batch".into(),
+            true,
+            true,
+            Box::new(|r: &Record| Cell { text: r.batch.to_string(), sort: Some(r.batch as f64) }),
+        ),
+        (
+            format!("median ± CI ({unit})"),
+            false,
+            true,
+            Box::new(move |r: &Record| {
+                pm(
+                    r.latency_median_ns,
+                    r.latency_median_ci_low_ns,
+                    r.latency_median_ci_high_ns,
+                    1.0 / div,
+                    1,
+                    r.latency_ci_target_met == Some(false),
+                )
+            }),
+        ),
+        (
+            format!("p99 ({unit})"),
+            false,
+            true,
+            Box::new(move |r: &Record| num(r.latency_p99_ns, &|v| format!("{:.1}", v / div))),
+        ),
+        ("items/s".into(), false, true, Box::new(|r: &Record| num(r.throughput_items_per_s, &|v| format!("{v:.0}")))),
+        (
+            "cold start (ms)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.cold_start_ns.map(|v| v as f64 / 1e6), &|v| format!("{v:.1}"))),
+        ),
+        (
+            "peak mem prepare/run (MiB)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| {
+                let mib =
+                    |v: Option<u64>| v.map_or("—".to_string(), |v| format!("{:.1}", v as f64 / (1 << 20) as f64));
+                match (r.prepare_peak_rss_bytes, r.run_peak_rss_bytes) {
+                    (None, None) => text("—"),
+                    (prepare, run) => Cell {
+                        text: format!("{} / {}", mib(prepare), mib(run)),
+                        sort: prepare.map(|v| v as f64),
+                    },
+                }
+            }),
+        ),
+        (
+            "size (bytes)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.artifact_bytes.map(|v| v as f64), &|v| format!("{v:.0}"))),
+        ),
+        ("bits/w".into(), true, true, Box::new(|r: &Record| num(r.bits_per_weight, &|v| format!("{v:.2}")))),
+        ("realization".into(), true, false, Box::new(|r: &Record| text(&r.realization))),
+        (
+            "top-1 ± CI (%)".into(),
+            false,
+            true,
+            Box::new(move |r: &Record| pm(r.top1_accuracy, r.top1_ci_low, r.top1_ci_high, 100.0, 2, false)),
+        ),
+        (
+            "Δtop-1 vs f32".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(delta_vs_f32(r, records), &|v| format!("{:+.2}", 100.0 * v))),
+        ),
+        (
+            "top-1 agree vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.ref_top1_agreement, &|v| format!("{:.2}%", 100.0 * v))),
+        ),
+        (
+            "SQNR vs ref (dB)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.ref_sqnr_db, r.ref_max_abs_logit_diff) {
+                (Some(db), _) => Cell { text: format!("{db:.1}"), sort: Some(db) },
+                (None, Some(0.0)) => Cell { text: "∞".into(), sort: Some(f64::INFINITY) },
+                _ => text("—"),
+            }),
+        ),
+        ("KL vs ref".into(), false, true, Box::new(|r: &Record| num(r.ref_kl_mean, &|v| format!("{v:.1e}")))),
+    ];
+    let mut out = ResultsTable { rows: ok.len(), ..Default::default() };
+    for (header, parameter, numeric, cell_of) in columns {
+        let cells: Vec<Cell> = ok.iter().map(|r| cell_of(r)).collect();
+        let constant = cells.windows(2).all(|w| w[0].text == w[1].text);
+        if parameter && constant && cells.len() > 1 {
+            out.constants.push((header, cells[0].text.clone()));
+        } else if !parameter && cells.iter().all(|c| c.text == "—") {
+            continue;
+        } else {
+            out.columns.push(Column { header, numeric, cells });
+        }
+    }
+    out
+}
+
+fn text(s: &str) -> Cell {
+    Cell { text: s.to_string(), sort: None }
+}
+
+/// Top-1 change against the f32 case of the same model, backend and batch.
+pub fn delta_vs_f32(r: &Record, records: &[Record]) -> Option<f64> {
+    let base = records.iter().find(|b| {
+        b.scheme == "f32"
+            && b.model == r.model
+            && b.backend == r.backend
+            && b.batch == r.batch
+            && b.status == CaseStatus::Ok
+    })?;
+    Some(r.top1_accuracy? - base.top1_accuracy?)
+}
+
+/// The notes under the table.
+pub fn notes(records: &[Record]) -> Notes {
+    let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
+    let mut notes = Notes::default();
+    let noisy = ok.iter().filter(|r| r.latency_ci_target_met == Some(false)).count();
+    if noisy > 0 {
+        notes.noisy = Some((noisy, ok.iter().map(|r| r.latency_ci_target_pct).fold(0.0, f64::max)));
+    }
+    let probes: Vec<f64> = ok.iter().filter_map(|r| r.noise_probe_ns).collect();
+    if let Some(drift) = probe::drift(&probes) {
+        let (lo, hi) = probes.iter().fold((f64::INFINITY, 0f64), |(l, h), &p| (l.min(p), h.max(p)));
+        let verdict = if drift > probe::NOISY_DRIFT {
+            "the machine's speed changed during the run (noisy): medians measured at different times are not comparable to within their CIs"
+        } else {
+            "steady"
+        };
+        notes.machine = Some(format!(
+            "Machine check: a fixed workload timed before each case took {:.1}–{:.1} µs ({:.1}% spread): {verdict}.",
+            lo / 1e3,
+            hi / 1e3,
+            100.0 * drift
+        ));
+    }
+    for r in records.iter().filter(|r| !r.layer_overrides.is_empty()) {
+        let entry = (r.model.clone(), r.scheme.clone(), r.layer_overrides.clone());
+        if !notes.overrides.contains(&entry) {
+            notes.overrides.push(entry);
+        }
+    }
+    if let Some(r) = records.first() {
+        let calibration = if r.calibration_items > 0 {
+            format!(", after the first {} held out for calibration", r.calibration_items)
+        } else {
+            String::new()
+        };
+        notes.method = Some(format!(
+            "Top-1 on {} ({} items{calibration}), ± the half-width of its Wilson 95% interval; latency median ± the half-width of its 95% CI (order statistics). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.",
+            r.dataset,
+            r.eval_items.map_or("?".into(), |n| n.to_string()),
+            r.reference_backend,
+        ));
+        notes.provenance = Some(format!(
+            "qbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
+            r.qbench_version,
+            &r.git_commit[..r.git_commit.len().min(12)],
+            if r.git_dirty == "true" { ", dirty" } else { "" },
+            r.candle_version,
+            r.tract_version,
+            r.rustc_version,
+            r.cpu_model,
+            r.cpu_flags.join(" "),
+            r.threads,
+            if r.debug_build { "; DEBUG BUILD: timings are not representative" } else { "" },
+        ));
+    }
+    notes
+}
