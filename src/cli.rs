@@ -30,6 +30,25 @@ pub enum Command {
         /// A baseline run (its folder or records.jsonl) for the suite's latency-regression gates.
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// Run only shard k of n (1-based), for CI matrices; `qbench merge` joins the shards.
+        /// Cases are dealt out by (model, backend, batch) group, the same way on every machine.
+        #[arg(long, value_name = "K/N", value_parser = qbench::suite::Shard::parse)]
+        shard: Option<qbench::suite::Shard>,
+    },
+    /// Join run folders (the shards of one suite) into one run folder, and write its reports.
+    ///
+    /// Refuses runs of different suites, or of different versions of the suite file, and a
+    /// case present in two runs; a missing shard is an error unless --partial.
+    Merge {
+        /// The run folders, e.g. the artifacts of each CI matrix job.
+        #[arg(required = true, num_args = 1..)]
+        runs: Vec<PathBuf>,
+        /// The merged run folder to create (default: <the first run's parent>/merged-<time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Merge even when some shards are missing.
+        #[arg(long)]
+        partial: bool,
     },
     /// Check a finished run against its suite's [[gates]] (the copy kept in the run folder).
     ///

@@ -25,6 +25,10 @@ pub enum Error {
     Output { path: PathBuf, source: std::io::Error },
     #[error("{backend} would run {scheme} {realization}, not native, and the suite sets require_native = true; drop the case or the requirement")]
     NotNative { scheme: String, backend: &'static str, realization: &'static str },
+    #[error("shard {shard} has no case: cases go to shards by (model, backend, batch) group, and this suite's {cases} case(s) have fewer groups than shards; use fewer shards")]
+    EmptyShard { shard: String, cases: usize },
+    #[error(transparent)]
+    Merge(#[from] crate::merge::MergeError),
     #[error("a case panicked inside the engine: {0}")]
     Panic(String),
     #[error(transparent)]

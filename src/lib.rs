@@ -11,6 +11,7 @@ pub mod explain;
 pub mod gate;
 pub mod hash;
 pub mod measure;
+pub mod merge;
 pub mod model;
 pub mod quant;
 pub mod record;

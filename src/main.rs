@@ -15,7 +15,14 @@ use qbench::suite::Suite;
 use qbench::zoo::ZooModelId;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 like any bad input (clap's own 2 would read as "a gate failed").
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -27,7 +34,7 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { suite, out, quiet, baseline } => {
+        Command::Run { suite, out, quiet, baseline, shard } => {
             let suite = Suite::load(&suite)?;
             // A progress bar on a terminal; plain lines otherwise (CI logs, pipes).
             use std::io::IsTerminal;
@@ -50,7 +57,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 None if !quiet => eprintln!("{line}"),
                 None => {}
             };
-            let summary = runner::run(&suite, &RunOptions { out_dir: out }, &mut progress)?;
+            let summary = runner::run(&suite, &RunOptions { out_dir: out, shard }, &mut progress)?;
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
@@ -66,6 +73,25 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             let baseline = baseline.as_deref().map(qbench::gate::read_baseline).transpose()?;
             gate_exit(&summary.run_dir, &suite.name, &suite.gates, &summary.records, baseline.as_deref())
+        }
+        Command::Merge { runs, out, partial } => {
+            let merged = qbench::merge::merge(&runs, out.as_deref(), partial)?;
+            let outputs = qbench::report::write_outputs(&merged.run_dir, &merged.records)?;
+            println!("{}", outputs.markdown);
+            for w in &merged.warnings {
+                eprintln!("warning: {w}");
+            }
+            eprintln!(
+                "merged {} records from {} run(s) into {}",
+                merged.records.len(),
+                runs.len(),
+                merged.run_dir.display()
+            );
+            let failed = merged.records.iter().filter(|r| r.status == qbench::record::CaseStatus::Failed).count();
+            if failed > 0 {
+                bail!("{failed} of {} merged cases had failed in their run", merged.records.len());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { run_dir, baseline } => {
             let copy = run_dir.join("suite.toml");

@@ -26,6 +26,9 @@ pub struct Record {
     // --- identity
     pub run_id: String,
     pub case_index: usize,
+    /// `k/n` when the run was one shard of the suite (`--shard`); empty otherwise.
+    #[serde(default)]
+    pub shard: String,
     pub suite: String,
     pub suite_sha256: String,
     /// The suite file, absolute: `qbench explain` reloads it.

@@ -26,6 +26,8 @@ const REFERENCE_BATCH: usize = 500;
 pub struct RunOptions {
     /// Overrides the suite's output folder.
     pub out_dir: Option<PathBuf>,
+    /// Runs only this shard of the cases (`--shard k/n`).
+    pub shard: Option<crate::suite::Shard>,
 }
 
 /// What a finished run left behind.
@@ -91,6 +93,12 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
 
 /// Runs every case of `suite`; `progress` receives one line per step.
 pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) -> Result<RunSummary> {
+    let cases = expand(suite);
+    let selected = options.shard.map_or_else(|| vec![true; cases.len()], |s| s.selects(&cases));
+    let total = selected.iter().filter(|s| **s).count();
+    if let (Some(shard), 0) = (options.shard, total) {
+        return Err(Error::EmptyShard { shard: shard.name(), cases: cases.len() });
+    }
     let datasets = load_datasets(suite)?;
     configure_threads(suite.threads);
     let env = Environment::capture(suite.threads);
@@ -114,11 +122,21 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
         progress("WARNING: this is a debug build; timings are 10-100× slower than release and are not representative. Use cargo run --release.");
     }
 
-    let cases = expand(suite);
-    let total = cases.len();
+    if let Some(shard) = options.shard {
+        progress(&format!("shard {}: {total} of the suite's {} cases", shard.name(), cases.len()));
+    }
     let mut records = Vec::with_capacity(total);
+    // `index` counts every case of the suite (the records' case_index, the same in every
+    // shard); `done` counts the cases this run measures.
     let mut index = 0;
+    let mut done = 0;
     for (model_idx, model) in suite.models.iter().enumerate() {
+        let first_case = index;
+        let count = cases.iter().filter(|c| c.model == model_idx).count();
+        if !selected[first_case..first_case + count].iter().any(|s| *s) {
+            index += count;
+            continue;
+        }
         // With a calibration split, every case evaluates on the images after it.
         let calibration_items = suite.calibration.as_ref().map_or(0, |c| c.items);
         let full = &datasets[model.dataset];
@@ -139,8 +157,13 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
         let mut variants: HashMap<quant::SchemeId, Result<Variant, String>> = HashMap::new();
         for case in model_cases {
             index += 1;
+            if !selected[index - 1] {
+                continue;
+            }
+            done += 1;
             let plan = suite.plan(case.model, case.scheme);
             let mut record = base_record(suite, &env, &run_id, index - 1, case, &plan, data);
+            record.shard = options.shard.map(|s| s.name()).unwrap_or_default();
             record.noise_probe_ns = Some(crate::measure::probe::probe_ns());
             record.calibration_items = calibration_items;
             if let crate::quant::Realization::Unsupported(why) = plan.realization(case.backend) {
@@ -149,7 +172,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                 sink.append(&record)?;
                 records.push(record);
                 progress(&format!(
-                    "[{index}/{total}] {} {} {} batch {}: skipped: {why}",
+                    "[{done}/{total}] {} {} {} batch {}: skipped: {why}",
                     model.name,
                     case.scheme.name(),
                     case.backend.name(),
@@ -187,7 +210,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
             };
             let line = match outcome {
                 Ok(()) => format!(
-                    "[{index}/{total}] {} {} {} batch {}: median {:.1} µs, top-1 {:.2}%",
+                    "[{done}/{total}] {} {} {} batch {}: median {:.1} µs, top-1 {:.2}%",
                     model.name,
                     case.scheme.name(),
                     case.backend.name(),
@@ -199,7 +222,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                     record.status = CaseStatus::Failed;
                     record.error = Some(e.clone());
                     format!(
-                        "[{index}/{total}] {} {} {} batch {}: FAILED: {e}",
+                        "[{done}/{total}] {} {} {} batch {}: FAILED: {e}",
                         model.name,
                         case.scheme.name(),
                         case.backend.name(),

@@ -121,10 +121,9 @@ pub fn table(records: &[Record]) -> ResultsTable {
                     |v: Option<u64>| v.map_or("—".to_string(), |v| format!("{:.1}", v as f64 / (1 << 20) as f64));
                 match (r.prepare_peak_rss_bytes, r.run_peak_rss_bytes) {
                     (None, None) => text("—"),
-                    (prepare, run) => Cell {
-                        text: format!("{} / {}", mib(prepare), mib(run)),
-                        sort: prepare.map(|v| v as f64),
-                    },
+                    (prepare, run) => {
+                        Cell { text: format!("{} / {}", mib(prepare), mib(run)), sort: prepare.map(|v| v as f64) }
+                    }
                 }
             }),
         ),

@@ -29,3 +29,49 @@ pub fn expand(suite: &Suite) -> Vec<Case> {
     }
     cases
 }
+
+/// One slice of a suite for a CI matrix: `--shard k/n` runs shard `k` (1-based) of `n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses `k/n` with 1 ≤ k ≤ n.
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let fail = || format!("--shard {text:?}: expected k/n with 1 ≤ k ≤ n, e.g. --shard 2/4 for the second of four");
+        let (k, n) = text.split_once('/').ok_or_else(fail)?;
+        let (index, count) =
+            (k.trim().parse::<usize>().map_err(|_| fail())?, n.trim().parse::<usize>().map_err(|_| fail())?);
+        if index == 0 || index > count {
+            return Err(fail());
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.index, self.count)
+    }
+
+    /// Which of `cases` this shard runs.
+    ///
+    /// Cases are dealt out by group (model, backend, batch), round robin in suite order, so a
+    /// group's f32 case is always in the same shard as its quantized cases (the gates relative
+    /// to f32 need both) and every shard gets a similar mix. The same suite and `n` always give
+    /// the same split, on any machine.
+    pub fn selects(&self, cases: &[Case]) -> Vec<bool> {
+        let mut groups: Vec<(usize, BackendId, usize)> = Vec::new();
+        cases
+            .iter()
+            .map(|c| {
+                let key = (c.model, c.backend, c.batch);
+                let g = groups.iter().position(|k| *k == key).unwrap_or_else(|| {
+                    groups.push(key);
+                    groups.len() - 1
+                });
+                g % self.count + 1 == self.index
+            })
+            .collect()
+    }
+}

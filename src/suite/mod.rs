@@ -10,7 +10,7 @@ mod diagnostic;
 mod gates;
 pub mod spec;
 
-pub use case::{expand, Case};
+pub use case::{expand, Case, Shard};
 pub use diagnostic::SuiteError;
 pub use gates::gates_of;
 
