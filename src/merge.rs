@@ -16,8 +16,9 @@ pub enum MergeError {
     NoRecords(PathBuf),
     #[error("{0}/records.jsonl has no records; was the run interrupted before its first case?")]
     Empty(PathBuf),
-    #[error("{a} is a run of suite {a_suite:?} (suite file sha256 {a_sha}) but {b} is of {b_suite:?} ({b_sha}); only runs of the same suite file merge")]
-    DifferentSuites { a: PathBuf, a_suite: String, a_sha: String, b: PathBuf, b_suite: String, b_sha: String },
+    /// Each side: `<run folder>: suite "<name>", suite file sha256 <hex>`.
+    #[error("the runs are of different suites ({a}; {b}); only runs of the same suite file merge")]
+    DifferentSuites { a: String, b: String },
     #[error("case {case} ({what}) is in both {a} and {b}; merge shards of one split (the same --shard n), not overlapping runs")]
     Duplicate { case: usize, what: String, a: PathBuf, b: PathBuf },
     #[error("the runs are shards of {count}, but shard(s) {missing} are missing; pass every shard, or --partial to merge what is there")]
@@ -56,15 +57,10 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> crate::Resu
     }
     let (first, first_dir) = (&all[0].0, all[0].1);
     if let Some((r, dir)) = all.iter().find(|(r, _)| r.suite != first.suite || r.suite_sha256 != first.suite_sha256) {
-        return Err(MergeError::DifferentSuites {
-            a: first_dir.clone(),
-            a_suite: first.suite.clone(),
-            a_sha: first.suite_sha256.clone(),
-            b: (*dir).clone(),
-            b_suite: r.suite.clone(),
-            b_sha: r.suite_sha256.clone(),
-        }
-        .into());
+        let side = |dir: &Path, r: &Record| {
+            format!("{}: suite {:?}, suite file sha256 {}", dir.display(), r.suite, r.suite_sha256)
+        };
+        return Err(MergeError::DifferentSuites { a: side(first_dir, first), b: side(dir, r) }.into());
     }
     all.sort_by_key(|(r, _)| r.case_index);
     for w in all.windows(2) {

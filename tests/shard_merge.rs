@@ -102,6 +102,16 @@ fn shards_partition_the_suite_by_group_and_merge_back_into_the_whole_run() {
     let o = qbench(&["merge", s1, "--partial", "--out", merged_dir.to_str().unwrap()]);
     assert!(o.status.code() == Some(1) && stderr(&o).contains("already exists"), "{}", stderr(&o));
 
+    // A shard of another version of the suite file is refused.
+    let other = d.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let changed =
+        std::fs::read_to_string(&suite).unwrap().replace("name = \"t\"\n", "name = \"t\"\ndescription = \"v2\"\n");
+    std::fs::write(other.join("suite.toml"), changed).unwrap();
+    let s3_other = run(&other.join("suite.toml"), &other.join("out"), Some("3/3"));
+    let o = qbench(&["merge", s1, s2, s3_other.to_str().unwrap(), "--out", d.join("m5").to_str().unwrap()]);
+    assert!(o.status.code() == Some(1) && stderr(&o).contains("different suites"), "{}", stderr(&o));
+
     // Bad --shard values are one clear line, before anything runs.
     for (value, needle) in
         [("5/4", "1 ≤ k ≤ n"), ("0/2", "1 ≤ k ≤ n"), ("two", "expected k/n"), ("5/5", "shard 5/5 has no case")]
