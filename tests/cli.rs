@@ -598,7 +598,7 @@ fn a_failing_gate_exits_2_with_junit_numbers_and_a_loosened_one_exits_0() {
     let run_dir = only_run_dir(dir.path());
     let xml = std::fs::read_to_string(run_dir.join("gates.xml")).unwrap();
     assert!(xml.contains(r#"name="mlp / f32 / tract-cpu / batch 50 :: min_top1""#), "{xml}");
-    assert!(xml.contains(r#"<failure message="top-1 88.6000% &lt; minimum 95.0000%" type="min_top1""#), "{xml}");
+    assert!(xml.contains(r#"<failure message="top-1 88.60% &lt; minimum 95.00%" type="min_top1""#), "{xml}");
     assert!(xml.contains(r#"tests="2" skipped="0" failures="1""#), "{xml}");
     let md = String::from_utf8_lossy(&o.stdout);
     assert!(md.contains("**Gates: FAIL** — 2 checks: 1 passed, 1 failed, 0 inconclusive."), "{md}");

@@ -109,30 +109,32 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                 push("status", Verdict::Fail, format!("the case failed, so no threshold can hold: {why}"));
                 continue;
             }
-            let min = |v: Option<f64>, limit: f64, what: &str, scale: f64, unit: &str| match v {
+            // Each number with the decimals its unit needs (`digits`), the limit alike.
+            let min = |v: Option<f64>, limit: f64, what: &str, scale: f64, unit: &str, digits: usize| match v {
                 Some(v) if v >= limit => {
-                    (Verdict::Pass, format!("{what} {:.4}{unit} ≥ {:.4}{unit}", v * scale, limit * scale))
+                    (Verdict::Pass, format!("{what} {:.digits$}{unit} ≥ {:.digits$}{unit}", v * scale, limit * scale))
                 }
-                Some(v) => {
-                    (Verdict::Fail, format!("{what} {:.4}{unit} < minimum {:.4}{unit}", v * scale, limit * scale))
-                }
+                Some(v) => (
+                    Verdict::Fail,
+                    format!("{what} {:.digits$}{unit} < minimum {:.digits$}{unit}", v * scale, limit * scale),
+                ),
                 None => (Verdict::Inconclusive, format!("{what} was not measured")),
             };
-            let max = |v: Option<f64>, limit: f64, what: &str, unit: &str| match v {
-                Some(v) if v <= limit => (Verdict::Pass, format!("{what} {v:.4}{unit} ≤ {limit:.4}{unit}")),
-                Some(v) => (Verdict::Fail, format!("{what} {v:.4}{unit} > maximum {limit:.4}{unit}")),
+            let max = |v: Option<f64>, limit: f64, what: &str, unit: &str, digits: usize| match v {
+                Some(v) if v <= limit => (Verdict::Pass, format!("{what} {v:.digits$}{unit} ≤ {limit:.digits$}{unit}")),
+                Some(v) => (Verdict::Fail, format!("{what} {v:.digits$}{unit} > maximum {limit:.digits$}{unit}")),
                 None => (Verdict::Inconclusive, format!("{what} was not measured")),
             };
             if let Some(limit) = gate.min_top1 {
-                let (v, m) = min(r.top1_accuracy, limit, "top-1", 100.0, "%");
+                let (v, m) = min(r.top1_accuracy, limit, "top-1", 100.0, "%", 2);
                 push("min_top1", v, m);
             }
             if let Some(limit) = gate.max_size_bytes {
-                let (v, m) = max(r.artifact_bytes.map(|b| b as f64), limit as f64, "size", " bytes");
+                let (v, m) = max(r.artifact_bytes.map(|b| b as f64), limit as f64, "size", " bytes", 0);
                 push("max_size_bytes", v, m);
             }
             if let Some(limit) = gate.max_p99_ms {
-                let (v, m) = max(r.latency_p99_ns.map(|n| n / 1e6), limit, "p99", " ms");
+                let (v, m) = max(r.latency_p99_ns.map(|n| n / 1e6), limit, "p99", " ms", 3);
                 push("max_p99_ms", v, m);
             }
             if let Some(limit) = gate.max_delta_top1_pts {
@@ -143,17 +145,17 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                     (Some(b), Some(a)) => Some(100.0 * (b - a)),
                     _ => None,
                 };
-                let (v, m) = max(drop, limit, "top-1 drop vs f32", " points");
+                let (v, m) = max(drop, limit, "top-1 drop vs f32", " points", 2);
                 push("max_delta_top1_pts", v, m);
             }
             if let Some(limit) = gate.min_sqnr_db {
                 // No SQNR with a zero difference means identical outputs: infinite SQNR.
                 let sqnr = r.ref_sqnr_db.or(r.ref_max_abs_logit_diff.filter(|d| *d == 0.0).map(|_| f64::INFINITY));
-                let (v, m) = min(sqnr, limit, "logits SQNR vs reference", 1.0, " dB");
+                let (v, m) = min(sqnr, limit, "logits SQNR vs reference", 1.0, " dB", 2);
                 push("min_sqnr_db", v, m);
             }
             if let Some(limit) = gate.min_top1_agreement {
-                let (v, m) = min(r.ref_top1_agreement, limit, "top-1 agreement vs reference", 100.0, "%");
+                let (v, m) = min(r.ref_top1_agreement, limit, "top-1 agreement vs reference", 100.0, "%", 2);
                 push("min_top1_agreement", v, m);
             }
             if let Some(pct) = gate.max_latency_regression_pct {
@@ -217,7 +219,16 @@ pub fn summary(checks: &[Check]) -> String {
     if !bad.is_empty() {
         out.push_str("\n| verdict | gate | case | check | numbers |\n| --- | --- | --- | --- | --- |\n");
         for c in bad {
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} |", c.verdict.name(), c.gate, c.case, c.metric, c.message);
+            let e = crate::report::markdown::escape;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                c.verdict.name(),
+                e(&c.gate),
+                e(&c.case),
+                c.metric,
+                e(&c.message)
+            );
         }
     }
     out
@@ -303,10 +314,10 @@ mod tests {
         assert_eq!(checks.len(), 5, "only the int8 case is selected");
         assert_eq!(by("min_top1").verdict, Verdict::Pass);
         assert_eq!(by("max_size_bytes").verdict, Verdict::Fail);
-        assert_eq!(by("max_size_bytes").message, "size 1000.0000 bytes > maximum 999.0000 bytes");
+        assert_eq!(by("max_size_bytes").message, "size 1000 bytes > maximum 999 bytes");
         // 90.0 − 88.5 = 1.5 points > 1.0.
         assert_eq!(by("max_delta_top1_pts").verdict, Verdict::Fail);
-        assert!(by("max_delta_top1_pts").message.contains("1.5000 points > maximum 1.0000"), "{checks:?}");
+        assert!(by("max_delta_top1_pts").message.contains("1.50 points > maximum 1.00"), "{checks:?}");
         assert_eq!(by("min_sqnr_db").verdict, Verdict::Fail);
         assert_eq!(by("min_top1_agreement").verdict, Verdict::Pass);
         assert_eq!(overall(&checks), Verdict::Fail);

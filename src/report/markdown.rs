@@ -11,14 +11,14 @@ pub fn render(records: &[Record]) -> String {
     let notes = results::notes(records);
     let mut out = String::new();
     if !t.constants.is_empty() {
-        let shared: Vec<String> = t.constants.iter().map(|(k, v)| format!("{k} **{v}**")).collect();
+        let shared: Vec<String> = t.constants.iter().map(|(k, v)| format!("{k} **{}**", escape(v))).collect();
         let _ = writeln!(out, "All rows: {}.\n", shared.join(" · "));
     }
     if t.rows > 0 {
         let header: Vec<String> = t.columns.iter().map(|c| c.header.clone()).collect();
         let right: Vec<bool> = t.columns.iter().map(|c| c.numeric).collect();
         let rows: Vec<Vec<String>> =
-            (0..t.rows).map(|i| t.columns.iter().map(|c| c.cells[i].text.clone()).collect()).collect();
+            (0..t.rows).map(|i| t.columns.iter().map(|c| escape(&c.cells[i].text)).collect()).collect();
         out.push_str(&table(&header, &right, &rows));
     }
     for (status, title) in
@@ -31,7 +31,8 @@ pub fn render(records: &[Record]) -> String {
         let _ = writeln!(out, "\n**{} {title} case(s):**\n", listed.len());
         for r in listed {
             let why = r.error.as_deref().unwrap_or("unknown reason");
-            let _ = writeln!(out, "- {} / {} / {} / batch {}: {why}", r.model, r.scheme, r.backend, r.batch);
+            let what = format!("{} / {} / {} / batch {}: {why}", r.model, r.scheme, r.backend, r.batch);
+            let _ = writeln!(out, "- {}", escape(&what));
         }
     }
     if let Some((noisy, target)) = notes.noisy {
@@ -46,13 +47,19 @@ pub fn render(records: &[Record]) -> String {
     if !notes.overrides.is_empty() {
         let _ = writeln!(out, "\n† layers with their own scheme ([[overrides]]):\n");
         for (model, scheme, layers) in &notes.overrides {
-            let _ = writeln!(out, "- {model} / {scheme}: {layers}");
+            let _ = writeln!(out, "- {}", escape(&format!("{model} / {scheme}: {layers}")));
         }
     }
     if let (Some(method), Some(provenance)) = (&notes.method, &notes.provenance) {
         let _ = writeln!(out, "\n{method}\n{provenance}");
     }
     out
+}
+
+/// User text (names, error messages) made inert in Markdown: `|` would split a table cell and
+/// `<…>` would be taken for HTML and hidden when the report is pasted into a pull request.
+pub fn escape(text: &str) -> String {
+    text.replace('|', "\\|").replace('<', "\\<").replace('>', "\\>")
 }
 
 /// A Markdown table with padded columns; `right[i]` right-aligns column i.

@@ -53,15 +53,19 @@ pub fn table(records: &[Record]) -> ResultsTable {
     let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
     // One time unit for the whole table, so rows compare at a glance.
     let smallest = ok.iter().filter_map(|r| r.latency_median_ns).fold(f64::INFINITY, f64::min);
-    let (unit, div) = if smallest < 1e6 { ("µs", 1e3) } else { ("ms", 1e6) };
+    let (unit, div, p99_digits) = if smallest < 1e6 { ("µs", 1e3, 1) } else { ("ms", 1e6, 2) };
     let num = |v: Option<f64>, text: &dyn Fn(f64) -> String| Cell { text: v.map_or("—".into(), text), sort: v };
+    // `digits` is the least number of decimals; more are shown until the half-width has two
+    // significant digits, so a tight interval never prints as "± 0.0".
     let pm = |v: Option<f64>, lo: Option<f64>, hi: Option<f64>, scale: f64, digits: usize, star: bool| {
         let star = if star { " *" } else { "" };
         match (v, lo, hi) {
-            (Some(v), Some(lo), Some(hi)) => Cell {
-                text: format!("{:.digits$} ± {:.digits$}{star}", v * scale, (hi - lo) / 2.0 * scale),
-                sort: Some(v),
-            },
+            (Some(v), Some(lo), Some(hi)) => {
+                let half = (hi - lo) / 2.0 * scale;
+                let needed = if half > 0.0 { (1.0 - half.log10().floor()).clamp(0.0, 4.0) as usize } else { 0 };
+                let digits = digits.max(needed);
+                Cell { text: format!("{:.digits$} ± {half:.digits$}{star}", v * scale), sort: Some(v) }
+            }
             (v, _, _) => num(v, &|v| format!("{:.digits$}{star}", v * scale)),
         }
     };
@@ -103,7 +107,7 @@ pub fn table(records: &[Record]) -> ResultsTable {
             format!("p99 ({unit})"),
             false,
             true,
-            Box::new(move |r: &Record| num(r.latency_p99_ns, &|v| format!("{:.1}", v / div))),
+            Box::new(move |r: &Record| num(r.latency_p99_ns, &|v| format!("{:.p99_digits$}", v / div))),
         ),
         ("items/s".into(), false, true, Box::new(|r: &Record| num(r.throughput_items_per_s, &|v| format!("{v:.0}")))),
         (
