@@ -14,7 +14,7 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use crate::measure::probe::NOISY_DRIFT;
+use crate::measure::probe::{drift, NOISY_DRIFT};
 use crate::measure::stats::median_ratio_ci;
 use crate::record::{CaseStatus, Environment, Record};
 
@@ -94,6 +94,9 @@ pub fn compare_pair(
     allow_different_inputs: bool,
 ) -> Result<Vec<CaseComparison>, CompareError> {
     let mut out = Vec::new();
+    // Between-run noise: a change no larger than the machine's own speed swings within either
+    // run (the spread of the machine check over its cases) cannot be told from the machine.
+    let floor = noise_floor(first).max(noise_floor(other));
     for a in first.records.iter().filter(|r| r.status == CaseStatus::Ok) {
         let Some(b) = other.records.iter().find(|b| key(b) == key(a) && b.status == CaseStatus::Ok) else { continue };
         if !allow_different_inputs {
@@ -121,7 +124,7 @@ pub fn compare_pair(
         let machine_moved = match (a.noise_probe_ns, b.noise_probe_ns) {
             (Some(x), Some(y)) if x > 0.0 && y > 0.0 => (x.max(y) / x.min(y) - 1.0) > NOISY_DRIFT,
             _ => false,
-        };
+        } || (ratio.max(1.0 / ratio) - 1.0) <= floor;
         let change = match (significant, machine_moved) {
             (false, _) => Change::Same,
             (true, true) => Change::Noisy,
@@ -142,6 +145,13 @@ pub fn compare_pair(
         return Err(CompareError::Disjoint { a: first.dir.display().to_string(), b: other.dir.display().to_string() });
     }
     Ok(out)
+}
+
+/// The spread of the machine check within a run (`max / min − 1` over its measured cases), or 0.
+pub fn noise_floor(run: &Run) -> f64 {
+    let probes: Vec<f64> =
+        run.records.iter().filter(|r| r.status == CaseStatus::Ok).filter_map(|r| r.noise_probe_ns).collect();
+    drift(&probes).unwrap_or(0.0)
 }
 
 /// The environment fields that differ between runs: `(field, value per run)`.
@@ -198,12 +208,15 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> cra
         let rows = compare_pair(&runs[0], other, threshold, allow_different_inputs)?;
         let _ = writeln!(
             out,
-            "{} against {}: ratio = median {} / median {}, bootstrap 95% CI; practical threshold ±{:.0}%.\n",
+            "{} against {}: ratio = median {} / median {}, bootstrap 95% CI; practical threshold ±{:.0}%. Machine check spread within the runs: {:.1}% and {:.1}%; a significant change within that spread, or with the machine check of the two cases {:.0}% apart, is \"noisy\".\n",
             label(i),
             label(0),
             i + 1,
             1,
-            100.0 * threshold
+            100.0 * threshold,
+            100.0 * noise_floor(&runs[0]),
+            100.0 * noise_floor(other),
+            100.0 * NOISY_DRIFT
         );
         let _ =
             writeln!(out, "| case | median 1 (µs) | median {} (µs) | ratio [95% CI] | verdict | Δtop-1 (pts) |", i + 1);
@@ -262,5 +275,23 @@ mod tests {
         let e = compare_pair(&base, &run("d2", 10), 0.02, false).unwrap_err().to_string();
         assert!(e.contains("the dataset differs") && e.contains("--allow-different-inputs"), "{e}");
         assert!(compare_pair(&base, &run("d2", 10), 0.02, true).is_ok());
+    }
+
+    #[test]
+    fn a_change_within_the_runs_own_machine_spread_is_noisy() {
+        // Run 2 has a second case whose machine check read 12% slower than its first: that
+        // run's floor is 12%, so its 10% slowdown is noisy while a 30% one is still slower.
+        let with_spread = |scale: u64| {
+            let mut r = run("d1", scale);
+            let mut other = r.records[0].clone();
+            other.scheme = "int8".into();
+            other.noise_probe_ns = Some(112.0);
+            r.records.push(other);
+            r
+        };
+        assert!((noise_floor(&with_spread(10)) - 0.12).abs() < 1e-12);
+        assert_eq!(noise_floor(&run("d1", 10)), 0.0, "one case has no spread");
+        assert_eq!(compare_pair(&run("d1", 10), &with_spread(11), 0.02, false).unwrap()[0].change, Change::Noisy);
+        assert_eq!(compare_pair(&run("d1", 10), &with_spread(13), 0.02, false).unwrap()[0].change, Change::Slower);
     }
 }
