@@ -555,6 +555,27 @@ fn explain_names_the_layer_to_keep_in_float_and_its_override_improves_top1() {
         assert!(out.contains(layer), "{layer} missing:\n{out}");
     }
     assert!(run_dir.join("explain-case-1.md").is_file());
+    // The per-layer chart: its bars are the table's SQNRs, it is drawn, and report.html shows it.
+    let charts = run_dir.join("charts");
+    let chart: qbench::report::chart::Chart =
+        serde_json::from_slice(&std::fs::read(charts.join("layers-case-1.json")).unwrap()).unwrap();
+    let qbench::report::chart::Plot::Bars { bars } = &chart.plot else { panic!("a bar chart: {chart:?}") };
+    for layer in ["fc1", "fc2", "fc3"] {
+        let row = out.lines().find(|l| l.starts_with(&format!("| {layer} |"))).unwrap();
+        let table: Vec<&str> = row.split('|').map(str::trim).collect();
+        let bar = |series: &str| {
+            bars.iter()
+                .find(|b| b.label.starts_with(&format!("{layer} (")) && b.series.starts_with(series))
+                .and_then(|b| b.value)
+                .map(|v| format!("{v:.1}"))
+                .unwrap()
+        };
+        assert_eq!((bar("cumulative"), bar("alone")), (table[3].to_string(), table[4].to_string()), "{row}");
+    }
+    for ext in ["svg", "png"] {
+        assert!(std::fs::metadata(charts.join(format!("layers-case-1.{ext}"))).unwrap().len() > 1000);
+    }
+    assert!(std::fs::read_to_string(run_dir.join("report.html")).unwrap().contains("id=\"chart-layers-case-1\""));
     // The suggestion is a TOML override naming one layer; applied, the run's top-1 rises.
     let toml = out.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).expect("an override block");
     let layer = toml.lines().find_map(|l| l.strip_prefix("layers = [\"")).unwrap().trim_end_matches("\"]");
