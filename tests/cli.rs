@@ -184,7 +184,10 @@ fn a_failing_model_is_recorded_and_the_others_still_run() {
     assert!(records[0].top1_accuracy.unwrap() > 0.87);
     // The table still shows the measured cases and lists the failures.
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.contains("| mlp ") && table.contains("4 failed case(s)"), "{table}");
+    assert!(
+        table.contains("model **mlp**") && table.contains("| candle-cpu ") && table.contains("4 failed case(s)"),
+        "{table}"
+    );
 }
 
 /// The acceptance figures of the spine, on the whole 10k test set.
@@ -302,7 +305,7 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
     assert_eq!(first, records[0].samples_ns, "raw samples survive as JSON text");
     let csv = std::fs::read_to_string(run_dir.join("records.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 8);
-    assert!(csv.lines().next().unwrap().starts_with("run_id,case_index,suite,"), "{}", &csv[..200]);
+    assert!(csv.lines().next().unwrap().starts_with("run_id,case_index,shard,suite,"), "{}", &csv[..200]);
     let json: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(run_dir.join("records.json")).unwrap()).unwrap();
     assert_eq!(json.len(), 8);
@@ -310,12 +313,18 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
 
     // `qbench report` regenerates every output from the records alone.
     let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
-    for f in ["report.md", "records.parquet", "records.csv", "records.json"] {
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    let chart = std::fs::read(run_dir.join("charts/tradeoff-cnn-b32.png")).unwrap();
+    for f in ["report.md", "report.html", "records.parquet", "records.csv", "records.json"] {
         std::fs::remove_file(run_dir.join(f)).unwrap();
     }
+    std::fs::remove_dir_all(run_dir.join("charts")).unwrap();
     let o = qbench(dir.path(), &["report", run_dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(run_dir.join("report.md")).unwrap(), md);
+    // (Exactly: serde_json's float_roundtrip makes the records read back bit for bit.)
+    assert!(std::fs::read_to_string(run_dir.join("report.html")).unwrap() == html, "report.html differs");
+    assert!(std::fs::read(run_dir.join("charts/tradeoff-cnn-b32.png")).unwrap() == chart, "the chart differs");
     assert_eq!(qbench::report::table::read_parquet(&run_dir.join("records.parquet")).unwrap().height(), 8);
     assert!(run_dir.join("records.csv").is_file() && run_dir.join("records.json").is_file());
 }
