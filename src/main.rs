@@ -63,7 +63,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             let outputs = qbench::report::write_outputs(&summary.run_dir, &summary.records)?;
             println!("{}", outputs.markdown);
-            eprintln!("records: {}", summary.run_dir.join("records.jsonl").display());
+            eprintln!(
+                "records: {}\nreport:  {} (charts in {})",
+                summary.run_dir.join("records.jsonl").display(),
+                summary.run_dir.join("report.html").display(),
+                summary.run_dir.join("charts").display()
+            );
             let failed = summary.failed();
             if failed > 0 {
                 bail!("{failed} of {} cases failed (reasons above and in records.jsonl); the other cases were measured and written", summary.records.len());

@@ -117,14 +117,17 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
         } else {
             ("top-1 agreement with the fp32 reference (%)", |r| r.ref_top1_agreement)
         };
+        // Microseconds when every median is under a millisecond, so the axis reads 16, not 0.016.
+        let slowest = rows.iter().filter_map(|r| r.latency_median_ns).fold(0.0, f64::max);
+        let (unit, div) = if slowest < 1e6 { ("µs", 1e3) } else { ("ms", 1e6) };
         let points: Vec<Point> = rows
             .iter()
             .filter_map(|r| {
                 Some(Point {
                     label: r.scheme.clone(),
                     series: r.backend.clone(),
-                    x: r.latency_median_ns? / 1e6,
-                    x_ci: r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(l, h)| (l / 1e6, h / 1e6)),
+                    x: r.latency_median_ns? / div,
+                    x_ci: r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(l, h)| (l / div, h / div)),
                     y: 100.0 * y_of(r)?,
                 })
             })
@@ -133,7 +136,7 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
             charts.push(scatter(
                 format!("tradeoff-{key}"),
                 format!("{model}, batch {batch}: accuracy against latency (Pareto front joined)"),
-                "median latency per batch (ms), with its 95% CI".into(),
+                format!("median latency per batch ({unit}), with its 95% CI"),
                 y_desc.into(),
                 points,
             ));
@@ -144,8 +147,8 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
                 Some(Bar {
                     label: format!("{} · {}", r.scheme, r.backend),
                     series: r.backend.clone(),
-                    value: Some(r.latency_median_ns? / 1e6),
-                    ci: r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(l, h)| (l / 1e6, h / 1e6)),
+                    value: Some(r.latency_median_ns? / div),
+                    ci: r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(l, h)| (l / div, h / div)),
                 })
             })
             .collect();
@@ -153,7 +156,7 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
             charts.push(Chart {
                 id: format!("latency-{key}"),
                 title: format!("{model}, batch {batch}: median latency per scheme × backend"),
-                x_desc: "median latency per batch (ms); whiskers: 95% CI".into(),
+                x_desc: format!("median latency per batch ({unit}); whiskers: 95% CI"),
                 y_desc: String::new(),
                 plot: Plot::Bars { bars },
             });
@@ -358,7 +361,10 @@ impl Chart {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| label_all || front.contains(i))
-                .map(|(_, p)| Text::new(p.label.clone(), (p.x, p.y), ("sans-serif", 12).into_font())),
+                // A few pixels up and right of the marker, so the label does not cover it.
+                .map(|(_, p)| {
+                    EmptyElement::at((p.x, p.y)) + Text::new(p.label.clone(), (7, -15), ("sans-serif", 12).into_font())
+                }),
         )?;
         chart
             .configure_series_labels()
@@ -378,7 +384,8 @@ impl Chart {
         let values = bars.iter().flat_map(|b| [b.value, b.ci.map(|c| c.1)]).flatten();
         let top = values.fold(0f64, f64::max);
         let lowest = bars.iter().filter_map(|b| b.value).fold(0f64, f64::min);
-        let x_range = lowest * 1.1..if top > 0.0 { top * 1.12 } else { 1.0 };
+        // Room on the right for the legend, so it never covers a bar.
+        let x_range = lowest * 1.1..if top > 0.0 { top * 1.4 } else { 1.0 };
         let n = bars.len();
         let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
         let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4) as u32 * 7 + 12;
@@ -427,7 +434,7 @@ impl Chart {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font(("sans-serif", 13))

@@ -176,10 +176,10 @@ fn highlights(records: &[Record]) -> Vec<String> {
             .into_iter()
             .map(|i| {
                 format!(
-                    "{} on {} ({:.2} ms, {:.2}%)",
+                    "{} on {} ({}, {:.2}%)",
                     rows[i].scheme,
                     rows[i].backend,
-                    points[i].0 / 1e6,
+                    duration(points[i].0),
                     100.0 * points[i].1
                 )
             })
@@ -205,6 +205,15 @@ fn highlights(records: &[Record]) -> Vec<String> {
         }
     }
     out
+}
+
+/// A latency in the unit that reads best: µs under a millisecond, ms above.
+fn duration(ns: f64) -> String {
+    if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
 }
 
 /// `environment.json` as (key, value) rows; nested values as compact JSON.
