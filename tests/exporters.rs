@@ -254,3 +254,27 @@ fn compare_two_runs() {
     assert!(text.contains("slower"), "{text}");
     insta::assert_snapshot!("compare", text);
 }
+
+/// `qbench report` on a run folder: every output is written, and a damaged layer chart left by
+/// `qbench explain` is a clear error naming the file and the fix, not a panic.
+#[test]
+fn write_outputs_writes_everything_and_names_a_damaged_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = fixture();
+    write_run(dir.path(), &records);
+    let outputs = qbench::report::write_outputs(dir.path(), &records).unwrap();
+    for f in ["report.md", "report.html", "records.parquet", "records.csv", "records.json", "charts/size-cnn.png"] {
+        assert!(outputs.files.contains(&dir.path().join(f)), "{f} not reported as written");
+        assert!(dir.path().join(f).is_file(), "{f} not written");
+    }
+    // The PNG is a real image of the chart's size.
+    let png = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(dir.path().join("charts/size-cnn.png")).unwrap(),
+    ));
+    let info = png.read_info().unwrap().info().clone();
+    assert_eq!((info.width, info.height), (860, 520));
+
+    std::fs::write(dir.path().join("charts/layers-case-2.json"), b"{ not json").unwrap();
+    let e = qbench::report::write_outputs(dir.path(), &records).unwrap_err().to_string();
+    assert!(e.contains("layers-case-2.json") && e.contains("run qbench explain again"), "{e}");
+}

@@ -366,14 +366,7 @@ impl Chart {
                     EmptyElement::at((p.x, p.y)) + Text::new(p.label.clone(), (7, -15), ("sans-serif", 12).into_font())
                 }),
         )?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font(("sans-serif", 13))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     }
 
     fn draw_bars<DB: DrawingBackend>(
@@ -432,15 +425,22 @@ impl Chart {
                     .map(|&(i, _)| Text::new("∞ (identical)", (0.0, row(i)), ("sans-serif", 12).into_font())),
             )?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font(("sans-serif", 13))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     }
+}
+
+/// The series legend, on a translucent box so what is under it still shows.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .label_font(("sans-serif", 13))
+        .draw()
 }
 
 /// Distinct series names in order of first appearance: the same backend keeps its colour.
