@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::measure::probe::{drift, NOISY_DRIFT};
 use crate::measure::stats::median_ratio_ci;
 use crate::record::{CaseStatus, Environment, Record};
+use crate::report::markdown::escape;
 
 /// One loaded run.
 #[derive(Debug, Clone)]
@@ -181,6 +182,40 @@ pub fn environment_differences(runs: &[Run]) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// One column per run (per machine, in a hardware comparison): each case's median and its ratio
+/// to the first run's, for every case measured in the first run.
+fn overview(runs: &[Run], label: &dyn Fn(usize) -> String) -> String {
+    let machine = |run: &Run| {
+        let (cpu, threads) = match (&run.environment, run.records.first()) {
+            (Some(e), _) => (e.cpu_model.clone(), e.threads),
+            (None, Some(r)) => (r.cpu_model.clone(), r.threads),
+            (None, None) => ("?".into(), 0),
+        };
+        format!("{cpu}, {threads} thread(s)")
+    };
+    let mut out = String::from("Median per case, one column per run (ratio to run 1 in brackets):\n\n| case |");
+    for i in 0..runs.len() {
+        let _ = write!(out, " {}: {} (µs) |", label(i), machine(&runs[i]));
+    }
+    let _ = write!(out, "\n| --- |{}\n", " --: |".repeat(runs.len()));
+    for a in runs[0].records.iter().filter(|r| r.status == CaseStatus::Ok) {
+        let Some(base) = a.latency_median_ns else { continue };
+        let _ = write!(out, "| {} | {:.1} |", escape(&case_name(a)), base / 1e3);
+        for run in &runs[1..] {
+            let cell = run
+                .records
+                .iter()
+                .find(|b| key(b) == key(a) && b.status == CaseStatus::Ok)
+                .and_then(|b| b.latency_median_ns)
+                .map_or("—".to_string(), |m| format!("{:.1} (×{:.2})", m / 1e3, m / base));
+            let _ = write!(out, " {cell} |");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
 /// The comparison of every later run against the first, as Markdown.
 pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> crate::Result<String> {
     if runs.len() < 2 {
@@ -200,10 +235,11 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> cra
         let _ = writeln!(out, "| field | {} |", (0..runs.len()).map(label).collect::<Vec<_>>().join(" | "));
         let _ = writeln!(out, "| --- |{}", " --- |".repeat(runs.len()));
         for (field, values) in &diffs {
-            let _ = writeln!(out, "| {field} | {} |", values.join(" | "));
+            let _ = writeln!(out, "| {field} | {} |", values.iter().map(|v| escape(v)).collect::<Vec<_>>().join(" | "));
         }
         out.push('\n');
     }
+    out.push_str(&overview(runs, &label));
     for (i, other) in runs.iter().enumerate().skip(1) {
         let rows = compare_pair(&runs[0], other, threshold, allow_different_inputs)?;
         let _ = writeln!(
@@ -225,7 +261,7 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> cra
             let _ = writeln!(
                 out,
                 "| {} | {:.1} | {:.1} | {:.3} [{:.3}, {:.3}] | {} | {} |",
-                c.case,
+                escape(&c.case),
                 c.first_median_ns / 1e3,
                 c.other_median_ns / 1e3,
                 c.ratio,
