@@ -194,8 +194,8 @@ fn overview(runs: &[Run], label: &dyn Fn(usize) -> String) -> String {
         format!("{cpu}, {threads} thread(s)")
     };
     let mut out = String::from("Median per case, one column per run (ratio to run 1 in brackets):\n\n| case |");
-    for i in 0..runs.len() {
-        let _ = write!(out, " {}: {} (µs) |", label(i), machine(&runs[i]));
+    for (i, run) in runs.iter().enumerate() {
+        let _ = write!(out, " {}: {} (µs) |", label(i), machine(run));
     }
     let _ = write!(out, "\n| --- |{}\n", " --: |".repeat(runs.len()));
     for a in runs[0].records.iter().filter(|r| r.status == CaseStatus::Ok) {
