@@ -195,6 +195,8 @@ fn gate_exit(
     baseline: Option<&[qbench::record::Record]>,
 ) -> anyhow::Result<ExitCode> {
     let (checks, text) = qbench::gate::check_run(run_dir, name, gates, records, baseline)?;
+    // report.html shows the verdicts too.
+    qbench::report::write_outputs(run_dir, records)?;
     println!("{text}");
     eprintln!("gates: {} (JUnit: {})", qbench::gate::overall(&checks).name(), run_dir.join("gates.xml").display());
     Ok(ExitCode::from(qbench::gate::overall(&checks).exit_code()))

@@ -632,6 +632,10 @@ fn a_failing_gate_exits_2_with_junit_numbers_and_a_loosened_one_exits_0() {
     assert!(xml.contains(r#"tests="2" skipped="0" failures="1""#), "{xml}");
     let md = String::from_utf8_lossy(&o.stdout);
     assert!(md.contains("**Gates: FAIL** — 2 checks: 1 passed, 1 failed, 0 inconclusive."), "{md}");
+    // report.html shows the verdict and the failing check with its numbers.
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"gates\">") && html.contains("1 check(s) passed; these did not:"));
+    assert!(html.contains("top-1 88.60% &#60; minimum 95.00%"), "gate numbers missing from report.html");
     // `check` re-reads the run's copy of the suite and gives the same verdict, and appends its
     // summary to the GitHub step summary when asked.
     let step_summary = dir.path().join("summary.md");

@@ -190,7 +190,14 @@ fn html_page() {
     let records = fixture();
     let charts = qbench::report::chart::from_records(&records);
     let env = serde_json::json!({"qbench_version": "0.1.0", "cpu_flags": ["avx2", "fma"], "memory_bytes": null});
-    let page = qbench::report::html::render(&records, Some(&env), &charts, "fixture <records> & more").unwrap();
+    let gates = [qbench::report::html::GateRow {
+        gate: "size <gate>".into(),
+        case: "cnn / f32 / candle-cpu / batch 32".into(),
+        metric: "max_size_bytes".into(),
+        verdict: "FAIL".into(),
+        message: "size 828280 bytes > maximum 500000 bytes".into(),
+    }];
+    let page = qbench::report::html::render(&records, Some(&env), &charts, "fixture <records> & more", &gates).unwrap();
     let cut = |text: &str, open: &str, close: &str| {
         let mut out = String::new();
         let mut rest = text;

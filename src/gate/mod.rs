@@ -261,6 +261,18 @@ pub fn check_run(
     })?;
     write("gates.xml", xml.as_bytes())?;
     write("gates.md", text.as_bytes())?;
+    // The checks as data, for report.html's gates section.
+    let rows: Vec<crate::report::html::GateRow> = checks
+        .iter()
+        .map(|c| crate::report::html::GateRow {
+            gate: c.gate.clone(),
+            case: c.case.clone(),
+            metric: c.metric.to_string(),
+            verdict: c.verdict.name().to_string(),
+            message: c.message.clone(),
+        })
+        .collect();
+    write("gates.json", &serde_json::to_vec_pretty(&rows).unwrap_or_default())?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         use std::io::Write as _;
         let path = std::path::PathBuf::from(path);

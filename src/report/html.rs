@@ -41,6 +41,17 @@ struct Problem {
     reason: String,
 }
 
+/// One gate check as `gates.json` stores it (written by `gate::check_run`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GateRow {
+    pub gate: String,
+    pub case: String,
+    pub metric: String,
+    /// `pass`, `inconclusive` or `FAIL`.
+    pub verdict: String,
+    pub message: String,
+}
+
 struct ChartView {
     id: String,
     title: String,
@@ -63,18 +74,23 @@ struct Page {
     notes: Notes,
     charts: Vec<ChartView>,
     problems: Vec<Problem>,
+    gates: Vec<GateRow>,
+    /// The worst verdict of the gates, when there are any.
+    gates_verdict: String,
+    gates_passed: usize,
     environment: Vec<(String, String)>,
     css: &'static str,
     js: &'static str,
 }
 
 /// Renders the page from the records, the run's environment (`environment.json`, if any), the
-/// charts, and the suite's description.
+/// charts, the suite's description, and the gate checks (`gates.json`, if the run was gated).
 pub fn render(
     records: &[Record],
     environment: Option<&serde_json::Value>,
     charts: &[Chart],
     description: &str,
+    gates: &[GateRow],
 ) -> Result<String, HtmlError> {
     let table = results::table(records);
     let rows = (0..table.rows)
@@ -123,6 +139,13 @@ pub fn render(
         notes: results::notes(records),
         charts,
         problems,
+        gates_verdict: ["FAIL", "inconclusive", "pass"]
+            .into_iter()
+            .find(|v| gates.iter().any(|g| g.verdict == *v))
+            .unwrap_or_default()
+            .to_string(),
+        gates_passed: gates.iter().filter(|g| g.verdict == "pass").count(),
+        gates: gates.iter().filter(|g| g.verdict != "pass").cloned().collect(),
         environment: environment.map(flatten).unwrap_or_default(),
         css: include_str!("html/report.css"),
         js: include_str!("html/report.js"),

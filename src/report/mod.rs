@@ -22,7 +22,8 @@ pub struct Outputs {
 
 /// Writes every output derived from the records into `run_dir`: `report.md`, the polars
 /// tables, `charts/` (SVG and PNG) and `report.html`. The records are the only input, plus
-/// `environment.json`, the suite copy's description and the layer charts `qbench explain` left,
+/// `environment.json`, the suite copy's description, the gate checks (`gates.json`) and the layer
+/// charts `qbench explain` left,
 /// where present; so `qbench report` gives the same files as the run did.
 pub fn write_outputs(run_dir: &Path, records: &[Record]) -> crate::Result<Outputs> {
     let write = |name: &str, bytes: &[u8]| {
@@ -49,7 +50,11 @@ pub fn write_outputs(run_dir: &Path, records: &[Record]) -> crate::Result<Output
         .and_then(|text| text.parse::<toml::Table>().ok())
         .and_then(|t| t.get("description").and_then(|d| d.as_str().map(str::to_string)))
         .unwrap_or_default();
-    let page = html::render(records, environment.as_ref(), &charts, &description)?;
+    let gates: Vec<html::GateRow> = std::fs::read(run_dir.join("gates.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let page = html::render(records, environment.as_ref(), &charts, &description, &gates)?;
     files.push(write("report.html", page.as_bytes())?);
     Ok(Outputs { markdown, files })
 }
