@@ -1,6 +1,7 @@
 //! Benchmarks of qbench's own hot paths, of one engine run as a cross-check of the
 //! harness's sampler (criterion's estimate should sit inside qbench's CI), and of the
-//! harness's overhead: qbench's sampler against a bare loop over the same prepared session.
+//! harness's overhead: qbench's sampler against a bare loop over the same prepared session,
+//! and of report generation (charts, HTML, tables).
 //!
 //! `cargo bench --bench harness`
 
@@ -54,6 +55,21 @@ fn benches(c: &mut Criterion) {
         c.bench_function(&format!("engine/{} cnn batch 1", backend.name()), |b| b.iter(|| p.session.run().unwrap()));
     }
     overhead(c, &data);
+
+    // Reports: everything `qbench report` writes (Markdown, polars tables, 12 charts as SVG and
+    // PNG, the HTML page) from the shipped example run's 8 records.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example");
+    let records = qbench::report::jsonl::read_records(&example.join("records.jsonl")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for f in ["environment.json", "suite.toml"] {
+        std::fs::copy(example.join(f), out.path().join(f)).unwrap();
+    }
+    let charts = qbench::report::chart::from_records(&records);
+    c.bench_function("report/chart svg (tradeoff)", |b| b.iter(|| charts[0].svg().unwrap()));
+    c.bench_function("report/chart png (tradeoff)", |b| b.iter(|| charts[0].png().unwrap()));
+    c.bench_function("report/write_outputs (8 records)", |b| {
+        b.iter(|| qbench::report::write_outputs(out.path(), black_box(&records)).unwrap())
+    });
 }
 
 /// qbench's sampler against a bare loop on one prepared session (tract-cpu, MLP, batch 1: a
