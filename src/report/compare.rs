@@ -53,7 +53,7 @@ impl Change {
             Change::Faster => "faster",
             Change::Slower => "slower",
             Change::Same => "same within noise",
-            Change::Noisy => "noisy (machine state differed)",
+            Change::Noisy => "noisy (the machine's speed varied as much)",
         }
     }
 }
