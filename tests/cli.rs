@@ -485,7 +485,13 @@ fn static_scheme_with_an_override_records_calibration_and_mixed_layers() {
     assert!(aq.contains("percentile 99.9, 200 calibration images"), "{aq}");
     // fc1 and fc2 on tract's int8 kernel, fc3 in f32: native overall (f32 layers are native).
     let ev = r.evidence.as_deref().unwrap();
-    assert!(ev.contains("mmm_i32_8x8]×2") && ev.contains("mmm_f32"), "{ev}");
+    // (Which i32 tile tract picks, 8x8 or 16x16, varies between runs on the same machine.)
+    let int_layers: usize = ev
+        .split(", ")
+        .filter(|op| op.contains("mmm_i32"))
+        .map(|op| op.rsplit('×').next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert!(int_layers == 2 && ev.contains("mmm_f32"), "{ev}");
     assert_eq!(r.realization, "native");
     assert!(r.weight_storage.as_deref().unwrap().contains("fc3.weight=f32"));
     let report = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
