@@ -123,7 +123,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             chart.write_data(&charts)?;
             chart.write(&charts)?;
             let records = qbench::report::jsonl::read_records(&run_dir.join("records.jsonl"))?;
-            qbench::report::write_outputs(&run_dir, &records)?;
+            qbench::report::write_html(&run_dir, &records)?;
             println!("{text}");
             eprintln!(
                 "written: {}, {}/{}.svg and .png; report.html now shows the chart",
@@ -196,7 +196,7 @@ fn gate_exit(
 ) -> anyhow::Result<ExitCode> {
     let (checks, text) = qbench::gate::check_run(run_dir, name, gates, records, baseline)?;
     // report.html shows the verdicts too.
-    qbench::report::write_outputs(run_dir, records)?;
+    qbench::report::write_html(run_dir, records)?;
     println!("{text}");
     eprintln!("gates: {} (JUnit: {})", qbench::gate::overall(&checks).name(), run_dir.join("gates.xml").display());
     Ok(ExitCode::from(qbench::gate::overall(&checks).exit_code()))

@@ -96,6 +96,9 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
     front
 }
 
+/// A case's x value and its interval, if it has one.
+type XOf<'a> = dyn Fn(&Record) -> Option<(f64, Option<(f64, f64)>)> + 'a;
+
 /// The run's charts: per model and batch, accuracy (or agreement with the reference) against
 /// latency and latency per case; per model, accuracy against artifact size.
 pub fn from_records(records: &[Record]) -> Vec<Chart> {
@@ -120,18 +123,18 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
         // Microseconds when every median is under a millisecond, so the axis reads 16, not 0.016.
         let slowest = rows.iter().filter_map(|r| r.latency_median_ns).fold(0.0, f64::max);
         let (unit, div) = if slowest < 1e6 { ("µs", 1e3) } else { ("ms", 1e6) };
-        let points: Vec<Point> = rows
-            .iter()
-            .filter_map(|r| {
-                Some(Point {
-                    label: r.scheme.clone(),
-                    series: r.backend.clone(),
-                    x: r.latency_median_ns? / div,
-                    x_ci: r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(l, h)| (l / div, h / div)),
-                    y: 100.0 * y_of(r)?,
+        let ci =
+            |r: &Record| r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(l, h)| (l / div, h / div));
+        // One point per case: `x` of the case against its accuracy.
+        let points_of = |x: &XOf| -> Vec<Point> {
+            rows.iter()
+                .filter_map(|r| {
+                    let (x, x_ci) = x(r)?;
+                    Some(Point { label: r.scheme.clone(), series: r.backend.clone(), x, x_ci, y: 100.0 * y_of(r)? })
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let points = points_of(&|r| Some((r.latency_median_ns? / div, ci(r))));
         if !points.is_empty() {
             charts.push(scatter(
                 format!("tradeoff-{key}"),
@@ -148,7 +151,7 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
                     label: format!("{} · {}", r.scheme, r.backend),
                     series: r.backend.clone(),
                     value: Some(r.latency_median_ns? / div),
-                    ci: r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(l, h)| (l / div, h / div)),
+                    ci: ci(r),
                 })
             })
             .collect();
@@ -163,18 +166,7 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
         }
         if !sized_models.contains(&model) {
             sized_models.push(model.clone());
-            let points: Vec<Point> = rows
-                .iter()
-                .filter_map(|r| {
-                    Some(Point {
-                        label: r.scheme.clone(),
-                        series: r.backend.clone(),
-                        x: r.artifact_bytes? as f64 / 1024.0,
-                        x_ci: None,
-                        y: 100.0 * y_of(r)?,
-                    })
-                })
-                .collect();
+            let points = points_of(&|r| Some((r.artifact_bytes? as f64 / 1024.0, None)));
             if !points.is_empty() {
                 charts.push(scatter(
                     format!("size-{}", slug(&model)),

@@ -13,6 +13,29 @@ use std::path::{Path, PathBuf};
 
 use crate::record::Record;
 
+/// Writes `report.html` alone (the charts drawn again as SVG, in memory): after gating, so the
+/// page shows the verdicts without redrawing every PNG.
+pub fn write_html(run_dir: &Path, records: &[Record]) -> crate::Result<PathBuf> {
+    let mut charts = chart::from_records(records);
+    charts.extend(chart::read_layer_charts(&run_dir.join("charts"))?);
+    let environment = std::fs::read(run_dir.join("environment.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    let description = std::fs::read_to_string(run_dir.join("suite.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("description").and_then(|d| d.as_str().map(str::to_string)))
+        .unwrap_or_default();
+    let gates: Vec<html::GateRow> = std::fs::read(run_dir.join("gates.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let page = html::render(records, environment.as_ref(), &charts, &description, &gates)?;
+    let path = run_dir.join("report.html");
+    std::fs::write(&path, page.as_bytes()).map_err(|source| crate::Error::Output { path: path.clone(), source })?;
+    Ok(path)
+}
+
 /// What [`write_outputs`] wrote, for the closing lines of `run` and `report`.
 #[derive(Debug)]
 pub struct Outputs {
@@ -35,26 +58,11 @@ pub fn write_outputs(run_dir: &Path, records: &[Record]) -> crate::Result<Output
     let mut files = vec![write("report.md", markdown.as_bytes())?];
     files.extend(table::write_all(run_dir, records)?);
     let chart_dir = run_dir.join("charts");
-    let mut charts = chart::from_records(records);
-    for c in &charts {
+    for c in chart::from_records(records) {
         c.write(&chart_dir)?;
         files.push(chart_dir.join(format!("{}.svg", c.id)));
         files.push(chart_dir.join(format!("{}.png", c.id)));
     }
-    charts.extend(chart::read_layer_charts(&chart_dir)?);
-    let environment = std::fs::read(run_dir.join("environment.json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-    let description = std::fs::read_to_string(run_dir.join("suite.toml"))
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("description").and_then(|d| d.as_str().map(str::to_string)))
-        .unwrap_or_default();
-    let gates: Vec<html::GateRow> = std::fs::read(run_dir.join("gates.json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
-    let page = html::render(records, environment.as_ref(), &charts, &description, &gates)?;
-    files.push(write("report.html", page.as_bytes())?);
+    files.push(write_html(run_dir, records)?);
     Ok(Outputs { markdown, files })
 }
