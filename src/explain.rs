@@ -9,9 +9,9 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use crate::measure::layers::{localize, Localization};
-use crate::model::Reference;
 use crate::record::{CaseStatus, Record};
 use crate::report::jsonl::read_records;
+use crate::runner::Loaded;
 use crate::suite::Suite;
 
 /// Why a case cannot be explained.
@@ -27,6 +27,8 @@ pub enum ExplainError {
     SuiteChanged { file: String, now: String, then: String },
     #[error("case {index} has no quantized layer (scheme {scheme}); nothing to localize")]
     NothingQuantized { index: usize, scheme: String },
+    #[error("the model file {file} changed since case {index} was run (its sha256 differs from the record's); explain needs the model as it was")]
+    ModelChanged { index: usize, file: PathBuf },
     #[error("case {index} names {what} \"{name}\", which its suite {file} does not have; the records and the suite do not belong together")]
     Inconsistent { index: usize, what: &'static str, name: String, file: String },
 }
@@ -80,22 +82,27 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> crate::Result<Expl
     let backend = crate::backend::BackendId::from_name(&record.backend)
         .filter(|b| suite.backends.contains(b))
         .ok_or_else(|| inconsistent("backend", &record.backend))?;
-    let plan = suite.plan(model, scheme);
+    let entry = &suite.models[model];
+    let work = run_dir.join("explain").join(format!("case-{index}"));
+    std::fs::create_dir_all(&work).map_err(|source| crate::Error::Output { path: work.clone(), source })?;
+    let reference = Loaded::load(entry, &work)?;
+    if reference.sha256() != record.model_sha256.as_deref().unwrap_or_default() {
+        return Err(crate::Error::Explain(ExplainError::ModelChanged { index, file: entry.file().to_path_buf() }));
+    }
+    let plan = suite.plan(model, scheme, &reference.layers());
     if plan.layers.iter().all(|(_, s)| *s == crate::quant::SchemeId::F32) {
         return Err(crate::Error::Explain(ExplainError::NothingQuantized { index, scheme: record.scheme }));
     }
-    let entry = &suite.models[model];
     let datasets = crate::runner::load_datasets(&suite)?;
     let full = &datasets[entry.dataset];
     let held_out = suite.calibration.as_ref().map_or(0, |c| c.items);
     let eval = full.slice(held_out..full.len());
-    let reference = Reference::load(&entry.name, entry.zoo, &entry.weights)?;
     let calibration = match (&suite.calibration, plan.needs_calibration()) {
-        (Some(c), true) => Some(crate::quant::calibration_inputs(&reference, &full.slice(0..c.items), c.percentile)?),
+        (Some(c), true) => Some(reference.calibrate(&full.slice(0..c.items), c.percentile)?),
         _ => None,
     };
-    let work = run_dir.join("explain").join(format!("case-{index}"));
-    let localization = localize(&reference, &plan, backend, &eval, items, &work, calibration.as_ref())?;
+    let apply = |plan: &crate::quant::Plan, dir: &Path| reference.apply(&entry.name, plan, dir, calibration.as_ref());
+    let localization = localize(&apply, &plan, backend, &eval, items, &work)?;
     Ok(Explanation { record, localization })
 }
 
@@ -109,7 +116,7 @@ impl Explanation {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Case {}: {} / {} / {} / batch {}, on the first {} evaluation images: fp32 top-1 {}, this plan {} ({:+.2} points), logits SQNR {} dB.\n",
+            "Case {}: {} / {} / {} / batch {}, on the first {} evaluation items: fp32 top-1 {}, this plan {} ({:+.2} points), output SQNR {} dB{}.\n",
             r.case_index,
             r.model,
             r.scheme,
@@ -119,7 +126,8 @@ impl Explanation {
             pct(l.fp32_top1_accuracy),
             pct(l.plan_top1_accuracy),
             100.0 * (l.plan_top1_accuracy - l.fp32_top1_accuracy),
-            db(l.plan_logits_sqnr_db)
+            db(l.plan_logits_sqnr_db),
+            if l.against_labels { "" } else { " (no labels: top-1 is agreement with fp32's top-1)" }
         );
         let _ = writeln!(
             out,

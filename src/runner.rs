@@ -8,17 +8,20 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::backend::{configure_threads, BackendId};
-use crate::data::{load_idx, DataError, Dataset, DatasetFormat};
+use crate::data::{load_idx, load_npy, DataError, Dataset, DatasetFormat};
 use crate::measure::{eval, fidelity, latency, memory};
+use crate::model::onnx_file::OnnxModel;
 use crate::model::Reference;
 use crate::quant::{self, Variant};
 use crate::record::{CaseStatus, Environment, Record};
 use crate::report::jsonl::RecordSink;
-use crate::suite::{expand, Case, Suite};
+use crate::suite::{expand, Case, ModelEntry, ModelSource, Suite};
 use crate::{Error, Result};
 
-/// The engine and batch size that compute each model's fp32 reference logits.
+/// The engine and batch size that compute each zoo model's fp32 reference logits (a user's
+/// ONNX model's are computed by tract, the engine that runs it).
 pub const REFERENCE_BACKEND: BackendId = BackendId::CandleCpu;
+pub const ONNX_REFERENCE_BACKEND: BackendId = BackendId::TractCpu;
 const REFERENCE_BATCH: usize = 500;
 
 /// Where the run goes and how chatty it is.
@@ -49,23 +52,25 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
     let datasets = suite
         .datasets
         .iter()
-        .map(|d| match d.format {
-            DatasetFormat::Idx => load_idx(&d.name, &d.images, &d.labels),
+        .map(|d| match (d.format, &d.labels) {
+            (DatasetFormat::Idx, Some(labels)) => load_idx(&d.name, &d.inputs, labels),
+            (DatasetFormat::Idx, None) => unreachable!("the suite requires IDX labels"),
+            (DatasetFormat::Npy, labels) => load_npy(
+                &d.name,
+                &d.inputs,
+                d.array.as_deref(),
+                labels.as_deref().map(|l| (l, d.label_column.as_deref())),
+            ),
         })
         .collect::<Result<Vec<_>, _>>()?;
     for m in &suite.models {
         let d = &datasets[m.dataset];
-        let [_, h, w] = m.zoo.input_shape();
-        if (d.rows, d.cols) != (h, w) {
+        if d.item_shape != m.input_shape() {
             return Err(DataError::ShapeMismatch {
-                dataset: d.name.clone(),
-                path: d.images_path.clone(),
-                rows: d.rows,
-                cols: d.cols,
+                dataset: format!("\"{}\" ({})", d.name, d.inputs_path.display()),
+                found: d.item_shape.clone(),
                 model: m.name.clone(),
-                zoo: m.zoo.name(),
-                want_rows: h,
-                want_cols: w,
+                want: m.input_shape(),
             });
         }
         if let Some(c) = &suite.calibration {
@@ -78,17 +83,116 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                 });
             }
         }
-        if let Some(&label) = d.labels.iter().find(|&&l| l as usize >= m.zoo.num_classes()) {
-            return Err(DataError::LabelRange {
-                dataset: d.name.clone(),
-                path: d.labels_path.clone(),
-                label,
-                model: m.name.clone(),
-                classes: m.zoo.num_classes(),
-            });
+        // A model file's class count is known once it has run (checked per case then).
+        if let Some(zoo) = m.zoo() {
+            check_labels(d, m, zoo.num_classes())?;
         }
     }
     Ok(datasets)
+}
+
+/// Every label must be a class the model outputs.
+fn check_labels(d: &Dataset, m: &ModelEntry, classes: usize) -> Result<(), DataError> {
+    match d.labels().iter().find(|&&l| l as usize >= classes) {
+        Some(&label) => Err(DataError::LabelRange {
+            dataset: d.name.clone(),
+            path: d.labels_path.clone().unwrap_or_default(),
+            label,
+            model: m.name.clone(),
+            classes,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A reference model as loaded for a run (or for `explain`).
+pub(crate) enum Loaded {
+    Zoo(Reference),
+    /// A user's ONNX model and its normalized f32 file (the f32 artifact).
+    Onnx(Box<OnnxModel>, PathBuf),
+}
+
+impl Loaded {
+    pub(crate) fn load(model: &ModelEntry, artifacts: &Path) -> Result<Loaded> {
+        match &model.source {
+            ModelSource::Zoo { zoo, weights } => Ok(Loaded::Zoo(Reference::load(&model.name, *zoo, weights)?)),
+            ModelSource::Onnx { path, input, output } => {
+                let onnx = OnnxModel::load(&model.name, path, input, output.as_deref())?;
+                let f32_path =
+                    quant::write_artifact(artifacts.join(format!("{}.f32.onnx", model.name)), &onnx.to_bytes())?;
+                Ok(Loaded::Onnx(Box::new(onnx), f32_path))
+            }
+        }
+    }
+
+    pub(crate) fn sha256(&self) -> &str {
+        match self {
+            Loaded::Zoo(r) => &r.sha256,
+            Loaded::Onnx(m, _) => &m.sha256,
+        }
+    }
+
+    pub(crate) fn layers(&self) -> Vec<(String, usize)> {
+        match self {
+            Loaded::Zoo(r) => quant::LayerWidths::layer_widths(&r.zoo),
+            Loaded::Onnx(m, _) => m.weighted_layers(),
+        }
+    }
+
+    fn parameters(&self) -> usize {
+        match self {
+            Loaded::Zoo(r) => r.zoo.parameter_count(),
+            Loaded::Onnx(m, _) => m.parameters,
+        }
+    }
+
+    fn reference_backend(&self) -> BackendId {
+        match self {
+            Loaded::Zoo(_) => REFERENCE_BACKEND,
+            Loaded::Onnx(..) => ONNX_REFERENCE_BACKEND,
+        }
+    }
+
+    /// The f32 model as a variant (what the f32 cases run).
+    fn f32_variant(&self, name: &str) -> Variant {
+        match self {
+            Loaded::Zoo(r) => Variant::f32_reference(r, PathBuf::new()),
+            Loaded::Onnx(m, path) => Variant {
+                model: name.to_string(),
+                zoo: None,
+                input_shape: m.input.item_shape.clone(),
+                plan: quant::Plan::uniform(m.weighted_layers().as_slice(), quant::SchemeId::F32),
+                candle_artifact: path.clone(),
+                onnx: path.clone(),
+                weight_storage: "f32".into(),
+                activation_quant: String::new(),
+                bits_per_weight: 32.0,
+            },
+        }
+    }
+
+    pub(crate) fn calibrate(&self, data: &Dataset, percentile: f64) -> Result<quant::Calibration> {
+        match self {
+            Loaded::Zoo(r) => quant::calibration_inputs(r, data, percentile),
+            Loaded::Onnx(m, path) => quant::calibration_inputs_onnx(m, path, data, percentile),
+        }
+    }
+
+    pub(crate) fn apply(
+        &self,
+        name: &str,
+        plan: &quant::Plan,
+        artifacts: &Path,
+        cal: Option<&quant::Calibration>,
+    ) -> Result<Variant> {
+        match self {
+            Loaded::Zoo(r) => quant::apply(plan, r, artifacts, cal),
+            Loaded::Onnx(..) if plan.layers.iter().all(|(_, s)| *s == quant::SchemeId::F32) => {
+                Ok(Variant { plan: plan.clone(), ..self.f32_variant(name) })
+            }
+            Loaded::Onnx(m, _) => quant::onnx_graph::apply(plan, m, name, artifacts, cal),
+        }
+    }
 }
 
 /// Runs every case of `suite`; `progress` receives one line per step.
@@ -147,13 +251,18 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
         };
         let data = &data;
         let model_cases: Vec<&Case> = cases.iter().filter(|c| c.model == model_idx).collect();
-        let reference = guarded(|| Reference::load(&model.name, model.zoo, &model.weights).map_err(Error::from));
-        let reference_logits = reference.as_ref().ok().map(|r| guarded(|| reference_logits(r, data)));
+        let reference = guarded(|| Loaded::load(model, &artifacts));
+        let reference_outputs = reference.as_ref().ok().map(|r| guarded(|| reference_outputs(r, &model.name, data)));
         let mut calibration: Option<Result<quant::Calibration, String>> = None;
-        if let Some(Err(e)) = &reference_logits {
+        if let Some(Err(e)) = &reference_outputs {
             progress(&format!("{}: reference outputs failed: {e:#}; agreement columns stay empty", model.name));
         }
-        let reference_logits = reference_logits.and_then(|r| r.ok());
+        let reference_outputs = reference_outputs.and_then(|r| r.ok());
+        // The model's weighted layers: from the architecture, or from the loaded file.
+        let layers = match &reference {
+            Ok(r) => r.layers(),
+            Err(_) => model.known_layers().unwrap_or_default(),
+        };
         let mut variants: HashMap<quant::SchemeId, Result<Variant, String>> = HashMap::new();
         for case in model_cases {
             index += 1;
@@ -161,12 +270,20 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                 continue;
             }
             done += 1;
-            let plan = suite.plan(case.model, case.scheme);
+            let plan = suite.plan(case.model, case.scheme, &layers);
             let mut record = base_record(suite, &env, &run_id, index - 1, case, &plan, data);
             record.shard = options.shard.map(|s| s.name()).unwrap_or_default();
             record.noise_probe_ns = Some(crate::measure::probe::probe_ns());
             record.calibration_items = calibration_items;
-            if let crate::quant::Realization::Unsupported(why) = plan.realization(case.backend) {
+            if let Ok(r) = &reference {
+                record.parameters = r.parameters();
+                record.reference_backend = r.reference_backend().name().to_string();
+            }
+            let unsupported = match plan.realization(case.backend) {
+                crate::quant::Realization::Unsupported(why) => Some(why),
+                _ => model.unsupported_on(case.backend),
+            };
+            if let Some(why) = unsupported {
                 record.status = CaseStatus::Skipped;
                 record.error = Some(why.to_string());
                 sink.append(&record)?;
@@ -183,11 +300,11 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
             let outcome = match &reference {
                 Err(e) => Err(e.to_string()),
                 Ok(reference) => {
-                    record.model_sha256 = Some(reference.sha256.clone());
+                    record.model_sha256 = Some(reference.sha256().to_string());
                     if plan.needs_calibration() && calibration.is_none() {
                         let percentile = suite.calibration.as_ref().map_or(0.0, |c| c.percentile);
                         calibration = Some(
-                            guarded(|| quant::calibration_inputs(reference, &calibration_data, percentile))
+                            guarded(|| reference.calibrate(&calibration_data, percentile))
                                 .map_err(|e| format!("calibration failed: {e}")),
                         );
                     }
@@ -197,14 +314,26 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                             Some(Ok(c)) => Some(c),
                             _ => None,
                         };
-                        guarded(|| quant::apply(&plan, reference, &artifacts, cal)).map_err(|e| e.to_string())
+                        guarded(|| reference.apply(&model.name, &plan, &artifacts, cal)).map_err(|e| e.to_string())
                     });
-                    match variant {
-                        Err(e) => Err(e.clone()),
-                        Ok(v) => {
-                            guarded(|| measure_case(suite, case, v, data, reference_logits.as_deref(), &mut record))
-                                .map_err(|e| e.to_string())
-                        }
+                    // Without reference outputs a zoo model still has its known classes; a model
+                    // file's output size is learned from its reference run.
+                    let classes = match &variant {
+                        Ok(v) => v.zoo.map(|z| z.num_classes()).or(reference_outputs.as_ref().map(|r| r.per_item)),
+                        Err(_) => None,
+                    };
+                    match (variant, classes) {
+                        (Err(e), _) => Err(e.clone()),
+                        (Ok(_), None) => Err("the f32 reference could not run, so this model's outputs cannot be scored; see the reference error above".into()),
+                        // A model file's labels are checked against the classes it outputs.
+                        (Ok(v), Some(classes)) => match check_labels(data, model, classes) {
+                            Err(e) if v.zoo.is_none() => Err(e.to_string()),
+                            _ => {
+                                let reference = reference_outputs.as_ref().map(|r| r.values.as_slice());
+                                guarded(|| measure_case(suite, case, v, data, classes, reference, &mut record))
+                                    .map_err(|e| e.to_string())
+                            }
+                        },
                     }
                 }
             };
@@ -244,6 +373,7 @@ fn measure_case(
     case: &Case,
     variant: &Variant,
     data: &Dataset,
+    classes: usize,
     reference: Option<&[f32]>,
     record: &mut Record,
 ) -> Result<()> {
@@ -284,10 +414,11 @@ fn measure_case(
     record.first_run_ns = Some(first_run_ns);
     record.cold_start_ns = Some(prepare_ns + first_run_ns);
 
-    let classes = variant.zoo.num_classes();
     let logits = eval::run_dataset(session, case.backend, data, case.batch, classes)?;
     record.eval_items = Some(data.len());
-    record.set_task(fidelity::task_metrics(&logits, &data.labels, classes));
+    if data.labels.is_some() {
+        record.set_task(fidelity::task_metrics(&logits, data.labels(), classes));
+    }
     if let Some(reference) = reference {
         record.set_fidelity(&fidelity::fidelity(reference, &logits, classes));
     }
@@ -306,17 +437,43 @@ fn measure_case(
     Ok(())
 }
 
-/// fp32 logits of the reference on the whole dataset, computed once per model.
-fn reference_logits(reference: &Reference, data: &Dataset) -> Result<Vec<f32>> {
-    let variant = Variant::f32_reference(reference, PathBuf::new());
-    let mut prepared = REFERENCE_BACKEND.create().prepare(&variant, REFERENCE_BATCH)?;
-    Ok(eval::run_dataset(
-        prepared.session.as_mut(),
-        REFERENCE_BACKEND,
-        data,
-        REFERENCE_BATCH,
-        reference.zoo.num_classes(),
-    )?)
+/// The f32 reference's outputs on the whole dataset, computed once per model.
+struct ReferenceOutputs {
+    /// `len × per_item` values.
+    values: Vec<f32>,
+    /// Output values per item (classes, for a classifier).
+    per_item: usize,
+}
+
+fn reference_outputs(reference: &Loaded, name: &str, data: &Dataset) -> Result<ReferenceOutputs> {
+    let backend = reference.reference_backend();
+    let variant = reference.f32_variant(name);
+    let batch = match reference {
+        Loaded::Onnx(m, _) => m.input.fixed_batch.unwrap_or(REFERENCE_BATCH),
+        Loaded::Zoo(_) => REFERENCE_BATCH,
+    };
+    let mut prepared = backend.create().prepare(&variant, batch)?;
+    let session = prepared.session.as_mut();
+    let per_item = match variant.zoo {
+        Some(zoo) => zoo.num_classes(),
+        None => {
+            // A model file's output size is what it outputs for one batch.
+            session.set_input(&data.batch_f32(0, batch.min(data.len()), batch))?;
+            session.run()?;
+            let n = session.output()?.len();
+            if n == 0 || n % batch != 0 {
+                return Err(crate::backend::BackendError::engine(
+                    backend,
+                    "reading the output",
+                    format!("{n} output values for a batch of {batch}; the output's first axis must be the batch"),
+                )
+                .into());
+            }
+            n / batch
+        }
+    };
+    let values = eval::run_dataset(session, backend, data, batch, per_item)?;
+    Ok(ReferenceOutputs { values, per_item })
 }
 
 /// Runs `f`, turning a panic inside an engine into an error so one case cannot abort the suite.
@@ -351,7 +508,7 @@ fn base_record(
         suite_sha256: suite.sha256.clone(),
         suite_file: std::fs::canonicalize(&suite.file).unwrap_or_else(|_| suite.file.clone()).display().to_string(),
         model: model.name.clone(),
-        zoo: model.zoo.name().to_string(),
+        zoo: model.zoo().map(|z| z.name().to_string()).unwrap_or_default(),
         model_sha256: None,
         dataset: data.name.clone(),
         dataset_sha256: data.sha256.clone(),
@@ -371,7 +528,7 @@ fn base_record(
         activation_quant: None,
         calibration_items: 0,
         evidence: None,
-        parameters: model.zoo.parameter_count(),
+        parameters: model.zoo().map_or(0, |z| z.parameter_count()),
         prepare_ns: None,
         warmup_iters: 0,
         samples_ns: Vec::new(),

@@ -131,7 +131,7 @@ fn dataset_of_the_wrong_image_size_is_refused_before_running() {
         .replace(&format!("{:?}", common::fashion_labels()), "\"small-labels.idx\"");
     std::fs::write(&suite, text).unwrap();
     let o = run_suite(dir.path(), &suite);
-    assert_clean_error(&o, &["small-images.idx", "has 8×8 images", "model \"mlp\"", "takes 1×28×28 inputs"]);
+    assert_clean_error(&o, &["small-images.idx", "has items of shape 1×8×8", "model \"mlp\"", "takes 1×28×28 inputs"]);
     assert!(!dir.path().join("out").exists());
 }
 
@@ -482,7 +482,7 @@ fn static_scheme_with_an_override_records_calibration_and_mixed_layers() {
     assert_eq!(r.layer_overrides, "fc3=f32");
     let aq = r.activation_quant.as_deref().unwrap();
     assert!(aq.contains("fc1=u8 static") && aq.contains("fc2=u8 static") && !aq.contains("fc3"), "{aq}");
-    assert!(aq.contains("percentile 99.9, 200 calibration images"), "{aq}");
+    assert!(aq.contains("percentile 99.9, 200 calibration items"), "{aq}");
     // fc1 and fc2 on tract's int8 kernel, fc3 in f32: native overall (f32 layers are native).
     let ev = r.evidence.as_deref().unwrap();
     // (Which i32 tile tract picks, 8x8 or 16x16, varies between runs on the same machine.)

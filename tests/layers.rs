@@ -49,7 +49,8 @@ fn one_quantized_layer_shows_exactly_where_the_error_starts() {
 
     for backend in BackendId::ALL.iter().copied() {
         let dir = tempfile::tempdir().unwrap();
-        let l = localize(&reference, &plan, backend, &data, n, dir.path(), None).unwrap();
+        let apply = |p: &Plan, d: &std::path::Path| qbench::quant::apply(p, &reference, d, None);
+        let l = localize(&apply, &plan, backend, &data, n, dir.path()).unwrap();
         let what = backend.name();
         assert_eq!(l.items, n);
         // fc1 is exact: identical to fp32 (no SQNR: infinite).

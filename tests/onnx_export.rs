@@ -50,7 +50,7 @@ fn exported_onnx_has_identical_weights_and_tract_matches_candle_on_100_images() 
         assert!(ag.max_abs_diff < 1e-4, "{}: max |Δ| {}", zoo.name(), ag.max_abs_diff);
         assert_eq!(ag.top1, 1.0, "{}", zoo.name());
         // And the logits are not trivially equal (e.g. all zero): predictions mostly match labels.
-        let acc = eval::accuracy(&eval::top1(&a, 10), &data.labels[..100]);
+        let acc = eval::accuracy(&eval::top1(&a, 10), &data.labels()[..100]);
         assert!(acc > 0.8, "{}: accuracy on 100 images {acc}", zoo.name());
     }
 }

@@ -31,7 +31,7 @@ fn int8_weight_only_schemes_agree_across_backends_and_keep_accuracy() {
             (variant, p.artifact_bytes, p.evidence, l)
         };
         let (_, f32_bytes, _, f32_logits) = logits(SchemeId::F32, BackendId::CandleCpu);
-        let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), &data.labels);
+        let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), data.labels());
         for scheme in
             SchemeId::ALL.iter().copied().filter(|s| matches!(s, SchemeId::Int8Weights { .. } | SchemeId::Int8Dynamic))
         {
@@ -42,7 +42,7 @@ fn int8_weight_only_schemes_agree_across_backends_and_keep_accuracy() {
             let cross = eval::agreement(&candle, &tract, 10);
             assert!(cross.top1 >= 0.995, "{what}: candle/tract top-1 agreement {}", cross.top1);
             // Accuracy: every int8 scheme within 1.0 point of f32.
-            let acc = eval::accuracy(&eval::top1(&candle, 10), &data.labels);
+            let acc = eval::accuracy(&eval::top1(&candle, 10), data.labels());
             assert!((acc - f32_acc).abs() <= 0.01, "{what}: top-1 {acc} vs f32 {f32_acc}");
             // Quantization really happened: not bit-identical to f32.
             assert!(eval::agreement(&candle, &f32_logits, 10).max_abs_diff > 1e-3, "{what}: logits identical to f32");
@@ -92,7 +92,7 @@ fn ggml_schemes_run_natively_on_candle_and_agree_with_tract() {
                     &eval::run_dataset(p.session.as_mut(), BackendId::CandleCpu, &data, batch, 10).unwrap(),
                     10,
                 ),
-                &data.labels,
+                data.labels(),
             )
         };
         for scheme in SchemeId::ALL.iter().copied().filter(|s| matches!(s, SchemeId::Ggml(_))) {
@@ -122,7 +122,7 @@ fn ggml_schemes_run_natively_on_candle_and_agree_with_tract() {
             if zoo == ZooModelId::Cnn {
                 assert!(variant.weight_storage.contains("conv1.weight=f32 (fallback"), "{}", variant.weight_storage);
             }
-            let acc = eval::accuracy(&eval::top1(&candle, 10), &data.labels);
+            let acc = eval::accuracy(&eval::top1(&candle, 10), data.labels());
             let cross = eval::agreement(&candle, &tract, 10);
             report.push(format!(
                 "{name}: top-1 {:.2}% (Δ {:+.2}), candle/tract agreement {:.2}%",

@@ -45,7 +45,7 @@ fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
         let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
         let f32_variant = apply(&Plan::uniform(zoo, SchemeId::F32), &reference, dir.path(), None).unwrap();
         let (f32_logits, _, _) = run(&f32_variant, BackendId::CandleCpu, &eval_data);
-        let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), &eval_data.labels);
+        let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), eval_data.labels());
         let calibration = calibration_inputs(&reference, &calibration_data, 99.99).unwrap();
         assert_eq!(calibration.items, CALIBRATION_ITEMS);
         // The first layer's inputs are the calibration images themselves: 500 × 784 pixels.
@@ -82,7 +82,7 @@ fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
             );
             let cross = eval::agreement(&candle, &tract, 10);
             assert!(cross.top1 >= 0.995, "{what}: candle/tract top-1 agreement {}", cross.top1);
-            let acc = eval::accuracy(&eval::top1(&candle, 10), &eval_data.labels);
+            let acc = eval::accuracy(&eval::top1(&candle, 10), eval_data.labels());
             assert!((acc - f32_acc).abs() <= 0.01, "{what}: top-1 {acc} vs f32 {f32_acc}");
             assert!(eval::agreement(&candle, &f32_logits, 10).max_abs_diff > 1e-3, "{what}: identical to f32");
         }
@@ -103,7 +103,7 @@ fn int4_groups_hold_four_bits_and_agree_across_engines() {
         let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
         let f32_variant = apply(&Plan::uniform(zoo, SchemeId::F32), &reference, dir.path(), None).unwrap();
         let (f32_logits, _, f32_bytes) = run(&f32_variant, BackendId::CandleCpu, &eval_data);
-        let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), &eval_data.labels);
+        let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), eval_data.labels());
         for (group, symmetric) in [(32, true), (32, false), (16, true)] {
             let scheme = SchemeId::Int4Group { group, symmetric };
             let mut plan = Plan::uniform(zoo, scheme);
@@ -168,7 +168,7 @@ fn int4_groups_hold_four_bits_and_agree_across_engines() {
             assert!(candle_evidence.contains("dequantized at load"), "{what}: {candle_evidence}");
             assert_eq!(variant.plan.realization(BackendId::TractCpu), Realization::Emulated);
             // Accuracy: int4 g32 within 3 points of f32 (the budget for the CNN).
-            let acc = eval::accuracy(&eval::top1(&candle, 10), &eval_data.labels);
+            let acc = eval::accuracy(&eval::top1(&candle, 10), eval_data.labels());
             assert!(f32_acc - acc <= 0.03, "{what}: top-1 {acc} vs f32 {f32_acc}");
             assert!(eval::agreement(&candle, &f32_logits, 10).max_abs_diff > 1e-2, "{what}: identical to f32");
         }

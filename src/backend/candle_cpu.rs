@@ -34,7 +34,7 @@ impl Backend for CandleCpu {
         };
         let evidence = format!("{}{conversion}", net.kernels());
         let weights_bytes = Some(net.weights_bytes());
-        let [c, h, w] = variant.zoo.input_shape();
+        let [c, h, w] = zoo(variant)?.input_shape();
         Ok(Prepared {
             session: Box::new(CandleSession { net, shape: (batch, c, h, w), input: None, output: None }),
             artifact: variant.candle_artifact.clone(),
@@ -46,7 +46,7 @@ impl Backend for CandleCpu {
 
     fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError> {
         let (net, _) = load_net(variant)?;
-        let [c, h, w] = variant.zoo.input_shape();
+        let [c, h, w] = zoo(variant)?.input_shape();
         Ok(Box::new(CandleLayers { net, shape: (batch, c, h, w) }))
     }
 }
@@ -62,7 +62,8 @@ impl LayerSession for CandleLayers {
         let x = Tensor::from_slice(input, self.shape, &Device::Cpu)
             .and_then(|t| t.to_dtype(self.net.dtype()))
             .map_err(err)?;
-        self.net
+        let mut out = self
+            .net
             .layer_outputs(&x)
             .map_err(err)?
             .into_iter()
@@ -70,20 +71,37 @@ impl LayerSession for CandleLayers {
                 let v = t.flatten_all().and_then(|t| t.to_dtype(candle_core::DType::F32)).and_then(|t| t.to_vec1());
                 v.map(|v| (name.to_string(), v)).map_err(err)
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        // A zoo model ends in its last weighted layer: that output is the model's.
+        if let Some((_, last)) = out.last() {
+            out.push((super::MODEL_OUTPUT.to_string(), last.clone()));
+        }
+        Ok(out)
     }
+}
+
+/// The zoo architecture candle builds; user ONNX graphs have none (they run on tract).
+fn zoo(variant: &Variant) -> Result<crate::zoo::ZooModelId, BackendError> {
+    variant.zoo.ok_or_else(|| {
+        BackendError::engine(
+            ID,
+            "loading the model",
+            "candle runs zoo models here; a user's ONNX model runs on tract-cpu",
+        )
+    })
 }
 
 /// Loads the variant from its file, as a user of the artifact would, not from memory.
 fn load_net(variant: &Variant) -> Result<(Net, bool), BackendError> {
+    let zoo = zoo(variant)?;
     let is_gguf = variant.candle_artifact.extension().is_some_and(|e| e == "gguf");
     let net = if is_gguf {
-        Net::from_gguf(variant.zoo, &variant.candle_artifact)
+        Net::from_gguf(zoo, &variant.candle_artifact)
             .map_err(|e| BackendError::engine(ID, "loading the GGUF model", e))?
     } else {
-        let (tensors, inputs) = load_model(&variant.candle_artifact, variant.zoo)
-            .map_err(|e| BackendError::engine(ID, "loading weights", e))?;
-        Net::new(variant.zoo, &tensors)
+        let (tensors, inputs) =
+            load_model(&variant.candle_artifact, zoo).map_err(|e| BackendError::engine(ID, "loading weights", e))?;
+        Net::new(zoo, &tensors)
             .map_err(|e| BackendError::engine(ID, "building the model", e))?
             .with_input_quant(&inputs)
     };

@@ -2,7 +2,7 @@
 //! into a [`Session`] outside any timed region; only [`Session::run`] is timed.
 
 mod candle_cpu;
-mod tract_cpu;
+pub(crate) mod tract_cpu;
 
 use std::path::PathBuf;
 
@@ -62,13 +62,18 @@ pub trait Backend {
     /// Loads the variant's artifact and readies it for exactly `batch` items per run.
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError>;
     /// Loads the variant so that each run returns the output of every weighted layer (after
-    /// its bias, before any activation), in layer order: for per-layer error localization.
+    /// its bias, before any activation), in layer order, then the model's output (named
+    /// [`MODEL_OUTPUT`]): for per-layer error localization.
     fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError>;
 }
 
-/// A model whose runs return every weighted layer's output.
+/// The name [`LayerSession::run`] gives the model's output, after the layers'.
+pub const MODEL_OUTPUT: &str = "(model output)";
+
+/// A model whose runs return every weighted layer's output, then the model's.
 pub trait LayerSession {
-    /// Runs one batch (NCHW f32, exactly the prepared batch size); `(layer, values)` in order.
+    /// Runs one batch (exactly the prepared batch size); `(layer, values)` in order, then
+    /// `(MODEL_OUTPUT, values)`.
     fn run(&mut self, input: &[f32]) -> Result<Vec<(String, Vec<f32>)>, BackendError>;
 }
 

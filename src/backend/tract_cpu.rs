@@ -23,13 +23,13 @@ impl Backend for TractCpu {
     }
 
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
-        let [c, h, w] = variant.zoo.input_shape();
+        let shape = batch_shape(batch, &variant.input_shape);
         // into_optimized() is declutter + optimize; split so the weights can be counted as
         // constants between the two (codegen moves them into the kernels' packed operands).
         let mut weights_bytes = None;
         let plan = tract_onnx::onnx()
             .model_for_path(&variant.onnx)
-            .and_then(|m| m.with_input_fact(0, f32::fact([batch, c, h, w]).into()))
+            .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
             .and_then(|m| m.into_typed())
             .and_then(|mut m| {
                 m.declutter()?;
@@ -44,7 +44,7 @@ impl Backend for TractCpu {
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
         Ok(Prepared {
-            session: Box::new(TractSession { state, _plan: plan, shape: [batch, c, h, w], input: None, output: None }),
+            session: Box::new(TractSession { state, _plan: plan, shape, input: None, output: None }),
             artifact: variant.onnx.clone(),
             artifact_bytes,
             evidence,
@@ -53,53 +53,81 @@ impl Backend for TractCpu {
     }
 
     fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError> {
-        let (names, plan) =
-            Self::layer_plan(variant, batch).map_err(|e| BackendError::engine(ID, "capturing layer outputs", e))?;
-        let [c, h, w] = variant.zoo.input_shape();
-        Ok(Box::new(TractLayers { names, plan, shape: [batch, c, h, w] }))
+        // Float layers' nodes carry the layer's name; zoo integer layers end in `<name>.out`.
+        let mut names: Vec<String> = variant.plan.layers.iter().map(|(n, _)| n.clone()).collect();
+        let probe = ValueProbe::new(&variant.onnx, &batch_shape(batch, &variant.input_shape), &names, true, true)
+            .map_err(|e| BackendError::engine(ID, "capturing layer outputs", e))?;
+        names.push(super::MODEL_OUTPUT.to_string());
+        Ok(Box::new(TractLayers { names, probe }))
     }
+}
+
+fn batch_shape(batch: usize, item: &[usize]) -> Vec<usize> {
+    std::iter::once(batch).chain(item.iter().copied()).collect()
 }
 
 struct TractLayers {
     names: Vec<String>,
-    plan: Arc<TypedRunnableModel>,
-    shape: [usize; 4],
+    probe: ValueProbe,
 }
 
 impl LayerSession for TractLayers {
     fn run(&mut self, input: &[f32]) -> Result<Vec<(String, Vec<f32>)>, BackendError> {
-        let err = |e: TractError| BackendError::engine(ID, "capturing layer outputs", e);
-        let x = Tensor::from_shape(&self.shape, input).map_err(err)?;
-        let outputs = self.plan.run(tvec![x.into_tvalue()]).map_err(err)?;
-        self.names
-            .iter()
-            .zip(outputs)
-            .map(|(n, t)| t.to_plain_array_view::<f32>().map(|v| (n.clone(), v.iter().copied().collect())).map_err(err))
-            .collect()
+        let values = self.probe.run(input).map_err(|e| BackendError::engine(ID, "capturing layer outputs", e))?;
+        Ok(self.names.iter().cloned().zip(values).collect())
     }
 }
 
-impl TractCpu {
-    /// The variant's ONNX model whose outputs are the weighted layers' outputs, optimized.
-    fn layer_plan(variant: &Variant, batch: usize) -> TractResult<(Vec<String>, Arc<TypedRunnableModel>)> {
-        let [c, h, w] = variant.zoo.input_shape();
-        let mut model = tract_onnx::onnx().model_for_path(&variant.onnx)?;
-        model.set_input_fact(0, f32::fact([batch, c, h, w]).into())?;
-        let layers = variant.zoo.weighted_layers();
+/// An ONNX model whose outputs are chosen intermediate values: layer outputs for per-layer
+/// error localization, layer inputs for calibration.
+pub(crate) struct ValueProbe {
+    plan: Arc<TypedRunnableModel>,
+    shape: Vec<usize>,
+}
+
+impl ValueProbe {
+    /// `names` are ONNX value names, or node names (their first output); with `node_first`,
+    /// node names are tried first (a layer's node), else value names (a layer's input). With
+    /// `with_output`, the model's own output comes last.
+    pub(crate) fn new(
+        onnx: &std::path::Path,
+        shape: &[usize],
+        names: &[String],
+        node_first: bool,
+        with_output: bool,
+    ) -> TractResult<Self> {
+        let mut model = tract_onnx::onnx().model_for_path(onnx)?;
+        model.set_input_fact(0, f32::fact(shape).into())?;
+        let output = model.output_outlets()?.first().copied();
         let mut outlets = Vec::new();
-        for (name, _) in &layers {
-            // Float layers' nodes carry the layer's name; integer layers end in `<name>.out`.
-            let id = match model.node_id_by_name(name).or_else(|_| model.node_id_by_name(&format!("{name}.out"))) {
-                Ok(id) => id,
-                Err(_) => {
-                    return Err(TractError::msg(format!("no node for layer {name} in {}", variant.onnx.display())))
-                }
+        for name in names {
+            let node = || {
+                model
+                    .node_id_by_name(name)
+                    .or_else(|_| model.node_id_by_name(&format!("{name}.out")))
+                    .ok()
+                    .map(|id| OutletId::new(id, 0))
             };
-            outlets.push(OutletId::new(id, 0));
+            let value = || model.find_outlet_label(name);
+            let found = if node_first { node().or_else(value) } else { value().or_else(node) };
+            match found {
+                Some(o) => outlets.push(o),
+                None => return Err(TractError::msg(format!("no node or value named {name} in {}", onnx.display()))),
+            }
+        }
+        if with_output {
+            outlets.push(output.ok_or_else(|| TractError::msg(format!("{} has no output", onnx.display())))?);
         }
         model.select_output_outlets(&outlets)?;
         let plan = model.into_optimized()?.into_runnable()?;
-        Ok((layers.iter().map(|(n, _)| n.to_string()).collect(), plan))
+        Ok(ValueProbe { plan, shape: shape.to_vec() })
+    }
+
+    /// Runs one batch (exactly the prepared shape); one vector per name, in order.
+    pub(crate) fn run(&self, input: &[f32]) -> TractResult<Vec<Vec<f32>>> {
+        let x = Tensor::from_shape(&self.shape, input)?;
+        let outputs = self.plan.run(tvec![x.into_tvalue()])?;
+        outputs.iter().map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())).collect()
     }
 }
 
@@ -153,7 +181,7 @@ fn op_summary(model: &TypedModel) -> String {
 struct TractSession {
     state: TypedSimpleState,
     _plan: Arc<TypedRunnableModel>,
-    shape: [usize; 4],
+    shape: Vec<usize>,
     input: Option<TValue>,
     output: Option<TValue>,
 }

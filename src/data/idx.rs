@@ -35,13 +35,13 @@ pub fn load_idx(name: &str, images: &Path, labels: &Path) -> Result<Dataset, Dat
     hasher.update(&labels_raw);
     Ok(Dataset {
         name: name.to_string(),
-        pixels,
-        labels: labels_v,
-        rows: dims[1],
-        cols: dims[2],
+        item_shape: vec![1, dims[1], dims[2]],
+        // Pixels scaled to [0, 1]: what the zoo models were trained on.
+        values: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        labels: Some(labels_v.iter().map(|&l| l as u32).collect()),
         sha256: hex(&hasher.finalize()),
-        images_path: images.to_path_buf(),
-        labels_path: labels.to_path_buf(),
+        inputs_path: images.to_path_buf(),
+        labels_path: Some(labels.to_path_buf()),
     })
 }
 
@@ -124,9 +124,10 @@ mod tests {
         std::fs::write(&img, encode_idx_images(3, 4, &pixels)).unwrap();
         std::fs::write(&lab, encode_idx_labels(&[7, 1])).unwrap();
         let d = load_idx("t", &img, &lab).unwrap();
-        assert_eq!((d.len(), d.rows, d.cols), (2, 3, 4));
-        assert_eq!(d.pixels, pixels);
-        assert_eq!(d.labels, vec![7, 1]);
+        assert_eq!((d.len(), d.item_shape.as_slice()), (2, &[1, 3, 4][..]));
+        let back: Vec<u8> = d.values.iter().map(|v| (v * 255.0).round() as u8).collect();
+        assert_eq!(back, pixels);
+        assert_eq!(d.labels, Some(vec![7, 1]));
         // Swapped files: the magic number catches it.
         let e = load_idx("t", &lab, &img).unwrap_err().to_string();
         assert!(e.contains("magic number is 0x00000801"), "{e}");
@@ -134,16 +135,12 @@ mod tests {
 
     #[test]
     fn batch_is_scaled_and_padded() {
-        let d = Dataset {
-            name: "t".into(),
-            pixels: vec![0, 255, 51, 102],
-            labels: vec![0, 1],
-            rows: 1,
-            cols: 2,
-            sha256: String::new(),
-            images_path: "i".into(),
-            labels_path: "l".into(),
-        };
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("i.idx");
+        let lab = dir.path().join("l.idx");
+        std::fs::write(&img, encode_idx_images(1, 2, &[0, 255, 51, 102])).unwrap();
+        std::fs::write(&lab, encode_idx_labels(&[0, 1])).unwrap();
+        let d = load_idx("t", &img, &lab).unwrap();
         assert_eq!(d.batch_f32(1, 5, 3), vec![0.2, 0.4, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(d.batch_f32(0, 1, 1), vec![0.0, 1.0]);
     }

@@ -1,8 +1,14 @@
-//! Datasets: labelled images loaded once per run and served in batches.
+//! Datasets: items (f32 tensors of one shape) and, when known, their class labels, loaded
+//! once per run and served in batches. Without labels a dataset is outputs-only: cases are
+//! scored by fidelity to the f32 reference alone.
 
 mod idx;
+mod labels;
+mod npy;
 
 pub use idx::{encode_idx_images, encode_idx_labels, load_idx};
+pub use labels::load_labels;
+pub use npy::{encode_npy_f32, load_npy};
 
 use std::path::PathBuf;
 
@@ -14,89 +20,96 @@ use serde::{Deserialize, Serialize};
 pub enum DatasetFormat {
     /// MNIST-style IDX files (`idx3-ubyte` images, `idx1-ubyte` labels), gzip or raw.
     Idx,
+    /// A NumPy array (`.npy`, or one array of an `.npz`), first axis the items.
+    Npy,
 }
 
 impl DatasetFormat {
+    pub const ALL: &'static [DatasetFormat] = &[DatasetFormat::Idx, DatasetFormat::Npy];
+
     pub fn name(self) -> &'static str {
         match self {
             DatasetFormat::Idx => "idx",
+            DatasetFormat::Npy => "npy",
         }
     }
     pub fn from_name(s: &str) -> Option<Self> {
-        (s == "idx").then_some(DatasetFormat::Idx)
+        Self::ALL.iter().copied().find(|f| f.name() == s)
     }
     pub fn names() -> &'static [&'static str] {
-        &["idx"]
+        &["idx", "npy"]
     }
     pub fn description(self) -> &'static str {
         match self {
-            DatasetFormat::Idx => "MNIST-style IDX pair: images (magic 0x803, u8 N×rows×cols) and labels (magic 0x801, u8 N), gzip-compressed or raw",
+            DatasetFormat::Idx => "MNIST-style IDX pair: images (magic 0x803, u8 N×rows×cols, scaled to [0, 1]) and labels (magic 0x801, u8 N), gzip-compressed or raw",
+            DatasetFormat::Npy => "NumPy .npy file, or an array of an .npz (array = \"name\"): N items of any shape, any real dtype, values as stored (converted to f32); labels optional, from a CSV (one per line, or a column) or an integer .npy; without labels the dataset is outputs-only",
         }
     }
 }
 
-/// A labelled image dataset, held in memory as bytes; pixels are scaled to
-/// `[0, 1]` f32 when a batch is taken (the zoo models were trained on that).
+/// A dataset in memory: `len` items of `item_shape`, as f32.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub name: String,
-    /// N × rows × cols pixels, row-major.
-    pub pixels: Vec<u8>,
-    pub labels: Vec<u8>,
-    pub rows: usize,
-    pub cols: usize,
-    /// sha256 of the images file's bytes followed by the labels file's bytes.
+    /// Shape of one item, e.g. `[1, 28, 28]`.
+    pub item_shape: Vec<usize>,
+    /// `len × item` values, row-major.
+    pub values: Vec<f32>,
+    /// One class per item; `None` when the dataset is outputs-only.
+    pub labels: Option<Vec<u32>>,
+    /// sha256 of the inputs file's bytes followed by the labels file's bytes.
     pub sha256: String,
-    pub images_path: PathBuf,
-    pub labels_path: PathBuf,
+    pub inputs_path: PathBuf,
+    pub labels_path: Option<PathBuf>,
 }
 
 impl Dataset {
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.values.len() / self.item_size().max(1)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
     }
 
-    /// Pixels per image.
-    pub fn image_size(&self) -> usize {
-        self.rows * self.cols
+    /// Values per item.
+    pub fn item_size(&self) -> usize {
+        self.item_shape.iter().product()
     }
 
-    /// Images `range` as a dataset of their own (the calibration or evaluation split).
+    /// Labels, or an empty slice for an outputs-only dataset.
+    pub fn labels(&self) -> &[u32] {
+        self.labels.as_deref().unwrap_or(&[])
+    }
+
+    /// Items `range` as a dataset of their own (the calibration or evaluation split).
     pub fn slice(&self, range: std::ops::Range<usize>) -> Dataset {
-        let size = self.image_size();
-        Dataset {
-            pixels: self.pixels[range.start * size..range.end * size].to_vec(),
-            labels: self.labels[range].to_vec(),
-            ..self.clone_header()
-        }
-    }
-
-    fn clone_header(&self) -> Dataset {
+        let size = self.item_size();
         Dataset {
             name: self.name.clone(),
-            pixels: Vec::new(),
-            labels: Vec::new(),
-            rows: self.rows,
-            cols: self.cols,
+            item_shape: self.item_shape.clone(),
+            values: self.values[range.start * size..range.end * size].to_vec(),
+            labels: self.labels.as_ref().map(|l| l[range].to_vec()),
             sha256: self.sha256.clone(),
-            images_path: self.images_path.clone(),
+            inputs_path: self.inputs_path.clone(),
             labels_path: self.labels_path.clone(),
         }
     }
 
-    /// Images `start..start+count` as f32 in `[0, 1]`, NCHW with C = 1, followed by
-    /// zero images up to `pad_to` (so fixed-shape engines can run a short last batch).
+    /// Items `start..start+count`, followed by zero items up to `pad_to` (so fixed-shape
+    /// engines can run a short last batch).
     pub fn batch_f32(&self, start: usize, count: usize, pad_to: usize) -> Vec<f32> {
-        let size = self.image_size();
+        let size = self.item_size();
         let end = (start + count).min(self.len());
-        let mut out: Vec<f32> = self.pixels[start * size..end * size].iter().map(|&p| p as f32 / 255.0).collect();
+        let mut out = self.values[start * size..end * size].to_vec();
         out.resize(pad_to.max(end - start) * size, 0.0);
         out
     }
+}
+
+/// `1×28×28`.
+pub fn shape(dims: &[usize]) -> String {
+    dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
 }
 
 /// A dataset file that cannot be used.
@@ -110,19 +123,17 @@ pub enum DataError {
     Idx { path: PathBuf, expected: &'static str, reason: String },
     #[error("dataset \"{dataset}\": {images} holds {n_images} images but {labels} holds {n_labels} labels; use the labels file that belongs to these images")]
     CountMismatch { dataset: String, images: PathBuf, labels: PathBuf, n_images: usize, n_labels: usize },
-    #[error("dataset \"{dataset}\" ({path}) has {rows}×{cols} images but model \"{model}\" ({zoo}) takes 1×{want_rows}×{want_cols} inputs; evaluate it on a dataset of {want_rows}×{want_cols} images, or pick a model that fits this dataset")]
-    ShapeMismatch {
-        dataset: String,
-        path: PathBuf,
-        rows: usize,
-        cols: usize,
-        model: String,
-        zoo: &'static str,
-        want_rows: usize,
-        want_cols: usize,
-    },
+    /// `dataset` is its name and file, e.g. `"fm" (data/x.npy)`.
+    #[error("dataset {dataset} has items of shape {} but model \"{model}\" takes {} inputs; evaluate it on a dataset of that shape, or fix the model's declared input shape", shape(.found), shape(.want))]
+    ShapeMismatch { dataset: String, found: Vec<usize>, model: String, want: Vec<usize> },
     #[error("{at}: calibration.items = {items} leaves no image of dataset \"{dataset}\" ({len} images) to evaluate on; use fewer calibration images (at most {max})", max = .len.saturating_sub(1))]
     CalibrationSplit { at: String, items: usize, dataset: String, len: usize },
     #[error("dataset \"{dataset}\" ({path}) has label {label}, but model \"{model}\" has only {classes} outputs; the labels file does not fit this model")]
-    LabelRange { dataset: String, path: PathBuf, label: u8, model: String, classes: usize },
+    LabelRange { dataset: String, path: PathBuf, label: u32, model: String, classes: usize },
+    #[error("dataset file {path}: {reason}")]
+    Npy { path: PathBuf, reason: String },
+    #[error("labels file {path}: {reason}")]
+    Labels { path: PathBuf, reason: String },
+    #[error("dataset \"{dataset}\": {inputs} holds {n_items} items but {labels} holds {n_labels} labels; use the labels file that belongs to these items")]
+    LabelCount { dataset: String, inputs: PathBuf, labels: PathBuf, n_items: usize, n_labels: usize },
 }

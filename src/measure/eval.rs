@@ -47,7 +47,7 @@ pub fn top1(logits: &[f32], classes: usize) -> Vec<usize> {
 }
 
 /// Share of predictions equal to their label.
-pub fn accuracy(predictions: &[usize], labels: &[u8]) -> f64 {
+pub fn accuracy(predictions: &[usize], labels: &[u32]) -> f64 {
     let correct = predictions.iter().zip(labels).filter(|(p, l)| **p == **l as usize).count();
     correct as f64 / labels.len().max(1) as f64
 }

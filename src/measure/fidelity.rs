@@ -132,7 +132,7 @@ pub struct TaskMetrics {
     pub confusion: Vec<Vec<u32>>,
 }
 
-pub fn task_metrics(logits: &[f32], labels: &[u8], classes: usize) -> TaskMetrics {
+pub fn task_metrics(logits: &[f32], labels: &[u32], classes: usize) -> TaskMetrics {
     let mut confusion = vec![vec![0u32; classes]; classes];
     let (mut top1, mut top5) = (0usize, 0usize);
     for (row, &label) in logits.chunks(classes).zip(labels) {

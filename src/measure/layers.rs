@@ -15,8 +15,7 @@
 use std::path::Path;
 
 use crate::backend::BackendId;
-use crate::model::Reference;
-use crate::quant::{apply, Calibration, Plan, SchemeId};
+use crate::quant::{Plan, SchemeId, Variant};
 
 /// One weighted layer's error against fp32.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +43,8 @@ pub struct Localization {
     pub fp32_top1_accuracy: f64,
     pub plan_top1_accuracy: f64,
     pub plan_logits_sqnr_db: Option<f64>,
+    /// Whether top-1 is against labels; without labels it is agreement with fp32's top-1.
+    pub against_labels: bool,
 }
 
 /// Images per batch while localizing.
@@ -63,25 +64,30 @@ impl Acc {
     }
 }
 
-/// Runs the localization of `plan` on `backend` over the first `items` images of `data`.
-/// Artifacts of the variants it builds go under `work_dir`.
+/// Builds the variant of a plan (the reference model quantized by it) with its artifacts in a
+/// folder: how [`localize`] gets each variant, whatever the kind of model.
+pub type ApplyPlan<'a> = dyn Fn(&Plan, &Path) -> crate::Result<Variant> + 'a;
+
+/// Runs the localization of `plan` on `backend` over the first `items` items of `data`.
+/// Artifacts of the variants it builds go under `work_dir`. Scores are against the model's
+/// output (logits for a classifier; top-1 against the labels when the data has them).
 pub fn localize(
-    reference: &Reference,
+    apply: &ApplyPlan,
     plan: &Plan,
     backend: BackendId,
     data: &crate::data::Dataset,
     items: usize,
     work_dir: &Path,
-    calibration: Option<&Calibration>,
 ) -> crate::Result<Localization> {
     let engine = backend.create();
     let session = |plan: &Plan, dir: String| -> crate::Result<Box<dyn crate::backend::LayerSession>> {
-        let dir = work_dir.join(dir);
+        let dir = work_dir.join(dir.replace(['/', '\\', ':'], "_"));
         std::fs::create_dir_all(&dir).map_err(|source| crate::Error::Output { path: dir.clone(), source })?;
-        let variant = apply(plan, reference, &dir, calibration)?;
+        let variant = apply(plan, &dir)?;
         Ok(engine.layer_session(&variant, CHUNK)?)
     };
-    let f32_plan = Plan::uniform(reference.zoo, SchemeId::F32);
+    let mut f32_plan = plan.clone();
+    f32_plan.layers.iter_mut().for_each(|(_, s)| *s = SchemeId::F32);
     let quantized: Vec<usize> = (0..plan.layers.len()).filter(|&i| plan.layers[i].1 != SchemeId::F32).collect();
     // Variants: the plan; each quantized layer alone; the plan with each quantized layer kept f32.
     let mut variants = vec![session(plan, "plan".into())?];
@@ -96,8 +102,8 @@ pub fn localize(
     }
     let mut fp32 = session(&f32_plan, "f32".into())?;
     let layers = plan.layers.len();
-    let classes = reference.zoo.num_classes();
-    let new_acc = || Acc { signal: vec![0.0; layers], noise: vec![0.0; layers], logits: Vec::new() };
+    let mut classes = 0;
+    let new_acc = || Acc { signal: vec![0.0; layers + 1], noise: vec![0.0; layers + 1], logits: Vec::new() };
     let mut fp32_logits = Vec::new();
     let mut accs: Vec<Acc> = variants.iter().map(|_| new_acc()).collect();
     let n = items.clamp(1, data.len());
@@ -106,7 +112,9 @@ pub fn localize(
         let input = data.batch_f32(start, count, CHUNK);
         let reference_out = fp32.run(&input)?;
         let keep = |v: &[f32]| v[..v.len() / CHUNK * count].to_vec();
-        fp32_logits.extend(keep(&reference_out[layers - 1].1));
+        // After the layers comes the model's output: `classes` values an item.
+        classes = reference_out[layers].1.len() / CHUNK;
+        fp32_logits.extend(keep(&reference_out[layers].1));
         for (variant, acc) in variants.iter_mut().zip(&mut accs) {
             let out = variant.run(&input)?;
             for (l, ((_, r), (_, x))) in reference_out.iter().zip(&out).enumerate() {
@@ -114,10 +122,15 @@ pub fn localize(
                 acc.signal[l] += r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
                 acc.noise[l] += r.iter().zip(&x).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>();
             }
-            acc.logits.extend(keep(&out[layers - 1].1));
+            acc.logits.extend(keep(&out[layers].1));
         }
     }
-    let labels = &data.labels[..n];
+    // Without labels, top-1 is scored against the fp32 model's own top-1 (agreement).
+    let fp32_top1: Vec<u32> = super::eval::top1(&fp32_logits, classes).into_iter().map(|c| c as u32).collect();
+    let labels = match &data.labels {
+        Some(l) => &l[..n],
+        None => fp32_top1.as_slice(),
+    };
     let accuracy = |logits: &[f32]| super::eval::accuracy(&super::eval::top1(logits, classes), labels);
     let whole = &accs[0];
     let mut out = Vec::new();
@@ -132,8 +145,8 @@ pub fn localize(
             scheme: *scheme,
             cumulative_sqnr_db: whole.sqnr(i),
             isolated_sqnr_db: alone.and_then(|a| a.sqnr(i)),
-            isolated_logits_sqnr_db: alone.and_then(|a| a.sqnr(layers - 1)),
-            kept_float_logits_sqnr_db: kept.and_then(|a| a.sqnr(layers - 1)),
+            isolated_logits_sqnr_db: alone.and_then(|a| a.sqnr(layers)),
+            kept_float_logits_sqnr_db: kept.and_then(|a| a.sqnr(layers)),
             kept_float_top1_accuracy: kept.map(|a| accuracy(&a.logits)),
         });
     }
@@ -142,7 +155,8 @@ pub fn localize(
         layers: out,
         fp32_top1_accuracy: accuracy(&fp32_logits),
         plan_top1_accuracy: accuracy(&whole.logits),
-        plan_logits_sqnr_db: whole.sqnr(layers - 1),
+        plan_logits_sqnr_db: whole.sqnr(layers),
+        against_labels: data.labels.is_some(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Reference models: the fp32 model a suite names, loaded once per run.
 
 pub mod onnx;
+pub mod onnx_file;
 pub mod stored;
 
 use std::collections::HashMap;
@@ -42,6 +43,11 @@ pub enum ModelError {
     },
     #[error("weights file {path}: tensor \"{tensor}\" holds NaN or infinite values; retrain or re-export the model")]
     NonFinite { path: PathBuf, tensor: String },
+    #[error("model \"{model}\" ({path}): {reason}")]
+    Onnx { model: String, path: PathBuf, reason: String },
+    /// `op` is the op type, with its domain when not the default one.
+    #[error("model \"{model}\" ({path}): node \"{node}\" uses op {op}, which tract does not implement; replace the op when exporting (e.g. a different opset or operator), or keep this model out of the suite")]
+    UnsupportedOp { model: String, path: PathBuf, op: String, node: String },
     #[error("cannot export {model} to ONNX: {reason}")]
     Export { model: String, reason: String },
 }

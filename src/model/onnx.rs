@@ -37,13 +37,14 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
 }
 
 /// Nodes and initializers being written, with unique names.
-struct Graph {
-    nodes: Vec<NodeProto>,
-    inits: Vec<TensorProto>,
+#[derive(Default)]
+pub(crate) struct Graph {
+    pub nodes: Vec<NodeProto>,
+    pub inits: Vec<TensorProto>,
 }
 
 impl Graph {
-    fn node(&mut self, op: &str, inputs: Vec<String>, output: String, attribute: Vec<AttributeProto>) -> String {
+    pub fn node(&mut self, op: &str, inputs: Vec<String>, output: String, attribute: Vec<AttributeProto>) -> String {
         self.node_n(op, inputs, vec![output], attribute).remove(0)
     }
 
@@ -65,12 +66,12 @@ impl Graph {
         output
     }
 
-    fn init(&mut self, name: String, dims: &[usize], dt: DataType, raw: Vec<u8>) -> String {
+    pub fn init(&mut self, name: String, dims: &[usize], dt: DataType, raw: Vec<u8>) -> String {
         self.inits.push(tensor_proto(&name, dims, dt, raw));
         name
     }
 
-    fn f32s(&mut self, name: String, dims: &[usize], values: &[f32]) -> String {
+    pub fn f32s(&mut self, name: String, dims: &[usize], values: &[f32]) -> String {
         self.init(name, dims, DataType::Float, f32_bytes(values))
     }
 
@@ -81,7 +82,7 @@ impl Graph {
 
     /// The f32 value of parameter `key` as a graph value: an initializer, or the output of the
     /// nodes that widen or dequantize its stored form.
-    fn float_param(&mut self, key: &str, p: &Stored) -> Result<String, String> {
+    pub fn float_param(&mut self, key: &str, p: &Stored) -> Result<String, String> {
         Ok(match p {
             Stored::F32 { shape, values } => self.f32s(key.to_string(), shape, values),
             // Stored half, cast to f32 for the float kernels (tract folds the cast).
@@ -155,11 +156,7 @@ impl Graph {
         Ok(self.node("Reshape", vec![deq, shape], key.to_string(), vec![]))
     }
 
-    /// An integer layer as onnxruntime writes it: the input quantized to u8 (at run time by
-    /// `DynamicQuantizeLinear`, or with the calibrated scale by `QuantizeLinear`), then
-    /// `MatMulInteger`/`ConvInteger` against the symmetric i8 weights (i32 accumulation), `Cast`,
-    /// `Mul` by input scale × per-channel weight scale, `Add` bias. tract lowers these integer
-    /// ops to its int8 kernels.
+    /// The zoo layer `name` as an integer layer (see [`Graph::integer_op`]).
     fn integer_layer(
         &mut self,
         layer: &Layer,
@@ -169,10 +166,39 @@ impl Graph {
         params: &StoredParams,
     ) -> Result<String, String> {
         let (wk, bk) = (format!("{name}.weight"), format!("{name}.bias"));
-        let q = match params.get(&wk) {
-            Some(Stored::Int(q)) if q.symmetric && q.ty == IntType::I8 => q,
-            _ => return Err(format!("{wk}: an integer layer needs symmetric i8 weights")),
+        let Some(Stored::Int(q)) = params.get(&wk) else {
+            return Err(format!("{wk}: an integer layer needs symmetric i8 weights"));
         };
+        let bias = match params.get(&bk) {
+            Some(Stored::F32 { values, .. }) => values,
+            _ => return Err(format!("{bk}: integer layers keep their bias in f32")),
+        };
+        let conv = match *layer {
+            Layer::Conv2d { kernel, padding, .. } => Some(conv_attributes(kernel, padding)),
+            _ => None,
+        };
+        let op = IntegerOp { prefix: name, weight_key: &wk, input, conv, output: format!("{name}.out") };
+        self.integer_op(&op, x, q, Some((bk.clone(), vec![q.shape[0]], bias)))
+    }
+
+    /// An integer layer as onnxruntime writes it: the input quantized to u8 (at run time by
+    /// `DynamicQuantizeLinear`, or with the calibrated scale by `QuantizeLinear`), then
+    /// `MatMulInteger`/`ConvInteger` against the symmetric i8 weights (i32 accumulation), `Cast`,
+    /// `Mul` by input scale × per-channel weight scale, `Add` bias. tract lowers these integer
+    /// ops to its int8 kernels. `q` is `[out, in]` for a matrix product (written transposed, as
+    /// MatMulInteger takes it) or `[out, in/group, k…]` for a convolution; `bias` is named
+    /// and shaped as the float layer had it (a convolution's is reshaped to `[out, 1, …]`).
+    pub fn integer_op(
+        &mut self,
+        op: &IntegerOp,
+        x: String,
+        q: &QuantizedWeight,
+        bias: Option<(String, Vec<usize>, &[f32])>,
+    ) -> Result<String, String> {
+        let wk = op.weight_key;
+        if !q.symmetric || q.ty != IntType::I8 {
+            return Err(format!("{wk}: an integer layer needs symmetric i8 weights"));
+        }
         let out_channels = q.shape[0];
         let w_scales: Vec<f32> = match q.granularity {
             Granularity::PerChannel => q.params.iter().map(|p| p.scale).collect(),
@@ -181,15 +207,13 @@ impl Graph {
                 return Err(format!("{wk}: an integer layer needs per-tensor or per-channel weights"))
             }
         };
-        let bias = match params.get(&bk) {
-            Some(Stored::F32 { values, .. }) => values,
-            _ => return Err(format!("{bk}: integer layers keep their bias in f32")),
+        // Per output channel, broadcast along the last axis (matmul) or axis 1 (conv, NC…).
+        let channel_dims: Vec<usize> = match op.conv {
+            Some(_) => std::iter::once(out_channels).chain(std::iter::repeat_n(1, q.shape.len() - 2)).collect(),
+            None => vec![out_channels],
         };
-        let is_conv = matches!(layer, Layer::Conv2d { .. });
-        // Per output channel, broadcast along the last axis (linear) or axis 1 of NCHW (conv).
-        let channel_dims = if is_conv { vec![out_channels, 1, 1] } else { vec![out_channels] };
-        let t = |s: &str| format!("{name}.{s}");
-        let (xq, xzp, scale) = match input {
+        let t = |s: &str| format!("{}.{s}", op.prefix);
+        let (xq, xzp, scale) = match op.input {
             InputQuant::Dynamic => {
                 let outs = vec![t("xq"), t("xscale"), t("xzp")];
                 let outs = self.node_n("DynamicQuantizeLinear", vec![x], outs, vec![]);
@@ -199,7 +223,7 @@ impl Graph {
             }
             InputQuant::Static(p) => {
                 let zp = u8::try_from(p.zero_point)
-                    .map_err(|_| format!("{name}: input zero point {} is not u8", p.zero_point))?;
+                    .map_err(|_| format!("{}: input zero point {} is not u8", op.prefix, p.zero_point))?;
                 let xs = self.f32s(t("input_scale"), &[], &[p.scale]);
                 let xzp = self.init(t("input_zero_point"), &[], DataType::Uint8, vec![zp]);
                 let xq = self.node("QuantizeLinear", vec![x, xs, xzp.clone()], t("xq"), vec![]);
@@ -207,13 +231,13 @@ impl Graph {
                 (xq, xzp, self.f32s(t("scale"), &channel_dims, &combined))
             }
         };
-        let acc = match *layer {
-            Layer::Conv2d { kernel, padding, .. } => {
+        let acc = match &op.conv {
+            Some(attributes) => {
                 let w = q.values.iter().map(|&v| v as i8 as u8).collect();
                 let w = self.init(format!("{wk}.q"), &q.shape, DataType::Int8, w);
-                self.node("ConvInteger", vec![xq, w, xzp], t("acc"), conv_attributes(kernel, padding))
+                self.node("ConvInteger", vec![xq, w, xzp], t("acc"), attributes.clone())
             }
-            _ => {
+            None => {
                 // MatMulInteger computes A[M,K]·B[K,N]: store the weight transposed.
                 let (n, k) = (q.shape[0], q.shape[1]);
                 let tr = (0..k * n).map(|i| q.values[(i % n) * k + i / n] as i8 as u8).collect();
@@ -222,13 +246,32 @@ impl Graph {
             }
         };
         let accf = self.node("Cast", vec![acc], t("accf"), vec![int("to", DataType::Float as i64)]);
-        let y = self.node("Mul", vec![accf, scale], t("y0"), vec![]);
-        let b = self.f32s(bk, &channel_dims, bias);
-        Ok(self.node("Add", vec![y, b], t("out"), vec![]))
+        match bias {
+            None => Ok(self.node("Mul", vec![accf, scale], op.output.clone(), vec![])),
+            Some((name, dims, values)) => {
+                let y = self.node("Mul", vec![accf, scale], t("y0"), vec![]);
+                let dims = if op.conv.is_some() { channel_dims } else { dims };
+                let b = self.f32s(name, &dims, values);
+                Ok(self.node("Add", vec![y, b], op.output.clone(), vec![]))
+            }
+        }
     }
 }
 
-fn conv_attributes(kernel: usize, padding: usize) -> Vec<AttributeProto> {
+/// What [`Graph::integer_op`] writes: names and the convolution's attributes.
+pub(crate) struct IntegerOp<'a> {
+    /// Prefix of the names of the nodes and values it adds.
+    pub prefix: &'a str,
+    /// Prefix of the weight's initializers.
+    pub weight_key: &'a str,
+    pub input: InputQuant,
+    /// `Some(attributes)` for a convolution (copied to ConvInteger), `None` for a matmul.
+    pub conv: Option<Vec<AttributeProto>>,
+    /// Name of the layer's output value.
+    pub output: String,
+}
+
+pub(crate) fn conv_attributes(kernel: usize, padding: usize) -> Vec<AttributeProto> {
     let (k, p) = (kernel as i64, padding as i64);
     vec![
         ints("kernel_shape", &[k, k]),
@@ -341,10 +384,10 @@ fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
     }
 }
 
-fn int(name: &str, v: i64) -> AttributeProto {
+pub(crate) fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
 }
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
+pub(crate) fn ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
 }

@@ -199,7 +199,8 @@ pub fn apply(
     )?;
     Ok(super::Variant {
         model: reference.name.clone(),
-        zoo: reference.zoo,
+        zoo: Some(reference.zoo),
+        input_shape: reference.zoo.input_shape().to_vec(),
         plan: plan.clone(),
         candle_artifact,
         onnx,

@@ -9,9 +9,10 @@ pub mod budget;
 pub mod calibrate;
 pub mod ggml;
 pub mod int;
+pub mod onnx_graph;
 mod plan;
 
-pub use plan::{Calibration, LayerInputs, Plan};
+pub use plan::{Calibration, LayerInputs, LayerWidths, Plan};
 
 /// A quantization scheme, as named in suites and records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -228,7 +229,10 @@ impl SchemeId {
 #[derive(Debug, Clone)]
 pub struct Variant {
     pub model: String,
-    pub zoo: crate::zoo::ZooModelId,
+    /// The zoo architecture candle builds; `None` for a user's ONNX model (tract only).
+    pub zoo: Option<crate::zoo::ZooModelId>,
+    /// Shape of one input item (the batch axis excluded), e.g. `[1, 28, 28]`.
+    pub input_shape: Vec<usize>,
     pub plan: Plan,
     /// What candle loads: safetensors (float or integer weights) or GGUF (GGML types).
     pub candle_artifact: std::path::PathBuf,
@@ -248,7 +252,8 @@ impl Variant {
     pub fn f32_reference(reference: &crate::model::Reference, onnx: std::path::PathBuf) -> Variant {
         Variant {
             model: reference.name.clone(),
-            zoo: reference.zoo,
+            zoo: Some(reference.zoo),
+            input_shape: reference.zoo.input_shape().to_vec(),
             plan: Plan::uniform(reference.zoo, SchemeId::F32),
             candle_artifact: reference.weights_path.clone(),
             onnx,
@@ -257,6 +262,24 @@ impl Variant {
             bits_per_weight: 32.0,
         }
     }
+}
+
+/// How a statically quantized layer input is recorded: range, scale, zero point, calibrator.
+pub(crate) fn describe_static(
+    layer: &str,
+    c: calibrate::Calibrator,
+    range: (f32, f32),
+    p: int::QParams,
+    cal: &Calibration,
+) -> String {
+    let how = match c {
+        calibrate::Calibrator::Percentile => format!("percentile {}", cal.percentile),
+        _ => c.name().to_string(),
+    };
+    format!(
+        "{layer}=u8 static [{:.5}, {:.5}] scale {:.6e} zp {} ({how}, {} calibration items)",
+        range.0, range.1, p.scale, p.zero_point, cal.items
+    )
 }
 
 /// Writes an artifact, mapping failure to an output error naming the file.
@@ -332,14 +355,7 @@ pub fn apply(
                 let range = c.range(values, cal.percentile);
                 let p = calibrate::activation_params(range);
                 inputs.insert(layer.clone(), InputQuant::Static(p));
-                let how = match c {
-                    calibrate::Calibrator::Percentile => format!("percentile {}", cal.percentile),
-                    _ => c.name().to_string(),
-                };
-                activation_quant.push(format!(
-                    "{layer}=u8 static [{:.5}, {:.5}] scale {:.6e} zp {} ({how}, {} calibration images)",
-                    range.0, range.1, p.scale, p.zero_point, cal.items
-                ));
+                activation_quant.push(describe_static(layer, c, range, p, cal));
             }
         }
     }
@@ -357,7 +373,8 @@ pub fn apply(
     };
     Ok(Variant {
         model: reference.name.clone(),
-        zoo: reference.zoo,
+        zoo: Some(reference.zoo),
+        input_shape: reference.zoo.input_shape().to_vec(),
         plan: plan.clone(),
         candle_artifact,
         onnx,
@@ -395,6 +412,46 @@ pub fn calibration_inputs(
                 ))));
             }
             inputs.entry(layer.to_string()).or_default().extend(v);
+        }
+    }
+    Ok(Calibration { items: data.len(), percentile, inputs })
+}
+
+/// The fp32 input of every quantizable layer of a user's ONNX model over the calibration
+/// split, read from tract's run of the normalized f32 model (`f32_onnx`).
+pub fn calibration_inputs_onnx(
+    model: &crate::model::onnx_file::OnnxModel,
+    f32_onnx: &std::path::Path,
+    data: &crate::data::Dataset,
+    percentile: f64,
+) -> Result<Calibration, crate::Error> {
+    use crate::backend::tract_cpu::ValueProbe;
+    let engine = |e: &dyn std::fmt::Display| {
+        crate::Error::from(crate::backend::BackendError::engine(crate::backend::BackendId::TractCpu, "calibrating", e))
+    };
+    let graph = model.proto.graph.as_ref().ok_or_else(|| engine(&"the model has no graph"))?;
+    let mut names = Vec::new();
+    for l in &model.layers {
+        let node =
+            graph.node.iter().find(|n| n.name == l.name).ok_or_else(|| engine(&format!("no node {}", l.name)))?;
+        names.push(node.input[0].clone());
+    }
+    let batch = model.input.fixed_batch.unwrap_or(CALIBRATION_BATCH.min(data.len()).max(1));
+    let shape: Vec<usize> = std::iter::once(batch).chain(model.input.item_shape.iter().copied()).collect();
+    let probe = ValueProbe::new(f32_onnx, &shape, &names, false, false).map_err(|e| engine(&format!("{e:#}")))?;
+    let mut inputs = LayerInputs::new();
+    for start in (0..data.len()).step_by(batch) {
+        let n = batch.min(data.len() - start);
+        let values = probe.run(&data.batch_f32(start, n, batch)).map_err(|e| engine(&format!("{e:#}")))?;
+        let item_fraction = n as f64 / batch as f64;
+        for (l, v) in model.layers.iter().zip(values) {
+            // Padding items of a short last batch are dropped: their share of the values.
+            let keep = (v.len() as f64 * item_fraction).round() as usize;
+            let v = &v[..keep.min(v.len())];
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(engine(&format!("the input of layer {} holds NaN or infinite values", l.name)));
+            }
+            inputs.entry(l.name.clone()).or_default().extend_from_slice(v);
         }
     }
     Ok(Calibration { items: data.len(), percentile, inputs })

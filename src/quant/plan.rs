@@ -10,6 +10,24 @@ use super::{Realization, SchemeId};
 use crate::backend::BackendId;
 use crate::zoo::ZooModelId;
 
+/// A model's weighted layers with their row widths, in order: a zoo architecture's, or the
+/// quantizable nodes of an ONNX graph.
+pub trait LayerWidths {
+    fn layer_widths(&self) -> Vec<(String, usize)>;
+}
+
+impl LayerWidths for ZooModelId {
+    fn layer_widths(&self) -> Vec<(String, usize)> {
+        self.weighted_layers().into_iter().map(|(n, w)| (n.to_string(), w)).collect()
+    }
+}
+
+impl LayerWidths for &[(String, usize)] {
+    fn layer_widths(&self) -> Vec<(String, usize)> {
+        self.to_vec()
+    }
+}
+
 /// One scheme per weighted layer, in layer order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -29,8 +47,8 @@ pub enum PlanError {
 
 impl Plan {
     /// Every layer gets `scheme`.
-    pub fn uniform(zoo: ZooModelId, scheme: SchemeId) -> Plan {
-        Plan { scheme, layers: zoo.weighted_layers().into_iter().map(|(n, _)| (n.to_string(), scheme)).collect() }
+    pub fn uniform(model: impl LayerWidths, scheme: SchemeId) -> Plan {
+        Plan { scheme, layers: model.layer_widths().into_iter().map(|(n, _)| (n, scheme)).collect() }
     }
 
     /// The layers whose scheme differs from the suite's.
@@ -78,8 +96,8 @@ impl Plan {
 
     /// Checks the plan against the model's layers: int4 groups must divide row widths, and
     /// GGML types mix only with f32.
-    pub fn check(&self, zoo: ZooModelId) -> Result<(), PlanError> {
-        let widths: BTreeMap<&str, usize> = zoo.weighted_layers().into_iter().collect();
+    pub fn check(&self, model: impl LayerWidths) -> Result<(), PlanError> {
+        let widths: BTreeMap<String, usize> = model.layer_widths().into_iter().collect();
         for (layer, scheme) in &self.layers {
             if let SchemeId::Int4Group { group, .. } = scheme {
                 let width = widths.get(layer.as_str()).copied().unwrap_or(0);

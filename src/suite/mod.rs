@@ -23,6 +23,7 @@ use toml::Spanned;
 use crate::backend::BackendId;
 use crate::data::DatasetFormat;
 use crate::measure::latency::SamplerSettings;
+use crate::model::onnx_file::InputDecl;
 use crate::quant::{Plan, SchemeId};
 use crate::zoo::ZooModelId;
 use diagnostic::{improve_serde_message, unknown, Locator};
@@ -114,17 +115,71 @@ pub const DEFAULT_PERCENTILE: f64 = 99.99;
 pub struct DatasetEntry {
     pub name: String,
     pub format: DatasetFormat,
-    pub images: PathBuf,
-    pub labels: PathBuf,
+    /// The images (`idx`) or array (`npy`) file.
+    pub inputs: PathBuf,
+    /// `npz` member.
+    pub array: Option<String>,
+    /// `None`: outputs-only.
+    pub labels: Option<PathBuf>,
+    pub label_column: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ModelEntry {
     pub name: String,
-    pub zoo: ZooModelId,
-    pub weights: PathBuf,
+    pub source: ModelSource,
     /// Index into [`Suite::datasets`].
     pub dataset: usize,
+}
+
+/// Where a reference model comes from.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// A built-in architecture with its trained weights (safetensors).
+    Zoo { zoo: ZooModelId, weights: PathBuf },
+    /// A user's ONNX file; runs on tract.
+    Onnx { path: PathBuf, input: InputDecl, output: Option<String> },
+}
+
+impl ModelEntry {
+    /// The zoo architecture, for zoo models.
+    pub fn zoo(&self) -> Option<ZooModelId> {
+        match &self.source {
+            ModelSource::Zoo { zoo, .. } => Some(*zoo),
+            ModelSource::Onnx { .. } => None,
+        }
+    }
+
+    /// The model file: zoo weights or the ONNX file.
+    pub fn file(&self) -> &Path {
+        match &self.source {
+            ModelSource::Zoo { weights, .. } => weights,
+            ModelSource::Onnx { path, .. } => path,
+        }
+    }
+
+    /// Shape of one input item.
+    pub fn input_shape(&self) -> Vec<usize> {
+        match &self.source {
+            ModelSource::Zoo { zoo, .. } => zoo.input_shape().to_vec(),
+            ModelSource::Onnx { input, .. } => input.item_shape.clone(),
+        }
+    }
+
+    /// The weighted layers when known without reading the model file (zoo models).
+    pub fn known_layers(&self) -> Option<Vec<(String, usize)>> {
+        self.zoo().map(|z| crate::quant::LayerWidths::layer_widths(&z))
+    }
+
+    /// Why `backend` cannot run this model at all, if it cannot.
+    pub fn unsupported_on(&self, backend: BackendId) -> Option<&'static str> {
+        match (&self.source, backend) {
+            (ModelSource::Onnx { .. }, BackendId::CandleCpu) => Some(
+                "candle runs the zoo models; a user's ONNX model runs on tract (candle-onnx is not built into qbench yet)",
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// Defaults, chosen so the quickstart finishes in about a minute on 2 cores.
@@ -203,9 +258,8 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         let format = DatasetFormat::from_name(d_ref.format.get_ref()).ok_or_else(|| {
             loc.at(d_ref.format.span(), unknown("dataset format", d_ref.format.get_ref(), DatasetFormat::names()))
         })?;
-        let images = existing_path(loc, base, &d_ref.images, "images file")?;
-        let labels = existing_path(loc, base, &d_ref.labels, "labels file")?;
-        datasets.push(DatasetEntry { name: dname, format, images, labels });
+        let entry = resolve_dataset(loc, base, d, dname, format)?;
+        datasets.push(entry);
     }
     if datasets.is_empty() {
         return Err(loc.at(
@@ -224,9 +278,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 format!("model \"{mname}\" is defined twice; give each [[models]] entry its own name"),
             ));
         }
-        let zoo = ZooModelId::from_name(m_ref.zoo.get_ref())
-            .ok_or_else(|| loc.at(m_ref.zoo.span(), unknown("zoo model", m_ref.zoo.get_ref(), ZooModelId::names())))?;
-        let weights = existing_path(loc, base, &m_ref.weights, "weights file")?;
+        let source = resolve_source(loc, base, m, &batch_sizes)?;
         let dataset = match &m_ref.dataset {
             Some(dn) => datasets.iter().position(|d| &d.name == dn.get_ref()).ok_or_else(|| {
                 let names: Vec<&str> = datasets.iter().map(|d| d.name.as_str()).collect();
@@ -244,7 +296,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 ));
             }
         };
-        models.push(ModelEntry { name: mname, zoo, weights, dataset });
+        models.push(ModelEntry { name: mname, source, dataset });
     }
     if models.is_empty() {
         return Err(
@@ -318,10 +370,11 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
 }
 
 impl Suite {
-    /// The scheme of each weighted layer of model `model` under the suite scheme `scheme`.
-    pub fn plan(&self, model: usize, scheme: SchemeId) -> Plan {
-        let zoo = self.models[model].zoo;
-        let mut plan = Plan::uniform(zoo, scheme);
+    /// The scheme of each weighted layer of model `model` under the suite scheme `scheme`;
+    /// `layers` are the model's weighted layers (see [`ModelEntry::known_layers`], or those of
+    /// the loaded ONNX file).
+    pub fn plan(&self, model: usize, scheme: SchemeId, layers: &[(String, usize)]) -> Plan {
+        let mut plan = Plan::uniform(layers, scheme);
         let count = plan.layers.len();
         for o in self.overrides.iter().filter(|o| o.applies(model, scheme)) {
             for (i, (name, s)) in plan.layers.iter_mut().enumerate() {
@@ -404,16 +457,17 @@ fn resolve_overrides(
                     glob::Pattern::new(g).map_err(|e| loc.at(l.span(), format!("\"{g}\" is not a valid glob: {e}")))?,
                 ),
             };
-            let matched = applicable.iter().any(|m| {
-                let names = m.zoo.weighted_layers();
-                names.iter().enumerate().any(|(i, (n, _))| pattern.matches(i, names.len(), n))
+            // Layers of model files are known once the file is read: checked at run time.
+            let matched = applicable.iter().any(|m| match m.known_layers() {
+                None => true,
+                Some(names) => names.iter().enumerate().any(|(i, (n, _))| pattern.matches(i, names.len(), n)),
             });
             if !matched {
                 let known: Vec<String> = applicable
                     .iter()
-                    .map(|m| {
-                        let names: Vec<&str> = m.zoo.weighted_layers().into_iter().map(|(n, _)| n).collect();
-                        format!("{}: {}", m.name, names.join(", "))
+                    .filter_map(|m| {
+                        let names: Vec<String> = m.known_layers()?.into_iter().map(|(n, _)| n).collect();
+                        Some(format!("{}: {}", m.name, names.join(", ")))
                     })
                     .collect();
                 return Err(loc.at(
@@ -437,8 +491,10 @@ fn check_plans(suite: &Suite, spec: &SuiteSpec, loc: &Locator) -> Result<(), Sui
     for (si, &scheme) in suite.schemes.iter().enumerate() {
         let scheme_span = spec.schemes.get_ref()[si].span();
         for (mi, model) in suite.models.iter().enumerate() {
-            let plan = suite.plan(mi, scheme);
-            if let Err(e) = plan.check(model.zoo) {
+            // A model file's layers are checked when it is read (its cases fail, others run).
+            let Some(layers) = model.known_layers() else { continue };
+            let plan = suite.plan(mi, scheme, &layers);
+            if let Err(e) = plan.check(layers.as_slice()) {
                 return Err(loc.at(scheme_span.clone(), format!("model {}: {e}", model.name)));
             }
             if plan.needs_calibration() && suite.calibration.is_none() {
@@ -518,6 +574,188 @@ fn resolve_measure(loc: &Locator, spec: Option<&Spanned<MeasureSpec>>) -> Result
         },
         threads,
     ))
+}
+
+/// A `[[datasets]]` entry's files, by format.
+fn resolve_dataset(
+    loc: &Locator,
+    base: &Path,
+    d: &Spanned<spec::DatasetSpec>,
+    name: String,
+    format: DatasetFormat,
+) -> Result<DatasetEntry, SuiteError> {
+    let d_ref = d.get_ref();
+    let need = |field: &Option<Spanned<String>>, what: &str, example: &str| match field {
+        Some(v) => Ok(v.clone()),
+        None => Err(loc.at(d.span(), format!("dataset \"{name}\" ({}) needs {what}, e.g. {example}", format.name()))),
+    };
+    let refuse = |field: &Option<Spanned<String>>, key: &str| match field {
+        Some(v) => Err(loc.at(v.span(), format!("{key} does not apply to format = \"{}\"", format.name()))),
+        None => Ok(()),
+    };
+    match format {
+        DatasetFormat::Idx => {
+            let images = need(&d_ref.images, "images", "images = \"data/t10k-images-idx3-ubyte.gz\"")?;
+            let labels = need(&d_ref.labels, "labels", "labels = \"data/t10k-labels-idx1-ubyte.gz\"")?;
+            refuse(&d_ref.inputs, "inputs")?;
+            refuse(&d_ref.array, "array")?;
+            refuse(&d_ref.label_column, "label_column")?;
+            Ok(DatasetEntry {
+                name,
+                format,
+                inputs: existing_path(loc, base, &images, "images file")?,
+                array: None,
+                labels: Some(existing_path(loc, base, &labels, "labels file")?),
+                label_column: None,
+            })
+        }
+        DatasetFormat::Npy => {
+            let inputs = need(&d_ref.inputs, "inputs", "inputs = \"data/x.npy\"")?;
+            refuse(&d_ref.images, "images (an idx key; use inputs)")?;
+            let labels = match &d_ref.labels {
+                Some(l) => Some(existing_path(loc, base, l, "labels file")?),
+                None => None,
+            };
+            if labels.is_none() {
+                refuse(&d_ref.label_column, "label_column without labels")?;
+            }
+            Ok(DatasetEntry {
+                name,
+                format,
+                inputs: existing_path(loc, base, &inputs, "inputs file")?,
+                array: d_ref.array.as_ref().map(|a| a.get_ref().clone()),
+                labels,
+                label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
+            })
+        }
+    }
+}
+
+/// A `[[models]]` entry's source: `zoo` + `weights`, or `path` + `inputs`.
+fn resolve_source(
+    loc: &Locator,
+    base: &Path,
+    m: &Spanned<spec::ModelSpec>,
+    batch_sizes: &[usize],
+) -> Result<ModelSource, SuiteError> {
+    let m_ref = m.get_ref();
+    let name = m_ref.name.get_ref();
+    match (&m_ref.zoo, &m_ref.path) {
+        (Some(zoo_name), None) => {
+            let zoo = ZooModelId::from_name(zoo_name.get_ref())
+                .ok_or_else(|| loc.at(zoo_name.span(), unknown("zoo model", zoo_name.get_ref(), ZooModelId::names())))?;
+            let weights = m_ref.weights.as_ref().ok_or_else(|| {
+                loc.at(m.span(), format!("model \"{name}\" names zoo = \"{}\" but no weights; add weights = \"models/{}.safetensors\"", zoo.name(), zoo.name()))
+            })?;
+            for (field, key) in [(m_ref.inputs.as_ref().map(|i| i.span()), "inputs"), (m_ref.dims.as_ref().map(|d| d.span()), "dims"), (m_ref.output.as_ref().map(|o| o.span()), "output")] {
+                if let Some(span) = field {
+                    return Err(loc.at(span, format!("{key} applies to model files (path = …); a zoo model's input is built in")));
+                }
+            }
+            Ok(ModelSource::Zoo { zoo, weights: existing_path(loc, base, weights, "weights file")? })
+        }
+        (None, Some(path)) => {
+            if let Some(w) = &m_ref.weights {
+                return Err(loc.at(w.span(), "weights belongs to zoo models; a model file holds its own weights"));
+            }
+            let ext = Path::new(path.get_ref()).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            if ext != "onnx" {
+                return Err(loc.at(path.span(), format!("model file \"{}\": qbench reads .onnx model files (safetensors and GGUF checkpoints are not supported yet)", path.get_ref())));
+            }
+            let file = existing_path(loc, base, path, "model file")?;
+            let input = resolve_input(loc, m, batch_sizes)?;
+            Ok(ModelSource::Onnx { path: file, input, output: m_ref.output.as_ref().map(|o| o.get_ref().clone()) })
+        }
+        (Some(z), Some(_)) => Err(loc.at(z.span(), format!("model \"{name}\" has both zoo and path; a model is either a zoo architecture (zoo + weights) or a model file (path)"))),
+        (None, None) => Err(loc.at(m.span(), format!("model \"{name}\" needs zoo = \"cnn\" with weights = \"…\", or path = \"model.onnx\" with its [[models.inputs]]"))),
+    }
+}
+
+/// `[[models.inputs]]` and `dims` → the input fed to an ONNX model.
+fn resolve_input(loc: &Locator, m: &Spanned<spec::ModelSpec>, batch_sizes: &[usize]) -> Result<InputDecl, SuiteError> {
+    let m_ref = m.get_ref();
+    let example = "[[models.inputs]] name = \"input\", shape = [\"N\", 3, 224, 224]";
+    let inputs = m_ref.inputs.as_ref().ok_or_else(|| {
+        loc.at(
+            m.span(),
+            format!("model \"{}\" is a model file: declare its input, e.g. {example}", m_ref.name.get_ref()),
+        )
+    })?;
+    let list = inputs.get_ref();
+    let input = match list.as_slice() {
+        [one] => one.get_ref(),
+        [] => return Err(loc.at(inputs.span(), format!("inputs is empty; declare the model's input, e.g. {example}"))),
+        _ => {
+            return Err(loc.at(
+                inputs.span(),
+                "qbench feeds ONNX models one input for now; declare only the one the dataset feeds",
+            ))
+        }
+    };
+    if let Some(t) = &input.dtype {
+        if !matches!(t.get_ref().as_str(), "f32" | "float32" | "float") {
+            return Err(loc.at(
+                t.span(),
+                format!("dtype \"{}\": qbench feeds f32 inputs for now; use dtype = \"f32\"", t.get_ref()),
+            ));
+        }
+    }
+    let mut bound = std::collections::BTreeMap::new();
+    if let Some(dims) = &m_ref.dims {
+        for (k, v) in dims.get_ref() {
+            if !(1..=1 << 24).contains(v.get_ref()) {
+                return Err(
+                    loc.at(v.span(), format!("dims.{k} = {} is out of range; use a positive size", v.get_ref()))
+                );
+            }
+            bound.insert(k.clone(), *v.get_ref() as usize);
+        }
+    }
+    let shape = input.shape.get_ref();
+    let Some((batch, rest)) = shape.split_first() else {
+        return Err(
+            loc.at(input.shape.span(), "shape is empty; write the batch axis first, e.g. shape = [\"N\", 3, 224, 224]")
+        );
+    };
+    let fixed_batch = match batch.get_ref() {
+        spec::DimSpec::Symbol(_) => None,
+        spec::DimSpec::Fixed(n) => {
+            let n = usize::try_from(*n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| loc.at(batch.span(), "the batch dim must be positive"))?;
+            if let Some(b) = batch_sizes.iter().find(|b| **b != n) {
+                return Err(loc.at(batch.span(), format!("the model's batch is fixed to {n}, but batch_sizes has {b}; use batch_sizes = [{n}], or declare the batch axis as a symbol (\"N\") if the model takes any batch")));
+            }
+            Some(n)
+        }
+    };
+    let mut item_shape = Vec::new();
+    for d in rest {
+        item_shape.push(match d.get_ref() {
+            spec::DimSpec::Fixed(n) if *n > 0 => *n as usize,
+            spec::DimSpec::Fixed(n) => return Err(loc.at(d.span(), format!("dim {n} must be positive"))),
+            spec::DimSpec::Symbol(s) => *bound.get(s).ok_or_else(|| {
+                loc.at(d.span(), format!("symbol \"{s}\" is not bound; bind it with dims = {{ {s} = … }} (only the first, batch, axis takes the batch size)"))
+            })?,
+        });
+    }
+    if let Some(dims) = &m_ref.dims {
+        let used: Vec<&str> = rest
+            .iter()
+            .filter_map(|d| match d.get_ref() {
+                spec::DimSpec::Symbol(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(k) = dims.get_ref().keys().find(|k| !used.contains(&k.as_str())) {
+            return Err(loc.at(
+                dims.span(),
+                format!("dims.{k} is bound but no input shape uses it; remove it or use it in shape"),
+            ));
+        }
+    }
+    Ok(InputDecl { name: input.name.get_ref().clone(), item_shape, fixed_batch, bound })
 }
 
 fn existing_path(loc: &Locator, base: &Path, value: &Spanned<String>, what: &str) -> Result<PathBuf, SuiteError> {

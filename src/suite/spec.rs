@@ -108,27 +108,62 @@ pub struct OutputSpec {
     pub dir: Option<String>,
 }
 
-/// `[[datasets]]`: one dataset file pair.
+/// `[[datasets]]`: one dataset. Paths are relative to the suite file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
     pub name: Spanned<String>,
     pub format: Spanned<String>,
-    /// Relative to the suite file.
-    pub images: Spanned<String>,
-    /// Relative to the suite file.
-    pub labels: Spanned<String>,
+    /// `idx`: the images file.
+    pub images: Option<Spanned<String>>,
+    /// `npy`: the .npy or .npz file holding the items.
+    pub inputs: Option<Spanned<String>>,
+    /// `npy` with an .npz file: the array's name.
+    pub array: Option<Spanned<String>>,
+    /// Class labels: an IDX labels file (`idx`, required), or a CSV or integer .npy (`npy`,
+    /// optional: without labels the dataset is outputs-only).
+    pub labels: Option<Spanned<String>>,
+    /// CSV labels: the column to read (default: a column named `label`, else the last).
+    pub label_column: Option<Spanned<String>>,
 }
 
-/// `[[models]]`: one reference model.
+/// `[[models]]`: one reference model: a zoo architecture with weights, or a model file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub name: Spanned<String>,
     /// A built-in architecture (`qbench list models`).
-    pub zoo: Spanned<String>,
-    /// safetensors file with the trained weights, relative to the suite file.
-    pub weights: Spanned<String>,
+    pub zoo: Option<Spanned<String>>,
+    /// safetensors file with the zoo model's trained weights, relative to the suite file.
+    pub weights: Option<Spanned<String>>,
+    /// A model file (`.onnx`), relative to the suite file.
+    pub path: Option<Spanned<String>>,
+    /// The model file's inputs, as the suite feeds them.
+    pub inputs: Option<Spanned<Vec<Spanned<InputSpec>>>>,
+    /// Values bound to symbolic dims named in `inputs` shapes, e.g. `dims = { seq = 128 }`.
+    pub dims: Option<Spanned<std::collections::BTreeMap<String, Spanned<i64>>>>,
+    /// Which graph output to score (default: the first).
+    pub output: Option<Spanned<String>>,
     /// Name of the dataset to evaluate on; may be left out when the suite has one dataset.
     pub dataset: Option<Spanned<String>>,
+}
+
+/// `[[models.inputs]]`: one input of a model file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: Spanned<String>,
+    /// Dims, batch first: numbers, or symbols (the batch axis's symbol takes each batch size;
+    /// any other symbol must be bound in `dims`).
+    pub shape: Spanned<Vec<Spanned<DimSpec>>>,
+    /// Element type fed to the model (default and, for now, only: "f32").
+    pub dtype: Option<Spanned<String>>,
+}
+
+/// One dim of a declared shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DimSpec {
+    Fixed(i64),
+    Symbol(String),
 }

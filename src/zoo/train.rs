@@ -85,7 +85,7 @@ pub fn train(
             let mut y = Vec::with_capacity(chunk.len());
             for &i in chunk {
                 x.extend(train.batch_f32(i, 1, 1));
-                y.push(train.labels[i] as u32);
+                y.push(train.labels()[i]);
             }
             let x = Tensor::from_vec(x, (chunk.len(), c, h, w), &Device::Cpu)?;
             let y = Tensor::from_vec(y, chunk.len(), &Device::Cpu)?;
@@ -109,7 +109,7 @@ pub fn accuracy(net: &Net, id: ZooModelId, data: &Dataset) -> candle_core::Resul
         let n = 500.min(data.len() - start);
         let x = Tensor::from_vec(data.batch_f32(start, n, n), (n, c, h, w), &Device::Cpu)?;
         let pred = net.forward(&x)?.argmax(1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-        correct += pred.iter().zip(&data.labels[start..start + n]).filter(|(p, l)| **p == **l as u32).count();
+        correct += pred.iter().zip(&data.labels()[start..start + n]).filter(|(p, l)| **p == **l).count();
         start += n;
     }
     Ok(correct as f64 / data.len() as f64)

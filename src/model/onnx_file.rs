@@ -1,0 +1,417 @@
+//! A user's ONNX model: read, checked against the suite's input declaration, and normalized
+//! into one form every later step can rely on.
+//!
+//! Normalization, and why:
+//! - `Constant` nodes become initializers, so weights are found the same way whether the
+//!   exporter stored them as initializers (PyTorch) or as Constant nodes (TensorFlow, Paddle).
+//! - Intermediate `value_info` shape hints are dropped: exporters write symbolic dims there that
+//!   clash with a concrete batch ("Impossible to unify Sym(batch) with Val(1)"), and tract infers
+//!   every shape from the input anyway.
+//! - The one input gets the suite's declared shape, batch axis symbolic (`N`); the one output
+//!   keeps its type and loses its dims (they follow from the input).
+//! - Unnamed nodes get their first output's name, so every layer has a name to report.
+//!
+//! The quantizable layers are the MatMul, Gemm and Conv nodes whose weight is an f32 constant;
+//! anything else with float weights (LSTM, GRU, ConvTranspose, …) stays float and is listed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use tract_onnx::pb::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension::Value as DimValue,
+    tensor_shape_proto::Dimension, type_proto, ModelProto, NodeProto, TensorProto, TensorShapeProto,
+};
+
+use super::ModelError;
+use crate::hash::sha256_hex;
+
+/// Name the batch axis gets in every normalized model.
+pub const BATCH_SYMBOL: &str = "N";
+
+/// The input a suite declares for an ONNX model, symbols already bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputDecl {
+    pub name: String,
+    /// Shape of one item (every axis after the batch axis).
+    pub item_shape: Vec<usize>,
+    /// `Some(n)` when the model's batch axis is fixed to `n`.
+    pub fixed_batch: Option<usize>,
+    /// Symbols the suite bound (for messages).
+    pub bound: BTreeMap<String, usize>,
+}
+
+/// Which op a quantizable layer is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerOp {
+    /// `Y = X·W (+ C)`, W stored `[K, N]` (`MatMul`, or `Gemm` without transB).
+    MatMul,
+    /// `Y = X·Wᵀ + C`, W stored `[N, K]` (`Gemm` with transB = 1).
+    MatMulTransposed,
+    /// W stored `[O, I/group, k…]`.
+    Conv,
+}
+
+/// A node with a constant f32 weight that schemes apply to.
+#[derive(Debug, Clone)]
+pub struct OnnxLayer {
+    /// The node's name (unique after normalization).
+    pub name: String,
+    /// ONNX op type, e.g. `Gemm`.
+    pub op_type: String,
+    pub op: LayerOp,
+    /// Initializer names of the weight and (Gemm's C, Conv's B) the bias.
+    pub weight: String,
+    pub bias: Option<String>,
+    /// Output channels and the reduction length of one output (the row width schemes group).
+    pub out_channels: usize,
+    pub width: usize,
+}
+
+/// A loaded, normalized ONNX model.
+#[derive(Debug, Clone)]
+pub struct OnnxModel {
+    pub path: PathBuf,
+    pub sha256: String,
+    /// Normalized model (see the module doc).
+    pub proto: ModelProto,
+    pub input: InputDecl,
+    pub output: String,
+    pub layers: Vec<OnnxLayer>,
+    /// Nodes with float weights that no scheme applies to, e.g. `lstm1 (LSTM)`.
+    pub float_nodes: Vec<String>,
+    /// Elements of all float initializers.
+    pub parameters: usize,
+}
+
+impl OnnxModel {
+    /// Reads and normalizes `path`; `output` picks one of several graph outputs.
+    pub fn load(model: &str, path: &Path, input: &InputDecl, output: Option<&str>) -> Result<OnnxModel, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+        let bad = |reason: String| ModelError::Onnx { model: model.to_string(), path: path.to_path_buf(), reason };
+        let mut proto = ModelProto::decode(bytes.as_slice()).map_err(|e| {
+            bad(format!(
+                "it is not a valid ONNX protobuf ({e}); the file is truncated, corrupt or not ONNX: export it again"
+            ))
+        })?;
+        let graph = proto
+            .graph
+            .as_mut()
+            .ok_or_else(|| bad("the file holds no graph; it is not an ONNX model: export it again".into()))?;
+        if graph.node.is_empty() {
+            return Err(bad("the graph has no node; export the model again".into()));
+        }
+        // Unsupported ops are refused here, by name and node, before any engine sees them.
+        let register = tract_onnx::onnx().op_register;
+        let mut seen = HashSet::new();
+        for (i, node) in graph.node.iter_mut().enumerate() {
+            if node.name.is_empty() || !seen.insert(node.name.clone()) {
+                let base =
+                    node.output.first().filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| node.op_type.clone());
+                node.name = if seen.insert(base.clone()) { base } else { format!("{}#{i}", node.op_type) };
+                seen.insert(node.name.clone());
+            }
+            if !register.0.contains_key(&node.op_type) {
+                let domain = if node.domain.is_empty() { String::new() } else { format!(" (domain {})", node.domain) };
+                return Err(ModelError::UnsupportedOp {
+                    model: model.to_string(),
+                    path: path.to_path_buf(),
+                    op: format!("{}{domain}", node.op_type),
+                    node: node.name.clone(),
+                });
+            }
+        }
+        constants_to_initializers(graph).map_err(&bad)?;
+        for t in &graph.initializer {
+            if t.data_location == Some(1) {
+                return Err(bad(format!("tensor {} is stored in an external data file; save the model with all tensors inside (onnx.save(model, path, save_as_external_data=False))", t.name)));
+            }
+        }
+        graph.value_info.clear();
+
+        // The input: one non-initializer graph input, the one the suite names.
+        let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs: Vec<usize> =
+            (0..graph.input.len()).filter(|&i| !inits.contains(graph.input[i].name.as_str())).collect();
+        let names: Vec<&str> = inputs.iter().map(|&i| graph.input[i].name.as_str()).collect();
+        let Some(&at) = inputs.iter().find(|&&i| graph.input[i].name == input.name) else {
+            return Err(bad(format!(
+                "it has no input \"{}\"; its inputs are: {}; fix the name in [[models.inputs]]",
+                input.name,
+                names.join(", ")
+            )));
+        };
+        if inputs.len() > 1 {
+            return Err(bad(format!(
+                "it has {} inputs ({}); qbench feeds ONNX models one input for now",
+                inputs.len(),
+                names.join(", ")
+            )));
+        }
+        let declared = &mut graph.input[at];
+        check_input(declared, input).map_err(&bad)?;
+        set_dims(declared, &input_dims(input));
+        graph.input.retain(|i| i.name == input.name || !inits.contains(i.name.as_str()));
+
+        // The output.
+        let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+        let output = match output {
+            Some(o) if outputs.iter().any(|x| x == o) => o.to_string(),
+            Some(o) => return Err(bad(format!("it has no output \"{o}\"; its outputs are: {}", outputs.join(", ")))),
+            None => outputs.first().cloned().ok_or_else(|| bad("the graph declares no output".into()))?,
+        };
+        let produced: HashSet<&str> = graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+        if !produced.contains(output.as_str()) && !inits.contains(output.as_str()) {
+            return Err(bad(format!(
+                "no node produces its output \"{output}\"; the graph is incomplete: export it again"
+            )));
+        }
+        graph.output.retain(|o| o.name == output);
+        for o in &mut graph.output {
+            set_dims(o, &[]);
+        }
+
+        let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+        let mut layers = Vec::new();
+        let mut float_nodes = Vec::new();
+        for node in &graph.node {
+            match find_layer(node, &by_name) {
+                Some(l) => layers.push(l),
+                None => {
+                    let float_weight = node.input.iter().filter_map(|i| by_name.get(i.as_str())).any(|t| {
+                        t.data_type == DataType::Float as i32 && t.dims.len() >= 2 && t.dims.iter().product::<i64>() > 1
+                    });
+                    if float_weight {
+                        float_nodes.push(format!("{} ({})", node.name, node.op_type));
+                    }
+                }
+            }
+        }
+        let parameters = graph
+            .initializer
+            .iter()
+            .filter(|t| t.data_type == DataType::Float as i32)
+            .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
+            .sum();
+        Ok(OnnxModel {
+            path: path.to_path_buf(),
+            sha256: sha256_hex(&bytes),
+            proto,
+            input: input.clone(),
+            output,
+            layers,
+            float_nodes,
+            parameters,
+        })
+    }
+
+    /// The quantizable layers with their row widths, in graph order.
+    pub fn weighted_layers(&self) -> Vec<(String, usize)> {
+        self.layers.iter().map(|l| (l.name.clone(), l.width)).collect()
+    }
+
+    /// An initializer's f32 values and dims.
+    pub fn initializer(&self, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
+        let graph = self.proto.graph.as_ref()?;
+        let t = graph.initializer.iter().find(|t| t.name == name)?;
+        let values = f32_values(t)?;
+        Some((t.dims.iter().map(|&d| d as usize).collect(), values))
+    }
+
+    /// The normalized model as bytes (the f32 reference artifact).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.proto.encode_to_vec()
+    }
+}
+
+/// The declared shape as ONNX dims: the batch symbolic unless the model fixes it.
+fn input_dims(input: &InputDecl) -> Vec<DimValue> {
+    let batch = match input.fixed_batch {
+        Some(n) => DimValue::DimValue(n as i64),
+        None => DimValue::DimParam(BATCH_SYMBOL.into()),
+    };
+    std::iter::once(batch).chain(input.item_shape.iter().map(|&d| DimValue::DimValue(d as i64))).collect()
+}
+
+/// The model's own input type against the declaration: f32, same rank, same fixed dims.
+fn check_input(info: &tract_onnx::pb::ValueInfoProto, input: &InputDecl) -> Result<(), String> {
+    let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Ok(());
+    };
+    if t.elem_type != DataType::Float as i32 && t.elem_type != 0 {
+        let ty = DataType::try_from(t.elem_type).map(|d| format!("{d:?}")).unwrap_or_else(|_| t.elem_type.to_string());
+        return Err(format!("input \"{}\" is {ty}, but qbench feeds f32 tensors to ONNX models for now", input.name));
+    }
+    let Some(shape) = &t.shape else { return Ok(()) };
+    let model: Vec<String> = shape.dim.iter().map(describe_dim).collect();
+    let declared: Vec<String> = std::iter::once(input.fixed_batch.map_or("batch".into(), |n| n.to_string()))
+        .chain(input.item_shape.iter().map(|d| d.to_string()))
+        .collect();
+    let mismatch = || {
+        format!(
+            "input \"{}\" has shape [{}] in the model, but the suite declares [{}]; fix shape in [[models.inputs]] (symbols bound: {:?})",
+            input.name,
+            model.join(", "),
+            declared.join(", "),
+            input.bound
+        )
+    };
+    if shape.dim.len() != input.item_shape.len() + 1 {
+        return Err(mismatch());
+    }
+    for (axis, d) in shape.dim.iter().enumerate() {
+        if let Some(DimValue::DimValue(v)) = d.value {
+            let want = if axis == 0 { input.fixed_batch } else { Some(input.item_shape[axis - 1]) };
+            match want {
+                Some(w) if w as i64 == v => {}
+                // A model exported with batch 1 and no symbol runs only at batch 1.
+                None if v > 0 => {
+                    return Err(format!(
+                        "input \"{}\" has a fixed batch of {v} in the model; declare shape = [{v}, …] in [[models.inputs]] and use batch_sizes = [{v}], or export the model with a dynamic batch axis",
+                        input.name
+                    ))
+                }
+                None => {}
+                Some(_) => return Err(mismatch()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_dim(d: &Dimension) -> String {
+    match &d.value {
+        Some(DimValue::DimValue(v)) => v.to_string(),
+        Some(DimValue::DimParam(p)) => p.clone(),
+        None => "?".into(),
+    }
+}
+
+fn set_dims(info: &mut tract_onnx::pb::ValueInfoProto, dims: &[DimValue]) {
+    if let Some(type_proto::Value::TensorType(t)) = info.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        t.shape = (!dims.is_empty()).then(|| TensorShapeProto {
+            dim: dims.iter().map(|d| Dimension { value: Some(d.clone()), ..Default::default() }).collect(),
+        });
+    }
+}
+
+/// Moves every `Constant` node's value into an initializer named after its output.
+fn constants_to_initializers(graph: &mut tract_onnx::pb::GraphProto) -> Result<(), String> {
+    let mut kept = Vec::with_capacity(graph.node.len());
+    for node in std::mem::take(&mut graph.node) {
+        if node.op_type != "Constant" || node.output.len() != 1 {
+            kept.push(node);
+            continue;
+        }
+        let out = node.output[0].clone();
+        let Some(a) = node.attribute.first() else {
+            return Err(format!("Constant node {} has no value", node.name));
+        };
+        let t = match a.name.as_str() {
+            "value" => a.t.clone().map(|mut t| {
+                t.name = out.clone();
+                t
+            }),
+            "value_float" => Some(float_tensor(&out, &[], &[a.f])),
+            "value_floats" => Some(float_tensor(&out, &[a.floats.len()], &a.floats)),
+            "value_int" => Some(int64_tensor(&out, &[], &[a.i])),
+            "value_ints" => Some(int64_tensor(&out, &[a.ints.len()], &a.ints)),
+            _ => None,
+        };
+        match t {
+            Some(t) => graph.initializer.push(t),
+            // Sparse and string constants stay nodes; tract evaluates them itself.
+            None => kept.push(node),
+        }
+    }
+    graph.node = kept;
+    Ok(())
+}
+
+fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: DataType::Float as i32,
+        raw_data: super::stored::f32_bytes(values),
+        ..Default::default()
+    }
+}
+
+fn int64_tensor(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: DataType::Int64 as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The f32 values of a FLOAT tensor stored inline (raw bytes or `float_data`).
+pub fn f32_values(t: &TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != DataType::Float as i32 {
+        return None;
+    }
+    let n = t.dims.iter().product::<i64>().max(0) as usize;
+    let values: Vec<f32> = if !t.raw_data.is_empty() {
+        t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    } else {
+        t.float_data.clone()
+    };
+    (values.len() == n).then_some(values)
+}
+
+fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
+    node.attribute.iter().find(|a| a.name == name && a.r#type == AttributeType::Int as i32).map(|a| a.i)
+}
+
+fn attr_float(node: &NodeProto, name: &str) -> Option<f32> {
+    node.attribute.iter().find(|a| a.name == name && a.r#type == AttributeType::Float as i32).map(|a| a.f)
+}
+
+/// The node as a quantizable layer, when its weight is a constant f32 tensor of a form the
+/// schemes handle.
+fn find_layer(node: &NodeProto, inits: &HashMap<&str, &TensorProto>) -> Option<OnnxLayer> {
+    let weight = node.input.get(1)?;
+    let w = inits.get(weight.as_str()).filter(|t| t.data_type == DataType::Float as i32)?;
+    let dims: Vec<usize> = w.dims.iter().map(|&d| d.max(0) as usize).collect();
+    // The activation must not be a constant itself (that would be a constant subgraph).
+    if inits.contains_key(node.input.first()?.as_str()) {
+        return None;
+    }
+    let bias = node.input.get(2).filter(|b| !b.is_empty()).cloned();
+    if let Some(b) = &bias {
+        inits.get(b.as_str()).filter(|t| t.data_type == DataType::Float as i32)?;
+    }
+    let (op, out_channels, width) = match node.op_type.as_str() {
+        "MatMul" if dims.len() == 2 => (LayerOp::MatMul, dims[1], dims[0]),
+        "Gemm" if dims.len() == 2 => {
+            let plain = attr_int(node, "transA").unwrap_or(0) == 0
+                && attr_float(node, "alpha").unwrap_or(1.0) == 1.0
+                && attr_float(node, "beta").unwrap_or(1.0) == 1.0;
+            if !plain {
+                return None;
+            }
+            if attr_int(node, "transB").unwrap_or(0) == 1 {
+                (LayerOp::MatMulTransposed, dims[0], dims[1])
+            } else {
+                (LayerOp::MatMul, dims[1], dims[0])
+            }
+        }
+        "Conv" if dims.len() >= 3 => (LayerOp::Conv, dims[0], dims[1..].iter().product()),
+        _ => return None,
+    };
+    if out_channels == 0 || width == 0 {
+        return None;
+    }
+    Some(OnnxLayer {
+        name: node.name.clone(),
+        op_type: node.op_type.clone(),
+        op,
+        weight: weight.clone(),
+        bias,
+        out_channels,
+        width,
+    })
+}

@@ -1,0 +1,372 @@
+//! A user's ONNX model, end to end: the shipped TensorFlow-style CNN (Constant-node weights,
+//! a symbolic batch, contradicting shape hints; written by onnx's Python helpers, see
+//! scripts/make-byom-fixtures.py) loads, runs on tract as onnx's own reference evaluator
+//! computes it, and every scheme applied to its graph gives what the same scheme gives the zoo
+//! CNN with the same weights (a separately written path: zoo export vs graph rewrite).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use prost::Message;
+use qbench::backend::BackendId;
+use qbench::data::load_npy;
+use qbench::measure::eval;
+use qbench::model::onnx_file::{InputDecl, LayerOp, OnnxModel};
+use qbench::model::Reference;
+use qbench::quant::{self, Plan, SchemeId, Variant};
+use qbench::record::CaseStatus;
+use qbench::report::jsonl::read_records;
+use qbench::zoo::ZooModelId;
+
+fn model_path() -> PathBuf {
+    common::repo().join("suites/models/cnn-tf-style.onnx")
+}
+
+fn npz() -> PathBuf {
+    common::repo().join("suites/data/fashion-mnist-1k.npz")
+}
+
+fn labels_csv() -> PathBuf {
+    common::repo().join("suites/data/fashion-mnist-1k-labels.csv")
+}
+
+fn decl() -> InputDecl {
+    InputDecl { name: "images".into(), item_shape: vec![1, 28, 28], fixed_batch: None, bound: Default::default() }
+}
+
+fn load() -> OnnxModel {
+    OnnxModel::load("tf", &model_path(), &decl(), None).unwrap()
+}
+
+/// The f32 variant of the normalized model, written under `dir`.
+fn f32_variant(m: &OnnxModel, dir: &Path) -> Variant {
+    let path = dir.join("tf.f32.onnx");
+    std::fs::write(&path, m.to_bytes()).unwrap();
+    Variant {
+        model: "tf".into(),
+        zoo: None,
+        input_shape: vec![1, 28, 28],
+        plan: Plan::uniform(m.weighted_layers().as_slice(), SchemeId::F32),
+        candle_artifact: path.clone(),
+        onnx: path,
+        weight_storage: "f32".into(),
+        activation_quant: String::new(),
+        bits_per_weight: 32.0,
+    }
+}
+
+fn tract_outputs(v: &Variant, data: &qbench::data::Dataset, batch: usize) -> (Vec<f32>, String) {
+    let mut p = BackendId::TractCpu.create().prepare(v, batch).unwrap();
+    (eval::run_dataset(p.session.as_mut(), BackendId::TractCpu, data, batch, 10).unwrap(), p.evidence)
+}
+
+fn int8_kernels(evidence: &str) -> usize {
+    evidence
+        .split(", ")
+        .filter(|op| op.contains("mmm_i32"))
+        .map(|op| op.rsplit('×').next().unwrap().parse::<usize>().unwrap())
+        .sum()
+}
+
+#[test]
+fn tf_style_model_is_normalized_and_runs_as_onnx_reference_evaluator_computes_it() {
+    let m = load();
+    // Weights were Constant nodes: they are initializers now, and the layers are found.
+    let graph = m.proto.graph.as_ref().unwrap();
+    assert!(graph.node.iter().all(|n| n.op_type != "Constant"));
+    assert!(graph.value_info.is_empty(), "the batch-1 shape hints are dropped");
+    let layers: Vec<(&str, &LayerOp, usize, usize)> =
+        m.layers.iter().map(|l| (l.name.as_str(), &l.op, l.out_channels, l.width)).collect();
+    assert_eq!(
+        layers,
+        vec![
+            ("conv1/out", &LayerOp::Conv, 16, 9),
+            ("conv2", &LayerOp::Conv, 32, 144),
+            ("dense1", &LayerOp::MatMul, 128, 1568),
+            ("dense2", &LayerOp::MatMulTransposed, 10, 128),
+        ]
+    );
+    assert_eq!(m.parameters, ZooModelId::Cnn.parameter_count());
+    assert!(m.float_nodes.is_empty(), "{:?}", m.float_nodes);
+
+    // tract at batch 32 (the hints said 1) against onnx.reference's logits for 64 images.
+    let dir = tempfile::tempdir().unwrap();
+    let data = load_npy("fm1k", &npz(), Some("x"), Some((&labels_csv(), None))).unwrap().slice(0..64);
+    let (logits, _) = tract_outputs(&f32_variant(&m, dir.path()), &data, 32);
+    let reference = std::fs::read(common::repo().join("tests/reference/cnn-tf-style.logits.npy")).unwrap();
+    let reference = load_npy_values(&reference);
+    assert_eq!(reference.len(), 64 * 10);
+    let worst = logits.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "tract vs onnx.reference: max |Δlogit| {worst}");
+    // And the labels came through the CSV: the model is a trained classifier.
+    let acc = eval::accuracy(&eval::top1(&logits, 10), data.labels());
+    assert!(acc > 0.8, "top-1 {acc}");
+}
+
+/// The values of an f32 `.npy` (through the dataset loader's reader, items × rest).
+fn load_npy_values(bytes: &[u8]) -> Vec<f32> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v.npy");
+    std::fs::write(&p, bytes).unwrap();
+    load_npy("v", &p, None, None).unwrap().values
+}
+
+/// The same plan on both models (the zoo's layer names mapped by position), with the layers
+/// at positions `keep_f32` in f32.
+fn plans(m: &OnnxModel, scheme: SchemeId, keep_f32: &[usize]) -> (Plan, Plan) {
+    let mut onnx = Plan::uniform(m.weighted_layers().as_slice(), scheme);
+    let mut zoo = Plan::uniform(ZooModelId::Cnn, scheme);
+    for &i in keep_f32 {
+        onnx.layers[i].1 = SchemeId::F32;
+        zoo.layers[i].1 = SchemeId::F32;
+    }
+    (onnx, zoo)
+}
+
+#[test]
+fn every_scheme_on_the_graph_matches_the_zoo_path_with_the_same_weights() {
+    let m = load();
+    let reference = Reference::load("cnn", ZooModelId::Cnn, &common::weights("cnn")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let full = load_npy("fm1k", &npz(), Some("x"), Some((&labels_csv(), None))).unwrap();
+    let (cal_data, data) = (full.slice(0..200), full.slice(200..500));
+    let f32_path = dir.path().join("tf.f32.onnx");
+    std::fs::write(&f32_path, m.to_bytes()).unwrap();
+    let onnx_cal = quant::calibration_inputs_onnx(&m, &f32_path, &cal_data, 99.99).unwrap();
+    let zoo_cal = quant::calibration_inputs(&reference, &cal_data, 99.99).unwrap();
+    // The calibration inputs agree, engine against engine (tract vs candle), layer by layer.
+    for ((ol, ov), (zl, zv)) in onnx_cal.inputs.iter().zip(&zoo_cal.inputs) {
+        assert_eq!(ov.len(), zv.len(), "{ol} vs {zl}");
+    }
+    let by_position = |c: &quant::Calibration, names: &[String]| {
+        names.iter().map(|n| c.inputs[n].iter().fold(0.0f32, |a, &b| a.max(b))).collect::<Vec<_>>()
+    };
+    let onnx_names: Vec<String> = m.layers.iter().map(|l| l.name.clone()).collect();
+    let zoo_names: Vec<String> = ZooModelId::Cnn.weighted_layers().iter().map(|(n, _)| n.to_string()).collect();
+    for (a, b) in by_position(&onnx_cal, &onnx_names).iter().zip(by_position(&zoo_cal, &zoo_names)) {
+        assert!((a - b).abs() <= 1e-4 * b.max(1.0), "calibration maxima {a} vs {b}");
+    }
+
+    let g16 = SchemeId::Int4Group { group: 16, symmetric: true };
+    let cases: [(SchemeId, &[usize], f32, usize); 7] = [
+        (SchemeId::F16, &[], 1e-3, 0),
+        (SchemeId::Int8Weights { per_channel: true, symmetric: true }, &[], 1e-3, 0),
+        (SchemeId::Int8Weights { per_channel: false, symmetric: false }, &[], 1e-3, 0),
+        // conv1's rows (9 weights) fit no int4 group: kept f32 on both paths.
+        (g16, &[0], 1e-3, 0),
+        // The zoo keeps convolutions f32 under GGML types (candle has no GGML conv); the
+        // graph path would quantize them too, so both keep them here.
+        (SchemeId::Ggml(quant::ggml::GgmlType::Q4_0), &[0, 1], 1e-3, 0),
+        (SchemeId::Int8Dynamic, &[], 1e-3, 4),
+        (SchemeId::Int8Static(quant::calibrate::Calibrator::MinMax), &[], 0.25, 4),
+    ];
+    for (scheme, keep_f32, tolerance, kernels) in cases {
+        let (onnx_plan, zoo_plan) = plans(&m, scheme, keep_f32);
+        let ov = quant::onnx_graph::apply(&onnx_plan, &m, "tf", dir.path(), Some(&onnx_cal)).unwrap();
+        let zv = quant::apply(&zoo_plan, &reference, dir.path(), Some(&zoo_cal)).unwrap();
+        let (o, evidence) = tract_outputs(&ov, &data, 50);
+        let (z, _) = tract_outputs(&zv, &data, 50);
+        let worst = o.iter().zip(&z).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let what = scheme.name();
+        assert!(worst <= tolerance, "{what}: graph path vs zoo path, max |Δlogit| {worst}");
+        let agree = eval::agreement(&o, &z, 10).top1;
+        assert!(agree >= 0.99, "{what}: top-1 agreement {agree}");
+        // Same weights, same storage: the same bits per weight on both paths, except that
+        // dense1's bias sits in its own Add node in the graph, outside the layer, so f16
+        // leaves those 128 values f32 there.
+        let n = ZooModelId::Cnn.parameter_count() as f64;
+        let expected = zv.bits_per_weight + if scheme == SchemeId::F16 { 128.0 * 16.0 / n } else { 0.0 };
+        assert!((ov.bits_per_weight - expected).abs() < 1e-9, "{what}: {} vs {expected}", ov.bits_per_weight);
+        assert_eq!(int8_kernels(&evidence), kernels, "{what}: {evidence}");
+        // The artifact really stores the scheme's type.
+        let proto = tract_onnx::pb::ModelProto::decode(std::fs::read(&ov.onnx).unwrap().as_slice()).unwrap();
+        let types: Vec<i32> = proto.graph.unwrap().initializer.iter().map(|t| t.data_type).collect();
+        use tract_onnx::pb::tensor_proto::DataType;
+        let has = |d: DataType| types.contains(&(d as i32));
+        match scheme {
+            SchemeId::F16 => assert!(has(DataType::Float16), "{what}"),
+            SchemeId::Int4Group { .. } => assert!(has(DataType::Uint8), "{what}: packed nibbles"),
+            SchemeId::Ggml(_) => assert!(ov.weight_storage.contains("q4_0 (dequantized"), "{}", ov.weight_storage),
+            _ => assert!(has(DataType::Int8), "{what}"),
+        }
+    }
+}
+
+fn qbench(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qbench")).args(args).current_dir(dir).output().unwrap()
+}
+
+const MEASURE: &str = "[measure]\nwarmup_iters = 2\nmin_samples = 5\nmax_samples = 30\nmax_time_ms = 30\n";
+
+fn onnx_model_entry(name: &str, path: &Path, shape: &str, dataset: &str) -> String {
+    format!(
+        "\n[[models]]\nname = \"{name}\"\npath = {path:?}\ndataset = \"{dataset}\"\n[[models.inputs]]\nname = \"images\"\nshape = {shape}\n"
+    )
+}
+
+#[test]
+fn a_suite_of_file_paths_runs_every_scheme_with_labels_and_outputs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"f16\", \"int8-pc-sym\", \"int8-dynamic\", \"int8-static-minmax\", \"int4-g16-sym\", \"q4_0\"]\nbackends = [\"tract-cpu\", \"candle-cpu\"]\nbatch_sizes = [16]\n{MEASURE}\n[calibration]\nitems = 100\n\n[[overrides]]\nlayers = [\"@first\"]\nscheme = \"int8-pc-sym\"\nschemes = [\"int4-*\"]\n\n[[datasets]]\nname = \"labelled\"\nformat = \"npy\"\ninputs = {:?}\narray = \"x\"\nlabels = {:?}\n\n[[datasets]]\nname = \"unlabelled\"\nformat = \"npy\"\ninputs = {:?}\n{}{}",
+        npz(),
+        labels_csv(),
+        npz(),
+        onnx_model_entry("tf", &model_path(), "[\"batch\", 1, 28, 28]", "labelled"),
+        onnx_model_entry("tf-outputs-only", &model_path(), "[\"batch\", 1, 28, 28]", "unlabelled"),
+    );
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let o = qbench(dir.path(), &["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let records = read_records(&run.join("records.jsonl")).unwrap();
+    assert_eq!(records.len(), 2 * 7 * 2);
+    for r in &records {
+        let what = format!("{} {} {}", r.model, r.scheme, r.backend);
+        if r.backend == "candle-cpu" {
+            assert_eq!(r.status, CaseStatus::Skipped, "{what}");
+            assert!(r.error.as_deref().unwrap().contains("runs on tract"), "{what}: {:?}", r.error);
+            continue;
+        }
+        assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
+        assert_eq!(r.reference_backend, "tract-cpu");
+        assert_eq!(r.eval_items, Some(900), "{what}");
+        assert_eq!(r.parameters, ZooModelId::Cnn.parameter_count());
+        let agreement = r.ref_top1_agreement.unwrap();
+        if r.scheme == "f32" {
+            assert_eq!(agreement, 1.0, "{what}");
+            assert_eq!(r.bits_per_weight, Some(32.0));
+        } else {
+            assert!(agreement > 0.9, "{what}: agreement {agreement}");
+            assert!(r.bits_per_weight.unwrap() < 17.0, "{what}: {:?}", r.bits_per_weight);
+        }
+        match r.model.as_str() {
+            "tf" => assert!(r.top1_accuracy.unwrap() > 0.8, "{what}"),
+            _ => assert_eq!(r.top1_accuracy, None, "{what}: outputs-only has no accuracy"),
+        }
+        if r.scheme == "int8-dynamic" || r.scheme == "int8-static-minmax" {
+            assert_eq!(r.realization, "native", "{what}");
+            assert!(r.evidence.as_deref().unwrap().contains("mmm_i32"), "{what}: {:?}", r.evidence);
+        }
+    }
+    let int4 = records.iter().find(|r| r.scheme == "int4-g16-sym" && r.backend == "tract-cpu").unwrap();
+    assert_eq!(int4.layer_overrides, "conv1/out=int8-pc-sym");
+    for f in ["report.md", "report.html", "records.parquet", "records.csv"] {
+        assert!(run.join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn bad_model_files_fail_their_cases_with_the_reason_and_the_others_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(model_path()).unwrap();
+    // An op tract does not know, in node "dense1/add".
+    let mut proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    let node = proto.graph.as_mut().unwrap().node.iter_mut().find(|n| n.name == "dense1/add").unwrap();
+    node.op_type = "FancyAdd".into();
+    std::fs::write(dir.path().join("unsupported.onnx"), proto.encode_to_vec()).unwrap();
+    std::fs::write(dir.path().join("truncated.onnx"), &bytes[..bytes.len() / 3]).unwrap();
+    // 32×32 items for a model that takes 28×28.
+    let values = vec![0.5f32; 20 * 32 * 32];
+    std::fs::write(dir.path().join("big.npy"), qbench::data::encode_npy_f32(&[20, 1, 32, 32], &values)).unwrap();
+    let mut suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-dynamic\"]\nbackends = [\"tract-cpu\"]\nbatch_sizes = [4]\n{MEASURE}\n[[datasets]]\nname = \"fm\"\nformat = \"npy\"\ninputs = {:?}\nlabels = {:?}\n\n[[datasets]]\nname = \"big\"\nformat = \"npy\"\ninputs = \"big.npy\"\n",
+        npz(),
+        labels_csv()
+    );
+    suite.push_str(&onnx_model_entry("good", &model_path(), "[\"N\", 1, 28, 28]", "fm"));
+    suite.push_str(&onnx_model_entry("unsupported", Path::new("unsupported.onnx"), "[\"N\", 1, 28, 28]", "fm"));
+    suite.push_str(&onnx_model_entry("truncated", Path::new("truncated.onnx"), "[\"N\", 1, 28, 28]", "fm"));
+    suite.push_str(&onnx_model_entry("wrong-shape", &model_path(), "[\"N\", 1, 32, 32]", "big"));
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let o = qbench(dir.path(), &["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("6 of 8 cases failed"), "{err}");
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let records = read_records(&run.join("records.jsonl")).unwrap();
+    let error = |model: &str| {
+        let rs: Vec<_> = records.iter().filter(|r| r.model == model).collect();
+        assert_eq!(rs.len(), 2, "{model}");
+        rs.iter().for_each(|r| assert_eq!(r.status, CaseStatus::Failed, "{model}"));
+        rs[0].error.clone().unwrap()
+    };
+    assert!(records.iter().filter(|r| r.model == "good").all(|r| r.status == CaseStatus::Ok));
+    let e = error("unsupported");
+    assert!(e.contains("node \"dense1/add\" uses op FancyAdd, which tract does not implement"), "{e}");
+    let e = error("truncated");
+    assert!(e.contains("truncated.onnx") && e.contains("not a valid ONNX protobuf"), "{e}");
+    let e = error("wrong-shape");
+    assert!(e.contains("input \"images\" has shape [unk__batch, 1, 28, 28] in the model, but the suite declares [batch, 1, 32, 32]"), "{e}");
+}
+
+#[test]
+fn suite_errors_for_model_files_name_the_line_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = format!(
+        "name = \"t\"\nschemes = [\"f32\"]\nbackends = [\"tract-cpu\"]\nbatch_sizes = [4]\n[[datasets]]\nname = \"fm\"\nformat = \"npy\"\ninputs = {:?}\n",
+        npz()
+    );
+    let cases = [
+        ("[[models]]\nname = \"m\"\npath = \"x.onnx\"\n", "does not exist"),
+        (&format!("[[models]]\nname = \"m\"\npath = {:?}\n", model_path()), "declare its input"),
+        (&format!("[[models]]\nname = \"m\"\npath = {:?}\n[[models.inputs]]\nname = \"images\"\nshape = [\"N\", 1, \"h\", 28]\n", model_path()), "symbol \"h\" is not bound"),
+        (&format!("[[models]]\nname = \"m\"\npath = {:?}\n[[models.inputs]]\nname = \"images\"\nshape = [2, 1, 28, 28]\n", model_path()), "batch is fixed to 2, but batch_sizes has 4"),
+        (&format!("[[models]]\nname = \"m\"\npath = {:?}\nzoo = \"cnn\"\n", model_path()), "has both zoo and path"),
+        ("[[models]]\nname = \"m\"\npath = \"x.gguf\"\n", "reads .onnx model files"),
+    ];
+    for (model, needle) in cases {
+        let path = dir.path().join("suite.toml");
+        std::fs::write(&path, format!("{head}{model}")).unwrap();
+        let o = qbench(dir.path(), &["validate", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{model}: {err}");
+        assert!(err.contains(needle) && err.contains("suite.toml:"), "{model}: expected {needle:?} in {err}");
+    }
+}
+
+#[test]
+fn explain_localizes_the_error_of_an_onnx_graph_layer_by_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-static-minmax\"]\nbackends = [\"tract-cpu\"]\nbatch_sizes = [50]\n{MEASURE}\n[calibration]\nitems = 200\n\n[[datasets]]\nname = \"fm\"\nformat = \"npy\"\ninputs = {:?}\nlabels = {:?}\n{}",
+        npz(),
+        labels_csv(),
+        onnx_model_entry("tf", &model_path(), "[\"N\", 1, 28, 28]", "fm"),
+    );
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let o = qbench(dir.path(), &["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let records = read_records(&run.join("records.jsonl")).unwrap();
+    let o = qbench(dir.path(), &["explain", run.to_str().unwrap(), "1", "--items", "800"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let row = |layer: &str| -> Vec<String> {
+        let line =
+            out.lines().find(|l| l.starts_with(&format!("| {layer} |"))).unwrap_or_else(|| panic!("{layer}:\n{out}"));
+        line.split('|').map(|c| c.trim().to_string()).collect()
+    };
+    for layer in ["conv1/out", "conv2", "dense1", "dense2"] {
+        assert_eq!(row(layer)[2], "int8-static-minmax", "{out}");
+    }
+    // The first layer's input is exact, so its error is its own: cumulative = alone.
+    let first = row("conv1/out");
+    assert_eq!(first[3], first[4], "{out}");
+    // Errors accumulate: the last layer is worse than the first, cumulatively.
+    let db = |s: &str| s.parse::<f64>().unwrap();
+    assert!(db(&row("dense2")[3]) < db(&first[3]), "{out}");
+    // On the run's 800 evaluation items, the plan's output SQNR is the run's SQNR against the
+    // f32 reference (computed separately, by the runner, at another batch size).
+    let header = out.lines().next().unwrap();
+    let sqnr: f64 = header.split("output SQNR ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let recorded = records[1].ref_sqnr_db.unwrap();
+    assert!((sqnr - recorded).abs() < 0.1, "explain {sqnr} dB vs run {recorded} dB");
+}
