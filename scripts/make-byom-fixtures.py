@@ -13,6 +13,8 @@ The outputs are committed; CI and the tests only read them (no Python needed the
 - suites/data/fashion-mnist-1k.npz: the first 1000 Fashion-MNIST test images, float32 in [0, 1],
   shape [1000, 1, 28, 28], array "x" (np.savez_compressed).
 - suites/data/fashion-mnist-1k-labels.csv: their labels, with a header (index,label).
+- tests/reference/lstm-tiny.onnx (+ .input.npy, .scores.npy): a tiny random-weight sequence model
+  with an LSTM between two quantizable layers, and onnx.reference's outputs for its 40 inputs.
 - tests/reference/cnn-tf-style.logits.npy: the model's outputs for the first 64 images computed
   by onnx's own reference evaluator (onnx.reference), the independent engine the tests compare
   tract against.
@@ -102,6 +104,41 @@ def build_model(w):
     return model
 
 
+def build_lstm(rng):
+    """A tiny sequence classifier: Gemm-free MatMul projection, an LSTM (no integer form), and a
+    Gemm head. Random weights, fixed seed."""
+    t, f, h, c = 6, 5, 8, 3
+    proj = rng.normal(0, 0.5, (f, f)).astype(np.float32)
+    w = rng.normal(0, 0.4, (1, 4 * h, f)).astype(np.float32)
+    r = rng.normal(0, 0.4, (1, 4 * h, h)).astype(np.float32)
+    b = rng.normal(0, 0.1, (1, 8 * h)).astype(np.float32)
+    head = rng.normal(0, 0.5, (c, h)).astype(np.float32)
+    head_b = rng.normal(0, 0.1, (c,)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             [(proj, "proj"), (w, "lstm_w"), (r, "lstm_r"), (b, "lstm_b"), (head, "head_w"), (head_b, "head_b"),
+              (np.array([1, 0, 2], dtype=np.int64), "perm_unused")]]
+    nodes = [
+        helper.make_node("MatMul", ["seq", "proj"], ["projected"], name="proj"),
+        # LSTM wants [T, N, F].
+        helper.make_node("Transpose", ["projected"], ["time_major"], name="to_time_major", perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["time_major", "lstm_w", "lstm_r", "lstm_b"], ["", "y_h"], name="lstm", hidden_size=h),
+        helper.make_node("Squeeze", ["y_h", "axes0"], ["last"], name="squeeze"),
+        helper.make_node("Gemm", ["last", "head_w", "head_b"], ["scores"], name="head", transB=1),
+    ]
+    inits.append(numpy_helper.from_array(np.array([0], dtype=np.int64), "axes0"))
+    graph = helper.make_graph(
+        nodes, "lstm_tiny",
+        [helper.make_tensor_value_info("seq", TensorProto.FLOAT, ["batch", t, f])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", c])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="lstm fixture")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    x = rng.normal(0, 1, (40, t, f)).astype(np.float32)
+    return model, x
+
+
 def main():
     weights = read_safetensors(ROOT / "suites/models/cnn.safetensors")
     model = build_model(weights)
@@ -119,6 +156,12 @@ def main():
     logits = ReferenceEvaluator(model).run(None, {"images": x[:64]})[0]
     np.save(ROOT / "tests/reference/cnn-tf-style.logits.npy", logits.astype(np.float32))
     print("logits[0]:", logits[0])
+
+    lstm, seq = build_lstm(np.random.default_rng(7))
+    onnx.save(lstm, ROOT / "tests/reference/lstm-tiny.onnx")
+    np.save(ROOT / "tests/reference/lstm-tiny.input.npy", seq)
+    scores = ReferenceEvaluator(lstm).run(None, {"seq": seq})[0]
+    np.save(ROOT / "tests/reference/lstm-tiny.scores.npy", scores.astype(np.float32))
     print("top-1 of the first 64:", float((logits.argmax(1) == labels[:64]).mean()))
 
 

@@ -47,7 +47,7 @@ fn f32_variant(m: &OnnxModel, dir: &Path) -> Variant {
     Variant {
         model: "tf".into(),
         zoo: None,
-        input_shape: vec![1, 28, 28],
+        input_shape: m.input.item_shape.clone(),
         plan: Plan::uniform(m.weighted_layers().as_slice(), SchemeId::F32),
         candle_artifact: path.clone(),
         onnx: path,
@@ -369,4 +369,46 @@ fn explain_localizes_the_error_of_an_onnx_graph_layer_by_layer() {
     let sqnr: f64 = header.split("output SQNR ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     let recorded = records[1].ref_sqnr_db.unwrap();
     assert!((sqnr - recorded).abs() < 0.1, "explain {sqnr} dB vs run {recorded} dB");
+}
+
+#[test]
+fn an_lstm_stays_float_and_is_reported_while_the_layers_around_it_are_quantized() {
+    let reference = common::repo().join("tests/reference");
+    let decl = InputDecl { name: "seq".into(), item_shape: vec![6, 5], fixed_batch: None, bound: Default::default() };
+    let m = OnnxModel::load("lstm", &reference.join("lstm-tiny.onnx"), &decl, None).unwrap();
+    let layers: Vec<(&str, &LayerOp)> = m.layers.iter().map(|l| (l.name.as_str(), &l.op)).collect();
+    assert_eq!(layers, vec![("proj", &LayerOp::MatMul), ("head", &LayerOp::MatMulTransposed)]);
+    assert_eq!(m.float_nodes, vec!["lstm (LSTM)".to_string()]);
+    // proj 5×5, LSTM W 32×5 + R 32×8 + B 64, head 3×8 + 3.
+    assert_eq!(m.parameters, 25 + 160 + 256 + 64 + 24 + 3);
+
+    let data = load_npy("seq", &reference.join("lstm-tiny.input.npy"), None, None).unwrap();
+    assert_eq!((data.len(), data.item_shape.as_slice()), (40, &[6, 5][..]));
+    let want = load_npy_values(&std::fs::read(reference.join("lstm-tiny.scores.npy")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let run = |v: &Variant| {
+        let mut p = BackendId::TractCpu.create().prepare(v, 8).unwrap();
+        (eval::run_dataset(p.session.as_mut(), BackendId::TractCpu, &data, 8, 3).unwrap(), p.evidence)
+    };
+    // Five batches of 8 through one session: the LSTM's state must not leak between runs.
+    let (f32_out, evidence) = run(&f32_variant(&m, dir.path()));
+    let worst = f32_out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "tract vs onnx.reference: {worst}");
+    assert!(evidence.contains("a fresh run state per run"), "{evidence}");
+    for scheme in [SchemeId::Int8Weights { per_channel: true, symmetric: true }, SchemeId::Int8Dynamic] {
+        let plan = Plan::uniform(m.weighted_layers().as_slice(), scheme);
+        let v = quant::onnx_graph::apply(&plan, &m, "lstm", dir.path(), None).unwrap();
+        assert!(v.weight_storage.ends_with("; kept f32 (no quantized form): lstm (LSTM)"), "{}", v.weight_storage);
+        // The weight "proj" shares its name with its node: renamed "proj.value" (tract needs
+        // distinct names), the node keeps its name.
+        assert!(v.weight_storage.starts_with("proj.value=i8 per-channel sym"), "{}", v.weight_storage);
+        // 480 of the 532 parameters are the LSTM's, at 32 bits.
+        assert!(v.bits_per_weight > 29.0 && v.bits_per_weight < 30.5, "{}", v.bits_per_weight);
+        let (out, evidence) = run(&v);
+        let sqnr = qbench::measure::fidelity::sqnr_db(&want, &out).unwrap();
+        assert!(sqnr > 25.0, "{}: SQNR {sqnr} dB against the f32 reference", scheme.name());
+        if scheme == SchemeId::Int8Dynamic {
+            assert_eq!(int8_kernels(&evidence), 2, "{evidence}");
+        }
+    }
 }

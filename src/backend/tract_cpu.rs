@@ -38,13 +38,19 @@ impl Backend for TractCpu {
                 m.into_runnable()
             })
             .map_err(|e| BackendError::engine(ID, "loading and optimizing the ONNX model", e))?;
-        let evidence = op_summary(plan.model());
+        let mut evidence = op_summary(plan.model());
         let state = plan.spawn().map_err(|e| BackendError::engine(ID, "creating the run state", e))?;
+        // Ops with state between runs (LSTM/GRU/Scan keep their hidden state, for streaming)
+        // would carry one batch's state into the next: such models get a fresh state per run.
+        let stateful = state.op_states.iter().any(Option::is_some);
+        if stateful {
+            evidence.push_str(" (stateful ops: a fresh run state per run, timed)");
+        }
         let artifact_bytes = std::fs::metadata(&variant.onnx)
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
         Ok(Prepared {
-            session: Box::new(TractSession { state, _plan: plan, shape, input: None, output: None }),
+            session: Box::new(TractSession { state, plan, stateful, shape, input: None, output: None }),
             artifact: variant.onnx.clone(),
             artifact_bytes,
             evidence,
@@ -180,7 +186,8 @@ fn op_summary(model: &TypedModel) -> String {
 
 struct TractSession {
     state: TypedSimpleState,
-    _plan: Arc<TypedRunnableModel>,
+    plan: Arc<TypedRunnableModel>,
+    stateful: bool,
     shape: Vec<usize>,
     input: Option<TValue>,
     output: Option<TValue>,
@@ -195,6 +202,9 @@ impl Session for TractSession {
 
     fn run(&mut self) -> Result<(), BackendError> {
         let input = self.input.clone().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
+        if self.stateful {
+            self.state = self.plan.spawn().map_err(|e| BackendError::engine(ID, "creating the run state", e))?;
+        }
         let mut outputs = self.state.run(tvec![input]).map_err(|e| BackendError::engine(ID, "running", e))?;
         self.output = Some(outputs.remove(0));
         Ok(())

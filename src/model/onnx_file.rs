@@ -103,7 +103,10 @@ impl OnnxModel {
         }
         // Unsupported ops are refused here, by name and node, before any engine sees them.
         let register = tract_onnx::onnx().op_register;
-        let mut seen = HashSet::new();
+        // tract names a graph input's node after the input: a node may not take that name.
+        let init_names: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+        let mut seen: HashSet<String> =
+            graph.input.iter().map(|i| i.name.clone()).filter(|n| !init_names.contains(n)).collect();
         for (i, node) in graph.node.iter_mut().enumerate() {
             if node.name.is_empty() || !seen.insert(node.name.clone()) {
                 let base =
@@ -122,6 +125,7 @@ impl OnnxModel {
             }
         }
         constants_to_initializers(graph).map_err(&bad)?;
+        rename_clashing_initializers(graph);
         for t in &graph.initializer {
             if t.data_location == Some(1) {
                 return Err(bad(format!("tensor {} is stored in an external data file; save the model with all tensors inside (onnx.save(model, path, save_as_external_data=False))", t.name)));
@@ -292,6 +296,43 @@ fn set_dims(info: &mut tract_onnx::pb::ValueInfoProto, dims: &[DimValue]) {
         t.shape = (!dims.is_empty()).then(|| TensorShapeProto {
             dim: dims.iter().map(|d| Dimension { value: Some(d.clone()), ..Default::default() }).collect(),
         });
+    }
+}
+
+/// tract names a constant's node after the initializer, so an initializer may not share a
+/// name with a node (exporters allow it, e.g. node "proj" with weight "proj"): such initializers
+/// are renamed, and every reference to them follows. Node names, which the user sees as layer
+/// names, are kept.
+fn rename_clashing_initializers(graph: &mut tract_onnx::pb::GraphProto) {
+    let nodes: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut taken: HashSet<String> = nodes.clone();
+    taken.extend(graph.initializer.iter().map(|t| t.name.clone()));
+    taken.extend(graph.node.iter().flat_map(|n| n.output.iter().cloned()));
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    for t in &mut graph.initializer {
+        if nodes.contains(&t.name) {
+            let mut new = format!("{}.value", t.name);
+            while taken.contains(&new) {
+                new.push('_');
+            }
+            taken.insert(new.clone());
+            renamed.insert(std::mem::replace(&mut t.name, new.clone()), new);
+        }
+    }
+    if renamed.is_empty() {
+        return;
+    }
+    for node in &mut graph.node {
+        for i in &mut node.input {
+            if let Some(new) = renamed.get(i.as_str()) {
+                *i = new.clone();
+            }
+        }
+    }
+    for i in &mut graph.input {
+        if let Some(new) = renamed.get(i.name.as_str()) {
+            i.name = new.clone();
+        }
     }
 }
 
