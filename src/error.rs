@@ -24,7 +24,7 @@ pub enum Error {
     #[error("cannot write {path}: {source}; check that the directory is writable, or choose another with --out <dir>")]
     Output { path: PathBuf, source: std::io::Error },
     #[error("{backend} would run {scheme} {realization}, not native, and the suite sets require_native = true; drop the case or the requirement")]
-    NotNative { scheme: String, backend: &'static str, realization: &'static str },
+    NotNative { scheme: String, backend: &'static str, realization: String },
     #[error("shard {shard} has no case: cases go to shards by (model, backend, batch) group, and this suite's {cases} case(s) have fewer groups than shards; use fewer shards")]
     EmptyShard { shard: String, cases: usize },
     #[error(transparent)]

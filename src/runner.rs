@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::backend::{configure_threads, BackendId};
 use crate::data::{load_idx, load_npy, DataError, Dataset, DatasetFormat};
 use crate::measure::{eval, fidelity, latency, memory};
+use crate::model::bert::BertCheckpoint;
 use crate::model::onnx_file::OnnxModel;
 use crate::model::Reference;
 use crate::quant::{self, Variant};
@@ -23,6 +24,7 @@ use crate::{Error, Result};
 pub const REFERENCE_BACKEND: BackendId = BackendId::CandleCpu;
 pub const ONNX_REFERENCE_BACKEND: BackendId = BackendId::TractCpu;
 const REFERENCE_BATCH: usize = 500;
+const BERT_BATCH: usize = 32;
 
 /// Where the run goes and how chatty it is.
 #[derive(Debug, Clone, Default)]
@@ -65,12 +67,17 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
         .collect::<Result<Vec<_>, _>>()?;
     for m in &suite.models {
         let d = &datasets[m.dataset];
-        if d.item_shape != m.input_shape() {
+        let fits = match m.input_shape() {
+            Some(want) => d.item_shape == want,
+            // A checkpoint takes rows of token ids.
+            None => d.item_shape.len() == 1,
+        };
+        if !fits {
             return Err(DataError::ShapeMismatch {
                 dataset: format!("\"{}\" ({})", d.name, d.inputs_path.display()),
                 found: d.item_shape.clone(),
                 model: m.name.clone(),
-                want: m.input_shape(),
+                want: m.input_shape().unwrap_or_default(),
             });
         }
         if let Some(c) = &suite.calibration {
@@ -110,6 +117,8 @@ pub(crate) enum Loaded {
     Zoo(Reference),
     /// A user's ONNX model and its normalized f32 file (the f32 artifact).
     Onnx(Box<OnnxModel>, PathBuf),
+    /// A BERT checkpoint (its file is the f32 artifact).
+    Bert(Box<BertCheckpoint>),
 }
 
 impl Loaded {
@@ -122,6 +131,9 @@ impl Loaded {
                     quant::write_artifact(artifacts.join(format!("{}.f32.onnx", model.name)), &onnx.to_bytes())?;
                 Ok(Loaded::Onnx(Box::new(onnx), f32_path))
             }
+            ModelSource::Bert { path, config } => {
+                Ok(Loaded::Bert(Box::new(BertCheckpoint::load(&model.name, path, config)?)))
+            }
         }
     }
 
@@ -129,6 +141,7 @@ impl Loaded {
         match self {
             Loaded::Zoo(r) => &r.sha256,
             Loaded::Onnx(m, _) => &m.sha256,
+            Loaded::Bert(b) => &b.sha256,
         }
     }
 
@@ -136,6 +149,7 @@ impl Loaded {
         match self {
             Loaded::Zoo(r) => quant::LayerWidths::layer_widths(&r.zoo),
             Loaded::Onnx(m, _) => m.weighted_layers(),
+            Loaded::Bert(b) => b.layers.clone(),
         }
     }
 
@@ -143,12 +157,13 @@ impl Loaded {
         match self {
             Loaded::Zoo(r) => r.zoo.parameter_count(),
             Loaded::Onnx(m, _) => m.parameters,
+            Loaded::Bert(b) => b.parameters(),
         }
     }
 
     fn reference_backend(&self) -> BackendId {
         match self {
-            Loaded::Zoo(_) => REFERENCE_BACKEND,
+            Loaded::Zoo(_) | Loaded::Bert(_) => REFERENCE_BACKEND,
             Loaded::Onnx(..) => ONNX_REFERENCE_BACKEND,
         }
     }
@@ -159,11 +174,22 @@ impl Loaded {
             Loaded::Zoo(r) => Variant::f32_reference(r, PathBuf::new()),
             Loaded::Onnx(m, path) => Variant {
                 model: name.to_string(),
-                zoo: None,
+                arch: quant::Arch::OnnxGraph,
                 input_shape: m.input.item_shape.clone(),
                 plan: quant::Plan::uniform(m.weighted_layers().as_slice(), quant::SchemeId::F32),
                 candle_artifact: path.clone(),
                 onnx: path.clone(),
+                weight_storage: "f32".into(),
+                activation_quant: String::new(),
+                bits_per_weight: 32.0,
+            },
+            Loaded::Bert(b) => Variant {
+                model: name.to_string(),
+                arch: quant::Arch::Bert(Box::new(b.config.clone())),
+                input_shape: Vec::new(),
+                plan: quant::Plan::uniform(b.layers.as_slice(), quant::SchemeId::F32),
+                candle_artifact: b.path.clone(),
+                onnx: PathBuf::new(),
                 weight_storage: "f32".into(),
                 activation_quant: String::new(),
                 bits_per_weight: 32.0,
@@ -175,6 +201,12 @@ impl Loaded {
         match self {
             Loaded::Zoo(r) => quant::calibration_inputs(r, data, percentile),
             Loaded::Onnx(m, path) => quant::calibration_inputs_onnx(m, path, data, percentile),
+            Loaded::Bert(b) => Err(Error::Model(crate::model::ModelError::Checkpoint {
+                model: "bert".into(),
+                path: b.path.clone(),
+                reason: "static schemes need each layer's input, which candle-transformers' BERT does not expose"
+                    .into(),
+            })),
         }
     }
 
@@ -187,10 +219,11 @@ impl Loaded {
     ) -> Result<Variant> {
         match self {
             Loaded::Zoo(r) => quant::apply(plan, r, artifacts, cal),
-            Loaded::Onnx(..) if plan.layers.iter().all(|(_, s)| *s == quant::SchemeId::F32) => {
+            Loaded::Onnx(..) | Loaded::Bert(_) if plan.layers.iter().all(|(_, s)| *s == quant::SchemeId::F32) => {
                 Ok(Variant { plan: plan.clone(), ..self.f32_variant(name) })
             }
             Loaded::Onnx(m, _) => quant::onnx_graph::apply(plan, m, name, artifacts, cal),
+            Loaded::Bert(b) => quant::checkpoint::apply(plan, b, name, artifacts),
         }
     }
 }
@@ -279,9 +312,11 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                 record.parameters = r.parameters();
                 record.reference_backend = r.reference_backend().name().to_string();
             }
-            let unsupported = match plan.realization(case.backend) {
+            let realization = realization(model, &plan, case.backend);
+            record.realization = realization.name().to_string();
+            let unsupported = match realization {
                 crate::quant::Realization::Unsupported(why) => Some(why),
-                _ => model.unsupported_on(case.backend),
+                _ => None,
             };
             if let Some(why) = unsupported {
                 record.status = CaseStatus::Skipped;
@@ -319,7 +354,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                     // Without reference outputs a zoo model still has its known classes; a model
                     // file's output size is learned from its reference run.
                     let classes = match &variant {
-                        Ok(v) => v.zoo.map(|z| z.num_classes()).or(reference_outputs.as_ref().map(|r| r.per_item)),
+                        Ok(v) => v.zoo().map(|z| z.num_classes()).or(reference_outputs.as_ref().map(|r| r.per_item)),
                         Err(_) => None,
                     };
                     match (variant, classes) {
@@ -327,7 +362,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                         (Ok(_), None) => Err("the f32 reference could not run, so this model's outputs cannot be scored; see the reference error above".into()),
                         // A model file's labels are checked against the classes it outputs.
                         (Ok(v), Some(classes)) => match check_labels(data, model, classes) {
-                            Err(e) if v.zoo.is_none() => Err(e.to_string()),
+                            Err(e) if v.zoo().is_none() => Err(e.to_string()),
                             _ => {
                                 let reference = reference_outputs.as_ref().map(|r| r.values.as_slice());
                                 guarded(|| measure_case(suite, case, v, data, classes, reference, &mut record))
@@ -339,13 +374,13 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
             };
             let line = match outcome {
                 Ok(()) => format!(
-                    "[{done}/{total}] {} {} {} batch {}: median {:.1} µs, top-1 {:.2}%",
+                    "[{done}/{total}] {} {} {} batch {}: median {:.1} µs, {}",
                     model.name,
                     case.scheme.name(),
                     case.backend.name(),
                     case.batch,
                     record.latency_median_ns.unwrap_or(f64::NAN) / 1e3,
-                    100.0 * record.top1_accuracy.unwrap_or(f64::NAN)
+                    quality(&record)
                 ),
                 Err(e) => {
                     record.status = CaseStatus::Failed;
@@ -377,12 +412,11 @@ fn measure_case(
     reference: Option<&[f32]>,
     record: &mut Record,
 ) -> Result<()> {
-    let realization = variant.plan.realization(case.backend);
-    if suite.require_native && realization != crate::quant::Realization::Native {
+    if suite.require_native && record.realization != crate::quant::Realization::Native.name() {
         return Err(Error::NotNative {
             scheme: case.scheme.name(),
             backend: case.backend.name(),
-            realization: realization.name(),
+            realization: record.realization.clone(),
         });
     }
     let backend = case.backend.create();
@@ -416,11 +450,17 @@ fn measure_case(
 
     let logits = eval::run_dataset(session, case.backend, data, case.batch, classes)?;
     record.eval_items = Some(data.len());
-    if data.labels.is_some() {
+    // An encoder's output is an embedding: no classes to score against labels or to agree on.
+    let embedding = matches!(variant.arch, quant::Arch::Bert(_));
+    if data.labels.is_some() && !embedding {
         record.set_task(fidelity::task_metrics(&logits, data.labels(), classes));
     }
     if let Some(reference) = reference {
         record.set_fidelity(&fidelity::fidelity(reference, &logits, classes));
+        if embedding {
+            (record.ref_top1_agreement, record.ref_top5_agreement) = (None, None);
+            (record.ref_kl_mean, record.ref_kl_stderr) = (None, None);
+        }
     }
 
     session.set_input(&latency_batch)?;
@@ -437,6 +477,41 @@ fn measure_case(
     Ok(())
 }
 
+/// The progress line's quality figure: top-1 when there are labels, else agreement with the
+/// f32 reference (cosine for embeddings).
+fn quality(r: &Record) -> String {
+    match (r.top1_accuracy, r.ref_top1_agreement, r.ref_cosine_mean) {
+        (Some(t), _, _) => format!("top-1 {:.2}%", 100.0 * t),
+        (None, Some(a), _) => format!("top-1 agreement with f32 {:.2}%", 100.0 * a),
+        (None, None, Some(c)) => format!("cosine to f32 {c:.6}"),
+        _ => "no quality figure".into(),
+    }
+}
+
+/// How `backend` runs `plan` on this model: the schemes' realization, narrowed by what the
+/// model's path through the engine allows.
+fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId) -> quant::Realization {
+    use quant::Realization;
+    if let Some(why) = model.unsupported_on(backend) {
+        return Realization::Unsupported(why);
+    }
+    let scheme = plan.realization(backend);
+    match &model.source {
+        ModelSource::Bert { .. } => {
+            if plan.layers.iter().any(|(_, s)| s.activations() != quant::ActivationQuant::None) {
+                Realization::Unsupported("candle-transformers' BERT has no hook on each layer's input, so dynamic and static int8 cannot run on it; weight-only schemes and GGML types can")
+            } else if scheme == Realization::Native && plan.layers.iter().any(|(_, s)| *s != quant::SchemeId::F32) {
+                // Its linear layers are candle_nn::Linear in f32: GGML weights are dequantized
+                // and f16 ones widened at load (see backend/candle_bert.rs).
+                Realization::Emulated
+            } else {
+                scheme
+            }
+        }
+        _ => scheme,
+    }
+}
+
 /// The f32 reference's outputs on the whole dataset, computed once per model.
 struct ReferenceOutputs {
     /// `len × per_item` values.
@@ -451,10 +526,12 @@ fn reference_outputs(reference: &Loaded, name: &str, data: &Dataset) -> Result<R
     let batch = match reference {
         Loaded::Onnx(m, _) => m.input.fixed_batch.unwrap_or(REFERENCE_BATCH),
         Loaded::Zoo(_) => REFERENCE_BATCH,
+        // Transformers: a smaller batch bounds the attention's memory.
+        Loaded::Bert(_) => BERT_BATCH,
     };
     let mut prepared = backend.create().prepare(&variant, batch)?;
     let session = prepared.session.as_mut();
-    let per_item = match variant.zoo {
+    let per_item = match variant.zoo() {
         Some(zoo) => zoo.num_classes(),
         None => {
             // A model file's output size is what it outputs for one batch.

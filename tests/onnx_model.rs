@@ -46,7 +46,7 @@ fn f32_variant(m: &OnnxModel, dir: &Path) -> Variant {
     std::fs::write(&path, m.to_bytes()).unwrap();
     Variant {
         model: "tf".into(),
-        zoo: None,
+        arch: qbench::quant::Arch::OnnxGraph,
         input_shape: m.input.item_shape.clone(),
         plan: Plan::uniform(m.weighted_layers().as_slice(), SchemeId::F32),
         candle_artifact: path.clone(),

@@ -18,6 +18,9 @@ impl Backend for CandleCpu {
     }
 
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
+        if let crate::quant::Arch::Bert(config) = &variant.arch {
+            return super::candle_bert::prepare(variant, config, batch);
+        }
         let (net, is_gguf) = load_net(variant)?;
         let artifact_bytes = std::fs::metadata(&variant.candle_artifact)
             .map(|m| m.len())
@@ -82,11 +85,11 @@ impl LayerSession for CandleLayers {
 
 /// The zoo architecture candle builds; user ONNX graphs have none (they run on tract).
 fn zoo(variant: &Variant) -> Result<crate::zoo::ZooModelId, BackendError> {
-    variant.zoo.ok_or_else(|| {
+    variant.zoo().ok_or_else(|| {
         BackendError::engine(
             ID,
             "loading the model",
-            "candle runs zoo models here; a user's ONNX model runs on tract-cpu",
+            "candle builds zoo models layer by layer; a user's ONNX model runs on tract-cpu, and candle-transformers' BERT exposes no layer outputs",
         )
     })
 }

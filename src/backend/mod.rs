@@ -1,6 +1,7 @@
 //! Backends: an inference engine on a device. Each prepares a variant's artifact
 //! into a [`Session`] outside any timed region; only [`Session::run`] is timed.
 
+mod candle_bert;
 mod candle_cpu;
 pub(crate) mod tract_cpu;
 

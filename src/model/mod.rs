@@ -1,5 +1,6 @@
 //! Reference models: the fp32 model a suite names, loaded once per run.
 
+pub mod bert;
 pub mod onnx;
 pub mod onnx_file;
 pub mod stored;
@@ -48,7 +49,9 @@ pub enum ModelError {
     /// `op` is the op type, with its domain when not the default one.
     #[error("model \"{model}\" ({path}): node \"{node}\" uses op {op}, which tract does not implement; replace the op when exporting (e.g. a different opset or operator), or keep this model out of the suite")]
     UnsupportedOp { model: String, path: PathBuf, op: String, node: String },
-    #[error("cannot export {model} to ONNX: {reason}")]
+    #[error("model \"{model}\" ({path}): {reason}")]
+    Checkpoint { model: String, path: PathBuf, reason: String },
+    #[error("cannot quantize or export {model}: {reason}")]
     Export { model: String, reason: String },
 }
 

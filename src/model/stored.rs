@@ -147,7 +147,15 @@ pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str)
                 buffers.push((name.clone(), dt, shape.clone(), half_bytes(bits)))
             }
             Stored::Int(q) if q.ty.bits() == 4 => {
-                buffers.push((format!("{name}.int4"), Dtype::U8, vec![q.values.len().div_ceil(2)], pack_int4(q)));
+                // Packed per row, so the file keeps the row count: [rows, bytes per row].
+                let rows = q.shape.first().copied().unwrap_or(1).max(1);
+                let packed = pack_int4(q);
+                let shape = if packed.len().is_multiple_of(rows) {
+                    vec![rows, packed.len() / rows]
+                } else {
+                    vec![packed.len()]
+                };
+                buffers.push((format!("{name}.int4"), Dtype::U8, shape, packed));
                 let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
                 buffers.push((format!("{name}.scale"), Dtype::F32, vec![scales.len()], f32_bytes(&scales)));
                 if !q.symmetric {
@@ -206,116 +214,37 @@ pub fn load_model(path: &Path, zoo: ZooModelId) -> Result<(HashMap<String, Tenso
     let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
     let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let f32s = |data: &[u8]| -> Vec<f32> {
-        data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-    };
     let mut out = HashMap::new();
     for (name, expected) in zoo.parameters() {
-        let n: usize = expected.iter().product();
-        let values: Vec<f32> = if let Ok(packed) = st.tensor(&format!("{name}.int4")) {
-            let scales = f32s(
-                st.tensor(&format!("{name}.scale"))
-                    .map_err(|_| corrupt(format!("{name} is int4 but {name}.scale is missing")))?
-                    .data(),
-            );
-            // Symmetric i4 stores q + 8 and has no zero point; u4 stores q and its zero points.
-            let (offset, zps): (i32, Vec<i32>) = match st.tensor(&format!("{name}.zero_point")) {
-                Ok(z) => (0, z.data().iter().map(|&b| b as i32).collect()),
-                Err(_) => (-8, vec![0; scales.len()]),
-            };
-            let data = packed.data();
-            if data.len() != n.div_ceil(2)
-                || scales.is_empty()
-                || !n.is_multiple_of(scales.len())
-                || zps.len() != scales.len()
-            {
-                return Err(corrupt(format!(
-                    "{name}: {} packed bytes, {} scales and {} zero points do not describe {n} values of shape {expected:?}",
-                    data.len(),
-                    scales.len(),
-                    zps.len()
-                )));
-            }
-            let block = n / scales.len();
-            (0..n)
-                .map(|i| {
-                    let nibble = (data[i / 2] >> (4 * (i % 2))) & 0x0f;
-                    let p = QParams { scale: scales[i / block], zero_point: zps[i / block] };
-                    dequantize_linear(nibble as i32 + offset, p)
-                })
-                .collect()
-        } else {
-            let view = st.tensor(&name).map_err(|_| ModelError::Missing {
-                path: path.to_path_buf(),
-                zoo: zoo.name(),
-                tensor: name.clone(),
-                expected: expected.clone(),
-            })?;
+        let shape_error = |found: String| ModelError::Shape {
+            path: path.to_path_buf(),
+            zoo: zoo.name(),
+            tensor: name.clone(),
+            found,
+            expected: format!("F32, F16, BF16 or I8 {expected:?}"),
+        };
+        if let Ok(view) = st.tensor(&name) {
             if view.shape() != expected.as_slice()
                 || !matches!(view.dtype(), Dtype::F32 | Dtype::I8 | Dtype::F16 | Dtype::BF16)
             {
-                return Err(ModelError::Shape {
+                return Err(shape_error(format!("{:?} {:?}", view.dtype(), view.shape())));
+            }
+        }
+        match read_param(&st, &name, Some(&expected)) {
+            Ok(Some(t)) => {
+                out.insert(name, t);
+            }
+            Ok(None) => {
+                return Err(ModelError::Missing {
                     path: path.to_path_buf(),
                     zoo: zoo.name(),
-                    tensor: name,
-                    found: format!("{:?} {:?}", view.dtype(), view.shape()),
-                    expected: format!("F32, F16, BF16 or I8 {expected:?}"),
-                });
+                    tensor: name.clone(),
+                    expected: expected.clone(),
+                })
             }
-            if view.dtype() == Dtype::F16 {
-                let v: Vec<half::f16> = view
-                    .data()
-                    .chunks_exact(2)
-                    .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])))
-                    .collect();
-                if v.iter().any(|x| !x.is_finite()) {
-                    return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name });
-                }
-                let t = Tensor::from_vec(v, expected, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
-                out.insert(name, t);
-                continue;
-            }
-            match view.dtype() {
-                Dtype::F32 => f32s(view.data()),
-                Dtype::BF16 => view
-                    .data()
-                    .chunks_exact(2)
-                    .map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-                    .collect(),
-                _ => {
-                    let scales = f32s(
-                        st.tensor(&format!("{name}.scale"))
-                            .map_err(|_| corrupt(format!("{name} is i8 but {name}.scale is missing")))?
-                            .data(),
-                    );
-                    let zps: Vec<i32> = match st.tensor(&format!("{name}.zero_point")) {
-                        Ok(z) => z.data().iter().map(|&b| b as i8 as i32).collect(),
-                        Err(_) => vec![0; scales.len()],
-                    };
-                    if scales.is_empty() || !n.is_multiple_of(scales.len()) || zps.len() != scales.len() {
-                        return Err(corrupt(format!(
-                            "{name}: {} scales and {} zero points do not split {n} values into equal blocks",
-                            scales.len(),
-                            zps.len()
-                        )));
-                    }
-                    let block = n / scales.len();
-                    view.data()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &q)| {
-                            let p = QParams { scale: scales[i / block], zero_point: zps[i / block] };
-                            dequantize_linear(q as i8 as i32, p)
-                        })
-                        .collect()
-                }
-            }
-        };
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name });
+            Err(ParamError::NonFinite) => return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: name }),
+            Err(ParamError::Corrupt(reason)) => return Err(corrupt(reason)),
         }
-        let t = Tensor::from_vec(values, expected, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
-        out.insert(name, t);
     }
     let mut inputs = InputQuants::new();
     for (layer, _) in zoo.weighted_layers() {
@@ -336,6 +265,161 @@ pub fn load_model(path: &Path, zoo: ZooModelId) -> Result<(HashMap<String, Tenso
         }
     }
     Ok((out, inputs))
+}
+
+/// Why a stored parameter cannot be read.
+enum ParamError {
+    NonFinite,
+    Corrupt(String),
+}
+
+/// Every parameter of a safetensors artifact written by [`to_safetensors`], as candle tensors:
+/// f16 kept, bf16 widened, integers dequantized (a 4-bit tensor's shape comes from its packed
+/// `[rows, bytes per row]` layout). For checkpoints whose architecture lives elsewhere (BERT).
+pub fn load_all(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+    let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut out = HashMap::new();
+    for name in st.names() {
+        let name: &str = name;
+        let stored_as = st.tensor(name).map(|v| v.dtype()).ok();
+        // Integer buffers other than ours (e.g. BERT's int64 position_ids) are not parameters.
+        if !name.ends_with(".int4") && !matches!(stored_as, Some(Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::I8)) {
+            continue;
+        }
+        let base = match name.strip_suffix(".int4") {
+            Some(b) => b,
+            None if [".scale", ".zero_point", ".input_scale", ".input_zero_point", ".input_dynamic"]
+                .iter()
+                .any(|s| name.ends_with(s)) =>
+            {
+                continue
+            }
+            None => name,
+        };
+        match read_param(&st, base, None) {
+            Ok(Some(t)) => {
+                out.insert(base.to_string(), t);
+            }
+            Ok(None) => return Err(corrupt(format!("{base} cannot be read"))),
+            Err(ParamError::NonFinite) => {
+                return Err(ModelError::NonFinite { path: path.to_path_buf(), tensor: base.to_string() })
+            }
+            Err(ParamError::Corrupt(reason)) => return Err(corrupt(reason)),
+        }
+    }
+    Ok(out)
+}
+
+fn f32s(data: &[u8]) -> Vec<f32> {
+    data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// One parameter in any of the stored forms; `None` when the file does not hold it. `expected`
+/// is its shape when the architecture knows it.
+fn read_param(st: &SafeTensors, name: &str, expected: Option<&[usize]>) -> Result<Option<Tensor>, ParamError> {
+    let corrupt = |reason: String| ParamError::Corrupt(reason);
+    let tensor = |values: Vec<f32>, shape: Vec<usize>| {
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(ParamError::NonFinite);
+        }
+        Tensor::from_vec(values, shape, &Device::Cpu).map_err(|e| corrupt(e.to_string()))
+    };
+    if let Ok(packed) = st.tensor(&format!("{name}.int4")) {
+        let shape = match (expected, packed.shape()) {
+            (Some(e), _) => e.to_vec(),
+            (None, &[rows, bytes]) => vec![rows, bytes * 2],
+            (None, other) => {
+                return Err(corrupt(format!(
+                    "{name}.int4 has shape {other:?}; the packed layout is [rows, bytes per row]"
+                )))
+            }
+        };
+        let n: usize = shape.iter().product();
+        let scales = f32s(
+            st.tensor(&format!("{name}.scale"))
+                .map_err(|_| corrupt(format!("{name} is int4 but {name}.scale is missing")))?
+                .data(),
+        );
+        // Symmetric i4 stores q + 8 and has no zero point; u4 stores q and its zero points.
+        let (offset, zps): (i32, Vec<i32>) = match st.tensor(&format!("{name}.zero_point")) {
+            Ok(z) => (0, z.data().iter().map(|&b| b as i32).collect()),
+            Err(_) => (-8, vec![0; scales.len()]),
+        };
+        let data = packed.data();
+        if data.len() != n.div_ceil(2)
+            || scales.is_empty()
+            || !n.is_multiple_of(scales.len())
+            || zps.len() != scales.len()
+        {
+            return Err(corrupt(format!(
+                "{name}: {} packed bytes, {} scales and {} zero points do not describe {n} values of shape {shape:?}",
+                data.len(),
+                scales.len(),
+                zps.len()
+            )));
+        }
+        let block = n / scales.len();
+        let values = (0..n)
+            .map(|i| {
+                let nibble = (data[i / 2] >> (4 * (i % 2))) & 0x0f;
+                let p = QParams { scale: scales[i / block], zero_point: zps[i / block] };
+                dequantize_linear(nibble as i32 + offset, p)
+            })
+            .collect();
+        return tensor(values, shape).map(Some);
+    }
+    let Ok(view) = st.tensor(name) else { return Ok(None) };
+    let shape = expected.map_or_else(|| view.shape().to_vec(), <[usize]>::to_vec);
+    let n: usize = shape.iter().product();
+    let values = match view.dtype() {
+        Dtype::F16 => {
+            let v: Vec<half::f16> =
+                view.data().chunks_exact(2).map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]]))).collect();
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(ParamError::NonFinite);
+            }
+            return Tensor::from_vec(v, shape, &Device::Cpu).map(Some).map_err(|e| corrupt(e.to_string()));
+        }
+        Dtype::F32 => f32s(view.data()),
+        Dtype::BF16 => view
+            .data()
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+            .collect(),
+        Dtype::I8 => {
+            let scales = f32s(
+                st.tensor(&format!("{name}.scale"))
+                    .map_err(|_| corrupt(format!("{name} is i8 but {name}.scale is missing")))?
+                    .data(),
+            );
+            let zps: Vec<i32> = match st.tensor(&format!("{name}.zero_point")) {
+                Ok(z) => z.data().iter().map(|&b| b as i8 as i32).collect(),
+                Err(_) => vec![0; scales.len()],
+            };
+            if scales.is_empty() || !n.is_multiple_of(scales.len()) || zps.len() != scales.len() {
+                return Err(corrupt(format!(
+                    "{name}: {} scales and {} zero points do not split {n} values into equal blocks",
+                    scales.len(),
+                    zps.len()
+                )));
+            }
+            let block = n / scales.len();
+            view.data()
+                .iter()
+                .enumerate()
+                .map(|(i, &q)| {
+                    let p = QParams { scale: scales[i / block], zero_point: zps[i / block] };
+                    dequantize_linear(q as i8 as i32, p)
+                })
+                .collect()
+        }
+        other => {
+            return Err(corrupt(format!("{name} is {other:?}; qbench stores f32, f16, bf16, i8 and packed 4-bit")))
+        }
+    };
+    tensor(values, shape).map(Some)
 }
 
 /// Little-endian bytes of f32 values (safetensors and ONNX raw data).

@@ -199,7 +199,7 @@ pub fn apply(
     )?;
     Ok(super::Variant {
         model: reference.name.clone(),
-        zoo: Some(reference.zoo),
+        arch: super::Arch::Zoo(reference.zoo),
         input_shape: reference.zoo.input_shape().to_vec(),
         plan: plan.clone(),
         candle_artifact,

@@ -7,6 +7,7 @@
 
 pub mod budget;
 pub mod calibrate;
+pub mod checkpoint;
 pub mod ggml;
 pub mod int;
 pub mod onnx_graph;
@@ -225,12 +226,22 @@ impl SchemeId {
     }
 }
 
+/// What kind of model a variant is: what the backends build from its artifact.
+#[derive(Debug, Clone)]
+pub enum Arch {
+    /// A zoo architecture: candle builds it from the safetensors/GGUF, tract runs the ONNX export.
+    Zoo(crate::zoo::ZooModelId),
+    /// A user's ONNX graph: tract only.
+    OnnxGraph,
+    /// A BERT encoder checkpoint: candle-transformers only.
+    Bert(Box<candle_transformers::models::bert::Config>),
+}
+
 /// A reference model after a plan: the artifact each backend loads.
 #[derive(Debug, Clone)]
 pub struct Variant {
     pub model: String,
-    /// The zoo architecture candle builds; `None` for a user's ONNX model (tract only).
-    pub zoo: Option<crate::zoo::ZooModelId>,
+    pub arch: Arch,
     /// Shape of one input item (the batch axis excluded), e.g. `[1, 28, 28]`.
     pub input_shape: Vec<usize>,
     pub plan: Plan,
@@ -248,11 +259,19 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// The zoo architecture, for zoo models.
+    pub fn zoo(&self) -> Option<crate::zoo::ZooModelId> {
+        match self.arch {
+            Arch::Zoo(z) => Some(z),
+            _ => None,
+        }
+    }
+
     /// The reference itself, unquantized: its safetensors for candle, `onnx` for tract.
     pub fn f32_reference(reference: &crate::model::Reference, onnx: std::path::PathBuf) -> Variant {
         Variant {
             model: reference.name.clone(),
-            zoo: Some(reference.zoo),
+            arch: Arch::Zoo(reference.zoo),
             input_shape: reference.zoo.input_shape().to_vec(),
             plan: Plan::uniform(reference.zoo, SchemeId::F32),
             candle_artifact: reference.weights_path.clone(),
@@ -373,7 +392,7 @@ pub fn apply(
     };
     Ok(Variant {
         model: reference.name.clone(),
-        zoo: Some(reference.zoo),
+        arch: Arch::Zoo(reference.zoo),
         input_shape: reference.zoo.input_shape().to_vec(),
         plan: plan.clone(),
         candle_artifact,

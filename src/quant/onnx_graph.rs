@@ -190,7 +190,7 @@ pub fn apply(
     }
     Ok(Variant {
         model: name.to_string(),
-        zoo: None,
+        arch: super::Arch::OnnxGraph,
         input_shape: model.input.item_shape.clone(),
         plan: plan.clone(),
         candle_artifact: onnx.clone(),

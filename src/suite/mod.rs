@@ -139,6 +139,8 @@ pub enum ModelSource {
     Zoo { zoo: ZooModelId, weights: PathBuf },
     /// A user's ONNX file; runs on tract.
     Onnx { path: PathBuf, input: InputDecl, output: Option<String> },
+    /// A BERT encoder checkpoint (safetensors + config.json); runs on candle.
+    Bert { path: PathBuf, config: PathBuf },
 }
 
 impl ModelEntry {
@@ -146,23 +148,25 @@ impl ModelEntry {
     pub fn zoo(&self) -> Option<ZooModelId> {
         match &self.source {
             ModelSource::Zoo { zoo, .. } => Some(*zoo),
-            ModelSource::Onnx { .. } => None,
+            _ => None,
         }
     }
 
-    /// The model file: zoo weights or the ONNX file.
+    /// The model file: zoo weights, the ONNX file or the checkpoint.
     pub fn file(&self) -> &Path {
         match &self.source {
             ModelSource::Zoo { weights, .. } => weights,
-            ModelSource::Onnx { path, .. } => path,
+            ModelSource::Onnx { path, .. } | ModelSource::Bert { path, .. } => path,
         }
     }
 
-    /// Shape of one input item.
-    pub fn input_shape(&self) -> Vec<usize> {
+    /// Shape of one input item; `None` for a checkpoint that takes a row of token ids of
+    /// any length.
+    pub fn input_shape(&self) -> Option<Vec<usize>> {
         match &self.source {
-            ModelSource::Zoo { zoo, .. } => zoo.input_shape().to_vec(),
-            ModelSource::Onnx { input, .. } => input.item_shape.clone(),
+            ModelSource::Zoo { zoo, .. } => Some(zoo.input_shape().to_vec()),
+            ModelSource::Onnx { input, .. } => Some(input.item_shape.clone()),
+            ModelSource::Bert { .. } => None,
         }
     }
 
@@ -177,6 +181,9 @@ impl ModelEntry {
             (ModelSource::Onnx { .. }, BackendId::CandleCpu) => Some(
                 "candle runs the zoo models; a user's ONNX model runs on tract (candle-onnx is not built into qbench yet)",
             ),
+            (ModelSource::Bert { .. }, BackendId::TractCpu) => {
+                Some("tract runs ONNX graphs; a BERT safetensors checkpoint runs on candle (candle-transformers)")
+            }
             _ => None,
         }
     }
@@ -659,8 +666,14 @@ fn resolve_source(
                 return Err(loc.at(w.span(), "weights belongs to zoo models; a model file holds its own weights"));
             }
             let ext = Path::new(path.get_ref()).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            if ext == "safetensors" {
+                return resolve_checkpoint(loc, base, m, path);
+            }
             if ext != "onnx" {
-                return Err(loc.at(path.span(), format!("model file \"{}\": qbench reads .onnx model files (safetensors and GGUF checkpoints are not supported yet)", path.get_ref())));
+                return Err(loc.at(path.span(), format!("model file \"{}\": qbench reads .onnx model files and BERT .safetensors checkpoints (GGUF language models are not supported yet)", path.get_ref())));
+            }
+            if let Some(c) = &m_ref.config {
+                return Err(loc.at(c.span(), "config applies to safetensors checkpoints; an ONNX file holds its own graph"));
             }
             let file = existing_path(loc, base, path, "model file")?;
             let input = resolve_input(loc, m, batch_sizes)?;
@@ -669,6 +682,44 @@ fn resolve_source(
         (Some(z), Some(_)) => Err(loc.at(z.span(), format!("model \"{name}\" has both zoo and path; a model is either a zoo architecture (zoo + weights) or a model file (path)"))),
         (None, None) => Err(loc.at(m.span(), format!("model \"{name}\" needs zoo = \"cnn\" with weights = \"…\", or path = \"model.onnx\" with its [[models.inputs]]"))),
     }
+}
+
+/// A safetensors checkpoint and its `config.json` (the architecture is read from it at run time).
+fn resolve_checkpoint(
+    loc: &Locator,
+    base: &Path,
+    m: &Spanned<spec::ModelSpec>,
+    path: &Spanned<String>,
+) -> Result<ModelSource, SuiteError> {
+    let m_ref = m.get_ref();
+    for (span, key) in [
+        (m_ref.inputs.as_ref().map(|i| i.span()), "inputs"),
+        (m_ref.dims.as_ref().map(|d| d.span()), "dims"),
+        (m_ref.output.as_ref().map(|o| o.span()), "output"),
+    ] {
+        if let Some(span) = span {
+            return Err(loc.at(span, format!("{key} applies to ONNX files; a BERT checkpoint takes rows of token ids and outputs their mean-pooled embedding")));
+        }
+    }
+    let file = existing_path(loc, base, path, "checkpoint file")?;
+    let config = match &m_ref.config {
+        Some(c) => existing_path(loc, base, c, "config file")?,
+        None => {
+            let beside = file.with_file_name("config.json");
+            if !beside.is_file() {
+                return Err(loc.at(
+                    path.span(),
+                    format!(
+                        "checkpoint \"{}\" has no config.json beside it ({}); add config = \"…/config.json\"",
+                        path.get_ref(),
+                        beside.display()
+                    ),
+                ));
+            }
+            beside
+        }
+    };
+    Ok(ModelSource::Bert { path: file, config })
 }
 
 /// `[[models.inputs]]` and `dims` → the input fed to an ONNX model.

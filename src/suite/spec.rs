@@ -136,8 +136,10 @@ pub struct ModelSpec {
     pub zoo: Option<Spanned<String>>,
     /// safetensors file with the zoo model's trained weights, relative to the suite file.
     pub weights: Option<Spanned<String>>,
-    /// A model file (`.onnx`), relative to the suite file.
+    /// A model file (`.onnx`, or a BERT checkpoint's `.safetensors`), relative to the suite file.
     pub path: Option<Spanned<String>>,
+    /// A safetensors checkpoint's `config.json` (default: `config.json` beside it).
+    pub config: Option<Spanned<String>>,
     /// The model file's inputs, as the suite feeds them.
     pub inputs: Option<Spanned<Vec<Spanned<InputSpec>>>>,
     /// Values bound to symbolic dims named in `inputs` shapes, e.g. `dims = { seq = 128 }`.

@@ -1,0 +1,135 @@
+//! candle on the CPU, for BERT checkpoints: candle-transformers' `BertModel` over the variant's
+//! safetensors (f32, f16, bf16 widened, integers dequantized) or GGUF (GGML blocks dequantized).
+//! Each run embeds a batch of token-id rows (mean-pooled last hidden states).
+
+use std::collections::HashMap;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::models::bert::{BertModel, Config};
+
+use super::{BackendError, BackendId, Prepared, Session};
+use crate::quant::Variant;
+
+const ID: BackendId = BackendId::CandleCpu;
+
+pub(super) fn prepare(variant: &Variant, config: &Config, batch: usize) -> Result<Prepared, BackendError> {
+    let path = &variant.candle_artifact;
+    let err = |stage: &'static str| move |e: candle_core::Error| BackendError::engine(ID, stage, e);
+    let is_gguf = path.extension().is_some_and(|e| e == "gguf");
+    let tensors = if is_gguf {
+        load_gguf(path).map_err(err("loading the GGUF checkpoint"))?
+    } else {
+        crate::model::stored::load_all(path).map_err(|e| BackendError::engine(ID, "loading the checkpoint", e))?
+    };
+    // Always f32 compute: candle-transformers' BERT builds its attention mask from f32::MIN,
+    // which is -inf in f16 and turns every masked score into NaN; bf16 has no CPU matmul in
+    // candle 0.11. Half weights are widened at load (the realization says emulated).
+    let dtype = DType::F32;
+    let half = tensors.values().any(|t| t.dtype() == DType::F16);
+    let weights_bytes: u64 = tensors.values().map(|t| (t.elem_count() * dtype.size_in_bytes()) as u64).sum();
+    let model = crate::model::bert::build(&tensors, config, dtype).map_err(err("building the BERT"))?;
+    let storage = &variant.weight_storage;
+    let conversion = if is_gguf && storage.contains("=q") {
+        ", GGML weights dequantized to f32 at load (candle-transformers' BERT uses Linear, not QMatMul)"
+    } else if ["=i8", "=i4", "=u4"].iter().any(|t| storage.contains(t)) {
+        ", weights dequantized at load from the stored integers"
+    } else if storage.contains("bf16") {
+        ", widened at load from the stored bf16"
+    } else if half || storage.contains("f16") {
+        ", widened at load from the stored f16 (f16 compute would turn the attention mask into NaN)"
+    } else {
+        ""
+    };
+    let evidence = format!(
+        "candle-transformers BertModel ({} layers, hidden {}), {dtype:?} compute{conversion}",
+        config.num_hidden_layers, config.hidden_size
+    );
+    let artifact_bytes = std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
+    Ok(Prepared {
+        session: Box::new(BertSession {
+            model,
+            batch,
+            pad: config.pad_token_id,
+            vocab: config.vocab_size,
+            max_len: config.max_position_embeddings,
+            input: None,
+            output: None,
+        }),
+        artifact: path.clone(),
+        artifact_bytes,
+        evidence,
+        weights_bytes: Some(weights_bytes),
+    })
+}
+
+/// Every tensor of a GGUF written by `quant::checkpoint`, dequantized, padding removed.
+fn load_gguf(path: &std::path::Path) -> candle_core::Result<HashMap<String, Tensor>> {
+    let mut file = std::fs::File::open(path)?;
+    let content = gguf_file::Content::read(&mut file)?;
+    let mut out = HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let t = content.tensor(&mut file, name, &Device::Cpu)?.dequantize(&Device::Cpu)?;
+        let key = format!("{}{name}", crate::quant::checkpoint::WIDTH_KEY);
+        let t = match content.metadata.get(&key) {
+            Some(w) => t.narrow(1, 0, w.to_u32()? as usize)?,
+            None => t,
+        };
+        out.insert(name.clone(), t);
+    }
+    Ok(out)
+}
+
+struct BertSession {
+    model: BertModel,
+    batch: usize,
+    pad: usize,
+    vocab: usize,
+    max_len: usize,
+    input: Option<Vec<f32>>,
+    output: Option<Tensor>,
+}
+
+impl Session for BertSession {
+    fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
+        let bad = |m: String| BackendError::engine(ID, "copying the input", m);
+        let seq = input.len() / self.batch.max(1);
+        if seq > self.max_len {
+            return Err(bad(format!(
+                "rows of {seq} tokens exceed the model's max_position_embeddings ({})",
+                self.max_len
+            )));
+        }
+        if let Some((i, v)) =
+            input.iter().enumerate().find(|(_, v)| !(v.fract() == 0.0 && **v >= 0.0 && (**v as usize) < self.vocab))
+        {
+            return Err(bad(format!(
+                "item {} holds token id {v}, outside the vocabulary (vocab_size {}); the token ids do not belong to this model",
+                i / seq.max(1),
+                self.vocab
+            )));
+        }
+        self.input = Some(input.to_vec());
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), BackendError> {
+        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
+        let out = crate::model::bert::embed(&self.model, input, self.batch, self.pad)
+            .map_err(|e| BackendError::engine(ID, "running", e))?;
+        self.output = Some(out);
+        Ok(())
+    }
+
+    fn output(&self) -> Result<Vec<f32>, BackendError> {
+        let out = self
+            .output
+            .as_ref()
+            .ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
+        out.flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| BackendError::engine(ID, "reading the output", e))
+    }
+}
