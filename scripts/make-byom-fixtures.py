@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the bring-your-own-model fixtures with tools independent of qbench.
 
-    pip install onnx numpy && python3 scripts/make-byom-fixtures.py
+    pip install onnx numpy tokenizers && python3 scripts/make-byom-fixtures.py
 
 The outputs are committed; CI and the tests only read them (no Python needed there).
 
@@ -15,6 +15,11 @@ The outputs are committed; CI and the tests only read them (no Python needed the
 - suites/data/fashion-mnist-1k-labels.csv: their labels, with a header (index,label).
 - tests/reference/lstm-tiny.onnx (+ .input.npy, .scores.npy): a tiny random-weight sequence model
   with an LSTM between two quantizable layers, and onnx.reference's outputs for its 40 inputs.
+- suites/models/bert-tiny/{model.safetensors,config.json,tokenizer.json}: a 2-layer BERT with
+  random weights (seeded) and a word-level tokenizer (Hugging Face tokenizers) over the words of
+  suites/data/sentences.txt; tests/reference/bert-tiny.ids.npy holds the Python tokenizer's ids
+  (16 per sentence, padded with 0) and bert-tiny.embeddings.npy the mean-pooled embeddings a
+  numpy float64 forward pass computes for them.
 - tests/reference/cnn-tf-style.logits.npy: the model's outputs for the first 64 images computed
   by onnx's own reference evaluator (onnx.reference), the independent engine the tests compare
   tract against.
@@ -139,6 +144,131 @@ def build_lstm(rng):
     return model, x
 
 
+SENTENCES = """the cat sat on the mat
+a dog runs in the park
+the quick brown fox jumps over the lazy dog
+we measure latency and accuracy of quantized models
+int8 weights shrink the model by four
+the report shows a table and charts
+tract runs onnx graphs on the cpu
+candle runs transformer checkpoints
+a small model fits in the cache
+the sun rises in the east
+rain falls on the green hills
+she reads a book by the window
+he writes code late at night
+the train leaves at noon
+birds sing in the early morning
+the river flows to the sea
+a cold wind blows from the north
+children play games in the yard
+the market opens on monday
+we cook dinner for our friends
+the old house has a red door
+music fills the quiet room
+the team wins the final game
+a bright star shines above the city
+the engine needs more fuel
+snow covers the mountain road
+the doctor visits the patient
+the student solves a hard problem
+fresh bread smells good
+the ship sails across the ocean
+a clock ticks on the wall
+the garden grows tall flowers
+the baby sleeps in the crib
+a letter arrives in the mail
+the moon lights the dark path
+we walk along the beach
+the lamp glows in the corner
+a farmer plants seeds in spring
+the bridge crosses the wide river
+the computer computes the answer""".split("\n")
+
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name], dtype="<f4")
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+        blobs.append(a.tobytes())
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+
+
+def build_bert(rng, vocab_size):
+    h, layers, heads, inter, max_pos = 64, 2, 4, 128, 32
+    config = {
+        "model_type": "bert", "architectures": ["BertModel"], "vocab_size": vocab_size, "hidden_size": h,
+        "num_hidden_layers": layers, "num_attention_heads": heads, "intermediate_size": inter,
+        "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": max_pos, "type_vocab_size": 2, "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12, "pad_token_id": 0,
+    }
+    n = lambda *shape, s=0.05: rng.normal(0, s, shape).astype(np.float32)
+    w = {
+        "embeddings.word_embeddings.weight": n(vocab_size, h, s=0.5),
+        "embeddings.position_embeddings.weight": n(max_pos, h, s=0.1),
+        "embeddings.token_type_embeddings.weight": n(2, h, s=0.1),
+        "embeddings.LayerNorm.weight": 1 + n(h, s=0.1),
+        "embeddings.LayerNorm.bias": n(h, s=0.1),
+    }
+    for l in range(layers):
+        p = f"encoder.layer.{l}."
+        for name, (o, i) in {"attention.self.query": (h, h), "attention.self.key": (h, h), "attention.self.value": (h, h),
+                             "attention.output.dense": (h, h), "intermediate.dense": (inter, h), "output.dense": (h, inter)}.items():
+            w[p + name + ".weight"] = n(o, i, s=1 / np.sqrt(i))
+            w[p + name + ".bias"] = n(o, s=0.02)
+        for ln in ["attention.output.LayerNorm", "output.LayerNorm"]:
+            w[p + ln + ".weight"] = 1 + n(h, s=0.1)
+            w[p + ln + ".bias"] = n(h, s=0.1)
+    return config, w
+
+
+def bert_forward(config, w, ids):
+    """Mean-pooled last hidden states over non-padding tokens, numpy float64."""
+    from math import erf
+    h, heads = config["hidden_size"], config["num_attention_heads"]
+    dh = h // heads
+    W = {k: v.astype(np.float64) for k, v in w.items()}
+    ln = lambda x, p: (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-12) * W[p + ".weight"] + W[p + ".bias"]
+    lin = lambda x, p: x @ W[p + ".weight"].T + W[p + ".bias"]
+    gelu = np.vectorize(lambda u: 0.5 * u * (1 + erf(u / np.sqrt(2))))
+    out = []
+    for row in ids:
+        keep = row != 0
+        seq = len(row)
+        x = W["embeddings.word_embeddings.weight"][row] + W["embeddings.position_embeddings.weight"][:seq] + W["embeddings.token_type_embeddings.weight"][0]
+        x = ln(x, "embeddings.LayerNorm")
+        for l in range(config["num_hidden_layers"]):
+            p = f"encoder.layer.{l}."
+            q, k, v = (lin(x, p + "attention.self." + t).reshape(seq, heads, dh).transpose(1, 0, 2) for t in ["query", "key", "value"])
+            scores = q @ k.transpose(0, 2, 1) / np.sqrt(dh)
+            scores[:, :, ~keep] = -np.inf
+            e = np.exp(scores - scores.max(-1, keepdims=True))
+            ctx = (e / e.sum(-1, keepdims=True)) @ v
+            x1 = ln(lin(ctx.transpose(1, 0, 2).reshape(seq, h), p + "attention.output.dense") + x, p + "attention.output.LayerNorm")
+            x = ln(lin(gelu(lin(x1, p + "intermediate.dense")), p + "output.dense") + x1, p + "output.LayerNorm")
+        out.append(x[keep].mean(0))
+    return np.array(out, dtype=np.float32)
+
+
+def build_tokenizer(path):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    words = sorted({w for s in SENTENCES for w in s.split()})
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
+    for w in words:
+        vocab[w] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.save(str(path))
+    return tok, len(vocab)
+
+
 def main():
     weights = read_safetensors(ROOT / "suites/models/cnn.safetensors")
     model = build_model(weights)
@@ -162,6 +292,21 @@ def main():
     np.save(ROOT / "tests/reference/lstm-tiny.input.npy", seq)
     scores = ReferenceEvaluator(lstm).run(None, {"seq": seq})[0]
     np.save(ROOT / "tests/reference/lstm-tiny.scores.npy", scores.astype(np.float32))
+
+    bert_dir = ROOT / "suites/models/bert-tiny"
+    bert_dir.mkdir(exist_ok=True)
+    tok, vocab_size = build_tokenizer(bert_dir / "tokenizer.json")
+    config, weights = build_bert(np.random.default_rng(11), vocab_size)
+    (bert_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_safetensors(bert_dir / "model.safetensors", weights)
+    (ROOT / "suites/data/sentences.txt").write_text("\n".join(SENTENCES) + "\n")
+    seq_len = 16
+    ids = np.zeros((len(SENTENCES), seq_len), dtype=np.int64)
+    for i, s in enumerate(SENTENCES):
+        e = tok.encode(s).ids[:seq_len]
+        ids[i, : len(e)] = e
+    np.save(ROOT / "tests/reference/bert-tiny.ids.npy", ids)
+    np.save(ROOT / "tests/reference/bert-tiny.embeddings.npy", bert_forward(config, weights, ids))
     print("top-1 of the first 64:", float((logits.argmax(1) == labels[:64]).mean()))
 
 

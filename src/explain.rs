@@ -95,7 +95,7 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> crate::Result<Expl
     }
     let datasets = crate::runner::load_datasets(&suite)?;
     let full = &datasets[entry.dataset];
-    let held_out = suite.calibration.as_ref().map_or(0, |c| c.items);
+    let held_out = suite.calibration_items(model);
     let eval = full.slice(held_out..full.len());
     let calibration = match (&suite.calibration, plan.needs_calibration()) {
         (Some(c), true) => Some(reference.calibrate(&full.slice(0..c.items), c.percentile)?),

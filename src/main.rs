@@ -219,10 +219,14 @@ fn list(what: Option<ListWhat>) -> String {
     }
     if show(ListWhat::Models) {
         section(
-            "models (built-in zoo)",
+            "models (built-in zoo, or a model file by path)",
             ZooModelId::ALL
                 .iter()
                 .map(|m| (m.name().to_string(), format!("{} ({} parameters)", m.description(), m.parameter_count())))
+                .chain([
+                    ("path = \"x.onnx\"".to_string(), "a user's ONNX file with its [[models.inputs]]: runs on tract; schemes rewrite its MatMul/Gemm/Conv layers".to_string()),
+                    ("path = \"x.safetensors\"".to_string(), "a BERT checkpoint with config.json: runs on candle-transformers; schemes apply to its encoder's linear layers".to_string()),
+                ])
                 .collect(),
         );
     }
@@ -245,10 +249,10 @@ fn list(what: Option<ListWhat>) -> String {
     }
     if show(ListWhat::Datasets) {
         let mut rows: Vec<(String, String)> =
-            vec![(DatasetFormat::Idx.name().to_string(), format!("format: {}", DatasetFormat::Idx.description()))];
+            DatasetFormat::ALL.iter().map(|f| (f.name().to_string(), format!("format: {}", f.description()))).collect();
         rows.push((
             "shipped".to_string(),
-            "fashion-mnist-test: suites/data/fashion-mnist/t10k-*-idx*-ubyte.gz (10,000 28×28 images, 10 classes, MIT)"
+            "fashion-mnist-test: suites/data/fashion-mnist/t10k-*-idx*-ubyte.gz (10,000 28×28 images, 10 classes, MIT); fashion-mnist-1k.npz (+ labels CSV): its first 1,000; sentences.txt (40 lines, for suites/models/bert-tiny)"
                 .into(),
         ));
         section("datasets", rows);

@@ -63,9 +63,31 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                 d.array.as_deref(),
                 labels.as_deref().map(|l| (l, d.label_column.as_deref())),
             ),
+            (DatasetFormat::Raw, labels) => crate::data::load_raw(
+                &d.name,
+                &d.inputs,
+                d.length,
+                labels.as_deref().map(|l| (l, d.label_column.as_deref())),
+            ),
+            (DatasetFormat::Images, labels) => crate::data::load_images(
+                &d.name,
+                &d.inputs,
+                d.image.as_ref().ok_or_else(|| DataError::Folder {
+                    path: d.inputs.clone(),
+                    reason: "no image preprocessing".into(),
+                })?,
+                labels.as_deref().map(|l| (l, d.label_column.as_deref())),
+            ),
+            (DatasetFormat::Text, labels) => crate::data::load_text(
+                &d.name,
+                &d.inputs,
+                d.tokenizer.as_deref().unwrap_or(Path::new("tokenizer.json")),
+                d.seq_len,
+                labels.as_deref().map(|l| (l, d.label_column.as_deref())),
+            ),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    for m in &suite.models {
+    for (mi, m) in suite.models.iter().enumerate() {
         let d = &datasets[m.dataset];
         let fits = match m.input_shape() {
             Some(want) => d.item_shape == want,
@@ -80,7 +102,7 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                 want: m.input_shape().unwrap_or_default(),
             });
         }
-        if let Some(c) = &suite.calibration {
+        if let (Some(c), true) = (&suite.calibration, suite.calibration_items(mi) > 0) {
             if c.items >= d.len() {
                 return Err(DataError::CalibrationSplit {
                     at: c.items_at.clone(),
@@ -275,7 +297,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
             continue;
         }
         // With a calibration split, every case evaluates on the images after it.
-        let calibration_items = suite.calibration.as_ref().map_or(0, |c| c.items);
+        let calibration_items = suite.calibration_items(model_idx);
         let full = &datasets[model.dataset];
         let (calibration_data, data) = if calibration_items > 0 {
             (full.slice(0..calibration_items), full.slice(calibration_items..full.len()))

@@ -365,3 +365,42 @@ fn bad_checkpoints_fail_with_the_reason() {
     let e = p.session.set_input(&[1.0, 2.0, 77.0, 0.0]).err().unwrap().to_string();
     assert!(e.contains("token id 77, outside the vocabulary (vocab_size 50)"), "{e}");
 }
+
+#[test]
+fn shipped_text_dataset_tokenizes_as_python_tokenizers_and_embeds_as_numpy() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = repo.join("suites/models/bert-tiny");
+    let data = qbench::data::load_text(
+        "sentences",
+        &repo.join("suites/data/sentences.txt"),
+        &dir.join("tokenizer.json"),
+        16,
+        None,
+    )
+    .unwrap();
+    let python_ids = load_npy("ids", &repo.join("tests/reference/bert-tiny.ids.npy"), None, None).unwrap();
+    assert_eq!(data.item_shape, vec![16]);
+    assert_eq!(data.values, python_ids.values, "[CLS] … [SEP], then [PAD] = 0 up to 16");
+    // "the cat sat on the mat": [CLS] six words [SEP], "the" twice, then padding.
+    let first = &data.values[..16];
+    assert_eq!((first[0], first[7], first[1]), (2.0, 3.0, first[5]));
+    assert!(first[8..].iter().all(|&v| v == 0.0), "{first:?}");
+    let ckpt = BertCheckpoint::load("bert-tiny", &dir.join("model.safetensors"), &dir.join("config.json")).unwrap();
+    let v = quant::Variant {
+        model: "bert-tiny".into(),
+        arch: quant::Arch::Bert(Box::new(ckpt.config.clone())),
+        input_shape: vec![],
+        plan: Plan::uniform(ckpt.layers.as_slice(), SchemeId::F32),
+        candle_artifact: dir.join("model.safetensors"),
+        onnx: PathBuf::new(),
+        weight_storage: "f32".into(),
+        activation_quant: String::new(),
+        bits_per_weight: 32.0,
+    };
+    let mut p = BackendId::CandleCpu.create().prepare(&v, 8).unwrap();
+    let got = eval::run_dataset(p.session.as_mut(), BackendId::CandleCpu, &data, 8, 64).unwrap();
+    let want = load_npy("emb", &repo.join("tests/reference/bert-tiny.embeddings.npy"), None, None).unwrap().values;
+    assert_eq!(got.len(), want.len());
+    let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-4, "candle-transformers vs numpy float64: max |Δ| {worst}");
+}

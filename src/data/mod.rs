@@ -2,13 +2,19 @@
 //! once per run and served in batches. Without labels a dataset is outputs-only: cases are
 //! scored by fidelity to the f32 reference alone.
 
+mod folder;
 mod idx;
+mod images;
 mod labels;
 mod npy;
+mod text;
 
+pub use folder::load_raw;
 pub use idx::{encode_idx_images, encode_idx_labels, load_idx};
+pub use images::{load_images, ImagePrep, Resize};
 pub use labels::load_labels;
 pub use npy::{encode_npy_f32, load_npy};
+pub use text::load_text;
 
 use std::path::PathBuf;
 
@@ -22,27 +28,40 @@ pub enum DatasetFormat {
     Idx,
     /// A NumPy array (`.npy`, or one array of an `.npz`), first axis the items.
     Npy,
+    /// Text, one item a line, tokenized into token-id rows by a `tokenizer.json`.
+    Text,
+    /// A folder of PNG/JPEG images (or one subfolder per class), preprocessed as declared.
+    Images,
+    /// A folder of files, each one item: its bytes.
+    Raw,
 }
 
 impl DatasetFormat {
-    pub const ALL: &'static [DatasetFormat] = &[DatasetFormat::Idx, DatasetFormat::Npy];
+    pub const ALL: &'static [DatasetFormat] =
+        &[DatasetFormat::Idx, DatasetFormat::Npy, DatasetFormat::Text, DatasetFormat::Images, DatasetFormat::Raw];
 
     pub fn name(self) -> &'static str {
         match self {
             DatasetFormat::Idx => "idx",
             DatasetFormat::Npy => "npy",
+            DatasetFormat::Text => "text",
+            DatasetFormat::Images => "images",
+            DatasetFormat::Raw => "raw",
         }
     }
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|f| f.name() == s)
     }
     pub fn names() -> &'static [&'static str] {
-        &["idx", "npy"]
+        &["idx", "npy", "text", "images", "raw"]
     }
     pub fn description(self) -> &'static str {
         match self {
             DatasetFormat::Idx => "MNIST-style IDX pair: images (magic 0x803, u8 N×rows×cols, scaled to [0, 1]) and labels (magic 0x801, u8 N), gzip-compressed or raw",
             DatasetFormat::Npy => "NumPy .npy file, or an array of an .npz (array = \"name\"): N items of any shape, any real dtype, values as stored (converted to f32); labels optional, from a CSV (one per line, or a column) or an integer .npy; without labels the dataset is outputs-only",
+            DatasetFormat::Text => "UTF-8 text, one item a line, tokenized by a Hugging Face tokenizer.json (tokenizer = \"…\") into rows of seq_len token ids (truncated, or padded with the tokenizer's pad id); for transformer checkpoints; labels optional as for npy",
+            DatasetFormat::Images => "a folder of PNG/JPEG images in name order, or one subfolder per class (the labels); [datasets.image] declares channels, resize, crop, scale, mean, std and layout; labels may also come from a CSV (file,label)",
+            DatasetFormat::Raw => "a folder of files, each one item: its bytes as values 0–255, cut or zero-padded to length; labels as for images",
         }
     }
 }
@@ -132,6 +151,12 @@ pub enum DataError {
     LabelRange { dataset: String, path: PathBuf, label: u32, model: String, classes: usize },
     #[error("dataset file {path}: {reason}")]
     Npy { path: PathBuf, reason: String },
+    #[error("dataset folder {path}: {reason}")]
+    Folder { path: PathBuf, reason: String },
+    #[error("image {path}: {reason}")]
+    Image { path: PathBuf, reason: String },
+    #[error("text dataset {path}: {reason}")]
+    Text { path: PathBuf, reason: String },
     #[error("labels file {path}: {reason}")]
     Labels { path: PathBuf, reason: String },
     #[error("dataset \"{dataset}\": {inputs} holds {n_items} items but {labels} holds {n_labels} labels; use the labels file that belongs to these items")]

@@ -29,9 +29,30 @@ pub fn render(records: &[Record]) -> String {
             continue;
         }
         let _ = writeln!(out, "\n**{} {title} case(s):**\n", listed.len());
+        // Skipped cases share their reason per model and backend: one line a reason, listing
+        // the schemes and batches, instead of one line a case.
+        let mut groups: Vec<CaseGroup> = Vec::new();
         for r in listed {
             let why = r.error.as_deref().unwrap_or("unknown reason");
-            let what = format!("{} / {} / {} / batch {}: {why}", r.model, r.scheme, r.backend, r.batch);
+            let key = (r.model.as_str(), r.backend.as_str(), why);
+            let i = match groups.iter().position(|g| status == CaseStatus::Skipped && g.0 == key) {
+                Some(i) => i,
+                None => {
+                    groups.push((key, Vec::new(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            let g = &mut groups[i];
+            if !g.1.contains(&r.scheme.as_str()) {
+                g.1.push(&r.scheme);
+            }
+            if !g.2.contains(&r.batch) {
+                g.2.push(r.batch);
+            }
+        }
+        for ((model, backend, why), schemes, batches) in groups {
+            let batches: Vec<String> = batches.iter().map(|b| b.to_string()).collect();
+            let what = format!("{model} / {} / {backend} / batch {}: {why}", schemes.join(", "), batches.join(", "));
             let _ = writeln!(out, "- {}", escape(&what));
         }
     }
@@ -55,6 +76,9 @@ pub fn render(records: &[Record]) -> String {
     }
     out
 }
+
+/// (model, backend, reason), then the schemes and batches sharing them.
+type CaseGroup<'a> = ((&'a str, &'a str, &'a str), Vec<&'a str>, Vec<usize>);
 
 /// User text (names, error messages) made inert in Markdown: `|` would split a table cell and
 /// `<…>` would be taken for HTML and hidden when the report is pasted into a pull request.

@@ -122,6 +122,13 @@ pub struct DatasetEntry {
     /// `None`: outputs-only.
     pub labels: Option<PathBuf>,
     pub label_column: Option<String>,
+    /// `text`: the tokenizer and the row length.
+    pub tokenizer: Option<PathBuf>,
+    pub seq_len: usize,
+    /// `raw`: bytes per item.
+    pub length: usize,
+    /// `images`: the preprocessing.
+    pub image: Option<crate::data::ImagePrep>,
 }
 
 #[derive(Debug, Clone)]
@@ -377,6 +384,25 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
 }
 
 impl Suite {
+    /// Items of model `model`'s dataset held out to calibrate: `[calibration] items` when one of
+    /// the model's schemes (or overrides) is static and the model can run it, else 0, so a
+    /// model with nothing to calibrate is evaluated on its whole dataset.
+    pub fn calibration_items(&self, model: usize) -> usize {
+        let Some(c) = &self.calibration else { return 0 };
+        if matches!(self.models[model].source, ModelSource::Bert { .. }) {
+            return 0;
+        }
+        let is_static = |s: &SchemeId| matches!(s.activations(), crate::quant::ActivationQuant::Static(_));
+        let suite_static = self.schemes.iter().any(is_static);
+        let override_static =
+            self.overrides.iter().any(|o| is_static(&o.scheme) && o.models.as_ref().is_none_or(|m| m.contains(&model)));
+        if suite_static || override_static {
+            c.items
+        } else {
+            0
+        }
+    }
+
     /// The scheme of each weighted layer of model `model` under the suite scheme `scheme`;
     /// `layers` are the model's weighted layers (see [`ModelEntry::known_layers`], or those of
     /// the loaded ONNX file).
@@ -607,6 +633,10 @@ fn resolve_dataset(
             refuse(&d_ref.inputs, "inputs")?;
             refuse(&d_ref.array, "array")?;
             refuse(&d_ref.label_column, "label_column")?;
+            refuse(&d_ref.tokenizer, "tokenizer")?;
+            if let Some(v) = &d_ref.seq_len {
+                return Err(loc.at(v.span(), "seq_len applies to format = \"text\""));
+            }
             Ok(DatasetEntry {
                 name,
                 format,
@@ -614,11 +644,105 @@ fn resolve_dataset(
                 array: None,
                 labels: Some(existing_path(loc, base, &labels, "labels file")?),
                 label_column: None,
+                tokenizer: None,
+                seq_len: 0,
+                length: 0,
+                image: None,
+            })
+        }
+        DatasetFormat::Images | DatasetFormat::Raw => {
+            let inputs = need(&d_ref.inputs, "inputs (a folder)", "inputs = \"data/images/\"")?;
+            refuse(&d_ref.images, "images (an idx key; use inputs)")?;
+            refuse(&d_ref.array, "array")?;
+            refuse(&d_ref.tokenizer, "tokenizer")?;
+            let dir = base.join(inputs.get_ref());
+            if !dir.is_dir() {
+                return Err(loc.at(inputs.span(), format!("inputs \"{}\" is not a folder (looked for {}); {} datasets read one file per item from a folder", inputs.get_ref(), dir.display(), format.name())));
+            }
+            let labels = match &d_ref.labels {
+                Some(l) => Some(existing_path(loc, base, l, "labels file")?),
+                None => None,
+            };
+            let (length, image) = if format == DatasetFormat::Raw {
+                if let Some(i) = &d_ref.image {
+                    return Err(loc.at(i.span(), "[datasets.image] applies to format = \"images\""));
+                }
+                let length = match &d_ref.length {
+                    Some(v) if (1..=1 << 26).contains(v.get_ref()) => *v.get_ref() as usize,
+                    Some(v) => {
+                        return Err(loc.at(
+                            v.span(),
+                            format!("length = {} is out of range; use a positive number of bytes", v.get_ref()),
+                        ))
+                    }
+                    None => {
+                        return Err(loc.at(
+                            d.span(),
+                            format!("dataset \"{name}\" (raw) needs length, the bytes per item, e.g. length = 4096"),
+                        ))
+                    }
+                };
+                (length, None)
+            } else {
+                if let Some(v) = &d_ref.length {
+                    return Err(loc.at(v.span(), "length applies to format = \"raw\""));
+                }
+                (0, Some(resolve_image(loc, d_ref.image.as_ref())?))
+            };
+            Ok(DatasetEntry {
+                name,
+                format,
+                inputs: dir,
+                array: None,
+                labels,
+                label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
+                tokenizer: None,
+                seq_len: 0,
+                length,
+                image,
+            })
+        }
+        DatasetFormat::Text => {
+            let inputs = need(&d_ref.inputs, "inputs", "inputs = \"data/sentences.txt\"")?;
+            let tokenizer = need(&d_ref.tokenizer, "tokenizer", "tokenizer = \"models/bert/tokenizer.json\"")?;
+            refuse(&d_ref.images, "images (an idx key; use inputs)")?;
+            refuse(&d_ref.array, "array")?;
+            let seq_len = match &d_ref.seq_len {
+                Some(v) if (1..=65536).contains(v.get_ref()) => *v.get_ref() as usize,
+                Some(v) => {
+                    return Err(loc.at(v.span(), format!("seq_len = {} is out of range; use 1 to 65536", v.get_ref())))
+                }
+                None => {
+                    return Err(loc.at(
+                        d.span(),
+                        format!("dataset \"{name}\" (text) needs seq_len, the tokens per item, e.g. seq_len = 64"),
+                    ))
+                }
+            };
+            let labels = match &d_ref.labels {
+                Some(l) => Some(existing_path(loc, base, l, "labels file")?),
+                None => None,
+            };
+            Ok(DatasetEntry {
+                name,
+                format,
+                inputs: existing_path(loc, base, &inputs, "inputs file")?,
+                array: None,
+                labels,
+                label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
+                tokenizer: Some(existing_path(loc, base, &tokenizer, "tokenizer file")?),
+                seq_len,
+                length: 0,
+                image: None,
             })
         }
         DatasetFormat::Npy => {
             let inputs = need(&d_ref.inputs, "inputs", "inputs = \"data/x.npy\"")?;
             refuse(&d_ref.images, "images (an idx key; use inputs)")?;
+            refuse(&d_ref.tokenizer, "tokenizer (a text-format key)")?;
+            if let Some(v) = &d_ref.seq_len {
+                return Err(loc.at(v.span(), "seq_len applies to format = \"text\""));
+            }
             let labels = match &d_ref.labels {
                 Some(l) => Some(existing_path(loc, base, l, "labels file")?),
                 None => None,
@@ -633,9 +757,80 @@ fn resolve_dataset(
                 array: d_ref.array.as_ref().map(|a| a.get_ref().clone()),
                 labels,
                 label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
+                tokenizer: None,
+                seq_len: 0,
+                length: 0,
+                image: None,
             })
         }
     }
+}
+
+/// `[datasets.image]` → the preprocessing, checked.
+fn resolve_image(loc: &Locator, spec: Option<&Spanned<spec::ImageSpec>>) -> Result<crate::data::ImagePrep, SuiteError> {
+    use crate::data::{ImagePrep, Resize};
+    let Some(spec) = spec else {
+        return Ok(ImagePrep {
+            channels: 3,
+            resize: Resize::None,
+            crop: None,
+            scale: 1.0 / 255.0,
+            mean: vec![0.0; 3],
+            std: vec![1.0; 3],
+            channels_last: false,
+        });
+    };
+    let s = spec.get_ref();
+    let channels = match &s.channels {
+        None => 3,
+        Some(c) if matches!(c.get_ref(), 1 | 3) => *c.get_ref() as usize,
+        Some(c) => return Err(loc.at(c.span(), format!("channels = {}: use 3 (RGB) or 1 (grayscale)", c.get_ref()))),
+    };
+    let pair = |v: &[i64], span: std::ops::Range<usize>, what: &str| -> Result<(usize, usize), SuiteError> {
+        match v {
+            [h, w] if *h > 0 && *w > 0 => Ok((*h as usize, *w as usize)),
+            _ => Err(loc.at(span, format!("{what} is [height, width] in pixels, both positive"))),
+        }
+    };
+    let resize = match &s.resize {
+        None => Resize::None,
+        Some(r) => match r.get_ref() {
+            spec::SizeSpec::Side(n) if *n > 0 => Resize::ShorterSide(*n as usize),
+            spec::SizeSpec::Side(_) => return Err(loc.at(r.span(), "resize must be positive")),
+            spec::SizeSpec::Exact(v) => {
+                let (h, w) = pair(v, r.span(), "resize")?;
+                Resize::Exact(h, w)
+            }
+        },
+    };
+    let crop = match &s.crop {
+        Some(c) => Some(pair(c.get_ref(), c.span(), "crop")?),
+        None => None,
+    };
+    let per_channel = |v: &Option<Spanned<Vec<f64>>>, what: &str, default: f32| -> Result<Vec<f32>, SuiteError> {
+        match v {
+            None => Ok(vec![default; channels]),
+            Some(v) if v.get_ref().len() == channels => Ok(v.get_ref().iter().map(|&x| x as f32).collect()),
+            Some(v) => Err(loc.at(
+                v.span(),
+                format!("{what} has {} values for {channels} channel(s); give one per channel", v.get_ref().len()),
+            )),
+        }
+    };
+    let mean = per_channel(&s.mean, "mean", 0.0)?;
+    let std = per_channel(&s.std, "std", 1.0)?;
+    if let (Some(span), true) = (s.std.as_ref().map(|v| v.span()), std.iter().any(|v| *v == 0.0 || !v.is_finite())) {
+        return Err(loc.at(span, "std values must be non-zero"));
+    }
+    let channels_last = match s.layout.as_ref().map(|l| (l.get_ref().as_str(), l.span())) {
+        None | Some(("nchw", _)) => false,
+        Some(("nhwc", _)) => true,
+        Some((other, span)) => {
+            return Err(loc.at(span, format!("layout \"{other}\": use \"nchw\" (channels first) or \"nhwc\"")))
+        }
+    };
+    let scale = s.scale.as_ref().map_or(1.0 / 255.0, |v| *v.get_ref() as f32);
+    Ok(ImagePrep { channels, resize, crop, scale, mean, std, channels_last })
 }
 
 /// A `[[models]]` entry's source: `zoo` + `weights`, or `path` + `inputs`.

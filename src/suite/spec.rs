@@ -125,6 +125,42 @@ pub struct DatasetSpec {
     pub labels: Option<Spanned<String>>,
     /// CSV labels: the column to read (default: a column named `label`, else the last).
     pub label_column: Option<Spanned<String>>,
+    /// `text`: the tokenizer.json that turns each line into token ids.
+    pub tokenizer: Option<Spanned<String>>,
+    /// `text`: tokens per item (longer texts are truncated, shorter ones padded).
+    pub seq_len: Option<Spanned<i64>>,
+    /// `raw`: bytes per item (longer files are cut, shorter ones zero-padded).
+    pub length: Option<Spanned<i64>>,
+    /// `images`: the preprocessing.
+    pub image: Option<Spanned<ImageSpec>>,
+}
+
+/// `[datasets.image]`: how images become tensors. Every field is optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// 3 (RGB, default) or 1 (grayscale).
+    pub channels: Option<Spanned<i64>>,
+    /// `[height, width]`, or one number: the shorter side (aspect ratio kept).
+    pub resize: Option<Spanned<SizeSpec>>,
+    /// Center crop `[height, width]`.
+    pub crop: Option<Spanned<Vec<i64>>>,
+    /// Multiplies pixel values (0–255) first; default 1/255.
+    pub scale: Option<Spanned<f64>>,
+    /// Per channel, subtracted after scaling (default 0).
+    pub mean: Option<Spanned<Vec<f64>>>,
+    /// Per channel, divides after the mean (default 1).
+    pub std: Option<Spanned<Vec<f64>>>,
+    /// "nchw" (default) or "nhwc".
+    pub layout: Option<Spanned<String>>,
+}
+
+/// A resize: `[h, w]` or the shorter side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeSpec {
+    Side(i64),
+    Exact(Vec<i64>),
 }
 
 /// `[[models]]`: one reference model: a zoo architecture with weights, or a model file.

@@ -1,0 +1,75 @@
+//! Text datasets: one text per line, tokenized by a model's `tokenizer.json` (Hugging Face
+//! tokenizers) into rows of `seq_len` token ids, truncated or padded with the tokenizer's pad id.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tokenizers::Tokenizer;
+
+use super::{DataError, Dataset};
+use crate::hash::hex;
+
+/// Loads `path` (UTF-8, one item a line; empty lines skipped) tokenized by `tokenizer`.
+pub fn load_text(
+    name: &str,
+    path: &Path,
+    tokenizer: &Path,
+    seq_len: usize,
+    labels: Option<(&Path, Option<&str>)>,
+) -> Result<Dataset, DataError> {
+    let raw = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    let bad = |reason: String| DataError::Text { path: path.to_path_buf(), reason };
+    let text = std::str::from_utf8(&raw).map_err(|e| bad(format!("it is not UTF-8 text ({e})")))?;
+    let tok_raw =
+        std::fs::read(tokenizer).map_err(|source| DataError::Read { path: tokenizer.to_path_buf(), source })?;
+    let tok = Tokenizer::from_bytes(&tok_raw).map_err(|e| DataError::Text {
+        path: tokenizer.to_path_buf(),
+        reason: format!("it is not a Hugging Face tokenizer.json ({e})"),
+    })?;
+    let pad = tok
+        .get_padding()
+        .map(|p| p.pad_id)
+        .or_else(|| tok.token_to_id("[PAD]"))
+        .or_else(|| tok.token_to_id("<pad>"))
+        .unwrap_or(0);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return Err(bad("it holds no text (one item a line)".into()));
+    }
+    let mut values = Vec::with_capacity(lines.len() * seq_len);
+    for (i, line) in lines.iter().enumerate() {
+        let enc = tok.encode(*line, true).map_err(|e| bad(format!("line {} cannot be tokenized: {e}", i + 1)))?;
+        let ids = enc.get_ids();
+        values.extend(ids.iter().take(seq_len).map(|&id| id as f32));
+        values.extend(std::iter::repeat_n(pad as f32, seq_len.saturating_sub(ids.len())));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(&raw);
+    hasher.update(&tok_raw);
+    let (labels_v, labels_path) = match labels {
+        Some((lp, column)) => {
+            let (l, bytes) = super::load_labels(lp, column)?;
+            hasher.update(&bytes);
+            if l.len() != lines.len() {
+                return Err(DataError::LabelCount {
+                    dataset: name.to_string(),
+                    inputs: path.to_path_buf(),
+                    labels: lp.to_path_buf(),
+                    n_items: lines.len(),
+                    n_labels: l.len(),
+                });
+            }
+            (Some(l), Some(lp.to_path_buf()))
+        }
+        None => (None, None),
+    };
+    Ok(Dataset {
+        name: name.to_string(),
+        item_shape: vec![seq_len],
+        values,
+        labels: labels_v,
+        sha256: hex(&hasher.finalize()),
+        inputs_path: path.to_path_buf(),
+        labels_path,
+    })
+}
