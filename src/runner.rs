@@ -318,6 +318,20 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
             Ok(r) => r.layers(),
             Err(_) => model.known_layers().unwrap_or_default(),
         };
+        if model.known_layers().is_none() && !layers.is_empty() {
+            for (k, o) in suite.overrides.iter().enumerate() {
+                let for_model = o.models.as_ref().is_none_or(|m| m.contains(&model_idx));
+                if for_model && !o.matches_any(&layers) {
+                    let names: Vec<&str> = layers.iter().map(|(n, _)| n.as_str()).collect();
+                    progress(&format!(
+                        "WARNING: [[overrides]] entry {} matches no layer of model \"{}\"; its layers are: {}",
+                        k + 1,
+                        model.name,
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
         let mut variants: HashMap<quant::SchemeId, Result<Variant, String>> = HashMap::new();
         for case in model_cases {
             index += 1;

@@ -98,6 +98,12 @@ impl LayerPattern {
 }
 
 impl Override {
+    /// Whether some layer pattern of this override names one of `layers` (a model file's, known
+    /// once it is read; the suite checks zoo models when it loads).
+    pub fn matches_any(&self, layers: &[(String, usize)]) -> bool {
+        self.layers.iter().any(|p| layers.iter().enumerate().any(|(i, (n, _))| p.matches(i, layers.len(), n)))
+    }
+
     fn applies(&self, model: usize, scheme: SchemeId) -> bool {
         let model_ok = self.models.as_ref().is_none_or(|m| m.contains(&model));
         let scheme_ok = match &self.schemes {
