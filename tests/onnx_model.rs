@@ -62,14 +62,6 @@ fn tract_outputs(v: &Variant, data: &qbench::data::Dataset, batch: usize) -> (Ve
     (eval::run_dataset(p.session.as_mut(), BackendId::TractCpu, data, batch, 10).unwrap(), p.evidence)
 }
 
-fn int8_kernels(evidence: &str) -> usize {
-    evidence
-        .split(", ")
-        .filter(|op| op.contains("mmm_i32"))
-        .map(|op| op.rsplit('×').next().unwrap().parse::<usize>().unwrap())
-        .sum()
-}
-
 #[test]
 fn tf_style_model_is_normalized_and_runs_as_onnx_reference_evaluator_computes_it() {
     let m = load();
@@ -179,7 +171,7 @@ fn every_scheme_on_the_graph_matches_the_zoo_path_with_the_same_weights() {
         let n = ZooModelId::Cnn.parameter_count() as f64;
         let expected = zv.bits_per_weight + if scheme == SchemeId::F16 { 128.0 * 16.0 / n } else { 0.0 };
         assert!((ov.bits_per_weight - expected).abs() < 1e-9, "{what}: {} vs {expected}", ov.bits_per_weight);
-        assert_eq!(int8_kernels(&evidence), kernels, "{what}: {evidence}");
+        assert_eq!(common::int8_kernels(&evidence), kernels, "{what}: {evidence}");
         // The artifact really stores the scheme's type.
         let proto = tract_onnx::pb::ModelProto::decode(std::fs::read(&ov.onnx).unwrap().as_slice()).unwrap();
         let types: Vec<i32> = proto.graph.unwrap().initializer.iter().map(|t| t.data_type).collect();
@@ -411,7 +403,7 @@ fn an_lstm_stays_float_and_is_reported_while_the_layers_around_it_are_quantized(
         let sqnr = qbench::measure::fidelity::sqnr_db(&want, &out).unwrap();
         assert!(sqnr > 25.0, "{}: SQNR {sqnr} dB against the f32 reference", scheme.name());
         if scheme == SchemeId::Int8Dynamic {
-            assert_eq!(int8_kernels(&evidence), 2, "{evidence}");
+            assert_eq!(common::int8_kernels(&evidence), 2, "{evidence}");
         }
     }
 }

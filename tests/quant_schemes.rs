@@ -55,11 +55,7 @@ fn int8_weight_only_schemes_agree_across_backends_and_keep_accuracy() {
             // into f32 constants by tract (f32 kernels only); dynamic int8 runs tract's int8
             // kernel (i32 accumulation) on every layer, convolutions included.
             let weighted_layers = zoo.weighted_layers().len();
-            let int8_kernels: usize = tract_evidence
-                .split(", ")
-                .filter(|op| op.contains("mmm_i32"))
-                .map(|op| op.rsplit('×').next().unwrap().parse::<usize>().unwrap())
-                .sum();
+            let int8_kernels = common::int8_kernels(&tract_evidence);
             if scheme == SchemeId::Int8Dynamic {
                 assert_eq!(scheme.realization(BackendId::TractCpu), Realization::Native);
                 assert_eq!(int8_kernels, weighted_layers, "{what}: {tract_evidence}");

@@ -28,15 +28,6 @@ fn run(variant: &Variant, backend: BackendId, data: &Dataset) -> (Vec<f32>, Stri
     (logits, p.evidence, p.artifact_bytes)
 }
 
-/// How many matmuls of tract's optimized model run an int8 (i32-accumulating) kernel.
-fn int8_kernels(evidence: &str) -> usize {
-    evidence
-        .split(", ")
-        .filter(|op| op.contains("mmm_i32"))
-        .map(|op| op.rsplit('×').next().unwrap().parse::<usize>().unwrap())
-        .sum()
-}
-
 #[test]
 fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
     let (calibration_data, eval_data) = split();
@@ -73,7 +64,7 @@ fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
             let (tract, tract_evidence, _) = run(&variant, BackendId::TractCpu, &eval_data);
             // tract: every layer (convolutions and linear) on the int8 kernel, none in f32.
             assert_eq!(variant.plan.realization(BackendId::TractCpu), Realization::Native);
-            assert_eq!(int8_kernels(&tract_evidence), zoo.weighted_layers().len(), "{what}: {tract_evidence}");
+            assert_eq!(common::int8_kernels(&tract_evidence), zoo.weighted_layers().len(), "{what}: {tract_evidence}");
             assert!(!tract_evidence.contains("mmm_f32"), "{what}: {tract_evidence}");
             assert_eq!(
                 candle_evidence.matches("(static)").count(),
@@ -161,7 +152,7 @@ fn int4_groups_hold_four_bits_and_agree_across_engines() {
             assert!(cross.max_abs_diff < 1e-3, "{what}: candle/tract max |Δlogit| {}", cross.max_abs_diff);
             assert!(cross.top1 >= 0.995, "{what}: {}", cross.top1);
             // The unpacking is folded away when tract optimizes: only f32 matmuls remain.
-            assert_eq!(int8_kernels(&tract_evidence), 0, "{what}: {tract_evidence}");
+            assert_eq!(common::int8_kernels(&tract_evidence), 0, "{what}: {tract_evidence}");
             for op in ["Floor", "Concat", "Cast"] {
                 assert!(!tract_evidence.contains(op), "{what}: {op} left in {tract_evidence}");
             }

@@ -81,19 +81,13 @@ pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Pat
         let t = &ckpt.tensors[key];
         let scheme = scheme_of(key).unwrap_or(if all_half { plan.scheme } else { SchemeId::F32 });
         let values = || t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(ce);
-        let quantize = |ty, symmetric, g| {
-            int::quantize_weight(&values()?, t.dims(), ty, symmetric, g).map_err(|e| err(format!("{key}: {e}")))
-        };
         let stored = match scheme {
             SchemeId::F32 => Stored::from_tensor(t).map_err(ce)?,
             SchemeId::F16 | SchemeId::Bf16 => Stored::half(t, scheme == SchemeId::Bf16).map_err(ce)?,
-            SchemeId::Int8Weights { per_channel, symmetric } => {
-                let g = if per_channel { int::Granularity::PerChannel } else { int::Granularity::PerTensor };
-                Stored::Int(quantize(int::IntType::I8, symmetric, g)?)
-            }
-            SchemeId::Int4Group { group, symmetric } => {
-                let ty = if symmetric { int::IntType::I4 } else { int::IntType::U4 };
-                Stored::Int(quantize(ty, symmetric, int::Granularity::Group(group as usize))?)
+            SchemeId::Int8Weights { .. } | SchemeId::Int4Group { .. } => {
+                let Some((ty, symmetric, g)) = scheme.weight_format() else { unreachable!("integer schemes") };
+                let q = int::quantize_weight(&values()?, t.dims(), ty, symmetric, g);
+                Stored::Int(q.map_err(|e| err(format!("{key}: {e}")))?)
             }
             other => {
                 return Err(err(format!(

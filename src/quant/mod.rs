@@ -157,6 +157,25 @@ impl SchemeId {
         }
     }
 
+    /// The integer form of the scheme's weights: type, symmetry, granularity (`None` for float
+    /// and GGML schemes). Activation schemes store symmetric per-channel i8 weights.
+    pub fn weight_format(self) -> Option<(int::IntType, bool, int::Granularity)> {
+        match self {
+            SchemeId::Int8Weights { per_channel, symmetric } => {
+                let g = if per_channel { int::Granularity::PerChannel } else { int::Granularity::PerTensor };
+                Some((int::IntType::I8, symmetric, g))
+            }
+            SchemeId::Int4Group { group, symmetric } => {
+                let ty = if symmetric { int::IntType::I4 } else { int::IntType::U4 };
+                Some((ty, symmetric, int::Granularity::Group(group as usize)))
+            }
+            SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => {
+                Some((int::IntType::I8, true, int::Granularity::PerChannel))
+            }
+            SchemeId::F32 | SchemeId::F16 | SchemeId::Bf16 | SchemeId::Ggml(_) => None,
+        }
+    }
+
     /// Whether the scheme's layers live in a GGUF file (GGML types; f32 fits both kinds).
     pub fn is_ggml(self) -> bool {
         matches!(self, SchemeId::Ggml(_))

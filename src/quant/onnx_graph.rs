@@ -97,16 +97,9 @@ pub fn apply(
                 }
             }
             SchemeId::Int8Weights { .. } | SchemeId::Int4Group { .. } | SchemeId::Ggml(_) => {
-                let stored = match scheme {
-                    SchemeId::Int8Weights { per_channel, symmetric } => {
-                        let gr = if per_channel { int::Granularity::PerChannel } else { int::Granularity::PerTensor };
-                        Stored::Int(quantize(int::IntType::I8, symmetric, gr)?)
-                    }
-                    SchemeId::Int4Group { group, symmetric } => {
-                        let ty = if symmetric { int::IntType::I4 } else { int::IntType::U4 };
-                        Stored::Int(quantize(ty, symmetric, int::Granularity::Group(group as usize))?)
-                    }
-                    SchemeId::Ggml(t) => Stored::F32 {
+                let stored = match (scheme.weight_format(), scheme) {
+                    (Some((ty, symmetric, granularity)), _) => Stored::Int(quantize(ty, symmetric, granularity)?),
+                    (None, SchemeId::Ggml(t)) => Stored::F32 {
                         shape: row_shape.clone(),
                         values: ggml_round_trip(&rows, &row_shape, t).map_err(&err)?,
                     },
@@ -130,7 +123,10 @@ pub fn apply(
                 }
             }
             SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => {
-                let q = quantize(int::IntType::I8, true, int::Granularity::PerChannel)?;
+                let Some((ty, symmetric, granularity)) = scheme.weight_format() else {
+                    unreachable!("integer schemes")
+                };
+                let q = quantize(ty, symmetric, granularity)?;
                 let input = match scheme.activations() {
                     ActivationQuant::Static(c) => {
                         let cal = calibration

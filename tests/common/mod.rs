@@ -35,3 +35,13 @@ pub fn write_suite(dir: &Path, backends: &str, batches: &str, models: &[&str], e
     std::fs::write(&path, s).unwrap();
     path
 }
+
+/// tract int8 matmul kernels in a backend's evidence (`op×count` entries naming `mmm_i32`),
+/// whatever tile tract picked on this machine.
+pub fn int8_kernels(evidence: &str) -> usize {
+    evidence
+        .split(", ")
+        .filter(|op| op.contains("mmm_i32"))
+        .map(|op| op.rsplit('×').next().unwrap().parse::<usize>().unwrap())
+        .sum()
+}
