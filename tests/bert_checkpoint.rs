@@ -32,13 +32,30 @@ fn write_fixture(dir: &Path) -> (PathBuf, PathBuf) {
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     candle_transformers::models::bert::BertModel::load(vb, &config).unwrap();
-    // LayerNorms start at 1 and 0: perturb them so the test sees their parameters used.
-    for (name, var) in varmap.data().lock().unwrap().iter() {
-        if name.contains("LayerNorm") {
-            let noise = Tensor::randn(0f32, 0.1, var.dims(), &Device::Cpu).unwrap();
-            var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
-        }
+    // Random weights from a fixed seed (candle-nn's initializers draw from an unseeded RNG),
+    // so every run tests the same model: uniform ±1/√fan-in for matrices, ±1 for embeddings,
+    // LayerNorms perturbed around 1 and 0 so their parameters matter.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let data = varmap.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let n: usize = dims.iter().product();
+        let (center, half) = match (name.contains("LayerNorm"), name.ends_with(".weight"), name.contains("embeddings"))
+        {
+            (true, true, _) => (1.0, 0.1),
+            (true, false, _) => (0.0, 0.1),
+            (false, _, true) => (0.0, 1.0),
+            (false, true, false) => (0.0, 1.0 / (dims[dims.len() - 1] as f32).sqrt()),
+            (false, false, false) => (0.0, 0.02),
+        };
+        let values: Vec<f32> = (0..n).map(|_| center + rng.random_range(-half..half)).collect();
+        var.set(&Tensor::from_vec(values, dims, &Device::Cpu).unwrap()).unwrap();
     }
+    drop(data);
     let model = dir.join("model.safetensors");
     varmap.save(&model).unwrap();
     std::fs::write(dir.join("config.json"), CONFIG).unwrap();
@@ -223,8 +240,9 @@ fn candle_transformers_bert_matches_an_independent_forward_in_f32_and_int8() {
         let q: Vec<f64> = w[&key]
             .chunks(row_len)
             .flat_map(|row| {
-                let s = (row.iter().fold(0f64, |a, b| a.max(b.abs())) as f32 / 127.0) as f64;
-                row.iter().map(move |x| (x / s).round_ties_even().clamp(-127.0, 127.0) * s)
+                // In f32, as ONNX QuantizeLinear is defined: x / scale, rounded half to even.
+                let s = row.iter().fold(0f64, |a, b| a.max(b.abs())) as f32 / 127.0;
+                row.iter().map(move |&x| (((x as f32) / s).round_ties_even().clamp(-127.0, 127.0) * s) as f64)
             })
             .collect();
         wq.insert(key, q);
