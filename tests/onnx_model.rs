@@ -253,6 +253,10 @@ fn a_suite_of_file_paths_runs_every_scheme_with_labels_and_outputs_only() {
     for f in ["report.md", "report.html", "records.parquet", "records.csv"] {
         assert!(run.join(f).is_file(), "{f}");
     }
+    // The method note names each model's data when they differ.
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    let each = "Top-1 on labelled (900 items, after the first 100 held out for calibration) for tf; unlabelled (900 items, after the first 100 held out for calibration) for tf-outputs-only,";
+    assert!(md.contains(each), "{md}");
 }
 
 #[test]

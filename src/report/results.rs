@@ -230,16 +230,49 @@ pub fn notes(records: &[Record]) -> Notes {
         }
     }
     if let Some(r) = records.first() {
-        let calibration = if r.calibration_items > 0 {
-            format!(", after the first {} held out for calibration", r.calibration_items)
-        } else {
-            String::new()
-        };
+        // One clause per (dataset, split, reference engine); the models are named only when
+        // the suite has more than one such group (e.g. an ONNX file on tract, a BERT on candle).
+        let mut groups: Vec<(EvalSetup, Vec<String>)> = Vec::new();
+        for m in records.iter().filter(|m| m.eval_items.is_some()) {
+            let key = (m.dataset.clone(), m.eval_items, m.calibration_items, m.reference_backend.clone());
+            match groups.iter_mut().find(|g| g.0 == key) {
+                Some(g) if !g.1.contains(&m.model) => g.1.push(m.model.clone()),
+                Some(_) => {}
+                None => groups.push((key, vec![m.model.clone()])),
+            }
+        }
+        if groups.is_empty() {
+            groups.push(((r.dataset.clone(), r.eval_items, r.calibration_items, r.reference_backend.clone()), vec![]));
+        }
+        let many = groups.len() > 1;
+        let data: Vec<String> = groups
+            .iter()
+            .map(|((dataset, items, held, _), models)| {
+                let calibration = if *held > 0 {
+                    format!(", after the first {held} held out for calibration")
+                } else {
+                    String::new()
+                };
+                let who = if many { format!(" for {}", models.join(", ")) } else { String::new() };
+                format!("{dataset} ({} items{calibration}){who}", items.map_or("?".into(), |n| n.to_string()))
+            })
+            .collect();
+        let engines: Vec<String> = groups
+            .iter()
+            .map(
+                |((_, _, _, engine), models)| {
+                    if many {
+                        format!("{engine} for {}", models.join(", "))
+                    } else {
+                        engine.clone()
+                    }
+                },
+            )
+            .collect();
         notes.method = Some(format!(
-            "Top-1 on {} ({} items{calibration}), ± the half-width of its Wilson 95% interval; latency median ± the half-width of its 95% CI (order statistics). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.",
-            r.dataset,
-            r.eval_items.map_or("?".into(), |n| n.to_string()),
-            r.reference_backend,
+            "Top-1 on {}, ± the half-width of its Wilson 95% interval; latency median ± the half-width of its 95% CI (order statistics). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.",
+            data.join("; "),
+            engines.join("; "),
         ));
         notes.provenance = Some(format!(
             "qbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
@@ -257,3 +290,6 @@ pub fn notes(records: &[Record]) -> Notes {
     }
     notes
 }
+
+/// Dataset, evaluated items, held-out items, reference engine: what a row was scored on.
+type EvalSetup = (String, Option<usize>, usize, String);
