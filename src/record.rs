@@ -170,6 +170,34 @@ pub struct Record {
     pub ref_kl_mean: Option<f64>,
     #[serde(default)]
     pub ref_kl_stderr: Option<f64>,
+    /// What the "ref" metrics compare against when it is not the f32 model: a GGUF language
+    /// model's highest-precision variant in the suite (its scheme; kept as top-k log-probabilities
+    /// per position). Empty otherwise.
+    #[serde(default)]
+    pub reference_scheme: String,
+    // --- language models (GGUF): perplexity and tokens per second
+    /// exp(mean negative log-likelihood) over the scored tokens of the text's windows, with its
+    /// 95% interval over the windows.
+    #[serde(default)]
+    pub perplexity: Option<f64>,
+    #[serde(default)]
+    pub perplexity_ci_low: Option<f64>,
+    #[serde(default)]
+    pub perplexity_ci_high: Option<f64>,
+    /// Tokens predicted: windows × (seq_len − 1).
+    #[serde(default)]
+    pub scored_tokens: Option<usize>,
+    /// Prompt processing: batch × seq_len tokens per median run (the latency columns' run).
+    #[serde(default)]
+    pub pp_tokens_per_s: Option<f64>,
+    /// Generation: batch × `tg_tokens` tokens fed one at a time through the KV cache, per median
+    /// time; `tg_samples_ns` holds the raw times of those runs.
+    #[serde(default)]
+    pub tg_tokens_per_s: Option<f64>,
+    #[serde(default)]
+    pub tg_tokens: Option<usize>,
+    #[serde(default)]
+    pub tg_samples_ns: Vec<u64>,
     // --- provenance
     pub timestamp: String,
     pub qbench_version: String,

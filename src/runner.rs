@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use crate::backend::{configure_threads, BackendId};
 use crate::data::{load_idx, load_npy, DataError, Dataset, DatasetFormat};
-use crate::measure::{eval, fidelity, latency, memory};
+use crate::measure::{eval, fidelity, latency, lm, memory};
 use crate::model::bert::BertCheckpoint;
+use crate::model::gguf_lm::GgufLm;
 use crate::model::onnx_file::OnnxModel;
 use crate::model::Reference;
 use crate::quant::{self, Variant};
@@ -83,6 +84,7 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                 &d.inputs,
                 d.tokenizer.as_deref().unwrap_or(Path::new("tokenizer.json")),
                 d.seq_len,
+                d.windows,
                 labels.as_deref().map(|l| (l, d.label_column.as_deref())),
             ),
         })
@@ -141,6 +143,8 @@ pub(crate) enum Loaded {
     Onnx(Box<OnnxModel>, PathBuf),
     /// A BERT checkpoint (its file is the f32 artifact).
     Bert(Box<BertCheckpoint>),
+    /// A GGUF language model (every variant, f32 included, is requantized from it).
+    Gguf(Box<GgufLm>),
 }
 
 impl Loaded {
@@ -156,6 +160,7 @@ impl Loaded {
             ModelSource::Bert { path, config } => {
                 Ok(Loaded::Bert(Box::new(BertCheckpoint::load(&model.name, path, config)?)))
             }
+            ModelSource::Gguf { path } => Ok(Loaded::Gguf(Box::new(GgufLm::load(&model.name, path)?))),
         }
     }
 
@@ -164,6 +169,7 @@ impl Loaded {
             Loaded::Zoo(r) => &r.sha256,
             Loaded::Onnx(m, _) => &m.sha256,
             Loaded::Bert(b) => &b.sha256,
+            Loaded::Gguf(g) => &g.sha256,
         }
     }
 
@@ -172,6 +178,7 @@ impl Loaded {
             Loaded::Zoo(r) => quant::LayerWidths::layer_widths(&r.zoo),
             Loaded::Onnx(m, _) => m.weighted_layers(),
             Loaded::Bert(b) => b.layers.clone(),
+            Loaded::Gguf(g) => g.layers.clone(),
         }
     }
 
@@ -180,12 +187,13 @@ impl Loaded {
             Loaded::Zoo(r) => r.zoo.parameter_count(),
             Loaded::Onnx(m, _) => m.parameters,
             Loaded::Bert(b) => b.parameters(),
+            Loaded::Gguf(g) => g.parameters(),
         }
     }
 
     fn reference_backend(&self) -> BackendId {
         match self {
-            Loaded::Zoo(_) | Loaded::Bert(_) => REFERENCE_BACKEND,
+            Loaded::Zoo(_) | Loaded::Bert(_) | Loaded::Gguf(_) => REFERENCE_BACKEND,
             Loaded::Onnx(..) => ONNX_REFERENCE_BACKEND,
         }
     }
@@ -216,6 +224,18 @@ impl Loaded {
                 activation_quant: String::new(),
                 bits_per_weight: 32.0,
             },
+            // The source file as it is; the cases run requantized variants (see `apply`).
+            Loaded::Gguf(g) => Variant {
+                model: name.to_string(),
+                arch: quant::Arch::Gguf(g.arch),
+                input_shape: Vec::new(),
+                plan: quant::Plan::uniform(g.layers.as_slice(), quant::SchemeId::F32),
+                candle_artifact: g.path.clone(),
+                onnx: PathBuf::new(),
+                weight_storage: format!("{} as stored", g.source_precision()),
+                activation_quant: String::new(),
+                bits_per_weight: 32.0,
+            },
         }
     }
 
@@ -229,6 +249,13 @@ impl Loaded {
                 reason: "static schemes need each layer's input, which candle-transformers' BERT does not expose"
                     .into(),
             })),
+            Loaded::Gguf(g) => Err(Error::Model(crate::model::ModelError::Checkpoint {
+                model: g.arch.name().into(),
+                path: g.path.clone(),
+                reason:
+                    "static schemes need each layer's input, which candle-transformers' quantized models do not expose"
+                        .into(),
+            })),
         }
     }
 
@@ -241,6 +268,7 @@ impl Loaded {
     ) -> Result<Variant> {
         match self {
             Loaded::Zoo(r) => quant::apply(plan, r, artifacts, cal),
+            Loaded::Gguf(g) => quant::gguf_lm::apply(plan, g, name, artifacts),
             Loaded::Onnx(..) | Loaded::Bert(_) if plan.layers.iter().all(|(_, s)| *s == quant::SchemeId::F32) => {
                 Ok(Variant { plan: plan.clone(), ..self.f32_variant(name) })
             }
@@ -307,7 +335,12 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
         let data = &data;
         let model_cases: Vec<&Case> = cases.iter().filter(|c| c.model == model_idx).collect();
         let reference = guarded(|| Loaded::load(model, &artifacts));
-        let reference_outputs = reference.as_ref().ok().map(|r| guarded(|| reference_outputs(r, &model.name, data)));
+        let is_lm = matches!(model.source, ModelSource::Gguf { .. });
+        let reference_outputs =
+            reference.as_ref().ok().filter(|_| !is_lm).map(|r| guarded(|| reference_outputs(r, &model.name, data)));
+        // A language model's reference is its best variant, scored at its first case.
+        let mut lm_reference: Option<Result<LmReference, String>> = None;
+        let mut lm_scores: HashMap<quant::SchemeId, lm::LmScore> = HashMap::new();
         let mut calibration: Option<Result<quant::Calibration, String>> = None;
         if let Some(Err(e)) = &reference_outputs {
             progress(&format!("{}: reference outputs failed: {e:#}; agreement columns stay empty", model.name));
@@ -348,7 +381,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                 record.parameters = r.parameters();
                 record.reference_backend = r.reference_backend().name().to_string();
             }
-            let realization = realization(model, &plan, case.backend);
+            let realization = realization(model, &plan, case.backend, case.batch);
             record.realization = realization.name().to_string();
             let unsupported = match realization {
                 crate::quant::Realization::Unsupported(why) => Some(why),
@@ -379,7 +412,21 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                                 .map_err(|e| format!("calibration failed: {e}")),
                         );
                     }
-                    let variant = variants.entry(case.scheme).or_insert_with(|| {
+                    if is_lm && lm_reference.is_none() {
+                        lm_reference = Some(lm_reference_scores(
+                            suite,
+                            case.model,
+                            &layers,
+                            reference,
+                            data,
+                            &artifacts,
+                            &mut variants,
+                        ));
+                        if let Some(Ok(r)) = &lm_reference {
+                            lm_scores.insert(r.scheme, r.score.clone());
+                        }
+                    }
+                    variants.entry(case.scheme).or_insert_with(|| {
                         let cal = match &calibration {
                             Some(Err(e)) if plan.needs_calibration() => return Err(e.clone()),
                             Some(Ok(c)) => Some(c),
@@ -387,13 +434,31 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                         };
                         guarded(|| reference.apply(&model.name, &plan, &artifacts, cal)).map_err(|e| e.to_string())
                     });
-                    // Without reference outputs a zoo model still has its known classes; a model
-                    // file's output size is learned from its reference run.
-                    let classes = match &variant {
-                        Ok(v) => v.zoo().map(|z| z.num_classes()).or(reference_outputs.as_ref().map(|r| r.per_item)),
-                        Err(_) => None,
-                    };
-                    match (variant, classes) {
+                    let variant = &variants[&case.scheme];
+                    if is_lm {
+                        let cached = lm_scores.get(&case.scheme).cloned();
+                        match (variant, &lm_reference) {
+                            (Err(e), _) => Err(e.clone()),
+                            (_, Some(Err(e))) => Err(format!("the reference variant failed: {e}")),
+                            (_, None) => Err("no reference variant".to_string()),
+                            (Ok(v), Some(Ok(lm_ref))) => {
+                                guarded(|| measure_lm_case(suite, case, v, data, lm_ref, cached, &mut record))
+                                    .map(|score| {
+                                        lm_scores.entry(case.scheme).or_insert(score);
+                                    })
+                                    .map_err(|e| e.to_string())
+                            }
+                        }
+                    } else {
+                        // Without reference outputs a zoo model still has its known classes; a model
+                        // file's output size is learned from its reference run.
+                        let classes = match &variant {
+                            Ok(v) => {
+                                v.zoo().map(|z| z.num_classes()).or(reference_outputs.as_ref().map(|r| r.per_item))
+                            }
+                            Err(_) => None,
+                        };
+                        match (variant, classes) {
                         (Err(e), _) => Err(e.clone()),
                         (Ok(_), None) => Err("the f32 reference could not run, so this model's outputs cannot be scored; see the reference error above".into()),
                         // A model file's labels are checked against the classes it outputs.
@@ -405,6 +470,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                                     .map_err(|e| e.to_string())
                             }
                         },
+                    }
                     }
                 }
             };
@@ -448,6 +514,44 @@ fn measure_case(
     reference: Option<&[f32]>,
     record: &mut Record,
 ) -> Result<()> {
+    let mut prepared = prepare_case(suite, case, variant, data, record)?;
+    let session = prepared.session.as_mut();
+    let latency_batch = data.batch_f32(0, case.batch, case.batch);
+    let logits = eval::run_dataset(session, case.backend, data, case.batch, classes)?;
+    record.eval_items = Some(data.len());
+    // An encoder's output is an embedding: no classes to score against labels or to agree on.
+    let embedding = matches!(variant.arch, quant::Arch::Bert(_));
+    if data.labels.is_some() && !embedding {
+        record.set_task(fidelity::task_metrics(&logits, data.labels(), classes));
+    }
+    if let Some(reference) = reference {
+        record.set_fidelity(&fidelity::fidelity(reference, &logits, classes));
+        if embedding {
+            (record.ref_top1_agreement, record.ref_top5_agreement) = (None, None);
+            (record.ref_kl_mean, record.ref_kl_stderr) = (None, None);
+        }
+    }
+
+    session.set_input(&latency_batch)?;
+    let (sampled, sampling_peak) = memory::peak_added(|| latency::sample(&suite.measure, || session.run()));
+    let sampled = sampled?;
+    record.run_peak_rss_bytes = [record.run_peak_rss_bytes, sampling_peak].into_iter().flatten().max();
+    record.warmup_iters = suite.measure.warmup_iters;
+    record.latency_ci_target_pct = suite.measure.target_rel_ci * 100.0;
+    record.latency_ci_target_met = sampled.target_met;
+    record.set_latency(sampled.samples_ns, case.batch);
+    Ok(())
+}
+
+/// Everything before evaluation: the native requirement, prepare (timed apart, with the memory
+/// it adds), the artifact's figures, and the cold start (the first run on the latency batch).
+fn prepare_case(
+    suite: &Suite,
+    case: &Case,
+    variant: &Variant,
+    data: &Dataset,
+    record: &mut Record,
+) -> Result<crate::backend::Prepared> {
     if suite.require_native && record.realization != crate::quant::Realization::Native.name() {
         return Err(Error::NotNative {
             scheme: case.scheme.name(),
@@ -474,8 +578,7 @@ fn measure_case(
 
     // Cold start: the first run right after prepare, on the latency batch.
     let session = prepared.session.as_mut();
-    let latency_batch = data.batch_f32(0, case.batch, case.batch);
-    session.set_input(&latency_batch)?;
+    session.set_input(&data.batch_f32(0, case.batch, case.batch))?;
     let ((first_run, first_run_ns), first_peak) = memory::peak_added(|| {
         let first = Instant::now();
         (session.run(), first.elapsed().as_nanos() as u64)
@@ -483,39 +586,144 @@ fn measure_case(
     first_run?;
     record.first_run_ns = Some(first_run_ns);
     record.cold_start_ns = Some(prepare_ns + first_run_ns);
+    record.run_peak_rss_bytes = first_peak;
+    Ok(prepared)
+}
 
-    let logits = eval::run_dataset(session, case.backend, data, case.batch, classes)?;
-    record.eval_items = Some(data.len());
-    // An encoder's output is an embedding: no classes to score against labels or to agree on.
-    let embedding = matches!(variant.arch, quant::Arch::Bert(_));
-    if data.labels.is_some() && !embedding {
-        record.set_task(fidelity::task_metrics(&logits, data.labels(), classes));
-    }
-    if let Some(reference) = reference {
-        record.set_fidelity(&fidelity::fidelity(reference, &logits, classes));
-        if embedding {
-            (record.ref_top1_agreement, record.ref_top5_agreement) = (None, None);
-            (record.ref_kl_mean, record.ref_kl_stderr) = (None, None);
+/// A language model's reference: its highest-precision variant's scores, with the top-k
+/// next-token log-probabilities every other variant is compared with.
+struct LmReference {
+    scheme: quant::SchemeId,
+    score: lm::LmScore,
+}
+
+/// Builds and scores the language model's reference variant: the suite's scheme that stores
+/// weights most precisely (activation schemes cannot run), on candle. Its top-k log-probabilities
+/// are written to `artifacts/<model>.reference-top<k>.safetensors`.
+fn lm_reference_scores(
+    suite: &Suite,
+    model: usize,
+    layers: &[(String, usize)],
+    reference: &Loaded,
+    data: &Dataset,
+    artifacts: &Path,
+    variants: &mut HashMap<quant::SchemeId, Result<Variant, String>>,
+) -> Result<LmReference, String> {
+    let name = &suite.models[model].name;
+    let scheme = suite
+        .schemes
+        .iter()
+        .filter_map(|s| s.weight_precision().map(|p| (*s, p)))
+        .fold(None, |best: Option<(quant::SchemeId, f64)>, (s, p)| match best {
+            Some((_, bp)) if bp >= p => best,
+            _ => Some((s, p)),
+        })
+        .map(|(s, _)| s)
+        .ok_or("the suite has no weight scheme a language model can run (f32, f16, bf16, GGML types, weight-only int8/int4)")?;
+    let plan = suite.plan(model, scheme, layers);
+    let variant = variants
+        .entry(scheme)
+        .or_insert_with(|| guarded(|| reference.apply(name, &plan, artifacts, None)).map_err(|e| e.to_string()))
+        .clone()?;
+    let score = guarded(|| {
+        let mut prepared = REFERENCE_BACKEND.create().prepare(&variant, 1)?;
+        let decoder = prepared.session.decoder().ok_or_else(|| {
+            crate::backend::BackendError::engine(REFERENCE_BACKEND, "scoring the text", "the session is not a decoder")
+        })?;
+        Ok(lm::score(decoder, REFERENCE_BACKEND, data, None)?)
+    })
+    .map_err(|e| format!("{} variant: {e}", scheme.name()))?;
+    let path = artifacts.join(format!("{name}.reference-top{}.safetensors", score.top.k));
+    lm::write_top_k(&path, &score.top, &scheme.name()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(LmReference { scheme, score })
+}
+
+/// A language model's case: prepare (untimed) and cold start as for any model, then perplexity
+/// and agreement with the reference over every window (reused from an earlier batch size's case
+/// of the same scheme: scoring does not depend on the batch), then the latency of prompt
+/// processing (the run) and of generation.
+fn measure_lm_case(
+    suite: &Suite,
+    case: &Case,
+    variant: &Variant,
+    data: &Dataset,
+    reference: &LmReference,
+    cached: Option<lm::LmScore>,
+    record: &mut Record,
+) -> Result<lm::LmScore> {
+    let mut prepared = prepare_case(suite, case, variant, data, record)?;
+    let session = prepared.session.as_mut();
+    let bad = |m: &str| crate::backend::BackendError::engine(case.backend, "scoring the text", m);
+    let score = match cached {
+        Some(s) => s,
+        None => {
+            let decoder = session.decoder().ok_or_else(|| bad("the session is not a decoder"))?;
+            lm::score(decoder, case.backend, data, Some(&reference.score.top))?
         }
+    };
+    record.eval_items = Some(score.windows);
+    record.scored_tokens = Some(score.scored_tokens);
+    record.perplexity = Some(score.perplexity);
+    (record.perplexity_ci_low, record.perplexity_ci_high) = score.perplexity_ci.unzip();
+    record.reference_scheme = reference.scheme.name();
+    if case.scheme == reference.scheme {
+        (record.ref_top1_agreement, record.ref_kl_mean, record.ref_kl_stderr) = (Some(1.0), Some(0.0), Some(0.0));
+    } else if let Some(v) = &score.vs_reference {
+        record.ref_top1_agreement = Some(v.top1_agreement);
+        (record.ref_kl_mean, record.ref_kl_stderr) = (Some(v.kl.mean), Some(v.kl.stderr));
     }
 
-    session.set_input(&latency_batch)?;
-    let (sampled, sampling_peak) = memory::peak_added(|| latency::sample(&suite.measure, || session.run()));
+    // Prompt processing: the run, on the first `batch` windows.
+    let seq = data.item_shape.iter().product::<usize>();
+    let batch_ids = data.batch_f32(0, case.batch, case.batch);
+    session.set_input(&batch_ids)?;
+    let (sampled, pp_peak) = memory::peak_added(|| latency::sample(&suite.measure, || session.run()));
     let sampled = sampled?;
-    record.run_peak_rss_bytes = match (first_peak, sampling_peak) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
     record.warmup_iters = suite.measure.warmup_iters;
     record.latency_ci_target_pct = suite.measure.target_rel_ci * 100.0;
     record.latency_ci_target_met = sampled.target_met;
     record.set_latency(sampled.samples_ns, case.batch);
-    Ok(())
+    record.pp_tokens_per_s = record.latency_median_ns.map(|m| (case.batch * seq) as f64 * 1e9 / m);
+
+    // Generation: up to 128 tokens (llama-bench's tg128), one position at a time, from an empty
+    // cache; the windows' own tokens stand in for sampled ones (the same work).
+    let tg = seq.min(TG_TOKENS);
+    let columns: Vec<Vec<u32>> =
+        (0..tg).map(|p| (0..case.batch).map(|b| batch_ids[b * seq + p] as u32).collect()).collect();
+    let decoder = session.decoder().ok_or_else(|| bad("the session is not a decoder"))?;
+    let (tg_sampled, tg_peak) = memory::peak_added(|| {
+        latency::sample(&suite.measure, || {
+            decoder.reset();
+            for (p, ids) in columns.iter().enumerate() {
+                decoder.step(ids, case.batch, p)?;
+            }
+            Ok::<(), crate::backend::BackendError>(())
+        })
+    });
+    let tg_samples = tg_sampled?.samples_ns;
+    if let Some(s) = crate::measure::stats::LatencyStats::from_samples(&tg_samples) {
+        record.tg_tokens_per_s = Some((case.batch * tg) as f64 * 1e9 / s.median_ns);
+    }
+    record.tg_tokens = Some(tg);
+    record.tg_samples_ns = tg_samples;
+    record.run_peak_rss_bytes = [record.run_peak_rss_bytes, pp_peak, tg_peak].into_iter().flatten().max();
+    Ok(score)
 }
+
+/// Tokens generated per generation sample (at most the window's length).
+const TG_TOKENS: usize = 128;
 
 /// The progress line's quality figure: top-1 when there are labels, else agreement with the
 /// f32 reference (cosine for embeddings).
 fn quality(r: &Record) -> String {
+    if let Some(ppl) = r.perplexity {
+        let kl = r.ref_kl_mean.map_or(String::new(), |kl| format!(", KL vs {} {kl:.2e}", r.reference_scheme));
+        let speed = match (r.pp_tokens_per_s, r.tg_tokens_per_s) {
+            (Some(pp), Some(tg)) => format!(", pp {pp:.0} t/s, tg {tg:.0} t/s"),
+            _ => String::new(),
+        };
+        return format!("perplexity {ppl:.3}{kl}{speed}");
+    }
     match (r.top1_accuracy, r.ref_top1_agreement, r.ref_cosine_mean) {
         (Some(t), _, _) => format!("top-1 {:.2}%", 100.0 * t),
         (None, Some(a), _) => format!("top-1 agreement with f32 {:.2}%", 100.0 * a),
@@ -524,9 +732,9 @@ fn quality(r: &Record) -> String {
     }
 }
 
-/// How `backend` runs `plan` on this model: the schemes' realization, narrowed by what the
-/// model's path through the engine allows.
-fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId) -> quant::Realization {
+/// How `backend` runs `plan` on this model at `batch` items per run: the schemes' realization,
+/// narrowed by what the model's path through the engine allows.
+fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId, batch: usize) -> quant::Realization {
     use quant::Realization;
     if let Some(why) = model.unsupported_on(backend) {
         return Realization::Unsupported(why);
@@ -542,6 +750,29 @@ fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId) -> qu
                 Realization::Emulated
             } else {
                 scheme
+            }
+        }
+        ModelSource::Gguf { .. } => {
+            if plan.layers.iter().any(|(_, s)| s.activations() != quant::ActivationQuant::None) {
+                return Realization::Unsupported("candle-transformers' quantized models have no hook on each layer's input, so dynamic and static int8 cannot run on them; weight-only schemes and GGML types can");
+            }
+            // The output layer (the token embedding when the file ties them).
+            let output = plan
+                .layers
+                .iter()
+                .find(|(l, _)| l == "output")
+                .or_else(|| plan.layers.iter().find(|(l, _)| l == "token_embd"));
+            if batch > 1 && output.is_some_and(|(_, s)| s.is_ggml()) {
+                return Realization::Unsupported("candle-transformers 0.11's quantized llama/qwen2 cannot process a prompt of several rows when the output layer is a GGML type: it hands QMatMul the last position as a non-contiguous slice, which QMatMul refuses; run GGUF language models at batch 1, or keep the output layer in f16 with an [[overrides]] entry (layers = [\"output\"])");
+            }
+            // QMatMul runs GGML blocks; it widens f16/bf16 to f32 at load, and integer schemes
+            // are stored dequantized (see quant/gguf_lm.rs).
+            let emulated =
+                plan.layers.iter().any(|(_, s)| !matches!(s, quant::SchemeId::F32 | quant::SchemeId::Ggml(_)));
+            if emulated {
+                Realization::Emulated
+            } else {
+                Realization::Native
             }
         }
         _ => scheme,
@@ -563,7 +794,7 @@ fn reference_outputs(reference: &Loaded, name: &str, data: &Dataset) -> Result<R
         Loaded::Onnx(m, _) => m.input.fixed_batch.unwrap_or(REFERENCE_BATCH),
         Loaded::Zoo(_) => REFERENCE_BATCH,
         // Transformers: a smaller batch bounds the attention's memory.
-        Loaded::Bert(_) => BERT_BATCH,
+        Loaded::Bert(_) | Loaded::Gguf(_) => BERT_BATCH,
     };
     let mut prepared = backend.create().prepare(&variant, batch)?;
     let session = prepared.session.as_mut();

@@ -393,6 +393,7 @@ fn shipped_text_dataset_tokenizes_as_python_tokenizers_and_embeds_as_numpy() {
         &repo.join("suites/data/sentences.txt"),
         &dir.join("tokenizer.json"),
         16,
+        false,
         None,
     )
     .unwrap();

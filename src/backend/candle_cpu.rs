@@ -18,8 +18,10 @@ impl Backend for CandleCpu {
     }
 
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
-        if let crate::quant::Arch::Bert(config) = &variant.arch {
-            return super::candle_bert::prepare(variant, config, batch);
+        match &variant.arch {
+            crate::quant::Arch::Bert(config) => return super::candle_bert::prepare(variant, config, batch),
+            crate::quant::Arch::Gguf(arch) => return super::candle_lm::prepare(variant, *arch, batch),
+            _ => {}
         }
         let (net, is_gguf) = load_net(variant)?;
         let artifact_bytes = std::fs::metadata(&variant.candle_artifact)

@@ -3,6 +3,7 @@
 
 mod candle_bert;
 mod candle_cpu;
+mod candle_lm;
 pub(crate) mod tract_cpu;
 
 use std::path::PathBuf;
@@ -99,6 +100,22 @@ pub trait Session {
     fn run(&mut self) -> Result<(), BackendError>;
     /// Logits of the last run, row-major `[batch, classes]`.
     fn output(&self) -> Result<Vec<f32>, BackendError>;
+    /// The session as a causal language model, when it is one.
+    fn decoder(&mut self) -> Option<&mut dyn Decoder> {
+        None
+    }
+}
+
+/// A causal language model: what perplexity and generation speed need beyond [`Session`],
+/// whose run is the prompt processing of one window of token ids per item.
+pub trait Decoder {
+    /// Forgets every position (the KV cache).
+    fn reset(&mut self);
+    /// Feeds `tokens` (`batch` rows of equal length, row-major) at positions
+    /// `index_pos..index_pos + len`, after the positions fed before; returns the last
+    /// position's logits, row-major `[batch, vocab]`.
+    fn step(&mut self, tokens: &[u32], batch: usize, index_pos: usize) -> Result<Vec<f32>, BackendError>;
+    fn vocab(&self) -> usize;
 }
 
 /// A backend failed: the message carries the engine's own words.

@@ -1,5 +1,7 @@
 //! Text datasets: one text per line, tokenized by a model's `tokenizer.json` (Hugging Face
-//! tokenizers) into rows of `seq_len` token ids, truncated or padded with the tokenizer's pad id.
+//! tokenizers) into rows of `seq_len` token ids, truncated or padded with the tokenizer's pad id;
+//! or, for a language model's perplexity, the whole file as one text cut into windows of
+//! `seq_len` tokens (as llama-perplexity does; the last partial window is dropped).
 
 use std::path::Path;
 
@@ -15,6 +17,7 @@ pub fn load_text(
     path: &Path,
     tokenizer: &Path,
     seq_len: usize,
+    windows: bool,
     labels: Option<(&Path, Option<&str>)>,
 ) -> Result<Dataset, DataError> {
     let raw = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
@@ -32,6 +35,33 @@ pub fn load_text(
         .or_else(|| tok.token_to_id("[PAD]"))
         .or_else(|| tok.token_to_id("<pad>"))
         .unwrap_or(0);
+    if windows {
+        if labels.is_some() {
+            return Err(bad("a windowed text has no items to label; leave labels out".into()));
+        }
+        let enc = tok.encode(text, false).map_err(|e| bad(format!("it cannot be tokenized: {e}")))?;
+        let ids = enc.get_ids();
+        let n = ids.len() / seq_len;
+        if n == 0 {
+            return Err(bad(format!(
+                "it holds {} tokens, fewer than one window of seq_len = {seq_len}; use a longer text or a smaller seq_len",
+                ids.len()
+            )));
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(&raw);
+        hasher.update(&tok_raw);
+        hasher.update(format!("windows of {seq_len}").as_bytes());
+        return Ok(Dataset {
+            name: name.to_string(),
+            item_shape: vec![seq_len],
+            values: ids[..n * seq_len].iter().map(|&id| id as f32).collect(),
+            labels: None,
+            sha256: hex(&hasher.finalize()),
+            inputs_path: path.to_path_buf(),
+            labels_path: None,
+        });
+    }
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {
         return Err(bad("it holds no text (one item a line)".into()));

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod fidelity;
 pub mod latency;
 pub mod layers;
+pub mod lm;
 pub mod memory;
 pub mod probe;
 pub mod stats;

@@ -1,6 +1,7 @@
 //! Reference models: the fp32 model a suite names, loaded once per run.
 
 pub mod bert;
+pub mod gguf_lm;
 pub mod onnx;
 pub mod onnx_file;
 pub mod stored;

@@ -9,11 +9,12 @@ pub mod budget;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod ggml;
+pub mod gguf_lm;
 pub mod int;
 pub mod onnx_graph;
 mod plan;
 
-pub use plan::{Calibration, LayerInputs, LayerWidths, Plan};
+pub use plan::{Calibration, LayerInputs, LayerWidths, Plan, PlanError};
 
 /// A quantization scheme, as named in suites and records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,6 +218,21 @@ impl SchemeId {
         }
     }
 
+    /// How precisely the scheme stores a weight, for picking a language model's reference
+    /// variant: the format's bits per weight (f16 ranks above bf16, whose mantissa is shorter;
+    /// GGML types count their block scales). `None` for activation schemes.
+    pub fn weight_precision(self) -> Option<f64> {
+        match self {
+            SchemeId::F32 => Some(32.0),
+            SchemeId::F16 => Some(16.0),
+            SchemeId::Bf16 => Some(15.9),
+            SchemeId::Int8Weights { per_channel, .. } => Some(if per_channel { 8.0 } else { 7.9 }),
+            SchemeId::Ggml(ty) => Some(ty.format_bits()),
+            SchemeId::Int4Group { group, .. } => Some(4.0 + 32.0 / group as f64),
+            SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => None,
+        }
+    }
+
     /// How `backend` runs this scheme.
     pub fn realization(self, backend: crate::backend::BackendId) -> Realization {
         use crate::backend::BackendId;
@@ -254,6 +270,8 @@ pub enum Arch {
     OnnxGraph,
     /// A BERT encoder checkpoint: candle-transformers only.
     Bert(Box<candle_transformers::models::bert::Config>),
+    /// A GGUF decoder language model: candle-transformers' quantized models only.
+    Gguf(crate::model::gguf_lm::LmArch),
 }
 
 /// A reference model after a plan: the artifact each backend loads.

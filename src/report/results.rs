@@ -168,6 +168,17 @@ pub fn table(records: &[Record]) -> ResultsTable {
             }),
         ),
         ("KL vs ref".into(), false, true, Box::new(|r: &Record| num(r.ref_kl_mean, &|v| format!("{v:.1e}")))),
+        (
+            "perplexity ± CI".into(),
+            false,
+            true,
+            Box::new(move |r: &Record| {
+                // The interval is asymmetric (exp of a symmetric one): half its width is shown.
+                pm(r.perplexity, r.perplexity_ci_low, r.perplexity_ci_high, 1.0, 2, false)
+            }),
+        ),
+        ("pp t/s".into(), false, true, Box::new(|r: &Record| num(r.pp_tokens_per_s, &|v| format!("{v:.0}")))),
+        ("tg t/s".into(), false, true, Box::new(|r: &Record| num(r.tg_tokens_per_s, &|v| format!("{v:.0}")))),
     ];
     let mut out = ResultsTable { rows: ok.len(), ..Default::default() };
     for (header, parameter, numeric, cell_of) in columns {
@@ -233,7 +244,7 @@ pub fn notes(records: &[Record]) -> Notes {
         // One clause per (dataset, split, reference engine); the models are named only when
         // the suite has more than one such group (e.g. an ONNX file on tract, a BERT on candle).
         let mut groups: Vec<(EvalSetup, Vec<String>)> = Vec::new();
-        for m in records.iter().filter(|m| m.eval_items.is_some()) {
+        for m in records.iter().filter(|m| m.eval_items.is_some() && m.perplexity.is_none()) {
             let key = (m.dataset.clone(), m.eval_items, m.calibration_items, m.reference_backend.clone());
             match groups.iter_mut().find(|g| g.0 == key) {
                 Some(g) if !g.1.contains(&m.model) => g.1.push(m.model.clone()),
@@ -241,6 +252,7 @@ pub fn notes(records: &[Record]) -> Notes {
                 None => groups.push((key, vec![m.model.clone()])),
             }
         }
+        let only_lm = groups.is_empty() && records.iter().any(|m| m.perplexity.is_some());
         if groups.is_empty() {
             groups.push(((r.dataset.clone(), r.eval_items, r.calibration_items, r.reference_backend.clone()), vec![]));
         }
@@ -269,11 +281,35 @@ pub fn notes(records: &[Record]) -> Notes {
                 },
             )
             .collect();
+        let lm: Vec<&Record> = records.iter().filter(|m| m.perplexity.is_some()).collect();
+        let mut lm_note = String::new();
+        for m in &lm {
+            if lm_note.contains(&format!("{}:", m.model)) {
+                continue;
+            }
+            lm_note += &format!(
+                " {}: perplexity over {} tokens ({} windows of {}, each token after a window's first predicted from those before it, ± half its 95% interval over windows); \"vs ref\" against its {} variant on candle, the suite's most precise, kept as the top-{} log-probabilities per token (KL over those tokens plus one bucket for the rest: a lower bound on the full KL; agreement of the most probable token). Every variant is requantized from the file's {}, the ceiling of any variant's precision, f32 included. pp t/s: batch × {} tokens of prompt processing per median run (the latency columns); tg t/s: batch × {} tokens generated one at a time through the KV cache, per median time.",
+                m.model,
+                m.scored_tokens.unwrap_or(0),
+                m.eval_items.unwrap_or(0),
+                m.scored_tokens.unwrap_or(0) / m.eval_items.unwrap_or(1).max(1) + 1,
+                m.reference_scheme,
+                crate::measure::lm::TOP_K,
+                m.weight_storage.as_deref().and_then(|w| w.split("requantized from the source's ").nth(1)).unwrap_or("source"),
+                m.scored_tokens.unwrap_or(0) / m.eval_items.unwrap_or(1).max(1) + 1,
+                m.tg_tokens.unwrap_or(0),
+            );
+        }
         notes.method = Some(format!(
-            "Top-1 on {}, ± the half-width of its Wilson 95% interval; latency median ± the half-width of its 95% CI (order statistics). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.",
+            "Top-1 on {}, ± the half-width of its Wilson 95% interval; latency median ± the half-width of its 95% CI (order statistics). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.{lm_note}",
             data.join("; "),
             engines.join("; "),
         ));
+        if only_lm {
+            notes.method = Some(format!(
+                "Latency median ± the half-width of its 95% CI (order statistics). Cold start = prepare (load) + first run; peak memory is the resident memory each step added, from the OS.{lm_note}"
+            ));
+        }
         notes.provenance = Some(format!(
             "qbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
             r.qbench_version,

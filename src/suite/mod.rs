@@ -131,6 +131,8 @@ pub struct DatasetEntry {
     /// `text`: the tokenizer and the row length.
     pub tokenizer: Option<PathBuf>,
     pub seq_len: usize,
+    /// `text`: windows of `seq_len` tokens over the whole file (language models).
+    pub windows: bool,
     /// `raw`: bytes per item.
     pub length: usize,
     /// `images`: the preprocessing.
@@ -154,6 +156,8 @@ pub enum ModelSource {
     Onnx { path: PathBuf, input: InputDecl, output: Option<String> },
     /// A BERT encoder checkpoint (safetensors + config.json); runs on candle.
     Bert { path: PathBuf, config: PathBuf },
+    /// A decoder language model in a GGUF file (llama, qwen2); runs on candle.
+    Gguf { path: PathBuf },
 }
 
 impl ModelEntry {
@@ -169,7 +173,7 @@ impl ModelEntry {
     pub fn file(&self) -> &Path {
         match &self.source {
             ModelSource::Zoo { weights, .. } => weights,
-            ModelSource::Onnx { path, .. } | ModelSource::Bert { path, .. } => path,
+            ModelSource::Onnx { path, .. } | ModelSource::Bert { path, .. } | ModelSource::Gguf { path } => path,
         }
     }
 
@@ -179,7 +183,7 @@ impl ModelEntry {
         match &self.source {
             ModelSource::Zoo { zoo, .. } => Some(zoo.input_shape().to_vec()),
             ModelSource::Onnx { input, .. } => Some(input.item_shape.clone()),
-            ModelSource::Bert { .. } => None,
+            ModelSource::Bert { .. } | ModelSource::Gguf { .. } => None,
         }
     }
 
@@ -197,6 +201,9 @@ impl ModelEntry {
             (ModelSource::Bert { .. }, BackendId::TractCpu) => {
                 Some("tract runs ONNX graphs; a BERT safetensors checkpoint runs on candle (candle-transformers)")
             }
+            (ModelSource::Gguf { .. }, BackendId::TractCpu) => Some(
+                "tract runs ONNX graphs; a GGUF language model runs on candle (candle-transformers' quantized llama and qwen2)",
+            ),
             _ => None,
         }
     }
@@ -395,7 +402,7 @@ impl Suite {
     /// model with nothing to calibrate is evaluated on its whole dataset.
     pub fn calibration_items(&self, model: usize) -> usize {
         let Some(c) = &self.calibration else { return 0 };
-        if matches!(self.models[model].source, ModelSource::Bert { .. }) {
+        if matches!(self.models[model].source, ModelSource::Bert { .. } | ModelSource::Gguf { .. }) {
             return 0;
         }
         let is_static = |s: &SchemeId| matches!(s.activations(), crate::quant::ActivationQuant::Static(_));
@@ -632,6 +639,12 @@ fn resolve_dataset(
         Some(v) => Err(loc.at(v.span(), format!("{key} does not apply to format = \"{}\"", format.name()))),
         None => Ok(()),
     };
+    if let (Some(w), false) = (&d_ref.windows, format == DatasetFormat::Text) {
+        return Err(loc.at(
+            w.span(),
+            format!("windows does not apply to format = \"{}\"; it cuts a text file into token windows", format.name()),
+        ));
+    }
     match format {
         DatasetFormat::Idx => {
             let images = need(&d_ref.images, "images", "images = \"data/t10k-images-idx3-ubyte.gz\"")?;
@@ -652,6 +665,7 @@ fn resolve_dataset(
                 label_column: None,
                 tokenizer: None,
                 seq_len: 0,
+                windows: false,
                 length: 0,
                 image: None,
             })
@@ -704,6 +718,7 @@ fn resolve_dataset(
                 label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
                 tokenizer: None,
                 seq_len: 0,
+                windows: false,
                 length,
                 image,
             })
@@ -738,6 +753,7 @@ fn resolve_dataset(
                 label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
                 tokenizer: Some(existing_path(loc, base, &tokenizer, "tokenizer file")?),
                 seq_len,
+                windows: d_ref.windows.as_ref().is_some_and(|w| *w.get_ref()),
                 length: 0,
                 image: None,
             })
@@ -765,6 +781,7 @@ fn resolve_dataset(
                 label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
                 tokenizer: None,
                 seq_len: 0,
+                windows: false,
                 length: 0,
                 image: None,
             })
@@ -870,8 +887,11 @@ fn resolve_source(
             if ext == "safetensors" {
                 return resolve_checkpoint(loc, base, m, path);
             }
+            if ext == "gguf" {
+                return resolve_gguf(loc, base, m, path);
+            }
             if ext != "onnx" {
-                return Err(loc.at(path.span(), format!("model file \"{}\": qbench reads .onnx model files and BERT .safetensors checkpoints (GGUF language models are not supported yet)", path.get_ref())));
+                return Err(loc.at(path.span(), format!("model file \"{}\": qbench reads .onnx model files, BERT .safetensors checkpoints and .gguf language models", path.get_ref())));
             }
             if let Some(c) = &m_ref.config {
                 return Err(loc.at(c.span(), "config applies to safetensors checkpoints; an ONNX file holds its own graph"));
@@ -921,6 +941,28 @@ fn resolve_checkpoint(
         }
     };
     Ok(ModelSource::Bert { path: file, config })
+}
+
+/// A GGUF language model: the file holds its architecture and weights; the dataset gives the
+/// token ids (a `text` dataset with `windows = true`, or token-id arrays).
+fn resolve_gguf(
+    loc: &Locator,
+    base: &Path,
+    m: &Spanned<spec::ModelSpec>,
+    path: &Spanned<String>,
+) -> Result<ModelSource, SuiteError> {
+    let m_ref = m.get_ref();
+    for (span, key) in [
+        (m_ref.inputs.as_ref().map(|i| i.span()), "inputs"),
+        (m_ref.dims.as_ref().map(|d| d.span()), "dims"),
+        (m_ref.output.as_ref().map(|o| o.span()), "output"),
+        (m_ref.config.as_ref().map(|c| c.span()), "config"),
+    ] {
+        if let Some(span) = span {
+            return Err(loc.at(span, format!("{key} does not apply to a GGUF language model: the file holds its architecture, and it takes windows of token ids from its dataset")));
+        }
+    }
+    Ok(ModelSource::Gguf { path: existing_path(loc, base, path, "model file")? })
 }
 
 /// `[[models.inputs]]` and `dims` → the input fed to an ONNX model.

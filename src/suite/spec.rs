@@ -129,6 +129,9 @@ pub struct DatasetSpec {
     pub tokenizer: Option<Spanned<String>>,
     /// `text`: tokens per item (longer texts are truncated, shorter ones padded).
     pub seq_len: Option<Spanned<i64>>,
+    /// `text`: tokenize the whole file as one text and cut it into windows of `seq_len` tokens
+    /// (a language model's perplexity text) instead of one padded row per line.
+    pub windows: Option<Spanned<bool>>,
     /// `raw`: bytes per item (longer files are cut, shorter ones zero-padded).
     pub length: Option<Spanned<i64>>,
     /// `images`: the preprocessing.

@@ -1,0 +1,228 @@
+//! Decoder language models from a GGUF file (llama.cpp's format), run by candle-transformers'
+//! quantized models: `quantized_llama` (general.architecture = "llama", which Mistral-family
+//! files use too) and `quantized_qwen2`.
+//!
+//! The file is read once: its metadata (copied into every variant), its tensors as stored (GGML
+//! blocks or floats), and the weighted layers the schemes apply to: every 2-D weight (attention,
+//! feed-forward, token embedding, output), named as in the file without `.weight`. Norms and
+//! biases are 1-D and stay as stored.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{quantized_llama, quantized_qwen2};
+
+use super::ModelError;
+use crate::hash::sha256_hex;
+
+/// The architectures qbench builds from `general.architecture`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LmArch {
+    Llama,
+    Qwen2,
+}
+
+impl LmArch {
+    pub const ALL: [LmArch; 2] = [LmArch::Llama, LmArch::Qwen2];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LmArch::Llama => "llama",
+            LmArch::Qwen2 => "qwen2",
+        }
+    }
+
+    /// The metadata keys candle-transformers reads without a default.
+    fn required_keys(self) -> &'static [&'static str] {
+        match self {
+            LmArch::Llama => &[
+                "attention.head_count",
+                "attention.head_count_kv",
+                "block_count",
+                "embedding_length",
+                "rope.dimension_count",
+                "attention.layer_norm_rms_epsilon",
+            ],
+            LmArch::Qwen2 => &[
+                "attention.head_count",
+                "attention.head_count_kv",
+                "embedding_length",
+                "context_length",
+                "block_count",
+                "attention.layer_norm_rms_epsilon",
+            ],
+        }
+    }
+
+    /// Builds the model from a GGUF's content (tensors read from `reader`).
+    pub fn build<R: std::io::Read + std::io::Seek>(
+        self,
+        content: gguf_file::Content,
+        reader: &mut R,
+    ) -> candle_core::Result<LmWeights> {
+        Ok(match self {
+            LmArch::Llama => LmWeights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, &Device::Cpu)?),
+            LmArch::Qwen2 => LmWeights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, &Device::Cpu)?),
+        })
+    }
+}
+
+/// A built model of one of the [`LmArch`]s.
+pub enum LmWeights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+}
+
+impl LmWeights {
+    /// Feeds `tokens` (`[batch, n]`) at positions `index_pos..index_pos + n`, extending the KV
+    /// cache (position 0 starts a new one); returns the last position's logits, `[batch, vocab]`.
+    pub fn forward(&mut self, tokens: &Tensor, index_pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            LmWeights::Llama(m) => m.forward(tokens, index_pos),
+            LmWeights::Qwen2(m) => m.forward(tokens, index_pos),
+        }
+    }
+
+    pub fn clear_kv_cache(&mut self) {
+        match self {
+            LmWeights::Llama(m) => m.clear_kv_cache(),
+            LmWeights::Qwen2(m) => m.clear_kv_cache(),
+        }
+    }
+}
+
+/// A GGUF language model as read from its file.
+pub struct GgufLm {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub arch: LmArch,
+    /// Every metadata entry, sorted by key.
+    pub metadata: Vec<(String, gguf_file::Value)>,
+    /// Every tensor as stored, in file order.
+    pub tensors: Vec<(String, QTensor)>,
+    /// The 2-D weights (name without `.weight`) and their row widths, in file order.
+    pub layers: Vec<(String, usize)>,
+    pub vocab: usize,
+    /// The longest window the model takes: its context length (llama: at most candle's
+    /// rotary table of 4096 positions).
+    pub context_length: usize,
+}
+
+impl GgufLm {
+    /// Reads the file and checks that candle-transformers can build it.
+    pub fn load(model: &str, path: &Path) -> Result<GgufLm, ModelError> {
+        let bad =
+            |reason: String| ModelError::Checkpoint { model: model.to_string(), path: path.to_path_buf(), reason };
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+        let mut reader = Cursor::new(bytes.as_slice());
+        let content = gguf_file::Content::read(&mut reader).map_err(|e| {
+            bad(format!(
+                "it is not a readable GGUF file ({e}); the file is truncated or corrupt: download or convert it again"
+            ))
+        })?;
+        let arch_name = match content.metadata.get("general.architecture").map(|v| v.to_string()) {
+            Some(Ok(a)) => a.clone(),
+            _ => {
+                return Err(bad(
+                    "it has no general.architecture metadata string; it is not a llama.cpp model file".into()
+                ))
+            }
+        };
+        let arch = LmArch::ALL.into_iter().find(|a| a.name() == arch_name).ok_or_else(|| {
+            let known: Vec<&str> = LmArch::ALL.iter().map(|a| a.name()).collect();
+            bad(format!(
+                "its architecture \"{arch_name}\" (general.architecture) is not one qbench runs; it runs {} (through candle-transformers' quantized models)",
+                known.join(" and ")
+            ))
+        })?;
+        for key in arch.required_keys() {
+            let key = format!("{}.{key}", arch.name());
+            if !content.metadata.contains_key(&key) {
+                return Err(bad(format!(
+                    "it lacks the metadata key {key}, which candle-transformers' {} needs; convert the model again with llama.cpp's convert_hf_to_gguf.py",
+                    arch.name()
+                )));
+            }
+        }
+        let mut infos: Vec<(&String, &gguf_file::TensorInfo)> = content.tensor_infos.iter().collect();
+        infos.sort_by_key(|(_, i)| i.offset);
+        let mut tensors = Vec::with_capacity(infos.len());
+        let mut layers = Vec::new();
+        for (name, info) in infos {
+            let end = content.tensor_data_offset
+                + info.offset
+                + (info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()) as u64;
+            if end > bytes.len() as u64 {
+                return Err(bad(format!(
+                    "tensor {name} ends at byte {end}, past the end of the file ({} bytes): the file is truncated; download or convert it again",
+                    bytes.len()
+                )));
+            }
+            let t = info
+                .read(&mut reader, content.tensor_data_offset, &Device::Cpu)
+                .map_err(|e| bad(format!("tensor {name} cannot be read ({e}); the file is corrupt")))?;
+            if let (Some(layer), [_, width]) = (name.strip_suffix(".weight"), info.shape.dims()) {
+                layers.push((layer.to_string(), *width));
+            }
+            tensors.push((name.clone(), t));
+        }
+        let embedding = tensors
+            .iter()
+            .find(|(n, _)| n == "token_embd.weight")
+            .ok_or_else(|| bad("it has no token_embd.weight tensor; it is not a decoder language model".into()))?;
+        let vocab = embedding.1.shape().dims()[0];
+        let rope_table = match arch {
+            LmArch::Llama => quantized_llama::MAX_SEQ_LEN,
+            LmArch::Qwen2 => usize::MAX,
+        };
+        let context_length = content
+            .metadata
+            .get(&format!("{}.context_length", arch.name()))
+            .and_then(|v| v.to_u32().ok())
+            .map_or(rope_table, |c| (c as usize).min(rope_table));
+        let mut metadata: Vec<(String, gguf_file::Value)> =
+            content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        metadata.sort_by(|a, b| a.0.cmp(&b.0));
+        // candle-transformers names a missing or misshapen tensor.
+        arch.build(content, &mut Cursor::new(bytes.as_slice()))
+            .map_err(|e| bad(format!("candle-transformers cannot build a {} from it: {e}", arch.name())))?;
+        Ok(GgufLm {
+            path: path.to_path_buf(),
+            sha256: sha256_hex(&bytes),
+            arch,
+            metadata,
+            tensors,
+            layers,
+            vocab,
+            context_length,
+        })
+    }
+
+    pub fn parameters(&self) -> usize {
+        self.tensors.iter().map(|(_, t)| t.shape().elem_count()).sum()
+    }
+
+    /// How the source stores its weights, e.g. `f16` or `q8_0 (2-D), f32 (1-D)`: the precision
+    /// ceiling of every variant requantized from it.
+    pub fn source_precision(&self) -> String {
+        let of = |two_d: bool| {
+            let mut types: Vec<String> = self
+                .tensors
+                .iter()
+                .filter(|(_, t)| (t.shape().rank() == 2) == two_d)
+                .map(|(_, t)| dtype_name(t.dtype()))
+                .collect();
+            types.sort();
+            types.dedup();
+            types.join("+")
+        };
+        of(true)
+    }
+}
+
+/// A GGML type's name as the suite writes schemes (`q4k`, `f16`).
+pub fn dtype_name(d: GgmlDType) -> String {
+    format!("{d:?}").to_ascii_lowercase()
+}
