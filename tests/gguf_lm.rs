@@ -218,7 +218,7 @@ fn requantized_weights_keep_the_metadata_and_stay_within_their_block_bounds() {
         }
         // Bits per weight: the format's over the 2-D weights, f32 over the norms.
         let (mut two_d, mut one_d) = (0usize, 0usize);
-        for (_, info) in &c.tensor_infos {
+        for info in c.tensor_infos.values() {
             if info.shape.rank() == 2 {
                 two_d += info.shape.elem_count()
             } else {
@@ -294,8 +294,11 @@ fn a_suite_naming_a_gguf_scores_perplexity_kl_and_speed_and_skips_what_cannot_ru
     let flat: Vec<f32> = windows.concat().iter().map(|&v| v as f32).collect();
     let ids = dir.path().join("ids.npy");
     std::fs::write(&ids, encode_npy_f32(&[windows.len(), SEQ], &flat)).unwrap();
+    // A second model in an architecture qbench does not run: its cases fail, the others run.
+    let gpt2 = dir.path().join("gpt2.gguf");
+    write_llama(&gpt2, "gpt2");
     let suite = format!(
-        "name = \"t\"\nschemes = [\"q4_0\", \"f32\", \"q8_0\", \"int8-dynamic\"]\nbackends = [\"candle-cpu\", \"tract-cpu\"]\nbatch_sizes = [1, 2]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 10\nmax_time_ms = 20\n\n[[datasets]]\nname = \"ids\"\nformat = \"npy\"\ninputs = {ids:?}\n\n[[models]]\nname = \"tiny\"\npath = {model:?}\n"
+        "name = \"t\"\nschemes = [\"q4_0\", \"f32\", \"q8_0\", \"int8-dynamic\"]\nbackends = [\"candle-cpu\", \"tract-cpu\"]\nbatch_sizes = [1, 2]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 10\nmax_time_ms = 20\n\n[[datasets]]\nname = \"ids\"\nformat = \"npy\"\ninputs = {ids:?}\n\n[[models]]\nname = \"other\"\npath = {gpt2:?}\n\n[[models]]\nname = \"tiny\"\npath = {model:?}\n"
     );
     let path = dir.path().join("suite.toml");
     std::fs::write(&path, suite).unwrap();
@@ -303,10 +306,17 @@ fn a_suite_naming_a_gguf_scores_perplexity_kl_and_speed_and_skips_what_cannot_ru
         .args(["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("6 of 32 cases failed"), "{stderr}");
     let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
-    let records = read_records(&run.join("records.jsonl")).unwrap();
-    assert_eq!(records.len(), 16);
+    let all = read_records(&run.join("records.jsonl")).unwrap();
+    let (other, records): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.model == "other");
+    assert_eq!((other.len(), records.len()), (16, 16));
+    for r in other.iter().filter(|r| r.status != CaseStatus::Skipped) {
+        let e = r.error.as_deref().unwrap();
+        assert!(r.status == CaseStatus::Failed && e.contains("\"gpt2\"") && e.contains("llama and qwen2"), "{e}");
+    }
     let lm = GgufLm::load("tiny", &model).unwrap();
     let f32_ppl = perplexity_by_prompts(&variant(&lm, SchemeId::F32, dir.path()), &windows);
     let q4_ppl = perplexity_by_prompts(&variant(&lm, SchemeId::Ggml(GgmlType::Q4_0), dir.path()), &windows);

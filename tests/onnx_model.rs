@@ -318,7 +318,8 @@ fn suite_errors_for_model_files_name_the_line_and_the_fix() {
         (&format!("[[models]]\nname = \"m\"\npath = {:?}\n[[models.inputs]]\nname = \"images\"\nshape = [\"N\", 1, \"h\", 28]\n", model_path()), "symbol \"h\" is not bound"),
         (&format!("[[models]]\nname = \"m\"\npath = {:?}\n[[models.inputs]]\nname = \"images\"\nshape = [2, 1, 28, 28]\n", model_path()), "batch is fixed to 2, but batch_sizes has 4"),
         (&format!("[[models]]\nname = \"m\"\npath = {:?}\nzoo = \"cnn\"\n", model_path()), "has both zoo and path"),
-        ("[[models]]\nname = \"m\"\npath = \"x.gguf\"\n", "reads .onnx model files"),
+        ("[[models]]\nname = \"m\"\npath = \"x.tflite\"\n", "reads .onnx model files, BERT .safetensors checkpoints and .gguf language models"),
+        ("[[models]]\nname = \"m\"\npath = \"x.gguf\"\n", "does not exist"),
     ];
     for (model, needle) in cases {
         let path = dir.path().join("suite.toml");

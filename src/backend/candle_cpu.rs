@@ -91,7 +91,7 @@ fn zoo(variant: &Variant) -> Result<crate::zoo::ZooModelId, BackendError> {
         BackendError::engine(
             ID,
             "loading the model",
-            "candle builds zoo models layer by layer; a user's ONNX model runs on tract-cpu, and candle-transformers' BERT exposes no layer outputs",
+            "candle builds zoo models layer by layer; a user's ONNX model runs on tract-cpu, and candle-transformers' BERT and quantized llama/qwen2 expose no layer outputs (a language model's error shows in its perplexity and KL columns)",
         )
     })
 }
