@@ -742,7 +742,13 @@ fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId, batch
     let scheme = plan.realization(backend);
     match &model.source {
         ModelSource::Bert { .. } => {
-            if plan.layers.iter().any(|(_, s)| s.activations() != quant::ActivationQuant::None) {
+            if plan
+                .layers
+                .iter()
+                .map(|(_, s)| s)
+                .chain([&plan.scheme])
+                .any(|s| s.activations() != quant::ActivationQuant::None)
+            {
                 Realization::Unsupported("candle-transformers' BERT has no hook on each layer's input, so dynamic and static int8 cannot run on it; weight-only schemes and GGML types can")
             } else if scheme == Realization::Native && plan.layers.iter().any(|(_, s)| *s != quant::SchemeId::F32) {
                 // Its linear layers are candle_nn::Linear in f32: GGML weights are dequantized
@@ -753,7 +759,13 @@ fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId, batch
             }
         }
         ModelSource::Gguf { .. } => {
-            if plan.layers.iter().any(|(_, s)| s.activations() != quant::ActivationQuant::None) {
+            if plan
+                .layers
+                .iter()
+                .map(|(_, s)| s)
+                .chain([&plan.scheme])
+                .any(|s| s.activations() != quant::ActivationQuant::None)
+            {
                 return Realization::Unsupported("candle-transformers' quantized models have no hook on each layer's input, so dynamic and static int8 cannot run on them; weight-only schemes and GGML types can");
             }
             // The output layer (the token embedding when the file ties them).
