@@ -758,6 +758,20 @@ fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId, batch
                 scheme
             }
         }
+        // candle-onnx interprets float graphs: no QDQ or integer ops, no bfloat16 tensors.
+        ModelSource::Onnx { .. } if backend == BackendId::CandleCpu => {
+            let schemes: Vec<quant::SchemeId> = plan.layers.iter().map(|(_, s)| *s).chain([plan.scheme]).collect();
+            if schemes.iter().any(|s| s.weight_format().is_some() || s.activations() != quant::ActivationQuant::None) {
+                Realization::Unsupported("candle-onnx 0.11 implements no DequantizeLinear, QuantizeLinear, MatMulInteger or ConvInteger, so integer ONNX graphs run on tract only; f32, f16 and GGML variants run on both")
+            } else if schemes.contains(&quant::SchemeId::Bf16) {
+                Realization::Unsupported("candle-onnx 0.11 reads no bfloat16 tensors")
+            } else if plan.layers.iter().any(|(_, s)| *s != quant::SchemeId::F32) {
+                // f16 is cast to f32 by the graph, GGML weights are stored dequantized.
+                Realization::Emulated
+            } else {
+                Realization::Native
+            }
+        }
         ModelSource::Gguf { .. } => {
             if plan
                 .layers

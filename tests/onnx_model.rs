@@ -97,6 +97,31 @@ fn tf_style_model_is_normalized_and_runs_as_onnx_reference_evaluator_computes_it
     assert!(acc > 0.8, "top-1 {acc}");
 }
 
+/// candle-onnx on the normalized graph, against onnx.reference's logits (the same bound as tract).
+#[cfg(feature = "candle-onnx")]
+#[test]
+fn candle_onnx_runs_the_graph_as_onnx_reference_evaluator_computes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = load_npy("fm1k", &npz(), Some("x"), Some((&labels_csv(), None))).unwrap().slice(0..64);
+    let v = f32_variant(&load(), dir.path());
+    let mut p = BackendId::CandleCpu.create().prepare(&v, 16).unwrap();
+    assert!(p.evidence.contains("candle-onnx simple_eval"), "{}", p.evidence);
+    let logits = eval::run_dataset(p.session.as_mut(), BackendId::CandleCpu, &data, 16, 10).unwrap();
+    let reference =
+        load_npy_values(&std::fs::read(common::repo().join("tests/reference/cnn-tf-style.logits.npy")).unwrap());
+    let worst = logits.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "candle-onnx vs onnx.reference: max |Δlogit| {worst}");
+    // A graph with an op candle-onnx lacks (tract has Elu) fails with the op and the node.
+    let mut m = load();
+    let relu = m.proto.graph.as_mut().unwrap().node.iter_mut().find(|n| n.name == "relu1").unwrap();
+    relu.op_type = "Elu".into();
+    let path = dir.path().join("elu.onnx");
+    std::fs::write(&path, m.proto.encode_to_vec()).unwrap();
+    let elu = Variant { onnx: path, ..v.clone() };
+    let e = BackendId::CandleCpu.create().prepare(&elu, 1).err().unwrap().to_string();
+    assert!(e.contains("candle-onnx 0.11 does not implement op Elu (node \"relu1\")"), "{e}");
+}
+
 /// The values of an f32 `.npy` (through the dataset loader's reader, items × rest).
 fn load_npy_values(bytes: &[u8]) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
@@ -222,9 +247,17 @@ fn a_suite_of_file_paths_runs_every_scheme_with_labels_and_outputs_only() {
     assert_eq!(records.len(), 2 * 7 * 2);
     for r in &records {
         let what = format!("{} {} {}", r.model, r.scheme, r.backend);
-        if r.backend == "candle-cpu" {
+        // candle-onnx runs the float graphs (f32, f16 cast, GGML stored dequantized), not the
+        // integer ones; without the feature, none.
+        let candle = r.backend == "candle-cpu";
+        if candle && !(cfg!(feature = "candle-onnx") && matches!(r.scheme.as_str(), "f32" | "f16" | "q4_0")) {
             assert_eq!(r.status, CaseStatus::Skipped, "{what}");
-            assert!(r.error.as_deref().unwrap().contains("runs on tract"), "{what}: {:?}", r.error);
+            let why = if cfg!(feature = "candle-onnx") {
+                "integer ONNX graphs run on tract only"
+            } else {
+                "--features candle-onnx"
+            };
+            assert!(r.error.as_deref().unwrap().contains(why), "{what}: {:?}", r.error);
             continue;
         }
         assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
@@ -232,7 +265,15 @@ fn a_suite_of_file_paths_runs_every_scheme_with_labels_and_outputs_only() {
         assert_eq!(r.eval_items, Some(900), "{what}");
         assert_eq!(r.parameters, ZooModelId::Cnn.parameter_count());
         let agreement = r.ref_top1_agreement.unwrap();
-        if r.scheme == "f32" {
+        if candle {
+            assert!(r.evidence.as_deref().unwrap().contains("candle-onnx simple_eval"), "{what}");
+            assert_eq!(r.realization, if r.scheme == "f32" { "native" } else { "emulated" }, "{what}");
+        }
+        if r.scheme == "f32" && candle {
+            // Two engines on the same graph: the same classes, logits equal to ~1e-6.
+            assert!(agreement >= 0.999 && r.ref_sqnr_db.unwrap() > 100.0, "{what}: {agreement} {:?}", r.ref_sqnr_db);
+            assert_eq!(r.bits_per_weight, Some(32.0));
+        } else if r.scheme == "f32" {
             assert_eq!(agreement, 1.0, "{what}");
             assert_eq!(r.bits_per_weight, Some(32.0));
         } else {

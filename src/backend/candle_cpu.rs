@@ -21,6 +21,8 @@ impl Backend for CandleCpu {
         match &variant.arch {
             crate::quant::Arch::Bert(config) => return super::candle_bert::prepare(variant, config, batch),
             crate::quant::Arch::Gguf(arch) => return super::candle_lm::prepare(variant, *arch, batch),
+            #[cfg(feature = "candle-onnx")]
+            crate::quant::Arch::OnnxGraph => return super::candle_onnx::prepare(variant, batch),
             _ => {}
         }
         let (net, is_gguf) = load_net(variant)?;
@@ -85,13 +87,13 @@ impl LayerSession for CandleLayers {
     }
 }
 
-/// The zoo architecture candle builds; user ONNX graphs have none (they run on tract).
+/// The zoo architecture candle builds layer by layer; other models have none.
 fn zoo(variant: &Variant) -> Result<crate::zoo::ZooModelId, BackendError> {
     variant.zoo().ok_or_else(|| {
         BackendError::engine(
             ID,
             "loading the model",
-            "candle builds zoo models layer by layer; a user's ONNX model runs on tract-cpu, and candle-transformers' BERT and quantized llama/qwen2 expose no layer outputs (a language model's error shows in its perplexity and KL columns)",
+            "candle builds zoo models layer by layer; a user's ONNX model is localized through its tract-cpu case (tract reads intermediate values), and candle-transformers' BERT and quantized llama/qwen2 expose no layer outputs (a language model's error shows in its perplexity and KL columns)",
         )
     })
 }

@@ -4,6 +4,8 @@
 mod candle_bert;
 mod candle_cpu;
 mod candle_lm;
+#[cfg(feature = "candle-onnx")]
+mod candle_onnx;
 pub(crate) mod tract_cpu;
 
 use std::path::PathBuf;
@@ -44,7 +46,7 @@ impl BackendId {
 
     pub fn description(self) -> &'static str {
         match self {
-            BackendId::CandleCpu => "candle (candle-nn modules, CPU, gemm crate kernels); loads safetensors weights",
+            BackendId::CandleCpu => "candle (CPU, gemm crate kernels, GGML QMatMul): zoo models as candle-nn modules (safetensors or GGUF), BERT checkpoints and GGUF language models through candle-transformers, ONNX files through candle-onnx (feature candle-onnx)",
             BackendId::TractCpu => "tract (ONNX, optimized with into_optimized, CPU); loads the exported .onnx file",
         }
     }

@@ -195,8 +195,8 @@ impl ModelEntry {
     /// Why `backend` cannot run this model at all, if it cannot.
     pub fn unsupported_on(&self, backend: BackendId) -> Option<&'static str> {
         match (&self.source, backend) {
-            (ModelSource::Onnx { .. }, BackendId::CandleCpu) => Some(
-                "candle runs the zoo models; a user's ONNX model runs on tract (candle-onnx is not built into qbench yet)",
+            (ModelSource::Onnx { .. }, BackendId::CandleCpu) if !cfg!(feature = "candle-onnx") => Some(
+                "this qbench was built without candle-onnx, so a user's ONNX model runs on tract only; build with `--features candle-onnx` (its build needs protoc: apt install protobuf-compiler)",
             ),
             (ModelSource::Bert { .. }, BackendId::TractCpu) => {
                 Some("tract runs ONNX graphs; a BERT safetensors checkpoint runs on candle (candle-transformers)")

@@ -1,0 +1,199 @@
+//! candle on a user's ONNX file: candle-onnx's `simple_eval`, an interpreter that walks the graph
+//! node by node on candle tensors (f32 compute; f16 weights are cast by the graph's own Cast
+//! nodes, GGML variants hold dequantized weights). Built with the `candle-onnx` feature, whose
+//! build needs `protoc`.
+//!
+//! `simple_eval` converts every initializer into a tensor on each call; the session converts
+//! them once at prepare and passes them in as inputs, so a run times the graph, as an engine
+//! that loads its weights once would.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use candle_onnx::onnx::ModelProto;
+
+use super::{BackendError, BackendId, Prepared, Session};
+use crate::quant::Variant;
+
+const ID: BackendId = BackendId::CandleCpu;
+
+/// The ops candle-onnx 0.11.1's `simple_eval` implements (its match arms).
+const OPS: &[&str] = &[
+    "Abs",
+    "Add",
+    "And",
+    "ArgMax",
+    "ArgMin",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Ceil",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "Cos",
+    "CumSum",
+    "Div",
+    "Dropout",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Floor",
+    "Gather",
+    "GatherElements",
+    "Gelu",
+    "Gemm",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSwish",
+    "Identity",
+    "If",
+    "LSTM",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "LogSoftmax",
+    "MatMul",
+    "MaxPool",
+    "Min",
+    "Mul",
+    "Neg",
+    "Not",
+    "OneHot",
+    "Or",
+    "PRelu",
+    "Pad",
+    "Pow",
+    "RNN",
+    "Range",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "ScatterND",
+    "Selu",
+    "Shape",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Tile",
+    "Transpose",
+    "Trilu",
+    "Unsqueeze",
+    "Where",
+    "Xor",
+];
+
+pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
+    let err = |stage: &'static str| move |e: candle_core::Error| BackendError::engine(ID, stage, e);
+    let mut model = candle_onnx::read_file(&variant.onnx).map_err(err("reading the ONNX model"))?;
+    let graph = model.graph.as_mut().ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "no graph"))?;
+    if let Some(n) = graph.node.iter().find(|n| !n.domain.is_empty() || !OPS.contains(&n.op_type.as_str())) {
+        return Err(BackendError::engine(
+            ID,
+            "checking the ONNX ops",
+            format!(
+                "candle-onnx 0.11 does not implement op {} (node \"{}\"); this model runs on tract-cpu",
+                n.op_type, n.name
+            ),
+        ));
+    }
+    let mut weights = HashMap::new();
+    let mut weights_bytes = 0u64;
+    for t in std::mem::take(&mut graph.initializer) {
+        let tensor = candle_onnx::eval::get_tensor(&t, &t.name).map_err(err("converting the weights"))?;
+        weights_bytes += (tensor.elem_count() * tensor.dtype().size_in_bytes()) as u64;
+        weights.insert(t.name, tensor);
+    }
+    let input = graph
+        .input
+        .iter()
+        .find(|i| !weights.contains_key(&i.name))
+        .map(|i| i.name.clone())
+        .ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "the graph has no input"))?;
+    let output = graph
+        .output
+        .first()
+        .map(|o| o.name.clone())
+        .ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "the graph has no output"))?;
+    let mut shape = vec![batch];
+    shape.extend_from_slice(&variant.input_shape);
+    let storage = &variant.weight_storage;
+    let conversion = if storage.contains("f16") {
+        "; f16 weights cast to f32 by the graph's Cast nodes"
+    } else if storage.contains("=q") {
+        "; GGML weights stored dequantized (f32)"
+    } else {
+        ""
+    };
+    let evidence =
+        format!("candle-onnx simple_eval ({} nodes interpreted per run, f32 compute){conversion}", graph.node.len());
+    let artifact_bytes = std::fs::metadata(&variant.onnx)
+        .map(|m| m.len())
+        .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
+    Ok(Prepared {
+        session: Box::new(OnnxSession { model, weights, input, output, shape, inputs: None, out: None }),
+        artifact: variant.onnx.clone(),
+        artifact_bytes,
+        evidence,
+        weights_bytes: Some(weights_bytes),
+    })
+}
+
+struct OnnxSession {
+    /// The graph without its initializers (they are in `weights`).
+    model: ModelProto,
+    weights: HashMap<String, Tensor>,
+    input: String,
+    output: String,
+    shape: Vec<usize>,
+    inputs: Option<HashMap<String, Tensor>>,
+    out: Option<Tensor>,
+}
+
+impl Session for OnnxSession {
+    fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
+        let x = Tensor::from_slice(input, self.shape.as_slice(), &Device::Cpu)
+            .map_err(|e| BackendError::engine(ID, "copying the input", e))?;
+        let mut inputs = self.weights.clone();
+        inputs.insert(self.input.clone(), x);
+        self.inputs = Some(inputs);
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), BackendError> {
+        // Cloning the map clones reference-counted tensors, not their data.
+        let inputs = self.inputs.clone().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
+        let mut outputs =
+            candle_onnx::simple_eval(&self.model, inputs).map_err(|e| BackendError::engine(ID, "running", e))?;
+        self.out = Some(outputs.remove(&self.output).ok_or_else(|| {
+            BackendError::engine(ID, "running", format!("the graph computed no output \"{}\"", self.output))
+        })?);
+        Ok(())
+    }
+
+    fn output(&self) -> Result<Vec<f32>, BackendError> {
+        let out =
+            self.out.as_ref().ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
+        out.to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| BackendError::engine(ID, "reading the output", e))
+    }
+}
