@@ -13,6 +13,9 @@ The outputs are committed; CI and the tests only read them (no Python needed the
 - suites/data/fashion-mnist-1k.npz: the first 1000 Fashion-MNIST test images, float32 in [0, 1],
   shape [1000, 1, 28, 28], array "x" (np.savez_compressed).
 - suites/data/fashion-mnist-1k-labels.csv: their labels, with a header (index,label).
+- tests/reference/embedding-bag.onnx (+ .ids.npy, .scores.npy): a model whose input is int64
+  token ids (Gather from an embedding table, mean over the sequence, a MatMul + Add head), random
+  weights, and onnx.reference's outputs for 24 rows of ids.
 - tests/reference/lstm-tiny.onnx (+ .input.npy, .scores.npy): a tiny random-weight sequence model
   with an LSTM between two quantizable layers, and onnx.reference's outputs for its 40 inputs.
 - suites/models/bert-tiny/{model.safetensors,config.json,tokenizer.json}: a 2-layer BERT with
@@ -269,6 +272,41 @@ def build_tokenizer(path):
     return tok, len(vocab)
 
 
+def build_embedding_bag(rng):
+    vocab, dim, seq, out = 32, 16, 8, 4
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 1, (vocab, dim)).astype(np.float32), "table"),
+        numpy_helper.from_array(rng.normal(0, 0.5, (dim, out)).astype(np.float32), "head_w"),
+        numpy_helper.from_array(rng.normal(0, 0.1, (out,)).astype(np.float32), "head_b"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["embedded"], name="embed"),
+        helper.make_node("ReduceMean", ["embedded"], ["pooled"], name="pool", axes=[1], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "head_w"], ["projected"], name="head"),
+        helper.make_node("Add", ["projected", "head_b"], ["scores"], name="head/add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "embedding_bag",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", seq])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", out])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    ids = rng.integers(0, vocab, (24, seq)).astype(np.int64)
+    return model, ids
+
+
+def make_embedding_bag():
+    model, ids = build_embedding_bag(np.random.default_rng(5))
+    onnx.save(model, ROOT / "tests/reference/embedding-bag.onnx")
+    np.save(ROOT / "tests/reference/embedding-bag.ids.npy", ids)
+    scores = ReferenceEvaluator(model).run(None, {"ids": ids})[0]
+    np.save(ROOT / "tests/reference/embedding-bag.scores.npy", scores.astype(np.float32))
+
+
 def main():
     weights = read_safetensors(ROOT / "suites/models/cnn.safetensors")
     model = build_model(weights)
@@ -286,6 +324,8 @@ def main():
     logits = ReferenceEvaluator(model).run(None, {"images": x[:64]})[0]
     np.save(ROOT / "tests/reference/cnn-tf-style.logits.npy", logits.astype(np.float32))
     print("logits[0]:", logits[0])
+
+    make_embedding_bag()
 
     lstm, seq = build_lstm(np.random.default_rng(7))
     onnx.save(lstm, ROOT / "tests/reference/lstm-tiny.onnx")

@@ -33,7 +33,13 @@ fn labels_csv() -> PathBuf {
 }
 
 fn decl() -> InputDecl {
-    InputDecl { name: "images".into(), item_shape: vec![1, 28, 28], fixed_batch: None, bound: Default::default() }
+    InputDecl {
+        name: "images".into(),
+        item_shape: vec![1, 28, 28],
+        fixed_batch: None,
+        bound: Default::default(),
+        dtype: Default::default(),
+    }
 }
 
 fn load() -> OnnxModel {
@@ -415,7 +421,13 @@ fn explain_localizes_the_error_of_an_onnx_graph_layer_by_layer() {
 #[test]
 fn an_lstm_stays_float_and_is_reported_while_the_layers_around_it_are_quantized() {
     let reference = common::repo().join("tests/reference");
-    let decl = InputDecl { name: "seq".into(), item_shape: vec![6, 5], fixed_batch: None, bound: Default::default() };
+    let decl = InputDecl {
+        name: "seq".into(),
+        item_shape: vec![6, 5],
+        fixed_batch: None,
+        bound: Default::default(),
+        dtype: Default::default(),
+    };
     let m = OnnxModel::load("lstm", &reference.join("lstm-tiny.onnx"), &decl, None).unwrap();
     let layers: Vec<(&str, &LayerOp)> = m.layers.iter().map(|l| (l.name.as_str(), &l.op)).collect();
     assert_eq!(layers, vec![("proj", &LayerOp::MatMul), ("head", &LayerOp::MatMulTransposed)]);
@@ -451,5 +463,72 @@ fn an_lstm_stays_float_and_is_reported_while_the_layers_around_it_are_quantized(
         if scheme == SchemeId::Int8Dynamic {
             assert_eq!(common::int8_kernels(&evidence), 2, "{evidence}");
         }
+    }
+}
+
+/// A model whose input is int64 token ids (an embedding table, mean-pooled, a MatMul head;
+/// written by onnx's helpers, scored by onnx.reference): the ids reach tract as int64, the head is
+/// quantized like any MatMul, and a wrong dtype or a fractional id is an error that says so.
+#[test]
+fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
+    let reference = common::repo().join("tests/reference");
+    let model = reference.join("embedding-bag.onnx");
+    let ids = reference.join("embedding-bag.ids.npy");
+    let decl = InputDecl {
+        name: "ids".into(),
+        item_shape: vec![8],
+        fixed_batch: None,
+        bound: Default::default(),
+        dtype: qbench::model::onnx_file::InputDtype::I64,
+    };
+    let m = OnnxModel::load("bag", &model, &decl, None).unwrap();
+    assert_eq!(m.weighted_layers(), vec![("head".to_string(), 16)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bag.f32.onnx");
+    std::fs::write(&path, m.to_bytes()).unwrap();
+    let v =
+        Variant { onnx: path.clone(), candle_artifact: path, input_shape: vec![8], ..f32_variant(&load(), dir.path()) };
+    let data = load_npy("ids", &ids, None, None).unwrap();
+    let mut p = BackendId::TractCpu.create().prepare(&v, 8).unwrap();
+    let scores = eval::run_dataset(p.session.as_mut(), BackendId::TractCpu, &data, 8, 4).unwrap();
+    let want = load_npy("scores", &reference.join("embedding-bag.scores.npy"), None, None).unwrap();
+    let worst = scores.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "tract vs onnx.reference: {worst}");
+    // A fractional id is refused, not truncated.
+    let mut bad = data.batch_f32(0, 8, 8);
+    bad[3] = 2.5;
+    let e = p.session.set_input(&bad).err().unwrap().to_string();
+    assert!(e.contains("value 2.5 (element 3 of the batch) is not a whole number") && e.contains("i64"), "{e}");
+    // Declared f32: the error names the dtype to declare.
+    let e = OnnxModel::load("bag", &model, &InputDecl { dtype: Default::default(), ..decl.clone() }, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("input \"ids\" is Int64 in the model, but the suite declares f32; set dtype = \"i64\""), "{e}");
+    // Through a suite: the head's schemes run on tract (and the float ones on candle-onnx).
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-pc-sym\", \"int8-dynamic\"]\nbackends = [\"tract-cpu\", \"candle-cpu\"]\nbatch_sizes = [8]\n{MEASURE}\n[[datasets]]\nname = \"ids\"\nformat = \"npy\"\ninputs = {ids:?}\n\n[[models]]\nname = \"bag\"\npath = {model:?}\ndataset = \"ids\"\n[[models.inputs]]\nname = \"ids\"\nshape = [\"n\", 8]\ndtype = \"i64\"\n"
+    );
+    let suite_path = dir.path().join("suite.toml");
+    std::fs::write(&suite_path, suite).unwrap();
+    let o =
+        qbench(dir.path(), &["run", suite_path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let records = read_records(&run.join("records.jsonl")).unwrap();
+    for r in records.iter().filter(|r| r.backend == "tract-cpu") {
+        assert_eq!(r.status, CaseStatus::Ok, "{} {:?}", r.scheme, r.error);
+        let agreement = r.ref_top1_agreement.unwrap();
+        assert!(agreement > 0.9, "{}: {agreement}", r.scheme);
+    }
+    let f32_candle = records.iter().find(|r| r.backend == "candle-cpu" && r.scheme == "f32").unwrap();
+    if cfg!(feature = "candle-onnx") {
+        assert_eq!(f32_candle.status, CaseStatus::Ok, "{:?}", f32_candle.error);
+        // Equal to tract's to within float rounding (here bit for bit: no SQNR, "∞").
+        assert_eq!(f32_candle.ref_top1_agreement, Some(1.0));
+        assert!(f32_candle.ref_sqnr_db.is_none_or(|db| db > 100.0), "{:?}", f32_candle.ref_sqnr_db);
+        assert!(f32_candle.ref_max_abs_logit_diff.unwrap() < 1e-5);
+    } else {
+        assert_eq!(f32_candle.status, CaseStatus::Skipped);
     }
 }

@@ -9,10 +9,11 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_onnx::onnx::ModelProto;
 
 use super::{BackendError, BackendId, Prepared, Session};
+use crate::model::onnx_file::InputDtype;
 use crate::quant::Variant;
 
 const ID: BackendId = BackendId::CandleCpu;
@@ -121,12 +122,31 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
         weights_bytes += (tensor.elem_count() * tensor.dtype().size_in_bytes()) as u64;
         weights.insert(t.name, tensor);
     }
-    let input = graph
+    let input_info = graph
         .input
         .iter()
         .find(|i| !weights.contains_key(&i.name))
-        .map(|i| i.name.clone())
         .ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "the graph has no input"))?;
+    let input = input_info.name.clone();
+    // The input's element type (the normalized file keeps the one the suite declared).
+    let elem = match input_info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(candle_onnx::onnx::type_proto::Value::TensorType(t)) => t.elem_type,
+        _ => 1,
+    };
+    use candle_onnx::onnx::tensor_proto::DataType;
+    let (dtype, check) = match DataType::try_from(elem) {
+        Ok(DataType::Int64) => (DType::I64, InputDtype::I64),
+        Ok(DataType::Uint8) => (DType::U8, InputDtype::U8),
+        Ok(DataType::Float16) => (DType::F16, InputDtype::F16),
+        Ok(DataType::Float) | Ok(DataType::Undefined) => (DType::F32, InputDtype::F32),
+        other => {
+            return Err(BackendError::engine(
+                ID,
+                "reading the ONNX model",
+                format!("candle-onnx takes no {other:?} input; this model runs on tract-cpu"),
+            ))
+        }
+    };
     let output = graph
         .output
         .first()
@@ -148,7 +168,7 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
         .map(|m| m.len())
         .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
     Ok(Prepared {
-        session: Box::new(OnnxSession { model, weights, input, output, shape, inputs: None, out: None }),
+        session: Box::new(OnnxSession { model, weights, input, output, shape, dtype, check, inputs: None, out: None }),
         artifact: variant.onnx.clone(),
         artifact_bytes,
         evidence,
@@ -163,13 +183,17 @@ struct OnnxSession {
     input: String,
     output: String,
     shape: Vec<usize>,
+    dtype: DType,
+    check: InputDtype,
     inputs: Option<HashMap<String, Tensor>>,
     out: Option<Tensor>,
 }
 
 impl Session for OnnxSession {
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
+        self.check.check(input).map_err(|e| BackendError::engine(ID, "copying the input", e))?;
         let x = Tensor::from_slice(input, self.shape.as_slice(), &Device::Cpu)
+            .and_then(|t| t.to_dtype(self.dtype))
             .map_err(|e| BackendError::engine(ID, "copying the input", e))?;
         let mut inputs = self.weights.clone();
         inputs.insert(self.input.clone(), x);

@@ -27,9 +27,13 @@ impl Backend for TractCpu {
         // into_optimized() is declutter + optimize; split so the weights can be counted as
         // constants between the two (codegen moves them into the kernels' packed operands).
         let mut weights_bytes = None;
+        let mut dt = DatumType::F32;
         let plan = tract_onnx::onnx()
             .model_for_path(&variant.onnx)
-            .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
+            .and_then(|m| {
+                dt = input_type(&m)?;
+                m.with_input_fact(0, TypedFact::dt_shape(dt, &*shape).into())
+            })
             .and_then(|m| m.into_typed())
             .and_then(|mut m| {
                 m.declutter()?;
@@ -50,7 +54,7 @@ impl Backend for TractCpu {
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
         Ok(Prepared {
-            session: Box::new(TractSession { state, plan, stateful, shape, input: None, output: None }),
+            session: Box::new(TractSession { state, plan, stateful, shape, dt, input: None, output: None }),
             artifact: variant.onnx.clone(),
             artifact_bytes,
             evidence,
@@ -66,6 +70,30 @@ impl Backend for TractCpu {
         names.push(super::MODEL_OUTPUT.to_string());
         Ok(Box::new(TractLayers { names, probe }))
     }
+}
+
+/// The element type of the model's input as the file declares it (f32 when it does not say).
+fn input_type(model: &InferenceModel) -> TractResult<DatumType> {
+    use tract_onnx::tract_hir::infer::Factoid;
+    Ok(model.input_fact(0)?.datum_type.concretize().unwrap_or(DatumType::F32))
+}
+
+/// One batch of a dataset's f32 values as the input's element type; integer inputs take whole
+/// numbers in range only.
+fn input_tensor(shape: &[usize], values: &[f32], dt: DatumType) -> TractResult<Tensor> {
+    use crate::model::onnx_file::InputDtype;
+    let t = Tensor::from_shape(shape, values)?;
+    let check = match dt {
+        DatumType::I64 => InputDtype::I64,
+        DatumType::I32 => InputDtype::I32,
+        DatumType::U8 => InputDtype::U8,
+        _ => InputDtype::F32,
+    };
+    check.check(values).map_err(TractError::msg)?;
+    if dt == DatumType::F32 {
+        return Ok(t);
+    }
+    Ok(t.cast_to_dt(dt)?.into_owned())
 }
 
 fn batch_shape(batch: usize, item: &[usize]) -> Vec<usize> {
@@ -89,6 +117,7 @@ impl LayerSession for TractLayers {
 pub(crate) struct ValueProbe {
     plan: Arc<TypedRunnableModel>,
     shape: Vec<usize>,
+    dt: DatumType,
 }
 
 impl ValueProbe {
@@ -103,7 +132,8 @@ impl ValueProbe {
         with_output: bool,
     ) -> TractResult<Self> {
         let mut model = tract_onnx::onnx().model_for_path(onnx)?;
-        model.set_input_fact(0, f32::fact(shape).into())?;
+        let dt = input_type(&model)?;
+        model.set_input_fact(0, TypedFact::dt_shape(dt, shape).into())?;
         let output = model.output_outlets()?.first().copied();
         let mut outlets = Vec::new();
         for name in names {
@@ -126,12 +156,12 @@ impl ValueProbe {
         }
         model.select_output_outlets(&outlets)?;
         let plan = model.into_optimized()?.into_runnable()?;
-        Ok(ValueProbe { plan, shape: shape.to_vec() })
+        Ok(ValueProbe { plan, shape: shape.to_vec(), dt })
     }
 
     /// Runs one batch (exactly the prepared shape); one vector per name, in order.
     pub(crate) fn run(&self, input: &[f32]) -> TractResult<Vec<Vec<f32>>> {
-        let x = Tensor::from_shape(&self.shape, input)?;
+        let x = input_tensor(&self.shape, input, self.dt)?;
         let outputs = self.plan.run(tvec![x.into_tvalue()])?;
         outputs.iter().map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())).collect()
     }
@@ -189,13 +219,15 @@ struct TractSession {
     plan: Arc<TypedRunnableModel>,
     stateful: bool,
     shape: Vec<usize>,
+    dt: DatumType,
     input: Option<TValue>,
     output: Option<TValue>,
 }
 
 impl Session for TractSession {
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
-        let t = Tensor::from_shape(&self.shape, input).map_err(|e| BackendError::engine(ID, "copying the input", e))?;
+        let t =
+            input_tensor(&self.shape, input, self.dt).map_err(|e| BackendError::engine(ID, "copying the input", e))?;
         self.input = Some(t.into_tvalue());
         Ok(())
     }

@@ -39,6 +39,79 @@ pub struct InputDecl {
     pub fixed_batch: Option<usize>,
     /// Symbols the suite bound (for messages).
     pub bound: BTreeMap<String, usize>,
+    /// The element type the model takes; the dataset's values are converted to it.
+    pub dtype: InputDtype,
+}
+
+/// The element types qbench feeds an ONNX input. Datasets hold f32 values; integer inputs (token
+/// ids, bytes) take them converted exactly, and a value that is not a whole number in range is an
+/// error, not a silent truncation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputDtype {
+    #[default]
+    F32,
+    F16,
+    I64,
+    I32,
+    U8,
+}
+
+impl InputDtype {
+    pub const NAMES: &'static [&'static str] = &["f32", "f16", "i64", "i32", "u8"];
+
+    pub fn from_name(s: &str) -> Option<InputDtype> {
+        Some(match s {
+            "f32" | "float32" | "float" => InputDtype::F32,
+            "f16" | "float16" => InputDtype::F16,
+            "i64" | "int64" => InputDtype::I64,
+            "i32" | "int32" => InputDtype::I32,
+            "u8" | "uint8" => InputDtype::U8,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InputDtype::F32 => "f32",
+            InputDtype::F16 => "f16",
+            InputDtype::I64 => "i64",
+            InputDtype::I32 => "i32",
+            InputDtype::U8 => "u8",
+        }
+    }
+
+    fn onnx(self) -> DataType {
+        match self {
+            InputDtype::F32 => DataType::Float,
+            InputDtype::F16 => DataType::Float16,
+            InputDtype::I64 => DataType::Int64,
+            InputDtype::I32 => DataType::Int32,
+            InputDtype::U8 => DataType::Uint8,
+        }
+    }
+
+    /// The range of whole numbers the type holds, for integer types.
+    pub fn integer_range(self) -> Option<(f64, f64)> {
+        match self {
+            InputDtype::I64 => Some((-(2f64.powi(63)), 2f64.powi(63) - 1.0)),
+            InputDtype::I32 => Some((i32::MIN as f64, i32::MAX as f64)),
+            InputDtype::U8 => Some((0.0, 255.0)),
+            InputDtype::F32 | InputDtype::F16 => None,
+        }
+    }
+
+    /// Checks that `values` fit the type: whole numbers in range for an integer type.
+    pub fn check(self, values: &[f32]) -> Result<(), String> {
+        let Some((lo, hi)) = self.integer_range() else { return Ok(()) };
+        match values.iter().position(|&v| v.fract() != 0.0 || (v as f64) < lo || (v as f64) > hi) {
+            Some(i) => Err(format!(
+                "value {} (element {i} of the batch) is not a whole number from {lo} to {hi}, which a {} input takes",
+                values[i],
+                self.name()
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Which op a quantizable layer is.
@@ -237,14 +310,25 @@ fn input_dims(input: &InputDecl) -> Vec<DimValue> {
     std::iter::once(batch).chain(input.item_shape.iter().map(|&d| DimValue::DimValue(d as i64))).collect()
 }
 
-/// The model's own input type against the declaration: f32, same rank, same fixed dims.
+/// The model's own input type against the declaration: same element type, same rank, same
+/// fixed dims.
 fn check_input(info: &tract_onnx::pb::ValueInfoProto, input: &InputDecl) -> Result<(), String> {
     let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Ok(());
     };
-    if t.elem_type != DataType::Float as i32 && t.elem_type != 0 {
+    if t.elem_type != input.dtype.onnx() as i32 && t.elem_type != 0 {
         let ty = DataType::try_from(t.elem_type).map(|d| format!("{d:?}")).unwrap_or_else(|_| t.elem_type.to_string());
-        return Err(format!("input \"{}\" is {ty}, but qbench feeds f32 tensors to ONNX models for now", input.name));
+        let fix = InputDtype::NAMES
+            .iter()
+            .find(|n| InputDtype::from_name(n).is_some_and(|d| d.onnx() as i32 == t.elem_type))
+            .map_or(format!("qbench feeds {} inputs", InputDtype::NAMES.join(", ")), |n| {
+                format!("set dtype = \"{n}\" in [[models.inputs]]")
+            });
+        return Err(format!(
+            "input \"{}\" is {ty} in the model, but the suite declares {}; {fix}",
+            input.name,
+            input.dtype.name()
+        ));
     }
     let Some(shape) = &t.shape else { return Ok(()) };
     let model: Vec<String> = shape.dim.iter().map(describe_dim).collect();

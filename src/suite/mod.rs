@@ -986,14 +986,12 @@ fn resolve_input(loc: &Locator, m: &Spanned<spec::ModelSpec>, batch_sizes: &[usi
             ))
         }
     };
-    if let Some(t) = &input.dtype {
-        if !matches!(t.get_ref().as_str(), "f32" | "float32" | "float") {
-            return Err(loc.at(
-                t.span(),
-                format!("dtype \"{}\": qbench feeds f32 inputs for now; use dtype = \"f32\"", t.get_ref()),
-            ));
-        }
-    }
+    let dtype = match &input.dtype {
+        None => crate::model::onnx_file::InputDtype::F32,
+        Some(t) => crate::model::onnx_file::InputDtype::from_name(t.get_ref()).ok_or_else(|| {
+            loc.at(t.span(), unknown("input dtype", t.get_ref(), crate::model::onnx_file::InputDtype::NAMES))
+        })?,
+    };
     let mut bound = std::collections::BTreeMap::new();
     if let Some(dims) = &m_ref.dims {
         for (k, v) in dims.get_ref() {
@@ -1049,7 +1047,7 @@ fn resolve_input(loc: &Locator, m: &Spanned<spec::ModelSpec>, batch_sizes: &[usi
             ));
         }
     }
-    Ok(InputDecl { name: input.name.get_ref().clone(), item_shape, fixed_batch, bound })
+    Ok(InputDecl { name: input.name.get_ref().clone(), item_shape, fixed_batch, bound, dtype })
 }
 
 fn existing_path(loc: &Locator, base: &Path, value: &Spanned<String>, what: &str) -> Result<PathBuf, SuiteError> {
