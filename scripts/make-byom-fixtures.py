@@ -16,6 +16,8 @@ The outputs are committed; CI and the tests only read them (no Python needed the
 - tests/reference/embedding-bag.onnx (+ .ids.npy, .scores.npy): a model whose input is int64
   token ids (Gather from an embedding table, mean over the sequence, a MatMul + Add head), random
   weights, and onnx.reference's outputs for 24 rows of ids.
+- tests/reference/masked-bag.onnx (+ .npz with arrays ids and mask, .scores.npy): the same with
+  two inputs, int64 ids and an f32 padding mask (a masked mean), as BERT-style exports take them.
 - tests/reference/lstm-tiny.onnx (+ .input.npy, .scores.npy): a tiny random-weight sequence model
   with an LSTM between two quantizable layers, and onnx.reference's outputs for its 40 inputs.
 - suites/models/bert-tiny/{model.safetensors,config.json,tokenizer.json}: a 2-layer BERT with
@@ -307,6 +309,49 @@ def make_embedding_bag():
     np.save(ROOT / "tests/reference/embedding-bag.scores.npy", scores.astype(np.float32))
 
 
+def make_masked_bag():
+    rng = np.random.default_rng(6)
+    vocab, dim, seq, out = 32, 16, 8, 4
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 1, (vocab, dim)).astype(np.float32), "table"),
+        numpy_helper.from_array(rng.normal(0, 0.5, (dim, out)).astype(np.float32), "head_w"),
+        numpy_helper.from_array(rng.normal(0, 0.1, (out,)).astype(np.float32), "head_b"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["embedded"], name="embed"),
+        helper.make_node("Unsqueeze", ["mask", "axis2"], ["mask3"], name="mask3"),
+        helper.make_node("Mul", ["embedded", "mask3"], ["masked"], name="apply_mask"),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], name="sum", keepdims=0),
+        helper.make_node("ReduceSum", ["mask", "axis1"], ["count"], name="count", keepdims=1),
+        helper.make_node("Div", ["summed", "count"], ["pooled"], name="mean"),
+        helper.make_node("MatMul", ["pooled", "head_w"], ["projected"], name="head"),
+        helper.make_node("Add", ["projected", "head_b"], ["scores"], name="head/add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "masked_bag",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", seq]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["n", seq]),
+        ],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", out])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    ids = rng.integers(1, vocab, (24, seq)).astype(np.int64)
+    lengths = rng.integers(2, seq + 1, 24)
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.float32)
+    ids = ids * mask.astype(np.int64)
+    onnx.save(model, ROOT / "tests/reference/masked-bag.onnx")
+    np.savez(ROOT / "tests/reference/masked-bag.npz", ids=ids, mask=mask)
+    scores = ReferenceEvaluator(model).run(None, {"ids": ids, "mask": mask})[0]
+    np.save(ROOT / "tests/reference/masked-bag.scores.npy", scores.astype(np.float32))
+
+
 def main():
     weights = read_safetensors(ROOT / "suites/models/cnn.safetensors")
     model = build_model(weights)
@@ -326,6 +371,7 @@ def main():
     print("logits[0]:", logits[0])
 
     make_embedding_bag()
+    make_masked_bag()
 
     lstm, seq = build_lstm(np.random.default_rng(7))
     onnx.save(lstm, ROOT / "tests/reference/lstm-tiny.onnx")

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::backend::{configure_threads, BackendId};
-use crate::data::{load_idx, load_npy, DataError, Dataset, DatasetFormat};
+use crate::data::{load_idx, DataError, Dataset, DatasetFormat};
 use crate::measure::{eval, fidelity, latency, lm, memory};
 use crate::model::bert::BertCheckpoint;
 use crate::model::gguf_lm::GgufLm;
@@ -58,12 +58,15 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
         .map(|d| match (d.format, &d.labels) {
             (DatasetFormat::Idx, Some(labels)) => load_idx(&d.name, &d.inputs, labels),
             (DatasetFormat::Idx, None) => unreachable!("the suite requires IDX labels"),
-            (DatasetFormat::Npy, labels) => load_npy(
-                &d.name,
-                &d.inputs,
-                d.array.as_deref(),
-                labels.as_deref().map(|l| (l, d.label_column.as_deref())),
-            ),
+            (DatasetFormat::Npy, labels) => {
+                let arrays: Vec<&str> = d.arrays.iter().map(String::as_str).chain(d.array.as_deref()).collect();
+                crate::data::load_npy_arrays(
+                    &d.name,
+                    &d.inputs,
+                    &arrays,
+                    labels.as_deref().map(|l| (l, d.label_column.as_deref())),
+                )
+            }
             (DatasetFormat::Raw, labels) => crate::data::load_raw(
                 &d.name,
                 &d.inputs,
@@ -91,17 +94,17 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
         .collect::<Result<Vec<_>, _>>()?;
     for (mi, m) in suite.models.iter().enumerate() {
         let d = &datasets[m.dataset];
-        let fits = match m.input_shape() {
-            Some(want) => d.item_shape == want,
+        let fits = match m.input_parts() {
+            Some(want) => d.item_parts() == want,
             // A checkpoint takes rows of token ids.
-            None => d.item_shape.len() == 1,
+            None => d.item_shape.len() == 1 && d.parts.is_empty(),
         };
         if !fits {
             return Err(DataError::ShapeMismatch {
                 dataset: format!("\"{}\" ({})", d.name, d.inputs_path.display()),
-                found: d.item_shape.clone(),
+                found: crate::data::parts(&d.item_parts()),
                 model: m.name.clone(),
-                want: m.input_shape().unwrap_or_default(),
+                want: m.input_parts().map_or("token-id row".into(), |p| crate::data::parts(&p)),
             });
         }
         if let (Some(c), true) = (&suite.calibration, suite.calibration_items(mi) > 0) {
@@ -151,8 +154,8 @@ impl Loaded {
     pub(crate) fn load(model: &ModelEntry, artifacts: &Path) -> Result<Loaded> {
         match &model.source {
             ModelSource::Zoo { zoo, weights } => Ok(Loaded::Zoo(Reference::load(&model.name, *zoo, weights)?)),
-            ModelSource::Onnx { path, input, output } => {
-                let onnx = OnnxModel::load(&model.name, path, input, output.as_deref())?;
+            ModelSource::Onnx { path, inputs, output } => {
+                let onnx = OnnxModel::load(&model.name, path, inputs, output.as_deref())?;
                 let f32_path =
                     quant::write_artifact(artifacts.join(format!("{}.f32.onnx", model.name)), &onnx.to_bytes())?;
                 Ok(Loaded::Onnx(Box::new(onnx), f32_path))
@@ -205,7 +208,7 @@ impl Loaded {
             Loaded::Onnx(m, path) => Variant {
                 model: name.to_string(),
                 arch: quant::Arch::OnnxGraph,
-                input_shape: m.input.item_shape.clone(),
+                input_shape: m.inputs[0].item_shape.clone(),
                 plan: quant::Plan::uniform(m.weighted_layers().as_slice(), quant::SchemeId::F32),
                 candle_artifact: path.clone(),
                 onnx: path.clone(),
@@ -817,7 +820,7 @@ fn reference_outputs(reference: &Loaded, name: &str, data: &Dataset) -> Result<R
     let backend = reference.reference_backend();
     let variant = reference.f32_variant(name);
     let batch = match reference {
-        Loaded::Onnx(m, _) => m.input.fixed_batch.unwrap_or(REFERENCE_BATCH),
+        Loaded::Onnx(m, _) => m.inputs[0].fixed_batch.unwrap_or(REFERENCE_BATCH),
         Loaded::Zoo(_) => REFERENCE_BATCH,
         // Transformers: a smaller batch bounds the attention's memory.
         Loaded::Bert(_) | Loaded::Gguf(_) => BERT_BATCH,

@@ -43,7 +43,7 @@ fn decl() -> InputDecl {
 }
 
 fn load() -> OnnxModel {
-    OnnxModel::load("tf", &model_path(), &decl(), None).unwrap()
+    OnnxModel::load("tf", &model_path(), &[decl()], None).unwrap()
 }
 
 /// The f32 variant of the normalized model, written under `dir`.
@@ -53,7 +53,7 @@ fn f32_variant(m: &OnnxModel, dir: &Path) -> Variant {
     Variant {
         model: "tf".into(),
         arch: qbench::quant::Arch::OnnxGraph,
-        input_shape: m.input.item_shape.clone(),
+        input_shape: m.inputs[0].item_shape.clone(),
         plan: Plan::uniform(m.weighted_layers().as_slice(), SchemeId::F32),
         candle_artifact: path.clone(),
         onnx: path,
@@ -428,7 +428,7 @@ fn an_lstm_stays_float_and_is_reported_while_the_layers_around_it_are_quantized(
         bound: Default::default(),
         dtype: Default::default(),
     };
-    let m = OnnxModel::load("lstm", &reference.join("lstm-tiny.onnx"), &decl, None).unwrap();
+    let m = OnnxModel::load("lstm", &reference.join("lstm-tiny.onnx"), std::slice::from_ref(&decl), None).unwrap();
     let layers: Vec<(&str, &LayerOp)> = m.layers.iter().map(|l| (l.name.as_str(), &l.op)).collect();
     assert_eq!(layers, vec![("proj", &LayerOp::MatMul), ("head", &LayerOp::MatMulTransposed)]);
     assert_eq!(m.float_nodes, vec!["lstm (LSTM)".to_string()]);
@@ -481,7 +481,7 @@ fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
         bound: Default::default(),
         dtype: qbench::model::onnx_file::InputDtype::I64,
     };
-    let m = OnnxModel::load("bag", &model, &decl, None).unwrap();
+    let m = OnnxModel::load("bag", &model, std::slice::from_ref(&decl), None).unwrap();
     assert_eq!(m.weighted_layers(), vec![("head".to_string(), 16)]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bag.f32.onnx");
@@ -500,7 +500,7 @@ fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
     let e = p.session.set_input(&bad).err().unwrap().to_string();
     assert!(e.contains("value 2.5 (element 3 of the batch) is not a whole number") && e.contains("i64"), "{e}");
     // Declared f32: the error names the dtype to declare.
-    let e = OnnxModel::load("bag", &model, &InputDecl { dtype: Default::default(), ..decl.clone() }, None)
+    let e = OnnxModel::load("bag", &model, &[InputDecl { dtype: Default::default(), ..decl.clone() }], None)
         .err()
         .unwrap()
         .to_string();
@@ -531,4 +531,71 @@ fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
     } else {
         assert_eq!(f32_candle.status, CaseStatus::Skipped);
     }
+}
+
+/// Two inputs (int64 ids and an f32 mask, a masked mean; onnx.reference's scores): fed from two
+/// .npz arrays in declaration order, run on tract (and candle-onnx), calibrated statically through
+/// both; an undeclared input and a dataset without the second array are refused with the fix.
+#[test]
+fn a_model_with_two_inputs_is_fed_from_two_arrays() {
+    use qbench::model::onnx_file::InputDtype;
+    let reference = common::repo().join("tests/reference");
+    let model = reference.join("masked-bag.onnx");
+    let npz = reference.join("masked-bag.npz");
+    let input = |name: &str, dtype| InputDecl {
+        name: name.into(),
+        item_shape: vec![8],
+        fixed_batch: None,
+        bound: Default::default(),
+        dtype,
+    };
+    let decls = [input("ids", InputDtype::I64), input("mask", InputDtype::F32)];
+    let m = OnnxModel::load("mb", &model, &decls, None).unwrap();
+    let e = OnnxModel::load("mb", &model, &decls[..1], None).err().unwrap().to_string();
+    assert!(e.contains("its input \"mask\" is not declared"), "{e}");
+    let data = qbench::data::load_npy_arrays("mb", &npz, &["ids", "mask"], None).unwrap();
+    assert_eq!((data.item_shape.clone(), data.item_parts()), (vec![16], vec![vec![8], vec![8]]));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mb.f32.onnx");
+    std::fs::write(&path, m.to_bytes()).unwrap();
+    let v =
+        Variant { onnx: path.clone(), candle_artifact: path, input_shape: vec![8], ..f32_variant(&load(), dir.path()) };
+    let want = load_npy("scores", &reference.join("masked-bag.scores.npy"), None, None).unwrap();
+    let mut backends = vec![BackendId::TractCpu];
+    if cfg!(feature = "candle-onnx") {
+        backends.push(BackendId::CandleCpu);
+    }
+    for b in backends {
+        let mut p = b.create().prepare(&v, 8).unwrap();
+        let scores = eval::run_dataset(p.session.as_mut(), b, &data, 8, 4).unwrap();
+        let worst = scores.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{} vs onnx.reference: {worst}", b.name());
+    }
+    // Through a suite, with a static scheme calibrated on both inputs.
+    let suite = |arrays: &str| {
+        format!(
+            "name = \"t\"\nschemes = [\"f32\", \"int8-dynamic\", \"int8-static-minmax\"]\nbackends = [\"tract-cpu\"]\nbatch_sizes = [4]\n{MEASURE}\n[calibration]\nitems = 8\n\n[[datasets]]\nname = \"mb\"\nformat = \"npy\"\ninputs = {npz:?}\n{arrays}\n\n[[models]]\nname = \"mb\"\npath = {model:?}\ndataset = \"mb\"\n[[models.inputs]]\nname = \"ids\"\nshape = [\"n\", 8]\ndtype = \"i64\"\n[[models.inputs]]\nname = \"mask\"\nshape = [\"n\", 8]\n"
+        )
+    };
+    let suite_path = dir.path().join("suite.toml");
+    std::fs::write(&suite_path, suite("arrays = [\"ids\", \"mask\"]")).unwrap();
+    let o =
+        qbench(dir.path(), &["run", suite_path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let records = read_records(&run.join("records.jsonl")).unwrap();
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        assert_eq!(r.status, CaseStatus::Ok, "{} {:?}", r.scheme, r.error);
+        assert_eq!(r.eval_items, Some(16), "{}", r.scheme);
+        assert!(r.ref_top1_agreement.unwrap() > 0.8, "{} {:?}", r.scheme, r.ref_top1_agreement);
+    }
+    let fixed = records.iter().find(|r| r.scheme == "int8-static-minmax").unwrap();
+    assert!(fixed.activation_quant.as_deref().unwrap().contains("head=u8 static"), "{:?}", fixed.activation_quant);
+    // One array for two inputs: the shapes say what is missing.
+    std::fs::write(&suite_path, suite("array = \"ids\"")).unwrap();
+    let o =
+        qbench(dir.path(), &["run", suite_path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("has items of shape 8 but model \"mb\" takes 8 + 8 inputs"), "{err}");
 }

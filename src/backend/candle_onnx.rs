@@ -122,38 +122,31 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
         weights_bytes += (tensor.elem_count() * tensor.dtype().size_in_bytes()) as u64;
         weights.insert(t.name, tensor);
     }
-    let input_info = graph
-        .input
-        .iter()
-        .find(|i| !weights.contains_key(&i.name))
-        .ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "the graph has no input"))?;
-    let input = input_info.name.clone();
-    // The input's element type (the normalized file keeps the one the suite declared).
-    let elem = match input_info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(candle_onnx::onnx::type_proto::Value::TensorType(t)) => t.elem_type,
-        _ => 1,
-    };
-    use candle_onnx::onnx::tensor_proto::DataType;
-    let (dtype, check) = match DataType::try_from(elem) {
-        Ok(DataType::Int64) => (DType::I64, InputDtype::I64),
-        Ok(DataType::Uint8) => (DType::U8, InputDtype::U8),
-        Ok(DataType::Float16) => (DType::F16, InputDtype::F16),
-        Ok(DataType::Float) | Ok(DataType::Undefined) => (DType::F32, InputDtype::F32),
-        other => {
-            return Err(BackendError::engine(
-                ID,
-                "reading the ONNX model",
-                format!("candle-onnx takes no {other:?} input; this model runs on tract-cpu"),
-            ))
-        }
-    };
+    let declared = crate::model::onnx_file::graph_inputs(&variant.onnx)
+        .map_err(|e| BackendError::engine(ID, "reading the ONNX model", e))?;
+    let mut inputs_decl = Vec::with_capacity(declared.len());
+    for (name, item, check) in declared {
+        let dtype = match check {
+            InputDtype::F32 => DType::F32,
+            InputDtype::F16 => DType::F16,
+            InputDtype::I64 => DType::I64,
+            InputDtype::U8 => DType::U8,
+            InputDtype::I32 => {
+                return Err(BackendError::engine(
+                    ID,
+                    "reading the ONNX model",
+                    format!("candle-onnx takes no int32 input (\"{name}\"); this model runs on tract-cpu"),
+                ))
+            }
+        };
+        let shape: Vec<usize> = std::iter::once(batch).chain(item.iter().copied()).collect();
+        inputs_decl.push(OnnxInput { name, size: item.iter().product(), shape, dtype, check });
+    }
     let output = graph
         .output
         .first()
         .map(|o| o.name.clone())
         .ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "the graph has no output"))?;
-    let mut shape = vec![batch];
-    shape.extend_from_slice(&variant.input_shape);
     let storage = &variant.weight_storage;
     let conversion = if storage.contains("f16") {
         "; f16 weights cast to f32 by the graph's Cast nodes"
@@ -168,7 +161,7 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
         .map(|m| m.len())
         .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
     Ok(Prepared {
-        session: Box::new(OnnxSession { model, weights, input, output, shape, dtype, check, inputs: None, out: None }),
+        session: Box::new(OnnxSession { model, weights, inputs_decl, output, batch, inputs: None, out: None }),
         artifact: variant.onnx.clone(),
         artifact_bytes,
         evidence,
@@ -176,27 +169,50 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
     })
 }
 
+/// One graph input: its name, shape at the batch size, element type, and values per item.
+struct OnnxInput {
+    name: String,
+    shape: Vec<usize>,
+    size: usize,
+    dtype: DType,
+    check: InputDtype,
+}
+
 struct OnnxSession {
     /// The graph without its initializers (they are in `weights`).
     model: ModelProto,
     weights: HashMap<String, Tensor>,
-    input: String,
+    inputs_decl: Vec<OnnxInput>,
     output: String,
-    shape: Vec<usize>,
-    dtype: DType,
-    check: InputDtype,
+    batch: usize,
     inputs: Option<HashMap<String, Tensor>>,
     out: Option<Tensor>,
 }
 
 impl Session for OnnxSession {
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
-        self.check.check(input).map_err(|e| BackendError::engine(ID, "copying the input", e))?;
-        let x = Tensor::from_slice(input, self.shape.as_slice(), &Device::Cpu)
-            .and_then(|t| t.to_dtype(self.dtype))
-            .map_err(|e| BackendError::engine(ID, "copying the input", e))?;
+        let bad = |e: String| BackendError::engine(ID, "copying the input", e);
+        let total: usize = self.inputs_decl.iter().map(|i| i.size).sum();
+        if input.len() != self.batch * total {
+            return Err(bad(format!("{} values for {} items of {total}", input.len(), self.batch)));
+        }
         let mut inputs = self.weights.clone();
-        inputs.insert(self.input.clone(), x);
+        let mut offset = 0;
+        for i in &self.inputs_decl {
+            let part: Vec<f32> = if self.inputs_decl.len() == 1 {
+                input.to_vec()
+            } else {
+                (0..self.batch)
+                    .flat_map(|b| input[b * total + offset..b * total + offset + i.size].iter().copied())
+                    .collect()
+            };
+            offset += i.size;
+            i.check.check(&part).map_err(bad)?;
+            let x = Tensor::from_vec(part, i.shape.as_slice(), &Device::Cpu)
+                .and_then(|t| t.to_dtype(i.dtype))
+                .map_err(|e| bad(e.to_string()))?;
+            inputs.insert(i.name.clone(), x);
+        }
         self.inputs = Some(inputs);
         Ok(())
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 
 use super::{Backend, BackendError, BackendId, LayerSession, Prepared, Session};
+use crate::model::onnx_file::InputDtype;
 use crate::quant::Variant;
 
 pub struct TractCpu;
@@ -23,17 +24,13 @@ impl Backend for TractCpu {
     }
 
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
-        let shape = batch_shape(batch, &variant.input_shape);
+        let inputs = Inputs::of(&variant.onnx, batch).map_err(|e| BackendError::engine(ID, "reading the inputs", e))?;
         // into_optimized() is declutter + optimize; split so the weights can be counted as
         // constants between the two (codegen moves them into the kernels' packed operands).
         let mut weights_bytes = None;
-        let mut dt = DatumType::F32;
         let plan = tract_onnx::onnx()
             .model_for_path(&variant.onnx)
-            .and_then(|m| {
-                dt = input_type(&m)?;
-                m.with_input_fact(0, TypedFact::dt_shape(dt, &*shape).into())
-            })
+            .and_then(|m| inputs.set_facts(m))
             .and_then(|m| m.into_typed())
             .and_then(|mut m| {
                 m.declutter()?;
@@ -54,7 +51,7 @@ impl Backend for TractCpu {
             .map(|m| m.len())
             .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
         Ok(Prepared {
-            session: Box::new(TractSession { state, plan, stateful, shape, dt, input: None, output: None }),
+            session: Box::new(TractSession { state, plan, stateful, inputs, input: None, output: None }),
             artifact: variant.onnx.clone(),
             artifact_bytes,
             evidence,
@@ -65,39 +62,76 @@ impl Backend for TractCpu {
     fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError> {
         // Float layers' nodes carry the layer's name; zoo integer layers end in `<name>.out`.
         let mut names: Vec<String> = variant.plan.layers.iter().map(|(n, _)| n.clone()).collect();
-        let probe = ValueProbe::new(&variant.onnx, &batch_shape(batch, &variant.input_shape), &names, true, true)
+        let probe = ValueProbe::new(&variant.onnx, batch, &names, true, true)
             .map_err(|e| BackendError::engine(ID, "capturing layer outputs", e))?;
         names.push(super::MODEL_OUTPUT.to_string());
         Ok(Box::new(TractLayers { names, probe }))
     }
 }
 
-/// The element type of the model's input as the file declares it (f32 when it does not say).
-fn input_type(model: &InferenceModel) -> TractResult<DatumType> {
-    use tract_onnx::tract_hir::infer::Factoid;
-    Ok(model.input_fact(0)?.datum_type.concretize().unwrap_or(DatumType::F32))
+/// A model's inputs at a batch size, as its file declares them (in the graph's order, which is
+/// the order of the arrays in each dataset item).
+struct Inputs {
+    shapes: Vec<Vec<usize>>,
+    dtypes: Vec<InputDtype>,
+    /// Values per item of each input.
+    sizes: Vec<usize>,
 }
 
-/// One batch of a dataset's f32 values as the input's element type; integer inputs take whole
-/// numbers in range only.
-fn input_tensor(shape: &[usize], values: &[f32], dt: DatumType) -> TractResult<Tensor> {
-    use crate::model::onnx_file::InputDtype;
-    let t = Tensor::from_shape(shape, values)?;
-    let check = match dt {
-        DatumType::I64 => InputDtype::I64,
-        DatumType::I32 => InputDtype::I32,
-        DatumType::U8 => InputDtype::U8,
-        _ => InputDtype::F32,
-    };
-    check.check(values).map_err(TractError::msg)?;
-    if dt == DatumType::F32 {
-        return Ok(t);
+impl Inputs {
+    fn of(onnx: &std::path::Path, batch: usize) -> TractResult<Inputs> {
+        let declared = crate::model::onnx_file::graph_inputs(onnx).map_err(TractError::msg)?;
+        Ok(Inputs {
+            shapes: declared
+                .iter()
+                .map(|(_, item, _)| std::iter::once(batch).chain(item.iter().copied()).collect())
+                .collect(),
+            dtypes: declared.iter().map(|(_, _, d)| *d).collect(),
+            sizes: declared.iter().map(|(_, item, _)| item.iter().product()).collect(),
+        })
     }
-    Ok(t.cast_to_dt(dt)?.into_owned())
+
+    fn set_facts(&self, mut model: InferenceModel) -> TractResult<InferenceModel> {
+        for (i, (shape, dtype)) in self.shapes.iter().zip(&self.dtypes).enumerate() {
+            model.set_input_fact(i, TypedFact::dt_shape(datum_type(*dtype), shape.as_slice()).into())?;
+        }
+        Ok(model)
+    }
+
+    /// One batch of dataset items (each the inputs' values concatenated) as one tensor per
+    /// input, of its element type; integer inputs take whole numbers in range only.
+    fn tensors(&self, values: &[f32]) -> TractResult<TVec<TValue>> {
+        let total: usize = self.sizes.iter().sum();
+        let batch = self.shapes.first().map_or(0, |s| s[0]);
+        if values.len() != batch * total {
+            return Err(TractError::msg(format!("{} values for {batch} items of {total}", values.len())));
+        }
+        let mut out = TVec::new();
+        let mut offset = 0;
+        for ((shape, dtype), size) in self.shapes.iter().zip(&self.dtypes).zip(&self.sizes) {
+            let part: Vec<f32> = if self.sizes.len() == 1 {
+                values.to_vec()
+            } else {
+                (0..batch).flat_map(|b| values[b * total + offset..b * total + offset + size].iter().copied()).collect()
+            };
+            offset += size;
+            dtype.check(&part).map_err(TractError::msg)?;
+            let t = Tensor::from_shape(shape, &part)?;
+            let t = if *dtype == InputDtype::F32 { t } else { t.cast_to_dt(datum_type(*dtype))?.into_owned() };
+            out.push(t.into_tvalue());
+        }
+        Ok(out)
+    }
 }
 
-fn batch_shape(batch: usize, item: &[usize]) -> Vec<usize> {
-    std::iter::once(batch).chain(item.iter().copied()).collect()
+fn datum_type(d: InputDtype) -> DatumType {
+    match d {
+        InputDtype::F32 => DatumType::F32,
+        InputDtype::F16 => DatumType::F16,
+        InputDtype::I64 => DatumType::I64,
+        InputDtype::I32 => DatumType::I32,
+        InputDtype::U8 => DatumType::U8,
+    }
 }
 
 struct TractLayers {
@@ -116,8 +150,7 @@ impl LayerSession for TractLayers {
 /// error localization, layer inputs for calibration.
 pub(crate) struct ValueProbe {
     plan: Arc<TypedRunnableModel>,
-    shape: Vec<usize>,
-    dt: DatumType,
+    inputs: Inputs,
 }
 
 impl ValueProbe {
@@ -126,14 +159,13 @@ impl ValueProbe {
     /// `with_output`, the model's own output comes last.
     pub(crate) fn new(
         onnx: &std::path::Path,
-        shape: &[usize],
+        batch: usize,
         names: &[String],
         node_first: bool,
         with_output: bool,
     ) -> TractResult<Self> {
-        let mut model = tract_onnx::onnx().model_for_path(onnx)?;
-        let dt = input_type(&model)?;
-        model.set_input_fact(0, TypedFact::dt_shape(dt, shape).into())?;
+        let inputs = Inputs::of(onnx, batch)?;
+        let mut model = inputs.set_facts(tract_onnx::onnx().model_for_path(onnx)?)?;
         let output = model.output_outlets()?.first().copied();
         let mut outlets = Vec::new();
         for name in names {
@@ -156,13 +188,12 @@ impl ValueProbe {
         }
         model.select_output_outlets(&outlets)?;
         let plan = model.into_optimized()?.into_runnable()?;
-        Ok(ValueProbe { plan, shape: shape.to_vec(), dt })
+        Ok(ValueProbe { plan, inputs })
     }
 
     /// Runs one batch (exactly the prepared shape); one vector per name, in order.
     pub(crate) fn run(&self, input: &[f32]) -> TractResult<Vec<Vec<f32>>> {
-        let x = input_tensor(&self.shape, input, self.dt)?;
-        let outputs = self.plan.run(tvec![x.into_tvalue()])?;
+        let outputs = self.plan.run(self.inputs.tensors(input)?)?;
         outputs.iter().map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())).collect()
     }
 }
@@ -218,17 +249,14 @@ struct TractSession {
     state: TypedSimpleState,
     plan: Arc<TypedRunnableModel>,
     stateful: bool,
-    shape: Vec<usize>,
-    dt: DatumType,
-    input: Option<TValue>,
+    inputs: Inputs,
+    input: Option<TVec<TValue>>,
     output: Option<TValue>,
 }
 
 impl Session for TractSession {
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
-        let t =
-            input_tensor(&self.shape, input, self.dt).map_err(|e| BackendError::engine(ID, "copying the input", e))?;
-        self.input = Some(t.into_tvalue());
+        self.input = Some(self.inputs.tensors(input).map_err(|e| BackendError::engine(ID, "copying the input", e))?);
         Ok(())
     }
 
@@ -237,7 +265,7 @@ impl Session for TractSession {
         if self.stateful {
             self.state = self.plan.spawn().map_err(|e| BackendError::engine(ID, "creating the run state", e))?;
         }
-        let mut outputs = self.state.run(tvec![input]).map_err(|e| BackendError::engine(ID, "running", e))?;
+        let mut outputs = self.state.run(input).map_err(|e| BackendError::engine(ID, "running", e))?;
         self.output = Some(outputs.remove(0));
         Ok(())
     }

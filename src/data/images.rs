@@ -114,5 +114,6 @@ pub fn load_images(
         sha256: crate::hash::hex(&hasher.finalize()),
         inputs_path: dir.to_path_buf(),
         labels_path: labels_csv.map(|(p, _)| p.to_path_buf()),
+        parts: Vec::new(),
     })
 }

@@ -13,7 +13,7 @@ pub use folder::load_raw;
 pub use idx::{encode_idx_images, encode_idx_labels, load_idx};
 pub use images::{load_images, ImagePrep, Resize};
 pub use labels::load_labels;
-pub use npy::{encode_npy_f32, load_npy};
+pub use npy::{encode_npy_f32, load_npy, load_npy_arrays};
 pub use text::load_text;
 
 use std::path::PathBuf;
@@ -80,9 +80,21 @@ pub struct Dataset {
     pub sha256: String,
     pub inputs_path: PathBuf,
     pub labels_path: Option<PathBuf>,
+    /// Item shapes of the arrays each item concatenates (a model with several inputs, fed from
+    /// several `.npz` arrays); empty when items are one array of `item_shape`.
+    pub parts: Vec<Vec<usize>>,
 }
 
 impl Dataset {
+    /// The item shape of each array an item holds, in order.
+    pub fn item_parts(&self) -> Vec<Vec<usize>> {
+        if self.parts.is_empty() {
+            vec![self.item_shape.clone()]
+        } else {
+            self.parts.clone()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.values.len() / self.item_size().max(1)
     }
@@ -112,6 +124,7 @@ impl Dataset {
             sha256: self.sha256.clone(),
             inputs_path: self.inputs_path.clone(),
             labels_path: self.labels_path.clone(),
+            parts: self.parts.clone(),
         }
     }
 
@@ -124,6 +137,11 @@ impl Dataset {
         out.resize(pad_to.max(end - start) * size, 0.0);
         out
     }
+}
+
+/// `8 + 8` for items of two arrays (one a model input).
+pub fn parts(parts: &[Vec<usize>]) -> String {
+    parts.iter().map(|p| shape(p)).collect::<Vec<_>>().join(" + ")
 }
 
 /// `1×28×28`.
@@ -143,8 +161,9 @@ pub enum DataError {
     #[error("dataset \"{dataset}\": {images} holds {n_images} images but {labels} holds {n_labels} labels; use the labels file that belongs to these images")]
     CountMismatch { dataset: String, images: PathBuf, labels: PathBuf, n_images: usize, n_labels: usize },
     /// `dataset` is its name and file, e.g. `"fm" (data/x.npy)`.
-    #[error("dataset {dataset} has items of shape {} but model \"{model}\" takes {} inputs; evaluate it on a dataset of that shape, or fix the model's declared input shape", shape(.found), shape(.want))]
-    ShapeMismatch { dataset: String, found: Vec<usize>, model: String, want: Vec<usize> },
+    /// `found`/`want`: item shapes, one per array or input (`1×28×28`, or `8 + 8` for two).
+    #[error("dataset {dataset} has items of shape {found} but model \"{model}\" takes {want} inputs; evaluate it on a dataset of that shape (one .npz array per input, in order: arrays = [...]), or fix the model's declared input shapes")]
+    ShapeMismatch { dataset: String, found: String, model: String, want: String },
     #[error("{at}: calibration.items = {items} leaves no image of dataset \"{dataset}\" ({len} images) to evaluate on; use fewer calibration images (at most {max})", max = .len.saturating_sub(1))]
     CalibrationSplit { at: String, items: usize, dataset: String, len: usize },
     #[error("dataset \"{dataset}\" ({path}) has label {label}, but model \"{model}\" has only {classes} outputs; the labels file does not fit this model")]

@@ -19,16 +19,62 @@ pub fn load_npy(
     array: Option<&str>,
     labels: Option<(&Path, Option<&str>)>,
 ) -> Result<Dataset, DataError> {
+    let arrays: Vec<&str> = array.into_iter().collect();
+    load_npy_arrays(name, path, &arrays, labels)
+}
+
+/// As [`load_npy`], with several members of an `.npz` (a model with several inputs): each item is
+/// their items concatenated, in order, and `Dataset::parts` holds their item shapes.
+pub fn load_npy_arrays(
+    name: &str,
+    path: &Path,
+    arrays: &[&str],
+    labels: Option<(&Path, Option<&str>)>,
+) -> Result<Dataset, DataError> {
     let raw = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
     let err = |reason: String| DataError::Npy { path: path.to_path_buf(), reason };
-    let npy_bytes = if raw.starts_with(b"PK") { npz_member(&raw, array).map_err(err)? } else { raw.clone() };
-    let (shape, values) = read_f32(&npy_bytes).map_err(err)?;
-    if shape.is_empty() {
-        return Err(err("the array is a scalar; a dataset needs an items axis first".into()));
+    let members: Vec<Vec<u8>> = match (raw.starts_with(b"PK"), arrays) {
+        (true, []) => vec![npz_member(&raw, None).map_err(err)?],
+        (true, _) => arrays.iter().map(|a| npz_member(&raw, Some(a))).collect::<Result<_, _>>().map_err(err)?,
+        (false, [] | [_]) => vec![raw.clone()],
+        (false, _) => return Err(err("a .npy file holds one array; several arrays need an .npz (np.savez)".into())),
+    };
+    let mut read = Vec::with_capacity(members.len());
+    for (i, bytes) in members.iter().enumerate() {
+        let what = arrays.get(i).map_or(String::from("the array"), |a| format!("array \"{a}\""));
+        let (shape, values) = read_f32(bytes).map_err(err)?;
+        if shape.is_empty() {
+            return Err(err(format!("{what} is a scalar; a dataset needs an items axis first")));
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(err(format!("{what} holds NaN or infinite values; clean the data before benchmarking")));
+        }
+        if let Some((first, _)) = read.first() {
+            let first: &Vec<usize> = first;
+            if first[0] != shape[0] {
+                return Err(err(format!(
+                    "{what} has {} items, \"{}\" {}; every array needs the same first axis",
+                    shape[0], arrays[0], first[0]
+                )));
+            }
+        }
+        read.push((shape, values));
     }
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err(err("the array holds NaN or infinite values; clean the data before benchmarking".into()));
-    }
+    let (shape, values, parts) = if read.len() == 1 {
+        let (shape, values) = read.remove(0);
+        (shape, values, Vec::new())
+    } else {
+        let n = read[0].0[0];
+        let sizes: Vec<usize> = read.iter().map(|(s, _)| s[1..].iter().product()).collect();
+        let total: usize = sizes.iter().sum();
+        let mut values = Vec::with_capacity(n * total);
+        for item in 0..n {
+            for ((_, v), size) in read.iter().zip(&sizes) {
+                values.extend_from_slice(&v[item * size..(item + 1) * size]);
+            }
+        }
+        (vec![n, total], values, read.iter().map(|(s, _)| s[1..].to_vec()).collect())
+    };
     let n = shape[0];
     let mut hasher = Sha256::new();
     hasher.update(&raw);
@@ -57,6 +103,7 @@ pub fn load_npy(
         sha256: hex(&hasher.finalize()),
         inputs_path: path.to_path_buf(),
         labels_path,
+        parts,
     })
 }
 

@@ -60,6 +60,7 @@ pub fn load_text(
             sha256: hex(&hasher.finalize()),
             inputs_path: path.to_path_buf(),
             labels_path: None,
+            parts: Vec::new(),
         });
     }
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -101,5 +102,6 @@ pub fn load_text(
         sha256: hex(&hasher.finalize()),
         inputs_path: path.to_path_buf(),
         labels_path,
+        parts: Vec::new(),
     })
 }

@@ -148,7 +148,8 @@ pub struct OnnxModel {
     pub sha256: String,
     /// Normalized model (see the module doc).
     pub proto: ModelProto,
-    pub input: InputDecl,
+    /// The declared inputs, in the order the graph now lists them.
+    pub inputs: Vec<InputDecl>,
     pub output: String,
     pub layers: Vec<OnnxLayer>,
     /// Nodes with float weights that no scheme applies to, e.g. `lstm1 (LSTM)`.
@@ -159,7 +160,7 @@ pub struct OnnxModel {
 
 impl OnnxModel {
     /// Reads and normalizes `path`; `output` picks one of several graph outputs.
-    pub fn load(model: &str, path: &Path, input: &InputDecl, output: Option<&str>) -> Result<OnnxModel, ModelError> {
+    pub fn load(model: &str, path: &Path, inputs: &[InputDecl], output: Option<&str>) -> Result<OnnxModel, ModelError> {
         let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
         let bad = |reason: String| ModelError::Onnx { model: model.to_string(), path: path.to_path_buf(), reason };
         let mut proto = ModelProto::decode(bytes.as_slice()).map_err(|e| {
@@ -206,29 +207,32 @@ impl OnnxModel {
         }
         graph.value_info.clear();
 
-        // The input: one non-initializer graph input, the one the suite names.
+        // The inputs: every non-initializer graph input, each declared, in the declared order.
         let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs: Vec<usize> =
+        let graph_inputs: Vec<usize> =
             (0..graph.input.len()).filter(|&i| !inits.contains(graph.input[i].name.as_str())).collect();
-        let names: Vec<&str> = inputs.iter().map(|&i| graph.input[i].name.as_str()).collect();
-        let Some(&at) = inputs.iter().find(|&&i| graph.input[i].name == input.name) else {
+        let names: Vec<&str> = graph_inputs.iter().map(|&i| graph.input[i].name.as_str()).collect();
+        let mut ordered = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let Some(&at) = graph_inputs.iter().find(|&&i| graph.input[i].name == input.name) else {
+                return Err(bad(format!(
+                    "it has no input \"{}\"; its inputs are: {}; fix the name in [[models.inputs]]",
+                    input.name,
+                    names.join(", ")
+                )));
+            };
+            let mut declared = graph.input[at].clone();
+            check_input(&declared, input).map_err(&bad)?;
+            set_dims(&mut declared, &input_dims(input));
+            ordered.push(declared);
+        }
+        if let Some(missing) = names.iter().find(|n| !inputs.iter().any(|i| i.name == **n)) {
             return Err(bad(format!(
-                "it has no input \"{}\"; its inputs are: {}; fix the name in [[models.inputs]]",
-                input.name,
-                names.join(", ")
-            )));
-        };
-        if inputs.len() > 1 {
-            return Err(bad(format!(
-                "it has {} inputs ({}); qbench feeds ONNX models one input for now",
-                inputs.len(),
+                "its input \"{missing}\" is not declared; declare every input the graph takes ({}) with a [[models.inputs]] entry each, fed in order by the dataset's arrays",
                 names.join(", ")
             )));
         }
-        let declared = &mut graph.input[at];
-        check_input(declared, input).map_err(&bad)?;
-        set_dims(declared, &input_dims(input));
-        graph.input.retain(|i| i.name == input.name || !inits.contains(i.name.as_str()));
+        graph.input = ordered;
 
         // The output.
         let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
@@ -274,7 +278,7 @@ impl OnnxModel {
             path: path.to_path_buf(),
             sha256: sha256_hex(&bytes),
             proto,
-            input: input.clone(),
+            inputs: inputs.to_vec(),
             output,
             layers,
             float_nodes,
@@ -308,6 +312,39 @@ fn input_dims(input: &InputDecl) -> Vec<DimValue> {
         None => DimValue::DimParam(BATCH_SYMBOL.into()),
     };
     std::iter::once(batch).chain(input.item_shape.iter().map(|&d| DimValue::DimValue(d as i64))).collect()
+}
+
+/// A normalized file's inputs, in order: name, item shape (every axis after the batch), and
+/// element type. Backends read them from the variant's file, so a variant is self-describing.
+pub fn graph_inputs(path: &Path) -> Result<Vec<(String, Vec<usize>, InputDtype)>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let proto = ModelProto::decode(bytes.as_slice()).map_err(|e| format!("{} is not ONNX: {e}", path.display()))?;
+    let graph = proto.graph.ok_or_else(|| format!("{} has no graph", path.display()))?;
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut out = Vec::new();
+    for input in graph.input.iter().filter(|i| !inits.contains(i.name.as_str())) {
+        let Some(type_proto::Value::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+            return Err(format!("input \"{}\" is not a tensor", input.name));
+        };
+        let dtype = InputDtype::NAMES
+            .iter()
+            .filter_map(|n| InputDtype::from_name(n))
+            .find(|d| d.onnx() as i32 == t.elem_type || (t.elem_type == 0 && *d == InputDtype::F32))
+            .ok_or_else(|| {
+                format!("input \"{}\" has element type {}, which qbench does not feed", input.name, t.elem_type)
+            })?;
+        let dims = t.shape.as_ref().map(|s| s.dim.as_slice()).unwrap_or_default();
+        let item = dims
+            .iter()
+            .skip(1)
+            .map(|d| match &d.value {
+                Some(DimValue::DimValue(n)) if *n > 0 => Ok(*n as usize),
+                _ => Err(format!("input \"{}\" has a dim that is not a number after the batch axis", input.name)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push((input.name.clone(), item, dtype));
+    }
+    Ok(out)
 }
 
 /// The model's own input type against the declaration: same element type, same rank, same

@@ -492,9 +492,8 @@ pub fn calibration_inputs_onnx(
             graph.node.iter().find(|n| n.name == l.name).ok_or_else(|| engine(&format!("no node {}", l.name)))?;
         names.push(node.input[0].clone());
     }
-    let batch = model.input.fixed_batch.unwrap_or(CALIBRATION_BATCH.min(data.len()).max(1));
-    let shape: Vec<usize> = std::iter::once(batch).chain(model.input.item_shape.iter().copied()).collect();
-    let probe = ValueProbe::new(f32_onnx, &shape, &names, false, false).map_err(|e| engine(&format!("{e:#}")))?;
+    let batch = model.inputs[0].fixed_batch.unwrap_or(CALIBRATION_BATCH.min(data.len()).max(1));
+    let probe = ValueProbe::new(f32_onnx, batch, &names, false, false).map_err(|e| engine(&format!("{e:#}")))?;
     let mut inputs = LayerInputs::new();
     for start in (0..data.len()).step_by(batch) {
         let n = batch.min(data.len() - start);

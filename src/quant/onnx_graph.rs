@@ -187,7 +187,7 @@ pub fn apply(
     Ok(Variant {
         model: name.to_string(),
         arch: super::Arch::OnnxGraph,
-        input_shape: model.input.item_shape.clone(),
+        input_shape: model.inputs[0].item_shape.clone(),
         plan: plan.clone(),
         candle_artifact: onnx.clone(),
         onnx,

@@ -125,6 +125,8 @@ pub struct DatasetEntry {
     pub inputs: PathBuf,
     /// `npz` member.
     pub array: Option<String>,
+    /// `npz` members, one per model input (empty: `array` or the only member).
+    pub arrays: Vec<String>,
     /// `None`: outputs-only.
     pub labels: Option<PathBuf>,
     pub label_column: Option<String>,
@@ -153,7 +155,7 @@ pub enum ModelSource {
     /// A built-in architecture with its trained weights (safetensors).
     Zoo { zoo: ZooModelId, weights: PathBuf },
     /// A user's ONNX file; runs on tract.
-    Onnx { path: PathBuf, input: InputDecl, output: Option<String> },
+    Onnx { path: PathBuf, inputs: Vec<InputDecl>, output: Option<String> },
     /// A BERT encoder checkpoint (safetensors + config.json); runs on candle.
     Bert { path: PathBuf, config: PathBuf },
     /// A decoder language model in a GGUF file (llama, qwen2); runs on candle.
@@ -177,12 +179,12 @@ impl ModelEntry {
         }
     }
 
-    /// Shape of one input item; `None` for a checkpoint that takes a row of token ids of
-    /// any length.
-    pub fn input_shape(&self) -> Option<Vec<usize>> {
+    /// Shape of one item of each input, in order; `None` for a checkpoint that takes a row of
+    /// token ids of any length.
+    pub fn input_parts(&self) -> Option<Vec<Vec<usize>>> {
         match &self.source {
-            ModelSource::Zoo { zoo, .. } => Some(zoo.input_shape().to_vec()),
-            ModelSource::Onnx { input, .. } => Some(input.item_shape.clone()),
+            ModelSource::Zoo { zoo, .. } => Some(vec![zoo.input_shape().to_vec()]),
+            ModelSource::Onnx { inputs, .. } => Some(inputs.iter().map(|i| i.item_shape.clone()).collect()),
             ModelSource::Bert { .. } | ModelSource::Gguf { .. } => None,
         }
     }
@@ -639,6 +641,17 @@ fn resolve_dataset(
         Some(v) => Err(loc.at(v.span(), format!("{key} does not apply to format = \"{}\"", format.name()))),
         None => Ok(()),
     };
+    if let (Some(a), false) = (&d_ref.arrays, format == DatasetFormat::Npy) {
+        return Err(
+            loc.at(a.span(), format!("arrays does not apply to format = \"{}\"; it names .npz arrays", format.name()))
+        );
+    }
+    if let (Some(a), Some(_)) = (&d_ref.arrays, &d_ref.array) {
+        return Err(loc.at(a.span(), "array and arrays together: name one array (array = \"x\") or one per model input (arrays = [\"ids\", \"mask\"])"));
+    }
+    if let Some(a) = d_ref.arrays.as_ref().filter(|a| a.get_ref().is_empty()) {
+        return Err(loc.at(a.span(), "arrays is empty; name the .npz arrays, one per model input"));
+    }
     if let (Some(w), false) = (&d_ref.windows, format == DatasetFormat::Text) {
         return Err(loc.at(
             w.span(),
@@ -661,6 +674,7 @@ fn resolve_dataset(
                 format,
                 inputs: existing_path(loc, base, &images, "images file")?,
                 array: None,
+                arrays: Vec::new(),
                 labels: Some(existing_path(loc, base, &labels, "labels file")?),
                 label_column: None,
                 tokenizer: None,
@@ -714,6 +728,7 @@ fn resolve_dataset(
                 format,
                 inputs: dir,
                 array: None,
+                arrays: Vec::new(),
                 labels,
                 label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
                 tokenizer: None,
@@ -749,6 +764,7 @@ fn resolve_dataset(
                 format,
                 inputs: existing_path(loc, base, &inputs, "inputs file")?,
                 array: None,
+                arrays: Vec::new(),
                 labels,
                 label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
                 tokenizer: Some(existing_path(loc, base, &tokenizer, "tokenizer file")?),
@@ -777,6 +793,7 @@ fn resolve_dataset(
                 format,
                 inputs: existing_path(loc, base, &inputs, "inputs file")?,
                 array: d_ref.array.as_ref().map(|a| a.get_ref().clone()),
+                arrays: d_ref.arrays.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default(),
                 labels,
                 label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
                 tokenizer: None,
@@ -897,8 +914,8 @@ fn resolve_source(
                 return Err(loc.at(c.span(), "config applies to safetensors checkpoints; an ONNX file holds its own graph"));
             }
             let file = existing_path(loc, base, path, "model file")?;
-            let input = resolve_input(loc, m, batch_sizes)?;
-            Ok(ModelSource::Onnx { path: file, input, output: m_ref.output.as_ref().map(|o| o.get_ref().clone()) })
+            let inputs = resolve_inputs(loc, m, batch_sizes)?;
+            Ok(ModelSource::Onnx { path: file, inputs, output: m_ref.output.as_ref().map(|o| o.get_ref().clone()) })
         }
         (Some(z), Some(_)) => Err(loc.at(z.span(), format!("model \"{name}\" has both zoo and path; a model is either a zoo architecture (zoo + weights) or a model file (path)"))),
         (None, None) => Err(loc.at(m.span(), format!("model \"{name}\" needs zoo = \"cnn\" with weights = \"…\", or path = \"model.onnx\" with its [[models.inputs]]"))),
@@ -965,8 +982,13 @@ fn resolve_gguf(
     Ok(ModelSource::Gguf { path: existing_path(loc, base, path, "model file")? })
 }
 
-/// `[[models.inputs]]` and `dims` → the input fed to an ONNX model.
-fn resolve_input(loc: &Locator, m: &Spanned<spec::ModelSpec>, batch_sizes: &[usize]) -> Result<InputDecl, SuiteError> {
+/// `[[models.inputs]]` and `dims` → the inputs fed to an ONNX model, in declaration order (the
+/// order a dataset's arrays feed them).
+fn resolve_inputs(
+    loc: &Locator,
+    m: &Spanned<spec::ModelSpec>,
+    batch_sizes: &[usize],
+) -> Result<Vec<InputDecl>, SuiteError> {
     let m_ref = m.get_ref();
     let example = "[[models.inputs]] name = \"input\", shape = [\"N\", 3, 224, 224]";
     let inputs = m_ref.inputs.as_ref().ok_or_else(|| {
@@ -975,17 +997,55 @@ fn resolve_input(loc: &Locator, m: &Spanned<spec::ModelSpec>, batch_sizes: &[usi
             format!("model \"{}\" is a model file: declare its input, e.g. {example}", m_ref.name.get_ref()),
         )
     })?;
-    let list = inputs.get_ref();
-    let input = match list.as_slice() {
-        [one] => one.get_ref(),
-        [] => return Err(loc.at(inputs.span(), format!("inputs is empty; declare the model's input, e.g. {example}"))),
-        _ => {
-            return Err(loc.at(
-                inputs.span(),
-                "qbench feeds ONNX models one input for now; declare only the one the dataset feeds",
-            ))
+    if inputs.get_ref().is_empty() {
+        return Err(loc.at(inputs.span(), format!("inputs is empty; declare the model's input, e.g. {example}")));
+    }
+    let decls = inputs
+        .get_ref()
+        .iter()
+        .map(|i| resolve_input(loc, m_ref, i.get_ref(), batch_sizes))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, d) in decls.iter().enumerate() {
+        if decls[..i].iter().any(|e| e.name == d.name) {
+            return Err(loc.at(inputs.get_ref()[i].span(), format!("input \"{}\" is declared twice", d.name)));
         }
-    };
+        if d.fixed_batch != decls[0].fixed_batch {
+            return Err(loc.at(
+                inputs.get_ref()[i].span(),
+                format!(
+                    "input \"{}\" has another batch axis than \"{}\"; every input's first axis is the batch",
+                    d.name, decls[0].name
+                ),
+            ));
+        }
+    }
+    if let Some(dims) = &m_ref.dims {
+        let used: Vec<&str> = inputs
+            .get_ref()
+            .iter()
+            .flat_map(|i| i.get_ref().shape.get_ref().iter().skip(1))
+            .filter_map(|d| match d.get_ref() {
+                spec::DimSpec::Symbol(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(k) = dims.get_ref().keys().find(|k| !used.contains(&k.as_str())) {
+            return Err(loc.at(
+                dims.span(),
+                format!("dims.{k} is bound but no input shape uses it; remove it or use it in shape"),
+            ));
+        }
+    }
+    Ok(decls)
+}
+
+/// One `[[models.inputs]]` entry, its symbols bound by the model's `dims`.
+fn resolve_input(
+    loc: &Locator,
+    m_ref: &spec::ModelSpec,
+    input: &spec::InputSpec,
+    batch_sizes: &[usize],
+) -> Result<InputDecl, SuiteError> {
     let dtype = match &input.dtype {
         None => crate::model::onnx_file::InputDtype::F32,
         Some(t) => crate::model::onnx_file::InputDtype::from_name(t.get_ref()).ok_or_else(|| {
@@ -1031,21 +1091,6 @@ fn resolve_input(loc: &Locator, m: &Spanned<spec::ModelSpec>, batch_sizes: &[usi
                 loc.at(d.span(), format!("symbol \"{s}\" is not bound; bind it with dims = {{ {s} = … }} (only the first, batch, axis takes the batch size)"))
             })?,
         });
-    }
-    if let Some(dims) = &m_ref.dims {
-        let used: Vec<&str> = rest
-            .iter()
-            .filter_map(|d| match d.get_ref() {
-                spec::DimSpec::Symbol(s) => Some(s.as_str()),
-                _ => None,
-            })
-            .collect();
-        if let Some(k) = dims.get_ref().keys().find(|k| !used.contains(&k.as_str())) {
-            return Err(loc.at(
-                dims.span(),
-                format!("dims.{k} is bound but no input shape uses it; remove it or use it in shape"),
-            ));
-        }
     }
     Ok(InputDecl { name: input.name.get_ref().clone(), item_shape, fixed_batch, bound, dtype })
 }

@@ -120,6 +120,9 @@ pub struct DatasetSpec {
     pub inputs: Option<Spanned<String>>,
     /// `npy` with an .npz file: the array's name.
     pub array: Option<Spanned<String>>,
+    /// `npy` with an .npz file: several arrays, one per input of a model with several inputs
+    /// (each item is their items concatenated, in this order).
+    pub arrays: Option<Spanned<Vec<String>>>,
     /// Class labels: an IDX labels file (`idx`, required), or a CSV or integer .npy (`npy`,
     /// optional: without labels the dataset is outputs-only).
     pub labels: Option<Spanned<String>>,
@@ -197,7 +200,7 @@ pub struct InputSpec {
     /// Dims, batch first: numbers, or symbols (the batch axis's symbol takes each batch size;
     /// any other symbol must be bound in `dims`).
     pub shape: Spanned<Vec<Spanned<DimSpec>>>,
-    /// Element type fed to the model (default and, for now, only: "f32").
+    /// Element type fed to the model: "f32" (default), "f16", "i64", "i32" or "u8".
     pub dtype: Option<Spanned<String>>,
 }
 
