@@ -3,7 +3,9 @@
 //! Three kinds, all in a suite's `[[gates]]` tables:
 //! - absolute: `min_top1`, `max_size_bytes`, `max_p99_ms`;
 //! - relative to the fp32 reference: `max_delta_top1_pts` (against the same model, backend and
-//!   batch's f32 case), `min_sqnr_db` and `min_top1_agreement` (against the reference logits);
+//!   batch's f32 case), `min_sqnr_db`, `min_top1_agreement` and `max_kl` (against the reference
+//!   outputs; a language model's reference is its most precise variant), and
+//!   `max_perplexity_increase_pct` (a language model's perplexity over that variant's);
 //! - relative to a baseline run: `max_latency_regression_pct`, judged on the ratio of medians
 //!   with its bootstrap 95% interval: fail only when the whole interval is beyond the limit,
 //!   pass when it is all within, inconclusive (too noisy to judge) otherwise.
@@ -30,6 +32,8 @@ pub struct Gate {
     pub max_delta_top1_pts: Option<f64>,
     pub min_sqnr_db: Option<f64>,
     pub min_top1_agreement: Option<f64>,
+    pub max_kl: Option<f64>,
+    pub max_perplexity_increase_pct: Option<f64>,
     pub max_latency_regression_pct: Option<f64>,
 }
 
@@ -157,6 +161,31 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
             if let Some(limit) = gate.min_top1_agreement {
                 let (v, m) = min(r.ref_top1_agreement, limit, "top-1 agreement vs reference", 100.0, "%", 2);
                 push("min_top1_agreement", v, m);
+            }
+            if let Some(limit) = gate.max_kl {
+                let (v, m) = max(r.ref_kl_mean, limit, "KL vs reference", " nats", 6);
+                push("max_kl", v, m);
+            }
+            if let Some(limit) = gate.max_perplexity_increase_pct {
+                // Perplexity does not depend on the batch: any measured case of the reference
+                // variant on this backend will do.
+                let base = records.iter().find(|b| {
+                    b.model == r.model
+                        && b.backend == r.backend
+                        && b.scheme == r.reference_scheme
+                        && b.status == CaseStatus::Ok
+                        && b.perplexity.is_some()
+                });
+                let increase = match (base.and_then(|b| b.perplexity), r.perplexity) {
+                    (Some(b), Some(p)) => Some(100.0 * (p / b - 1.0)),
+                    _ => None,
+                };
+                let what = format!(
+                    "perplexity increase vs {}",
+                    if r.reference_scheme.is_empty() { "the reference" } else { &r.reference_scheme }
+                );
+                let (v, m) = max(increase, limit, &what, "%", 3);
+                push("max_perplexity_increase_pct", v, m);
             }
             if let Some(pct) = gate.max_latency_regression_pct {
                 let (v, m) = regression(r, baseline, pct);
@@ -305,6 +334,49 @@ mod tests {
         };
         r.set_latency(samples, 1);
         r
+    }
+
+    #[test]
+    fn language_model_thresholds_compare_with_the_reference_variant() {
+        let lm = |scheme: &str, ppl: f64, kl: f64| Record {
+            model: "lm".into(),
+            scheme: scheme.into(),
+            backend: "b".into(),
+            batch: 1,
+            status: CaseStatus::Ok,
+            reference_scheme: "f16".into(),
+            perplexity: Some(ppl),
+            ref_kl_mean: Some(kl),
+            ..Default::default()
+        };
+        let records = vec![lm("f16", 10.0, 0.0), lm("q8_0", 10.05, 1e-4), lm("q4k", 10.4, 2e-2)];
+        let gate = Gate {
+            name: "lm".into(),
+            max_kl: Some(1e-3),
+            max_perplexity_increase_pct: Some(1.0),
+            ..Default::default()
+        };
+        let checks = evaluate(&[gate], &records, None);
+        let verdicts: Vec<(&str, &str, Verdict)> =
+            checks.iter().map(|c| (c.case.split(" / ").nth(1).unwrap(), c.metric, c.verdict)).collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                ("f16", "max_kl", Verdict::Pass),
+                ("f16", "max_perplexity_increase_pct", Verdict::Pass),
+                ("q8_0", "max_kl", Verdict::Pass),
+                ("q8_0", "max_perplexity_increase_pct", Verdict::Pass),
+                ("q4k", "max_kl", Verdict::Fail),
+                ("q4k", "max_perplexity_increase_pct", Verdict::Fail),
+            ]
+        );
+        // 10.4 / 10.0 − 1 = 4%.
+        let q4 = &checks[5];
+        assert_eq!(q4.message, "perplexity increase vs f16 4.000% > maximum 1.000%");
+        // Without perplexities (a classifier), the check cannot be judged.
+        let gate = Gate { name: "x".into(), max_perplexity_increase_pct: Some(1.0), ..Default::default() };
+        let checks = evaluate(&[gate], &[record("int8", 0.9, (0..20).collect())], None);
+        assert_eq!(checks[0].verdict, Verdict::Inconclusive);
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub fn resolve_gates(spec: &SuiteSpec, loc: &Locator) -> Result<Vec<Gate>, Suite
             max_delta_top1_pts: non_negative(&g.max_delta_top1_pts, "max_delta_top1_pts")?,
             min_sqnr_db: g.min_sqnr_db.as_ref().map(|s| *s.get_ref()),
             min_top1_agreement: fraction(&g.min_top1_agreement, "min_top1_agreement")?,
+            max_kl: non_negative(&g.max_kl, "max_kl")?,
+            max_perplexity_increase_pct: non_negative(&g.max_perplexity_increase_pct, "max_perplexity_increase_pct")?,
             max_latency_regression_pct: non_negative(&g.max_latency_regression_pct, "max_latency_regression_pct")?,
         };
         let thresholds = [
@@ -74,6 +76,8 @@ pub fn resolve_gates(spec: &SuiteSpec, loc: &Locator) -> Result<Vec<Gate>, Suite
             gate.max_delta_top1_pts.is_some(),
             gate.min_sqnr_db.is_some(),
             gate.min_top1_agreement.is_some(),
+            gate.max_kl.is_some(),
+            gate.max_perplexity_increase_pct.is_some(),
             gate.max_latency_regression_pct.is_some(),
         ];
         if !thresholds.iter().any(|t| *t) {

@@ -58,6 +58,11 @@ pub struct GateSpec {
     pub max_delta_top1_pts: Option<Spanned<f64>>,
     pub min_sqnr_db: Option<Spanned<f64>>,
     pub min_top1_agreement: Option<Spanned<f64>>,
+    /// KL divergence from the reference's distribution, mean per item (per token for a
+    /// language model), nats.
+    pub max_kl: Option<Spanned<f64>>,
+    /// A language model's perplexity over its reference variant's, in percent.
+    pub max_perplexity_increase_pct: Option<Spanned<f64>>,
     // relative to a baseline run
     pub max_latency_regression_pct: Option<Spanned<f64>>,
 }
