@@ -745,13 +745,7 @@ fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId, batch
     let scheme = plan.realization(backend);
     match &model.source {
         ModelSource::Bert { .. } => {
-            if plan
-                .layers
-                .iter()
-                .map(|(_, s)| s)
-                .chain([&plan.scheme])
-                .any(|s| s.activations() != quant::ActivationQuant::None)
-            {
+            if plan.quantizes_activations() {
                 Realization::Unsupported("candle-transformers' BERT has no hook on each layer's input, so dynamic and static int8 cannot run on it; weight-only schemes and GGML types can")
             } else if scheme == Realization::Native && plan.layers.iter().any(|(_, s)| *s != quant::SchemeId::F32) {
                 // Its linear layers are candle_nn::Linear in f32: GGML weights are dequantized
@@ -764,7 +758,7 @@ fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId, batch
         // candle-onnx interprets float graphs: no QDQ or integer ops, no bfloat16 tensors.
         ModelSource::Onnx { .. } if backend == BackendId::CandleCpu => {
             let schemes: Vec<quant::SchemeId> = plan.layers.iter().map(|(_, s)| *s).chain([plan.scheme]).collect();
-            if schemes.iter().any(|s| s.weight_format().is_some() || s.activations() != quant::ActivationQuant::None) {
+            if schemes.iter().any(|s| s.weight_format().is_some()) {
                 Realization::Unsupported("candle-onnx 0.11 implements no DequantizeLinear, QuantizeLinear, MatMulInteger or ConvInteger, so integer ONNX graphs run on tract only; f32, f16 and GGML variants run on both")
             } else if schemes.contains(&quant::SchemeId::Bf16) {
                 Realization::Unsupported("candle-onnx 0.11 reads no bfloat16 tensors")
@@ -776,13 +770,7 @@ fn realization(model: &ModelEntry, plan: &quant::Plan, backend: BackendId, batch
             }
         }
         ModelSource::Gguf { .. } => {
-            if plan
-                .layers
-                .iter()
-                .map(|(_, s)| s)
-                .chain([&plan.scheme])
-                .any(|s| s.activations() != quant::ActivationQuant::None)
-            {
+            if plan.quantizes_activations() {
                 return Realization::Unsupported("candle-transformers' quantized models have no hook on each layer's input, so dynamic and static int8 cannot run on them; weight-only schemes and GGML types can");
             }
             // The output layer (the token embedding when the file ties them).

@@ -229,11 +229,6 @@ impl Session for OnnxSession {
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        let out =
-            self.out.as_ref().ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
-        out.to_dtype(candle_core::DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| BackendError::engine(ID, "reading the output", e))
+        super::candle_output(ID, self.out.as_ref())
     }
 }

@@ -136,6 +136,15 @@ impl BackendError {
     }
 }
 
+/// The last run's output tensor of a candle session as f32 values (any float dtype, any shape).
+pub(crate) fn candle_output(backend: BackendId, out: Option<&candle_core::Tensor>) -> Result<Vec<f32>, BackendError> {
+    let out = out.ok_or_else(|| BackendError::engine(backend, "reading the output", "the model has not run"))?;
+    out.flatten_all()
+        .and_then(|t| t.to_dtype(candle_core::DType::F32))
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| BackendError::engine(backend, "reading the output", e))
+}
+
 /// Sets the thread count every backend uses, once per process, before any engine
 /// work: candle reads `RAYON_NUM_THREADS` (its pools are built on first use), tract
 /// runs matrix products on its default executor.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Realization, SchemeId};
+use super::{ActivationQuant, Realization, SchemeId};
 use crate::backend::BackendId;
 use crate::zoo::ZooModelId;
 
@@ -64,6 +64,12 @@ impl Plan {
     /// Whether the artifact is GGUF: some layer has a GGML type.
     pub fn is_ggml(&self) -> bool {
         self.layers.iter().any(|(_, s)| s.is_ggml())
+    }
+
+    /// Whether the plan quantizes some layer's input (dynamic or static int8), counting the
+    /// suite's scheme, so a model whose layers are unknown (it failed to load) still counts.
+    pub fn quantizes_activations(&self) -> bool {
+        self.layers.iter().map(|(_, s)| s).chain([&self.scheme]).any(|s| s.activations() != ActivationQuant::None)
     }
 
     pub fn needs_calibration(&self) -> bool {

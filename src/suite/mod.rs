@@ -922,6 +922,22 @@ fn resolve_source(
     }
 }
 
+/// Refuses the ONNX-only model keys (and `config`, with `config_too`): "<key> <why>".
+fn refuse_onnx_keys(loc: &Locator, m: &spec::ModelSpec, config_too: bool, why: &str) -> Result<(), SuiteError> {
+    let config = m.config.as_ref().filter(|_| config_too).map(|c| c.span());
+    for (span, key) in [
+        (m.inputs.as_ref().map(|i| i.span()), "inputs"),
+        (m.dims.as_ref().map(|d| d.span()), "dims"),
+        (m.output.as_ref().map(|o| o.span()), "output"),
+        (config, "config"),
+    ] {
+        if let Some(span) = span {
+            return Err(loc.at(span, format!("{key} {why}")));
+        }
+    }
+    Ok(())
+}
+
 /// A safetensors checkpoint and its `config.json` (the architecture is read from it at run time).
 fn resolve_checkpoint(
     loc: &Locator,
@@ -930,15 +946,12 @@ fn resolve_checkpoint(
     path: &Spanned<String>,
 ) -> Result<ModelSource, SuiteError> {
     let m_ref = m.get_ref();
-    for (span, key) in [
-        (m_ref.inputs.as_ref().map(|i| i.span()), "inputs"),
-        (m_ref.dims.as_ref().map(|d| d.span()), "dims"),
-        (m_ref.output.as_ref().map(|o| o.span()), "output"),
-    ] {
-        if let Some(span) = span {
-            return Err(loc.at(span, format!("{key} applies to ONNX files; a BERT checkpoint takes rows of token ids and outputs their mean-pooled embedding")));
-        }
-    }
+    refuse_onnx_keys(
+        loc,
+        m_ref,
+        false,
+        "applies to ONNX files; a BERT checkpoint takes rows of token ids and outputs their mean-pooled embedding",
+    )?;
     let file = existing_path(loc, base, path, "checkpoint file")?;
     let config = match &m_ref.config {
         Some(c) => existing_path(loc, base, c, "config file")?,
@@ -968,17 +981,7 @@ fn resolve_gguf(
     m: &Spanned<spec::ModelSpec>,
     path: &Spanned<String>,
 ) -> Result<ModelSource, SuiteError> {
-    let m_ref = m.get_ref();
-    for (span, key) in [
-        (m_ref.inputs.as_ref().map(|i| i.span()), "inputs"),
-        (m_ref.dims.as_ref().map(|d| d.span()), "dims"),
-        (m_ref.output.as_ref().map(|o| o.span()), "output"),
-        (m_ref.config.as_ref().map(|c| c.span()), "config"),
-    ] {
-        if let Some(span) = span {
-            return Err(loc.at(span, format!("{key} does not apply to a GGUF language model: the file holds its architecture, and it takes windows of token ids from its dataset")));
-        }
-    }
+    refuse_onnx_keys(loc, m.get_ref(), true, "does not apply to a GGUF language model: the file holds its architecture, and it takes windows of token ids from its dataset")?;
     Ok(ModelSource::Gguf { path: existing_path(loc, base, path, "model file")? })
 }
 
