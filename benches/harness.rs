@@ -49,7 +49,8 @@ fn benches(c: &mut Criterion) {
     std::fs::write(&onnx_path, onnx::export("cnn", ZooModelId::Cnn, &cnn.tensors).unwrap()).unwrap();
     let variant = Variant::f32_reference(&cnn, onnx_path);
     qbench::backend::configure_threads(1);
-    for backend in BackendId::ALL {
+    // Every backend this build and machine can run (the CUDA ones only with a GPU).
+    for backend in BackendId::ALL.iter().filter(|b| qbench::backend::gpu::unavailable(**b, 0).is_none()) {
         let mut p = backend.create().prepare(&variant, 1).unwrap();
         p.session.set_input(&data.batch_f32(0, 1, 1)).unwrap();
         c.bench_function(&format!("engine/{} cnn batch 1", backend.name()), |b| b.iter(|| p.session.run().unwrap()));

@@ -82,6 +82,9 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> crate::Result<Expl
     let backend = crate::backend::BackendId::from_name(&record.backend)
         .filter(|b| suite.backends.contains(b))
         .ok_or_else(|| inconsistent("backend", &record.backend))?;
+    if let Some(why) = crate::backend::gpu::unavailable(backend, suite.cuda_device) {
+        return Err(crate::Error::from(crate::backend::BackendError::engine(backend, "opening the GPU", why)));
+    }
     let entry = &suite.models[model];
     let work = run_dir.join("explain").join(format!("case-{index}"));
     std::fs::create_dir_all(&work).map_err(|source| crate::Error::Output { path: work.clone(), source })?;

@@ -214,7 +214,14 @@ fn list(what: Option<ListWhat>) -> String {
     if show(ListWhat::Backends) {
         section(
             "backends",
-            BackendId::ALL.iter().map(|b| (b.name().to_string(), b.description().to_string())).collect(),
+            BackendId::ALL
+                .iter()
+                .map(|b| {
+                    let built =
+                        if b.is_cuda() && !cfg!(feature = "cuda") { " [not in this build: feature cuda]" } else { "" };
+                    (b.name().to_string(), format!("{}{built}", b.description()))
+                })
+                .collect(),
         );
     }
     if show(ListWhat::Models) {

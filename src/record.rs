@@ -89,6 +89,15 @@ pub struct Record {
     /// Bytes of the weights as the engine holds them.
     #[serde(default)]
     pub weights_bytes: Option<u64>,
+    /// GPU memory in use after the first run above what was in use before prepare (the whole
+    /// device's, from the driver: weights, activations, workspaces, the engine's caches).
+    #[serde(default)]
+    pub gpu_memory_used_bytes: Option<u64>,
+    // --- host-to-device copy (GPU backends that copy the input apart from the run)
+    /// Median time to copy the latency batch to the GPU, synchronized; not part of the latency
+    /// samples. None on the CPU and where the copy is inside the run (tract-cuda).
+    #[serde(default)]
+    pub input_copy_median_ns: Option<f64>,
     // --- latency (one sample = one run of one batch)
     pub warmup_iters: u32,
     pub samples_ns: Vec<u64>,
@@ -212,6 +221,21 @@ pub struct Record {
     pub cpu_model: String,
     pub cpu_flags: Vec<String>,
     pub logical_cores: usize,
+    // --- the GPU (CUDA cases only)
+    #[serde(default)]
+    pub gpu_name: Option<String>,
+    #[serde(default)]
+    pub gpu_total_memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub gpu_compute_capability: Option<String>,
+    /// The NVIDIA kernel driver's version.
+    #[serde(default)]
+    pub gpu_driver_version: Option<String>,
+    /// The CUDA version the driver supports, and the one qbench's kernels were built for.
+    #[serde(default)]
+    pub cuda_driver_version: Option<String>,
+    #[serde(default)]
+    pub cuda_build_version: Option<String>,
 }
 
 impl Record {
@@ -288,6 +312,9 @@ pub struct Environment {
     #[serde(default)]
     pub cpu_governor: Option<String>,
     pub threads: usize,
+    /// The GPU the CUDA backends ran on, when the suite has one and it could be used.
+    #[serde(default)]
+    pub gpu: Option<crate::backend::gpu::GpuInfo>,
 }
 
 /// ISA flags worth recording (x86 names from /proc/cpuinfo, Arm names from its Features line).
@@ -317,7 +344,8 @@ const INTERESTING_FLAGS: &[&str] = &[
 ];
 
 impl Environment {
-    pub fn capture(threads: usize) -> Environment {
+    /// `gpu`: the CUDA device to describe, when the suite runs CUDA backends.
+    pub fn capture(threads: usize, gpu: Option<usize>) -> Environment {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let field = |key: &str| {
             cpuinfo
@@ -362,6 +390,7 @@ impl Environment {
                 .ok()
                 .map(|s| s.trim().to_string()),
             threads,
+            gpu: gpu.and_then(|ordinal| crate::backend::gpu::probe(ordinal).ok().cloned()),
         }
     }
 }

@@ -291,7 +291,8 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
     }
     let datasets = load_datasets(suite)?;
     configure_threads(suite.threads);
-    let env = Environment::capture(suite.threads);
+    let uses_gpu = suite.backends.iter().any(|b| b.is_cuda());
+    let env = Environment::capture(suite.threads, uses_gpu.then_some(suite.cuda_device));
     let out_root = options.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
     let (run_id, run_dir) = create_run_dir(&out_root.join(&suite.name))?;
     let artifacts = run_dir.join("artifacts");
@@ -384,7 +385,11 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                 record.parameters = r.parameters();
                 record.reference_backend = r.reference_backend().name().to_string();
             }
-            let realization = realization(model, &plan, case.backend, case.batch);
+            // No usable GPU (or CUDA library) skips the CUDA cases, with the probe's reason.
+            let realization = match crate::backend::gpu::unavailable(case.backend, suite.cuda_device) {
+                Some(why) => crate::quant::Realization::Unsupported(why),
+                None => realization(model, &plan, case.backend, case.batch),
+            };
             record.realization = realization.name().to_string();
             let unsupported = match realization {
                 crate::quant::Realization::Unsupported(why) => Some(why),
@@ -538,6 +543,7 @@ fn measure_case(
     session.set_input(&latency_batch)?;
     let (sampled, sampling_peak) = memory::peak_added(|| latency::sample(&suite.measure, || session.run()));
     let sampled = sampled?;
+    record.input_copy_median_ns = input_copy_median_ns(session, &latency_batch)?;
     record.run_peak_rss_bytes = [record.run_peak_rss_bytes, sampling_peak].into_iter().flatten().max();
     record.warmup_iters = suite.measure.warmup_iters;
     record.latency_ci_target_pct = suite.measure.target_rel_ci * 100.0;
@@ -545,6 +551,24 @@ fn measure_case(
     record.set_latency(sampled.samples_ns, case.batch);
     Ok(())
 }
+
+/// Copies of the input to the device, timed apart from the runs: the median of
+/// [`INPUT_COPIES`] copies of the latency batch, for sessions that copy it on their own.
+fn input_copy_median_ns(session: &mut dyn crate::backend::Session, batch: &[f32]) -> Result<Option<f64>> {
+    if session.input_copy_ns().is_none() {
+        return Ok(None);
+    }
+    let mut copies = Vec::with_capacity(INPUT_COPIES);
+    for _ in 0..INPUT_COPIES {
+        session.set_input(batch)?;
+        copies.extend(session.input_copy_ns());
+    }
+    copies.sort_unstable();
+    Ok(copies.get(copies.len() / 2).map(|&ns| ns as f64))
+}
+
+/// How many input copies [`input_copy_median_ns`] times.
+const INPUT_COPIES: usize = 21;
 
 /// Everything before evaluation: the native requirement, prepare (timed apart, with the memory
 /// it adds), the artifact's figures, and the cold start (the first run on the latency batch).
@@ -563,6 +587,7 @@ fn prepare_case(
         });
     }
     let backend = case.backend.create();
+    let gpu_before = if case.backend.is_cuda() { crate::backend::gpu::memory_used_bytes() } else { None };
     // Timed inside the memory measurement, so resetting the OS's peak is not counted.
     let ((prepared, prepare_ns), prepare_peak) = memory::peak_added(|| {
         let started = Instant::now();
@@ -587,6 +612,9 @@ fn prepare_case(
         (session.run(), first.elapsed().as_nanos() as u64)
     });
     first_run?;
+    if let (Some(before), Some(after)) = (gpu_before, crate::backend::gpu::memory_used_bytes()) {
+        record.gpu_memory_used_bytes = Some(after.saturating_sub(before));
+    }
     record.first_run_ns = Some(first_run_ns);
     record.cold_start_ns = Some(prepare_ns + first_run_ns);
     record.run_peak_rss_bytes = first_peak;
@@ -862,6 +890,7 @@ fn base_record(
     data: &Dataset,
 ) -> Record {
     let model = &suite.models[case.model];
+    let gpu = env.gpu.as_ref().filter(|_| case.backend.is_cuda());
     Record {
         run_id: run_id.to_string(),
         case_index,
@@ -875,7 +904,7 @@ fn base_record(
         dataset_sha256: data.sha256.clone(),
         scheme: case.scheme.name(),
         backend: case.backend.name().to_string(),
-        device: case.backend.device().to_string(),
+        device: if case.backend.is_cuda() { format!("cuda:{}", suite.cuda_device) } else { "cpu".to_string() },
         threads: suite.threads,
         batch: case.batch,
         status: CaseStatus::Ok,
@@ -921,6 +950,12 @@ fn base_record(
         cpu_model: env.cpu_model.clone(),
         cpu_flags: env.cpu_flags.clone(),
         logical_cores: env.logical_cores,
+        gpu_name: gpu.map(|g| g.name.clone()),
+        gpu_total_memory_bytes: gpu.map(|g| g.memory_bytes),
+        gpu_compute_capability: gpu.map(|g| g.compute_capability.clone()),
+        gpu_driver_version: gpu.and_then(|g| g.driver_version.clone()),
+        cuda_driver_version: gpu.map(|g| g.driver_cuda_version.clone()),
+        cuda_build_version: gpu.map(|g| g.build_cuda_version.clone()),
         ..Default::default()
     }
 }

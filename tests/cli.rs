@@ -387,6 +387,71 @@ fn unsupported_pairs_are_skipped_with_the_reason_and_do_not_fail_the_run() {
     assert!(table.contains("1 skipped (unsupported on that backend) case(s)"), "{table}");
 }
 
+/// A build without the `cuda` feature refuses a suite naming a CUDA backend before running
+/// anything, pointing at the backend and saying how to build one that runs it.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_backend_without_the_feature_is_refused_with_how_to_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu", "tract-cuda"]"#, "[8]", &["mlp"], "");
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(
+        &o,
+        &[
+            &format!("{}:3:27:", suite.display()),
+            r#"backend "tract-cuda" runs on a GPU"#,
+            "--features cuda",
+            "scripts/cuda-env.sh",
+        ],
+    );
+    assert!(!dir.path().join("out").exists(), "nothing is written for a suite this build cannot run");
+    let listed = String::from_utf8_lossy(&qbench(dir.path(), &["list", "backends"]).stdout).into_owned();
+    let cuda_lines: Vec<&str> = listed.lines().filter(|l| l.contains("-cuda ")).collect();
+    assert_eq!(cuda_lines.len(), 2, "{listed}");
+    assert!(cuda_lines.iter().all(|l| l.contains("not in this build")), "{listed}");
+}
+
+/// A CUDA build on a machine without a usable GPU skips the CUDA cases with the probe's reason
+/// and runs the CPU ones (a machine with a GPU runs them all: scripts/gpu-check.sh).
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_cases_without_a_gpu_are_skipped_with_the_reason_and_cpu_cases_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cuda", "candle-cpu", "tract-cuda"]"#, "[8]", &["mlp"], "");
+    let o = run_suite(dir.path(), &suite);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records = read_records(&only_run_dir(dir.path()).join("records.jsonl")).unwrap();
+    let gpu = qbench::backend::gpu::probe(0);
+    for r in &records {
+        match (r.backend.as_str(), gpu) {
+            ("candle-cpu", _) => assert_eq!((r.status, r.device.as_str()), (CaseStatus::Ok, "cpu")),
+            (_, Err(why)) => {
+                assert_eq!((r.status, r.device.as_str()), (CaseStatus::Skipped, "cuda:0"));
+                assert_eq!(r.error.as_deref(), Some(why));
+            }
+            (_, Ok(info)) => {
+                assert_eq!(r.status, CaseStatus::Ok, "{:?}", r.error);
+                assert_eq!(r.gpu_name.as_deref(), Some(info.name.as_str()));
+            }
+        }
+    }
+    assert_eq!(records.len(), 3);
+}
+
+#[test]
+fn a_device_that_is_not_cuda_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["candle-cpu"]"#, "[8]", &["mlp"], "");
+    let text =
+        std::fs::read_to_string(&suite).unwrap().replace("batch_sizes = [8]", "batch_sizes = [8]\ndevice = \"gpu0\"");
+    std::fs::write(&suite, text).unwrap();
+    let o = run_suite(dir.path(), &suite);
+    assert_clean_error(
+        &o,
+        &[&format!("{}:5:10:", suite.display()), r#"device "gpu0" is not a CUDA device; write device = "cuda:0""#],
+    );
+}
+
 /// The shipped-data suite with `schemes` instead of f32 and `extra` appended (tables).
 fn quant_suite(dir: &Path, schemes: &str, extra: &str) -> PathBuf {
     let suite = common::write_suite(dir, r#"["candle-cpu", "tract-cpu"]"#, "[100]", &["mlp", "cnn"], extra);

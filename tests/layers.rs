@@ -47,7 +47,9 @@ fn one_quantized_layer_shows_exactly_where_the_error_starts() {
     let want = sqnr_db(&as32(&exact), &as32(&quant)).unwrap();
     assert!(want > 20.0 && want < 60.0, "{want}");
 
-    for backend in BackendId::ALL.iter().copied() {
+    // Localization reads intermediate values on the CPU engines (tract-cuda refuses; candle-cuda
+    // would need a GPU, which the tests do not assume).
+    for backend in BackendId::ALL.iter().copied().filter(|b| !b.is_cuda()) {
         let dir = tempfile::tempdir().unwrap();
         let apply = |p: &Plan, d: &std::path::Path| qbench::quant::apply(p, &reference, d, None);
         let l = localize(&apply, &plan, backend, &data, n, dir.path()).unwrap();

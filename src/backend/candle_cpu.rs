@@ -1,4 +1,7 @@
 //! candle on the CPU: the zoo model as candle-nn modules over the variant's safetensors.
+//! candle-cuda builds the same modules on the GPU through [`prepare_zoo`] and [`zoo_layers`].
+
+use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_nn::Module;
@@ -25,49 +28,90 @@ impl Backend for CandleCpu {
             crate::quant::Arch::OnnxGraph => return super::candle_onnx::prepare(variant, batch),
             _ => {}
         }
-        let (net, is_gguf) = load_net(variant)?;
-        let artifact_bytes = std::fs::metadata(&variant.candle_artifact)
-            .map(|m| m.len())
-            .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
-        let storage = &variant.weight_storage;
-        let conversion = if is_gguf {
-            ""
-        } else if ["=i8", "=i4", "=u4"].iter().any(|t| storage.contains(t)) {
-            " (dequantized at load from the stored integers)"
-        } else if storage.contains("=bf16") {
-            " (widened at load from the stored bf16)"
-        } else {
-            ""
-        };
-        let evidence = format!("{}{conversion}", net.kernels());
-        let weights_bytes = Some(net.weights_bytes());
-        let [c, h, w] = zoo(variant)?.input_shape();
-        Ok(Prepared {
-            session: Box::new(CandleSession { net, shape: (batch, c, h, w), input: None, output: None }),
-            artifact: variant.candle_artifact.clone(),
-            artifact_bytes,
-            evidence,
-            weights_bytes,
-        })
+        prepare_zoo(variant, batch, ID, &Device::Cpu)
     }
 
     fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError> {
-        let (net, _) = load_net(variant)?;
-        let [c, h, w] = zoo(variant)?.input_shape();
-        Ok(Box::new(CandleLayers { net, shape: (batch, c, h, w) }))
+        zoo_layers(variant, batch, ID, &Device::Cpu)
+    }
+}
+
+/// A zoo model's session on `device`: candle-nn modules over the variant's file.
+pub(super) fn prepare_zoo(
+    variant: &Variant,
+    batch: usize,
+    id: BackendId,
+    device: &Device,
+) -> Result<Prepared, BackendError> {
+    let (net, is_gguf) = load_net(variant, id, device)?;
+    let artifact_bytes = std::fs::metadata(&variant.candle_artifact)
+        .map(|m| m.len())
+        .map_err(|e| BackendError::engine(id, "reading the artifact size", e))?;
+    let storage = &variant.weight_storage;
+    let conversion = if is_gguf {
+        ""
+    } else if ["=i8", "=i4", "=u4"].iter().any(|t| storage.contains(t)) {
+        " (dequantized at load from the stored integers)"
+    } else if storage.contains("=bf16") && device.is_cpu() {
+        " (widened at load from the stored bf16)"
+    } else {
+        ""
+    };
+    let on = if device.is_cpu() { String::new() } else { format!(" on {}", device_name(device)) };
+    let evidence = format!("{}{conversion}{on}", net.kernels());
+    let weights_bytes = Some(net.weights_bytes());
+    let [c, h, w] = zoo(variant, id)?.input_shape();
+    Ok(Prepared {
+        session: Box::new(CandleSession {
+            id,
+            device: device.clone(),
+            net,
+            shape: (batch, c, h, w),
+            input: None,
+            input_copy_ns: None,
+            output: None,
+        }),
+        artifact: variant.candle_artifact.clone(),
+        artifact_bytes,
+        evidence,
+        weights_bytes,
+    })
+}
+
+/// A zoo model on `device` whose runs return every weighted layer's output.
+pub(super) fn zoo_layers(
+    variant: &Variant,
+    batch: usize,
+    id: BackendId,
+    device: &Device,
+) -> Result<Box<dyn LayerSession>, BackendError> {
+    let (net, _) = load_net(variant, id, device)?;
+    let [c, h, w] = zoo(variant, id)?.input_shape();
+    Ok(Box::new(CandleLayers { id, device: device.clone(), net, shape: (batch, c, h, w) }))
+}
+
+fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }
 
 struct CandleLayers {
+    id: BackendId,
+    device: Device,
     net: Net,
     shape: (usize, usize, usize, usize),
 }
 
 impl LayerSession for CandleLayers {
     fn run(&mut self, input: &[f32]) -> Result<Vec<(String, Vec<f32>)>, BackendError> {
-        let err = |e: candle_core::Error| BackendError::engine(ID, "capturing layer outputs", e);
+        let id = self.id;
+        let err = |e: candle_core::Error| BackendError::engine(id, "capturing layer outputs", e);
         let x = Tensor::from_slice(input, self.shape, &Device::Cpu)
             .and_then(|t| t.to_dtype(self.net.dtype()))
+            .and_then(|t| t.to_device(&self.device))
             .map_err(err)?;
         let mut out = self
             .net
@@ -88,57 +132,101 @@ impl LayerSession for CandleLayers {
 }
 
 /// The zoo architecture candle builds layer by layer; other models have none.
-fn zoo(variant: &Variant) -> Result<crate::zoo::ZooModelId, BackendError> {
+fn zoo(variant: &Variant, id: BackendId) -> Result<crate::zoo::ZooModelId, BackendError> {
     variant.zoo().ok_or_else(|| {
         BackendError::engine(
-            ID,
+            id,
             "loading the model",
             "candle builds zoo models layer by layer; a user's ONNX model is localized through its tract-cpu case (tract reads intermediate values), and candle-transformers' BERT and quantized llama/qwen2 expose no layer outputs (a language model's error shows in its perplexity and KL columns)",
         )
     })
 }
 
-/// Loads the variant from its file, as a user of the artifact would, not from memory.
-fn load_net(variant: &Variant) -> Result<(Net, bool), BackendError> {
-    let zoo = zoo(variant)?;
+/// Loads the variant from its file onto `device`, as a user of the artifact would, not from
+/// memory. Off the CPU, bf16-stored layers are narrowed back to bf16 after loading (exactly:
+/// the CPU load widened them), so a GPU runs them in bf16.
+fn load_net(variant: &Variant, id: BackendId, device: &Device) -> Result<(Net, bool), BackendError> {
+    let zoo = zoo(variant, id)?;
     let is_gguf = variant.candle_artifact.extension().is_some_and(|e| e == "gguf");
     let net = if is_gguf {
-        Net::from_gguf(zoo, &variant.candle_artifact)
-            .map_err(|e| BackendError::engine(ID, "loading the GGUF model", e))?
+        Net::from_gguf(zoo, &variant.candle_artifact, device)
+            .map_err(|e| BackendError::engine(id, "loading the GGUF model", e))?
     } else {
         let (tensors, inputs) =
-            load_model(&variant.candle_artifact, zoo).map_err(|e| BackendError::engine(ID, "loading weights", e))?;
+            load_model(&variant.candle_artifact, zoo).map_err(|e| BackendError::engine(id, "loading weights", e))?;
+        let tensors = if device.is_cpu() {
+            tensors
+        } else {
+            let bf16: Vec<&str> = variant
+                .weight_storage
+                .split(", ")
+                .filter_map(|entry| entry.split_once('='))
+                .filter(|(_, storage)| storage.starts_with("bf16"))
+                .map(|(name, _)| name)
+                .collect();
+            tensors
+                .into_iter()
+                .map(|(name, t)| {
+                    let t = if bf16.contains(&name.as_str()) { t.to_dtype(candle_core::DType::BF16)? } else { t };
+                    Ok((name, t.to_device(device)?))
+                })
+                .collect::<candle_core::Result<_>>()
+                .map_err(|e| BackendError::engine(id, "copying the weights to the device", e))?
+        };
         Net::new(zoo, &tensors)
-            .map_err(|e| BackendError::engine(ID, "building the model", e))?
+            .map_err(|e| BackendError::engine(id, "building the model", e))?
             .with_input_quant(&inputs)
     };
     Ok((net, is_gguf))
 }
 
 struct CandleSession {
+    id: BackendId,
+    device: Device,
     net: Net,
     shape: (usize, usize, usize, usize),
     input: Option<Tensor>,
+    input_copy_ns: Option<u64>,
     output: Option<Tensor>,
 }
 
 impl Session for CandleSession {
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
-        // Converted to the network's dtype here, outside the timed run.
+        // Converted to the network's dtype and copied to the device here, outside the timed
+        // run; the copy is timed on its own (synchronized: candle's copies are asynchronous).
+        let err = |e| BackendError::engine(self.id, "copying the input", e);
         let t = Tensor::from_slice(input, self.shape, &Device::Cpu)
             .and_then(|t| t.to_dtype(self.net.dtype()))
-            .map_err(|e| BackendError::engine(ID, "copying the input", e))?;
+            .map_err(err)?;
+        let t = if self.device.is_cpu() {
+            t
+        } else {
+            let started = Instant::now();
+            let t = t.to_device(&self.device).map_err(err)?;
+            self.device.synchronize().map_err(err)?;
+            self.input_copy_ns = Some(started.elapsed().as_nanos() as u64);
+            t
+        };
         self.input = Some(t);
         Ok(())
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
-        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
-        self.output = Some(self.net.forward(input).map_err(|e| BackendError::engine(ID, "running", e))?);
+        let id = self.id;
+        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(id, "running", "no input was set"))?;
+        let output = self.net.forward(input).map_err(|e| BackendError::engine(id, "running", e))?;
+        // A GPU runs kernels asynchronously: the run ends when the device is done, not when the
+        // last kernel is queued. (A no-op on the CPU.)
+        self.device.synchronize().map_err(|e| BackendError::engine(id, "running", e))?;
+        self.output = Some(output);
         Ok(())
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        super::candle_output(ID, self.output.as_ref())
+        super::candle_output(self.id, self.output.as_ref())
+    }
+
+    fn input_copy_ns(&self) -> Option<u64> {
+        self.input_copy_ns
     }
 }

@@ -3,10 +3,15 @@
 
 mod candle_bert;
 mod candle_cpu;
+#[cfg(feature = "cuda")]
+mod candle_cuda;
 mod candle_lm;
 #[cfg(feature = "candle-onnx")]
 mod candle_onnx;
+pub mod gpu;
 pub(crate) mod tract_cpu;
+#[cfg(feature = "cuda")]
+mod tract_cuda;
 
 use std::path::PathBuf;
 
@@ -20,15 +25,27 @@ use crate::quant::Variant;
 pub enum BackendId {
     CandleCpu,
     TractCpu,
+    CandleCuda,
+    TractCuda,
+}
+
+/// The engine behind a backend, whatever its device: what decides which models it can load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Candle,
+    Tract,
 }
 
 impl BackendId {
-    pub const ALL: &'static [BackendId] = &[BackendId::CandleCpu, BackendId::TractCpu];
+    pub const ALL: &'static [BackendId] =
+        &[BackendId::CandleCpu, BackendId::TractCpu, BackendId::CandleCuda, BackendId::TractCuda];
 
     pub fn name(self) -> &'static str {
         match self {
             BackendId::CandleCpu => "candle-cpu",
             BackendId::TractCpu => "tract-cpu",
+            BackendId::CandleCuda => "candle-cuda",
+            BackendId::TractCuda => "tract-cuda",
         }
     }
 
@@ -37,17 +54,34 @@ impl BackendId {
     }
 
     pub fn names() -> &'static [&'static str] {
-        &["candle-cpu", "tract-cpu"]
+        &["candle-cpu", "tract-cpu", "candle-cuda", "tract-cuda"]
     }
 
-    pub fn device(self) -> &'static str {
-        "cpu"
+    pub fn engine(self) -> Engine {
+        match self {
+            BackendId::CandleCpu | BackendId::CandleCuda => Engine::Candle,
+            BackendId::TractCpu | BackendId::TractCuda => Engine::Tract,
+        }
+    }
+
+    pub fn is_cuda(self) -> bool {
+        matches!(self, BackendId::CandleCuda | BackendId::TractCuda)
+    }
+
+    /// The CPU backend of the same engine.
+    pub fn cpu(self) -> BackendId {
+        match self.engine() {
+            Engine::Candle => BackendId::CandleCpu,
+            Engine::Tract => BackendId::TractCpu,
+        }
     }
 
     pub fn description(self) -> &'static str {
         match self {
             BackendId::CandleCpu => "candle (CPU, gemm crate kernels, GGML QMatMul): zoo models as candle-nn modules (safetensors or GGUF), BERT checkpoints and GGUF language models through candle-transformers, ONNX files through candle-onnx (feature candle-onnx)",
             BackendId::TractCpu => "tract (ONNX, optimized with into_optimized, CPU); loads the exported .onnx file",
+            BackendId::CandleCuda => "candle on a CUDA GPU (feature cuda): zoo models as candle-nn modules, f16/bf16 on cuBLAS, GGML types on candle's QMatMul CUDA kernels (MMVQ/MMQ); the device is the suite's `device`",
+            BackendId::TractCuda => "tract on a CUDA GPU (feature cuda, tract-cuda): the ONNX file through tract's CUDA transform (cuBLAS, NVRTC kernels); ops it has no kernel for stay on the CPU, as the evidence lists",
         }
     }
 
@@ -56,6 +90,12 @@ impl BackendId {
         match self {
             BackendId::CandleCpu => Box::new(candle_cpu::CandleCpu),
             BackendId::TractCpu => Box::new(tract_cpu::TractCpu),
+            #[cfg(feature = "cuda")]
+            BackendId::CandleCuda => Box::new(candle_cuda::CandleCuda),
+            #[cfg(feature = "cuda")]
+            BackendId::TractCuda => Box::new(tract_cuda::TractCuda),
+            #[cfg(not(feature = "cuda"))]
+            BackendId::CandleCuda | BackendId::TractCuda => Box::new(gpu::NotBuilt(self)),
         }
     }
 }
@@ -102,6 +142,12 @@ pub trait Session {
     fn run(&mut self) -> Result<(), BackendError>;
     /// Logits of the last run, row-major `[batch, classes]`.
     fn output(&self) -> Result<Vec<f32>, BackendError>;
+    /// Nanoseconds the last [`Session::set_input`] spent copying the batch to the device
+    /// (synchronized), for backends that copy it apart from the run; `None` on the CPU, and
+    /// where the copy is part of the run (tract-cuda).
+    fn input_copy_ns(&self) -> Option<u64> {
+        None
+    }
     /// The session as a causal language model, when it is one.
     fn decoder(&mut self) -> Option<&mut dyn Decoder> {
         None

@@ -71,7 +71,7 @@ impl Backend for TractCpu {
 
 /// A model's inputs at a batch size, as its file declares them (in the graph's order, which is
 /// the order of the arrays in each dataset item).
-struct Inputs {
+pub(super) struct Inputs {
     shapes: Vec<Vec<usize>>,
     dtypes: Vec<InputDtype>,
     /// Values per item of each input.
@@ -79,7 +79,7 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn of(onnx: &std::path::Path, batch: usize) -> TractResult<Inputs> {
+    pub(super) fn of(onnx: &std::path::Path, batch: usize) -> TractResult<Inputs> {
         let declared = crate::model::onnx_file::graph_inputs(onnx).map_err(TractError::msg)?;
         Ok(Inputs {
             shapes: declared
@@ -91,7 +91,7 @@ impl Inputs {
         })
     }
 
-    fn set_facts(&self, mut model: InferenceModel) -> TractResult<InferenceModel> {
+    pub(super) fn set_facts(&self, mut model: InferenceModel) -> TractResult<InferenceModel> {
         for (i, (shape, dtype)) in self.shapes.iter().zip(&self.dtypes).enumerate() {
             model.set_input_fact(i, TypedFact::dt_shape(datum_type(*dtype), shape.as_slice()).into())?;
         }
@@ -100,7 +100,7 @@ impl Inputs {
 
     /// One batch of dataset items (each the inputs' values concatenated) as one tensor per
     /// input, of its element type; integer inputs take whole numbers in range only.
-    fn tensors(&self, values: &[f32]) -> TractResult<TVec<TValue>> {
+    pub(super) fn tensors(&self, values: &[f32]) -> TractResult<TVec<TValue>> {
         let total: usize = self.sizes.iter().sum();
         let batch = self.shapes.first().map_or(0, |s| s[0]);
         if values.len() != batch * total {
@@ -201,7 +201,7 @@ impl ValueProbe {
 /// Bytes held by a model's constants: plain tensors' bytes, and for packed (exotic) ones the
 /// buffer sizes tract reports. Counted on the decluttered model, where weights are still
 /// constants (f32 once dequantization graphs are folded; i8 for integer layers).
-fn constant_bytes(model: &TypedModel) -> u64 {
+pub(super) fn constant_bytes(model: &TypedModel) -> u64 {
     use tract_onnx::tract_core::ops::konst::Const;
     model
         .nodes()
@@ -224,7 +224,7 @@ fn constant_bytes(model: &TypedModel) -> u64 {
 }
 
 /// `op×count` for each op of the optimized model, most frequent first: which kernels run.
-fn op_summary(model: &TypedModel) -> String {
+pub(super) fn op_summary(model: &TypedModel) -> String {
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     for node in model.nodes() {
         // A matmul's name is the same for every datum type; its info names the kernel

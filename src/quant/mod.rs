@@ -238,22 +238,30 @@ impl SchemeId {
         use crate::backend::BackendId;
         match (self, backend) {
             (SchemeId::F32, _) => Realization::Native,
-            // candle runs f16 tensors through its own f16 kernels; bf16 it widens at load.
-            (SchemeId::F16, BackendId::CandleCpu) => Realization::Native,
-            (SchemeId::Bf16, BackendId::TractCpu) => Realization::Unsupported(
+            // candle runs f16 tensors through its own f16 kernels (cuBLAS on a GPU); bf16 it
+            // widens at load on the CPU, and keeps as bf16 on a GPU.
+            (SchemeId::F16, BackendId::CandleCpu | BackendId::CandleCuda) => Realization::Native,
+            (SchemeId::Bf16, BackendId::CandleCuda) => Realization::Native,
+            (SchemeId::Bf16, BackendId::TractCpu | BackendId::TractCuda) => Realization::Unsupported(
                 "tract 0.23 has no bfloat16 datum type, so it cannot load BFLOAT16 ONNX tensors",
             ),
             (SchemeId::F16 | SchemeId::Bf16, _) => Realization::Emulated,
             // candle dequantizes the i8 safetensors at load; tract folds the QDQ weights
             // into f32 constants when optimizing. Neither runs an int8 kernel.
             (SchemeId::Int8Weights { .. }, _) => Realization::Emulated,
-            // candle's QMatMul runs the GGML blocks; tract gets the dequantized weights.
-            (SchemeId::Ggml(_), BackendId::CandleCpu) => Realization::Native,
-            (SchemeId::Ggml(_), BackendId::TractCpu) => Realization::Emulated,
+            // candle's QMatMul runs the GGML blocks (on a GPU, llama.cpp's kernels); tract gets
+            // the dequantized weights.
+            (SchemeId::Ggml(_), BackendId::CandleCpu | BackendId::CandleCuda) => Realization::Native,
+            (SchemeId::Ggml(_), BackendId::TractCpu | BackendId::TractCuda) => Realization::Emulated,
             // tract lowers DynamicQuantizeLinear + MatMulInteger to its int8 matmul kernels;
             // candle has no int8 matmul, so it quantize-dequantizes activations and weights.
             (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::TractCpu) => Realization::Native,
-            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::CandleCpu) => Realization::Emulated,
+            // tract-cuda has no integer matmul kernel: those ops stay on tract's CPU kernels,
+            // between copies to and from the GPU (the evidence lists what stayed on the CPU).
+            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::TractCuda) => Realization::Emulated,
+            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::CandleCpu | BackendId::CandleCuda) => {
+                Realization::Emulated
+            }
             // Neither engine has an int4 kernel: candle unpacks at load, tract folds the
             // unpacking graph into f32 constants.
             (SchemeId::Int4Group { .. }, _) => Realization::Emulated,

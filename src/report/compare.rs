@@ -186,12 +186,13 @@ pub fn environment_differences(runs: &[Run]) -> Vec<(String, Vec<String>)> {
 /// to the first run's, for every case measured in the first run.
 fn overview(runs: &[Run], label: &dyn Fn(usize) -> String) -> String {
     let machine = |run: &Run| {
-        let (cpu, threads) = match (&run.environment, run.records.first()) {
-            (Some(e), _) => (e.cpu_model.clone(), e.threads),
-            (None, Some(r)) => (r.cpu_model.clone(), r.threads),
-            (None, None) => ("?".into(), 0),
+        let (cpu, threads, gpu) = match (&run.environment, run.records.first()) {
+            (Some(e), _) => (e.cpu_model.clone(), e.threads, e.gpu.as_ref().map(|g| g.name.clone())),
+            (None, Some(r)) => (r.cpu_model.clone(), r.threads, run.records.iter().find_map(|r| r.gpu_name.clone())),
+            (None, None) => ("?".into(), 0, None),
         };
-        format!("{cpu}, {threads} thread(s)")
+        let gpu = gpu.map_or(String::new(), |g| format!(", {g}"));
+        format!("{cpu}, {threads} thread(s){gpu}")
     };
     let mut out = String::from("Median per case, one column per run (ratio to run 1 in brackets):\n\n| case |");
     for (i, run) in runs.iter().enumerate() {

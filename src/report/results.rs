@@ -132,6 +132,20 @@ pub fn table(records: &[Record]) -> ResultsTable {
             }),
         ),
         (
+            "GPU mem (MiB)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| {
+                num(r.gpu_memory_used_bytes.map(|v| v as f64 / (1 << 20) as f64), &|v| format!("{v:.1}"))
+            }),
+        ),
+        (
+            "H2D copy (µs)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.input_copy_median_ns.map(|v| v / 1e3), &|v| format!("{v:.1}"))),
+        ),
+        (
             "size (bytes)".into(),
             false,
             true,
@@ -323,6 +337,20 @@ pub fn notes(records: &[Record]) -> Notes {
             r.threads,
             if r.debug_build { "; DEBUG BUILD: timings are not representative" } else { "" },
         ));
+        if let Some(g) = records.iter().find(|r| r.gpu_name.is_some()) {
+            let gpu = format!(
+                " GPU: {} ({:.0} GiB, compute capability {}), driver {} (CUDA {}), kernels built for CUDA {}; a GPU run ends with a device synchronize; \"H2D copy\" is the input's copy to the GPU, timed apart from the run (tract-cuda copies inside the run); \"GPU mem\" is the device memory in use after the first run above what was in use before prepare.",
+                g.gpu_name.as_deref().unwrap_or("?"),
+                g.gpu_total_memory_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64,
+                g.gpu_compute_capability.as_deref().unwrap_or("?"),
+                g.gpu_driver_version.as_deref().unwrap_or("?"),
+                g.cuda_driver_version.as_deref().unwrap_or("?"),
+                g.cuda_build_version.as_deref().unwrap_or("?"),
+            );
+            if let Some(p) = notes.provenance.as_mut() {
+                p.push_str(&gpu);
+            }
+        }
     }
     notes
 }

@@ -40,6 +40,8 @@ pub struct Suite {
     pub sha256: String,
     pub schemes: Vec<SchemeId>,
     pub backends: Vec<BackendId>,
+    /// The CUDA device ordinal the CUDA backends run on (`device = "cuda:N"`).
+    pub cuda_device: usize,
     pub batch_sizes: Vec<usize>,
     /// Cases that a backend would only emulate fail instead of running.
     pub require_native: bool,
@@ -196,14 +198,17 @@ impl ModelEntry {
 
     /// Why `backend` cannot run this model at all, if it cannot.
     pub fn unsupported_on(&self, backend: BackendId) -> Option<&'static str> {
-        match (&self.source, backend) {
-            (ModelSource::Onnx { .. }, BackendId::CandleCpu) if !cfg!(feature = "candle-onnx") => Some(
+        use crate::backend::Engine;
+        match (&self.source, backend.engine()) {
+            (ModelSource::Zoo { .. }, _) => None,
+            (_, Engine::Candle) if backend == BackendId::CandleCuda => Some(crate::backend::gpu::CANDLE_CUDA_MODELS),
+            (ModelSource::Onnx { .. }, Engine::Candle) if !cfg!(feature = "candle-onnx") => Some(
                 "this qbench was built without candle-onnx, so a user's ONNX model runs on tract only; build with `--features candle-onnx` (its build needs protoc: apt install protobuf-compiler)",
             ),
-            (ModelSource::Bert { .. }, BackendId::TractCpu) => {
+            (ModelSource::Bert { .. }, Engine::Tract) => {
                 Some("tract runs ONNX graphs; a BERT safetensors checkpoint runs on candle (candle-transformers)")
             }
-            (ModelSource::Gguf { .. }, BackendId::TractCpu) => Some(
+            (ModelSource::Gguf { .. }, Engine::Tract) => Some(
                 "tract runs ONNX graphs; a GGUF language model runs on candle (candle-transformers' quantized llama and qwen2)",
             ),
             _ => None,
@@ -254,6 +259,28 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
     let scheme_names: Vec<&str> = scheme_names.iter().map(|s| s.as_str()).collect();
     let schemes = parse_list(loc, &spec.schemes, "scheme", SchemeId::from_name, &scheme_names)?;
     let backends = parse_list(loc, &spec.backends, "backend", BackendId::from_name, BackendId::names())?;
+    if !cfg!(feature = "cuda") {
+        if let Some(item) =
+            spec.backends.get_ref().iter().find(|b| BackendId::from_name(b.get_ref()).is_some_and(|b| b.is_cuda()))
+        {
+            return Err(loc.at(
+                item.span(),
+                format!("backend \"{}\" runs on a GPU, and {}", item.get_ref(), crate::backend::gpu::BUILD_HINT),
+            ));
+        }
+    }
+    let cuda_device = match &spec.device {
+        None => 0,
+        Some(d) => crate::backend::gpu::parse_device(d.get_ref().trim()).ok_or_else(|| {
+            loc.at(
+                d.span(),
+                format!(
+                    "device \"{}\" is not a CUDA device; write device = \"cuda:0\" (the first GPU), \"cuda:1\", ...",
+                    d.get_ref()
+                ),
+            )
+        })?,
+    };
 
     if spec.batch_sizes.get_ref().is_empty() {
         return Err(
@@ -383,6 +410,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         sha256: crate::hash::hex(digest.as_ref()),
         schemes,
         backends,
+        cuda_device,
         batch_sizes,
         require_native: spec.require_native,
         measure,

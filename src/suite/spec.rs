@@ -20,6 +20,9 @@ pub struct SuiteSpec {
     pub backends: Spanned<Vec<Spanned<String>>>,
     /// Batch sizes for latency; accuracy is evaluated at each of them too.
     pub batch_sizes: Spanned<Vec<Spanned<i64>>>,
+    /// The GPU the CUDA backends run on: `cuda:N` (default `cuda:0`).
+    #[serde(default)]
+    pub device: Option<Spanned<String>>,
     /// Fail every case whose scheme the backend would only emulate.
     #[serde(default)]
     pub require_native: bool,

@@ -164,17 +164,18 @@ fn fake_quant_u8(x: &Tensor, input: InputQuant) -> Result<Tensor> {
 impl Net {
     /// Builds the network from a GGUF file written by `quant::ggml::apply`: linear weights
     /// become `QMatMul`s (GGML kernels), everything else f32.
-    pub fn from_gguf(id: ZooModelId, path: &std::path::Path) -> Result<Net> {
+    /// The tensors are read onto `device` (a GPU's `QMatMul` keeps the blocks on the GPU).
+    pub fn from_gguf(id: ZooModelId, path: &std::path::Path, device: &Device) -> Result<Net> {
         let mut file = std::fs::File::open(path)?;
         let content = gguf_file::Content::read(&mut file)?;
-        let mut read = |key: String| content.tensor(&mut file, &key, &Device::Cpu);
+        let mut read = |key: String| content.tensor(&mut file, &key, device);
         let mut steps = Vec::new();
         for layer in id.layers() {
             steps.push(match layer {
                 Layer::Conv2d { name, padding, .. } => {
                     let cfg = Conv2dConfig { padding, ..Default::default() };
-                    let w = read(format!("{name}.weight"))?.dequantize(&Device::Cpu)?;
-                    let b = read(format!("{name}.bias"))?.dequantize(&Device::Cpu)?;
+                    let w = read(format!("{name}.weight"))?.dequantize(device)?;
+                    let b = read(format!("{name}.bias"))?.dequantize(device)?;
                     Step::Conv { name, conv: Conv2d::new(w, Some(b), cfg), input: None }
                 }
                 Layer::Linear { name, in_features, .. } => {
@@ -185,7 +186,7 @@ impl Net {
                             "{name}.weight is {padded} wide, narrower than the layer's {in_features} inputs"
                         );
                     }
-                    let bias = read(format!("{name}.bias"))?.dequantize(&Device::Cpu)?;
+                    let bias = read(format!("{name}.bias"))?.dequantize(device)?;
                     let matmul = QMatMul::from_qtensor(q)?;
                     let kernel = match &matmul {
                         QMatMul::QTensor(t) => format!("QMatMul {:?}", t.dtype()),

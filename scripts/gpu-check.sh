@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The CUDA check: runs suites/cuda-smoke.toml (zoo models × a few schemes × the CUDA and CPU
+# backends) on a machine with an NVIDIA GPU, and writes its records and report to one folder.
+#
+#   bash scripts/gpu-check.sh --pack        # where crates.io is reachable: build the CUDA binary
+#                                           # and pack it into .gpu/qbench-cuda.xz (about 15 MB)
+#   bash scripts/gpu-check.sh [OUT_DIR]     # on the GPU machine (no network needed): run the check
+#
+# The GPU machine needs no Rust toolchain and no network. The binary is, in order: $QBENCH_BIN;
+# .gpu/qbench-cuda.xz (from --pack, carried with the checkout); target/release/qbench if that
+# build has the cuda feature; else a build with cargo (which needs crates.io or a vendored
+# registry, and nvcc). CUDA's libraries (cudart, cuBLAS, cuRAND, NVRTC; cuDNN for tract-cuda)
+# are looked for on LD_LIBRARY_PATH, in a CUDA toolkit and in Python's nvidia-* wheels.
+# The run takes about 2 to 4 minutes on an H100-class machine with 16 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packed=.gpu/qbench-cuda.xz
+
+if [ "${1:-}" = "--pack" ]; then
+  . scripts/cuda-env.sh
+  cargo build --release --locked --features cuda
+  mkdir -p .gpu
+  strip -o .gpu/qbench-cuda target/release/qbench
+  xz -T0 -6 -f .gpu/qbench-cuda
+  echo "packed $packed ($(stat -c %s "$packed") bytes, kernels for sm_$CUDA_COMPUTE_CAP): carry .gpu to the GPU machine"
+  exit 0
+fi
+
+out=${1:-reports/gpu-check}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+log="$out/gpu-check.log"
+: >"$log"
+say() { echo "$@" | tee -a "$log"; }
+
+# CUDA's shared libraries: the first folder holding each, appended to LD_LIBRARY_PATH.
+roots=(${CUDA_HOME:-} ${CUDA_PATH:-} /usr/local/cuda /usr/local/nvidia /usr/lib/x86_64-linux-gnu /opt /usr/local/lib /usr/lib/python3)
+for lib in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13 libcudnn.so.9; do
+  if ldconfig -p 2>/dev/null | grep -q " $lib "; then continue; fi
+  found=""
+  IFS=: read -ra already <<<"${LD_LIBRARY_PATH:-}"
+  for d in "${already[@]}"; do [ -n "$d" ] && [ -e "$d/$lib" ] && found="$d/$lib" && break; done
+  if [ -z "$found" ]; then
+    for r in "${roots[@]}"; do
+      [ -d "$r" ] || continue
+      found=$(find -L "$r" -maxdepth 10 -name "$lib" -print -quit 2>/dev/null || true)
+      [ -n "$found" ] && break
+    done
+  fi
+  if [ -n "$found" ]; then
+    export LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  else
+    say "note: $lib not found; the cases that need it will say so"
+  fi
+done
+# NVRTC (tract-cuda's kernels) and candle look for CUDA's headers under CUDA_HOME.
+if [ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda/include ]; then export CUDA_HOME=/usr/local/cuda; fi
+
+bin=${QBENCH_BIN:-}
+if [ -z "$bin" ] && [ -f "$packed" ]; then
+  bin=/tmp/qbench-cuda
+  xz -dc "$packed" >"$bin"
+  chmod +x "$bin"
+fi
+if [ -z "$bin" ] && [ -x target/release/qbench ] && ! target/release/qbench list backends 2>/dev/null | grep -q "not in this build"; then
+  bin=target/release/qbench
+fi
+if [ -z "$bin" ]; then
+  say "== no CUDA binary given or packed: building one (needs crates.io, or a vendored registry, and nvcc)"
+  . scripts/cuda-env.sh
+  cargo build --release --locked --features cuda 2>&1 | tee -a "$log"
+  bin=target/release/qbench
+fi
+
+if ! "$bin" --version >/dev/null 2>>"$log"; then
+  say "error: $bin does not start (see $log): is libcudart.so.13 on LD_LIBRARY_PATH?"
+  exit 1
+fi
+
+say "== GPU"
+(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "nvidia-smi not available") | tee -a "$log"
+say "== $("$bin" --version) at $bin"
+say "== LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+started=$(date +%s)
+status=0
+"$bin" run suites/cuda-smoke.toml --out "$out" 2>&1 | tee -a "$log" || status=$?
+run_dir=$(ls -dt "$out"/cuda-smoke/*/ 2>/dev/null | head -n 1)
+say "== finished in $(( $(date +%s) - started )) s, exit $status; records and report: $run_dir"
+exit "$status"

@@ -1,0 +1,46 @@
+//! candle on a CUDA GPU: the zoo model as candle-nn modules on the suite's device. f32, f16 and
+//! bf16 layers run on cuBLAS and candle's CUDA kernels; GGML weights stay in their blocks on the
+//! GPU and run on candle's quantized kernels (llama.cpp's MMVQ for up to 8 rows, the q8_1
+//! integer dot products above). Every run ends with a device synchronize.
+
+use super::{Backend, BackendError, BackendId, LayerSession, Prepared};
+use crate::quant::Variant;
+
+pub struct CandleCuda;
+
+const ID: BackendId = BackendId::CandleCuda;
+
+/// candle's QMatMul on CUDA: up to this many rows run the vector kernels.
+const MMVQ_MAX_ROWS: usize = 8;
+
+impl Backend for CandleCuda {
+    fn id(&self) -> BackendId {
+        ID
+    }
+
+    fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
+        let device = device(variant)?;
+        let mut prepared = super::candle_cpu::prepare_zoo(variant, batch, ID, &device)?;
+        if prepared.evidence.contains("QMatMul") {
+            let path = if batch <= MMVQ_MAX_ROWS {
+                "MMVQ kernels, activations quantized to q8_1"
+            } else {
+                "MMQ kernels, activations quantized to q8_1"
+            };
+            prepared.evidence.push_str(&format!(" (QMatMul at batch {batch}: {path})"));
+        }
+        Ok(prepared)
+    }
+
+    fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError> {
+        super::candle_cpu::zoo_layers(variant, batch, ID, &device(variant)?)
+    }
+}
+
+/// The process's candle CUDA device, for a zoo model (the only models candle-cuda builds).
+fn device(variant: &Variant) -> Result<candle_core::Device, BackendError> {
+    if variant.zoo().is_none() {
+        return Err(BackendError::engine(ID, "loading the model", super::gpu::CANDLE_CUDA_MODELS));
+    }
+    super::gpu::candle_device().map_err(|e| BackendError::engine(ID, "opening the GPU", e))
+}
