@@ -271,12 +271,14 @@ impl Session for TractSession {
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        let out = self
-            .output
-            .as_ref()
-            .ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
-        out.to_plain_array_view::<f32>()
-            .map(|v| v.iter().copied().collect())
-            .map_err(|e| BackendError::engine(ID, "reading the output", e))
+        tract_output(ID, self.output.as_ref())
     }
+}
+
+/// The last run's output tensor of a tract session as f32 values.
+pub(super) fn tract_output(backend: BackendId, out: Option<&TValue>) -> Result<Vec<f32>, BackendError> {
+    let out = out.ok_or_else(|| BackendError::engine(backend, "reading the output", "the model has not run"))?;
+    out.to_plain_array_view::<f32>()
+        .map(|v| v.iter().copied().collect())
+        .map_err(|e| BackendError::engine(backend, "reading the output", e))
 }

@@ -109,12 +109,6 @@ impl Session for TractCudaSession {
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        let out = self
-            .output
-            .as_ref()
-            .ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
-        out.to_plain_array_view::<f32>()
-            .map(|v| v.iter().copied().collect())
-            .map_err(|e| BackendError::engine(ID, "reading the output", e))
+        super::tract_cpu::tract_output(ID, self.output.as_ref())
     }
 }
