@@ -167,6 +167,25 @@ fn markdown_table() {
     insta::assert_snapshot!("markdown", qbench::report::markdown::render(&fixture()));
 }
 
+/// A run with more threads than cores says so in the provenance line, with the fix; one
+/// within the cores does not.
+#[test]
+fn markdown_flags_oversubscribed_threads() {
+    let plain = qbench::report::markdown::render(&fixture());
+    assert!(!plain.contains("OVERSUBSCRIBED"), "{plain}");
+    let mut records = fixture();
+    for r in &mut records {
+        r.threads = 8;
+    }
+    let text = qbench::report::markdown::render(&records);
+    let line = text.lines().find(|l| l.starts_with("qbench ")).expect("a provenance line");
+    assert!(line.contains("threads: 8."), "{line}");
+    assert!(
+        line.contains("OVERSUBSCRIBED: 8 threads on 2 logical cores") && line.contains("threads to at most 2."),
+        "{line}"
+    );
+}
+
 #[test]
 fn csv_json_jsonl_and_parquet() {
     let dir = tempfile::tempdir().unwrap();

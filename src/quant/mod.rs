@@ -57,6 +57,10 @@ pub enum ActivationQuant {
 pub enum Realization {
     /// The backend's own kernels for that storage type run.
     Native,
+    /// The backend's own kernels for that storage type run, but on the host CPU: the GPU
+    /// engine has no kernel for it, so the ops stay on the CPU between copies to and from the
+    /// GPU. Not native for `require_native`: a GPU backend is asked for to run on the GPU.
+    CpuFallback,
     /// Weights are stored quantized but dequantized to float before the kernels run.
     Emulated,
     /// The backend cannot run this scheme at all; cases are skipped with this reason.
@@ -67,6 +71,7 @@ impl Realization {
     pub fn name(self) -> &'static str {
         match self {
             Realization::Native => "native",
+            Realization::CpuFallback => "cpu-fallback",
             Realization::Emulated => "emulated",
             Realization::Unsupported(_) => "unsupported",
         }
@@ -256,9 +261,11 @@ impl SchemeId {
             // tract lowers DynamicQuantizeLinear + MatMulInteger to its int8 matmul kernels;
             // candle has no int8 matmul, so it quantize-dequantizes activations and weights.
             (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::TractCpu) => Realization::Native,
-            // tract-cuda has no integer matmul kernel: those ops stay on tract's CPU kernels,
-            // between copies to and from the GPU (the evidence lists what stayed on the CPU).
-            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::TractCuda) => Realization::Emulated,
+            // tract-cuda 0.23 moves a matmul to the GPU only for f32/f16 operands or Q4_0
+            // weights (transform.rs, `can_convert_to_cuda_gemm`); integer matmuls keep tract's
+            // int8 CPU kernels, between copies to and from the GPU (the evidence lists the ops
+            // that stayed on the CPU).
+            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::TractCuda) => Realization::CpuFallback,
             (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::CandleCpu | BackendId::CandleCuda) => {
                 Realization::Emulated
             }

@@ -77,7 +77,8 @@ impl Plan {
     }
 
     /// How `backend` runs the whole model: unsupported if any layer is, native if every
-    /// quantized layer is, emulated otherwise. f32 layers run natively everywhere.
+    /// quantized layer is, emulated if any is, cpu-fallback otherwise (some layer's own
+    /// kernels run, but on the CPU). f32 layers run natively everywhere.
     pub fn realization(&self, backend: BackendId) -> Realization {
         let mut out = self.scheme.realization(backend);
         if let Realization::Unsupported(_) = out {
@@ -94,7 +95,8 @@ impl Plan {
             match s.realization(backend) {
                 u @ Realization::Unsupported(_) => return u,
                 Realization::Emulated => out = Realization::Emulated,
-                Realization::Native => {}
+                Realization::CpuFallback if out == Realization::Native => out = Realization::CpuFallback,
+                Realization::CpuFallback | Realization::Native => {}
             }
         }
         out
@@ -153,6 +155,13 @@ mod tests {
         assert_eq!(p.realization(BackendId::TractCpu), Realization::Native);
         p.layers[1].1 = SchemeId::Int8Weights { per_channel: true, symmetric: true };
         assert_eq!(p.realization(BackendId::TractCpu), Realization::Emulated);
+        // On tract-cuda the int8 layer runs tract's own kernels on the CPU; the int8 weight-only
+        // layer is dequantized, and emulation is the weaker of the two.
+        assert_eq!(p.realization(BackendId::TractCuda), Realization::Emulated);
+        p.layers[1].1 = SchemeId::F32;
+        assert_eq!(p.realization(BackendId::TractCuda), Realization::CpuFallback);
+        assert_eq!(p.realization(BackendId::TractCpu), Realization::Native);
+        p.layers[1].1 = SchemeId::Int8Weights { per_channel: true, symmetric: true };
         p.layers[2].1 = SchemeId::Bf16;
         assert!(matches!(p.realization(BackendId::TractCpu), Realization::Unsupported(_)));
         assert_eq!(p.describe_overrides(), "fc1=f32, fc2=int8-pc-sym, fc3=bf16");

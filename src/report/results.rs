@@ -337,6 +337,16 @@ pub fn notes(records: &[Record]) -> Notes {
             r.threads,
             if r.debug_build { "; DEBUG BUILD: timings are not representative" } else { "" },
         ));
+        if r.threads > r.logical_cores && r.logical_cores > 0 {
+            // Measured on 2 cores: candle's quantized matmuls took 11 ms instead of 15 µs at 8
+            // threads; the f32 kernels only ~40% longer. Worth a line a reader cannot miss.
+            notes.provenance = notes.provenance.take().map(|p| {
+                format!(
+                    "{p} OVERSUBSCRIBED: {} threads on {} logical cores, so the CPU backends' threads contend and their latencies are overstated, some by orders of magnitude (candle's quantized matmuls most); set [measure] threads to at most {}.",
+                    r.threads, r.logical_cores, r.logical_cores
+                )
+            });
+        }
         if let Some(g) = records.iter().find(|r| r.gpu_name.is_some()) {
             let gpu = format!(
                 " GPU: {} ({:.0} GiB, compute capability {}), driver {} (CUDA {}), kernels built for CUDA {}; a GPU run ends with a device synchronize; \"H2D copy\" is the input's copy to the GPU, timed apart from the run (tract-cuda copies inside the run); \"GPU mem\" is the device memory in use after the first run above what was in use before prepare.",
