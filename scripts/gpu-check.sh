@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA check: runs suites/cuda-smoke.toml (zoo models × a few schemes × the CUDA and CPU
-# backends) on a machine with an NVIDIA GPU, and writes its records and report to one folder.
+# backends), then suites/cuda-lm.toml (a GGUF llama and a BERT on candle-cuda beside
+# candle-cpu), on a machine with an NVIDIA GPU, and writes their records and reports to one
+# folder.
 #
 #   bash scripts/gpu-check.sh --pack        # where crates.io is reachable: build the CUDA binary
 #                                           # and pack it into .gpu/qbench-cuda.xz (about 15 MB)
@@ -11,10 +13,15 @@
 # build has the cuda feature; else a build with cargo (which needs crates.io or a vendored
 # registry, and nvcc). CUDA's libraries (cudart, cuBLAS, cuRAND, NVRTC; cuDNN for tract-cuda)
 # are looked for on LD_LIBRARY_PATH, in a CUDA toolkit and in Python's nvidia-* wheels.
-# The run takes about 2 to 4 minutes on an H100-class machine with 16 cores.
+# The run takes about 2 to 4 minutes on an H100-class machine with 16 cores. The packed binary
+# records a hash of the sources it was built from; a checkout whose sources differ is reported,
+# since the results are then the packed binary's, not the checkout's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packed=.gpu/qbench-cuda.xz
+stamp=.gpu/qbench-cuda.sources
+# What the binary is built from: every source, manifest, vendored crate and build script.
+sources_hash() { find src vendor build.rs Cargo.toml Cargo.lock -type f 2>/dev/null | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16; }
 
 if [ "${1:-}" = "--pack" ]; then
   . scripts/cuda-env.sh
@@ -22,6 +29,7 @@ if [ "${1:-}" = "--pack" ]; then
   mkdir -p .gpu
   strip -o .gpu/qbench-cuda target/release/qbench
   xz -T0 -6 -f .gpu/qbench-cuda
+  sources_hash >"$stamp"
   echo "packed $packed ($(stat -c %s "$packed") bytes, kernels for sm_$CUDA_COMPUTE_CAP): carry .gpu to the GPU machine"
   exit 0
 fi
@@ -58,6 +66,9 @@ if [ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda/include ]; then export CUDA_H
 
 bin=${QBENCH_BIN:-}
 if [ -z "$bin" ] && [ -f "$packed" ]; then
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$(sources_hash)" ]; then
+    say "WARNING: $packed was built from other sources than this checkout's (run --pack again): the results are that binary's"
+  fi
   bin=/tmp/qbench-cuda
   xz -dc "$packed" >"$bin"
   chmod +x "$bin"
@@ -81,9 +92,13 @@ say "== GPU"
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "nvidia-smi not available") | tee -a "$log"
 say "== $("$bin" --version) at $bin"
 say "== LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
-started=$(date +%s)
 status=0
-"$bin" run suites/cuda-smoke.toml --out "$out" 2>&1 | tee -a "$log" || status=$?
-run_dir=$(ls -dt "$out"/cuda-smoke/*/ 2>/dev/null | head -n 1)
-say "== finished in $(( $(date +%s) - started )) s, exit $status; records and report: $run_dir"
+for suite in cuda-smoke cuda-lm; do
+  started=$(date +%s)
+  s=0
+  "$bin" run "suites/$suite.toml" --out "$out" 2>&1 | tee -a "$log" || s=$?
+  [ "$s" -ne 0 ] && status=$s
+  run_dir=$(ls -dt "$out/$suite"/*/ 2>/dev/null | head -n 1)
+  say "== $suite finished in $(( $(date +%s) - started )) s, exit $s; records and report: $run_dir"
+done
 exit "$status"

@@ -344,7 +344,9 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
             reference.as_ref().ok().filter(|_| !is_lm).map(|r| guarded(|| reference_outputs(r, &model.name, data)));
         // A language model's reference is its best variant, scored at its first case.
         let mut lm_reference: Option<Result<LmReference, String>> = None;
-        let mut lm_scores: HashMap<quant::SchemeId, lm::LmScore> = HashMap::new();
+        // Scores per (scheme, backend): a batch size's case reuses its engine's score, never
+        // another engine's (candle-cuda's perplexity is measured on the GPU).
+        let mut lm_scores: HashMap<(quant::SchemeId, BackendId), lm::LmScore> = HashMap::new();
         let mut calibration: Option<Result<quant::Calibration, String>> = None;
         if let Some(Err(e)) = &reference_outputs {
             progress(&format!("{}: reference outputs failed: {e:#}; agreement columns stay empty", model.name));
@@ -431,7 +433,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                             &mut variants,
                         ));
                         if let Some(Ok(r)) = &lm_reference {
-                            lm_scores.insert(r.scheme, r.score.clone());
+                            lm_scores.insert((r.scheme, REFERENCE_BACKEND), r.score.clone());
                         }
                     }
                     variants.entry(case.scheme).or_insert_with(|| {
@@ -444,7 +446,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                     });
                     let variant = &variants[&case.scheme];
                     if is_lm {
-                        let cached = lm_scores.get(&case.scheme).cloned();
+                        let cached = lm_scores.get(&(case.scheme, case.backend)).cloned();
                         match (variant, &lm_reference) {
                             (Err(e), _) => Err(e.clone()),
                             (_, Some(Err(e))) => Err(format!("the reference variant failed: {e}")),
@@ -452,7 +454,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&str)) 
                             (Ok(v), Some(Ok(lm_ref))) => {
                                 guarded(|| measure_lm_case(suite, case, v, data, lm_ref, cached, &mut record))
                                     .map(|score| {
-                                        lm_scores.entry(case.scheme).or_insert(score);
+                                        lm_scores.entry((case.scheme, case.backend)).or_insert(score);
                                     })
                                     .map_err(|e| e.to_string())
                             }
@@ -697,7 +699,9 @@ fn measure_lm_case(
     record.perplexity = Some(score.perplexity);
     (record.perplexity_ci_low, record.perplexity_ci_high) = score.perplexity_ci.unzip();
     record.reference_scheme = reference.scheme.name();
-    if case.scheme == reference.scheme {
+    // The reference itself on its own engine agrees by definition; on another engine (a GPU)
+    // it is compared like any variant.
+    if case.scheme == reference.scheme && case.backend == REFERENCE_BACKEND {
         (record.ref_top1_agreement, record.ref_kl_mean, record.ref_kl_stderr) = (Some(1.0), Some(0.0), Some(0.0));
     } else if let Some(v) = &score.vs_reference {
         record.ref_top1_agreement = Some(v.top1_agreement);

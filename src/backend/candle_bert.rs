@@ -1,8 +1,10 @@
-//! candle on the CPU, for BERT checkpoints: candle-transformers' `BertModel` over the variant's
-//! safetensors (f32, f16, bf16 widened, integers dequantized) or GGUF (GGML blocks dequantized).
-//! Each run embeds a batch of token-id rows (mean-pooled last hidden states).
+//! candle, for BERT checkpoints: candle-transformers' `BertModel` over the variant's
+//! safetensors (f32, f16, bf16 widened, integers dequantized) or GGUF (GGML blocks dequantized),
+//! on the CPU (candle-cpu) or a GPU (candle-cuda: the same f32 model on cuBLAS). Each run embeds
+//! a batch of token-id rows (mean-pooled last hidden states).
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
@@ -11,24 +13,29 @@ use candle_transformers::models::bert::{BertModel, Config};
 use super::{BackendError, BackendId, Prepared, Session};
 use crate::quant::Variant;
 
-const ID: BackendId = BackendId::CandleCpu;
-
-pub(super) fn prepare(variant: &Variant, config: &Config, batch: usize) -> Result<Prepared, BackendError> {
+pub(super) fn prepare(
+    variant: &Variant,
+    config: &Config,
+    batch: usize,
+    id: BackendId,
+    device: &Device,
+) -> Result<Prepared, BackendError> {
     let path = &variant.candle_artifact;
-    let err = |stage: &'static str| move |e: candle_core::Error| BackendError::engine(ID, stage, e);
+    let err = |stage: &'static str| move |e: candle_core::Error| BackendError::engine(id, stage, e);
     let is_gguf = path.extension().is_some_and(|e| e == "gguf");
     let tensors = if is_gguf {
         load_gguf(path).map_err(err("loading the GGUF checkpoint"))?
     } else {
-        crate::model::stored::load_all(path).map_err(|e| BackendError::engine(ID, "loading the checkpoint", e))?
+        crate::model::stored::load_all(path).map_err(|e| BackendError::engine(id, "loading the checkpoint", e))?
     };
     // Always f32 compute: candle-transformers' BERT builds its attention mask from f32::MIN,
     // which is -inf in f16 and turns every masked score into NaN; bf16 has no CPU matmul in
-    // candle 0.11. Half weights are widened at load (the realization says emulated).
+    // candle 0.11. Half weights are widened at load (the realization says emulated). On a GPU
+    // too, so that candle-cpu and candle-cuda run the same model.
     let dtype = DType::F32;
     let half = tensors.values().any(|t| t.dtype() == DType::F16);
     let weights_bytes: u64 = tensors.values().map(|t| (t.elem_count() * dtype.size_in_bytes()) as u64).sum();
-    let model = crate::model::bert::build(&tensors, config, dtype).map_err(err("building the BERT"))?;
+    let model = crate::model::bert::build(&tensors, config, dtype, device).map_err(err("building the BERT"))?;
     let storage = &variant.weight_storage;
     let conversion = if is_gguf && storage.contains("=q") {
         ", GGML weights dequantized to f32 at load (candle-transformers' BERT uses Linear, not QMatMul)"
@@ -41,15 +48,19 @@ pub(super) fn prepare(variant: &Variant, config: &Config, batch: usize) -> Resul
     } else {
         ""
     };
+    let on = if device.is_cpu() { String::new() } else { format!(" on {}", super::candle_cpu::device_name(device)) };
     let evidence = format!(
-        "candle-transformers BertModel ({} layers, hidden {}), {dtype:?} compute{conversion}",
+        "candle-transformers BertModel ({} layers, hidden {}), {dtype:?} compute{conversion}{on}",
         config.num_hidden_layers, config.hidden_size
     );
     let artifact_bytes = std::fs::metadata(path)
         .map(|m| m.len())
-        .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
+        .map_err(|e| BackendError::engine(id, "reading the artifact size", e))?;
     Ok(Prepared {
         session: Box::new(BertSession {
+            id,
+            device: device.clone(),
+            input_copy_ns: None,
             model,
             batch,
             pad: config.pad_token_id,
@@ -83,6 +94,10 @@ fn load_gguf(path: &std::path::Path) -> candle_core::Result<HashMap<String, Tens
 }
 
 struct BertSession {
+    id: BackendId,
+    device: Device,
+    /// The last input's copy to the GPU (ids, token types, mask), synchronized.
+    input_copy_ns: Option<u64>,
     model: BertModel,
     batch: usize,
     pad: usize,
@@ -94,7 +109,8 @@ struct BertSession {
 
 impl Session for BertSession {
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
-        let bad = |m: String| BackendError::engine(ID, "copying the input", m);
+        let id = self.id;
+        let bad = |m: String| BackendError::engine(id, "copying the input", m);
         let seq = input.len() / self.batch.max(1);
         if seq > self.max_len {
             return Err(bad(format!(
@@ -111,20 +127,32 @@ impl Session for BertSession {
                 self.vocab
             )));
         }
-        let tensors = crate::model::bert::BertInput::new(input, self.batch, self.pad)
-            .map_err(|e| BackendError::engine(ID, "copying the input", e))?;
+        let started = Instant::now();
+        let tensors = crate::model::bert::BertInput::new(input, self.batch, self.pad, &self.device)
+            .and_then(|t| self.device.synchronize().map(|_| t))
+            .map_err(|e| BackendError::engine(id, "copying the input", e))?;
+        if !self.device.is_cpu() {
+            self.input_copy_ns = Some(started.elapsed().as_nanos() as u64);
+        }
         self.input = Some(tensors);
         Ok(())
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
-        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
-        let out = crate::model::bert::embed(&self.model, input).map_err(|e| BackendError::engine(ID, "running", e))?;
+        let id = self.id;
+        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(id, "running", "no input was set"))?;
+        let out = crate::model::bert::embed(&self.model, input).map_err(|e| BackendError::engine(id, "running", e))?;
+        // A GPU's kernels run asynchronously: the run ends when the device is done.
+        self.device.synchronize().map_err(|e| BackendError::engine(id, "running", e))?;
         self.output = Some(out);
         Ok(())
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        super::candle_output(ID, self.output.as_ref())
+        super::candle_output(self.id, self.output.as_ref())
+    }
+
+    fn input_copy_ns(&self) -> Option<u64> {
+        self.input_copy_ns
     }
 }

@@ -22,8 +22,12 @@ impl Backend for CandleCpu {
 
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
         match &variant.arch {
-            crate::quant::Arch::Bert(config) => return super::candle_bert::prepare(variant, config, batch),
-            crate::quant::Arch::Gguf(arch) => return super::candle_lm::prepare(variant, *arch, batch),
+            crate::quant::Arch::Bert(config) => {
+                return super::candle_bert::prepare(variant, config, batch, ID, &Device::Cpu)
+            }
+            crate::quant::Arch::Gguf(arch) => {
+                return super::candle_lm::prepare(variant, *arch, batch, ID, &Device::Cpu)
+            }
             #[cfg(feature = "candle-onnx")]
             crate::quant::Arch::OnnxGraph => return super::candle_onnx::prepare(variant, batch),
             _ => {}
@@ -90,7 +94,8 @@ pub(super) fn zoo_layers(
     Ok(Box::new(CandleLayers { id, device: device.clone(), net, shape: (batch, c, h, w) }))
 }
 
-fn device_name(device: &Device) -> String {
+/// `cpu`, `cuda:N`: how evidence names where a model ran.
+pub(super) fn device_name(device: &Device) -> String {
     match device.location() {
         candle_core::DeviceLocation::Cpu => "cpu".into(),
         candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),

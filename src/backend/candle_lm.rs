@@ -1,7 +1,9 @@
-//! candle on the CPU, for GGUF language models: candle-transformers' quantized llama/qwen2 over
-//! the variant's GGUF. GGML weights run through `QMatMul` on the GGML blocks (activations are
-//! quantized to q8 blocks for the dot products, as in llama.cpp); f16, bf16 and f32 weights are
-//! widened to f32 at load, and the token embedding is always dequantized (a table lookup).
+//! candle, for GGUF language models: candle-transformers' quantized llama/qwen2 over the
+//! variant's GGUF, on the CPU (candle-cpu) or a GPU (candle-cuda: the blocks are read into GPU
+//! memory and run on llama.cpp's CUDA kernels). GGML weights run through `QMatMul` on the GGML
+//! blocks (activations are quantized to q8 blocks for the dot products, as in llama.cpp); f16,
+//! bf16 and f32 weights are widened to f32 at load, and the token embedding is always
+//! dequantized (a table lookup).
 //!
 //! [`Session::run`] is prompt processing: one window of token ids per item, from position 0.
 //! [`Decoder`] feeds tokens at later positions through the KV cache: generation, and the
@@ -9,6 +11,7 @@
 //! position's logits).
 
 use std::io::Cursor;
+use std::time::Instant;
 
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::{Device, Tensor};
@@ -17,13 +20,20 @@ use super::{BackendError, BackendId, Decoder, Prepared, Session};
 use crate::model::gguf_lm::{dtype_name, LmArch, LmWeights};
 use crate::quant::Variant;
 
-const ID: BackendId = BackendId::CandleCpu;
+/// candle's QMatMul on CUDA: up to this many rows (tokens) run the vector kernels.
+const MMVQ_MAX_ROWS: usize = 8;
 
-pub(super) fn prepare(variant: &Variant, arch: LmArch, batch: usize) -> Result<Prepared, BackendError> {
+pub(super) fn prepare(
+    variant: &Variant,
+    arch: LmArch,
+    batch: usize,
+    id: BackendId,
+    device: &Device,
+) -> Result<Prepared, BackendError> {
     let path = &variant.candle_artifact;
-    let bytes = std::fs::read(path).map_err(|e| BackendError::engine(ID, "reading the GGUF", e))?;
+    let bytes = std::fs::read(path).map_err(|e| BackendError::engine(id, "reading the GGUF", e))?;
     let mut reader = Cursor::new(bytes.as_slice());
-    let content = gguf_file::Content::read(&mut reader).map_err(|e| BackendError::engine(ID, "reading the GGUF", e))?;
+    let content = gguf_file::Content::read(&mut reader).map_err(|e| BackendError::engine(id, "reading the GGUF", e))?;
     let vocab = content.tensor_infos.get("token_embd.weight").map_or(0, |i| i.shape.dims()[0]);
     let context = content
         .metadata
@@ -55,17 +65,37 @@ pub(super) fn prepare(variant: &Variant, arch: LmArch, batch: usize) -> Result<P
     }
     let blocks =
         content.metadata.get(&format!("{}.block_count", arch.name())).and_then(|v| v.to_u32().ok()).unwrap_or(0);
-    let weights = arch.build(content, &mut reader).map_err(|e| BackendError::engine(ID, "building the model", e))?;
+    let weights =
+        arch.build(content, &mut reader, device).map_err(|e| BackendError::engine(id, "building the model", e))?;
     let list = |l: &[(String, usize)]| l.iter().map(|(t, k)| format!("{t} ×{k}")).collect::<Vec<_>>().join(", ");
     let mut evidence = format!("candle-transformers quantized_{} ({blocks} blocks, vocab {vocab})", arch.name());
+    if !device.is_cpu() {
+        evidence += &format!(" on {}", super::candle_cpu::device_name(device));
+    }
     if !native.is_empty() {
         evidence += &format!("; QMatMul on GGML blocks: {}", list(&native));
+        if !device.is_cpu() {
+            // Prompt processing multiplies batch × window rows; generation one row per item.
+            evidence += &format!(
+                " (on the GPU: MMVQ kernels up to {MMVQ_MAX_ROWS} rows, so generation at batch ≤ {MMVQ_MAX_ROWS}; MMQ above, so prompt processing; activations quantized to q8_1)"
+            );
+        }
     }
     if !widened.is_empty() {
         evidence += &format!("; matmul in f32, widened at load: {}", list(&widened));
     }
     Ok(Prepared {
-        session: Box::new(LmSession { weights, batch, vocab, context, input: None, output: None }),
+        session: Box::new(LmSession {
+            id,
+            device: device.clone(),
+            weights,
+            batch,
+            vocab,
+            context,
+            input: None,
+            input_copy_ns: None,
+            output: None,
+        }),
         artifact: path.clone(),
         artifact_bytes: bytes.len() as u64,
         evidence,
@@ -74,18 +104,24 @@ pub(super) fn prepare(variant: &Variant, arch: LmArch, batch: usize) -> Result<P
 }
 
 struct LmSession {
+    id: BackendId,
+    device: Device,
     weights: LmWeights,
     batch: usize,
     vocab: usize,
     context: usize,
     input: Option<Tensor>,
+    /// The last prompt's copy to the GPU, synchronized.
+    input_copy_ns: Option<u64>,
     output: Option<Tensor>,
 }
 
 impl LmSession {
-    /// Token ids as a `[batch, n]` tensor, checked against the vocabulary and the context.
+    /// Token ids as a `[batch, n]` tensor on the session's device, checked against the
+    /// vocabulary and the context.
     fn tokens(&self, ids: &[u32], batch: usize, index_pos: usize) -> Result<Tensor, BackendError> {
-        let bad = |m: String| BackendError::engine(ID, "copying the input", m);
+        let id = self.id;
+        let bad = |m: String| BackendError::engine(id, "copying the input", m);
         let n = ids.len() / batch.max(1);
         if n == 0 || n * batch != ids.len() {
             return Err(bad(format!("{} token ids do not make {batch} equal rows", ids.len())));
@@ -103,7 +139,7 @@ impl LmSession {
                 self.vocab
             )));
         }
-        Tensor::from_slice(ids, (batch, n), &Device::Cpu).map_err(|e| bad(e.to_string()))
+        Tensor::from_slice(ids, (batch, n), &self.device).map_err(|e| bad(e.to_string()))
     }
 }
 
@@ -111,25 +147,38 @@ impl Session for LmSession {
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
         if let Some(v) = input.iter().find(|v| !(v.fract() == 0.0 && **v >= 0.0)) {
             return Err(BackendError::engine(
-                ID,
+                self.id,
                 "copying the input",
                 format!("{v} is not a token id; a language model takes rows of token ids (a text dataset with windows = true)"),
             ));
         }
         let ids: Vec<u32> = input.iter().map(|&v| v as u32).collect();
-        self.input = Some(self.tokens(&ids, self.batch, 0)?);
+        let started = Instant::now();
+        let tokens = self.tokens(&ids, self.batch, 0)?;
+        if !self.device.is_cpu() {
+            self.device.synchronize().map_err(|e| BackendError::engine(self.id, "copying the input", e))?;
+            self.input_copy_ns = Some(started.elapsed().as_nanos() as u64);
+        }
+        self.input = Some(tokens);
         Ok(())
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
-        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
-        let out = self.weights.forward(input, 0).map_err(|e| BackendError::engine(ID, "running", e))?;
+        let id = self.id;
+        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(id, "running", "no input was set"))?;
+        let out = self.weights.forward(input, 0).map_err(|e| BackendError::engine(id, "running", e))?;
+        // A GPU's kernels run asynchronously: the run ends when the device is done.
+        self.device.synchronize().map_err(|e| BackendError::engine(id, "running", e))?;
         self.output = Some(out);
         Ok(())
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        super::candle_output(ID, self.output.as_ref())
+        super::candle_output(self.id, self.output.as_ref())
+    }
+
+    fn input_copy_ns(&self) -> Option<u64> {
+        self.input_copy_ns
     }
 
     fn decoder(&mut self) -> Option<&mut dyn Decoder> {
@@ -147,8 +196,9 @@ impl Decoder for LmSession {
         self.weights
             .forward(&x, index_pos)
             .and_then(|t| t.flatten_all())
+            // Reading the logits back waits for the GPU.
             .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| BackendError::engine(ID, "running", e))
+            .map_err(|e| BackendError::engine(self.id, "running", e))
     }
 
     fn vocab(&self) -> usize {

@@ -70,7 +70,7 @@ pub fn memory_used_bytes() -> Option<u64> {
 }
 
 /// Why candle-cuda refuses a model that is not from the zoo.
-pub const CANDLE_CUDA_MODELS: &str = "candle-cuda runs zoo models in this version; BERT checkpoints, GGUF language models and ONNX files run on candle-cpu, and ONNX files on tract-cuda";
+pub const CANDLE_CUDA_MODELS: &str = "candle-cuda runs zoo models, BERT checkpoints and GGUF language models, not ONNX graphs (candle-onnx interprets them on the CPU only); run an ONNX file on tract-cuda";
 
 /// How to get a qbench that runs CUDA backends.
 pub const BUILD_HINT: &str = "this qbench was built without CUDA: build it with `. scripts/cuda-env.sh && cargo build --release --features cuda` (the script installs CUDA 13.0's nvcc from PyPI if none is installed; see README, CUDA)";

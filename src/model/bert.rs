@@ -54,7 +54,7 @@ impl BertCheckpoint {
             tensors.insert(name, t);
         }
         // candle-transformers names what is missing or misshapen.
-        build(&tensors, &config, DType::F32)
+        build(&tensors, &config, DType::F32, &Device::Cpu)
             .map_err(|e| bad(format!("candle-transformers cannot build a BERT from it: {e}")))?;
         let layers = linear_layers(&tensors);
         if layers.is_empty() {
@@ -88,9 +88,15 @@ pub fn parse_config(text: &str) -> Result<Config, String> {
     serde_json::from_value(value).map_err(|e| format!("it is not a BERT config ({e})"))
 }
 
-/// The model from `tensors` (converted to `dtype`).
-pub fn build(tensors: &HashMap<String, Tensor>, config: &Config, dtype: DType) -> candle_core::Result<BertModel> {
-    let vb = candle_nn::VarBuilder::from_tensors(tensors.clone(), dtype, &Device::Cpu);
+/// The model from `tensors` (converted to `dtype`), on `device` (the builder copies each tensor
+/// there as the model takes it).
+pub fn build(
+    tensors: &HashMap<String, Tensor>,
+    config: &Config,
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<BertModel> {
+    let vb = candle_nn::VarBuilder::from_tensors(tensors.clone(), dtype, device);
     BertModel::load(vb, config)
 }
 
@@ -137,13 +143,13 @@ pub struct BertInput {
 }
 
 impl BertInput {
-    /// `ids` as f32 (exact integers), `batch` rows.
-    pub fn new(ids: &[f32], batch: usize, pad_token_id: usize) -> candle_core::Result<BertInput> {
+    /// `ids` as f32 (exact integers), `batch` rows, on `device`.
+    pub fn new(ids: &[f32], batch: usize, pad_token_id: usize, device: &Device) -> candle_core::Result<BertInput> {
         let seq = ids.len() / batch.max(1);
         let ids_u32: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
-        let input = Tensor::from_vec(ids_u32, (batch, seq), &Device::Cpu)?;
+        let input = Tensor::from_vec(ids_u32, (batch, seq), device)?;
         let mask_values: Vec<u32> = ids.iter().map(|&v| u32::from(v as usize != pad_token_id)).collect();
-        let mask = Tensor::from_vec(mask_values, (batch, seq), &Device::Cpu)?;
+        let mask = Tensor::from_vec(mask_values, (batch, seq), device)?;
         Ok(BertInput { types: input.zeros_like()?, ids: input, mask })
     }
 }

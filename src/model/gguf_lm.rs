@@ -56,15 +56,17 @@ impl LmArch {
         }
     }
 
-    /// Builds the model from a GGUF's content (tensors read from `reader`).
+    /// Builds the model from a GGUF's content (tensors read from `reader`) on `device`: the
+    /// GGML blocks are read straight into the device's memory.
     pub fn build<R: std::io::Read + std::io::Seek>(
         self,
         content: gguf_file::Content,
         reader: &mut R,
+        device: &Device,
     ) -> candle_core::Result<LmWeights> {
         Ok(match self {
-            LmArch::Llama => LmWeights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, &Device::Cpu)?),
-            LmArch::Qwen2 => LmWeights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, &Device::Cpu)?),
+            LmArch::Llama => LmWeights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?),
+            LmArch::Qwen2 => LmWeights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?),
         })
     }
 }
@@ -186,7 +188,7 @@ impl GgufLm {
             content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         metadata.sort_by(|a, b| a.0.cmp(&b.0));
         // candle-transformers names a missing or misshapen tensor.
-        arch.build(content, &mut Cursor::new(bytes.as_slice()))
+        arch.build(content, &mut Cursor::new(bytes.as_slice()), &Device::Cpu)
             .map_err(|e| bad(format!("candle-transformers cannot build a {} from it: {e}", arch.name())))?;
         Ok(GgufLm {
             path: path.to_path_buf(),

@@ -201,7 +201,9 @@ impl ModelEntry {
         use crate::backend::Engine;
         match (&self.source, backend.engine()) {
             (ModelSource::Zoo { .. }, _) => None,
-            (_, Engine::Candle) if backend == BackendId::CandleCuda => Some(crate::backend::gpu::CANDLE_CUDA_MODELS),
+            (ModelSource::Onnx { .. }, Engine::Candle) if backend == BackendId::CandleCuda => {
+                Some(crate::backend::gpu::CANDLE_CUDA_MODELS)
+            }
             (ModelSource::Onnx { .. }, Engine::Candle) if !cfg!(feature = "candle-onnx") => Some(
                 "this qbench was built without candle-onnx, so a user's ONNX model runs on tract only; build with `--features candle-onnx` (its build needs protoc: apt install protobuf-compiler)",
             ),
