@@ -66,18 +66,25 @@ impl Backend for TractCuda {
     }
 }
 
+/// Whether an op of tract-cuda's translated model runs on the GPU, by its name: tract-cuda 0.23
+/// names its kernels `Cuda…` (and `ConvCudnn`), tract-gpu's shared ops `Gpu…` or `Cuda…` (its
+/// backend name first), and the copies between host and device `DeviceSync…`. Everything else is
+/// a tract CPU op the transform left in place.
+fn runs_on_gpu(op_name: &str) -> bool {
+    ["Cuda", "Gpu", "DeviceSync"].iter().any(|p| op_name.starts_with(p)) || op_name == "ConvCudnn"
+}
+
 /// Which ops run on the GPU and which stayed on the CPU, after the op summary.
 fn placement(model: &TypedModel) -> String {
-    let on_gpu = |name: &str| name.starts_with("Cuda") || name.starts_with("DeviceSync");
     let mut cpu: Vec<String> = model
         .nodes()
         .iter()
         .map(|n| n.op.name().to_string())
-        .filter(|n| !on_gpu(n) && n != "Source" && n != "Const")
+        .filter(|n| !runs_on_gpu(n) && n != "Source" && n != "Const")
         .collect();
     cpu.sort();
     cpu.dedup();
-    let gpu = model.nodes().iter().filter(|n| on_gpu(&n.op.name())).count();
+    let gpu = model.nodes().iter().filter(|n| runs_on_gpu(&n.op.name())).count();
     let cpu_note = if cpu.is_empty() { "none".to_string() } else { cpu.join(", ") };
     format!("{} [{gpu} ops on the GPU; on the CPU: {cpu_note}]", op_summary(model))
 }
@@ -110,5 +117,21 @@ impl Session for TractCudaSession {
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
         super::tract_cpu::tract_output(ID, self.output.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_on_gpu;
+
+    #[test]
+    fn gpu_ops_are_told_from_cpu_ops_by_name() {
+        // Names as tract-cuda 0.23.9 and tract-gpu 0.23.9 give them.
+        for gpu in ["CudaConv", "ConvCudnn", "CudaGgmlGemm", "CudaAdd", "GpuConcat", "GpuSlice", "DeviceSyncToHost"] {
+            assert!(runs_on_gpu(gpu), "{gpu}");
+        }
+        for cpu in ["OptMatMul", "DynamicQuantizeLinear", "EinSum", "Softmax", "Conv", "Source"] {
+            assert!(!runs_on_gpu(cpu), "{cpu}");
+        }
     }
 }
