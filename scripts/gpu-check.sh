@@ -42,7 +42,8 @@ log="$out/gpu-check.log"
 say() { echo "$@" | tee -a "$log"; }
 
 # CUDA's shared libraries: the first folder holding each, appended to LD_LIBRARY_PATH.
-roots=(${CUDA_HOME:-} ${CUDA_PATH:-} /usr/local/cuda /usr/local/nvidia /usr/lib/x86_64-linux-gnu /opt /usr/local/lib /usr/lib/python3)
+# The last root is where scripts/cuda-env.sh installs CUDA's wheels (a build machine's own run).
+roots=(${CUDA_HOME:-} ${CUDA_PATH:-} /usr/local/cuda /usr/local/nvidia /usr/lib/x86_64-linux-gnu /opt /usr/local/lib /usr/lib/python3 "${QBENCH_CUDA_VENV:-$HOME/.cache/qbench/cuda-13.0}")
 for lib in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13 libcudnn.so.9; do
   if ldconfig -p 2>/dev/null | grep -q " $lib "; then continue; fi
   found=""
