@@ -186,6 +186,22 @@ fn markdown_flags_oversubscribed_threads() {
     );
 }
 
+/// Without labels there is no top-1: the note says what the rows were scored on instead.
+#[test]
+fn markdown_says_when_outputs_have_no_labels() {
+    assert!(qbench::report::markdown::render(&fixture()).contains("Top-1 on fashion-mnist-test (10000 items), ±"));
+    let mut records = fixture();
+    for r in &mut records {
+        (r.top1_accuracy, r.top1_ci_low, r.top1_ci_high) = (None, None, None);
+    }
+    let text = qbench::report::markdown::render(&records);
+    assert!(!text.contains("Top-1 on"), "{text}");
+    assert!(
+        text.contains("Outputs of fashion-mnist-test (10000 items) (no labels: scored against the reference only); latency median"),
+        "{text}"
+    );
+}
+
 #[test]
 fn csv_json_jsonl_and_parquet() {
     let dir = tempfile::tempdir().unwrap();

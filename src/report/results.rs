@@ -314,9 +314,14 @@ pub fn notes(records: &[Record]) -> Notes {
                 m.tg_tokens.unwrap_or(0),
             );
         }
+        // Outputs-only data (an embedding model's sentences) has no top-1 to explain.
+        let scored = if records.iter().any(|m| m.top1_accuracy.is_some()) {
+            format!("Top-1 on {}, ± the half-width of its Wilson 95% interval", data.join("; "))
+        } else {
+            format!("Outputs of {} (no labels: scored against the reference only)", data.join("; "))
+        };
         notes.method = Some(format!(
-            "Top-1 on {}, ± the half-width of its Wilson 95% interval; latency median ± the half-width of its 95% CI (order statistics). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.{lm_note}",
-            data.join("; "),
+            "{scored}; latency median ± the half-width of its 95% CI (order statistics). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.{lm_note}",
             engines.join("; "),
         ));
         if only_lm {
