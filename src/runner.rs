@@ -714,6 +714,7 @@ fn measure_lm_case(
     session.set_input(&batch_ids)?;
     let (sampled, pp_peak) = memory::peak_added(|| latency::sample(&suite.measure, || session.run()));
     let sampled = sampled?;
+    record.input_copy_median_ns = input_copy_median_ns(session, &batch_ids)?;
     record.warmup_iters = suite.measure.warmup_iters;
     record.latency_ci_target_pct = suite.measure.target_rel_ci * 100.0;
     record.latency_ci_target_met = sampled.target_met;
