@@ -80,7 +80,7 @@ fi
 if [ -z "$bin" ]; then
   say "== no CUDA binary given or packed: building one (needs crates.io, or a vendored registry, and nvcc)"
   . scripts/cuda-env.sh
-  cargo build --release --locked --features cuda 2>&1 | tee -a "$log"
+  cargo build --release --locked --features cuda 2>&1 | tee -a "$log" || true
   bin=target/release/qbench
 fi
 
@@ -90,9 +90,11 @@ if ! "$bin" --version >/dev/null 2>>"$log"; then
 fi
 
 say "== GPU"
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "nvidia-smi not available") | tee -a "$log"
+(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "nvidia-smi not available") | tee -a "$log" || true
 say "== $("$bin" --version) at $bin"
 say "== LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+say "== what qbench makes of this machine's GPU"
+"$bin" list backends 2>&1 | grep -- "-cuda " | sed 's/^ *\([a-z-]*\) .*\[/\1 [/' | tee -a "$log" || true
 status=0
 for suite in cuda-smoke cuda-lm; do
   started=$(date +%s)

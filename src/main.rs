@@ -216,11 +216,7 @@ fn list(what: Option<ListWhat>) -> String {
             "backends",
             BackendId::ALL
                 .iter()
-                .map(|b| {
-                    let built =
-                        if b.is_cuda() && !cfg!(feature = "cuda") { " [not in this build: feature cuda]" } else { "" };
-                    (b.name().to_string(), format!("{}{built}", b.description()))
-                })
+                .map(|b| (b.name().to_string(), format!("{}{}", b.description(), readiness(*b))))
                 .collect(),
         );
     }
@@ -265,4 +261,19 @@ fn list(what: Option<ListWhat>) -> String {
         section("datasets", rows);
     }
     out
+}
+
+/// Whether a CUDA backend can run here, for `list backends`: not in this build, not on this
+/// machine (the probe's reason), or ready on the first GPU (its name). Empty for CPU backends.
+fn readiness(backend: BackendId) -> String {
+    use qbench::backend::gpu;
+    if !backend.is_cuda() {
+        String::new()
+    } else if !cfg!(feature = "cuda") {
+        " [not in this build: feature cuda]".into()
+    } else if let Some(why) = gpu::unavailable(backend, 0) {
+        format!(" [not available here on cuda:0: {why}]")
+    } else {
+        gpu::probe(0).map(|g| format!(" [ready on cuda:0: {}]", g.name)).unwrap_or_default()
+    }
 }

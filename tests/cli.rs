@@ -436,6 +436,20 @@ fn cuda_cases_without_a_gpu_are_skipped_with_the_reason_and_cpu_cases_run() {
         }
     }
     assert_eq!(records.len(), 3);
+    // `list backends` says the same of each CUDA backend before any suite is written.
+    let listed = String::from_utf8_lossy(&qbench(dir.path(), &["list", "backends"]).stdout).into_owned();
+    let cuda_lines: Vec<&str> = listed.lines().filter(|l| l.contains("-cuda ")).collect();
+    assert_eq!(cuda_lines.len(), 2, "{listed}");
+    for line in cuda_lines {
+        match gpu {
+            Err(why) => assert!(line.ends_with(&format!("[not available here on cuda:0: {why}]")), "{line}"),
+            Ok(info) if line.starts_with("  candle-cuda") => {
+                assert!(line.ends_with(&format!("[ready on cuda:0: {}]", info.name)), "{line}")
+            }
+            // tract-cuda can still lack cuDNN where candle-cuda runs.
+            Ok(info) => assert!(line.contains(&info.name) || line.contains("[not available here"), "{line}"),
+        }
+    }
 }
 
 #[test]

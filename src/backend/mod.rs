@@ -80,7 +80,7 @@ impl BackendId {
         match self {
             BackendId::CandleCpu => "candle (CPU, gemm crate kernels, GGML QMatMul): zoo models as candle-nn modules (safetensors or GGUF), BERT checkpoints and GGUF language models through candle-transformers, ONNX files through candle-onnx (feature candle-onnx)",
             BackendId::TractCpu => "tract (ONNX, optimized with into_optimized, CPU); loads the exported .onnx file",
-            BackendId::CandleCuda => "candle on a CUDA GPU (feature cuda): zoo models as candle-nn modules, f16/bf16 on cuBLAS, GGML types on candle's QMatMul CUDA kernels (MMVQ/MMQ); the device is the suite's `device`",
+            BackendId::CandleCuda => "candle on a CUDA GPU (feature cuda): zoo models as candle-nn modules, BERT checkpoints and GGUF language models through candle-transformers; f16/bf16 on cuBLAS, GGML types on candle's QMatMul CUDA kernels (MMVQ/MMQ); the device is the suite's `device`",
             BackendId::TractCuda => "tract on a CUDA GPU (feature cuda, tract-cuda): the ONNX file through tract's CUDA transform (cuBLAS, NVRTC kernels); ops it has no kernel for stay on the CPU, as the evidence lists",
         }
     }
