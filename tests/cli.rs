@@ -452,6 +452,25 @@ fn cuda_cases_without_a_gpu_are_skipped_with_the_reason_and_cpu_cases_run() {
     }
 }
 
+/// More threads than cores is run as asked, but said even under --quiet, and in the report.
+#[test]
+fn threads_above_the_cores_are_flagged_even_when_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["tract-cpu"]"#, "[8]", &["mlp"], "");
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let threads = cores + 1;
+    let text =
+        std::fs::read_to_string(&suite).unwrap().replace("[measure]\n", &format!("[measure]\nthreads = {threads}\n"));
+    std::fs::write(&suite, text).unwrap();
+    let o =
+        qbench(dir.path(), &["run", "-q", suite.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warning = format!("WARNING: measure.threads = {threads} exceeds the {cores} logical cores here");
+    assert!(stderr(&o).contains(&warning), "{}", stderr(&o));
+    let report = std::fs::read_to_string(only_run_dir(dir.path()).join("report.md")).unwrap();
+    assert!(report.contains(&format!("OVERSUBSCRIBED: {threads} threads on {cores} logical cores")), "{report}");
+}
+
 #[test]
 fn a_device_that_is_not_cuda_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
