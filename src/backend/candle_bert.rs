@@ -4,7 +4,6 @@
 //! a batch of token-id rows (mean-pooled last hidden states).
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
@@ -127,13 +126,11 @@ impl Session for BertSession {
                 self.vocab
             )));
         }
-        let started = Instant::now();
-        let tensors = crate::model::bert::BertInput::new(input, self.batch, self.pad, &self.device)
-            .and_then(|t| self.device.synchronize().map(|_| t))
-            .map_err(|e| BackendError::engine(id, "copying the input", e))?;
-        if !self.device.is_cpu() {
-            self.input_copy_ns = Some(started.elapsed().as_nanos() as u64);
-        }
+        let (tensors, copy_ns) = super::candle_copy_timed(id, &self.device, || {
+            crate::model::bert::BertInput::new(input, self.batch, self.pad, &self.device)
+                .map_err(|e| BackendError::engine(id, "copying the input", e))
+        })?;
+        self.input_copy_ns = copy_ns;
         self.input = Some(tensors);
         Ok(())
     }

@@ -1,8 +1,6 @@
 //! candle on the CPU: the zoo model as candle-nn modules over the variant's safetensors.
 //! candle-cuda builds the same modules on the GPU through [`prepare_zoo`] and [`zoo_layers`].
 
-use std::time::Instant;
-
 use candle_core::{Device, Tensor};
 use candle_nn::Module;
 
@@ -203,15 +201,8 @@ impl Session for CandleSession {
         let t = Tensor::from_slice(input, self.shape, &Device::Cpu)
             .and_then(|t| t.to_dtype(self.net.dtype()))
             .map_err(err)?;
-        let t = if self.device.is_cpu() {
-            t
-        } else {
-            let started = Instant::now();
-            let t = t.to_device(&self.device).map_err(err)?;
-            self.device.synchronize().map_err(err)?;
-            self.input_copy_ns = Some(started.elapsed().as_nanos() as u64);
-            t
-        };
+        let (t, copy_ns) = super::candle_copy_timed(self.id, &self.device, || t.to_device(&self.device).map_err(err))?;
+        self.input_copy_ns = copy_ns;
         self.input = Some(t);
         Ok(())
     }

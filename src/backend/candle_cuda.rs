@@ -12,9 +12,6 @@ pub struct CandleCuda;
 
 const ID: BackendId = BackendId::CandleCuda;
 
-/// candle's QMatMul on CUDA: up to this many rows run the vector kernels.
-const MMVQ_MAX_ROWS: usize = 8;
-
 impl Backend for CandleCuda {
     fn id(&self) -> BackendId {
         ID
@@ -31,7 +28,7 @@ impl Backend for CandleCuda {
         }
         let mut prepared = super::candle_cpu::prepare_zoo(variant, batch, ID, &device)?;
         if prepared.evidence.contains("QMatMul") {
-            let path = if batch <= MMVQ_MAX_ROWS {
+            let path = if batch <= super::gpu::MMVQ_MAX_ROWS {
                 "MMVQ kernels, activations quantized to q8_1"
             } else {
                 "MMQ kernels, activations quantized to q8_1"

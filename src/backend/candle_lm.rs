@@ -11,17 +11,14 @@
 //! position's logits).
 
 use std::io::Cursor;
-use std::time::Instant;
 
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::{Device, Tensor};
 
+use super::gpu::MMVQ_MAX_ROWS;
 use super::{BackendError, BackendId, Decoder, Prepared, Session};
 use crate::model::gguf_lm::{dtype_name, LmArch, LmWeights};
 use crate::quant::Variant;
-
-/// candle's QMatMul on CUDA: up to this many rows (tokens) run the vector kernels.
-const MMVQ_MAX_ROWS: usize = 8;
 
 pub(super) fn prepare(
     variant: &Variant,
@@ -153,12 +150,8 @@ impl Session for LmSession {
             ));
         }
         let ids: Vec<u32> = input.iter().map(|&v| v as u32).collect();
-        let started = Instant::now();
-        let tokens = self.tokens(&ids, self.batch, 0)?;
-        if !self.device.is_cpu() {
-            self.device.synchronize().map_err(|e| BackendError::engine(self.id, "copying the input", e))?;
-            self.input_copy_ns = Some(started.elapsed().as_nanos() as u64);
-        }
+        let (tokens, copy_ns) = super::candle_copy_timed(self.id, &self.device, || self.tokens(&ids, self.batch, 0))?;
+        self.input_copy_ns = copy_ns;
         self.input = Some(tokens);
         Ok(())
     }

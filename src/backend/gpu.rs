@@ -69,6 +69,10 @@ pub fn memory_used_bytes() -> Option<u64> {
     }
 }
 
+/// candle's QMatMul on CUDA runs its vector kernels (MMVQ) up to this many rows, and the
+/// q8_1 matrix kernels (MMQ) above: what candle-cuda's evidence names.
+pub const MMVQ_MAX_ROWS: usize = 8;
+
 /// Why candle-cuda refuses a model that is not from the zoo.
 pub const CANDLE_CUDA_MODELS: &str = "candle-cuda runs zoo models, BERT checkpoints and GGUF language models, not ONNX graphs (candle-onnx interprets them on the CPU only); run an ONNX file on tract-cuda";
 

@@ -191,6 +191,23 @@ pub(crate) fn candle_output(backend: BackendId, out: Option<&candle_core::Tensor
         .map_err(|e| BackendError::engine(backend, "reading the output", e))
 }
 
+/// Runs `copy`, which puts a candle session's input on `device`, and on a GPU times it up to
+/// a synchronize (candle's copies are asynchronous): `(value, Some(ns))` there, `(value, None)`
+/// on the CPU, where there is no copy to time.
+pub(crate) fn candle_copy_timed<T>(
+    backend: BackendId,
+    device: &candle_core::Device,
+    copy: impl FnOnce() -> Result<T, BackendError>,
+) -> Result<(T, Option<u64>), BackendError> {
+    let started = std::time::Instant::now();
+    let value = copy()?;
+    if device.is_cpu() {
+        return Ok((value, None));
+    }
+    device.synchronize().map_err(|e| BackendError::engine(backend, "copying the input", e))?;
+    Ok((value, Some(started.elapsed().as_nanos() as u64)))
+}
+
 /// Sets the thread count every backend uses, once per process, before any engine
 /// work: candle reads `RAYON_NUM_THREADS` (its pools are built on first use), tract
 /// runs matrix products on its default executor.
