@@ -47,7 +47,7 @@ pub(super) fn prepare(
     } else {
         ""
     };
-    let on = if device.is_cpu() { String::new() } else { format!(" on {}", super::candle_cpu::device_name(device)) };
+    let on = if device.is_cpu() { String::new() } else { format!(" on {}", super::candle_device_name(device)) };
     let evidence = format!(
         "candle-transformers BertModel ({} layers, hidden {}), {dtype:?} compute{conversion}{on}",
         config.num_hidden_layers, config.hidden_size

@@ -59,7 +59,7 @@ pub(super) fn prepare_zoo(
     } else {
         ""
     };
-    let on = if device.is_cpu() { String::new() } else { format!(" on {}", device_name(device)) };
+    let on = if device.is_cpu() { String::new() } else { format!(" on {}", super::candle_device_name(device)) };
     let evidence = format!("{}{conversion}{on}", net.kernels());
     let weights_bytes = Some(net.weights_bytes());
     let [c, h, w] = zoo(variant, id)?.input_shape();
@@ -90,15 +90,6 @@ pub(super) fn zoo_layers(
     let (net, _) = load_net(variant, id, device)?;
     let [c, h, w] = zoo(variant, id)?.input_shape();
     Ok(Box::new(CandleLayers { id, device: device.clone(), net, shape: (batch, c, h, w) }))
-}
-
-/// `cpu`, `cuda:N`: how evidence names where a model ran.
-pub(super) fn device_name(device: &Device) -> String {
-    match device.location() {
-        candle_core::DeviceLocation::Cpu => "cpu".into(),
-        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-    }
 }
 
 struct CandleLayers {

@@ -67,7 +67,7 @@ pub(super) fn prepare(
     let list = |l: &[(String, usize)]| l.iter().map(|(t, k)| format!("{t} ×{k}")).collect::<Vec<_>>().join(", ");
     let mut evidence = format!("candle-transformers quantized_{} ({blocks} blocks, vocab {vocab})", arch.name());
     if !device.is_cpu() {
-        evidence += &format!(" on {}", super::candle_cpu::device_name(device));
+        evidence += &format!(" on {}", super::candle_device_name(device));
     }
     if !native.is_empty() {
         evidence += &format!("; QMatMul on GGML blocks: {}", list(&native));

@@ -191,6 +191,15 @@ pub(crate) fn candle_output(backend: BackendId, out: Option<&candle_core::Tensor
         .map_err(|e| BackendError::engine(backend, "reading the output", e))
 }
 
+/// `cpu`, `cuda:N`: how a candle session's evidence names where its model runs.
+pub(crate) fn candle_device_name(device: &candle_core::Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
 /// Runs `copy`, which puts a candle session's input on `device`, and on a GPU times it up to
 /// a synchronize (candle's copies are asynchronous): `(value, Some(ns))` there, `(value, None)`
 /// on the CPU, where there is no copy to time.

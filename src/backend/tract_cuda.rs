@@ -76,15 +76,12 @@ fn runs_on_gpu(op_name: &str) -> bool {
 
 /// Which ops run on the GPU and which stayed on the CPU, after the op summary.
 fn placement(model: &TypedModel) -> String {
-    let mut cpu: Vec<String> = model
-        .nodes()
-        .iter()
-        .map(|n| n.op.name().to_string())
-        .filter(|n| !runs_on_gpu(n) && n != "Source" && n != "Const")
-        .collect();
+    let (gpu, mut cpu): (Vec<String>, Vec<String>) =
+        model.nodes().iter().map(|n| n.op.name().to_string()).partition(|n| runs_on_gpu(n));
+    cpu.retain(|n| n != "Source" && n != "Const");
     cpu.sort();
     cpu.dedup();
-    let gpu = model.nodes().iter().filter(|n| runs_on_gpu(&n.op.name())).count();
+    let gpu = gpu.len();
     let cpu_note = if cpu.is_empty() { "none".to_string() } else { cpu.join(", ") };
     format!("{} [{gpu} ops on the GPU; on the CPU: {cpu_note}]", op_summary(model))
 }
