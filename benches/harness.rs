@@ -49,9 +49,16 @@ fn benches(c: &mut Criterion) {
     std::fs::write(&onnx_path, onnx::export("cnn", ZooModelId::Cnn, &cnn.tensors).unwrap()).unwrap();
     let variant = Variant::f32_reference(&cnn, onnx_path);
     qbench::backend::configure_threads(1);
-    // Every backend this build and machine can run (the CUDA ones only with a GPU).
-    for backend in BackendId::ALL.iter().filter(|b| qbench::backend::gpu::unavailable(**b, 0).is_none()) {
-        let mut p = backend.create().prepare(&variant, 1).unwrap();
+    // Every backend this build and machine can run (the CUDA ones only with a GPU), as each
+    // backend answers for the CNN's f32 plan.
+    let kind = qbench::model::ModelKind::Zoo { zoo: ZooModelId::Cnn, weights: root.join("models/cnn.safetensors") };
+    let runs = |b: &BackendId| {
+        let plan = qbench::quant::Plan::uniform(ZooModelId::Cnn, qbench::quant::SchemeId::F32);
+        let query = qbench::backend::ModelQuery::declared(&kind);
+        !matches!(b.create(0).capability(query, &plan, 1), qbench::backend::Realization::Unsupported(_))
+    };
+    for backend in BackendId::all().filter(runs) {
+        let mut p = backend.create(0).prepare(&variant, 1).unwrap();
         p.session.set_input(&data.batch_f32(0, 1, 1)).unwrap();
         c.bench_function(&format!("engine/{} cnn batch 1", backend.name()), |b| b.iter(|| p.session.run().unwrap()));
     }
@@ -86,7 +93,7 @@ fn overhead(c: &mut Criterion, data: &qbench::data::Dataset) {
     let onnx_path = dir.path().join("mlp.onnx");
     std::fs::write(&onnx_path, onnx::export("mlp", ZooModelId::Mlp, &mlp.tensors).unwrap()).unwrap();
     let variant = Variant::f32_reference(&mlp, onnx_path);
-    let mut p = BackendId::TractCpu.create().prepare(&variant, 1).unwrap();
+    let mut p = BackendId::TRACT_CPU.create(0).prepare(&variant, 1).unwrap();
     p.session.set_input(&data.batch_f32(0, 1, 1)).unwrap();
     let mut group = c.benchmark_group("harness overhead tract-cpu mlp batch 1");
     group.bench_function("bare loop", |b| b.iter(|| p.session.run().unwrap()));

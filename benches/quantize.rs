@@ -13,7 +13,6 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use qbench::data::load_idx;
 use qbench::model::Reference;
 use qbench::quant::calibrate::Calibrator;
-use qbench::quant::calibration_inputs;
 use qbench::quant::ggml::{quantize_linear_weight, GgmlType};
 use qbench::quant::int::{quantize_weight, Granularity, IntType};
 use qbench::zoo::ZooModelId;
@@ -54,7 +53,10 @@ fn benches(c: &mut Criterion) {
         &root.join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
     )
     .unwrap();
-    let calibration = calibration_inputs(&cnn, &data.slice(0..500), 99.99).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kind = qbench::model::ModelKind::Zoo { zoo: ZooModelId::Cnn, weights: root.join("models/cnn.safetensors") };
+    let model = qbench::model::LoadedModel::load("cnn", &kind, dir.path()).unwrap();
+    let calibration = qbench::run::calibrate(&model, &data.slice(0..500), 99.99, 0).unwrap();
     let acts = &calibration.inputs["conv2"];
     let mut group = c.benchmark_group("calibrate cnn conv2 input");
     group.throughput(Throughput::Bytes((acts.len() * 4) as u64));

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use qbench::backend::candle::train::{train, TrainConfig};
 use qbench::data::load_idx;
-use qbench::zoo::train::{train, TrainConfig};
 use qbench::zoo::ZooModelId;
 
 #[derive(Parser)]

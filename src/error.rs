@@ -1,7 +1,8 @@
-//! The library's error type: one enum per layer, gathered here.
+//! The library's error type: every layer's own error, gathered here for the commands.
 //!
-//! Every message names the file or item at fault and says what to do next;
-//! `main` prints it with `Error: {:#}` and maps it to an exit code.
+//! Each layer returns its own error type, with the cause it wraps kept as a `#[source]`, so a
+//! message names the file or item at fault and says what to do next, and the chain says why.
+//! `main` prints it with `Error: {:#}` (the whole chain on one line).
 
 use std::path::PathBuf;
 
@@ -20,27 +21,35 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
+    Variant(#[from] crate::quant::VariantError),
+    #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("cannot write {path}: {source}; check that the directory is writable, or choose another with --out <dir>")]
-    Output { path: PathBuf, source: std::io::Error },
-    #[error("{backend} would run {scheme} {realization}, not native, and the suite sets require_native = true; drop the case or the requirement")]
-    NotNative { scheme: String, backend: &'static str, realization: String },
-    #[error("shard {shard} has no case: cases go to shards by (model, backend, batch) group, and this suite's {cases} case(s) have fewer groups than shards; use fewer shards")]
-    EmptyShard { shard: String, cases: usize },
     #[error(transparent)]
-    Merge(#[from] crate::merge::MergeError),
-    #[error("a case panicked inside the engine: {0}")]
-    Panic(String),
+    Localize(#[from] crate::measure::layers::LocalizeError),
     #[error(transparent)]
-    Explain(#[from] crate::explain::ExplainError),
+    Records(#[from] crate::record::RecordError),
     #[error(transparent)]
-    Compare(#[from] crate::report::compare::CompareError),
-    #[error(transparent)]
-    Table(#[from] crate::report::table::TableError),
+    Report(#[from] crate::report::ReportError),
     #[error(transparent)]
     Chart(#[from] crate::report::chart::ChartError),
     #[error(transparent)]
-    Html(#[from] crate::report::html::HtmlError),
+    Compare(#[from] crate::report::compare::CompareError),
+    #[error(transparent)]
+    Gate(#[from] crate::gate::GateError),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    #[error(transparent)]
+    Case(#[from] crate::run::CaseError),
+    #[error(transparent)]
+    Explain(#[from] crate::explain::ExplainError),
+    #[error(transparent)]
+    Merge(#[from] crate::merge::MergeError),
+    #[error("cannot write {path}; check that the directory is writable, or choose another with --out <dir>")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

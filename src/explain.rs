@@ -8,10 +8,10 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+use crate::backend::{BackendError, ModelQuery, Realization};
 use crate::measure::layers::{localize, Localization};
-use crate::record::{CaseStatus, Record};
-use crate::report::jsonl::read_records;
-use crate::runner::Loaded;
+use crate::model::LoadedModel;
+use crate::record::{read_records, CaseStatus, Record};
 use crate::suite::Suite;
 
 /// Why a case cannot be explained.
@@ -31,6 +31,26 @@ pub enum ExplainError {
     ModelChanged { index: usize, file: PathBuf },
     #[error("case {index} names {what} \"{name}\", which its suite {file} does not have; the records and the suite do not belong together")]
     Inconsistent { index: usize, what: &'static str, name: String, file: String },
+    #[error(transparent)]
+    Records(#[from] crate::record::RecordError),
+    #[error(transparent)]
+    Suite(#[from] crate::suite::SuiteError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Case(#[from] crate::run::CaseError),
+    #[error(transparent)]
+    Localize(#[from] crate::measure::layers::LocalizeError),
+    #[error("cannot create {path}; check that the run folder is writable")]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The localization of one case.
@@ -41,35 +61,35 @@ pub struct Explanation {
 }
 
 /// Rebuilds case `index` of the run in `run_dir` and localizes its error on `items` images.
-pub fn explain(run_dir: &Path, index: usize, items: usize) -> crate::Result<Explanation> {
+pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation, ExplainError> {
     let path = run_dir.join("records.jsonl");
     if !path.is_file() {
-        return Err(crate::Error::Explain(ExplainError::NoRecords(run_dir.to_path_buf())));
+        return Err(ExplainError::NoRecords(run_dir.to_path_buf()));
     }
     let records = read_records(&path)?;
-    let record = records.iter().find(|r| r.case_index == index).cloned().ok_or_else(|| {
-        crate::Error::Explain(ExplainError::NoCase { index, path: path.clone(), last: records.len().saturating_sub(1) })
+    let record = records.iter().find(|r| r.case_index == index).cloned().ok_or_else(|| ExplainError::NoCase {
+        index,
+        path: path.clone(),
+        last: records.len().saturating_sub(1),
     })?;
     let what = format!("{} / {} / {} / batch {}", record.model, record.scheme, record.backend, record.batch);
     if record.status != CaseStatus::Ok {
         let status = format!("{:?}", record.status).to_lowercase();
-        return Err(crate::Error::Explain(ExplainError::NotMeasured { index, what, status }));
+        return Err(ExplainError::NotMeasured { index, what, status });
     }
     let suite = Suite::load(Path::new(&record.suite_file))?;
     if suite.sha256 != record.suite_sha256 {
-        return Err(crate::Error::Explain(ExplainError::SuiteChanged {
+        return Err(ExplainError::SuiteChanged {
             file: record.suite_file.clone(),
             now: suite.sha256.clone(),
             then: record.suite_sha256.clone(),
-        }));
+        });
     }
-    let inconsistent = |what: &'static str, name: &str| {
-        crate::Error::Explain(ExplainError::Inconsistent {
-            index,
-            what,
-            name: name.to_string(),
-            file: record.suite_file.clone(),
-        })
+    let inconsistent = |what: &'static str, name: &str| ExplainError::Inconsistent {
+        index,
+        what,
+        name: name.to_string(),
+        file: record.suite_file.clone(),
     };
     let model =
         suite.models.iter().position(|m| m.name == record.model).ok_or_else(|| inconsistent("model", &record.model))?;
@@ -82,30 +102,36 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> crate::Result<Expl
     let backend = crate::backend::BackendId::from_name(&record.backend)
         .filter(|b| suite.backends.contains(b))
         .ok_or_else(|| inconsistent("backend", &record.backend))?;
-    if let Some(why) = crate::backend::gpu::unavailable(backend, suite.cuda_device) {
-        return Err(crate::Error::from(crate::backend::BackendError::engine(backend, "opening the GPU", why)));
-    }
     let entry = &suite.models[model];
     let work = run_dir.join("explain").join(format!("case-{index}"));
-    std::fs::create_dir_all(&work).map_err(|source| crate::Error::Output { path: work.clone(), source })?;
-    let reference = Loaded::load(entry, &work)?;
-    if reference.sha256() != record.model_sha256.as_deref().unwrap_or_default() {
-        return Err(crate::Error::Explain(ExplainError::ModelChanged { index, file: entry.file().to_path_buf() }));
+    std::fs::create_dir_all(&work).map_err(|source| ExplainError::Folder { path: work.clone(), source })?;
+    let reference = LoadedModel::load(&entry.name, &entry.kind, &work)?;
+    if reference.sha256 != record.model_sha256.as_deref().unwrap_or_default() {
+        return Err(ExplainError::ModelChanged { index, file: entry.file().to_path_buf() });
     }
-    let plan = suite.plan(model, scheme, &reference.layers());
+    let plan = suite.plan(model, scheme, &reference.layers);
+    // The backend must be able to run the case here (a GPU case needs this machine's GPU).
+    if let Realization::Unsupported(why) =
+        backend.create(suite.cuda_device).capability(ModelQuery::loaded(&reference), &plan, record.batch)
+    {
+        return Err(BackendError::Unsupported { backend: backend.name(), reason: why }.into());
+    }
     if plan.layers.iter().all(|(_, s)| *s == crate::quant::SchemeId::F32) {
-        return Err(crate::Error::Explain(ExplainError::NothingQuantized { index, scheme: record.scheme }));
+        return Err(ExplainError::NothingQuantized { index, scheme: record.scheme });
     }
-    let datasets = crate::runner::load_datasets(&suite)?;
+    let datasets = crate::run::load_datasets(&suite)?;
     let full = &datasets[entry.dataset];
     let held_out = suite.calibration_items(model);
     let eval = full.slice(held_out..full.len());
     let calibration = match (&suite.calibration, plan.needs_calibration()) {
-        (Some(c), true) => Some(reference.calibrate(&full.slice(0..c.items), c.percentile)?),
+        (Some(c), true) => {
+            Some(crate::run::calibrate(&reference, &full.slice(0..c.items), c.percentile, suite.cuda_device)?)
+        }
         _ => None,
     };
-    let apply = |plan: &crate::quant::Plan, dir: &Path| reference.apply(&entry.name, plan, dir, calibration.as_ref());
-    let localization = localize(&apply, &plan, backend, &eval, items, &work)?;
+    let apply =
+        |plan: &crate::quant::Plan, dir: &Path| crate::quant::apply_model(&reference, plan, dir, calibration.as_ref());
+    let localization = localize(&apply, &plan, backend, suite.cuda_device, &eval, items, &work)?;
     Ok(Explanation { record, localization })
 }
 

@@ -3,6 +3,10 @@
 //! The data flow is one straight line (see `docs/ARCHITECTURE.md`):
 //! suite file → [`suite::Suite`] → cases → model load → scheme → backend session →
 //! measurements → [`record::Record`] appended to `records.jsonl` → reports.
+//!
+//! The modules form layers, each using only those before it (a test checks every path):
+//! hash → data → zoo → model → quant → backend → measure → record → report → gate → suite →
+//! run → explain → merge → error.
 
 pub mod backend;
 pub mod data;
@@ -16,7 +20,7 @@ pub mod model;
 pub mod quant;
 pub mod record;
 pub mod report;
-pub mod runner;
+pub mod run;
 pub mod suite;
 pub mod zoo;
 

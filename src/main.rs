@@ -10,7 +10,7 @@ use cli::{Cli, Command, ListWhat};
 use qbench::backend::BackendId;
 use qbench::data::DatasetFormat;
 use qbench::quant::SchemeId;
-use qbench::runner::{self, RunOptions};
+use qbench::run::{self, Event, RunOptions};
 use qbench::suite::Suite;
 use qbench::zoo::ZooModelId;
 
@@ -47,18 +47,19 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }
                 bar
             });
-            let mut progress = |line: &str| match &bar {
+            let mut progress = |event: &Event| match &bar {
                 Some(bar) => {
-                    bar.println(line);
-                    if line.starts_with('[') {
+                    bar.println(event.to_string());
+                    if event.ends_case() {
                         bar.inc(1);
                     }
                 }
                 // Warnings (threads above the cores, a debug build) get through --quiet.
-                None if !quiet || line.starts_with("WARNING") => eprintln!("{line}"),
+                None if !quiet || event.is_warning() => eprintln!("{event}"),
                 None => {}
             };
-            let summary = runner::run(&suite, &RunOptions { out_dir: out, shard }, &mut progress)?;
+            let options = RunOptions { out_dir: out, shard, ..RunOptions::default() };
+            let summary = run::run(&suite, &options, &mut progress)?;
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
@@ -159,10 +160,17 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let mut bad = 0;
             for path in &suites {
                 match Suite::load(path).map_err(anyhow::Error::from).and_then(|s| {
-                    runner::load_datasets(&s)?;
+                    run::load_datasets(&s)?;
                     Ok(s)
                 }) {
-                    Ok(s) => println!("ok: {} ({} cases)", path.display(), qbench::suite::expand(&s).len()),
+                    Ok(s) => {
+                        let cases = qbench::suite::expand(&s);
+                        let skipped = skipped_cases(&s, &cases);
+                        println!("ok: {} ({} cases)", path.display(), cases.len());
+                        for (why, n) in skipped {
+                            println!("  {n} will be skipped: {why}");
+                        }
+                    }
                     Err(e) => {
                         bad += 1;
                         eprintln!("Error: {e:#}");
@@ -215,10 +223,7 @@ fn list(what: Option<ListWhat>) -> String {
     if show(ListWhat::Backends) {
         section(
             "backends",
-            BackendId::ALL
-                .iter()
-                .map(|b| (b.name().to_string(), format!("{}{}", b.description(), readiness(*b))))
-                .collect(),
+            BackendId::all().map(|b| (b.name().to_string(), format!("{}{}", b.description(), readiness(b)))).collect(),
         );
     }
     if show(ListWhat::Models) {
@@ -236,12 +241,11 @@ fn list(what: Option<ListWhat>) -> String {
     }
     if show(ListWhat::Schemes) {
         section(
-            "schemes (realization per backend in brackets)",
+            "schemes (each backend's expectation for a zoo MLP in brackets; records hold what the engine did)",
             SchemeId::ALL
                 .iter()
                 .map(|s| {
-                    let how: Vec<String> =
-                        BackendId::ALL.iter().map(|b| format!("{} {}", b.name(), s.realization(*b).name())).collect();
+                    let how: Vec<String> = BackendId::all().map(|b| format!("{} {}", b.name(), expectation(b, *s))).collect();
                     (s.name(), format!("{} [{}]", s.description(), how.join(", ")))
                 })
                 .chain(std::iter::once((
@@ -264,17 +268,53 @@ fn list(what: Option<ListWhat>) -> String {
     out
 }
 
+/// A backend's expectation for a uniform plan of `scheme` on the zoo MLP (its capability
+/// answer; a GPU backend's is asked without a GPU probe's verdict: `list` describes the build).
+fn expectation(backend: BackendId, scheme: SchemeId) -> &'static str {
+    let kind = qbench::model::ModelKind::Zoo { zoo: ZooModelId::Mlp, weights: std::path::PathBuf::new() };
+    let plan = qbench::quant::Plan::uniform(ZooModelId::Mlp, scheme);
+    match backend.create(0).capability(qbench::backend::ModelQuery::declared(&kind), &plan, 1) {
+        qbench::backend::Realization::Unsupported(_) if backend.is_cuda() && backend.built().is_ok() => "(needs a GPU)",
+        r => r.name(),
+    }
+}
+
+/// The reasons the suite's cases would be skipped, with how many each, as the backends answer
+/// before anything runs (a model file's own contents are not read here).
+fn skipped_cases(suite: &Suite, cases: &[qbench::suite::Case]) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for case in cases {
+        let entry = &suite.models[case.model];
+        let layers = entry.known_layers().unwrap_or_default();
+        let plan = suite.plan(case.model, case.scheme, &layers);
+        let query = qbench::backend::ModelQuery::declared(&entry.kind);
+        if let qbench::backend::Realization::Unsupported(why) =
+            case.backend.create(suite.cuda_device).capability(query, &plan, case.batch)
+        {
+            let why = format!("{}: {why}", case.backend.name());
+            match out.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, n)) => *n += 1,
+                None => out.push((why, 1)),
+            }
+        }
+    }
+    out
+}
+
 /// Whether a CUDA backend can run here, for `list backends`: not in this build, not on this
 /// machine (the probe's reason), or ready on the first GPU (its name). Empty for CPU backends.
 fn readiness(backend: BackendId) -> String {
     use qbench::backend::gpu;
     if !backend.is_cuda() {
         String::new()
-    } else if !cfg!(feature = "cuda") {
-        " [not in this build: feature cuda]".into()
-    } else if let Some(why) = gpu::unavailable(backend, 0) {
-        format!(" [not available here on cuda:0: {why}]")
+    } else if let Err(hint) = backend.built() {
+        format!(" [not in this build: {hint}]")
     } else {
-        gpu::probe(0).map(|g| format!(" [ready on cuda:0: {}]", g.name)).unwrap_or_default()
+        let plan = qbench::quant::Plan::uniform(ZooModelId::Mlp, SchemeId::F32);
+        let kind = qbench::model::ModelKind::Zoo { zoo: ZooModelId::Mlp, weights: std::path::PathBuf::new() };
+        match backend.create(0).capability(qbench::backend::ModelQuery::declared(&kind), &plan, 1) {
+            qbench::backend::Realization::Unsupported(why) => format!(" [not available here on cuda:0: {why}]"),
+            _ => gpu::probe(0).map(|g| format!(" [ready on cuda:0: {}]", g.name)).unwrap_or_default(),
+        }
     }
 }

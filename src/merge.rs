@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::record::Record;
-use crate::report::jsonl::{read_records, RecordSink};
+use crate::record::{read_records, RecordSink};
 
 /// Why runs cannot be merged.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +27,14 @@ pub enum MergeError {
     MixedShardCounts(String),
     #[error("{0} already exists and is not empty; choose another --out")]
     Exists(PathBuf),
-    #[error("cannot write {path}: {source}; check that the folder is writable, or choose another --out")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}; check that the folder is writable, or choose another --out")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Records(#[from] crate::record::RecordError),
 }
 
 /// The merged run.
@@ -42,16 +48,16 @@ pub struct Merged {
 }
 
 /// Merges `runs` into `out` (default: `<first run's parent>/merged-<UTC time>`).
-pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> crate::Result<Merged> {
+pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> Result<Merged, MergeError> {
     let mut all: Vec<(Record, &PathBuf)> = Vec::new();
     for dir in runs {
         let path = dir.join("records.jsonl");
         if !path.is_file() {
-            return Err(MergeError::NoRecords(dir.clone()).into());
+            return Err(MergeError::NoRecords(dir.clone()));
         }
         let records = read_records(&path)?;
         if records.is_empty() {
-            return Err(MergeError::Empty(dir.clone()).into());
+            return Err(MergeError::Empty(dir.clone()));
         }
         all.extend(records.into_iter().map(|r| (r, dir)));
     }
@@ -60,7 +66,7 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> crate::Resu
         let side = |dir: &Path, r: &Record| {
             format!("{}: suite {:?}, suite file sha256 {}", dir.display(), r.suite, r.suite_sha256)
         };
-        return Err(MergeError::DifferentSuites { a: side(first_dir, first), b: side(dir, r) }.into());
+        return Err(MergeError::DifferentSuites { a: side(first_dir, first), b: side(dir, r) });
     }
     all.sort_by_key(|(r, _)| r.case_index);
     for w in all.windows(2) {
@@ -72,7 +78,7 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> crate::Resu
                 a: w[0].1.clone(),
                 b: w[1].1.clone(),
             }
-            .into());
+            );
         }
     }
     let mut warnings = Vec::new();
@@ -82,13 +88,13 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> crate::Resu
     let counts: Vec<usize> = shards.iter().filter_map(|s| s.split_once('/')?.1.parse().ok()).collect();
     if let Some(&count) = counts.first() {
         if counts.iter().any(|&c| c != count) {
-            return Err(MergeError::MixedShardCounts(shards.join(", ")).into());
+            return Err(MergeError::MixedShardCounts(shards.join(", ")));
         }
         let missing: Vec<String> =
             (1..=count).map(|k| format!("{k}/{count}")).filter(|k| !shards.contains(&k.as_str())).collect();
         if !missing.is_empty() {
             if !partial {
-                return Err(MergeError::MissingShards { missing: missing.join(", "), count }.into());
+                return Err(MergeError::MissingShards { missing: missing.join(", "), count });
             }
             warnings.push(format!("partial merge: shard(s) {} of {count} missing", missing.join(", ")));
         }
@@ -111,7 +117,7 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> crate::Resu
             .join(format!("merged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"))),
     };
     if std::fs::read_dir(&run_dir).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(MergeError::Exists(run_dir).into());
+        return Err(MergeError::Exists(run_dir));
     }
     std::fs::create_dir_all(&run_dir).map_err(|source| MergeError::Write { path: run_dir.clone(), source })?;
     for name in ["suite.toml", "environment.json"] {

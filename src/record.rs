@@ -3,8 +3,14 @@
 //! A [`Record`] is written for every case, measured or failed, as soon as the case
 //! ends. Every output (table, files, later reports) derives from records alone.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
+use crate::backend::gpu::GpuInfo;
+use crate::backend::LayerEvidence;
 use crate::measure::stats::LatencyStats;
 
 /// Whether a case produced measurements.
@@ -52,8 +58,19 @@ pub struct Record {
     pub artifact_bytes: Option<u64>,
     /// Effective bits per parameter of the variant, scales and zero points included.
     pub bits_per_weight: Option<f64>,
-    /// `native` (the backend's kernels for the stored type ran) or `emulated` (dequantized first).
+    /// How the engine ran the variant, observed after prepare from the engine's own objects:
+    /// the weakest of `layer_evidence`'s layers (`native`, `cpu-fallback`, `emulated`,
+    /// `not-observed`); `unsupported` for a skipped case; `not-observed` when the case failed
+    /// before the engine said.
     pub realization: String,
+    /// What the backend expected before running (its capability answer). Differs from
+    /// `realization` where the engine did something else than expected.
+    #[serde(default)]
+    pub expected_realization: String,
+    /// What the engine made of each weighted layer: stored type, compute type, kernel, device,
+    /// and the layer's realization.
+    #[serde(default)]
+    pub layer_evidence: Vec<LayerEvidence>,
     /// How each parameter is stored in the artifact (`name=storage, ...`).
     pub weight_storage: Option<String>,
     /// Layers whose scheme an `[[overrides]]` entry changed (`layer=scheme, ...`); empty if none.
@@ -65,7 +82,8 @@ pub struct Record {
     /// Images of the dataset held out for calibration (the first ones); evaluation uses the rest.
     #[serde(default)]
     pub calibration_items: usize,
-    /// What the backend itself reports it runs (tract: optimized op names; candle: module dtypes).
+    /// The engine's own summary of what it runs (tract: optimized op names and kernels; candle:
+    /// its modules).
     pub evidence: Option<String>,
     pub parameters: usize,
     /// Loading the artifact and preparing the engine (untimed in the latency samples).
@@ -239,6 +257,35 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of the machine and build `env` describes (the GPU's fields when `on_gpu`),
+    /// stamped now; the case fills in the rest.
+    pub fn from_environment(env: &Environment, on_gpu: bool) -> Record {
+        let gpu = env.gpu.as_ref().filter(|_| on_gpu);
+        Record {
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            qbench_version: env.qbench_version.clone(),
+            git_commit: env.git_commit.clone(),
+            git_dirty: env.git_dirty.clone(),
+            candle_version: env.candle_version.clone(),
+            tract_version: env.tract_version.clone(),
+            rustc_version: env.rustc_version.clone(),
+            cargo_features: env.cargo_features.clone(),
+            debug_build: env.debug_build,
+            os: env.os.clone(),
+            cpu_model: env.cpu_model.clone(),
+            cpu_flags: env.cpu_flags.clone(),
+            logical_cores: env.logical_cores,
+            threads: env.threads,
+            gpu_name: gpu.map(|g| g.name.clone()),
+            gpu_total_memory_bytes: gpu.map(|g| g.memory_bytes),
+            gpu_compute_capability: gpu.map(|g| g.compute_capability.clone()),
+            gpu_driver_version: gpu.and_then(|g| g.driver_version.clone()),
+            cuda_driver_version: gpu.map(|g| g.driver_cuda_version.clone()),
+            cuda_build_version: gpu.map(|g| g.build_cuda_version.clone()),
+            ..Default::default()
+        }
+    }
+
     /// Fidelity against the reference's logits.
     pub fn set_fidelity(&mut self, f: &crate::measure::fidelity::Fidelity) {
         let finite = |v: f64| v.is_finite().then_some(v);
@@ -314,7 +361,7 @@ pub struct Environment {
     pub threads: usize,
     /// The GPU the CUDA backends ran on, when the suite has one and it could be used.
     #[serde(default)]
-    pub gpu: Option<crate::backend::gpu::GpuInfo>,
+    pub gpu: Option<GpuInfo>,
 }
 
 /// ISA flags worth recording (x86 names from /proc/cpuinfo, Arm names from its Features line).
@@ -344,8 +391,8 @@ const INTERESTING_FLAGS: &[&str] = &[
 ];
 
 impl Environment {
-    /// `gpu`: the CUDA device to describe, when the suite runs CUDA backends.
-    pub fn capture(threads: usize, gpu: Option<usize>) -> Environment {
+    /// `gpu`: the CUDA device the run's GPU backends use, when it has any and it could be used.
+    pub fn capture(threads: usize, gpu: Option<GpuInfo>) -> Environment {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let field = |key: &str| {
             cpuinfo
@@ -390,7 +437,79 @@ impl Environment {
                 .ok()
                 .map(|s| s.trim().to_string()),
             threads,
-            gpu: gpu.and_then(|ordinal| crate::backend::gpu::probe(ordinal).ok().cloned()),
+            gpu,
         }
     }
+}
+
+/// A records file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot write {path}; check that the directory is writable, or choose another with --out <dir>")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: not a qbench record; pass the records.jsonl a run wrote")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// `records.jsonl`: one JSON object per case, appended and flushed as each case ends, so a
+/// crash or a failing case loses nothing measured before it.
+pub struct RecordSink {
+    path: PathBuf,
+    file: File,
+}
+
+impl RecordSink {
+    pub fn open(path: &Path) -> Result<RecordSink, RecordError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| RecordError::Write { path: path.to_path_buf(), source })?;
+        Ok(RecordSink { path: path.to_path_buf(), file })
+    }
+
+    pub fn append(&mut self, record: &Record) -> Result<(), RecordError> {
+        let mut line = serde_json::to_vec(record).expect("a Record always serializes");
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|_| self.file.flush())
+            .map_err(|source| RecordError::Write { path: self.path.clone(), source })
+    }
+}
+
+/// Reads a `records.jsonl` back; a line that does not parse is an error naming its line.
+pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
+    use std::io::{BufRead, BufReader};
+    let io = |source| RecordError::Read { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io)?;
+    let mut records = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: Record = serde_json::from_str(&line).map_err(|source| RecordError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            source,
+        })?;
+        records.push(r);
+    }
+    Ok(records)
 }

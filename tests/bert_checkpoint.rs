@@ -28,7 +28,7 @@ const SEQ: usize = 8;
 /// Writes the checkpoint (random weights, as candle-nn initializes them) and token-id rows
 /// with trailing padding; returns (checkpoint, dataset).
 fn write_fixture(dir: &Path) -> (PathBuf, PathBuf) {
-    let config = qbench::model::bert::parse_config(CONFIG).unwrap();
+    let config: candle_transformers::models::bert::Config = serde_json::from_str(CONFIG).unwrap();
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     candle_transformers::models::bert::BertModel::load(vb, &config).unwrap();
@@ -185,8 +185,13 @@ fn weights_f64(ckpt: &BertCheckpoint) -> HashMap<String, Vec<f64>> {
 }
 
 fn embeddings(v: &quant::Variant, data: &qbench::data::Dataset) -> (Vec<f32>, String) {
-    let mut p = BackendId::CandleCpu.create().prepare(v, 8).unwrap();
-    (eval::run_dataset(p.session.as_mut(), BackendId::CandleCpu, data, 8, 32).unwrap(), p.evidence)
+    let (values, p) = embeddings_prepared(v, data);
+    (values, p.evidence)
+}
+
+fn embeddings_prepared(v: &quant::Variant, data: &qbench::data::Dataset) -> (Vec<f32>, qbench::backend::Prepared) {
+    let mut p = BackendId::CANDLE_CPU.create(0).prepare(v, 8).unwrap();
+    (eval::run_dataset(p.session.as_mut(), BackendId::CANDLE_CPU, data, 8, 32).unwrap(), p)
 }
 
 #[test]
@@ -216,8 +221,9 @@ fn candle_transformers_bert_matches_an_independent_forward_in_f32_and_int8() {
     let f32_plan = Plan::uniform(ckpt.layers.as_slice(), SchemeId::F32);
     let f32_variant = quant::Variant {
         model: "tiny".into(),
-        arch: quant::Arch::Bert(Box::new(ckpt.config.clone())),
+        kind: qbench::model::ModelKind::Bert { path: ckpt.path.clone(), config: ckpt.config_path.clone() },
         input_shape: vec![],
+        layer_schemes: Plan::uniform(ckpt.layers.as_slice(), SchemeId::F32).layers,
         plan: f32_plan,
         candle_artifact: model.clone(),
         onnx: PathBuf::new(),
@@ -248,8 +254,17 @@ fn candle_transformers_bert_matches_an_independent_forward_in_f32_and_int8() {
         wq.insert(key, q);
     }
     let want_q = reference_embeddings(&wq, &data.values);
-    let (got_q, evidence) = embeddings(&v, &data);
-    assert!(evidence.contains("dequantized at load from the stored integers"), "{evidence}");
+    let (got_q, prepared) = embeddings_prepared(&v, &data);
+    // What candle-transformers took for each linear layer: an f32 tensor (it computes in f32)
+    // of a weight the file stores as i8: emulated, layer by layer.
+    assert_eq!(prepared.layers.len(), ckpt.layers.len());
+    for l in &prepared.layers {
+        assert_eq!(
+            (l.stored.as_str(), l.compute.clone(), l.realization),
+            ("i8", qbench::backend::Compute::F32, qbench::backend::LayerRealization::Emulated),
+            "{l:?}"
+        );
+    }
     let worst = got_q.iter().zip(&want_q).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(worst < 1e-4, "int8: max |Δ| {worst}");
     // The artifact stores i8: about a quarter of the f32 checkpoint's linear bytes.
@@ -303,8 +318,12 @@ fn a_suite_naming_a_checkpoint_runs_weight_schemes_and_skips_what_cannot_run() {
                     "{what}: an embedding has no classes"
                 );
                 assert_eq!(r.parameters, ckpt.parameters());
+                // Every linear layer computes in f32 whatever the file stores (candle-transformers'
+                // BERT is built in f32): the record's realization is the layers' weakest.
+                assert_eq!(r.layer_evidence.len(), ckpt.layers.len(), "{what}");
+                assert!(r.layer_evidence.iter().all(|l| l.compute == qbench::backend::Compute::F32), "{what}");
                 let want = if scheme == "f32" { "native" } else { "emulated" };
-                assert_eq!(r.realization, want, "{what}");
+                assert_eq!(r.realization, want, "{what}: {:?}", r.layer_evidence);
                 let cos = r.ref_cosine_mean.unwrap();
                 if scheme == "f32" {
                     assert_eq!(r.ref_sqnr_db, None, "{what}: identical");
@@ -365,13 +384,14 @@ fn bad_checkpoints_fail_with_the_reason() {
     let wrong = dir.path().join("wrong.json");
     std::fs::write(&wrong, CONFIG.replace("\"hidden_size\": 32", "\"hidden_size\": 48")).unwrap();
     let e = BertCheckpoint::load("m", &model, &wrong).err().unwrap().to_string();
-    assert!(e.contains("candle-transformers cannot build a BERT from it") && e.contains("shape"), "{e}");
+    assert!(e.contains("hidden_size 48") && e.contains("has shape [50, 32]"), "{e}");
     // Token ids beyond the vocabulary: the case fails and says so.
     let ckpt = BertCheckpoint::load("tiny", &model, &config).unwrap();
     let v = quant::Variant {
         model: "tiny".into(),
-        arch: quant::Arch::Bert(Box::new(ckpt.config.clone())),
+        kind: qbench::model::ModelKind::Bert { path: ckpt.path.clone(), config: ckpt.config_path.clone() },
         input_shape: vec![],
+        layer_schemes: Plan::uniform(ckpt.layers.as_slice(), SchemeId::F32).layers,
         plan: Plan::uniform(ckpt.layers.as_slice(), SchemeId::F32),
         candle_artifact: model.clone(),
         onnx: PathBuf::new(),
@@ -379,7 +399,7 @@ fn bad_checkpoints_fail_with_the_reason() {
         activation_quant: String::new(),
         bits_per_weight: 32.0,
     };
-    let mut p = BackendId::CandleCpu.create().prepare(&v, 1).unwrap();
+    let mut p = BackendId::CANDLE_CPU.create(0).prepare(&v, 1).unwrap();
     let e = p.session.set_input(&[1.0, 2.0, 77.0, 0.0]).err().unwrap().to_string();
     assert!(e.contains("token id 77, outside the vocabulary (vocab_size 50)"), "{e}");
 }
@@ -407,8 +427,9 @@ fn shipped_text_dataset_tokenizes_as_python_tokenizers_and_embeds_as_numpy() {
     let ckpt = BertCheckpoint::load("bert-tiny", &dir.join("model.safetensors"), &dir.join("config.json")).unwrap();
     let v = quant::Variant {
         model: "bert-tiny".into(),
-        arch: quant::Arch::Bert(Box::new(ckpt.config.clone())),
+        kind: qbench::model::ModelKind::Bert { path: ckpt.path.clone(), config: ckpt.config_path.clone() },
         input_shape: vec![],
+        layer_schemes: Plan::uniform(ckpt.layers.as_slice(), SchemeId::F32).layers,
         plan: Plan::uniform(ckpt.layers.as_slice(), SchemeId::F32),
         candle_artifact: dir.join("model.safetensors"),
         onnx: PathBuf::new(),
@@ -416,8 +437,8 @@ fn shipped_text_dataset_tokenizes_as_python_tokenizers_and_embeds_as_numpy() {
         activation_quant: String::new(),
         bits_per_weight: 32.0,
     };
-    let mut p = BackendId::CandleCpu.create().prepare(&v, 8).unwrap();
-    let got = eval::run_dataset(p.session.as_mut(), BackendId::CandleCpu, &data, 8, 64).unwrap();
+    let mut p = BackendId::CANDLE_CPU.create(0).prepare(&v, 8).unwrap();
+    let got = eval::run_dataset(p.session.as_mut(), BackendId::CANDLE_CPU, &data, 8, 64).unwrap();
     let want = load_npy("emb", &repo.join("tests/reference/bert-tiny.embeddings.npy"), None, None).unwrap().values;
     assert_eq!(got.len(), want.len());
     let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);

@@ -12,7 +12,7 @@ use qbench::quant::Variant;
 use qbench::zoo::ZooModelId;
 
 fn logits(backend: BackendId, variant: &Variant, input: &[f32], batch: usize) -> Vec<f32> {
-    let mut p = backend.create().prepare(variant, batch).unwrap();
+    let mut p = backend.create(0).prepare(variant, batch).unwrap();
     p.session.set_input(input).unwrap();
     p.session.run().unwrap();
     p.session.output().unwrap()
@@ -43,8 +43,8 @@ fn exported_onnx_has_identical_weights_and_tract_matches_candle_on_100_images() 
         let reference = qbench::model::Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
         let variant = Variant::f32_reference(&reference, path);
         let input = data.batch_f32(0, 100, 100);
-        let a = logits(BackendId::CandleCpu, &variant, &input, 100);
-        let b = logits(BackendId::TractCpu, &variant, &input, 100);
+        let a = logits(BackendId::CANDLE_CPU, &variant, &input, 100);
+        let b = logits(BackendId::TRACT_CPU, &variant, &input, 100);
         assert_eq!(a.len(), 100 * 10);
         let ag = eval::agreement(&a, &b, 10);
         assert!(ag.max_abs_diff < 1e-4, "{}: max |Δ| {}", zoo.name(), ag.max_abs_diff);

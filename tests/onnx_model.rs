@@ -52,8 +52,9 @@ fn f32_variant(m: &OnnxModel, dir: &Path) -> Variant {
     std::fs::write(&path, m.to_bytes()).unwrap();
     Variant {
         model: "tf".into(),
-        arch: qbench::quant::Arch::OnnxGraph,
+        kind: qbench::model::ModelKind::Onnx { path: model_path(), inputs: vec![decl()], output: None },
         input_shape: m.inputs[0].item_shape.clone(),
+        layer_schemes: Plan::uniform(m.weighted_layers().as_slice(), SchemeId::F32).layers,
         plan: Plan::uniform(m.weighted_layers().as_slice(), SchemeId::F32),
         candle_artifact: path.clone(),
         onnx: path,
@@ -64,8 +65,8 @@ fn f32_variant(m: &OnnxModel, dir: &Path) -> Variant {
 }
 
 fn tract_outputs(v: &Variant, data: &qbench::data::Dataset, batch: usize) -> (Vec<f32>, String) {
-    let mut p = BackendId::TractCpu.create().prepare(v, batch).unwrap();
-    (eval::run_dataset(p.session.as_mut(), BackendId::TractCpu, data, batch, 10).unwrap(), p.evidence)
+    let mut p = BackendId::TRACT_CPU.create(0).prepare(v, batch).unwrap();
+    (eval::run_dataset(p.session.as_mut(), BackendId::TRACT_CPU, data, batch, 10).unwrap(), p.evidence)
 }
 
 #[test]
@@ -110,9 +111,9 @@ fn candle_onnx_runs_the_graph_as_onnx_reference_evaluator_computes_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = load_npy("fm1k", &npz(), Some("x"), Some((&labels_csv(), None))).unwrap().slice(0..64);
     let v = f32_variant(&load(), dir.path());
-    let mut p = BackendId::CandleCpu.create().prepare(&v, 16).unwrap();
+    let mut p = BackendId::CANDLE_CPU.create(0).prepare(&v, 16).unwrap();
     assert!(p.evidence.contains("candle-onnx simple_eval"), "{}", p.evidence);
-    let logits = eval::run_dataset(p.session.as_mut(), BackendId::CandleCpu, &data, 16, 10).unwrap();
+    let logits = eval::run_dataset(p.session.as_mut(), BackendId::CANDLE_CPU, &data, 16, 10).unwrap();
     let reference =
         load_npy_values(&std::fs::read(common::repo().join("tests/reference/cnn-tf-style.logits.npy")).unwrap());
     let worst = logits.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -124,7 +125,7 @@ fn candle_onnx_runs_the_graph_as_onnx_reference_evaluator_computes_it() {
     let path = dir.path().join("elu.onnx");
     std::fs::write(&path, m.proto.encode_to_vec()).unwrap();
     let elu = Variant { onnx: path, ..v.clone() };
-    let e = BackendId::CandleCpu.create().prepare(&elu, 1).err().unwrap().to_string();
+    let e = BackendId::CANDLE_CPU.create(0).prepare(&elu, 1).err().unwrap().to_string();
     assert!(e.contains("candle-onnx 0.11 does not implement op Elu (node \"relu1\")"), "{e}");
 }
 
@@ -155,10 +156,15 @@ fn every_scheme_on_the_graph_matches_the_zoo_path_with_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let full = load_npy("fm1k", &npz(), Some("x"), Some((&labels_csv(), None))).unwrap();
     let (cal_data, data) = (full.slice(0..200), full.slice(200..500));
-    let f32_path = dir.path().join("tf.f32.onnx");
-    std::fs::write(&f32_path, m.to_bytes()).unwrap();
-    let onnx_cal = quant::calibration_inputs_onnx(&m, &f32_path, &cal_data, 99.99).unwrap();
-    let zoo_cal = quant::calibration_inputs(&reference, &cal_data, 99.99).unwrap();
+    use qbench::model::{LoadedModel, ModelKind};
+    let onnx_kind = ModelKind::Onnx { path: model_path(), inputs: vec![decl()], output: None };
+    let onnx_model = LoadedModel::load("tf", &onnx_kind, dir.path()).unwrap();
+    let zoo_kind = ModelKind::Zoo { zoo: ZooModelId::Cnn, weights: common::weights("cnn") };
+    let zoo_model = LoadedModel::load("cnn", &zoo_kind, dir.path()).unwrap();
+    // Each model's reference engine captures its layers' inputs: tract for the graph, candle
+    // for the zoo model.
+    let onnx_cal = qbench::run::calibrate(&onnx_model, &cal_data, 99.99, 0).unwrap();
+    let zoo_cal = qbench::run::calibrate(&zoo_model, &cal_data, 99.99, 0).unwrap();
     // The calibration inputs agree, engine against engine (tract vs candle), layer by layer.
     for ((ol, ov), (zl, zv)) in onnx_cal.inputs.iter().zip(&zoo_cal.inputs) {
         assert_eq!(ov.len(), zv.len(), "{ol} vs {zl}");
@@ -273,6 +279,13 @@ fn a_suite_of_file_paths_runs_every_scheme_with_labels_and_outputs_only() {
         let agreement = r.ref_top1_agreement.unwrap();
         if candle {
             assert!(r.evidence.as_deref().unwrap().contains("candle-onnx simple_eval"), "{what}");
+            // The interpreter computes every layer in f32, whatever the file stores.
+            assert!(
+                !r.layer_evidence.is_empty()
+                    && r.layer_evidence.iter().all(|l| l.compute == qbench::backend::Compute::F32),
+                "{what}: {:?}",
+                r.layer_evidence
+            );
             assert_eq!(r.realization, if r.scheme == "f32" { "native" } else { "emulated" }, "{what}");
         }
         if r.scheme == "f32" && candle {
@@ -440,8 +453,8 @@ fn an_lstm_stays_float_and_is_reported_while_the_layers_around_it_are_quantized(
     let want = load_npy_values(&std::fs::read(reference.join("lstm-tiny.scores.npy")).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let run = |v: &Variant| {
-        let mut p = BackendId::TractCpu.create().prepare(v, 8).unwrap();
-        (eval::run_dataset(p.session.as_mut(), BackendId::TractCpu, &data, 8, 3).unwrap(), p.evidence)
+        let mut p = BackendId::TRACT_CPU.create(0).prepare(v, 8).unwrap();
+        (eval::run_dataset(p.session.as_mut(), BackendId::TRACT_CPU, &data, 8, 3).unwrap(), p.evidence)
     };
     // Five batches of 8 through one session: the LSTM's state must not leak between runs.
     let (f32_out, evidence) = run(&f32_variant(&m, dir.path()));
@@ -489,8 +502,8 @@ fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
     let v =
         Variant { onnx: path.clone(), candle_artifact: path, input_shape: vec![8], ..f32_variant(&load(), dir.path()) };
     let data = load_npy("ids", &ids, None, None).unwrap();
-    let mut p = BackendId::TractCpu.create().prepare(&v, 8).unwrap();
-    let scores = eval::run_dataset(p.session.as_mut(), BackendId::TractCpu, &data, 8, 4).unwrap();
+    let mut p = BackendId::TRACT_CPU.create(0).prepare(&v, 8).unwrap();
+    let scores = eval::run_dataset(p.session.as_mut(), BackendId::TRACT_CPU, &data, 8, 4).unwrap();
     let want = load_npy("scores", &reference.join("embedding-bag.scores.npy"), None, None).unwrap();
     let worst = scores.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst < 1e-5, "tract vs onnx.reference: {worst}");
@@ -561,12 +574,12 @@ fn a_model_with_two_inputs_is_fed_from_two_arrays() {
     let v =
         Variant { onnx: path.clone(), candle_artifact: path, input_shape: vec![8], ..f32_variant(&load(), dir.path()) };
     let want = load_npy("scores", &reference.join("masked-bag.scores.npy"), None, None).unwrap();
-    let mut backends = vec![BackendId::TractCpu];
+    let mut backends = vec![BackendId::TRACT_CPU];
     if cfg!(feature = "candle-onnx") {
-        backends.push(BackendId::CandleCpu);
+        backends.push(BackendId::CANDLE_CPU);
     }
     for b in backends {
-        let mut p = b.create().prepare(&v, 8).unwrap();
+        let mut p = b.create(0).prepare(&v, 8).unwrap();
         let scores = eval::run_dataset(p.session.as_mut(), b, &data, 8, 4).unwrap();
         let worst = scores.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-5, "{} vs onnx.reference: {worst}", b.name());

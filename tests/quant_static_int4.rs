@@ -6,12 +6,13 @@
 mod common;
 
 use qbench::backend::BackendId;
+use qbench::backend::{Compute, LayerRealization};
 use qbench::data::{load_idx, Dataset};
 use qbench::measure::eval;
 use qbench::model::stored::{load_model, InputQuant};
 use qbench::model::Reference;
 use qbench::quant::calibrate::{activation_params, Calibrator};
-use qbench::quant::{apply, calibration_inputs, Plan, Realization, SchemeId, Variant};
+use qbench::quant::{apply, Plan, SchemeId, Variant};
 use qbench::zoo::ZooModelId;
 
 const CALIBRATION_ITEMS: usize = 500;
@@ -23,9 +24,22 @@ fn split() -> (Dataset, Dataset) {
 }
 
 fn run(variant: &Variant, backend: BackendId, data: &Dataset) -> (Vec<f32>, String, u64) {
-    let mut p = backend.create().prepare(variant, BATCH).unwrap();
-    let logits = eval::run_dataset(p.session.as_mut(), backend, data, BATCH, 10).unwrap();
+    let (logits, p) = run_prepared(variant, backend, data);
     (logits, p.evidence, p.artifact_bytes)
+}
+
+fn run_prepared(variant: &Variant, backend: BackendId, data: &Dataset) -> (Vec<f32>, qbench::backend::Prepared) {
+    let mut p = backend.create(0).prepare(variant, BATCH).unwrap();
+    let logits = eval::run_dataset(p.session.as_mut(), backend, data, BATCH, 10).unwrap();
+    (logits, p)
+}
+
+/// The calibration the run would collect: the model's reference engine (candle for a zoo
+/// model) captures each layer's input over the split.
+fn calibration_inputs(zoo: ZooModelId, data: &Dataset, dir: &std::path::Path) -> qbench::quant::Calibration {
+    let kind = qbench::model::ModelKind::Zoo { zoo, weights: common::weights(zoo.name()) };
+    let model = qbench::model::LoadedModel::load(zoo.name(), &kind, dir).unwrap();
+    qbench::run::calibrate(&model, data, 99.99, 0).unwrap()
 }
 
 #[test]
@@ -35,9 +49,9 @@ fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
     for zoo in ZooModelId::ALL.iter().copied() {
         let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
         let f32_variant = apply(&Plan::uniform(zoo, SchemeId::F32), &reference, dir.path(), None).unwrap();
-        let (f32_logits, _, _) = run(&f32_variant, BackendId::CandleCpu, &eval_data);
+        let (f32_logits, _, _) = run(&f32_variant, BackendId::CANDLE_CPU, &eval_data);
         let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), eval_data.labels());
-        let calibration = calibration_inputs(&reference, &calibration_data, 99.99).unwrap();
+        let calibration = calibration_inputs(zoo, &calibration_data, dir.path());
         assert_eq!(calibration.items, CALIBRATION_ITEMS);
         // The first layer's inputs are the calibration images themselves: 500 × 784 pixels.
         let (first, _) = zoo.weighted_layers()[0];
@@ -60,11 +74,19 @@ fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
                     tops.push((c, range.1));
                 }
             }
-            let (candle, candle_evidence, _) = run(&variant, BackendId::CandleCpu, &eval_data);
-            let (tract, tract_evidence, _) = run(&variant, BackendId::TractCpu, &eval_data);
-            // tract: every layer (convolutions and linear) on the int8 kernel, none in f32.
-            assert_eq!(variant.plan.realization(BackendId::TractCpu), Realization::Native);
+            let (candle, candle_evidence, _) = run(&variant, BackendId::CANDLE_CPU, &eval_data);
+            let (tract, tract_prepared) = run_prepared(&variant, BackendId::TRACT_CPU, &eval_data);
+            let tract_evidence = tract_prepared.evidence.clone();
+            // tract: every layer (convolutions and linear) on the int8 kernel, none in f32: its
+            // plan's kernel names say so, and so does what it reports per layer.
             assert_eq!(common::int8_kernels(&tract_evidence), zoo.weighted_layers().len(), "{what}: {tract_evidence}");
+            for l in &tract_prepared.layers {
+                assert_eq!(
+                    (l.compute.clone(), l.realization),
+                    (Compute::Int8, LayerRealization::Native),
+                    "{what}: {l:?}"
+                );
+            }
             assert!(!tract_evidence.contains("mmm_f32"), "{what}: {tract_evidence}");
             assert_eq!(
                 candle_evidence.matches("(static)").count(),
@@ -93,7 +115,7 @@ fn int4_groups_hold_four_bits_and_agree_across_engines() {
     for zoo in ZooModelId::ALL.iter().copied() {
         let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
         let f32_variant = apply(&Plan::uniform(zoo, SchemeId::F32), &reference, dir.path(), None).unwrap();
-        let (f32_logits, _, f32_bytes) = run(&f32_variant, BackendId::CandleCpu, &eval_data);
+        let (f32_logits, _, f32_bytes) = run(&f32_variant, BackendId::CANDLE_CPU, &eval_data);
         let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), eval_data.labels());
         for (group, symmetric) in [(32, true), (32, false), (16, true)] {
             let scheme = SchemeId::Int4Group { group, symmetric };
@@ -138,8 +160,9 @@ fn int4_groups_hold_four_bits_and_agree_across_engines() {
             );
             assert!(variant.bits_per_weight < 6.5, "{what}: {}", variant.bits_per_weight);
 
-            let (candle, candle_evidence, candle_bytes) = run(&variant, BackendId::CandleCpu, &eval_data);
-            let (tract, tract_evidence, tract_bytes) = run(&variant, BackendId::TractCpu, &eval_data);
+            let (candle, candle_evidence, candle_bytes) = run(&variant, BackendId::CANDLE_CPU, &eval_data);
+            let (tract, tract_prepared) = run_prepared(&variant, BackendId::TRACT_CPU, &eval_data);
+            let (tract_evidence, tract_bytes) = (tract_prepared.evidence.clone(), tract_prepared.artifact_bytes);
             // Both artifacts hold what bits per weight says, plus a header of a few KB.
             let payload = (want_bits * count as f64 / 8.0) as u64;
             for bytes in [candle_bytes, tract_bytes] {
@@ -156,8 +179,18 @@ fn int4_groups_hold_four_bits_and_agree_across_engines() {
             for op in ["Floor", "Concat", "Cast"] {
                 assert!(!tract_evidence.contains(op), "{what}: {op} left in {tract_evidence}");
             }
-            assert!(candle_evidence.contains("dequantized at load"), "{what}: {candle_evidence}");
-            assert_eq!(variant.plan.realization(BackendId::TractCpu), Realization::Emulated);
+            assert!(candle_evidence.contains("Linear F32"), "{what}: {candle_evidence}");
+            // Per layer, tract reports f32 kernels on weights stored as packed 4-bit nibbles (u8;
+            // an int8 layer where an override keeps one, as the CNN's conv1): emulated.
+            for l in &tract_prepared.layers {
+                assert_eq!(
+                    (l.compute.clone(), l.realization),
+                    (Compute::F32, LayerRealization::Emulated),
+                    "{what}: {l:?}"
+                );
+                let stored = if l.scheme.starts_with("int8") { "i8" } else { "u8" };
+                assert!(l.stored.starts_with(stored), "{what}: {l:?}");
+            }
             // Accuracy: int4 g32 within 3 points of f32 (the budget for the CNN).
             let acc = eval::accuracy(&eval::top1(&candle, 10), eval_data.labels());
             assert!(f32_acc - acc <= 0.03, "{what}: top-1 {acc} vs f32 {f32_acc}");

@@ -1,6 +1,6 @@
 //! Every suite shipped in suites/ parses, validates, and its datasets fit its models.
 
-use qbench::runner::load_datasets;
+use qbench::run::load_datasets;
 use qbench::suite::{expand, suite_files, Suite};
 
 #[test]

@@ -1,15 +1,13 @@
 //! The CUDA device the CUDA backends run on: whether it can be used, what it is, and how much of
-//! its memory is in use.
+//! its memory is in use. Engine-neutral: each CUDA backend's capability asks [`probe`] first.
 //!
-//! qbench asks before either engine touches CUDA: cudarc loads CUDA's libraries on first use and
+//! qbench asks before any engine touches CUDA: cudarc loads CUDA's libraries on first use and
 //! panics when one is missing, and candle and tract would each report a missing driver in their
 //! own words. Asking first turns "no GPU here" into one skip reason for every CUDA case.
 
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-
-use super::BackendId;
 
 /// What the environment records of the GPU (all from the driver).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,18 +47,6 @@ pub fn probe(ordinal: usize) -> Result<&'static GpuInfo, &'static str> {
     result.as_ref().map_err(String::as_str)
 }
 
-/// Why `backend` cannot run on `cuda:ordinal` here, if it cannot: no GPU or driver, a CUDA
-/// library missing, or a build without the `cuda` feature.
-pub fn unavailable(backend: BackendId, ordinal: usize) -> Option<&'static str> {
-    if !backend.is_cuda() {
-        return None;
-    }
-    if let Err(why) = probe(ordinal) {
-        return Some(why);
-    }
-    imp::engine_unavailable(backend, ordinal)
-}
-
 /// Bytes of the device's memory in use (by every process), when a GPU has been probed.
 pub fn memory_used_bytes() -> Option<u64> {
     match PROBE.get() {
@@ -69,26 +55,15 @@ pub fn memory_used_bytes() -> Option<u64> {
     }
 }
 
-/// candle's QMatMul on CUDA runs its vector kernels (MMVQ) up to this many rows, and the
-/// q8_1 matrix kernels (MMQ) above: what candle-cuda's evidence names.
-pub const MMVQ_MAX_ROWS: usize = 8;
-
-/// Why candle-cuda refuses a model that is not from the zoo.
-pub const CANDLE_CUDA_MODELS: &str = "candle-cuda runs zoo models, BERT checkpoints and GGUF language models, not ONNX graphs (candle-onnx interprets them on the CPU only); run an ONNX file on tract-cuda";
-
 /// How to get a qbench that runs CUDA backends.
 pub const BUILD_HINT: &str = "this qbench was built without CUDA: build it with `. scripts/cuda-env.sh && cargo build --release --features cuda` (the script installs CUDA 13.0's nvcc from PyPI if none is installed; see README, CUDA)";
 
 #[cfg(not(feature = "cuda"))]
 mod imp {
-    use super::{BackendId, GpuInfo};
+    use super::GpuInfo;
 
     pub fn probe(_ordinal: usize) -> Result<GpuInfo, String> {
         Err(super::BUILD_HINT.to_string())
-    }
-
-    pub fn engine_unavailable(_backend: BackendId, _ordinal: usize) -> Option<&'static str> {
-        Some(super::BUILD_HINT)
     }
 
     pub fn memory_used_bytes(_ordinal: usize) -> Option<u64> {
@@ -102,7 +77,7 @@ mod imp {
 
     use cudarc::driver::result;
 
-    use super::{BackendId, GpuInfo};
+    use super::GpuInfo;
 
     /// Whether cudarc can load a library (its `is_culib_present`).
     type Present = unsafe fn() -> bool;
@@ -175,26 +150,6 @@ mod imp {
         "13.0".into()
     }
 
-    pub fn engine_unavailable(backend: BackendId, ordinal: usize) -> Option<&'static str> {
-        static TRACT: OnceLock<Option<String>> = OnceLock::new();
-        match backend {
-            // tract-cuda 0.23 creates its context on device 0, whatever the caller wants.
-            BackendId::TractCuda if ordinal != 0 => Some(
-                "tract-cuda 0.23 always runs on the first visible GPU: to benchmark another, run with CUDA_VISIBLE_DEVICES=<its index> and device = \"cuda:0\"",
-            ),
-            BackendId::TractCuda => TRACT
-                .get_or_init(|| {
-                    let Some(runtime) = super::super::tract_cuda::runtime() else {
-                        return Some("tract-cuda's runtime is not registered in this build".into());
-                    };
-                    let checked = runtime.check().err()?;
-                    Some(format!("tract-cuda cannot run here: {checked:#}").replace('\n', " "))
-                })
-                .as_deref(),
-            _ => None,
-        }
-    }
-
     pub fn memory_used_bytes(ordinal: usize) -> Option<u64> {
         // mem_get_info needs a current context: the device's primary context, the one both
         // engines use, retained once (it then lives as long as the process).
@@ -211,30 +166,6 @@ mod imp {
     }
 }
 
-/// A CUDA backend in a build without the `cuda` feature: every use is the build hint. Suites
-/// naming one are refused when loaded, so this only answers callers that skip the suite.
-#[cfg(not(feature = "cuda"))]
-pub(super) struct NotBuilt(pub BackendId);
-
-#[cfg(not(feature = "cuda"))]
-impl super::Backend for NotBuilt {
-    fn id(&self) -> BackendId {
-        self.0
-    }
-
-    fn prepare(&self, _variant: &crate::quant::Variant, _batch: usize) -> Result<super::Prepared, super::BackendError> {
-        Err(super::BackendError::engine(self.0, "preparing", BUILD_HINT))
-    }
-
-    fn layer_session(
-        &self,
-        _variant: &crate::quant::Variant,
-        _batch: usize,
-    ) -> Result<Box<dyn super::LayerSession>, super::BackendError> {
-        Err(super::BackendError::engine(self.0, "capturing layer outputs", BUILD_HINT))
-    }
-}
-
 /// The process's CUDA device, probed: what the CUDA backends build on.
 #[cfg(feature = "cuda")]
 pub(super) fn current() -> Result<(usize, &'static GpuInfo), &'static str> {
@@ -243,15 +174,6 @@ pub(super) fn current() -> Result<(usize, &'static GpuInfo), &'static str> {
         Some((_, Err(why))) => Err(why),
         None => Err("no CUDA device was probed (the suite's `device` picks one)"),
     }
-}
-
-/// The candle device for the process's GPU, created once: each candle CUDA device has its own
-/// stream and loads its kernel modules on first use, which every case would otherwise pay.
-#[cfg(feature = "cuda")]
-pub(super) fn candle_device() -> Result<candle_core::Device, String> {
-    static DEVICE: OnceLock<Result<candle_core::Device, String>> = OnceLock::new();
-    let (ordinal, _) = current()?;
-    DEVICE.get_or_init(|| candle_core::Device::new_cuda(ordinal).map_err(|e| e.to_string())).clone()
 }
 
 #[cfg(test)]
@@ -268,20 +190,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn cpu_backends_never_wait_for_a_gpu() {
-        assert_eq!(unavailable(BackendId::CandleCpu, 0), None);
-        assert_eq!(unavailable(BackendId::TractCpu, 0), None);
-    }
-
-    /// Without the feature every CUDA backend is unavailable, with the way to build one.
+    /// Without the feature the probe answers with the way to build a CUDA qbench.
     #[cfg(not(feature = "cuda"))]
     #[test]
-    fn without_the_feature_cuda_backends_say_how_to_build() {
-        for b in [BackendId::CandleCuda, BackendId::TractCuda] {
-            let why = unavailable(b, 0).unwrap();
-            assert!(why.contains("--features cuda") && why.contains("scripts/cuda-env.sh"), "{why}");
-        }
+    fn without_the_feature_the_probe_says_how_to_build() {
+        let why = probe(0).unwrap_err();
+        assert!(why.contains("--features cuda") && why.contains("scripts/cuda-env.sh"), "{why}");
         assert_eq!(memory_used_bytes(), None);
     }
 }

@@ -1,134 +1,197 @@
-//! Backends: an inference engine on a device. Each prepares a variant's artifact
-//! into a [`Session`] outside any timed region; only [`Session::run`] is timed.
+//! Backends: an inference engine on a device. Each engine's folder (`backend/<engine>/`) owns
+//! everything about that engine:
+//! - what it can make of a model kind, a plan and a batch size before anything runs
+//!   ([`Backend::capability`], the *expectation*);
+//! - building its model from a variant's artifact and preparing a [`Session`] outside any timed
+//!   region ([`Backend::prepare`]);
+//! - reading back, from its own objects, what it actually made of each weighted layer
+//!   ([`Prepared::layers`], the *observation*), from which the record's realization is computed.
+//!
+//! Adding an engine is one folder that defines its [`Registration`]s, plus one line in
+//! [`REGISTRY`] (and its cargo feature): nothing outside the folder matches on a backend.
 
-mod candle_bert;
-mod candle_cpu;
-#[cfg(feature = "cuda")]
-mod candle_cuda;
-mod candle_lm;
-#[cfg(feature = "candle-onnx")]
-mod candle_onnx;
+pub mod candle;
 pub mod gpu;
-pub(crate) mod tract_cpu;
-#[cfg(feature = "cuda")]
-mod tract_cuda;
+pub mod realization;
+pub mod tract;
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+pub use realization::{Compute, LayerEvidence, LayerRealization, Realization};
 
-use crate::quant::Variant;
+use crate::model::{LoadedModel, ModelKind};
+use crate::quant::{Plan, Variant};
 
-/// The closed set of backends qbench knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BackendId {
-    CandleCpu,
-    TractCpu,
-    CandleCuda,
-    TractCuda,
-}
+/// Every backend qbench knows, in the order `list backends` shows them. The one place a backend
+/// is registered.
+pub static REGISTRY: &[&Registration] = &[&candle::CPU, &tract::CPU, &candle::CUDA, &tract::CUDA];
 
-/// The engine behind a backend, whatever its device: what decides which models it can load.
+/// Where a backend runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    Candle,
-    Tract,
+pub enum DeviceKind {
+    Cpu,
+    /// A CUDA GPU: the suite's `device = "cuda:N"` picks which.
+    Cuda,
 }
+
+/// A backend as registered: its name, what it is, where it runs, and how to make one.
+pub struct Registration {
+    /// As suites and records name it, e.g. `tract-cpu`.
+    pub name: &'static str,
+    pub description: &'static str,
+    pub device: DeviceKind,
+    /// The backend for the run's CUDA device (ignored on the CPU), or why this build has none:
+    /// a backend behind a cargo feature answers with how to build it.
+    pub create: fn(cuda_device: usize) -> Result<Box<dyn Backend>, &'static str>,
+    /// Applies the suite's thread count to the engine, once per process, before it works.
+    pub set_threads: fn(threads: usize),
+}
+
+/// A registered backend, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(&'static str);
 
 impl BackendId {
-    pub const ALL: &'static [BackendId] =
-        &[BackendId::CandleCpu, BackendId::TractCpu, BackendId::CandleCuda, BackendId::TractCuda];
+    /// The registered backend of that name.
+    pub fn from_name(s: &str) -> Option<BackendId> {
+        REGISTRY.iter().find(|r| r.name == s).map(|r| BackendId(r.name))
+    }
+
+    /// Every registered backend, in registration order.
+    pub fn all() -> impl Iterator<Item = BackendId> {
+        REGISTRY.iter().map(|r| BackendId(r.name))
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        REGISTRY.iter().map(|r| r.name).collect()
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            BackendId::CandleCpu => "candle-cpu",
-            BackendId::TractCpu => "tract-cpu",
-            BackendId::CandleCuda => "candle-cuda",
-            BackendId::TractCuda => "tract-cuda",
-        }
+        self.0
     }
 
-    pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|b| b.name() == s)
-    }
-
-    pub fn names() -> &'static [&'static str] {
-        &["candle-cpu", "tract-cpu", "candle-cuda", "tract-cuda"]
-    }
-
-    pub fn engine(self) -> Engine {
-        match self {
-            BackendId::CandleCpu | BackendId::CandleCuda => Engine::Candle,
-            BackendId::TractCpu | BackendId::TractCuda => Engine::Tract,
-        }
-    }
-
-    pub fn is_cuda(self) -> bool {
-        matches!(self, BackendId::CandleCuda | BackendId::TractCuda)
-    }
-
-    /// The CPU backend of the same engine.
-    pub fn cpu(self) -> BackendId {
-        match self.engine() {
-            Engine::Candle => BackendId::CandleCpu,
-            Engine::Tract => BackendId::TractCpu,
-        }
+    pub fn registration(self) -> &'static Registration {
+        REGISTRY.iter().find(|r| r.name == self.0).expect("a BackendId is made from the registry")
     }
 
     pub fn description(self) -> &'static str {
-        match self {
-            BackendId::CandleCpu => "candle (CPU, gemm crate kernels, GGML QMatMul): zoo models as candle-nn modules (safetensors or GGUF), BERT checkpoints and GGUF language models through candle-transformers, ONNX files through candle-onnx (feature candle-onnx)",
-            BackendId::TractCpu => "tract (ONNX, optimized with into_optimized, CPU); loads the exported .onnx file",
-            BackendId::CandleCuda => "candle on a CUDA GPU (feature cuda): zoo models as candle-nn modules, BERT checkpoints and GGUF language models through candle-transformers; f16/bf16 on cuBLAS, GGML types on candle's QMatMul CUDA kernels (MMVQ/MMQ); the device is the suite's `device`",
-            BackendId::TractCuda => "tract on a CUDA GPU (feature cuda, tract-cuda): the ONNX file through tract's CUDA transform (cuBLAS, NVRTC kernels); ops it has no kernel for stay on the CPU, as the evidence lists",
+        self.registration().description
+    }
+
+    pub fn is_cuda(self) -> bool {
+        self.registration().device == DeviceKind::Cuda
+    }
+
+    /// `cpu`, or `cuda:N` for a GPU backend: where its cases run.
+    pub fn device_name(self, cuda_device: usize) -> String {
+        match self.registration().device {
+            DeviceKind::Cpu => "cpu".into(),
+            DeviceKind::Cuda => format!("cuda:{cuda_device}"),
         }
     }
 
-    /// Registration: the one place a backend id becomes an implementation.
-    pub fn create(self) -> Box<dyn Backend> {
-        match self {
-            BackendId::CandleCpu => Box::new(candle_cpu::CandleCpu),
-            BackendId::TractCpu => Box::new(tract_cpu::TractCpu),
-            #[cfg(feature = "cuda")]
-            BackendId::CandleCuda => Box::new(candle_cuda::CandleCuda),
-            #[cfg(feature = "cuda")]
-            BackendId::TractCuda => Box::new(tract_cuda::TractCuda),
-            #[cfg(not(feature = "cuda"))]
-            BackendId::CandleCuda | BackendId::TractCuda => Box::new(gpu::NotBuilt(self)),
+    /// Whether this build has the backend: `Err` says how to build one that has.
+    pub fn built(self) -> Result<(), &'static str> {
+        (self.registration().create)(0).map(|_| ())
+    }
+
+    /// The backend, on the run's CUDA device for a GPU backend. In a build without it, a
+    /// backend that answers every question with how to build one that has it.
+    pub fn create(self, cuda_device: usize) -> Box<dyn Backend> {
+        match (self.registration().create)(cuda_device) {
+            Ok(b) => b,
+            Err(hint) => Box::new(NotBuilt { id: self, hint }),
         }
     }
+}
+
+impl std::fmt::Display for BackendId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// What a backend is asked about before it runs anything: a model's kind, and once the model
+/// file is read, what it holds (an ONNX graph's ops, say).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelQuery<'a> {
+    pub kind: &'a ModelKind,
+    pub loaded: Option<&'a LoadedModel>,
+}
+
+impl<'a> ModelQuery<'a> {
+    pub fn declared(kind: &'a ModelKind) -> Self {
+        ModelQuery { kind, loaded: None }
+    }
+
+    pub fn loaded(model: &'a LoadedModel) -> Self {
+        ModelQuery { kind: &model.kind, loaded: Some(model) }
+    }
+}
+
+/// What a layer session returns of each weighted layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// Each layer's output (after its bias, before any activation), then the model's output
+    /// (named [`MODEL_OUTPUT`]): per-layer error localization.
+    Outputs,
+    /// Each layer's input: what static schemes calibrate on.
+    Inputs,
 }
 
 /// An engine on a device.
 pub trait Backend {
     fn id(&self) -> BackendId;
-    /// Loads the variant's artifact and readies it for exactly `batch` items per run.
+
+    /// What this backend expects to make of `plan` on `model` at `batch` items per run, asked
+    /// before anything runs: `native`, `cpu-fallback`, `emulated`, or `unsupported` with the
+    /// reason (the case is skipped). Skipping, `validate` and `require_native`'s early refusal
+    /// use only this answer; the record's realization is observed after prepare instead.
+    fn capability(&self, model: ModelQuery<'_>, plan: &Plan, batch: usize) -> Realization;
+
+    /// Whether this backend computes the f32 reference outputs of models of this kind (every
+    /// variant's fidelity is measured against them). The first registered backend that says so,
+    /// and can run the model, is the reference engine.
+    fn is_reference_for(&self, _model: &ModelKind) -> bool {
+        false
+    }
+
+    /// Loads the variant's artifact and readies it for exactly `batch` items per run; the
+    /// returned evidence is read from the engine's own objects after loading.
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError>;
-    /// Loads the variant so that each run returns the output of every weighted layer (after
-    /// its bias, before any activation), in layer order, then the model's output (named
-    /// [`MODEL_OUTPUT`]): for per-layer error localization.
-    fn layer_session(&self, variant: &Variant, batch: usize) -> Result<Box<dyn LayerSession>, BackendError>;
+
+    /// Loads the variant so that each run returns every weighted layer's output or input (see
+    /// [`Capture`]), in layer order.
+    fn layer_session(
+        &self,
+        variant: &Variant,
+        batch: usize,
+        capture: Capture,
+    ) -> Result<Box<dyn LayerSession>, BackendError>;
 }
 
 /// The name [`LayerSession::run`] gives the model's output, after the layers'.
 pub const MODEL_OUTPUT: &str = "(model output)";
 
-/// A model whose runs return every weighted layer's output, then the model's.
+/// A model whose runs return every weighted layer's output (then the model's) or input.
 pub trait LayerSession {
-    /// Runs one batch (exactly the prepared batch size); `(layer, values)` in order, then
-    /// `(MODEL_OUTPUT, values)`.
+    /// Runs one batch (exactly the prepared batch size); `(layer, values)` in layer order, then
+    /// `(MODEL_OUTPUT, values)` when capturing outputs.
     fn run(&mut self, input: &[f32]) -> Result<Vec<(String, Vec<f32>)>, BackendError>;
 }
 
-/// A prepared session and the artifact it was prepared from.
+/// A prepared session, the artifact it was prepared from, and what the engine made of it.
 pub struct Prepared {
     pub session: Box<dyn Session>,
     /// The file the backend loaded.
     pub artifact: PathBuf,
     pub artifact_bytes: u64,
-    /// What the engine reports it will run, e.g. tract's optimized op names.
+    /// The engine's own summary of what it will run (tract: the optimized plan's ops and
+    /// kernels; candle: its modules).
     pub evidence: String,
+    /// What the engine made of each weighted layer, read from its own objects after loading:
+    /// the observation the record's realization is computed from.
+    pub layers: Vec<LayerEvidence>,
     /// Bytes of the weights as the engine holds them in memory (candle's tensors and GGML
     /// blocks; tract's constants, packed or not), where the engine can say.
     pub weights_bytes: Option<u64>,
@@ -173,57 +236,111 @@ pub enum BackendError {
     Engine { backend: &'static str, stage: &'static str, message: String },
     #[error("{backend}: the model produced {count} NaN or infinite logits (first at item {item}); the model or its inputs are broken")]
     NonFinite { backend: &'static str, item: usize, count: usize },
+    #[error("{backend} cannot run this: {reason}")]
+    Unsupported { backend: &'static str, reason: String },
 }
 
 impl BackendError {
-    pub(crate) fn engine(backend: BackendId, stage: &'static str, e: impl std::fmt::Display) -> Self {
+    pub fn engine(backend: BackendId, stage: &'static str, e: impl std::fmt::Display) -> Self {
         // `{:#}` on anyhow-style errors (tract) prints the whole cause chain on one line.
         BackendError::Engine { backend: backend.name(), stage, message: format!("{e:#}").replace('\n', " ") }
     }
 }
 
-/// The last run's output tensor of a candle session as f32 values (any float dtype, any shape).
-pub(crate) fn candle_output(backend: BackendId, out: Option<&candle_core::Tensor>) -> Result<Vec<f32>, BackendError> {
-    let out = out.ok_or_else(|| BackendError::engine(backend, "reading the output", "the model has not run"))?;
-    out.flatten_all()
-        .and_then(|t| t.to_dtype(candle_core::DType::F32))
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| BackendError::engine(backend, "reading the output", e))
-}
-
-/// `cpu`, `cuda:N`: how a candle session's evidence names where its model runs.
-pub(crate) fn candle_device_name(device: &candle_core::Device) -> String {
-    match device.location() {
-        candle_core::DeviceLocation::Cpu => "cpu".into(),
-        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+/// An error and its causes on one line: `outer: cause: cause`, each said once.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        source = s.source();
     }
+    text
 }
 
-/// Runs `copy`, which puts a candle session's input on `device`, and on a GPU times it up to
-/// a synchronize (candle's copies are asynchronous): `(value, Some(ns))` there, `(value, None)`
-/// on the CPU, where there is no copy to time.
-pub(crate) fn candle_copy_timed<T>(
-    backend: BackendId,
-    device: &candle_core::Device,
-    copy: impl FnOnce() -> Result<T, BackendError>,
-) -> Result<(T, Option<u64>), BackendError> {
-    let started = std::time::Instant::now();
-    let value = copy()?;
-    if device.is_cpu() {
-        return Ok((value, None));
-    }
-    device.synchronize().map_err(|e| BackendError::engine(backend, "copying the input", e))?;
-    Ok((value, Some(started.elapsed().as_nanos() as u64)))
-}
-
-/// Sets the thread count every backend uses, once per process, before any engine
-/// work: candle reads `RAYON_NUM_THREADS` (its pools are built on first use), tract
-/// runs matrix products on its default executor.
+/// Sets the thread count of every engine, once per process, before any engine work.
 pub fn configure_threads(threads: usize) {
-    // Edition 2021: set_var is safe; qbench calls this from main's thread before
-    // any engine thread pool exists.
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-    tract_cpu::set_threads(threads);
+    for r in REGISTRY {
+        (r.set_threads)(threads);
+    }
+}
+
+/// No registered engine computes a model's reference: each reference engine's reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", .refusals.join("; "))]
+pub struct NoReferenceEngine {
+    pub refusals: Vec<String>,
+}
+
+/// The backend that computes a model's f32 reference outputs: the first registered backend that
+/// is a reference engine for the model's kind and can run its f32 plan. `Err` lists why each
+/// reference engine cannot.
+pub fn reference_backend(model: ModelQuery<'_>, f32_plan: &Plan, batch: usize) -> Result<BackendId, NoReferenceEngine> {
+    let mut refusals = Vec::new();
+    for id in BackendId::all() {
+        let backend = id.create(0);
+        if id.is_cuda() || !backend.is_reference_for(model.kind) {
+            continue;
+        }
+        match backend.capability(model, f32_plan, batch) {
+            Realization::Unsupported(why) => refusals.push(format!("{id}: {why}")),
+            _ => return Ok(id),
+        }
+    }
+    if refusals.is_empty() {
+        refusals.push(format!("no backend of this build computes references for a {}", model.kind.describe()));
+    }
+    Err(NoReferenceEngine { refusals })
+}
+
+/// A backend this build leaves out (behind a cargo feature): every question is answered with
+/// how to build a qbench that has it.
+struct NotBuilt {
+    id: BackendId,
+    hint: &'static str,
+}
+
+impl Backend for NotBuilt {
+    fn id(&self) -> BackendId {
+        self.id
+    }
+
+    fn capability(&self, _model: ModelQuery<'_>, _plan: &Plan, _batch: usize) -> Realization {
+        Realization::Unsupported(self.hint.to_string())
+    }
+
+    fn prepare(&self, _variant: &Variant, _batch: usize) -> Result<Prepared, BackendError> {
+        Err(BackendError::engine(self.id, "preparing", self.hint))
+    }
+
+    fn layer_session(&self, _: &Variant, _: usize, _: Capture) -> Result<Box<dyn LayerSession>, BackendError> {
+        Err(BackendError::engine(self.id, "capturing layer values", self.hint))
+    }
+}
+
+/// The file's size, for [`Prepared::artifact_bytes`].
+pub(crate) fn artifact_bytes(backend: BackendId, path: &std::path::Path) -> Result<u64, BackendError> {
+    std::fs::metadata(path).map(|m| m.len()).map_err(|e| BackendError::engine(backend, "reading the artifact size", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_names_each_backend_once_and_ids_round_trip() {
+        let names = BackendId::names();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for id in BackendId::all() {
+            assert_eq!(BackendId::from_name(id.name()), Some(id));
+            assert_eq!(id.create(0).id(), id);
+        }
+        assert_eq!(BackendId::from_name("onnxruntime-tpu"), None);
+    }
 }

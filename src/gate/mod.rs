@@ -17,7 +17,26 @@ pub mod junit;
 use std::fmt::Write;
 
 use crate::measure::stats::median_ratio_ci;
-use crate::record::{CaseStatus, Record};
+use crate::record::{CaseStatus, Record, RecordError};
+
+/// The gates' files could not be written, or a baseline read.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("cannot write {path}; check that the run folder is writable")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the JUnit report {path}")]
+    Junit {
+        path: std::path::PathBuf,
+        #[source]
+        source: quick_junit::SerializeError,
+    },
+    #[error("cannot read the baseline")]
+    Baseline(#[source] RecordError),
+}
 
 /// One `[[gates]]` table, resolved.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -264,9 +283,9 @@ pub fn summary(checks: &[Check]) -> String {
 }
 
 /// Reads a baseline: a run folder (its `records.jsonl`) or a records file.
-pub fn read_baseline(path: &std::path::Path) -> crate::Result<Vec<Record>> {
+pub fn read_baseline(path: &std::path::Path) -> Result<Vec<Record>, GateError> {
     let file = if path.is_dir() { path.join("records.jsonl") } else { path.to_path_buf() };
-    crate::report::jsonl::read_records(&file)
+    crate::record::read_records(&file).map_err(GateError::Baseline)
 }
 
 /// Checks `records` (of the run in `run_dir`) against `gates`; writes `gates.xml` (JUnit) and
@@ -277,17 +296,15 @@ pub fn check_run(
     gates: &[Gate],
     records: &[Record],
     baseline: Option<&[Record]>,
-) -> crate::Result<(Vec<Check>, String)> {
+) -> Result<(Vec<Check>, String), GateError> {
     let checks = evaluate(gates, records, baseline);
     let text = summary(&checks);
     let write = |name: &str, bytes: &[u8]| {
         let path = run_dir.join(name);
-        std::fs::write(&path, bytes).map_err(|source| crate::Error::Output { path, source })
+        std::fs::write(&path, bytes).map_err(|source| GateError::Write { path, source })
     };
-    let xml = junit::to_xml(run_name, &checks).map_err(|e| crate::Error::Output {
-        path: run_dir.join("gates.xml"),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let xml = junit::to_xml(run_name, &checks)
+        .map_err(|source| GateError::Junit { path: run_dir.join("gates.xml"), source })?;
     write("gates.xml", xml.as_bytes())?;
     write("gates.md", text.as_bytes())?;
     // The checks as data, for report.html's gates section.
@@ -310,7 +327,7 @@ pub fn check_run(
             .append(true)
             .open(&path)
             .and_then(|mut f| writeln!(f, "{text}"))
-            .map_err(|source| crate::Error::Output { path, source })?;
+            .map_err(|source| GateError::Write { path, source })?;
     }
     Ok((checks, text))
 }

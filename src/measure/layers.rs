@@ -14,8 +14,23 @@
 
 use std::path::Path;
 
-use crate::backend::BackendId;
-use crate::quant::{Plan, SchemeId, Variant};
+use crate::backend::{BackendError, BackendId, Capture};
+use crate::quant::{Plan, SchemeId, Variant, VariantError};
+
+/// Why a case could not be localized.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalizeError {
+    #[error(transparent)]
+    Variant(#[from] VariantError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cannot create {path}; check that the run folder is writable")]
+    Folder {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// One weighted layer's error against fp32.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,25 +81,27 @@ impl Acc {
 
 /// Builds the variant of a plan (the reference model quantized by it) with its artifacts in a
 /// folder: how [`localize`] gets each variant, whatever the kind of model.
-pub type ApplyPlan<'a> = dyn Fn(&Plan, &Path) -> crate::Result<Variant> + 'a;
+pub type ApplyPlan<'a> = dyn Fn(&Plan, &Path) -> Result<Variant, VariantError> + 'a;
 
-/// Runs the localization of `plan` on `backend` over the first `items` items of `data`.
+/// Runs the localization of `plan` on `backend` (on `cuda_device` for a GPU backend) over the
+/// first `items` items of `data`.
 /// Artifacts of the variants it builds go under `work_dir`. Scores are against the model's
 /// output (logits for a classifier; top-1 against the labels when the data has them).
 pub fn localize(
     apply: &ApplyPlan,
     plan: &Plan,
     backend: BackendId,
+    cuda_device: usize,
     data: &crate::data::Dataset,
     items: usize,
     work_dir: &Path,
-) -> crate::Result<Localization> {
-    let engine = backend.create();
-    let session = |plan: &Plan, dir: String| -> crate::Result<Box<dyn crate::backend::LayerSession>> {
+) -> Result<Localization, LocalizeError> {
+    let engine = backend.create(cuda_device);
+    let session = |plan: &Plan, dir: String| -> Result<Box<dyn crate::backend::LayerSession>, LocalizeError> {
         let dir = work_dir.join(dir.replace(['/', '\\', ':'], "_"));
-        std::fs::create_dir_all(&dir).map_err(|source| crate::Error::Output { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| LocalizeError::Folder { path: dir.clone(), source })?;
         let variant = apply(plan, &dir)?;
-        Ok(engine.layer_session(&variant, CHUNK)?)
+        Ok(engine.layer_session(&variant, CHUNK, Capture::Outputs)?)
     };
     let mut f32_plan = plan.clone();
     f32_plan.layers.iter_mut().for_each(|(_, s)| *s = SchemeId::F32);

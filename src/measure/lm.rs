@@ -185,26 +185,51 @@ fn t95(df: usize) -> f64 {
     }
 }
 
+/// A top-k file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum TopKError {
+    #[error("cannot write {path}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+    #[error("cannot read {path}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a top-k file qbench wrote")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+}
+
 /// Writes a reference's top-k as safetensors (`ids` u32 and `logprobs` f32, `[positions, k]`).
-pub fn write_top_k(path: &std::path::Path, top: &TopK, scheme: &str) -> Result<(), String> {
+pub fn write_top_k(path: &std::path::Path, top: &TopK, scheme: &str) -> Result<(), TopKError> {
     use safetensors::tensor::{Dtype, TensorView};
+    let fail = |source| TopKError::Write { path: path.to_path_buf(), source };
     let ids: Vec<u8> = top.ids.iter().flat_map(|v| v.to_le_bytes()).collect();
     let lps: Vec<u8> = top.logprobs.iter().flat_map(|v| v.to_le_bytes()).collect();
     let shape = vec![top.positions(), top.k];
     let views = [
-        ("ids", TensorView::new(Dtype::U32, shape.clone(), &ids).map_err(|e| e.to_string())?),
-        ("logprobs", TensorView::new(Dtype::F32, shape, &lps).map_err(|e| e.to_string())?),
+        ("ids", TensorView::new(Dtype::U32, shape.clone(), &ids).map_err(fail)?),
+        ("logprobs", TensorView::new(Dtype::F32, shape, &lps).map_err(fail)?),
     ];
     let metadata = std::collections::HashMap::from([("scheme".to_string(), scheme.to_string())]);
-    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| e.to_string())
+    safetensors::serialize_to_file(views, Some(metadata), path).map_err(fail)
 }
 
 /// Reads what [`write_top_k`] wrote.
-pub fn read_top_k(path: &std::path::Path) -> Result<TopK, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| e.to_string())?;
-    let ids = st.tensor("ids").map_err(|e| e.to_string())?;
-    let lps = st.tensor("logprobs").map_err(|e| e.to_string())?;
+pub fn read_top_k(path: &std::path::Path) -> Result<TopK, TopKError> {
+    let bytes = std::fs::read(path).map_err(|source| TopKError::Io { path: path.to_path_buf(), source })?;
+    let bad = |source| TopKError::Read { path: path.to_path_buf(), source };
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(bad)?;
+    let ids = st.tensor("ids").map_err(bad)?;
+    let lps = st.tensor("logprobs").map_err(bad)?;
     let k = ids.shape().get(1).copied().unwrap_or(0);
     Ok(TopK {
         k,

@@ -1,6 +1,7 @@
 //! Measurement: latency sampling and its statistics, and evaluation of outputs
 //! against labels and against the fp32 reference.
 
+pub mod calibration;
 pub mod eval;
 pub mod fidelity;
 pub mod latency;

@@ -1,5 +1,5 @@
-//! BERT-family encoders from a Hugging Face checkpoint: `model.safetensors` + `config.json`,
-//! run by candle-transformers' `BertModel`.
+//! BERT-family encoders from a Hugging Face checkpoint: `model.safetensors` + `config.json`
+//! (the candle backend runs them with candle-transformers' `BertModel`).
 //!
 //! The model's output for an item (a row of token ids) is its sentence embedding: the last
 //! hidden states averaged over the non-padding tokens, the usual pooling of sentence encoders.
@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::bert::{BertModel, Config};
 
 use super::ModelError;
 use crate::hash::sha256_hex;
@@ -20,7 +19,7 @@ use crate::hash::sha256_hex;
 pub struct BertCheckpoint {
     pub path: PathBuf,
     pub config_path: PathBuf,
-    pub config: Config,
+    pub config: BertConfig,
     pub sha256: String,
     /// Every tensor of the checkpoint, f32 on the CPU.
     pub tensors: HashMap<String, Tensor>,
@@ -29,7 +28,8 @@ pub struct BertCheckpoint {
 }
 
 impl BertCheckpoint {
-    /// Reads the checkpoint and its config and checks that candle-transformers can build it.
+    /// Reads the checkpoint and its config and checks that they fit each other: the embedding
+    /// table's shape against the config's vocabulary and width, the encoder's layer count.
     pub fn load(model: &str, path: &Path, config_path: &Path) -> Result<BertCheckpoint, ModelError> {
         let bad =
             |reason: String| ModelError::Checkpoint { model: model.to_string(), path: path.to_path_buf(), reason };
@@ -53,9 +53,7 @@ impl BertCheckpoint {
             }
             tensors.insert(name, t);
         }
-        // candle-transformers names what is missing or misshapen.
-        build(&tensors, &config, DType::F32, &Device::Cpu)
-            .map_err(|e| bad(format!("candle-transformers cannot build a BERT from it: {e}")))?;
+        check_fits(&config, &tensors).map_err(bad)?;
         let layers = linear_layers(&tensors);
         if layers.is_empty() {
             return Err(bad("it has no encoder linear layer (encoder.layer.N.…dense/query/key/value)".into()));
@@ -76,28 +74,65 @@ impl BertCheckpoint {
     }
 }
 
-/// `config.json` as candle-transformers reads it; the model type must be a BERT.
-pub fn parse_config(text: &str) -> Result<Config, String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
-    let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-    if !model_type.is_empty() && model_type != "bert" {
-        return Err(format!(
-            "model_type is \"{model_type}\"; qbench runs BERT encoders (model_type \"bert\") from safetensors"
-        ));
-    }
-    serde_json::from_value(value).map_err(|e| format!("it is not a BERT config ({e})"))
+/// What qbench reads of a BERT `config.json` (the engine reads the whole file itself).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub pad_token_id: usize,
 }
 
-/// The model from `tensors` (converted to `dtype`), on `device` (the builder copies each tensor
-/// there as the model takes it).
-pub fn build(
-    tensors: &HashMap<String, Tensor>,
-    config: &Config,
-    dtype: DType,
-    device: &Device,
-) -> candle_core::Result<BertModel> {
-    let vb = candle_nn::VarBuilder::from_tensors(tensors.clone(), dtype, device);
-    BertModel::load(vb, config)
+/// Why a `config.json` is not a BERT's.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("not JSON ({0})")]
+    NotJson(serde_json::Error),
+    #[error("model_type is \"{0}\"; qbench runs BERT encoders (model_type \"bert\") from safetensors")]
+    NotBert(String),
+    #[error("it is not a BERT config ({0})")]
+    Fields(serde_json::Error),
+}
+
+/// A BERT `config.json`; the model type must be a BERT, and the fields every BERT has present.
+pub fn parse_config(text: &str) -> Result<BertConfig, ConfigError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(ConfigError::NotJson)?;
+    let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+    if !model_type.is_empty() && model_type != "bert" {
+        return Err(ConfigError::NotBert(model_type.to_string()));
+    }
+    serde_json::from_value(value).map_err(ConfigError::Fields)
+}
+
+/// The config must describe these weights: the word embedding table is `[vocab_size,
+/// hidden_size]`, and the encoder has `num_hidden_layers` layers.
+fn check_fits(config: &BertConfig, tensors: &HashMap<String, Tensor>) -> Result<(), String> {
+    let table = tensors
+        .iter()
+        .find(|(n, _)| n.ends_with("embeddings.word_embeddings.weight"))
+        .map(|(n, t)| (n.clone(), t.dims().to_vec()))
+        .ok_or("it has no embeddings.word_embeddings.weight tensor; it is not a BERT checkpoint")?;
+    let want = [config.vocab_size, config.hidden_size];
+    if table.1 != want {
+        return Err(format!(
+            "its config says vocab_size {} and hidden_size {}, but {} has shape {:?}; the config belongs to another model",
+            config.vocab_size, config.hidden_size, table.0, table.1
+        ));
+    }
+    let layers = (0..config.num_hidden_layers)
+        .filter(|i| tensors.keys().any(|n| n.contains(&format!("encoder.layer.{i}."))))
+        .count();
+    if layers != config.num_hidden_layers {
+        return Err(format!(
+            "its config says num_hidden_layers {}, but the checkpoint holds encoder layers for {layers}; the config belongs to another model",
+            config.num_hidden_layers
+        ));
+    }
+    Ok(())
 }
 
 /// Encoder linear weights: 2-D `.weight` tensors with a `.bias`, inside `encoder.layer.N`.
@@ -132,36 +167,4 @@ fn order_key(name: &str) -> Vec<usize> {
         .position(|p| name.contains(p))
         .unwrap_or(9);
     vec![layer, part]
-}
-
-/// A batch of token-id rows as the model takes it: ids, token types (all 0) and the attention
-/// mask (tokens that are not `pad_token_id`). Built outside the timed run.
-pub struct BertInput {
-    ids: Tensor,
-    types: Tensor,
-    mask: Tensor,
-}
-
-impl BertInput {
-    /// `ids` as f32 (exact integers), `batch` rows, on `device`.
-    pub fn new(ids: &[f32], batch: usize, pad_token_id: usize, device: &Device) -> candle_core::Result<BertInput> {
-        let seq = ids.len() / batch.max(1);
-        let ids_u32: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
-        let input = Tensor::from_vec(ids_u32, (batch, seq), device)?;
-        let mask_values: Vec<u32> = ids.iter().map(|&v| u32::from(v as usize != pad_token_id)).collect();
-        let mask = Tensor::from_vec(mask_values, (batch, seq), device)?;
-        Ok(BertInput { types: input.zeros_like()?, ids: input, mask })
-    }
-}
-
-/// Sentence embeddings of a batch: the last hidden states averaged over the tokens that are
-/// not padding.
-pub fn embed(model: &BertModel, input: &BertInput) -> candle_core::Result<Tensor> {
-    let (mask, types) = (&input.mask, &input.types);
-    let hidden = model.forward(&input.ids, types, Some(mask))?.to_dtype(DType::F32)?;
-    let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-    let summed = hidden.broadcast_mul(&m)?.sum(1)?;
-    // An all-padding row averages nothing: divide by at least 1.
-    let counts = m.sum(1)?.clamp(1f32, f32::MAX)?;
-    summed.broadcast_div(&counts)
 }

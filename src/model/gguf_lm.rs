@@ -1,6 +1,6 @@
-//! Decoder language models from a GGUF file (llama.cpp's format), run by candle-transformers'
-//! quantized models: `quantized_llama` (general.architecture = "llama", which Mistral-family
-//! files use too) and `quantized_qwen2`.
+//! Decoder language models from a GGUF file (llama.cpp's format), in the layouts qbench knows:
+//! `llama` (general.architecture = "llama", which Mistral-family files use too) and `qwen2`. The
+//! candle backend runs them with candle-transformers' quantized models.
 //!
 //! The file is read once: its metadata (copied into every variant), its tensors as stored (GGML
 //! blocks or floats), and the weighted layers the schemes apply to: every 2-D weight (attention,
@@ -11,13 +11,12 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_llama, quantized_qwen2};
+use candle_core::Device;
 
 use super::ModelError;
 use crate::hash::sha256_hex;
 
-/// The architectures qbench builds from `general.architecture`.
+/// The architectures (tensor layouts and metadata) qbench reads, from `general.architecture`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LmArch {
     Llama,
@@ -34,8 +33,9 @@ impl LmArch {
         }
     }
 
-    /// The metadata keys candle-transformers reads without a default.
-    fn required_keys(self) -> &'static [&'static str] {
+    /// The metadata keys a file of this architecture must have (llama.cpp's converter writes
+    /// them; the engines read them without a default).
+    pub fn required_keys(self) -> &'static [&'static str] {
         match self {
             LmArch::Llama => &[
                 "attention.head_count",
@@ -55,44 +55,6 @@ impl LmArch {
             ],
         }
     }
-
-    /// Builds the model from a GGUF's content (tensors read from `reader`) on `device`: the
-    /// GGML blocks are read straight into the device's memory.
-    pub fn build<R: std::io::Read + std::io::Seek>(
-        self,
-        content: gguf_file::Content,
-        reader: &mut R,
-        device: &Device,
-    ) -> candle_core::Result<LmWeights> {
-        Ok(match self {
-            LmArch::Llama => LmWeights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?),
-            LmArch::Qwen2 => LmWeights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?),
-        })
-    }
-}
-
-/// A built model of one of the [`LmArch`]s.
-pub enum LmWeights {
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
-}
-
-impl LmWeights {
-    /// Feeds `tokens` (`[batch, n]`) at positions `index_pos..index_pos + n`, extending the KV
-    /// cache (position 0 starts a new one); returns the last position's logits, `[batch, vocab]`.
-    pub fn forward(&mut self, tokens: &Tensor, index_pos: usize) -> candle_core::Result<Tensor> {
-        match self {
-            LmWeights::Llama(m) => m.forward(tokens, index_pos),
-            LmWeights::Qwen2(m) => m.forward(tokens, index_pos),
-        }
-    }
-
-    pub fn clear_kv_cache(&mut self) {
-        match self {
-            LmWeights::Llama(m) => m.clear_kv_cache(),
-            LmWeights::Qwen2(m) => m.clear_kv_cache(),
-        }
-    }
 }
 
 /// A GGUF language model as read from its file.
@@ -107,13 +69,13 @@ pub struct GgufLm {
     /// The 2-D weights (name without `.weight`) and their row widths, in file order.
     pub layers: Vec<(String, usize)>,
     pub vocab: usize,
-    /// The longest window the model takes: its context length (llama: at most candle's
-    /// rotary table of 4096 positions).
-    pub context_length: usize,
+    /// The longest window the model takes, from its metadata (`None` when it does not say).
+    pub context_length: Option<usize>,
 }
 
 impl GgufLm {
-    /// Reads the file and checks that candle-transformers can build it.
+    /// Reads the file and checks it: a known architecture, its required metadata, every tensor
+    /// whole and readable, a token embedding.
     pub fn load(model: &str, path: &Path) -> Result<GgufLm, ModelError> {
         let bad =
             |reason: String| ModelError::Checkpoint { model: model.to_string(), path: path.to_path_buf(), reason };
@@ -175,21 +137,14 @@ impl GgufLm {
             .find(|(n, _)| n == "token_embd.weight")
             .ok_or_else(|| bad("it has no token_embd.weight tensor; it is not a decoder language model".into()))?;
         let vocab = embedding.1.shape().dims()[0];
-        let rope_table = match arch {
-            LmArch::Llama => quantized_llama::MAX_SEQ_LEN,
-            LmArch::Qwen2 => usize::MAX,
-        };
         let context_length = content
             .metadata
             .get(&format!("{}.context_length", arch.name()))
             .and_then(|v| v.to_u32().ok())
-            .map_or(rope_table, |c| (c as usize).min(rope_table));
+            .map(|c| c as usize);
         let mut metadata: Vec<(String, gguf_file::Value)> =
             content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         metadata.sort_by(|a, b| a.0.cmp(&b.0));
-        // candle-transformers names a missing or misshapen tensor.
-        arch.build(content, &mut Cursor::new(bytes.as_slice()), &Device::Cpu)
-            .map_err(|e| bad(format!("candle-transformers cannot build a {} from it: {e}", arch.name())))?;
         Ok(GgufLm {
             path: path.to_path_buf(),
             sha256: sha256_hex(&bytes),

@@ -14,9 +14,9 @@ use tract_onnx::pb::{
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
+use super::qformat::{Granularity, IntType, QuantizedWeight};
 use super::stored::{f32_bytes, half_bytes, InputQuant, InputQuants, Stored, StoredParams};
 use super::ModelError;
-use crate::quant::int::{Granularity, IntType, QuantizedWeight};
 use crate::zoo::{Layer, ZooModelId};
 
 /// Name of the graph's input.
@@ -34,6 +34,18 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
         .collect::<candle_core::Result<StoredParams>>()
         .map_err(|e| ModelError::Export { model: model_name.to_string(), reason: e.to_string() })?;
     export_stored(model_name, zoo, &params, &InputQuants::new())
+}
+
+/// A parameter the ONNX writer has no form for (the message names the parameter and why).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{param}: {problem}")]
+pub struct ParamError {
+    pub param: String,
+    pub problem: String,
+}
+
+fn param_error(param: &str, problem: impl Into<String>) -> ParamError {
+    ParamError { param: param.to_string(), problem: problem.into() }
 }
 
 /// Nodes and initializers being written, with unique names.
@@ -82,7 +94,7 @@ impl Graph {
 
     /// The f32 value of parameter `key` as a graph value: an initializer, or the output of the
     /// nodes that widen or dequantize its stored form.
-    pub fn float_param(&mut self, key: &str, p: &Stored) -> Result<String, String> {
+    pub fn float_param(&mut self, key: &str, p: &Stored) -> Result<String, ParamError> {
         Ok(match p {
             Stored::F32 { shape, values } => self.f32s(key.to_string(), shape, values),
             // Stored half, cast to f32 for the float kernels (tract folds the cast).
@@ -94,12 +106,12 @@ impl Graph {
             Stored::Int(q) if q.ty.bits() == 4 => self.int4_param(key, q)?,
             Stored::Int(q) => {
                 if q.ty != IntType::I8 {
-                    return Err(format!("{key}: 8-bit weights are written as i8 only, not {:?}", q.ty));
+                    return Err(param_error(key, format!("8-bit weights are written as i8 only, not {:?}", q.ty)));
                 }
                 let per_channel = match q.granularity {
                     Granularity::PerTensor => false,
                     Granularity::PerChannel => true,
-                    Granularity::Group(g) => return Err(format!("{key}: 8-bit group-wise ({g}) weights need blocked DequantizeLinear (opset 21), which tract does not load")),
+                    Granularity::Group(g) => return Err(param_error(key, format!("8-bit group-wise ({g}) weights need blocked DequantizeLinear (opset 21), which tract does not load"))),
                 };
                 let dims = if per_channel { vec![q.params.len()] } else { vec![] };
                 let values = q.values.iter().map(|&v| v as i8 as u8).collect();
@@ -117,10 +129,10 @@ impl Graph {
     /// Packed 4-bit weights (u8 initializer, two nibbles a byte) unpacked with float ops tract
     /// folds into a constant: `hi = floor(b / 16)`, `lo = b − 16·hi`, interleaved, then
     /// `(nibble − (zero_point − qmin)) · scale` per group: exactly `DequantizeLinear`'s value.
-    fn int4_param(&mut self, key: &str, q: &QuantizedWeight) -> Result<String, String> {
+    fn int4_param(&mut self, key: &str, q: &QuantizedWeight) -> Result<String, ParamError> {
         let n = q.values.len();
         if !n.is_multiple_of(2) {
-            return Err(format!("{key}: {n} int4 values do not pack into whole bytes"));
+            return Err(param_error(key, format!("{n} int4 values do not pack into whole bytes")));
         }
         let blocks = q.params.len();
         let k = |s: &str| format!("{key}.{s}");
@@ -164,14 +176,14 @@ impl Graph {
         x: String,
         input: InputQuant,
         params: &StoredParams,
-    ) -> Result<String, String> {
+    ) -> Result<String, ParamError> {
         let (wk, bk) = (format!("{name}.weight"), format!("{name}.bias"));
         let Some(Stored::Int(q)) = params.get(&wk) else {
-            return Err(format!("{wk}: an integer layer needs symmetric i8 weights"));
+            return Err(param_error(&wk, "an integer layer needs symmetric i8 weights"));
         };
         let bias = match params.get(&bk) {
             Some(Stored::F32 { values, .. }) => values,
-            _ => return Err(format!("{bk}: integer layers keep their bias in f32")),
+            _ => return Err(param_error(&bk, "integer layers keep their bias in f32")),
         };
         let conv = match *layer {
             Layer::Conv2d { kernel, padding, .. } => Some(conv_attributes(kernel, padding)),
@@ -194,17 +206,17 @@ impl Graph {
         x: String,
         q: &QuantizedWeight,
         bias: Option<(String, Vec<usize>, &[f32])>,
-    ) -> Result<String, String> {
+    ) -> Result<String, ParamError> {
         let wk = op.weight_key;
         if !q.symmetric || q.ty != IntType::I8 {
-            return Err(format!("{wk}: an integer layer needs symmetric i8 weights"));
+            return Err(param_error(wk, "an integer layer needs symmetric i8 weights"));
         }
         let out_channels = q.shape[0];
         let w_scales: Vec<f32> = match q.granularity {
             Granularity::PerChannel => q.params.iter().map(|p| p.scale).collect(),
             Granularity::PerTensor => vec![q.params[0].scale; out_channels],
             Granularity::Group(_) => {
-                return Err(format!("{wk}: an integer layer needs per-tensor or per-channel weights"))
+                return Err(param_error(wk, "an integer layer needs per-tensor or per-channel weights"))
             }
         };
         // Per output channel, broadcast along the last axis (matmul) or axis 1 (conv, NC…).
@@ -223,7 +235,7 @@ impl Graph {
             }
             InputQuant::Static(p) => {
                 let zp = u8::try_from(p.zero_point)
-                    .map_err(|_| format!("{}: input zero point {} is not u8", op.prefix, p.zero_point))?;
+                    .map_err(|_| param_error(op.prefix, format!("input zero point {} is not u8", p.zero_point)))?;
                 let xs = self.f32s(t("input_scale"), &[], &[p.scale]);
                 let xzp = self.init(t("input_zero_point"), &[], DataType::Uint8, vec![zp]);
                 let xq = self.node("QuantizeLinear", vec![x, xs, xzp.clone()], t("xq"), vec![]);
@@ -296,14 +308,14 @@ pub fn export_stored(
     let mut g = Graph { nodes: Vec::new(), inits: Vec::new() };
     let param = |g: &mut Graph, key: String| -> Result<String, ModelError> {
         let p = params.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))?;
-        g.float_param(&key, p).map_err(err)
+        g.float_param(&key, p).map_err(|e| err(e.to_string()))
     };
     let mut current = INPUT_NAME.to_string();
     let layers = zoo.layers();
     for (i, layer) in layers.iter().enumerate() {
         let next = match *layer {
             Layer::Conv2d { name, .. } | Layer::Linear { name, .. } if inputs.contains_key(name) => {
-                g.integer_layer(layer, name, current.clone(), inputs[name], params).map_err(err)?
+                g.integer_layer(layer, name, current.clone(), inputs[name], params).map_err(|e| err(e.to_string()))?
             }
             Layer::Conv2d { name, kernel, padding, .. } => {
                 let w = param(&mut g, format!("{name}.weight"))?;

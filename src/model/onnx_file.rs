@@ -101,17 +101,45 @@ impl InputDtype {
     }
 
     /// Checks that `values` fit the type: whole numbers in range for an integer type.
-    pub fn check(self, values: &[f32]) -> Result<(), String> {
+    pub fn check(self, values: &[f32]) -> Result<(), InputValueError> {
         let Some((lo, hi)) = self.integer_range() else { return Ok(()) };
         match values.iter().position(|&v| v.fract() != 0.0 || (v as f64) < lo || (v as f64) > hi) {
-            Some(i) => Err(format!(
-                "value {} (element {i} of the batch) is not a whole number from {lo} to {hi}, which a {} input takes",
-                values[i],
-                self.name()
-            )),
+            Some(element) => Err(InputValueError { value: values[element], element, lo, hi, dtype: self.name() }),
             None => Ok(()),
         }
     }
+}
+
+/// A dataset value an integer input cannot take.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("value {value} (element {element} of the batch) is not a whole number from {lo} to {hi}, which a {dtype} input takes")]
+pub struct InputValueError {
+    pub value: f32,
+    pub element: usize,
+    pub lo: f64,
+    pub hi: f64,
+    pub dtype: &'static str,
+}
+
+/// A normalized ONNX file's inputs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphInputsError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not ONNX")]
+    Decode {
+        path: PathBuf,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("{path} has no graph")]
+    NoGraph { path: PathBuf },
+    #[error("input \"{input}\" {problem}")]
+    Input { input: String, problem: String },
 }
 
 /// Which op a quantizable layer is.
@@ -154,6 +182,10 @@ pub struct OnnxModel {
     pub layers: Vec<OnnxLayer>,
     /// Nodes with float weights that no scheme applies to, e.g. `lstm1 (LSTM)`.
     pub float_nodes: Vec<String>,
+    /// Matrix products whose weight the file already stores quantized (integer constants behind
+    /// a `DequantizeLinear`, or `MatMulInteger`/`ConvInteger`/`QLinear…` weights): no scheme
+    /// applies to them, but an engine's evidence reports how it runs them.
+    pub prequantized: Vec<String>,
     /// Elements of all float initializers.
     pub parameters: usize,
 }
@@ -175,8 +207,7 @@ impl OnnxModel {
         if graph.node.is_empty() {
             return Err(bad("the graph has no node; export the model again".into()));
         }
-        // Unsupported ops are refused here, by name and node, before any engine sees them.
-        let register = tract_onnx::onnx().op_register;
+        // Which ops an engine implements is the engine's to say (its backend's capability).
         // tract names a graph input's node after the input: a node may not take that name.
         let init_names: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
         let mut seen: HashSet<String> =
@@ -187,15 +218,6 @@ impl OnnxModel {
                     node.output.first().filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| node.op_type.clone());
                 node.name = if seen.insert(base.clone()) { base } else { format!("{}#{i}", node.op_type) };
                 seen.insert(node.name.clone());
-            }
-            if !register.0.contains_key(&node.op_type) {
-                let domain = if node.domain.is_empty() { String::new() } else { format!(" (domain {})", node.domain) };
-                return Err(ModelError::UnsupportedOp {
-                    model: model.to_string(),
-                    path: path.to_path_buf(),
-                    op: format!("{}{domain}", node.op_type),
-                    node: node.name.clone(),
-                });
             }
         }
         constants_to_initializers(graph).map_err(&bad)?;
@@ -268,6 +290,7 @@ impl OnnxModel {
                 }
             }
         }
+        let prequantized = prequantized_products(graph, &by_name);
         let parameters = graph
             .initializer
             .iter()
@@ -282,6 +305,7 @@ impl OnnxModel {
             output,
             layers,
             float_nodes,
+            prequantized,
             parameters,
         })
     }
@@ -305,6 +329,42 @@ impl OnnxModel {
     }
 }
 
+/// Products whose weight operand is an integer constant, directly (the integer ops) or through
+/// dequantization and reshaping ops (a QDQ graph), in graph order.
+fn prequantized_products(graph: &tract_onnx::pb::GraphProto, inits: &HashMap<&str, &TensorProto>) -> Vec<String> {
+    let integer = |t: &TensorProto| {
+        [DataType::Int8, DataType::Uint8, DataType::Int4, DataType::Uint4].iter().any(|d| t.data_type == *d as i32)
+    };
+    let producer = |value: &str| graph.node.iter().find(|n| n.output.iter().any(|o| o == value));
+    let mut out = Vec::new();
+    for node in &graph.node {
+        let weight = match node.op_type.as_str() {
+            "MatMul" | "Gemm" | "Conv" | "MatMulInteger" | "ConvInteger" => node.input.get(1),
+            "QLinearMatMul" | "QLinearConv" => node.input.get(3),
+            _ => None,
+        };
+        let Some(mut value) = weight.cloned() else { continue };
+        for _ in 0..8 {
+            if let Some(t) = inits.get(value.as_str()) {
+                if integer(t) {
+                    out.push(node.name.clone());
+                }
+                break;
+            }
+            match producer(&value) {
+                Some(p)
+                    if ["DequantizeLinear", "Cast", "Transpose", "Reshape", "Identity", "Unsqueeze"]
+                        .contains(&p.op_type.as_str()) =>
+                {
+                    value = p.input.first().cloned().unwrap_or_default()
+                }
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
 /// The declared shape as ONNX dims: the batch symbolic unless the model fixes it.
 fn input_dims(input: &InputDecl) -> Vec<DimValue> {
     let batch = match input.fixed_batch {
@@ -316,30 +376,30 @@ fn input_dims(input: &InputDecl) -> Vec<DimValue> {
 
 /// A normalized file's inputs, in order: name, item shape (every axis after the batch), and
 /// element type. Backends read them from the variant's file, so a variant is self-describing.
-pub fn graph_inputs(path: &Path) -> Result<Vec<(String, Vec<usize>, InputDtype)>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let proto = ModelProto::decode(bytes.as_slice()).map_err(|e| format!("{} is not ONNX: {e}", path.display()))?;
-    let graph = proto.graph.ok_or_else(|| format!("{} has no graph", path.display()))?;
+pub fn graph_inputs(path: &Path) -> Result<Vec<(String, Vec<usize>, InputDtype)>, GraphInputsError> {
+    let bytes = std::fs::read(path).map_err(|source| GraphInputsError::Read { path: path.to_path_buf(), source })?;
+    let proto = ModelProto::decode(bytes.as_slice())
+        .map_err(|source| GraphInputsError::Decode { path: path.to_path_buf(), source })?;
+    let graph = proto.graph.ok_or_else(|| GraphInputsError::NoGraph { path: path.to_path_buf() })?;
+    let bad = |input: &str, problem: String| GraphInputsError::Input { input: input.to_string(), problem };
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut out = Vec::new();
     for input in graph.input.iter().filter(|i| !inits.contains(i.name.as_str())) {
         let Some(type_proto::Value::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-            return Err(format!("input \"{}\" is not a tensor", input.name));
+            return Err(bad(&input.name, "is not a tensor".into()));
         };
         let dtype = InputDtype::NAMES
             .iter()
             .filter_map(|n| InputDtype::from_name(n))
             .find(|d| d.onnx() as i32 == t.elem_type || (t.elem_type == 0 && *d == InputDtype::F32))
-            .ok_or_else(|| {
-                format!("input \"{}\" has element type {}, which qbench does not feed", input.name, t.elem_type)
-            })?;
+            .ok_or_else(|| bad(&input.name, format!("has element type {}, which qbench does not feed", t.elem_type)))?;
         let dims = t.shape.as_ref().map(|s| s.dim.as_slice()).unwrap_or_default();
         let item = dims
             .iter()
             .skip(1)
             .map(|d| match &d.value {
                 Some(DimValue::DimValue(n)) if *n > 0 => Ok(*n as usize),
-                _ => Err(format!("input \"{}\" has a dim that is not a number after the batch axis", input.name)),
+                _ => Err(bad(&input.name, "has a dim that is not a number after the batch axis".into())),
             })
             .collect::<Result<Vec<_>, _>>()?;
         out.push((input.name.clone(), item, dtype));

@@ -20,8 +20,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
+use super::qformat::{dequantize_linear, QParams, QuantizedWeight};
 use super::ModelError;
-use crate::quant::int::{dequantize_linear, QParams, QuantizedWeight};
 use crate::zoo::ZooModelId;
 
 /// One parameter as stored.
@@ -84,9 +84,9 @@ impl Stored {
             Stored::Half { bf16, .. } => if *bf16 { "bf16" } else { "f16" }.into(),
             Stored::Int(q) => {
                 let g = match q.granularity {
-                    crate::quant::int::Granularity::PerTensor => "per-tensor".to_string(),
-                    crate::quant::int::Granularity::PerChannel => "per-channel".to_string(),
-                    crate::quant::int::Granularity::Group(g) => format!("group {g}"),
+                    super::qformat::Granularity::PerTensor => "per-tensor".to_string(),
+                    super::qformat::Granularity::PerChannel => "per-channel".to_string(),
+                    super::qformat::Granularity::Group(g) => format!("group {g}"),
                 };
                 format!("{:?} {g} {}", q.ty, if q.symmetric { "sym" } else { "asym" }).to_lowercase()
             }
@@ -435,7 +435,7 @@ pub(crate) fn half_bytes(bits: &[u16]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::int::{quantize_weight, Granularity, IntType};
+    use crate::model::qformat::{Granularity, IntType};
 
     #[test]
     fn int4_packs_low_nibble_first_and_round_trips_through_safetensors() {
@@ -458,8 +458,24 @@ mod tests {
             let n: usize = shape.iter().product();
             let values: Vec<f32> = (0..n).map(|k| ((k * 7919 + i) % 997) as f32 / 997.0 - 0.3).collect();
             let stored = if name.ends_with(".weight") {
+                // Integers over the whole range of the type, one scale (and zero point) a group.
                 let (ty, sym) = if i % 4 == 0 { (IntType::I4, true) } else { (IntType::U4, false) };
-                let q = quantize_weight(&values, &shape, ty, sym, Granularity::Group(16)).unwrap();
+                let (lo, hi) = ty.range();
+                let ints: Vec<i32> = (0..n).map(|k| lo + ((k * 31 + i) % (hi - lo + 1) as usize) as i32).collect();
+                let params = (0..n / 16)
+                    .map(|g| QParams {
+                        scale: 0.01 + g as f32 * 1e-4,
+                        zero_point: if sym { 0 } else { (g % 16) as i32 },
+                    })
+                    .collect();
+                let q = QuantizedWeight {
+                    shape: shape.clone(),
+                    ty,
+                    symmetric: sym,
+                    granularity: Granularity::Group(16),
+                    values: ints,
+                    params,
+                };
                 want.insert(name.clone(), q.dequantize());
                 Stored::Int(q)
             } else {

@@ -11,17 +11,17 @@ use std::path::Path;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 
-use super::{ggml, int, Arch, Plan, SchemeId, Variant};
+use super::{ggml, int, Plan, SchemeId, Variant, VariantError};
 use crate::model::bert::BertCheckpoint;
 use crate::model::stored::{self, Stored, StoredParams};
-use crate::model::ModelError;
+use crate::model::ModelKind;
 
 /// GGUF metadata key holding a GGML tensor's width before padding to the block.
 pub const WIDTH_KEY: &str = "qbench.width.";
 
 /// Applies `plan` to the checkpoint, writing `<stem>.safetensors` (or `.gguf` for GGML types).
-pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Path) -> Result<Variant, crate::Error> {
-    let err = |reason: String| crate::Error::from(ModelError::Export { model: name.to_string(), reason });
+pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Path) -> Result<Variant, VariantError> {
+    let err = |reason: String| VariantError::Quantize { model: name.to_string(), reason };
     let ce = |e: candle_core::Error| err(e.to_string());
     plan.check(ckpt.layers.as_slice()).map_err(|e| err(e.to_string()))?;
     let stem = format!("{name}.{}", plan.scheme.name());
@@ -37,9 +37,10 @@ pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Pat
     let (mut bits, mut count) = (0.0, 0usize);
     let variant = |candle_artifact: std::path::PathBuf, weight_storage: String, bits_per_weight: f64| Variant {
         model: name.to_string(),
-        arch: Arch::Bert(Box::new(ckpt.config.clone())),
+        kind: ModelKind::Bert { path: ckpt.path.clone(), config: ckpt.config_path.clone() },
         input_shape: Vec::new(),
         plan: plan.clone(),
+        layer_schemes: plan.layers.clone(),
         candle_artifact,
         onnx: std::path::PathBuf::new(),
         weight_storage,

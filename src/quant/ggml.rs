@@ -138,16 +138,17 @@ pub fn apply(
     reference: &crate::model::Reference,
     artifacts_dir: &std::path::Path,
     stem: &str,
-) -> Result<super::Variant, crate::Error> {
+) -> Result<super::Variant, super::VariantError> {
     use crate::model::stored::{Stored, StoredParams};
-    use crate::model::ModelError;
     use crate::zoo::Layer;
-    let err = |reason: String| crate::Error::from(ModelError::Export { model: reference.name.clone(), reason });
+    let err = |reason: String| super::VariantError::Quantize { model: reference.name.clone(), reason };
     let ce = |e: candle_core::Error| err(e.to_string());
     let get = |key: &str| reference.tensors.get(key).ok_or_else(|| err(format!("missing tensor {key}")));
     let mut gguf_tensors: Vec<(String, QTensor)> = Vec::new();
     let mut onnx_params = StoredParams::new();
     let mut storage = Vec::new();
+    // What the GGUF holds each layer in: its GGML type, or f32 (a conv keeps f32).
+    let mut layer_schemes = Vec::new();
     let (mut bits, mut count) = (0.0, 0usize);
     for layer in reference.zoo.layers() {
         let name = match layer {
@@ -171,6 +172,7 @@ pub fn apply(
                 String::new()
             };
             storage.push(format!("{wk}={}{padding}", ty.name()));
+            layer_schemes.push((name.to_string(), super::SchemeId::Ggml(ty)));
             bits += q.bits_per_weight() * n as f64;
             gguf_tensors.push((wk, q.tensor));
         } else {
@@ -179,6 +181,7 @@ pub fn apply(
                 Some(_) => format!("{wk}=f32 (fallback: candle's conv2d has no GGML kernel)"),
                 None => format!("{wk}=f32"),
             });
+            layer_schemes.push((name.to_string(), super::SchemeId::F32));
             bits += 32.0 * n as f64;
             gguf_tensors.push((wk, QTensor::quantize(w, GgmlDType::F32).map_err(ce)?));
         }
@@ -199,9 +202,10 @@ pub fn apply(
     )?;
     Ok(super::Variant {
         model: reference.name.clone(),
-        arch: super::Arch::Zoo(reference.zoo),
+        kind: crate::model::ModelKind::Zoo { zoo: reference.zoo, weights: reference.weights_path.clone() },
         input_shape: reference.zoo.input_shape().to_vec(),
         plan: plan.clone(),
+        layer_schemes,
         candle_artifact,
         onnx,
         weight_storage: storage.join(", "),

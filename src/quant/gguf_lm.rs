@@ -13,13 +13,13 @@ use std::path::Path;
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
-use super::{int, Arch, Plan, PlanError, SchemeId, Variant};
+use super::{int, Plan, PlanError, SchemeId, Variant, VariantError};
 use crate::model::gguf_lm::{dtype_name, GgufLm};
-use crate::model::ModelError;
+use crate::model::ModelKind;
 
 /// Applies `plan` to the model, writing `<name>.<scheme>.gguf`.
-pub fn apply(plan: &Plan, lm: &GgufLm, name: &str, artifacts_dir: &Path) -> Result<Variant, crate::Error> {
-    let err = |reason: String| crate::Error::from(ModelError::Export { model: name.to_string(), reason });
+pub fn apply(plan: &Plan, lm: &GgufLm, name: &str, artifacts_dir: &Path) -> Result<Variant, VariantError> {
+    let err = |reason: String| VariantError::Quantize { model: name.to_string(), reason };
     match plan.check(lm.layers.as_slice()) {
         // A GGUF holds every type side by side.
         Ok(()) | Err(PlanError::Mixed { .. }) => {}
@@ -44,7 +44,7 @@ pub fn apply(plan: &Plan, lm: &GgufLm, name: &str, artifacts_dir: &Path) -> Resu
             continue;
         };
         let w = q.dequantize(&Device::Cpu).map_err(|e| err(format!("{tensor}: {e}")))?;
-        let (out, stored_bits, how) = requantize(tensor, &w, scheme).map_err(err)?;
+        let (out, stored_bits, how) = requantize(name, tensor, &w, scheme)?;
         bits += stored_bits * n as f64;
         note(&mut storage, how);
         written.push((tensor.clone(), out));
@@ -67,9 +67,10 @@ pub fn apply(plan: &Plan, lm: &GgufLm, name: &str, artifacts_dir: &Path) -> Resu
     let described: Vec<String> = storage.iter().map(|(s, k)| format!("{s} ×{k}")).collect();
     Ok(Variant {
         model: name.to_string(),
-        arch: Arch::Gguf(lm.arch),
+        kind: ModelKind::GgufLm { path: lm.path.clone() },
         input_shape: Vec::new(),
         plan: plan.clone(),
+        layer_schemes: plan.layers.clone(),
         candle_artifact: path,
         onnx: std::path::PathBuf::new(),
         weight_storage: format!("{}; requantized from the source's {}", described.join(", "), lm.source_precision()),
@@ -91,9 +92,10 @@ fn ggml_bits(d: GgmlDType) -> f64 {
 }
 
 /// One weight under `scheme`: the tensor to write, its bits per weight, and how it is stored.
-fn requantize(tensor: &str, w: &Tensor, scheme: SchemeId) -> Result<(QTensor, f64, String), String> {
-    let ce = |e: candle_core::Error| format!("{tensor}: {e}");
-    let ggml = |d: GgmlDType| -> Result<(QTensor, f64, String), String> {
+fn requantize(model: &str, tensor: &str, w: &Tensor, scheme: SchemeId) -> Result<(QTensor, f64, String), VariantError> {
+    let fail = |reason: String| VariantError::Quantize { model: model.to_string(), reason };
+    let ce = |e: candle_core::Error| fail(format!("{tensor}: {e}"));
+    let ggml = |d: GgmlDType| -> Result<(QTensor, f64, String), VariantError> {
         let q = QTensor::quantize(w, d).map_err(ce)?;
         Ok((q, ggml_bits(d), dtype_name(d)))
     };
@@ -104,11 +106,11 @@ fn requantize(tensor: &str, w: &Tensor, scheme: SchemeId) -> Result<(QTensor, f6
         SchemeId::Ggml(ty) => {
             let width = w.dims().last().copied().unwrap_or(0);
             if !width.is_multiple_of(ty.pad_unit()) {
-                return Err(format!(
+                return Err(fail(format!(
                     "{tensor}: its rows hold {width} values, not a multiple of {} ({} blocks), and a GGUF weight cannot be padded; give it another type with an [[overrides]] entry (q8_0 and q4_0 take multiples of 32)",
                     ty.pad_unit(),
                     ty.name()
-                ));
+                )));
             }
             let (q, bits, _) = ggml(ty.dtype())?;
             Ok((q, bits, ty.name().to_string()))
@@ -116,7 +118,8 @@ fn requantize(tensor: &str, w: &Tensor, scheme: SchemeId) -> Result<(QTensor, f6
         SchemeId::Int8Weights { .. } | SchemeId::Int4Group { .. } => {
             let Some((ty, symmetric, g)) = scheme.weight_format() else { unreachable!("integer weight schemes") };
             let values = w.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(ce)?;
-            let q = int::quantize_weight(&values, w.dims(), ty, symmetric, g).map_err(|e| format!("{tensor}: {e}"))?;
+            let q = int::quantize_weight(&values, w.dims(), ty, symmetric, g)
+                .map_err(|e| fail(format!("{tensor}: {e}")))?;
             let back = Tensor::from_vec(q.dequantize(), w.dims(), &Device::Cpu).map_err(ce)?;
             let out = QTensor::quantize(&back, GgmlDType::F32).map_err(ce)?;
             Ok((
@@ -125,9 +128,9 @@ fn requantize(tensor: &str, w: &Tensor, scheme: SchemeId) -> Result<(QTensor, f6
                 format!("{} (stored dequantized as f32: GGUF has no such type)", scheme.name()),
             ))
         }
-        SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => Err(format!(
+        SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => Err(fail(format!(
             "{tensor}: {} needs a hook on each layer's input, which candle-transformers' quantized models have not",
             scheme.name()
-        )),
+        ))),
     }
 }

@@ -1,5 +1,5 @@
-//! Quantization schemes: the closed set of ways a reference model is turned into
-//! a variant, and the realization of each for the backends.
+//! Quantization schemes: the closed set of ways a reference model is turned into a variant.
+//! (How each backend realizes a scheme is the backend's to say: `backend/<engine>/`.)
 //!
 //! A scheme names what a model's weighted layers become; a [`Plan`] assigns one scheme to
 //! each layer (the suite's scheme, or an override's), and [`apply`] turns the fp32 reference
@@ -15,6 +15,25 @@ pub mod onnx_graph;
 mod plan;
 
 pub use plan::{Calibration, LayerInputs, LayerWidths, Plan, PlanError};
+
+use std::path::{Path, PathBuf};
+
+use crate::model::{Content, LoadedModel, ModelError, ModelKind};
+
+/// Why a variant could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum VariantError {
+    #[error("cannot quantize or export {model}: {reason}")]
+    Quantize { model: String, reason: String },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("cannot write {path}; check that the run folder is writable, or choose another with --out <dir>")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// A quantization scheme, as named in suites and records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,32 +69,6 @@ pub enum ActivationQuant {
     Dynamic,
     /// u8, range fixed by a calibrator.
     Static(calibrate::Calibrator),
-}
-
-/// How a backend executes a scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Realization {
-    /// The backend's own kernels for that storage type run.
-    Native,
-    /// The backend's own kernels for that storage type run, but on the host CPU: the GPU
-    /// engine has no kernel for it, so the ops stay on the CPU between copies to and from the
-    /// GPU. Not native for `require_native`: a GPU backend is asked for to run on the GPU.
-    CpuFallback,
-    /// Weights are stored quantized but dequantized to float before the kernels run.
-    Emulated,
-    /// The backend cannot run this scheme at all; cases are skipped with this reason.
-    Unsupported(&'static str),
-}
-
-impl Realization {
-    pub fn name(self) -> &'static str {
-        match self {
-            Realization::Native => "native",
-            Realization::CpuFallback => "cpu-fallback",
-            Realization::Emulated => "emulated",
-            Realization::Unsupported(_) => "unsupported",
-        }
-    }
 }
 
 const INT8: [(bool, bool, &str); 4] = [
@@ -237,66 +230,21 @@ impl SchemeId {
             SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => None,
         }
     }
-
-    /// How `backend` runs this scheme.
-    pub fn realization(self, backend: crate::backend::BackendId) -> Realization {
-        use crate::backend::BackendId;
-        match (self, backend) {
-            (SchemeId::F32, _) => Realization::Native,
-            // candle runs f16 tensors through its own f16 kernels (cuBLAS on a GPU); bf16 it
-            // widens at load on the CPU, and keeps as bf16 on a GPU.
-            (SchemeId::F16, BackendId::CandleCpu | BackendId::CandleCuda) => Realization::Native,
-            (SchemeId::Bf16, BackendId::CandleCuda) => Realization::Native,
-            (SchemeId::Bf16, BackendId::TractCpu | BackendId::TractCuda) => Realization::Unsupported(
-                "tract 0.23 has no bfloat16 datum type, so it cannot load BFLOAT16 ONNX tensors",
-            ),
-            (SchemeId::F16 | SchemeId::Bf16, _) => Realization::Emulated,
-            // candle dequantizes the i8 safetensors at load; tract folds the QDQ weights
-            // into f32 constants when optimizing. Neither runs an int8 kernel.
-            (SchemeId::Int8Weights { .. }, _) => Realization::Emulated,
-            // candle's QMatMul runs the GGML blocks (on a GPU, llama.cpp's kernels); tract gets
-            // the dequantized weights.
-            (SchemeId::Ggml(_), BackendId::CandleCpu | BackendId::CandleCuda) => Realization::Native,
-            (SchemeId::Ggml(_), BackendId::TractCpu | BackendId::TractCuda) => Realization::Emulated,
-            // tract lowers DynamicQuantizeLinear + MatMulInteger to its int8 matmul kernels;
-            // candle has no int8 matmul, so it quantize-dequantizes activations and weights.
-            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::TractCpu) => Realization::Native,
-            // tract-cuda 0.23 moves a matmul to the GPU only for f32/f16 operands or Q4_0
-            // weights (transform.rs, `can_convert_to_cuda_gemm`); integer matmuls keep tract's
-            // int8 CPU kernels, between copies to and from the GPU (the evidence lists the ops
-            // that stayed on the CPU).
-            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::TractCuda) => Realization::CpuFallback,
-            (SchemeId::Int8Dynamic | SchemeId::Int8Static(_), BackendId::CandleCpu | BackendId::CandleCuda) => {
-                Realization::Emulated
-            }
-            // Neither engine has an int4 kernel: candle unpacks at load, tract folds the
-            // unpacking graph into f32 constants.
-            (SchemeId::Int4Group { .. }, _) => Realization::Emulated,
-        }
-    }
-}
-
-/// What kind of model a variant is: what the backends build from its artifact.
-#[derive(Debug, Clone)]
-pub enum Arch {
-    /// A zoo architecture: candle builds it from the safetensors/GGUF, tract runs the ONNX export.
-    Zoo(crate::zoo::ZooModelId),
-    /// A user's ONNX graph: tract only.
-    OnnxGraph,
-    /// A BERT encoder checkpoint: candle-transformers only.
-    Bert(Box<candle_transformers::models::bert::Config>),
-    /// A GGUF decoder language model: candle-transformers' quantized models only.
-    Gguf(crate::model::gguf_lm::LmArch),
 }
 
 /// A reference model after a plan: the artifact each backend loads.
 #[derive(Debug, Clone)]
 pub struct Variant {
     pub model: String,
-    pub arch: Arch,
+    /// What the model is: what the backends build from the artifact.
+    pub kind: ModelKind,
     /// Shape of one input item (the batch axis excluded), e.g. `[1, 28, 28]`.
     pub input_shape: Vec<usize>,
     pub plan: Plan,
+    /// Each weighted layer's scheme as the artifact holds it: the plan's, except where the
+    /// variant keeps a layer in f32 (a zoo conv under a GGML scheme: candle's conv has no GGML
+    /// kernel). What backends classify each layer's realization against.
+    pub layer_schemes: Vec<(String, SchemeId)>,
     /// What candle loads: safetensors (float or integer weights) or GGUF (GGML types).
     pub candle_artifact: std::path::PathBuf,
     /// ONNX model: what tract loads.
@@ -313,19 +261,23 @@ pub struct Variant {
 impl Variant {
     /// The zoo architecture, for zoo models.
     pub fn zoo(&self) -> Option<crate::zoo::ZooModelId> {
-        match self.arch {
-            Arch::Zoo(z) => Some(z),
-            _ => None,
-        }
+        self.kind.zoo()
+    }
+
+    /// The scheme the artifact holds layer `layer` in (f32 for a layer the plan does not name).
+    pub fn layer_scheme(&self, layer: &str) -> SchemeId {
+        self.layer_schemes.iter().find(|(l, _)| l == layer).map_or(SchemeId::F32, |(_, s)| *s)
     }
 
     /// The reference itself, unquantized: its safetensors for candle, `onnx` for tract.
     pub fn f32_reference(reference: &crate::model::Reference, onnx: std::path::PathBuf) -> Variant {
+        let plan = Plan::uniform(reference.zoo, SchemeId::F32);
         Variant {
             model: reference.name.clone(),
-            arch: Arch::Zoo(reference.zoo),
+            kind: ModelKind::Zoo { zoo: reference.zoo, weights: reference.weights_path.clone() },
             input_shape: reference.zoo.input_shape().to_vec(),
-            plan: Plan::uniform(reference.zoo, SchemeId::F32),
+            layer_schemes: plan.layers.clone(),
+            plan,
             candle_artifact: reference.weights_path.clone(),
             onnx,
             weight_storage: "f32".into(),
@@ -353,9 +305,9 @@ pub(crate) fn describe_static(
     )
 }
 
-/// Writes an artifact, mapping failure to an output error naming the file.
-pub(crate) fn write_artifact(path: std::path::PathBuf, bytes: &[u8]) -> Result<std::path::PathBuf, crate::Error> {
-    std::fs::write(&path, bytes).map_err(|source| crate::Error::Output { path: path.clone(), source })?;
+/// Writes an artifact, mapping failure to an error naming the file.
+pub(crate) fn write_artifact(path: std::path::PathBuf, bytes: &[u8]) -> Result<std::path::PathBuf, VariantError> {
+    std::fs::write(&path, bytes).map_err(|source| VariantError::Write { path: path.clone(), source })?;
     Ok(path)
 }
 
@@ -366,10 +318,9 @@ pub fn apply(
     reference: &crate::model::Reference,
     artifacts_dir: &std::path::Path,
     calibration: Option<&Calibration>,
-) -> Result<Variant, crate::Error> {
+) -> Result<Variant, VariantError> {
     use crate::model::stored::{self, InputQuant, InputQuants, Stored, StoredParams};
-    use crate::model::ModelError;
-    let export_err = |reason: String| ModelError::Export { model: reference.name.clone(), reason };
+    let export_err = |reason: String| VariantError::Quantize { model: reference.name.clone(), reason };
     plan.check(reference.zoo).map_err(|e| export_err(e.to_string()))?;
     let stem = format!("{}.{}", reference.name, plan.scheme.name());
     if plan.is_ggml() {
@@ -407,7 +358,7 @@ pub fn apply(
                     let ty = if symmetric { int::IntType::I4 } else { int::IntType::U4 };
                     int(ty, symmetric, int::Granularity::Group(group as usize))?
                 }
-                SchemeId::Ggml(_) => return Err(export_err(format!("{key}: GGML layer outside a GGUF plan")).into()),
+                SchemeId::Ggml(_) => return Err(export_err(format!("{key}: GGML layer outside a GGUF plan"))),
             };
             params.insert(key, stored);
         }
@@ -444,8 +395,9 @@ pub fn apply(
     };
     Ok(Variant {
         model: reference.name.clone(),
-        arch: Arch::Zoo(reference.zoo),
+        kind: ModelKind::Zoo { zoo: reference.zoo, weights: reference.weights_path.clone() },
         input_shape: reference.zoo.input_shape().to_vec(),
+        layer_schemes: plan.layers.clone(),
         plan: plan.clone(),
         candle_artifact,
         onnx,
@@ -455,76 +407,54 @@ pub fn apply(
     })
 }
 
-/// Images per forward pass while collecting calibration inputs.
-const CALIBRATION_BATCH: usize = 250;
-
-/// The fp32 input of every weighted layer of the reference over the calibration split.
-pub fn calibration_inputs(
-    reference: &crate::model::Reference,
-    data: &crate::data::Dataset,
-    percentile: f64,
-) -> Result<Calibration, crate::Error> {
-    let net = crate::zoo::Net::new(reference.zoo, &reference.tensors)
-        .map_err(|e| crate::model::ModelError::Export { model: reference.name.clone(), reason: e.to_string() })?;
-    let engine = |e: candle_core::Error| {
-        crate::Error::from(crate::backend::BackendError::engine(crate::runner::REFERENCE_BACKEND, "calibrating", e))
-    };
-    let [c, h, w] = reference.zoo.input_shape();
-    let mut inputs = LayerInputs::new();
-    for start in (0..data.len()).step_by(CALIBRATION_BATCH) {
-        let n = CALIBRATION_BATCH.min(data.len() - start);
-        let x = candle_core::Tensor::from_vec(data.batch_f32(start, n, n), (n, c, h, w), &candle_core::Device::Cpu)
-            .map_err(engine)?;
-        for (layer, t) in net.layer_inputs(&x).map_err(engine)? {
-            let v = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(engine)?;
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(engine(candle_core::Error::Msg(format!(
-                    "the input of layer {layer} holds NaN or infinite values"
-                ))));
-            }
-            inputs.entry(layer.to_string()).or_default().extend(v);
-        }
-    }
-    Ok(Calibration { items: data.len(), percentile, inputs })
+/// Applies `plan` to a loaded model, whatever its kind, writing the variant's artifacts under
+/// `artifacts`. Static layers take their input ranges from `calibration`.
+pub fn apply_model(
+    model: &LoadedModel,
+    plan: &Plan,
+    artifacts: &Path,
+    calibration: Option<&Calibration>,
+) -> Result<Variant, VariantError> {
+    let all_f32 = plan.layers.iter().all(|(_, s)| *s == SchemeId::F32);
+    let variant = match &model.content {
+        Content::Zoo(r) => apply(plan, r, artifacts, calibration),
+        Content::GgufLm(g) => gguf_lm::apply(plan, g, &model.name, artifacts),
+        Content::Onnx { .. } | Content::Bert(_) if all_f32 => Ok(Variant { plan: plan.clone(), ..f32_variant(model) }),
+        Content::Onnx { model: m, .. } => onnx_graph::apply(plan, m, &model.name, artifacts, calibration),
+        Content::Bert(b) => checkpoint::apply(plan, b, &model.name, artifacts),
+    }?;
+    // The model as the suite declared it (a variant of a file keeps its declaration).
+    Ok(Variant { kind: model.kind.clone(), ..variant })
 }
 
-/// The fp32 input of every quantizable layer of a user's ONNX model over the calibration
-/// split, read from tract's run of the normalized f32 model (`f32_onnx`).
-pub fn calibration_inputs_onnx(
-    model: &crate::model::onnx_file::OnnxModel,
-    f32_onnx: &std::path::Path,
-    data: &crate::data::Dataset,
-    percentile: f64,
-) -> Result<Calibration, crate::Error> {
-    use crate::backend::tract_cpu::ValueProbe;
-    let engine = |e: &dyn std::fmt::Display| {
-        crate::Error::from(crate::backend::BackendError::engine(crate::backend::BackendId::TractCpu, "calibrating", e))
+/// The loaded model itself, unquantized, as a variant: what its f32 cases and its reference run.
+/// A GGUF language model's is its file as stored (its cases run requantized variants).
+pub fn f32_variant(model: &LoadedModel) -> Variant {
+    let plan = Plan::uniform(model.layers.as_slice(), SchemeId::F32);
+    let base = |artifact: PathBuf, onnx: PathBuf, input_shape: Vec<usize>, storage: String| Variant {
+        model: model.name.clone(),
+        kind: model.kind.clone(),
+        input_shape,
+        layer_schemes: plan.layers.clone(),
+        plan: plan.clone(),
+        candle_artifact: artifact,
+        onnx,
+        weight_storage: storage,
+        activation_quant: String::new(),
+        bits_per_weight: 32.0,
     };
-    let graph = model.proto.graph.as_ref().ok_or_else(|| engine(&"the model has no graph"))?;
-    let mut names = Vec::new();
-    for l in &model.layers {
-        let node =
-            graph.node.iter().find(|n| n.name == l.name).ok_or_else(|| engine(&format!("no node {}", l.name)))?;
-        names.push(node.input[0].clone());
-    }
-    let batch = model.inputs[0].fixed_batch.unwrap_or(CALIBRATION_BATCH.min(data.len()).max(1));
-    let probe = ValueProbe::new(f32_onnx, batch, &names, false, false).map_err(|e| engine(&format!("{e:#}")))?;
-    let mut inputs = LayerInputs::new();
-    for start in (0..data.len()).step_by(batch) {
-        let n = batch.min(data.len() - start);
-        let values = probe.run(&data.batch_f32(start, n, batch)).map_err(|e| engine(&format!("{e:#}")))?;
-        let item_fraction = n as f64 / batch as f64;
-        for (l, v) in model.layers.iter().zip(values) {
-            // Padding items of a short last batch are dropped: their share of the values.
-            let keep = (v.len() as f64 * item_fraction).round() as usize;
-            let v = &v[..keep.min(v.len())];
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(engine(&format!("the input of layer {} holds NaN or infinite values", l.name)));
-            }
-            inputs.entry(l.name.clone()).or_default().extend_from_slice(v);
+    match &model.content {
+        Content::Zoo(r) => Variant::f32_reference(r, PathBuf::new()),
+        Content::Onnx { model: m, f32_file } => {
+            let mut v = base(f32_file.clone(), f32_file.clone(), m.inputs[0].item_shape.clone(), "f32".into());
+            v.layer_schemes.extend(m.prequantized.iter().map(|n| (n.clone(), SchemeId::F32)));
+            v
+        }
+        Content::Bert(b) => base(b.path.clone(), PathBuf::new(), Vec::new(), "f32".into()),
+        Content::GgufLm(g) => {
+            base(g.path.clone(), PathBuf::new(), Vec::new(), format!("{} as stored", g.source_precision()))
         }
     }
-    Ok(Calibration { items: data.len(), percentile, inputs })
 }
 
 #[cfg(test)]

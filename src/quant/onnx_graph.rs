@@ -18,11 +18,11 @@ use std::path::Path;
 
 use tract_onnx::pb::NodeProto;
 
-use super::{ggml, int, ActivationQuant, Calibration, Plan, SchemeId, Variant};
+use super::{ggml, int, ActivationQuant, Calibration, Plan, SchemeId, Variant, VariantError};
 use crate::model::onnx::{Graph, IntegerOp};
 use crate::model::onnx_file::{LayerOp, OnnxModel};
 use crate::model::stored::{InputQuant, Stored, StoredParams};
-use crate::model::ModelError;
+use crate::model::ModelKind;
 
 /// Applies `plan` to the ONNX `model`, writing `<stem>.onnx` under `artifacts_dir`.
 pub fn apply(
@@ -31,8 +31,9 @@ pub fn apply(
     name: &str,
     artifacts_dir: &Path,
     calibration: Option<&Calibration>,
-) -> Result<Variant, crate::Error> {
-    let err = |reason: String| crate::Error::from(ModelError::Export { model: name.to_string(), reason });
+) -> Result<Variant, VariantError> {
+    let err = |reason: String| VariantError::Quantize { model: name.to_string(), reason };
+    let param = |e: crate::model::onnx::ParamError| err(e.to_string());
     let layers: Vec<(String, usize)> = model.weighted_layers();
     plan.check(layers.as_slice()).map_err(|e| err(e.to_string()))?;
     let stem = format!("{name}.{}", plan.scheme.name());
@@ -85,13 +86,13 @@ pub fn apply(
             SchemeId::F16 | SchemeId::Bf16 => {
                 let bf16 = scheme == SchemeId::Bf16;
                 let stored = half(&dims, &w, bf16);
-                node.input[1] = g.float_param(&key, &stored).map_err(&err)?;
+                node.input[1] = g.float_param(&key, &stored).map_err(param)?;
                 params.insert(layer.weight.clone(), stored);
                 dropped.insert(layer.weight.clone());
                 if let Some((b, d, v)) = bias {
                     let bkey = format!("qbench.{}.bias", layer.name);
                     let stored = half(&d, &v, bf16);
-                    node.input[2] = g.float_param(&bkey, &stored).map_err(&err)?;
+                    node.input[2] = g.float_param(&bkey, &stored).map_err(param)?;
                     params.insert(b.clone(), stored);
                     dropped.insert(b);
                 }
@@ -101,11 +102,11 @@ pub fn apply(
                     (Some((ty, symmetric, granularity)), _) => Stored::Int(quantize(ty, symmetric, granularity)?),
                     (None, SchemeId::Ggml(t)) => Stored::F32 {
                         shape: row_shape.clone(),
-                        values: ggml_round_trip(&rows, &row_shape, t).map_err(&err)?,
+                        values: ggml_round_trip(&rows, &row_shape, t).map_err(|e| err(e.to_string()))?,
                     },
                     _ => unreachable!("matched above"),
                 };
-                let mut value = g.float_param(&key, &stored).map_err(&err)?;
+                let mut value = g.float_param(&key, &stored).map_err(param)?;
                 if layer.op == LayerOp::MatMul {
                     let attrs = vec![crate::model::onnx::ints("perm", &[1, 0])];
                     value = g.node("Transpose", vec![value], format!("{key}.kn"), attrs);
@@ -114,8 +115,10 @@ pub fn apply(
                 dropped.insert(layer.weight.clone());
                 if let SchemeId::Ggml(t) = scheme {
                     // The record shows the GGML type; the artifact holds its f32 dequantization.
-                    ggml_bits
-                        .insert(layer.weight.clone(), (t, ggml_bits_per_weight(&rows, &row_shape, t).map_err(&err)?));
+                    ggml_bits.insert(
+                        layer.weight.clone(),
+                        (t, ggml_bits_per_weight(&rows, &row_shape, t).map_err(|e| err(e.to_string()))?),
+                    );
                 }
                 params.insert(layer.weight.clone(), stored);
                 if let Some((b, d, v)) = bias {
@@ -149,7 +152,7 @@ pub fn apply(
                 let op = IntegerOp { prefix: &prefix, weight_key: &key, input, conv, output: node.output[0].clone() };
                 let first = g.nodes.len();
                 let b = bias.as_ref().map(|(_, d, v)| (format!("{prefix}.bias"), d.clone(), v.as_slice()));
-                g.integer_op(&op, node.input[0].clone(), &q, b).map_err(&err)?;
+                g.integer_op(&op, node.input[0].clone(), &q, b).map_err(param)?;
                 let mut nodes = g.nodes.split_off(first);
                 if let Some(last) = nodes.last_mut() {
                     last.name = layer.name.clone();
@@ -186,9 +189,20 @@ pub fn apply(
     }
     Ok(Variant {
         model: name.to_string(),
-        arch: super::Arch::OnnxGraph,
+        kind: ModelKind::Onnx {
+            path: model.path.clone(),
+            inputs: model.inputs.clone(),
+            output: Some(model.output.clone()),
+        },
         input_shape: model.inputs[0].item_shape.clone(),
         plan: plan.clone(),
+        // The file's already-quantized products stay as they are: the evidence reports them too.
+        layer_schemes: plan
+            .layers
+            .iter()
+            .cloned()
+            .chain(model.prequantized.iter().map(|n| (n.clone(), SchemeId::F32)))
+            .collect(),
         candle_artifact: onnx.clone(),
         onnx,
         weight_storage,
@@ -217,15 +231,14 @@ fn as_rows(rows: &[f32], shape: &[usize]) -> candle_core::Result<candle_core::Te
 }
 
 /// The rows quantized to a GGML type by candle and dequantized again.
-fn ggml_round_trip(rows: &[f32], shape: &[usize], ty: ggml::GgmlType) -> Result<Vec<f32>, String> {
-    let q = as_rows(rows, shape).and_then(|t| ggml::quantize_linear_weight(&t, ty)).map_err(|e| e.to_string())?;
-    q.dequantize().and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(|e| e.to_string())
+fn ggml_round_trip(rows: &[f32], shape: &[usize], ty: ggml::GgmlType) -> candle_core::Result<Vec<f32>> {
+    let q = as_rows(rows, shape).and_then(|t| ggml::quantize_linear_weight(&t, ty))?;
+    q.dequantize().and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>())
 }
 
 /// Bits per weight of the GGML storage (padding included).
-fn ggml_bits_per_weight(rows: &[f32], shape: &[usize], ty: ggml::GgmlType) -> Result<f64, String> {
-    let q = as_rows(rows, shape).and_then(|t| ggml::quantize_linear_weight(&t, ty)).map_err(|e| e.to_string())?;
-    Ok(q.bits_per_weight())
+fn ggml_bits_per_weight(rows: &[f32], shape: &[usize], ty: ggml::GgmlType) -> candle_core::Result<f64> {
+    Ok(as_rows(rows, shape).and_then(|t| ggml::quantize_linear_weight(&t, ty))?.bits_per_weight())
 }
 
 type GgmlBits = BTreeMap<String, (ggml::GgmlType, f64)>;

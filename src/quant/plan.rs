@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ActivationQuant, Realization, SchemeId};
-use crate::backend::BackendId;
+use super::{ActivationQuant, SchemeId};
 use crate::zoo::ZooModelId;
 
 /// A model's weighted layers with their row widths, in order: a zoo architecture's, or the
@@ -76,32 +75,6 @@ impl Plan {
         self.layers.iter().any(|(_, s)| matches!(s, SchemeId::Int8Static(_)))
     }
 
-    /// How `backend` runs the whole model: unsupported if any layer is, native if every
-    /// quantized layer is, emulated if any is, cpu-fallback otherwise (some layer's own
-    /// kernels run, but on the CPU). f32 layers run natively everywhere.
-    pub fn realization(&self, backend: BackendId) -> Realization {
-        let mut out = self.scheme.realization(backend);
-        if let Realization::Unsupported(_) = out {
-            return out;
-        }
-        if self.layers.iter().all(|(_, s)| *s == SchemeId::F32) {
-            return Realization::Native;
-        }
-        if self.layers.iter().all(|(_, s)| *s == self.scheme || *s == SchemeId::F32) {
-            return out;
-        }
-        out = Realization::Native;
-        for (_, s) in self.layers.iter().filter(|(_, s)| *s != SchemeId::F32) {
-            match s.realization(backend) {
-                u @ Realization::Unsupported(_) => return u,
-                Realization::Emulated => out = Realization::Emulated,
-                Realization::CpuFallback if out == Realization::Native => out = Realization::CpuFallback,
-                Realization::CpuFallback | Realization::Native => {}
-            }
-        }
-        out
-    }
-
     /// Checks the plan against the model's layers: int4 groups must divide row widths, and
     /// GGML types mix only with f32.
     pub fn check(&self, model: impl LayerWidths) -> Result<(), PlanError> {
@@ -148,23 +121,14 @@ mod tests {
     use crate::quant::ggml::GgmlType;
 
     #[test]
-    fn realization_is_the_weakest_quantized_layer() {
+    fn overrides_are_the_layers_that_differ_from_the_suite_scheme() {
         let mut p = Plan::uniform(ZooModelId::Mlp, SchemeId::Int8Static(Calibrator::MinMax));
-        assert_eq!(p.realization(BackendId::TractCpu), Realization::Native);
+        assert_eq!(p.describe_overrides(), "");
         p.layers[0].1 = SchemeId::F32;
-        assert_eq!(p.realization(BackendId::TractCpu), Realization::Native);
-        p.layers[1].1 = SchemeId::Int8Weights { per_channel: true, symmetric: true };
-        assert_eq!(p.realization(BackendId::TractCpu), Realization::Emulated);
-        // On tract-cuda the int8 layer runs tract's own kernels on the CPU; the int8 weight-only
-        // layer is dequantized, and emulation is the weaker of the two.
-        assert_eq!(p.realization(BackendId::TractCuda), Realization::Emulated);
-        p.layers[1].1 = SchemeId::F32;
-        assert_eq!(p.realization(BackendId::TractCuda), Realization::CpuFallback);
-        assert_eq!(p.realization(BackendId::TractCpu), Realization::Native);
         p.layers[1].1 = SchemeId::Int8Weights { per_channel: true, symmetric: true };
         p.layers[2].1 = SchemeId::Bf16;
-        assert!(matches!(p.realization(BackendId::TractCpu), Realization::Unsupported(_)));
         assert_eq!(p.describe_overrides(), "fc1=f32, fc2=int8-pc-sym, fc3=bf16");
+        assert!(p.quantizes_activations() && !p.needs_calibration());
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct CaseComparison {
 }
 
 /// Loads a run folder: its records and environment.
-pub fn load_run(dir: &Path) -> crate::Result<Run> {
+pub fn load_run(dir: &Path) -> Result<Run, super::ReportError> {
     let records = crate::report::jsonl::read_records(&dir.join("records.jsonl"))?;
     let environment = std::fs::read(dir.join("environment.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     Ok(Run { dir: dir.to_path_buf(), records, environment })
@@ -218,9 +218,9 @@ fn overview(runs: &[Run], label: &dyn Fn(usize) -> String) -> String {
 }
 
 /// The comparison of every later run against the first, as Markdown.
-pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> crate::Result<String> {
+pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Result<String, CompareError> {
     if runs.len() < 2 {
-        return Err(crate::Error::Compare(CompareError::TooFew));
+        return Err(CompareError::TooFew);
     }
     let mut out = String::new();
     let diffs = environment_differences(runs);

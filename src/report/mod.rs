@@ -1,4 +1,4 @@
-//! Outputs derived from records: the append-only JSONL sink, the results table (Markdown and
+//! Outputs derived from records: reading the JSONL records, the results table (Markdown and
 //! HTML), the charts, the polars tables and run comparisons.
 
 pub mod chart;
@@ -11,11 +11,32 @@ pub mod table;
 
 use std::path::{Path, PathBuf};
 
-use crate::record::Record;
+use crate::record::{Record, RecordError};
+
+/// Why an output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write {path}; check that the run folder is writable")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    #[error(transparent)]
+    Table(#[from] table::TableError),
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
+    #[error(transparent)]
+    Html(#[from] html::HtmlError),
+    #[error(transparent)]
+    Compare(#[from] compare::CompareError),
+}
 
 /// Writes `report.html` alone (the charts drawn again as SVG, in memory): after gating, so the
 /// page shows the verdicts without redrawing every PNG.
-pub fn write_html(run_dir: &Path, records: &[Record]) -> crate::Result<PathBuf> {
+pub fn write_html(run_dir: &Path, records: &[Record]) -> Result<PathBuf, ReportError> {
     let mut charts = chart::from_records(records);
     charts.extend(chart::read_layer_charts(&run_dir.join("charts"))?);
     let environment = std::fs::read(run_dir.join("environment.json"))
@@ -32,7 +53,7 @@ pub fn write_html(run_dir: &Path, records: &[Record]) -> crate::Result<PathBuf> 
         .unwrap_or_default();
     let page = html::render(records, environment.as_ref(), &charts, &description, &gates)?;
     let path = run_dir.join("report.html");
-    std::fs::write(&path, page.as_bytes()).map_err(|source| crate::Error::Output { path: path.clone(), source })?;
+    std::fs::write(&path, page.as_bytes()).map_err(|source| ReportError::Write { path: path.clone(), source })?;
     Ok(path)
 }
 
@@ -48,11 +69,11 @@ pub struct Outputs {
 /// `environment.json`, the suite copy's description, the gate checks (`gates.json`) and the layer
 /// charts `qbench explain` left,
 /// where present; so `qbench report` gives the same files as the run did.
-pub fn write_outputs(run_dir: &Path, records: &[Record]) -> crate::Result<Outputs> {
+pub fn write_outputs(run_dir: &Path, records: &[Record]) -> Result<Outputs, ReportError> {
     let write = |name: &str, bytes: &[u8]| {
         let path = run_dir.join(name);
-        std::fs::write(&path, bytes).map_err(|source| crate::Error::Output { path: path.clone(), source })?;
-        Ok::<PathBuf, crate::Error>(path)
+        std::fs::write(&path, bytes).map_err(|source| ReportError::Write { path: path.clone(), source })?;
+        Ok::<PathBuf, ReportError>(path)
     };
     let markdown = markdown::render(records);
     let mut files = vec![write("report.md", markdown.as_bytes())?];

@@ -30,6 +30,11 @@ pub fn expand(suite: &Suite) -> Vec<Case> {
     cases
 }
 
+/// A `--shard` value that is not `k/n` with 1 ≤ k ≤ n.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("--shard {0:?}: expected k/n with 1 ≤ k ≤ n, e.g. --shard 2/4 for the second of four")]
+pub struct ShardError(pub String);
+
 /// One slice of a suite for a CI matrix: `--shard k/n` runs shard `k` (1-based) of `n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -39,8 +44,8 @@ pub struct Shard {
 
 impl Shard {
     /// Parses `k/n` with 1 ≤ k ≤ n.
-    pub fn parse(text: &str) -> Result<Shard, String> {
-        let fail = || format!("--shard {text:?}: expected k/n with 1 ≤ k ≤ n, e.g. --shard 2/4 for the second of four");
+    pub fn parse(text: &str) -> Result<Shard, ShardError> {
+        let fail = || ShardError(text.to_string());
         let (k, n) = text.split_once('/').ok_or_else(fail)?;
         let (index, count) =
             (k.trim().parse::<usize>().map_err(|_| fail())?, n.trim().parse::<usize>().map_err(|_| fail())?);

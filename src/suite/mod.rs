@@ -24,6 +24,7 @@ use crate::backend::BackendId;
 use crate::data::DatasetFormat;
 use crate::measure::latency::SamplerSettings;
 use crate::model::onnx_file::InputDecl;
+use crate::model::ModelKind;
 use crate::quant::{Plan, SchemeId};
 use crate::zoo::ZooModelId;
 use diagnostic::{improve_serde_message, unknown, Locator};
@@ -146,75 +147,32 @@ pub struct DatasetEntry {
 #[derive(Debug, Clone)]
 pub struct ModelEntry {
     pub name: String,
-    pub source: ModelSource,
+    /// What the model is, and its files.
+    pub kind: ModelKind,
     /// Index into [`Suite::datasets`].
     pub dataset: usize,
-}
-
-/// Where a reference model comes from.
-#[derive(Debug, Clone)]
-pub enum ModelSource {
-    /// A built-in architecture with its trained weights (safetensors).
-    Zoo { zoo: ZooModelId, weights: PathBuf },
-    /// A user's ONNX file; runs on tract.
-    Onnx { path: PathBuf, inputs: Vec<InputDecl>, output: Option<String> },
-    /// A BERT encoder checkpoint (safetensors + config.json); runs on candle.
-    Bert { path: PathBuf, config: PathBuf },
-    /// A decoder language model in a GGUF file (llama, qwen2); runs on candle.
-    Gguf { path: PathBuf },
 }
 
 impl ModelEntry {
     /// The zoo architecture, for zoo models.
     pub fn zoo(&self) -> Option<ZooModelId> {
-        match &self.source {
-            ModelSource::Zoo { zoo, .. } => Some(*zoo),
-            _ => None,
-        }
+        self.kind.zoo()
     }
 
     /// The model file: zoo weights, the ONNX file or the checkpoint.
     pub fn file(&self) -> &Path {
-        match &self.source {
-            ModelSource::Zoo { weights, .. } => weights,
-            ModelSource::Onnx { path, .. } | ModelSource::Bert { path, .. } | ModelSource::Gguf { path } => path,
-        }
+        self.kind.file()
     }
 
-    /// Shape of one item of each input, in order; `None` for a checkpoint that takes a row of
+    /// Shape of one item of each input, in order; `None` for a model that takes a row of
     /// token ids of any length.
     pub fn input_parts(&self) -> Option<Vec<Vec<usize>>> {
-        match &self.source {
-            ModelSource::Zoo { zoo, .. } => Some(vec![zoo.input_shape().to_vec()]),
-            ModelSource::Onnx { inputs, .. } => Some(inputs.iter().map(|i| i.item_shape.clone()).collect()),
-            ModelSource::Bert { .. } | ModelSource::Gguf { .. } => None,
-        }
+        self.kind.input_parts()
     }
 
     /// The weighted layers when known without reading the model file (zoo models).
     pub fn known_layers(&self) -> Option<Vec<(String, usize)>> {
-        self.zoo().map(|z| crate::quant::LayerWidths::layer_widths(&z))
-    }
-
-    /// Why `backend` cannot run this model at all, if it cannot.
-    pub fn unsupported_on(&self, backend: BackendId) -> Option<&'static str> {
-        use crate::backend::Engine;
-        match (&self.source, backend.engine()) {
-            (ModelSource::Zoo { .. }, _) => None,
-            (ModelSource::Onnx { .. }, Engine::Candle) if backend == BackendId::CandleCuda => {
-                Some(crate::backend::gpu::CANDLE_CUDA_MODELS)
-            }
-            (ModelSource::Onnx { .. }, Engine::Candle) if !cfg!(feature = "candle-onnx") => Some(
-                "this qbench was built without candle-onnx, so a user's ONNX model runs on tract only; build with `--features candle-onnx` (its build needs protoc: apt install protobuf-compiler)",
-            ),
-            (ModelSource::Bert { .. }, Engine::Tract) => {
-                Some("tract runs ONNX graphs; a BERT safetensors checkpoint runs on candle (candle-transformers)")
-            }
-            (ModelSource::Gguf { .. }, Engine::Tract) => Some(
-                "tract runs ONNX graphs; a GGUF language model runs on candle (candle-transformers' quantized llama and qwen2)",
-            ),
-            _ => None,
-        }
+        self.kind.known_layers()
     }
 }
 
@@ -260,15 +218,13 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
     let scheme_names = SchemeId::names();
     let scheme_names: Vec<&str> = scheme_names.iter().map(|s| s.as_str()).collect();
     let schemes = parse_list(loc, &spec.schemes, "scheme", SchemeId::from_name, &scheme_names)?;
-    let backends = parse_list(loc, &spec.backends, "backend", BackendId::from_name, BackendId::names())?;
-    if !cfg!(feature = "cuda") {
-        if let Some(item) =
-            spec.backends.get_ref().iter().find(|b| BackendId::from_name(b.get_ref()).is_some_and(|b| b.is_cuda()))
-        {
-            return Err(loc.at(
-                item.span(),
-                format!("backend \"{}\" runs on a GPU, and {}", item.get_ref(), crate::backend::gpu::BUILD_HINT),
-            ));
+    let backends = parse_list(loc, &spec.backends, "backend", BackendId::from_name, &BackendId::names())?;
+    // A backend this build leaves out (behind a cargo feature) is refused with how to build it.
+    for item in spec.backends.get_ref() {
+        let Some(id) = BackendId::from_name(item.get_ref()) else { continue };
+        if let Err(hint) = id.built() {
+            let what = if id.is_cuda() { "runs on a GPU, and" } else { "is not in this build:" };
+            return Err(loc.at(item.span(), format!("backend \"{}\" {what} {hint}", item.get_ref())));
         }
     }
     let cuda_device = match &spec.device {
@@ -354,7 +310,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 ));
             }
         };
-        models.push(ModelEntry { name: mname, source, dataset });
+        models.push(ModelEntry { name: mname, kind: source, dataset });
     }
     if models.is_empty() {
         return Err(
@@ -430,11 +386,21 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
 
 impl Suite {
     /// Items of model `model`'s dataset held out to calibrate: `[calibration] items` when one of
-    /// the model's schemes (or overrides) is static and the model can run it, else 0, so a
-    /// model with nothing to calibrate is evaluated on its whole dataset.
+    /// the model's schemes (or overrides) is static and some CPU engine can run a static scheme
+    /// on a model of its kind (the engines' capability says so), else 0, so a model with
+    /// nothing to calibrate is evaluated on its whole dataset. CPU engines only: the split must
+    /// not depend on whether this machine has a GPU.
     pub fn calibration_items(&self, model: usize) -> usize {
         let Some(c) = &self.calibration else { return 0 };
-        if matches!(self.models[model].source, ModelSource::Bert { .. } | ModelSource::Gguf { .. }) {
+        let kind = &self.models[model].kind;
+        let layers = kind.known_layers().unwrap_or_default();
+        let static_plan =
+            Plan::uniform(layers.as_slice(), SchemeId::Int8Static(crate::quant::calibrate::Calibrator::MinMax));
+        let runs_static = BackendId::all().filter(|b| !b.is_cuda()).any(|b| {
+            let query = crate::backend::ModelQuery::declared(kind);
+            !matches!(b.create(0).capability(query, &static_plan, 1), crate::backend::Realization::Unsupported(_))
+        });
+        if !runs_static {
             return 0;
         }
         let is_static = |s: &SchemeId| matches!(s.activations(), crate::quant::ActivationQuant::Static(_));
@@ -909,7 +875,7 @@ fn resolve_source(
     base: &Path,
     m: &Spanned<spec::ModelSpec>,
     batch_sizes: &[usize],
-) -> Result<ModelSource, SuiteError> {
+) -> Result<ModelKind, SuiteError> {
     let m_ref = m.get_ref();
     let name = m_ref.name.get_ref();
     match (&m_ref.zoo, &m_ref.path) {
@@ -924,7 +890,7 @@ fn resolve_source(
                     return Err(loc.at(span, format!("{key} applies to model files (path = …); a zoo model's input is built in")));
                 }
             }
-            Ok(ModelSource::Zoo { zoo, weights: existing_path(loc, base, weights, "weights file")? })
+            Ok(ModelKind::Zoo { zoo, weights: existing_path(loc, base, weights, "weights file")? })
         }
         (None, Some(path)) => {
             if let Some(w) = &m_ref.weights {
@@ -945,7 +911,7 @@ fn resolve_source(
             }
             let file = existing_path(loc, base, path, "model file")?;
             let inputs = resolve_inputs(loc, m, batch_sizes)?;
-            Ok(ModelSource::Onnx { path: file, inputs, output: m_ref.output.as_ref().map(|o| o.get_ref().clone()) })
+            Ok(ModelKind::Onnx { path: file, inputs, output: m_ref.output.as_ref().map(|o| o.get_ref().clone()) })
         }
         (Some(z), Some(_)) => Err(loc.at(z.span(), format!("model \"{name}\" has both zoo and path; a model is either a zoo architecture (zoo + weights) or a model file (path)"))),
         (None, None) => Err(loc.at(m.span(), format!("model \"{name}\" needs zoo = \"cnn\" with weights = \"…\", or path = \"model.onnx\" with its [[models.inputs]]"))),
@@ -974,7 +940,7 @@ fn resolve_checkpoint(
     base: &Path,
     m: &Spanned<spec::ModelSpec>,
     path: &Spanned<String>,
-) -> Result<ModelSource, SuiteError> {
+) -> Result<ModelKind, SuiteError> {
     let m_ref = m.get_ref();
     refuse_onnx_keys(
         loc,
@@ -1000,7 +966,7 @@ fn resolve_checkpoint(
             beside
         }
     };
-    Ok(ModelSource::Bert { path: file, config })
+    Ok(ModelKind::Bert { path: file, config })
 }
 
 /// A GGUF language model: the file holds its architecture and weights; the dataset gives the
@@ -1010,9 +976,9 @@ fn resolve_gguf(
     base: &Path,
     m: &Spanned<spec::ModelSpec>,
     path: &Spanned<String>,
-) -> Result<ModelSource, SuiteError> {
+) -> Result<ModelKind, SuiteError> {
     refuse_onnx_keys(loc, m.get_ref(), true, "does not apply to a GGUF language model: the file holds its architecture, and it takes windows of token ids from its dataset")?;
-    Ok(ModelSource::Gguf { path: existing_path(loc, base, path, "model file")? })
+    Ok(ModelKind::GgufLm { path: existing_path(loc, base, path, "model file")? })
 }
 
 /// `[[models.inputs]]` and `dims` → the inputs fed to an ONNX model, in declaration order (the

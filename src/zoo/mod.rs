@@ -1,13 +1,9 @@
 //! Built-in reference models, written once as a list of layers.
 //!
-//! The same layer list drives the candle-nn module ([`Net`]), the ONNX export
-//! (`model::onnx`) and the weight-shape check at load, so the two engines run
-//! the same network with the same weights, and cannot drift apart.
-
-mod net;
-pub mod train;
-
-pub use net::Net;
+//! The same layer list drives candle's modules (`backend::candle::Net`), the ONNX export
+//! (`model::onnx`) and the weight-shape check at load, so the two engines run the same network
+//! with the same weights, and cannot drift apart. This module only describes the
+//! architectures; the engines build them.
 
 use serde::{Deserialize, Serialize};
 

@@ -12,8 +12,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use super::{Net, ZooModelId};
+use super::Net;
 use crate::data::Dataset;
+use crate::zoo::ZooModelId;
 
 /// Training hyper-parameters.
 #[derive(Debug, Clone)]

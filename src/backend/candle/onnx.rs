@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use candle_onnx::onnx::ModelProto;
 
-use super::{BackendError, BackendId, Prepared, Session};
+use crate::backend::{BackendError, BackendId, Compute, LayerEvidence, Prepared, Session};
 use crate::model::onnx_file::InputDtype;
 use crate::quant::Variant;
 
-const ID: BackendId = BackendId::CandleCpu;
+const ID: BackendId = BackendId::CANDLE_CPU;
 
 /// The ops candle-onnx 0.11.1's `simple_eval` implements (its match arms).
 const OPS: &[&str] = &[
@@ -101,6 +101,11 @@ const OPS: &[&str] = &[
     "Xor",
 ];
 
+/// Whether candle-onnx implements an op (as [`crate::model::LoadedModel::onnx_ops`] names it).
+pub(super) fn implements(op: &str) -> bool {
+    OPS.contains(&op)
+}
+
 pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
     let err = |stage: &'static str| move |e: candle_core::Error| BackendError::engine(ID, stage, e);
     let mut model = candle_onnx::read_file(&variant.onnx).map_err(err("reading the ONNX model"))?;
@@ -123,7 +128,7 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
         weights.insert(t.name, tensor);
     }
     let declared = crate::model::onnx_file::graph_inputs(&variant.onnx)
-        .map_err(|e| BackendError::engine(ID, "reading the ONNX model", e))?;
+        .map_err(|e| BackendError::engine(ID, "reading the ONNX model", crate::backend::chain(&e)))?;
     let mut inputs_decl = Vec::with_capacity(declared.len());
     for (name, item, check) in declared {
         let dtype = match check {
@@ -147,26 +152,112 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
         .first()
         .map(|o| o.name.clone())
         .ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "the graph has no output"))?;
-    let storage = &variant.weight_storage;
-    let conversion = if storage.contains("f16") {
-        "; f16 weights cast to f32 by the graph's Cast nodes"
-    } else if storage.contains("=q") {
-        "; GGML weights stored dequantized (f32)"
-    } else {
-        ""
-    };
-    let evidence =
-        format!("candle-onnx simple_eval ({} nodes interpreted per run, f32 compute){conversion}", graph.node.len());
-    let artifact_bytes = std::fs::metadata(&variant.onnx)
-        .map(|m| m.len())
-        .map_err(|e| BackendError::engine(ID, "reading the artifact size", e))?;
+    let layers = evidence(variant, graph, &weights);
+    let evidence = format!("candle-onnx simple_eval ({} nodes interpreted per run, f32 compute)", graph.node.len());
+    let artifact_bytes = crate::backend::artifact_bytes(ID, &variant.onnx)?;
     Ok(Prepared {
         session: Box::new(OnnxSession { model, weights, inputs_decl, output, batch, inputs: None, out: None }),
         artifact: variant.onnx.clone(),
         artifact_bytes,
         evidence,
+        layers,
         weights_bytes: Some(weights_bytes),
     })
+}
+
+/// Each planned layer's node as the interpreter will run it: the weight input traced back
+/// through casts and reshapes to its initializer (as candle-onnx converted it), computing
+/// in the type the last cast gives (or the initializer's own).
+fn evidence(
+    variant: &Variant,
+    graph: &candle_onnx::onnx::GraphProto,
+    weights: &HashMap<String, Tensor>,
+) -> Vec<LayerEvidence> {
+    let source = "the graph candle-onnx interprets, and its converted initializers";
+    let producer = |value: &str| graph.node.iter().find(|n| n.output.iter().any(|o| o == value));
+    variant
+        .layer_schemes
+        .iter()
+        .map(|(layer, _)| {
+            let scheme = variant.layer_scheme(layer);
+            let Some(node) = graph.node.iter().find(|n| &n.name == layer) else {
+                return LayerEvidence::observed(
+                    layer,
+                    scheme,
+                    "not found",
+                    Compute::NotObservable,
+                    "no node of that name",
+                    "cpu",
+                    true,
+                    None,
+                    source,
+                );
+            };
+            let mut value = node.input.get(1).cloned().unwrap_or_default();
+            let mut cast_to: Option<DType> = None;
+            let mut path = Vec::new();
+            // Ops that move or convert the weight on its way to the product, each interpreted on
+            // every run (the interpreter folds nothing).
+            while let Some(p) = producer(&value) {
+                if !matches!(
+                    p.op_type.as_str(),
+                    "Cast" | "Identity" | "Transpose" | "Reshape" | "Unsqueeze" | "Squeeze" | "Flatten"
+                ) {
+                    path.push(p.op_type.clone());
+                    break;
+                }
+                if p.op_type == "Cast" && cast_to.is_none() {
+                    cast_to = p.attribute.iter().find(|a| a.name == "to").and_then(|a| onnx_dtype(a.i));
+                }
+                path.push(p.op_type.clone());
+                value = p.input.first().cloned().unwrap_or_default();
+            }
+            let kernel = format!("candle-onnx {} (interpreted)", node.op_type);
+            match weights.get(&value) {
+                Some(w) => {
+                    let dtype = cast_to.unwrap_or(w.dtype());
+                    let per_call = (!path.is_empty())
+                        .then(|| format!("{} of the weight, interpreted on every run", path.join(" → ")));
+                    LayerEvidence::observed(
+                        layer,
+                        scheme,
+                        format!("{:?}", w.dtype()).to_lowercase(),
+                        super::compute_of(dtype),
+                        kernel,
+                        "cpu",
+                        true,
+                        per_call,
+                        source,
+                    )
+                }
+                None => LayerEvidence::observed(
+                    layer,
+                    scheme,
+                    "computed in the graph",
+                    Compute::NotObservable,
+                    format!(
+                        "{kernel}; its weight comes from {}",
+                        if path.is_empty() { "a graph input".to_string() } else { path.join(" → ") }
+                    ),
+                    "cpu",
+                    true,
+                    None,
+                    source,
+                ),
+            }
+        })
+        .collect()
+}
+
+/// ONNX's element type codes for the float types.
+fn onnx_dtype(code: i64) -> Option<DType> {
+    match code {
+        1 => Some(DType::F32),
+        10 => Some(DType::F16),
+        11 => Some(DType::F64),
+        16 => Some(DType::BF16),
+        _ => None,
+    }
 }
 
 /// One graph input: its name, shape at the batch size, element type, and values per item.
@@ -207,7 +298,7 @@ impl Session for OnnxSession {
                     .collect()
             };
             offset += i.size;
-            i.check.check(&part).map_err(bad)?;
+            i.check.check(&part).map_err(|e| bad(e.to_string()))?;
             let x = Tensor::from_vec(part, i.shape.as_slice(), &Device::Cpu)
                 .and_then(|t| t.to_dtype(i.dtype))
                 .map_err(|e| bad(e.to_string()))?;
@@ -229,6 +320,6 @@ impl Session for OnnxSession {
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        super::candle_output(ID, self.out.as_ref())
+        super::output_values(ID, self.out.as_ref())
     }
 }

@@ -6,8 +6,8 @@ use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{Device, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, Module};
 
-use super::{Layer, ZooModelId};
 use crate::model::stored::{InputQuant, InputQuants};
+use crate::zoo::{Layer, ZooModelId};
 
 enum Step {
     Conv {
@@ -251,6 +251,32 @@ impl Net {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// A weighted layer's module as candle built it: what the evidence reads.
+pub enum LayerModule<'a> {
+    Conv { weight: &'a Tensor, input: Option<InputQuant> },
+    Linear { weight: &'a Tensor, input: Option<InputQuant> },
+    QLinear { matmul: &'a QMatMul },
+}
+
+impl Net {
+    /// Every weighted layer's module, in order.
+    pub fn layer_modules(&self) -> Vec<(&'static str, LayerModule<'_>)> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Conv { name, conv, input } => {
+                    Some((*name, LayerModule::Conv { weight: conv.weight(), input: *input }))
+                }
+                Step::Linear { name, linear, input } => {
+                    Some((*name, LayerModule::Linear { weight: linear.weight(), input: *input }))
+                }
+                Step::QLinear { name, matmul, .. } => Some((*name, LayerModule::QLinear { matmul })),
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,345 @@
+//! candle: zoo models as candle-nn modules, BERT checkpoints and GGUF language models through
+//! candle-transformers, ONNX graphs through candle-onnx's interpreter (feature `candle-onnx`);
+//! on the CPU (`candle-cpu`) and on a CUDA GPU (`candle-cuda`, feature `cuda`).
+//!
+//! Everything qbench knows about candle lives in this folder: what it can run (the capability
+//! rules below), how each model kind is built (`zoo.rs`, `bert.rs`, `lm.rs`, `onnx.rs`), and what
+//! it made of each layer, read from the built modules (`evidence` in each).
+
+mod bert;
+#[cfg(feature = "cuda")]
+mod cuda;
+mod lm;
+pub mod net;
+#[cfg(feature = "candle-onnx")]
+mod onnx;
+pub mod train;
+mod zoo;
+
+use candle_core::quantized::{GgmlDType, QMatMul};
+use candle_core::{DType, Device};
+
+pub use net::Net;
+
+use super::{
+    Backend, BackendError, BackendId, Capture, Compute, DeviceKind, LayerSession, ModelQuery, Prepared, Realization,
+    Registration,
+};
+use crate::model::ModelKind;
+use crate::quant::ggml::GgmlType;
+use crate::quant::{Plan, SchemeId, Variant};
+
+impl BackendId {
+    pub const CANDLE_CPU: BackendId = BackendId("candle-cpu");
+    pub const CANDLE_CUDA: BackendId = BackendId("candle-cuda");
+}
+
+pub static CPU: Registration = Registration {
+    name: "candle-cpu",
+    description: "candle (CPU, gemm crate kernels, GGML QMatMul): zoo models as candle-nn modules (safetensors or GGUF), BERT checkpoints and GGUF language models through candle-transformers, ONNX files through candle-onnx (feature candle-onnx)",
+    device: DeviceKind::Cpu,
+    create: |_| Ok(Box::new(Candle { id: BackendId::CANDLE_CPU, cuda: None })),
+    set_threads,
+};
+
+pub static CUDA: Registration = Registration {
+    name: "candle-cuda",
+    description: "candle on a CUDA GPU (feature cuda): zoo models as candle-nn modules, BERT checkpoints and GGUF language models through candle-transformers; f16/bf16 on cuBLAS, GGML types on candle's QMatMul CUDA kernels; the device is the suite's `device`",
+    device: DeviceKind::Cuda,
+    create: create_cuda,
+    set_threads,
+};
+
+#[cfg(feature = "cuda")]
+fn create_cuda(ordinal: usize) -> Result<Box<dyn Backend>, &'static str> {
+    Ok(Box::new(Candle { id: BackendId::CANDLE_CUDA, cuda: Some(ordinal) }))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn create_cuda(_ordinal: usize) -> Result<Box<dyn Backend>, &'static str> {
+    Err(super::gpu::BUILD_HINT)
+}
+
+/// candle builds its thread pools once, from these variables, on first use.
+fn set_threads(threads: usize) {
+    // Edition 2021: set_var is safe; qbench calls this from main's thread before any engine
+    // thread pool exists.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+}
+
+/// candle on the CPU (`cuda: None`) or on the process's CUDA device.
+struct Candle {
+    id: BackendId,
+    cuda: Option<usize>,
+}
+
+/// Why candle-cuda refuses an ONNX graph.
+const CUDA_ONNX: &str = "candle-cuda runs zoo models, BERT checkpoints and GGUF language models, not ONNX graphs (candle-onnx interprets them on the CPU only); run an ONNX file on tract-cuda";
+
+impl Candle {
+    /// The device the session builds on: the CPU, or the probed GPU.
+    fn device(&self) -> Result<Device, BackendError> {
+        match self.cuda {
+            None => Ok(Device::Cpu),
+            #[cfg(feature = "cuda")]
+            Some(_) => cuda::device().map_err(|e| BackendError::engine(self.id, "opening the GPU", e)),
+            #[cfg(not(feature = "cuda"))]
+            Some(_) => Err(BackendError::engine(self.id, "opening the GPU", super::gpu::BUILD_HINT)),
+        }
+    }
+
+    fn on_gpu(&self) -> bool {
+        self.cuda.is_some()
+    }
+
+    /// How candle runs one zoo layer of this scheme (`conv`: a Conv2d, which has no GGML path).
+    fn zoo_layer(&self, scheme: SchemeId, conv: bool) -> Realization {
+        match scheme {
+            SchemeId::F32 | SchemeId::F16 => Realization::Native,
+            // The CPU load widens bf16 (candle 0.11 has no CPU bf16 matmul); a GPU keeps it.
+            SchemeId::Bf16 if self.on_gpu() => Realization::Native,
+            // The GGUF keeps convs in f32.
+            SchemeId::Ggml(_) if conv => Realization::Native,
+            SchemeId::Ggml(_) => Realization::Native,
+            // Integers are dequantized at load; activations are fake-quantized in f32.
+            SchemeId::Bf16 | SchemeId::Int8Weights { .. } | SchemeId::Int4Group { .. } => Realization::Emulated,
+            SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => Realization::Emulated,
+        }
+    }
+}
+
+impl Backend for Candle {
+    fn id(&self) -> BackendId {
+        self.id
+    }
+
+    fn capability(&self, model: ModelQuery<'_>, plan: &Plan, batch: usize) -> Realization {
+        #[cfg(feature = "cuda")]
+        if let Some(ordinal) = self.cuda {
+            if let Err(why) = super::gpu::probe(ordinal) {
+                return Realization::Unsupported(why.to_string());
+            }
+        }
+        let schemes: Vec<SchemeId> = plan.layers.iter().map(|(_, s)| *s).chain([plan.scheme]).collect();
+        let any_quantized = plan.layers.iter().any(|(_, s)| *s != SchemeId::F32);
+        match model.kind {
+            ModelKind::Zoo { zoo, .. } => {
+                let convs: Vec<&str> = zoo
+                    .layers()
+                    .into_iter()
+                    .filter_map(|l| match l {
+                        crate::zoo::Layer::Conv2d { name, .. } => Some(name),
+                        _ => None,
+                    })
+                    .collect();
+                plan.layers.iter().fold(Realization::Native, |acc, (layer, s)| {
+                    acc.weaker(self.zoo_layer(*s, convs.contains(&layer.as_str())))
+                })
+            }
+            ModelKind::Onnx { .. } if self.on_gpu() => Realization::Unsupported(CUDA_ONNX.into()),
+            ModelKind::Onnx { .. } => onnx_capability(model, &schemes, any_quantized),
+            ModelKind::Bert { .. } => {
+                if plan.quantizes_activations() {
+                    Realization::Unsupported("candle-transformers' BERT has no hook on each layer's input, so dynamic and static int8 cannot run on it; weight-only schemes and GGML types can".into())
+                } else if any_quantized {
+                    // Its linear layers are candle_nn::Linear, built in f32: GGML weights are
+                    // dequantized and half ones widened at load (see bert.rs).
+                    Realization::Emulated
+                } else {
+                    Realization::Native
+                }
+            }
+            ModelKind::GgufLm { .. } => lm::capability(plan, batch),
+        }
+    }
+
+    fn is_reference_for(&self, model: &ModelKind) -> bool {
+        !self.on_gpu() && !matches!(model, ModelKind::Onnx { .. })
+    }
+
+    fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
+        if matches!(variant.kind, ModelKind::Onnx { .. }) && self.on_gpu() {
+            return Err(BackendError::Unsupported { backend: self.id.name(), reason: CUDA_ONNX.into() });
+        }
+        let device = self.device()?;
+        match &variant.kind {
+            ModelKind::Zoo { .. } => zoo::prepare(variant, batch, self.id, &device),
+            ModelKind::Bert { config, .. } => bert::prepare(variant, config, batch, self.id, &device),
+            ModelKind::GgufLm { .. } => lm::prepare(variant, batch, self.id, &device),
+            #[cfg(feature = "candle-onnx")]
+            ModelKind::Onnx { .. } => onnx::prepare(variant, batch),
+            #[cfg(not(feature = "candle-onnx"))]
+            ModelKind::Onnx { .. } => {
+                Err(BackendError::Unsupported { backend: self.id.name(), reason: NO_CANDLE_ONNX.into() })
+            }
+        }
+    }
+
+    fn layer_session(
+        &self,
+        variant: &Variant,
+        batch: usize,
+        capture: Capture,
+    ) -> Result<Box<dyn LayerSession>, BackendError> {
+        zoo::layers(variant, batch, self.id, &self.device()?, capture)
+    }
+}
+
+/// Why candle-cpu refuses ONNX graphs in a build without candle-onnx.
+#[cfg(not(feature = "candle-onnx"))]
+const NO_CANDLE_ONNX: &str = "this qbench was built without candle-onnx, so a user's ONNX model runs on tract only; build with `--features candle-onnx` (its build needs protoc: apt install protobuf-compiler)";
+
+/// candle-onnx interprets float graphs: no QDQ or integer ops, no bfloat16 tensors, and only
+/// the ops it implements.
+fn onnx_capability(model: ModelQuery<'_>, schemes: &[SchemeId], any_quantized: bool) -> Realization {
+    #[cfg(not(feature = "candle-onnx"))]
+    {
+        let _ = (model, schemes, any_quantized);
+        Realization::Unsupported(NO_CANDLE_ONNX.into())
+    }
+    #[cfg(feature = "candle-onnx")]
+    {
+        if let Some(loaded) = model.loaded {
+            if let Some(op) =
+                loaded.onnx_ops().into_iter().find(|op| !op.domain.is_empty() || !onnx::implements(&op.op_type))
+            {
+                return Realization::Unsupported(format!(
+                    "candle-onnx 0.11 does not implement op {} (node \"{}\"); this model runs on tract-cpu",
+                    op.describe(),
+                    op.node
+                ));
+            }
+        }
+        if schemes.iter().any(|s| s.weight_format().is_some()) {
+            Realization::Unsupported("candle-onnx 0.11 implements no DequantizeLinear, QuantizeLinear, MatMulInteger or ConvInteger, so integer ONNX graphs run on tract only; f32, f16 and GGML variants run on both".into())
+        } else if schemes.contains(&SchemeId::Bf16) {
+            Realization::Unsupported("candle-onnx 0.11 reads no bfloat16 tensors".into())
+        } else if any_quantized {
+            // f16 is cast to f32 by the graph, GGML weights are stored dequantized.
+            Realization::Emulated
+        } else {
+            Realization::Native
+        }
+    }
+}
+
+/// What the engine computes in for a tensor of this dtype.
+fn compute_of(dtype: DType) -> Compute {
+    match dtype {
+        DType::F32 | DType::F64 => Compute::F32,
+        DType::F16 => Compute::F16,
+        DType::BF16 => Compute::Bf16,
+        _ => Compute::NotObservable,
+    }
+}
+
+/// A GGML type's name as schemes and records write it (`q4k`, `f16`).
+fn ggml_name(d: GgmlDType) -> String {
+    crate::model::gguf_lm::dtype_name(d)
+}
+
+/// What a `QMatMul` computes in: the GGML blocks it keeps, or the float tensor candle
+/// dequantized them to (for float types always, for every type with `CANDLE_DEQUANTIZE_ALL`).
+fn qmatmul_compute(m: &QMatMul) -> (Compute, String) {
+    match m {
+        QMatMul::QTensor(t) => {
+            let d = t.dtype();
+            let compute = match GgmlType::ALL.iter().find(|g| g.dtype() == d) {
+                Some(g) => Compute::Ggml(g.name().to_string()),
+                None => compute_of(match d {
+                    GgmlDType::F16 => DType::F16,
+                    GgmlDType::BF16 => DType::BF16,
+                    _ => DType::F32,
+                }),
+            };
+            (compute, format!("QMatMul on {} blocks", ggml_name(d)))
+        }
+        QMatMul::Tensor(w) => {
+            (compute_of(w.dtype()), format!("QMatMul dequantized to a {:?} tensor (matmul)", w.dtype()))
+        }
+        QMatMul::TensorF16(w) => {
+            (compute_of(w.dtype()), format!("QMatMul dequantized to a {:?} tensor (matmul)", w.dtype()))
+        }
+    }
+}
+
+/// `cpu`, `cuda:N`: where a tensor lives.
+fn location(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// The last run's output tensor of a candle session as f32 values (any float dtype, any shape).
+fn output_values(backend: BackendId, out: Option<&candle_core::Tensor>) -> Result<Vec<f32>, BackendError> {
+    let out = out.ok_or_else(|| BackendError::engine(backend, "reading the output", "the model has not run"))?;
+    out.flatten_all()
+        .and_then(|t| t.to_dtype(DType::F32))
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| BackendError::engine(backend, "reading the output", e))
+}
+
+/// Runs `copy`, which puts a candle session's input on `device`, and on a GPU times it up to
+/// a synchronize (candle's copies are asynchronous): `(value, Some(ns))` there, `(value, None)`
+/// on the CPU, where there is no copy to time.
+fn copy_timed<T>(
+    backend: BackendId,
+    device: &Device,
+    copy: impl FnOnce() -> Result<T, BackendError>,
+) -> Result<(T, Option<u64>), BackendError> {
+    let started = std::time::Instant::now();
+    let value = copy()?;
+    if device.is_cpu() {
+        return Ok((value, None));
+    }
+    device.synchronize().map_err(|e| BackendError::engine(backend, "copying the input", e))?;
+    Ok((value, Some(started.elapsed().as_nanos() as u64)))
+}
+
+/// The weights' types as an artifact stores them, by tensor name: safetensors dtypes (a 4-bit
+/// weight `<name>.int4` as `i4`/`u4`), or GGUF tensor types. What each layer's `stored` reads.
+fn stored_types(path: &std::path::Path) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let is_gguf = path.extension().is_some_and(|e| e == "gguf");
+    let Ok(bytes) = std::fs::read(path) else { return out };
+    if is_gguf {
+        if let Ok(content) = candle_core::quantized::gguf_file::Content::read(&mut std::io::Cursor::new(&bytes)) {
+            for (name, info) in &content.tensor_infos {
+                out.insert(name.clone(), ggml_name(info.ggml_dtype));
+            }
+        }
+    } else if let Ok(st) = safetensors::SafeTensors::deserialize(&bytes) {
+        for (name, view) in st.tensors() {
+            match name.strip_suffix(".int4") {
+                // A zero point marks the unsigned (asymmetric) 4-bit form.
+                Some(base) => {
+                    let ty = if st.names().iter().any(|n| **n == format!("{base}.zero_point")) { "u4" } else { "i4" };
+                    out.insert(base.to_string(), ty.to_string());
+                }
+                None => {
+                    out.insert(name.clone(), format!("{:?}", view.dtype()).to_lowercase());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qmatmul_compute_reads_the_variant_candle_built() {
+        let w = candle_core::Tensor::ones((4, 64), DType::F32, &Device::Cpu).unwrap();
+        let q = candle_core::quantized::QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let m = QMatMul::QTensor(std::sync::Arc::new(q));
+        assert_eq!(qmatmul_compute(&m).0, Compute::Ggml("q8_0".into()));
+        assert_eq!(qmatmul_compute(&QMatMul::Tensor(w.clone())).0, Compute::F32);
+        let h = w.to_dtype(DType::F16).unwrap();
+        assert_eq!(qmatmul_compute(&QMatMul::TensorF16(h)).0, Compute::F16);
+    }
+}

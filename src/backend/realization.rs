@@ -1,0 +1,355 @@
+//! Realization: how an engine runs a variant's quantized layers.
+//!
+//! Two answers exist for every case, and records keep both:
+//! - the **expectation** ([`super::Backend::capability`]), asked before anything runs: it decides
+//!   skipping and `require_native`'s early refusal;
+//! - the **observation**: after prepare, each backend reads from its own objects what it made of
+//!   every weighted layer ([`LayerEvidence`]: the type the weight is stored in, the type the
+//!   engine computes in, the kernel or op it chose, the device). A layer's realization follows
+//!   from those facts alone ([`LayerEvidence::classify`]), and the record's realization is the
+//!   weakest layer's ([`observed`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::quant::SchemeId;
+
+/// How a backend runs a variant: expected before running (any of these), or observed after
+/// prepare (never `Unsupported`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Realization {
+    /// The engine's own kernels for every quantized layer's type run, on the backend's device.
+    Native,
+    /// The types' own kernels run, but on the host CPU of a GPU backend: the GPU engine has no
+    /// kernel for them. Not native for `require_native`.
+    CpuFallback,
+    /// Some layer's weights are stored quantized but computed in a wider type (dequantized at
+    /// load or on every call).
+    Emulated,
+    /// The engine did not say what some layer computes in; nothing is claimed.
+    NotObserved,
+    /// The backend cannot run this at all; the case is skipped with this reason.
+    Unsupported(String),
+}
+
+impl Realization {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Realization::Native => "native",
+            Realization::CpuFallback => "cpu-fallback",
+            Realization::Emulated => "emulated",
+            Realization::NotObserved => "not-observed",
+            Realization::Unsupported(_) => "unsupported",
+        }
+    }
+
+    /// Strongest first: native, cpu-fallback, emulated, not-observed, unsupported.
+    fn rank(&self) -> u8 {
+        match self {
+            Realization::Native => 0,
+            Realization::CpuFallback => 1,
+            Realization::Emulated => 2,
+            Realization::NotObserved => 3,
+            Realization::Unsupported(_) => 4,
+        }
+    }
+
+    /// The weaker of two.
+    pub fn weaker(self, other: Realization) -> Realization {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// The type an engine computes a layer in, as it reports it. Records write it as `f32`, `f16`,
+/// `bf16`, `int8`, `ggml:<type>` or `not-observable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Compute {
+    F32,
+    F16,
+    Bf16,
+    /// Integer kernels: u8/i8 operands, i32 accumulation.
+    Int8,
+    /// GGML blocks of this type (`q4k`, as suites name it), dotted with quantized activations.
+    Ggml(String),
+    /// The engine does not say.
+    NotObservable,
+}
+
+impl From<Compute> for String {
+    fn from(c: Compute) -> String {
+        match c {
+            Compute::F32 => "f32".into(),
+            Compute::F16 => "f16".into(),
+            Compute::Bf16 => "bf16".into(),
+            Compute::Int8 => "int8".into(),
+            Compute::Ggml(t) => format!("ggml:{t}"),
+            Compute::NotObservable => "not-observable".into(),
+        }
+    }
+}
+
+impl TryFrom<String> for Compute {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Compute, String> {
+        Ok(match s.as_str() {
+            "f32" => Compute::F32,
+            "f16" => Compute::F16,
+            "bf16" => Compute::Bf16,
+            "int8" => Compute::Int8,
+            "not-observable" => Compute::NotObservable,
+            other => match other.strip_prefix("ggml:") {
+                Some(t) => Compute::Ggml(t.to_string()),
+                None => return Err(format!("\"{other}\" is not a compute type")),
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for Compute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compute::F32 => f.write_str("f32"),
+            Compute::F16 => f.write_str("f16"),
+            Compute::Bf16 => f.write_str("bf16"),
+            Compute::Int8 => f.write_str("int8 (i32 accumulation)"),
+            Compute::Ggml(t) => write!(f, "{t} blocks"),
+            Compute::NotObservable => f.write_str("not observable"),
+        }
+    }
+}
+
+/// One weighted layer's realization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerRealization {
+    /// The variant keeps the layer in f32: nothing to realize (it runs in float, natively).
+    KeptFloat,
+    Native,
+    CpuFallback,
+    Emulated,
+    NotObserved,
+}
+
+impl LayerRealization {
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerRealization::KeptFloat => "kept-float",
+            LayerRealization::Native => "native",
+            LayerRealization::CpuFallback => "cpu-fallback",
+            LayerRealization::Emulated => "emulated",
+            LayerRealization::NotObserved => "not-observed",
+        }
+    }
+}
+
+/// What an engine made of one weighted layer, read from its own objects after prepare.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerEvidence {
+    pub layer: String,
+    /// The layer's scheme as the variant holds it (the plan's, or f32 where the variant keeps
+    /// the layer in float, like a conv under a GGML scheme).
+    pub scheme: String,
+    /// The weight's type as the engine loaded it, e.g. `q4k`, `i8`, `f16`, `f32`.
+    pub stored: String,
+    /// The type the engine computes the layer in.
+    pub compute: Compute,
+    /// The op or kernel the engine chose, in its own words (or `not observable`).
+    pub kernel: String,
+    /// Where the layer runs: `cpu`, `cuda:0`.
+    pub device: String,
+    /// Work the engine repeats on the weights at every run (dequantization ops it did not fold
+    /// into constants), if any.
+    #[serde(default)]
+    pub per_call: Option<String>,
+    /// Where the observation was read, e.g. `QMatMul of the built model`, `optimized plan`.
+    pub source: String,
+    pub realization: LayerRealization,
+}
+
+impl LayerEvidence {
+    /// A layer's realization from what the engine reported. The layer's type is its scheme's,
+    /// or, for a layer the variant keeps in f32, the type the artifact stores it in (a model
+    /// file that arrives quantized: its int8 weights are quantized whatever the scheme). A
+    /// float layer is kept float; a quantized one is native when the engine computes in that
+    /// type's own kernels on the backend's device (`cpu-fallback` when a GPU backend computes it
+    /// on the CPU), emulated when it computes in another (wider) type, and not observed when
+    /// the engine does not say.
+    pub fn classify(scheme: SchemeId, stored: &str, compute: &Compute, on_backend_device: bool) -> LayerRealization {
+        let native = if scheme == SchemeId::F32 {
+            match stored_format(stored) {
+                StoredFormat::Float => return LayerRealization::KeptFloat,
+                StoredFormat::Quantized(native) => native,
+            }
+        } else {
+            native_compute(scheme)
+        };
+        if *compute == Compute::NotObservable {
+            return LayerRealization::NotObserved;
+        }
+        match native {
+            Some(native) if native == *compute && on_backend_device => LayerRealization::Native,
+            Some(native) if native == *compute => LayerRealization::CpuFallback,
+            _ => LayerRealization::Emulated,
+        }
+    }
+
+    /// Builds the evidence and classifies it. `scheme` is the layer's scheme in the variant.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observed(
+        layer: &str,
+        scheme: SchemeId,
+        stored: impl Into<String>,
+        compute: Compute,
+        kernel: impl Into<String>,
+        device: impl Into<String>,
+        on_backend_device: bool,
+        per_call: Option<String>,
+        source: &str,
+    ) -> LayerEvidence {
+        let stored = stored.into();
+        let realization = Self::classify(scheme, &stored, &compute, on_backend_device);
+        LayerEvidence {
+            layer: layer.to_string(),
+            scheme: scheme.name(),
+            stored,
+            compute,
+            kernel: kernel.into(),
+            device: device.into(),
+            per_call,
+            source: source.to_string(),
+            realization,
+        }
+    }
+
+    /// One line for messages: `fc1: stored q4_0, computed in f32 by QMatMul dequantized to f32
+    /// on cpu (emulated)`.
+    pub fn describe(&self) -> String {
+        let per_call = self.per_call.as_ref().map_or(String::new(), |p| format!(", on every call: {p}"));
+        format!(
+            "{}: {} stored {}, computed in {} by {} on {}{per_call} ({})",
+            self.layer,
+            self.scheme,
+            self.stored,
+            self.compute,
+            self.kernel,
+            self.device,
+            self.realization.name()
+        )
+    }
+}
+
+/// What an artifact stores a weight as, from the type an engine read (`i8`, `q4k`, `f16`; a
+/// description may follow the type, as in `i8 → DequantizeLinear`).
+enum StoredFormat {
+    Float,
+    /// Quantized, with the compute type of its own kernels (`None`: no engine has one).
+    Quantized(Option<Compute>),
+}
+
+fn stored_format(stored: &str) -> StoredFormat {
+    let ty = stored.split([' ', '(']).next().unwrap_or("");
+    match ty {
+        "i8" | "u8" => StoredFormat::Quantized(Some(Compute::Int8)),
+        "i4" | "u4" => StoredFormat::Quantized(None),
+        t => match crate::quant::ggml::GgmlType::ALL.iter().find(|g| g.name() == t) {
+            Some(g) => StoredFormat::Quantized(Some(Compute::Ggml(g.name().to_string()))),
+            None => StoredFormat::Float,
+        },
+    }
+}
+
+/// The type whose own kernels running means a scheme is realized natively: `None` for schemes
+/// no engine has a kernel for (weight-only int8 and int4, whose weights are always computed in
+/// float).
+pub fn native_compute(scheme: SchemeId) -> Option<Compute> {
+    match scheme {
+        SchemeId::F32 => Some(Compute::F32),
+        SchemeId::F16 => Some(Compute::F16),
+        SchemeId::Bf16 => Some(Compute::Bf16),
+        SchemeId::Ggml(t) => Some(Compute::Ggml(t.name().to_string())),
+        SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => Some(Compute::Int8),
+        SchemeId::Int8Weights { .. } | SchemeId::Int4Group { .. } => None,
+    }
+}
+
+/// The record's realization: the weakest of the layers' (kept-float layers run in float and
+/// count as native). `NotObserved` when the engine reported no layer while the plan has some.
+pub fn observed(layers: &[LayerEvidence], plan_layers: usize) -> Realization {
+    if layers.is_empty() && plan_layers > 0 {
+        return Realization::NotObserved;
+    }
+    layers.iter().fold(Realization::Native, |acc, l| {
+        acc.weaker(match l.realization {
+            LayerRealization::KeptFloat | LayerRealization::Native => Realization::Native,
+            LayerRealization::CpuFallback => Realization::CpuFallback,
+            LayerRealization::Emulated => Realization::Emulated,
+            LayerRealization::NotObserved => Realization::NotObserved,
+        })
+    })
+}
+
+/// The first layer that keeps the record from being native (what `require_native` names).
+pub fn first_not_native(layers: &[LayerEvidence]) -> Option<&LayerEvidence> {
+    layers.iter().find(|l| !matches!(l.realization, LayerRealization::KeptFloat | LayerRealization::Native))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::ggml::GgmlType;
+
+    fn layer(r: LayerRealization) -> LayerEvidence {
+        LayerEvidence {
+            layer: "l".into(),
+            scheme: "x".into(),
+            stored: "x".into(),
+            compute: Compute::F32,
+            kernel: "k".into(),
+            device: "cpu".into(),
+            per_call: None,
+            source: "test".into(),
+            realization: r,
+        }
+    }
+
+    #[test]
+    fn a_layer_is_native_only_in_its_own_type_on_the_backends_device() {
+        let q4k = SchemeId::Ggml(GgmlType::Q4K);
+        let c = LayerEvidence::classify;
+        assert_eq!(c(q4k, "q4k", &Compute::Ggml("q4k".into()), true), LayerRealization::Native);
+        assert_eq!(c(q4k, "q4k", &Compute::Ggml("q4k".into()), false), LayerRealization::CpuFallback);
+        assert_eq!(c(q4k, "q4k", &Compute::F32, true), LayerRealization::Emulated);
+        // The ONNX file tract reads holds the q4k values dequantized: still a q4k layer.
+        assert_eq!(c(q4k, "f32", &Compute::F32, true), LayerRealization::Emulated);
+        assert_eq!(c(q4k, "q4k", &Compute::NotObservable, true), LayerRealization::NotObserved);
+        // Weight-only int8 has no kernel anywhere: always emulated once observed.
+        let w8 = SchemeId::Int8Weights { per_channel: true, symmetric: true };
+        assert_eq!(c(w8, "i8", &Compute::Int8, true), LayerRealization::Emulated);
+        assert_eq!(c(SchemeId::Int8Dynamic, "i8", &Compute::Int8, true), LayerRealization::Native);
+        assert_eq!(c(SchemeId::F16, "f16", &Compute::F32, true), LayerRealization::Emulated);
+        // Kept in float by the variant: float storage is kept float, whatever computes it...
+        assert_eq!(c(SchemeId::F32, "f32", &Compute::F16, true), LayerRealization::KeptFloat);
+        // ...but a file that arrives quantized is judged by what it stores.
+        assert_eq!(c(SchemeId::F32, "i8 → DequantizeLinear", &Compute::F32, true), LayerRealization::Emulated);
+        assert_eq!(c(SchemeId::F32, "i8", &Compute::Int8, true), LayerRealization::Native);
+        assert_eq!(c(SchemeId::F32, "u4", &Compute::F32, true), LayerRealization::Emulated);
+    }
+
+    #[test]
+    fn the_record_takes_the_weakest_layer() {
+        use LayerRealization::*;
+        assert_eq!(observed(&[layer(KeptFloat), layer(Native)], 2), Realization::Native);
+        assert_eq!(observed(&[layer(Native), layer(CpuFallback)], 2), Realization::CpuFallback);
+        assert_eq!(observed(&[layer(Emulated), layer(CpuFallback)], 2), Realization::Emulated);
+        assert_eq!(observed(&[layer(Emulated), layer(NotObserved)], 2), Realization::NotObserved);
+        assert_eq!(observed(&[], 3), Realization::NotObserved);
+        assert_eq!(observed(&[], 0), Realization::Native);
+        assert_eq!(first_not_native(&[layer(KeptFloat), layer(Emulated)]).map(|l| l.realization), Some(Emulated));
+    }
+}

@@ -1,0 +1,157 @@
+//! tract on the CPU: the variant's ONNX file, with a concrete input shape, optimized.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::backend::{BackendError, BackendId, Prepared, Session};
+use crate::model::onnx_file::InputDtype;
+use crate::quant::Variant;
+
+/// Runs tract's matrix products on `threads` threads (tract is single-threaded by default).
+pub(super) fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    set_default_executor(if threads > 1 { Executor::multithread(threads) } else { Executor::SingleThread });
+}
+
+/// The variant's ONNX file, optimized for `batch` items per run, on the CPU.
+pub(super) fn prepare(variant: &Variant, batch: usize, id: BackendId) -> Result<Prepared, BackendError> {
+    let inputs = Inputs::of(&variant.onnx, batch).map_err(|e| BackendError::engine(id, "reading the inputs", e))?;
+    // into_optimized() is declutter + optimize; split so the weights can be counted as
+    // constants between the two (codegen moves them into the kernels' packed operands).
+    let mut weights_bytes = None;
+    let plan = tract_onnx::onnx()
+        .model_for_path(&variant.onnx)
+        .and_then(|m| inputs.set_facts(m))
+        .and_then(|m| m.into_typed())
+        .and_then(|mut m| {
+            m.declutter()?;
+            weights_bytes = Some(super::plan::constant_bytes(&m));
+            m.optimize()?;
+            m.into_runnable()
+        })
+        .map_err(|e| BackendError::engine(id, "loading and optimizing the ONNX model", e))?;
+    let mut evidence = super::plan::op_summary(plan.model());
+    let layers = super::plan::evidence(plan.model(), variant, "cpu");
+    let state = plan.spawn().map_err(|e| BackendError::engine(id, "creating the run state", e))?;
+    // Ops with state between runs (LSTM/GRU/Scan keep their hidden state, for streaming)
+    // would carry one batch's state into the next: such models get a fresh state per run.
+    let stateful = state.op_states.iter().any(Option::is_some);
+    if stateful {
+        evidence.push_str(" (stateful ops: a fresh run state per run, timed)");
+    }
+    let artifact_bytes = crate::backend::artifact_bytes(id, &variant.onnx)?;
+    Ok(Prepared {
+        session: Box::new(TractSession { id, state, plan, stateful, inputs, input: None, output: None }),
+        artifact: variant.onnx.clone(),
+        artifact_bytes,
+        evidence,
+        layers,
+        weights_bytes,
+    })
+}
+
+/// A model's inputs at a batch size, as its file declares them (in the graph's order, which is
+/// the order of the arrays in each dataset item).
+pub(super) struct Inputs {
+    shapes: Vec<Vec<usize>>,
+    dtypes: Vec<InputDtype>,
+    /// Values per item of each input.
+    sizes: Vec<usize>,
+}
+
+impl Inputs {
+    pub(super) fn of(onnx: &std::path::Path, batch: usize) -> TractResult<Inputs> {
+        let declared = crate::model::onnx_file::graph_inputs(onnx).map_err(TractError::from)?;
+        Ok(Inputs {
+            shapes: declared
+                .iter()
+                .map(|(_, item, _)| std::iter::once(batch).chain(item.iter().copied()).collect())
+                .collect(),
+            dtypes: declared.iter().map(|(_, _, d)| *d).collect(),
+            sizes: declared.iter().map(|(_, item, _)| item.iter().product()).collect(),
+        })
+    }
+
+    pub(super) fn set_facts(&self, mut model: InferenceModel) -> TractResult<InferenceModel> {
+        for (i, (shape, dtype)) in self.shapes.iter().zip(&self.dtypes).enumerate() {
+            model.set_input_fact(i, TypedFact::dt_shape(datum_type(*dtype), shape.as_slice()).into())?;
+        }
+        Ok(model)
+    }
+
+    /// One batch of dataset items (each the inputs' values concatenated) as one tensor per
+    /// input, of its element type; integer inputs take whole numbers in range only.
+    pub(super) fn tensors(&self, values: &[f32]) -> TractResult<TVec<TValue>> {
+        let total: usize = self.sizes.iter().sum();
+        let batch = self.shapes.first().map_or(0, |s| s[0]);
+        if values.len() != batch * total {
+            return Err(TractError::msg(format!("{} values for {batch} items of {total}", values.len())));
+        }
+        let mut out = TVec::new();
+        let mut offset = 0;
+        for ((shape, dtype), size) in self.shapes.iter().zip(&self.dtypes).zip(&self.sizes) {
+            let part: Vec<f32> = if self.sizes.len() == 1 {
+                values.to_vec()
+            } else {
+                (0..batch).flat_map(|b| values[b * total + offset..b * total + offset + size].iter().copied()).collect()
+            };
+            offset += size;
+            dtype.check(&part).map_err(TractError::from)?;
+            let t = Tensor::from_shape(shape, &part)?;
+            let t = if *dtype == InputDtype::F32 { t } else { t.cast_to_dt(datum_type(*dtype))?.into_owned() };
+            out.push(t.into_tvalue());
+        }
+        Ok(out)
+    }
+}
+
+fn datum_type(d: InputDtype) -> DatumType {
+    match d {
+        InputDtype::F32 => DatumType::F32,
+        InputDtype::F16 => DatumType::F16,
+        InputDtype::I64 => DatumType::I64,
+        InputDtype::I32 => DatumType::I32,
+        InputDtype::U8 => DatumType::U8,
+    }
+}
+
+struct TractSession {
+    id: BackendId,
+    state: TypedSimpleState,
+    plan: Arc<TypedRunnableModel>,
+    stateful: bool,
+    inputs: Inputs,
+    input: Option<TVec<TValue>>,
+    output: Option<TValue>,
+}
+
+impl Session for TractSession {
+    fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError> {
+        self.input =
+            Some(self.inputs.tensors(input).map_err(|e| BackendError::engine(self.id, "copying the input", e))?);
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), BackendError> {
+        let input = self.input.clone().ok_or_else(|| BackendError::engine(self.id, "running", "no input was set"))?;
+        if self.stateful {
+            self.state = self.plan.spawn().map_err(|e| BackendError::engine(self.id, "creating the run state", e))?;
+        }
+        let mut outputs = self.state.run(input).map_err(|e| BackendError::engine(self.id, "running", e))?;
+        self.output = Some(outputs.remove(0));
+        Ok(())
+    }
+
+    fn output(&self) -> Result<Vec<f32>, BackendError> {
+        tract_output(self.id, self.output.as_ref())
+    }
+}
+
+/// The last run's output tensor of a tract session as f32 values.
+pub(super) fn tract_output(backend: BackendId, out: Option<&TValue>) -> Result<Vec<f32>, BackendError> {
+    let out = out.ok_or_else(|| BackendError::engine(backend, "reading the output", "the model has not run"))?;
+    out.to_plain_array_view::<f32>()
+        .map(|v| v.iter().copied().collect())
+        .map_err(|e| BackendError::engine(backend, "reading the output", e))
+}

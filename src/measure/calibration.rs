@@ -1,0 +1,40 @@
+//! What static schemes calibrate on: the fp32 input of every weighted layer over the
+//! calibration split, as an engine's layer session captures it (the model's reference engine).
+
+use crate::backend::{BackendError, BackendId, LayerSession};
+use crate::data::Dataset;
+use crate::quant::{Calibration, LayerInputs};
+
+/// Items per forward pass while collecting calibration inputs (a model that fixes its batch
+/// takes its own).
+pub const CALIBRATION_BATCH: usize = 250;
+
+/// Runs `session` (prepared for `batch` items, capturing layer inputs) over `data`: every
+/// layer's inputs, flattened. A short last batch is padded and the padding's values dropped.
+pub fn collect(
+    session: &mut dyn LayerSession,
+    backend: BackendId,
+    batch: usize,
+    data: &Dataset,
+    percentile: f64,
+) -> Result<Calibration, BackendError> {
+    let mut inputs = LayerInputs::new();
+    for start in (0..data.len()).step_by(batch.max(1)) {
+        let n = batch.min(data.len() - start);
+        let values = session.run(&data.batch_f32(start, n, batch))?;
+        for (layer, v) in values {
+            // Padding items of a short last batch are dropped: their share of the values.
+            let keep = v.len() / batch * n;
+            let v = &v[..keep.min(v.len())];
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(BackendError::engine(
+                    backend,
+                    "calibrating",
+                    format!("the input of layer {layer} holds NaN or infinite values"),
+                ));
+            }
+            inputs.entry(layer).or_default().extend_from_slice(v);
+        }
+    }
+    Ok(Calibration { items: data.len(), percentile, inputs })
+}

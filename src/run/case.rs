@@ -1,0 +1,127 @@
+//! What every workload shares for one case: its record, started from the environment and the
+//! case; and its preparation: the engine loads the variant (timed apart, with the memory it
+//! adds), says what it made of each layer (the observed realization), and runs once (the cold
+//! start). A prepared case owns its session, so a workload can keep several alive at once.
+
+use std::time::Instant;
+
+use super::{CaseError, RunOptions};
+use crate::backend::realization::{first_not_native, observed};
+use crate::backend::{Prepared, Realization, Session};
+use crate::data::Dataset;
+use crate::measure::memory;
+use crate::quant::Variant;
+use crate::record::{Environment, Record};
+use crate::suite::{Case, Suite};
+
+/// A case's record before it runs: the environment's provenance and the case's identity.
+pub(super) fn new_record(
+    suite: &Suite,
+    env: &Environment,
+    run_id: &str,
+    case_index: usize,
+    case: &Case,
+    data: &Dataset,
+    options: &RunOptions,
+) -> Record {
+    let model = &suite.models[case.model];
+    Record {
+        run_id: run_id.to_string(),
+        case_index,
+        shard: options.shard.map(|s| s.name()).unwrap_or_default(),
+        suite: suite.name.clone(),
+        suite_sha256: suite.sha256.clone(),
+        suite_file: std::fs::canonicalize(&suite.file).unwrap_or_else(|_| suite.file.clone()).display().to_string(),
+        model: model.name.clone(),
+        zoo: model.zoo().map(|z| z.name().to_string()).unwrap_or_default(),
+        dataset: data.name.clone(),
+        dataset_sha256: data.sha256.clone(),
+        scheme: case.scheme.name(),
+        backend: case.backend.name().to_string(),
+        device: case.backend.device_name(suite.cuda_device),
+        batch: case.batch,
+        // Until the engine says what it made of the variant.
+        realization: Realization::NotObserved.name().to_string(),
+        parameters: model.zoo().map_or(0, |z| z.parameter_count()),
+        noise_probe_ns: Some(crate::measure::probe::probe_ns()),
+        ..Record::from_environment(env, case.backend.is_cuda())
+    }
+}
+
+/// Everything before evaluation: prepare (timed apart, with the memory it adds), the artifact's
+/// figures, what the engine made of each layer (the record's realization, and `require_native`'s
+/// check, which names the first layer that is not native), and the cold start (the first run
+/// on the latency batch).
+pub(super) fn prepare(
+    suite: &Suite,
+    case: &Case,
+    variant: &Variant,
+    data: &Dataset,
+    record: &mut Record,
+) -> Result<Prepared, CaseError> {
+    let backend = case.backend.create(suite.cuda_device);
+    let gpu_before = if case.backend.is_cuda() { crate::backend::gpu::memory_used_bytes() } else { None };
+    // Timed inside the memory measurement, so resetting the OS's peak is not counted.
+    let ((prepared, prepare_ns), prepare_peak) = memory::peak_added(|| {
+        let started = Instant::now();
+        (backend.prepare(variant, case.batch), started.elapsed().as_nanos() as u64)
+    });
+    let mut prepared = prepared?;
+    record.prepare_ns = Some(prepare_ns);
+    record.prepare_peak_rss_bytes = prepare_peak;
+    record.weights_bytes = prepared.weights_bytes;
+    record.artifact = Some(prepared.artifact.display().to_string());
+    record.artifact_bytes = Some(prepared.artifact_bytes);
+    record.bits_per_weight = Some(variant.bits_per_weight);
+    record.weight_storage = Some(variant.weight_storage.clone());
+    record.activation_quant = (!variant.activation_quant.is_empty()).then(|| variant.activation_quant.clone());
+    record.evidence = Some(prepared.evidence.clone());
+    // The realization is what the engine made of the layers, not what was expected of it.
+    let realization = observed(&prepared.layers, variant.plan.layers.len());
+    record.realization = realization.name().to_string();
+    record.layer_evidence = prepared.layers.clone();
+    if suite.require_native && realization != Realization::Native {
+        let layer = first_not_native(&prepared.layers)
+            .map_or_else(|| "the engine reported no layer".to_string(), |l| l.describe());
+        return Err(CaseError::NotNativeObserved {
+            scheme: case.scheme.name(),
+            backend: case.backend.name(),
+            realization: realization.name().to_string(),
+            layer,
+        });
+    }
+
+    // Cold start: the first run right after prepare, on the latency batch.
+    let session = prepared.session.as_mut();
+    session.set_input(&data.batch_f32(0, case.batch, case.batch))?;
+    let ((first_run, first_run_ns), first_peak) = memory::peak_added(|| {
+        let first = Instant::now();
+        (session.run(), first.elapsed().as_nanos() as u64)
+    });
+    first_run?;
+    if let (Some(before), Some(after)) = (gpu_before, crate::backend::gpu::memory_used_bytes()) {
+        record.gpu_memory_used_bytes = Some(after.saturating_sub(before));
+    }
+    record.first_run_ns = Some(first_run_ns);
+    record.cold_start_ns = Some(prepare_ns + first_run_ns);
+    record.run_peak_rss_bytes = first_peak;
+    Ok(prepared)
+}
+
+/// How many input copies [`input_copy_median_ns`] times.
+const INPUT_COPIES: usize = 21;
+
+/// Copies of the input to the device, timed apart from the runs: the median of
+/// [`INPUT_COPIES`] copies of the latency batch, for sessions that copy it on their own.
+pub(super) fn input_copy_median_ns(session: &mut dyn Session, batch: &[f32]) -> Result<Option<f64>, CaseError> {
+    if session.input_copy_ns().is_none() {
+        return Ok(None);
+    }
+    let mut copies = Vec::with_capacity(INPUT_COPIES);
+    for _ in 0..INPUT_COPIES {
+        session.set_input(batch)?;
+        copies.extend(session.input_copy_ns());
+    }
+    copies.sort_unstable();
+    Ok(copies.get(copies.len() / 2).map(|&ns| ns as f64))
+}

@@ -1,0 +1,97 @@
+//! The suite's datasets, loaded and checked against the models that use them before anything
+//! runs.
+
+use std::path::Path;
+
+use crate::data::{load_idx, DataError, Dataset, DatasetFormat};
+use crate::suite::{ModelEntry, Suite};
+
+/// Loads every dataset the suite names and checks it fits the models that use it.
+/// Any problem here stops the run before anything is measured.
+pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
+    let datasets = suite
+        .datasets
+        .iter()
+        .map(|d| match (d.format, &d.labels) {
+            (DatasetFormat::Idx, Some(labels)) => load_idx(&d.name, &d.inputs, labels),
+            (DatasetFormat::Idx, None) => unreachable!("the suite requires IDX labels"),
+            (DatasetFormat::Npy, labels) => {
+                let arrays: Vec<&str> = d.arrays.iter().map(String::as_str).chain(d.array.as_deref()).collect();
+                crate::data::load_npy_arrays(
+                    &d.name,
+                    &d.inputs,
+                    &arrays,
+                    labels.as_deref().map(|l| (l, d.label_column.as_deref())),
+                )
+            }
+            (DatasetFormat::Raw, labels) => crate::data::load_raw(
+                &d.name,
+                &d.inputs,
+                d.length,
+                labels.as_deref().map(|l| (l, d.label_column.as_deref())),
+            ),
+            (DatasetFormat::Images, labels) => crate::data::load_images(
+                &d.name,
+                &d.inputs,
+                d.image.as_ref().ok_or_else(|| DataError::Folder {
+                    path: d.inputs.clone(),
+                    reason: "no image preprocessing".into(),
+                })?,
+                labels.as_deref().map(|l| (l, d.label_column.as_deref())),
+            ),
+            (DatasetFormat::Text, labels) => crate::data::load_text(
+                &d.name,
+                &d.inputs,
+                d.tokenizer.as_deref().unwrap_or(Path::new("tokenizer.json")),
+                d.seq_len,
+                d.windows,
+                labels.as_deref().map(|l| (l, d.label_column.as_deref())),
+            ),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (mi, m) in suite.models.iter().enumerate() {
+        let d = &datasets[m.dataset];
+        let fits = match m.input_parts() {
+            Some(want) => d.item_parts() == want,
+            // A checkpoint takes rows of token ids.
+            None => d.item_shape.len() == 1 && d.parts.is_empty(),
+        };
+        if !fits {
+            return Err(DataError::ShapeMismatch {
+                dataset: format!("\"{}\" ({})", d.name, d.inputs_path.display()),
+                found: crate::data::parts(&d.item_parts()),
+                model: m.name.clone(),
+                want: m.input_parts().map_or("token-id row".into(), |p| crate::data::parts(&p)),
+            });
+        }
+        if let (Some(c), true) = (&suite.calibration, suite.calibration_items(mi) > 0) {
+            if c.items >= d.len() {
+                return Err(DataError::CalibrationSplit {
+                    at: c.items_at.clone(),
+                    items: c.items,
+                    dataset: d.name.clone(),
+                    len: d.len(),
+                });
+            }
+        }
+        // A model file's class count is known once it has run (checked per case then).
+        if let Some(zoo) = m.zoo() {
+            check_labels(d, m, zoo.num_classes())?;
+        }
+    }
+    Ok(datasets)
+}
+
+/// Every label must be a class the model outputs.
+pub(super) fn check_labels(d: &Dataset, m: &ModelEntry, classes: usize) -> Result<(), DataError> {
+    match d.labels().iter().find(|&&l| l as usize >= classes) {
+        Some(&label) => Err(DataError::LabelRange {
+            dataset: d.name.clone(),
+            path: d.labels_path.clone().unwrap_or_default(),
+            label,
+            model: m.name.clone(),
+            classes,
+        }),
+        None => Ok(()),
+    }
+}

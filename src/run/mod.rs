@@ -1,0 +1,186 @@
+//! Running a suite: a pipeline. Datasets are loaded and checked first; then, model by model,
+//! the reference is loaded once (`model.rs`: its f32 outputs, its variants, calibration), and
+//! every case is asked of its backend (the expectation), prepared (what the engine made of each
+//! layer: the observation), measured by its workload (`classify.rs`, `lm.rs`), and its record
+//! appended to the run folder (`folder.rs`) before the next case starts. A failing case is
+//! recorded as failed and the suite goes on. Progress is reported as typed events
+//! (`progress.rs`).
+
+mod case;
+mod classify;
+mod datasets;
+mod folder;
+mod lm;
+mod model;
+mod progress;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use datasets::load_datasets;
+pub use model::calibrate;
+pub use progress::Event;
+
+use crate::backend::{configure_threads, BackendError};
+use crate::data::DataError;
+use crate::model::ModelError;
+use crate::quant::VariantError;
+use crate::record::{CaseStatus, Environment, Record, RecordError};
+use crate::suite::{expand, Suite};
+
+/// Where the run goes, and which of its cases.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the suite's output folder.
+    pub out_dir: Option<PathBuf>,
+    /// Runs only this shard of the cases (`--shard k/n`).
+    pub shard: Option<crate::suite::Shard>,
+    /// Test only: every backend's expectation is `native`, so nothing is skipped or refused
+    /// early. The records' realizations must not change: they are observed, not expected.
+    #[doc(hidden)]
+    pub assume_native: bool,
+}
+
+/// What a finished run left behind.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub records: Vec<Record>,
+}
+
+impl RunSummary {
+    pub fn failed(&self) -> usize {
+        self.records.iter().filter(|r| r.status == CaseStatus::Failed).count()
+    }
+}
+
+/// Why a run could not start or go on (a case's failure is not one: it is recorded).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    #[error("cannot write {path}; check that the directory is writable, or choose another with --out <dir>")]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shard {shard} has no case: cases go to shards by (model, backend, batch) group, and this suite's {cases} case(s) have fewer groups than shards; use fewer shards")]
+    EmptyShard { shard: String, cases: usize },
+}
+
+/// Why a case failed: its root cause, whichever step it came from. Causes shared by several
+/// cases (a model that did not load, a variant or a calibration that failed) are kept once.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error(transparent)]
+    Model(Arc<ModelError>),
+    #[error("no engine of this build can run model \"{model}\" ({reasons})")]
+    NoEngine { model: String, reasons: String },
+    #[error("the f32 reference could not run on {backend}, so this model's outputs cannot be scored")]
+    Reference {
+        backend: &'static str,
+        #[source]
+        source: Arc<CaseError>,
+    },
+    #[error("calibration failed")]
+    Calibration(#[source] Arc<CaseError>),
+    #[error("the reference variant failed ({scheme})")]
+    LmReference {
+        scheme: String,
+        #[source]
+        source: Arc<CaseError>,
+    },
+    #[error(
+        "the suite has no weight scheme a language model can run (f32, f16, bf16, GGML types, weight-only int8/int4)"
+    )]
+    NoLmReference,
+    #[error(transparent)]
+    Shared(Arc<CaseError>),
+    #[error(transparent)]
+    Variant(#[from] VariantError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    TopK(#[from] crate::measure::lm::TopKError),
+    #[error("{backend} would run {scheme} {realization}, not native, and the suite sets require_native = true; drop the case or the requirement")]
+    NotNativeExpected { scheme: String, backend: &'static str, realization: String },
+    #[error("{backend} ran {scheme} {realization}, not native, and the suite sets require_native = true; the first layer that is not: {layer}")]
+    NotNativeObserved { scheme: String, backend: &'static str, realization: String, layer: String },
+    #[error("a case panicked inside the engine: {0}")]
+    Panic(String),
+}
+
+/// An error and its causes on one line (what a failed record's `error` holds).
+pub use crate::backend::chain as root_cause;
+
+/// Runs every case of `suite`; `progress` receives each step as it happens.
+pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)) -> Result<RunSummary, RunError> {
+    let cases = expand(suite);
+    let selected = options.shard.map_or_else(|| vec![true; cases.len()], |s| s.selects(&cases));
+    let total = selected.iter().filter(|s| **s).count();
+    if let (Some(shard), 0) = (options.shard, total) {
+        return Err(RunError::EmptyShard { shard: shard.name(), cases: cases.len() });
+    }
+    let datasets = load_datasets(suite)?;
+    configure_threads(suite.threads);
+    let uses_gpu = suite.backends.iter().any(|b| b.is_cuda());
+    let gpu = uses_gpu.then(|| crate::backend::gpu::probe(suite.cuda_device).ok().cloned()).flatten();
+    let env = Environment::capture(suite.threads, gpu);
+    let out_root = options.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
+    let mut folder = folder::RunFolder::create(&out_root.join(&suite.name), &env, &suite.file)?;
+    progress(&Event::Started { run_id: &folder.run_id, dir: &folder.dir });
+    if suite.threads > env.logical_cores {
+        progress(&Event::Warning(format!(
+            "measure.threads = {} exceeds the {} logical cores here; threads will contend and timings overstate latency",
+            suite.threads, env.logical_cores
+        )));
+    }
+    if env.debug_build {
+        progress(&Event::Warning("this is a debug build; timings are 10-100× slower than release and are not representative. Use cargo run --release.".into()));
+    }
+    if let Some(shard) = options.shard {
+        progress(&Event::Shard { name: shard.name(), selected: total, cases: cases.len() });
+    }
+    let mut records = Vec::with_capacity(total);
+    let mut done = 0;
+    for (model_idx, entry) in suite.models.iter().enumerate() {
+        // Cases of this model, with their index in the whole suite (the records' case_index,
+        // the same in every shard).
+        let model_cases: Vec<(usize, &crate::suite::Case)> =
+            cases.iter().enumerate().filter(|(i, c)| c.model == model_idx && selected[*i]).collect();
+        if model_cases.is_empty() {
+            continue;
+        }
+        let mut state =
+            model::ModelState::load(suite, model_idx, &datasets[entry.dataset], &folder.artifacts, progress);
+        for (index, case) in model_cases {
+            done += 1;
+            let mut record = case::new_record(suite, &env, &folder.run_id, index, case, state.data(), options);
+            state.run_case(case, &mut record, options);
+            folder.append(&record)?;
+            progress(&Event::Case { done, total, record: &record });
+            records.push(record);
+        }
+    }
+    Ok(RunSummary { run_dir: folder.dir, records })
+}
+
+/// Runs `f`, turning a panic inside an engine into an error so one case cannot abort the suite.
+fn guarded<T>(f: impl FnOnce() -> Result<T, CaseError>) -> Result<T, CaseError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(CaseError::Panic(msg))
+        }
+    }
+}

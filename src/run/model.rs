@@ -1,0 +1,343 @@
+//! Per-model state of a run: the reference model, read once; its f32 outputs on the evaluation
+//! split, computed once on its reference engine; its variants, one per scheme; its calibration;
+//! and, for a language model, its reference scores. Every case of the model reads from here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::lm::LmState;
+use super::{guarded, root_cause, CaseError, Event, RunOptions};
+use crate::backend::{reference_backend, BackendId, Capture, ModelQuery, Realization};
+use crate::data::Dataset;
+use crate::measure::{calibration, eval};
+use crate::model::{Content, LoadedModel};
+use crate::quant::{self, Calibration, Plan, SchemeId, Variant};
+use crate::record::{CaseStatus, Record};
+use crate::suite::{Case, ModelEntry, Suite};
+
+/// Items per batch of the reference pass over a classifier's dataset.
+const REFERENCE_BATCH: usize = 500;
+/// Items per batch of a transformer's reference pass: bounds the attention's memory.
+const TRANSFORMER_BATCH: usize = 32;
+
+/// The f32 reference's outputs on the evaluation split.
+pub(super) struct ReferenceOutputs {
+    /// `len × per_item` values.
+    pub values: Vec<f32>,
+    /// Output values per item (classes, for a classifier).
+    pub per_item: usize,
+}
+
+pub(super) struct ModelState<'s> {
+    suite: &'s Suite,
+    index: usize,
+    entry: &'s ModelEntry,
+    artifacts: PathBuf,
+    /// The evaluation split (after the calibration items).
+    data: Dataset,
+    calibration_data: Dataset,
+    calibration_items: usize,
+    loaded: Result<LoadedModel, Arc<CaseError>>,
+    /// The weighted layers: from the loaded file, or the architecture when it did not load.
+    layers: Vec<(String, usize)>,
+    /// The engine that computes the reference, or why none can run the model: then every
+    /// case fails with that reason (the model is broken for this build, not the case).
+    reference_backend: Result<BackendId, Arc<CaseError>>,
+    reference: Option<Result<ReferenceOutputs, Arc<CaseError>>>,
+    variants: HashMap<SchemeId, Result<Variant, Arc<CaseError>>>,
+    calibration: Option<Result<Calibration, Arc<CaseError>>>,
+    lm: LmState,
+}
+
+impl<'s> ModelState<'s> {
+    /// Reads model `index` of the suite and computes what every case shares.
+    pub fn load(
+        suite: &'s Suite,
+        index: usize,
+        full: &Dataset,
+        artifacts: &Path,
+        progress: &mut dyn FnMut(&Event),
+    ) -> ModelState<'s> {
+        let entry = &suite.models[index];
+        // With a calibration split, every case evaluates on the items after it.
+        let calibration_items = suite.calibration_items(index);
+        let (calibration_data, data) = if calibration_items > 0 {
+            (full.slice(0..calibration_items), full.slice(calibration_items..full.len()))
+        } else {
+            (full.slice(0..0), full.clone())
+        };
+        let loaded = guarded(|| {
+            LoadedModel::load(&entry.name, &entry.kind, artifacts).map_err(|e| CaseError::Model(Arc::new(e)))
+        })
+        .map_err(Arc::new);
+        let layers = match &loaded {
+            Ok(m) => m.layers.clone(),
+            Err(_) => entry.known_layers().unwrap_or_default(),
+        };
+        let f32_plan = Plan::uniform(layers.as_slice(), SchemeId::F32);
+        let reference_backend = match &loaded {
+            Ok(m) => reference_backend(ModelQuery::loaded(m), &f32_plan, reference_batch(m)).map_err(|reasons| {
+                Arc::new(CaseError::NoEngine { model: entry.name.clone(), reasons: reasons.to_string() })
+            }),
+            Err(e) => Err(e.clone()),
+        };
+        let reference = match (&loaded, &reference_backend) {
+            (Ok(m), Ok(backend)) if !m.kind.is_language_model() => {
+                let outputs = guarded(|| reference_outputs(m, *backend, suite.cuda_device, &data))
+                    .map_err(|e| Arc::new(CaseError::Reference { backend: backend.name(), source: Arc::new(e) }));
+                if let Err(e) = &outputs {
+                    progress(&Event::Note(format!(
+                        "{}: reference outputs failed: {}; agreement columns stay empty",
+                        entry.name,
+                        root_cause(e.as_ref())
+                    )));
+                }
+                Some(outputs)
+            }
+            _ => None,
+        };
+        // Overrides are checked against a model file's layers once it is read.
+        if entry.known_layers().is_none() && !layers.is_empty() {
+            for (k, o) in suite.overrides.iter().enumerate() {
+                let for_model = o.models.as_ref().is_none_or(|m| m.contains(&index));
+                if for_model && !o.matches_any(&layers) {
+                    let names: Vec<&str> = layers.iter().map(|(n, _)| n.as_str()).collect();
+                    progress(&Event::Warning(format!(
+                        "[[overrides]] entry {} matches no layer of model \"{}\"; its layers are: {}",
+                        k + 1,
+                        entry.name,
+                        names.join(", ")
+                    )));
+                }
+            }
+        }
+        ModelState {
+            suite,
+            index,
+            entry,
+            artifacts: artifacts.to_path_buf(),
+            data,
+            calibration_data,
+            calibration_items,
+            loaded,
+            layers,
+            reference_backend,
+            reference,
+            variants: HashMap::new(),
+            calibration: None,
+            lm: LmState::default(),
+        }
+    }
+
+    /// The evaluation split every case of the model runs on.
+    pub fn data(&self) -> &Dataset {
+        &self.data
+    }
+
+    /// Runs one case into `record`: skipped when its backend cannot run it (the backend's
+    /// answer), failed with the root cause, or measured.
+    pub fn run_case(&mut self, case: &Case, record: &mut Record, options: &RunOptions) {
+        let plan = self.suite.plan(case.model, case.scheme, &self.layers);
+        record.layer_overrides = plan.describe_overrides();
+        record.calibration_items = self.calibration_items;
+        if let (Ok(m), Ok(backend)) = (&self.loaded, &self.reference_backend) {
+            record.parameters = m.parameters;
+            record.reference_backend = backend.name().to_string();
+        }
+        // A model no engine can run fails every case, whatever the backend.
+        if let (Ok(_), Err(e)) = (&self.loaded, &self.reference_backend) {
+            return fail(record, CaseError::Shared(e.clone()));
+        }
+        let backend = case.backend.create(self.suite.cuda_device);
+        let query = match &self.loaded {
+            Ok(m) => ModelQuery::loaded(m),
+            Err(_) => ModelQuery::declared(&self.entry.kind),
+        };
+        let expected =
+            if options.assume_native { Realization::Native } else { backend.capability(query, &plan, case.batch) };
+        record.expected_realization = expected.name().to_string();
+        if let Realization::Unsupported(why) = expected {
+            record.status = CaseStatus::Skipped;
+            record.realization = Realization::Unsupported(String::new()).name().to_string();
+            record.error = Some(why);
+            return;
+        }
+        if let Err(e) = self.measure(case, &plan, &expected, record) {
+            fail(record, e);
+        }
+    }
+
+    fn measure(
+        &mut self,
+        case: &Case,
+        plan: &Plan,
+        expected: &Realization,
+        record: &mut Record,
+    ) -> Result<(), CaseError> {
+        let model = self.loaded.as_ref().map_err(|e| CaseError::Shared(e.clone()))?;
+        record.model_sha256 = Some(model.sha256.clone());
+        if self.suite.require_native && *expected != Realization::Native {
+            return Err(CaseError::NotNativeExpected {
+                scheme: case.scheme.name(),
+                backend: case.backend.name(),
+                realization: expected.name().to_string(),
+            });
+        }
+        if model.kind.is_language_model() {
+            let reference = self.lm.reference(
+                self.suite,
+                self.index,
+                model,
+                &self.layers,
+                &self.data,
+                &self.artifacts,
+                &mut self.variants,
+            )?;
+            let variant = variant(
+                &mut self.variants,
+                &mut self.calibration,
+                model,
+                plan,
+                &self.artifacts,
+                &self.calibration_data,
+                self.suite,
+            )?;
+            return super::lm::measure(self.suite, case, &variant, &self.data, &reference, &mut self.lm, record);
+        }
+        let variant = variant(
+            &mut self.variants,
+            &mut self.calibration,
+            model,
+            plan,
+            &self.artifacts,
+            &self.calibration_data,
+            self.suite,
+        )?;
+        // Without reference outputs a zoo model still has its known classes; a model file's
+        // output size is learned from its reference run.
+        let reference = match &self.reference {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) if variant.zoo().is_none() => return Err(CaseError::Shared(e.clone())),
+            _ => None,
+        };
+        let classes = match (variant.zoo(), reference) {
+            (Some(zoo), _) => zoo.num_classes(),
+            (None, Some(r)) => r.per_item,
+            (None, None) => {
+                return Err(CaseError::NoEngine {
+                    model: self.entry.name.clone(),
+                    reasons: "no reference outputs".into(),
+                })
+            }
+        };
+        // A model file's labels are checked against the classes it outputs.
+        if variant.zoo().is_none() {
+            super::datasets::check_labels(&self.data, self.entry, classes)?;
+        }
+        let values = reference.map(|r| r.values.as_slice());
+        guarded(|| super::classify::measure(self.suite, case, &variant, &self.data, classes, values, record))
+    }
+}
+
+/// Marks the case failed with its root cause. A case that failed before the engine said what it
+/// made of the variant has no observed realization.
+fn fail(record: &mut Record, e: CaseError) {
+    record.status = CaseStatus::Failed;
+    record.error = Some(root_cause(&e));
+    if record.layer_evidence.is_empty() {
+        record.realization = Realization::NotObserved.name().to_string();
+    }
+}
+
+/// The variant of `plan` (built once per scheme), calibrating first if it needs it.
+#[allow(clippy::too_many_arguments)]
+fn variant(
+    variants: &mut HashMap<SchemeId, Result<Variant, Arc<CaseError>>>,
+    calibration: &mut Option<Result<Calibration, Arc<CaseError>>>,
+    model: &LoadedModel,
+    plan: &Plan,
+    artifacts: &Path,
+    calibration_data: &Dataset,
+    suite: &Suite,
+) -> Result<Variant, CaseError> {
+    if plan.needs_calibration() && calibration.is_none() {
+        let percentile = suite.calibration.as_ref().map_or(0.0, |c| c.percentile);
+        *calibration = Some(
+            guarded(|| calibrate(model, calibration_data, percentile, suite.cuda_device))
+                .map_err(|e| Arc::new(CaseError::Calibration(Arc::new(e)))),
+        );
+    }
+    let built = variants.entry(plan.scheme).or_insert_with(|| {
+        let cal = match calibration {
+            Some(Err(e)) if plan.needs_calibration() => return Err(e.clone()),
+            Some(Ok(c)) => Some(&*c),
+            _ => None,
+        };
+        guarded(|| Ok(quant::apply_model(model, plan, artifacts, cal)?)).map_err(Arc::new)
+    });
+    built.clone().map_err(CaseError::Shared)
+}
+
+/// The batch size of a model's reference pass: the model's own when its file fixes one.
+fn reference_batch(model: &LoadedModel) -> usize {
+    match &model.content {
+        Content::Onnx { model, .. } => model.inputs[0].fixed_batch.unwrap_or(REFERENCE_BATCH),
+        Content::Zoo(_) => REFERENCE_BATCH,
+        Content::Bert(_) | Content::GgufLm(_) => TRANSFORMER_BATCH,
+    }
+}
+
+/// The f32 reference's outputs on the whole dataset, computed once per model on its reference
+/// engine.
+fn reference_outputs(
+    model: &LoadedModel,
+    backend: BackendId,
+    cuda_device: usize,
+    data: &Dataset,
+) -> Result<ReferenceOutputs, CaseError> {
+    let variant = quant::f32_variant(model);
+    let batch = reference_batch(model);
+    let mut prepared = backend.create(cuda_device).prepare(&variant, batch)?;
+    let session = prepared.session.as_mut();
+    let per_item = match variant.zoo() {
+        Some(zoo) => zoo.num_classes(),
+        None => {
+            // A model file's output size is what it outputs for one batch.
+            session.set_input(&data.batch_f32(0, batch.min(data.len()), batch))?;
+            session.run()?;
+            let n = session.output()?.len();
+            if n == 0 || n % batch != 0 {
+                return Err(crate::backend::BackendError::engine(
+                    backend,
+                    "reading the output",
+                    format!("{n} output values for a batch of {batch}; the output's first axis must be the batch"),
+                )
+                .into());
+            }
+            n / batch
+        }
+    };
+    let values = eval::run_dataset(session, backend, data, batch, per_item)?;
+    Ok(ReferenceOutputs { values, per_item })
+}
+
+/// The fp32 input of every weighted layer of `model` over `data` (the calibration split), as
+/// its reference engine captures it: what static schemes calibrate on.
+pub fn calibrate(
+    model: &LoadedModel,
+    data: &Dataset,
+    percentile: f64,
+    cuda_device: usize,
+) -> Result<Calibration, CaseError> {
+    let variant = quant::f32_variant(model);
+    let batch = match &model.content {
+        Content::Onnx { model, .. } => model.inputs[0].fixed_batch,
+        _ => None,
+    }
+    .unwrap_or(calibration::CALIBRATION_BATCH.min(data.len()).max(1));
+    let backend = reference_backend(ModelQuery::loaded(model), &variant.plan, batch)
+        .map_err(|reasons| CaseError::NoEngine { model: model.name.clone(), reasons: reasons.to_string() })?;
+    let mut session = backend.create(cuda_device).layer_session(&variant, batch, Capture::Inputs)?;
+    Ok(calibration::collect(session.as_mut(), backend, batch, data, percentile)?)
+}
