@@ -1,5 +1,5 @@
-//! Build-time provenance: git commit and dirtiness, rustc version, and the exact
-//! candle and tract versions from Cargo.lock, baked into the binary so that every
+//! Build-time provenance: git commit and dirtiness, rustc version, and the exact crate
+//! versions from Cargo.lock (the engines' among them), baked into the binary so that every
 //! record says what code produced it.
 
 use std::process::Command;
@@ -28,6 +28,17 @@ fn main() {
     println!("cargo:rustc-env=QBENCH_RUSTC_VERSION={rustc_version}");
     println!("cargo:rustc-env=QBENCH_CANDLE_VERSION={}", locked_version(&lock, "candle-core"));
     println!("cargo:rustc-env=QBENCH_TRACT_VERSION={}", locked_version(&lock, "tract-onnx"));
+    // Every locked crate's version (`name=version;…`): a backend names its engine's crate and
+    // its records carry that version, whatever the engine.
+    let locked: Vec<String> = lock
+        .split("[[package]]")
+        .filter_map(|p| {
+            let field =
+                |key: &str| p.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(" = \"")?.strip_suffix('"'));
+            Some(format!("{}={}", field("name")?, field("version")?))
+        })
+        .collect();
+    println!("cargo:rustc-env=QBENCH_LOCKED_VERSIONS={}", locked.join(";"));
     let features: Vec<String> = std::env::vars()
         .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(|f| f.to_lowercase().replace('_', "-")))
         .collect();

@@ -22,7 +22,7 @@ TIMING = {
 # Where and from what build the run happened.
 PROVENANCE = {
     "run_id", "suite_file", "artifact", "git_commit", "git_dirty", "qbench_version", "cargo_features",
-    "debug_build", "rustc_version",
+    "debug_build", "rustc_version", "engine_version",
 }
 # What the engine reports it ran: reported apart.
 REALIZATION = {"realization", "expected_realization", "evidence", "layer_evidence"}

@@ -161,14 +161,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             for path in &suites {
                 match Suite::load(path).map_err(anyhow::Error::from).and_then(|s| {
                     run::load_datasets(&s)?;
-                    Ok(s)
+                    let models = load_models(&s)?;
+                    Ok((s, models))
                 }) {
-                    Ok(s) => {
+                    Ok((s, models)) => {
                         let cases = qbench::suite::expand(&s);
-                        let skipped = skipped_cases(&s, &cases);
                         println!("ok: {} ({} cases)", path.display(), cases.len());
-                        for (why, n) in skipped {
-                            println!("  {n} will be skipped: {why}");
+                        for (what, n) in expectations(&s, &models, &cases) {
+                            println!("  {n} {what}");
                         }
                     }
                     Err(e) => {
@@ -235,6 +235,7 @@ fn list(what: Option<ListWhat>) -> String {
                 .chain([
                     ("path = \"x.onnx\"".to_string(), "a user's ONNX file with its [[models.inputs]]: runs on tract; schemes rewrite its MatMul/Gemm/Conv layers".to_string()),
                     ("path = \"x.safetensors\"".to_string(), "a BERT checkpoint with config.json: runs on candle-transformers; schemes apply to its encoder's linear layers".to_string()),
+                    ("path = \"x.gguf\"".to_string(), "a GGUF language model (llama, qwen2): runs on candle-transformers' quantized models; schemes requantize its 2-D weights; scored by perplexity on a text dataset".to_string()),
                 ])
                 .collect(),
         );
@@ -273,29 +274,57 @@ fn list(what: Option<ListWhat>) -> String {
 fn expectation(backend: BackendId, scheme: SchemeId) -> &'static str {
     let kind = qbench::model::ModelKind::Zoo { zoo: ZooModelId::Mlp, weights: std::path::PathBuf::new() };
     let plan = qbench::quant::Plan::uniform(ZooModelId::Mlp, scheme);
+    if backend.built().is_err() {
+        return "not in this build";
+    }
     match backend.create(0).capability(qbench::backend::ModelQuery::declared(&kind), &plan, 1) {
-        qbench::backend::Realization::Unsupported(_) if backend.is_cuda() && backend.built().is_ok() => "(needs a GPU)",
+        qbench::backend::Realization::Unsupported(_) if backend.is_cuda() => "(needs a GPU)",
         r => r.name(),
     }
 }
 
-/// The reasons the suite's cases would be skipped, with how many each, as the backends answer
-/// before anything runs (a model file's own contents are not read here).
-fn skipped_cases(suite: &Suite, cases: &[qbench::suite::Case]) -> Vec<(String, usize)> {
+/// Every model file the suite names, read and checked as a run reads it (an ONNX file's
+/// normalized copy goes to a scratch folder): a file that cannot be used is an error here.
+fn load_models(suite: &Suite) -> anyhow::Result<Vec<qbench::model::LoadedModel>> {
+    let scratch = std::env::temp_dir().join(format!("qbench-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+    let models = suite
+        .models
+        .iter()
+        .map(|m| qbench::model::LoadedModel::load(&m.name, &m.kind, &scratch))
+        .collect::<Result<Vec<_>, _>>();
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(models?)
+}
+
+/// What the run will do with the cases that do not simply run, as the backends answer before
+/// anything runs: the reasons cases will be skipped, and the cases `require_native` will refuse,
+/// with how many each.
+fn expectations(
+    suite: &Suite,
+    models: &[qbench::model::LoadedModel],
+    cases: &[qbench::suite::Case],
+) -> Vec<(String, usize)> {
+    use qbench::backend::{ModelQuery, Realization};
     let mut out: Vec<(String, usize)> = Vec::new();
     for case in cases {
-        let entry = &suite.models[case.model];
-        let layers = entry.known_layers().unwrap_or_default();
-        let plan = suite.plan(case.model, case.scheme, &layers);
-        let query = qbench::backend::ModelQuery::declared(&entry.kind);
-        if let qbench::backend::Realization::Unsupported(why) =
-            case.backend.create(suite.cuda_device).capability(query, &plan, case.batch)
+        let model = &models[case.model];
+        let plan = suite.plan(case.model, case.scheme, &model.layers);
+        let what = match case.backend.create(suite.cuda_device).capability(ModelQuery::loaded(model), &plan, case.batch)
         {
-            let why = format!("{}: {why}", case.backend.name());
-            match out.iter_mut().find(|(w, _)| *w == why) {
-                Some((_, n)) => *n += 1,
-                None => out.push((why, 1)),
-            }
+            Realization::Unsupported(why) => format!("will be skipped: {}: {why}", case.backend.name()),
+            Realization::Native => continue,
+            other if suite.require_native => format!(
+                "will fail (require_native): {} expects {} to run {}",
+                case.backend.name(),
+                case.scheme.name(),
+                other.name()
+            ),
+            _ => continue,
+        };
+        match out.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, n)) => *n += 1,
+            None => out.push((what, 1)),
         }
     }
     out

@@ -77,8 +77,7 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> Result<Merg
                 what: format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch),
                 a: w[0].1.clone(),
                 b: w[1].1.clone(),
-            }
-            );
+            });
         }
     }
     let mut warnings = Vec::new();

@@ -232,6 +232,9 @@ pub struct Record {
     pub git_dirty: String,
     pub candle_version: String,
     pub tract_version: String,
+    /// The engine this case ran on, and its version (`tract-onnx 0.23.9`).
+    #[serde(default)]
+    pub engine_version: String,
     pub rustc_version: String,
     pub cargo_features: String,
     pub debug_build: bool,
@@ -362,6 +365,10 @@ pub struct Environment {
     /// The GPU the CUDA backends ran on, when the suite has one and it could be used.
     #[serde(default)]
     pub gpu: Option<GpuInfo>,
+    /// Environment variables the engines read (`CANDLE_*`, `TRACT_*`, `RAYON_*`, `CUDA_*`), as
+    /// `NAME=value`: `CANDLE_DEQUANTIZE_ALL=1` changes what candle runs.
+    #[serde(default)]
+    pub engine_env: Vec<String>,
 }
 
 /// ISA flags worth recording (x86 names from /proc/cpuinfo, Arm names from its Features line).
@@ -438,8 +445,19 @@ impl Environment {
                 .map(|s| s.trim().to_string()),
             threads,
             gpu,
+            engine_env: engine_env(),
         }
     }
+}
+
+/// The environment variables that change what the engines do, sorted.
+fn engine_env() -> Vec<String> {
+    let mut vars: Vec<String> = std::env::vars()
+        .filter(|(k, _)| ["CANDLE_", "TRACT_", "RAYON_", "CUDA_"].iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    vars.sort();
+    vars
 }
 
 /// A records file could not be written or read.

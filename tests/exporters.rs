@@ -89,6 +89,7 @@ fn case(
         git_dirty: "false".into(),
         candle_version: "0.11.1".into(),
         tract_version: "0.23.9".into(),
+        engine_version: if backend == "tract-cpu" { "tract-onnx 0.23.9".into() } else { "candle-core 0.11.1".into() },
         rustc_version: "rustc 1.95.0".into(),
         cpu_model: "Test CPU".into(),
         cpu_flags: vec!["avx2".into(), "fma".into()],

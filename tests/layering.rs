@@ -156,6 +156,17 @@ fn group_heads(s: &[u8], open: usize) -> Vec<(String, usize)> {
     heads
 }
 
+/// What a path names after its root (`crate::` or enough `super::`s), at byte `j`: one segment,
+/// or the first segment of each path of a `{…}` group.
+fn heads(s: &[u8], j: usize) -> Vec<(String, usize)> {
+    let next = s[j..].iter().position(|c| !c.is_ascii_whitespace()).map_or(j, |p| j + p);
+    if s.get(next) == Some(&b'{') {
+        group_heads(s, next)
+    } else {
+        vec![ident_at(s, j)]
+    }
+}
+
 /// Every top-level module a file's `crate::`/`super::` paths name. `module` is the file's own
 /// module path (`["backend", "candle"]` for `src/backend/candle/mod.rs`).
 fn uses(src: &str, module: &[String]) -> Vec<Use> {
@@ -196,13 +207,7 @@ fn uses(src: &str, module: &[String]) -> Vec<Use> {
         }
         if rest.starts_with(b"crate::") && is_word_start(i) {
             let j = i + "crate::".len();
-            let next = s[j..].iter().position(|c| !c.is_ascii_whitespace()).map_or(j, |p| j + p);
-            if s.get(next) == Some(&b'{') {
-                for (id, at) in group_heads(s, next) {
-                    push(id, at, &mut out);
-                }
-            } else {
-                let (id, at) = ident_at(s, j);
+            for (id, at) in heads(s, j) {
                 push(id, at, &mut out);
             }
             i = j;
@@ -219,13 +224,7 @@ fn uses(src: &str, module: &[String]) -> Vec<Use> {
                 module.iter().map(String::as_str).chain(inline.iter().map(|(n, _)| n.as_str())).collect();
             if ups >= here.len() {
                 // Up to the crate root: what follows is a top-level module (or a group of them).
-                let next = s[j..].iter().position(|c| !c.is_ascii_whitespace()).map_or(j, |p| j + p);
-                if s.get(next) == Some(&b'{') {
-                    for (id, at) in group_heads(s, next) {
-                        push(id, at, &mut out);
-                    }
-                } else {
-                    let (id, at) = ident_at(s, j);
+                for (id, at) in heads(s, j) {
                     push(id, at, &mut out);
                 }
             }

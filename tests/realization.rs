@@ -107,6 +107,18 @@ fn candle_dequantize_all_is_observed_as_emulated_and_require_native_names_the_la
     }
     // The f32 layers are kept float either way.
     assert_eq!(case(&dequantized, "f32", "candle-cpu").realization, "native");
+    // The report says which rows ran otherwise than expected, and names the layer.
+    let run = std::fs::read_dir(dir.path().join("b/t")).unwrap().next().unwrap().unwrap().path();
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for scheme in ["q4_0", "q4k"] {
+        let line = format!("- mlp / {scheme} / candle-cpu / batch 1: expected native, observed emulated; fc1: {scheme} stored {scheme}, computed in f32");
+        assert!(report.contains(&line), "{line}\n{report}");
+    }
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("Realized otherwise than expected"), "report.html lists the mismatches too");
+    // environment.json records the switch that changed what candle ran.
+    let env = std::fs::read_to_string(run.join("environment.json")).unwrap();
+    assert!(env.contains("CANDLE_DEQUANTIZE_ALL=1"), "{env}");
 
     // require_native: the cases observed non-native fail, naming the layer; no other does.
     let strict = suite(dir.path(), "strict.toml", schemes, r#"["candle-cpu"]"#, true, &zoo_mlp());
@@ -123,6 +135,39 @@ fn candle_dequantize_all_is_observed_as_emulated_and_require_native_names_the_la
             assert_eq!(r.realization, "emulated");
         }
     }
+}
+
+/// `qbench validate` says, before anything runs, which cases will be skipped and which
+/// `require_native` will refuse, as the backends answer; and refuses a model file that cannot be
+/// read, as a run would fail its cases.
+#[test]
+fn validate_reports_what_the_backends_expect_and_reads_the_model_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let strict = suite(
+        dir.path(),
+        "strict.toml",
+        r#"["f32", "q4_0", "bf16"]"#,
+        r#"["candle-cpu", "tract-cpu"]"#,
+        true,
+        &zoo_mlp(),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_qbench")).args(["validate", strict.to_str().unwrap()]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("1 will be skipped: tract-cpu: tract 0.23 has no bfloat16 datum type"), "{out}");
+    assert!(out.contains("1 will fail (require_native): tract-cpu expects q4_0 to run emulated"), "{out}");
+    assert!(out.contains("1 will fail (require_native): candle-cpu expects bf16 to run emulated"), "{out}");
+    assert!(!out.contains("candle-cpu expects q4_0"), "candle runs q4_0 natively: {out}");
+    // A truncated model file: validate fails, naming it.
+    let bytes = std::fs::read(common::weights("mlp")).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let models = format!("\n[[models]]\nname = \"cut\"\nzoo = \"mlp\"\nweights = {cut:?}\n");
+    let broken = suite(dir.path(), "broken.toml", r#"["f32"]"#, r#"["candle-cpu"]"#, false, &models);
+    let o = Command::new(env!("CARGO_BIN_EXE_qbench")).args(["validate", broken.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cut.safetensors") && err.contains("not a valid safetensors file"), "{err}");
 }
 
 /// The test-only switch that makes every backend expect `native` changes what runs (nothing

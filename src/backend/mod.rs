@@ -45,6 +45,8 @@ pub struct Registration {
     pub create: fn(cuda_device: usize) -> Result<Box<dyn Backend>, &'static str>,
     /// Applies the suite's thread count to the engine, once per process, before it works.
     pub set_threads: fn(threads: usize),
+    /// The engine's crate, whose locked version every record of the backend carries.
+    pub engine_crate: &'static str,
 }
 
 /// A registered backend, by name.
@@ -88,6 +90,16 @@ impl BackendId {
             DeviceKind::Cpu => "cpu".into(),
             DeviceKind::Cuda => format!("cuda:{cuda_device}"),
         }
+    }
+
+    /// The version of the engine's crate this qbench was built with (from Cargo.lock).
+    pub fn engine_version(self) -> String {
+        let krate = self.registration().engine_crate;
+        let version = env!("QBENCH_LOCKED_VERSIONS")
+            .split(';')
+            .find_map(|entry| entry.strip_prefix(krate)?.strip_prefix('='))
+            .unwrap_or("unknown");
+        format!("{krate} {version}")
     }
 
     /// Whether this build has the backend: `Err` says how to build one that has.
@@ -243,8 +255,20 @@ pub enum BackendError {
 impl BackendError {
     pub fn engine(backend: BackendId, stage: &'static str, e: impl std::fmt::Display) -> Self {
         // `{:#}` on anyhow-style errors (tract) prints the whole cause chain on one line.
-        BackendError::Engine { backend: backend.name(), stage, message: format!("{e:#}").replace('\n', " ") }
+        BackendError::Engine { backend: backend.name(), stage, message: one_line(&format!("{e:#}")) }
     }
+}
+
+/// An engine's message on one line, without the stack backtrace candle appends to its errors
+/// when `RUST_BACKTRACE` is set (a record's reason, not a debugging dump).
+fn one_line(message: &str) -> String {
+    let frame = |line: &str| {
+        let t = line.trim_start();
+        t.starts_with("stack backtrace")
+            || t.split_once(':').is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let kept: Vec<&str> = message.lines().take_while(|l| !frame(l)).map(str::trim).filter(|l| !l.is_empty()).collect();
+    kept.join(" ")
 }
 
 /// An error and its causes on one line: `outer: cause: cause`, each said once.
@@ -331,6 +355,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn engine_messages_are_one_line_without_a_backtrace() {
+        let with_trace =
+            "cannot find tensor x\n   0: candle_core::error::Error::bt\n             at src/error.rs:1\n   1: main";
+        assert_eq!(one_line(with_trace), "cannot find tensor x");
+        assert_eq!(one_line("a: b\n c"), "a: b c");
+        // A number followed by a colon inside the message is not a frame.
+        assert_eq!(one_line("shape [2, 3]: expected 4: got 6"), "shape [2, 3]: expected 4: got 6");
+    }
+
+    #[test]
     fn the_registry_names_each_backend_once_and_ids_round_trip() {
         let names = BackendId::names();
         let mut unique = names.clone();
@@ -340,6 +374,13 @@ mod tests {
         for id in BackendId::all() {
             assert_eq!(BackendId::from_name(id.name()), Some(id));
             assert_eq!(id.create(0).id(), id);
+            // The engine's version, from Cargo.lock, independently of build.rs's parsing.
+            let lock = include_str!("../../Cargo.lock");
+            let krate = id.registration().engine_crate;
+            let needle = format!("name = \"{krate}\"\nversion = \"");
+            let at = lock.find(&needle).expect("the engine's crate is locked") + needle.len();
+            let version = lock[at..].split('"').next().unwrap();
+            assert_eq!(id.engine_version(), format!("{krate} {version}"));
         }
         assert_eq!(BackendId::from_name("onnxruntime-tpu"), None);
     }

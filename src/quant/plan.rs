@@ -60,6 +60,15 @@ impl Plan {
         self.overrides().map(|(l, s)| format!("{l}={}", s.name())).collect::<Vec<_>>().join(", ")
     }
 
+    /// The schemes the model's layers get; the suite's scheme alone when the model's layers are
+    /// not known (a file not read, or that could not be).
+    pub fn layer_schemes(&self) -> Vec<SchemeId> {
+        match self.layers.is_empty() {
+            true => vec![self.scheme],
+            false => self.layers.iter().map(|(_, s)| *s).collect(),
+        }
+    }
+
     /// Whether the artifact is GGUF: some layer has a GGML type.
     pub fn is_ggml(&self) -> bool {
         self.layers.iter().any(|(_, s)| s.is_ggml())

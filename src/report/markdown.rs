@@ -71,6 +71,13 @@ pub fn render(records: &[Record]) -> String {
             let _ = writeln!(out, "- {}", escape(&format!("{model} / {scheme}: {layers}")));
         }
     }
+    if !notes.realization_mismatches.is_empty() {
+        let _ = writeln!(out, "\nRealized otherwise than expected (the realization column is what the engine did):\n");
+        for (case, expected, observed, layer) in &notes.realization_mismatches {
+            let _ =
+                writeln!(out, "- {}", escape(&format!("{case}: expected {expected}, observed {observed}; {layer}")));
+        }
+    }
     if let (Some(method), Some(provenance)) = (&notes.method, &notes.provenance) {
         let _ = writeln!(out, "\n{method}\n{provenance}");
     }

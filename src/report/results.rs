@@ -42,6 +42,9 @@ pub struct Notes {
     pub machine: Option<String>,
     /// (model, scheme, overridden layers).
     pub overrides: Vec<(String, String, String)>,
+    /// Cases the engine realized otherwise than its backend expected: (case, expected,
+    /// observed, the first layer that is not native).
+    pub realization_mismatches: Vec<(String, String, String, String)>,
     /// What the accuracy and fidelity columns are measured on.
     pub method: Option<String>,
     /// qbench commit, engines, compiler, CPU, threads.
@@ -254,6 +257,16 @@ pub fn notes(records: &[Record]) -> Notes {
             notes.overrides.push(entry);
         }
     }
+    for r in ok.iter().filter(|r| !r.expected_realization.is_empty() && r.expected_realization != r.realization) {
+        let layer = crate::backend::realization::first_not_native(&r.layer_evidence)
+            .map_or_else(|| "no layer reported".to_string(), |l| l.describe());
+        notes.realization_mismatches.push((
+            format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch),
+            r.expected_realization.clone(),
+            r.realization.clone(),
+            layer,
+        ));
+    }
     if let Some(r) = records.first() {
         // One clause per (dataset, split, reference engine); the models are named only when
         // the suite has more than one such group (e.g. an ONNX file on tract, a BERT on candle).
@@ -285,15 +298,15 @@ pub fn notes(records: &[Record]) -> Notes {
             .collect();
         let engines: Vec<String> = groups
             .iter()
-            .map(
-                |((_, _, _, engine), models)| {
-                    if many {
-                        format!("{engine} for {}", models.join(", "))
-                    } else {
-                        engine.clone()
-                    }
-                },
-            )
+            .map(|((_, _, _, engine), models)| {
+                // No engine when the reference could not run (the model did not load).
+                let engine = if engine.is_empty() { "no engine (the reference did not run)" } else { engine };
+                if many {
+                    format!("{engine} for {}", models.join(", "))
+                } else {
+                    engine.to_string()
+                }
+            })
             .collect();
         let lm: Vec<&Record> = records.iter().filter(|m| m.perplexity.is_some()).collect();
         let mut lm_note = String::new();
@@ -324,7 +337,10 @@ pub fn notes(records: &[Record]) -> Notes {
             "{scored}; latency median ± the half-width of its 95% CI (order statistics). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.{lm_note}",
             engines.join("; "),
         ));
-        if only_lm {
+        if ok.is_empty() {
+            notes.method =
+                Some("Nothing was measured: every case was skipped or failed (the reasons are listed above).".into());
+        } else if only_lm {
             notes.method = Some(format!(
                 "Latency median ± the half-width of its 95% CI (order statistics). Cold start = prepare (load) + first run; peak memory is the resident memory each step added, from the OS.{lm_note}"
             ));

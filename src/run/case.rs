@@ -39,6 +39,7 @@ pub(super) fn new_record(
         scheme: case.scheme.name(),
         backend: case.backend.name().to_string(),
         device: case.backend.device_name(suite.cuda_device),
+        engine_version: case.backend.engine_version(),
         batch: case.batch,
         // Until the engine says what it made of the variant.
         realization: Realization::NotObserved.name().to_string(),

@@ -86,8 +86,13 @@ fn score_reference(
         .ok_or(CaseError::NoLmReference)?;
     let plan = suite.plan(model_index, scheme, layers);
     let f32_plan = Plan::uniform(layers, SchemeId::F32);
-    let backend = crate::backend::reference_backend(ModelQuery::loaded(model), &f32_plan, 1)
-        .map_err(|reasons| CaseError::NoEngine { model: model.name.clone(), reasons: reasons.to_string() })?;
+    let backend = crate::backend::reference_backend(ModelQuery::loaded(model), &f32_plan, 1).map_err(|reasons| {
+        CaseError::NoEngine {
+            model: model.name.clone(),
+            file: model.kind.file().to_path_buf(),
+            reasons: reasons.to_string(),
+        }
+    })?;
     let fail = |e: CaseError| CaseError::LmReference { scheme: scheme.name(), source: Arc::new(e) };
     let variant = variants
         .entry(scheme)

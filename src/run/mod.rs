@@ -77,8 +77,8 @@ pub enum RunError {
 pub enum CaseError {
     #[error(transparent)]
     Model(Arc<ModelError>),
-    #[error("no engine of this build can run model \"{model}\" ({reasons})")]
-    NoEngine { model: String, reasons: String },
+    #[error("no reference engine of this build can run model \"{model}\" ({file}), so none of its outputs can be scored: {reasons}")]
+    NoEngine { model: String, file: PathBuf, reasons: String },
     #[error("the f32 reference could not run on {backend}, so this model's outputs cannot be scored")]
     Reference {
         backend: &'static str,
@@ -166,6 +166,12 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             progress(&Event::Case { done, total, record: &record });
             records.push(record);
         }
+    }
+    if !records.is_empty() && records.iter().all(|r| r.status != CaseStatus::Ok) {
+        progress(&Event::Warning(format!(
+            "nothing was measured: all {} case(s) were skipped or failed (the reasons are above and in records.jsonl)",
+            records.len()
+        )));
     }
     Ok(RunSummary { run_dir: folder.dir, records })
 }

@@ -78,7 +78,11 @@ impl<'s> ModelState<'s> {
         let f32_plan = Plan::uniform(layers.as_slice(), SchemeId::F32);
         let reference_backend = match &loaded {
             Ok(m) => reference_backend(ModelQuery::loaded(m), &f32_plan, reference_batch(m)).map_err(|reasons| {
-                Arc::new(CaseError::NoEngine { model: entry.name.clone(), reasons: reasons.to_string() })
+                Arc::new(CaseError::NoEngine {
+                    model: entry.name.clone(),
+                    file: entry.file().to_path_buf(),
+                    reasons: reasons.to_string(),
+                })
             }),
             Err(e) => Err(e.clone()),
         };
@@ -145,10 +149,6 @@ impl<'s> ModelState<'s> {
             record.parameters = m.parameters;
             record.reference_backend = backend.name().to_string();
         }
-        // A model no engine can run fails every case, whatever the backend.
-        if let (Ok(_), Err(e)) = (&self.loaded, &self.reference_backend) {
-            return fail(record, CaseError::Shared(e.clone()));
-        }
         let backend = case.backend.create(self.suite.cuda_device);
         let query = match &self.loaded {
             Ok(m) => ModelQuery::loaded(m),
@@ -157,6 +157,10 @@ impl<'s> ModelState<'s> {
         let expected =
             if options.assume_native { Realization::Native } else { backend.capability(query, &plan, case.batch) };
         record.expected_realization = expected.name().to_string();
+        // A model no reference engine can run fails every case, whatever the backend.
+        if let (Ok(_), Err(e)) = (&self.loaded, &self.reference_backend) {
+            return fail(record, CaseError::Shared(e.clone()));
+        }
         if let Realization::Unsupported(why) = expected {
             record.status = CaseStatus::Skipped;
             record.realization = Realization::Unsupported(String::new()).name().to_string();
@@ -227,7 +231,8 @@ impl<'s> ModelState<'s> {
             (None, None) => {
                 return Err(CaseError::NoEngine {
                     model: self.entry.name.clone(),
-                    reasons: "no reference outputs".into(),
+                    file: self.entry.file().to_path_buf(),
+                    reasons: "its reference outputs were not computed".into(),
                 })
             }
         };
@@ -336,8 +341,12 @@ pub fn calibrate(
         _ => None,
     }
     .unwrap_or(calibration::CALIBRATION_BATCH.min(data.len()).max(1));
-    let backend = reference_backend(ModelQuery::loaded(model), &variant.plan, batch)
-        .map_err(|reasons| CaseError::NoEngine { model: model.name.clone(), reasons: reasons.to_string() })?;
+    let backend =
+        reference_backend(ModelQuery::loaded(model), &variant.plan, batch).map_err(|reasons| CaseError::NoEngine {
+            model: model.name.clone(),
+            file: model.kind.file().to_path_buf(),
+            reasons: reasons.to_string(),
+        })?;
     let mut session = backend.create(cuda_device).layer_session(&variant, batch, Capture::Inputs)?;
     Ok(calibration::collect(session.as_mut(), backend, batch, data, percentile)?)
 }

@@ -241,12 +241,8 @@ impl Session for BertSession {
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
-        let id = self.id;
-        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(id, "running", "no input was set"))?;
-        let out = embed(&self.model, input).map_err(|e| BackendError::engine(id, "running", e))?;
-        // A GPU's kernels run asynchronously: the run ends when the device is done.
-        self.device.synchronize().map_err(|e| BackendError::engine(id, "running", e))?;
-        self.output = Some(out);
+        let model = &self.model;
+        self.output = Some(super::run_synchronized(self.id, &self.device, self.input.as_ref(), |x| embed(model, x))?);
         Ok(())
     }
 

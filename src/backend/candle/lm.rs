@@ -462,12 +462,9 @@ impl Session for LmSession {
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
-        let id = self.id;
-        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(id, "running", "no input was set"))?;
-        let out = self.weights.forward(input, 0).map_err(|e| BackendError::engine(id, "running", e))?;
-        // A GPU's kernels run asynchronously: the run ends when the device is done.
-        self.device.synchronize().map_err(|e| BackendError::engine(id, "running", e))?;
-        self.output = Some(out);
+        let weights = &mut self.weights;
+        self.output =
+            Some(super::run_synchronized(self.id, &self.device, self.input.as_ref(), |x| weights.forward(x, 0))?);
         Ok(())
     }
 

@@ -40,6 +40,7 @@ pub static CPU: Registration = Registration {
     device: DeviceKind::Cpu,
     create: |_| Ok(Box::new(Candle { id: BackendId::CANDLE_CPU, cuda: None })),
     set_threads,
+    engine_crate: "candle-core",
 };
 
 pub static CUDA: Registration = Registration {
@@ -48,6 +49,7 @@ pub static CUDA: Registration = Registration {
     device: DeviceKind::Cuda,
     create: create_cuda,
     set_threads,
+    engine_crate: "candle-core",
 };
 
 #[cfg(feature = "cuda")]
@@ -121,8 +123,8 @@ impl Backend for Candle {
                 return Realization::Unsupported(why.to_string());
             }
         }
-        let schemes: Vec<SchemeId> = plan.layers.iter().map(|(_, s)| *s).chain([plan.scheme]).collect();
-        let any_quantized = plan.layers.iter().any(|(_, s)| *s != SchemeId::F32);
+        let schemes = plan.layer_schemes();
+        let any_quantized = schemes.iter().any(|s| *s != SchemeId::F32);
         match model.kind {
             ModelKind::Zoo { zoo, .. } => {
                 let convs: Vec<&str> = zoo
@@ -280,6 +282,21 @@ fn output_values(backend: BackendId, out: Option<&candle_core::Tensor>) -> Resul
         .and_then(|t| t.to_dtype(DType::F32))
         .and_then(|t| t.to_vec1::<f32>())
         .map_err(|e| BackendError::engine(backend, "reading the output", e))
+}
+
+/// One run of a candle session: `forward` on the input set before, then a device synchronize (a
+/// GPU runs kernels asynchronously: the run ends when the device is done, not when the last
+/// kernel is queued; a no-op on the CPU).
+fn run_synchronized<I>(
+    id: BackendId,
+    device: &Device,
+    input: Option<&I>,
+    forward: impl FnOnce(&I) -> candle_core::Result<candle_core::Tensor>,
+) -> Result<candle_core::Tensor, BackendError> {
+    let input = input.ok_or_else(|| BackendError::engine(id, "running", "no input was set"))?;
+    let out = forward(input).map_err(|e| BackendError::engine(id, "running", e))?;
+    device.synchronize().map_err(|e| BackendError::engine(id, "running", e))?;
+    Ok(out)
 }
 
 /// Runs `copy`, which puts a candle session's input on `device`, and on a GPU times it up to

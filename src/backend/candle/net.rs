@@ -280,7 +280,7 @@ impl Net {
     }
 }
 
-fn describe_input(input: Option<InputQuant>) -> &'static str {
+pub(super) fn describe_input(input: Option<InputQuant>) -> &'static str {
     match input {
         None => "",
         Some(InputQuant::Dynamic) => " on u8-fake-quantized input (dynamic)",

@@ -5,10 +5,10 @@
 use candle_core::{Device, Tensor};
 use candle_nn::Module;
 
-use super::net::{LayerModule, Net};
+use super::net::{describe_input, LayerModule, Net};
 use super::{location, qmatmul_compute, stored_types};
 use crate::backend::{BackendError, BackendId, Capture, LayerEvidence, LayerSession, Prepared, Session, MODEL_OUTPUT};
-use crate::model::stored::{load_model, InputQuant};
+use crate::model::stored::load_model;
 use crate::quant::Variant;
 use crate::zoo::ZooModelId;
 
@@ -97,14 +97,6 @@ fn evidence(net: &Net, variant: &Variant, device: &Device) -> Vec<LayerEvidence>
             )
         })
         .collect()
-}
-
-fn describe_input(input: Option<InputQuant>) -> &'static str {
-    match input {
-        None => "",
-        Some(InputQuant::Dynamic) => " on u8-fake-quantized input (dynamic)",
-        Some(InputQuant::Static(_)) => " on u8-fake-quantized input (static)",
-    }
 }
 
 /// A zoo model on `device` whose runs return every weighted layer's output or input.
@@ -228,13 +220,8 @@ impl Session for CandleSession {
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
-        let id = self.id;
-        let input = self.input.as_ref().ok_or_else(|| BackendError::engine(id, "running", "no input was set"))?;
-        let output = self.net.forward(input).map_err(|e| BackendError::engine(id, "running", e))?;
-        // A GPU runs kernels asynchronously: the run ends when the device is done, not when the
-        // last kernel is queued. (A no-op on the CPU.)
-        self.device.synchronize().map_err(|e| BackendError::engine(id, "running", e))?;
-        self.output = Some(output);
+        let net = &self.net;
+        self.output = Some(super::run_synchronized(self.id, &self.device, self.input.as_ref(), |x| net.forward(x))?);
         Ok(())
     }
 

@@ -30,6 +30,7 @@ pub static CPU: Registration = Registration {
     device: DeviceKind::Cpu,
     create: |_| Ok(Box::new(Tract { id: BackendId::TRACT_CPU, cuda: None })),
     set_threads: session::set_threads,
+    engine_crate: "tract-onnx",
 };
 
 pub static CUDA: Registration = Registration {
@@ -38,6 +39,7 @@ pub static CUDA: Registration = Registration {
     device: DeviceKind::Cuda,
     create: create_cuda,
     set_threads: session::set_threads,
+    engine_crate: "tract-onnx",
 };
 
 #[cfg(feature = "cuda")]
@@ -109,12 +111,8 @@ impl Backend for Tract {
                 ));
             }
         }
-        // The suite's scheme counts too: f16/bf16 round every parameter, not only the layers.
-        plan.layers
-            .iter()
-            .map(|(_, s)| *s)
-            .chain([plan.scheme])
-            .fold(Realization::Native, |acc, s| acc.weaker(self.layer(s)))
+        // What each layer becomes (a zoo export or a rewritten graph rounds only the layers).
+        plan.layer_schemes().into_iter().fold(Realization::Native, |acc, s| acc.weaker(self.layer(s)))
     }
 
     fn is_reference_for(&self, model: &ModelKind) -> bool {
