@@ -121,7 +121,7 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation
     }
     let datasets = crate::run::load_datasets(&suite)?;
     let full = &datasets[entry.dataset];
-    let held_out = suite.calibration_items(model);
+    let held_out = crate::run::calibration_items(&suite, model);
     let eval = full.slice(held_out..full.len());
     let calibration = match (&suite.calibration, plan.needs_calibration()) {
         (Some(c), true) => {

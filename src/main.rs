@@ -2,6 +2,7 @@
 
 mod cli;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -9,6 +10,7 @@ use clap::Parser;
 use cli::{Cli, Command, ListWhat};
 use qbench::backend::BackendId;
 use qbench::data::DatasetFormat;
+use qbench::model::ModelKind;
 use qbench::quant::SchemeId;
 use qbench::run::{self, Event, RunOptions};
 use qbench::suite::Suite;
@@ -233,9 +235,9 @@ fn list(what: Option<ListWhat>) -> String {
                 .iter()
                 .map(|m| (m.name().to_string(), format!("{} ({} parameters)", m.description(), m.parameter_count())))
                 .chain([
-                    ("path = \"x.onnx\"".to_string(), "a user's ONNX file with its [[models.inputs]]: runs on tract; schemes rewrite its MatMul/Gemm/Conv layers".to_string()),
-                    ("path = \"x.safetensors\"".to_string(), "a BERT checkpoint with config.json: runs on candle-transformers; schemes apply to its encoder's linear layers".to_string()),
-                    ("path = \"x.gguf\"".to_string(), "a GGUF language model (llama, qwen2): runs on candle-transformers' quantized models; schemes requantize its 2-D weights; scored by perplexity on a text dataset".to_string()),
+                    ("path = \"x.onnx\"".to_string(), format!("a user's ONNX file with its [[models.inputs]]: schemes rewrite its MatMul/Gemm/Conv layers; {}", runs_on(&ModelKind::Onnx { path: PathBuf::new(), inputs: Vec::new(), output: None }))),
+                    ("path = \"x.safetensors\"".to_string(), format!("a BERT checkpoint with config.json: schemes apply to its encoder's linear layers; {}", runs_on(&ModelKind::Bert { path: PathBuf::new(), config: PathBuf::new() }))),
+                    ("path = \"x.gguf\"".to_string(), format!("a GGUF language model (llama, qwen2): schemes requantize its 2-D weights; scored by perplexity on a text dataset; {}", runs_on(&ModelKind::GgufLm { path: PathBuf::new() }))),
                 ])
                 .collect(),
         );
@@ -269,10 +271,27 @@ fn list(what: Option<ListWhat>) -> String {
     out
 }
 
+/// Which CPU backends of this build say they run a model of this kind in f32 (their capability
+/// answer before any file is read; the CUDA backends follow their CPU ones where built).
+fn runs_on(kind: &ModelKind) -> String {
+    let plan = qbench::quant::Plan::uniform(&[][..], SchemeId::F32);
+    let names: Vec<&str> = BackendId::all()
+        .filter(|b| !b.is_cuda() && b.built().is_ok())
+        .filter(|b| {
+            !matches!(
+                b.create(0).capability(qbench::backend::ModelQuery::declared(kind), &plan, 1),
+                qbench::backend::Realization::Unsupported(_)
+            )
+        })
+        .map(|b| b.name())
+        .collect();
+    format!("runs on {} (this build's CPU backends)", names.join(", "))
+}
+
 /// A backend's expectation for a uniform plan of `scheme` on the zoo MLP (its capability
 /// answer; a GPU backend's is asked without a GPU probe's verdict: `list` describes the build).
 fn expectation(backend: BackendId, scheme: SchemeId) -> &'static str {
-    let kind = qbench::model::ModelKind::Zoo { zoo: ZooModelId::Mlp, weights: std::path::PathBuf::new() };
+    let kind = ModelKind::Zoo { zoo: ZooModelId::Mlp, weights: PathBuf::new() };
     let plan = qbench::quant::Plan::uniform(ZooModelId::Mlp, scheme);
     if backend.built().is_err() {
         return "not in this build";
@@ -309,9 +328,7 @@ fn expectations(
     let mut out: Vec<(String, usize)> = Vec::new();
     for case in cases {
         let model = &models[case.model];
-        let plan = suite.plan(case.model, case.scheme, &model.layers);
-        let what = match case.backend.create(suite.cuda_device).capability(ModelQuery::loaded(model), &plan, case.batch)
-        {
+        let what = match qbench::run::expectation(suite, case, ModelQuery::loaded(model), &model.layers).1 {
             Realization::Unsupported(why) => format!("will be skipped: {}: {why}", case.backend.name()),
             Realization::Native => continue,
             other if suite.require_native => format!(
@@ -340,7 +357,7 @@ fn readiness(backend: BackendId) -> String {
         format!(" [not in this build: {hint}]")
     } else {
         let plan = qbench::quant::Plan::uniform(ZooModelId::Mlp, SchemeId::F32);
-        let kind = qbench::model::ModelKind::Zoo { zoo: ZooModelId::Mlp, weights: std::path::PathBuf::new() };
+        let kind = ModelKind::Zoo { zoo: ZooModelId::Mlp, weights: PathBuf::new() };
         match backend.create(0).capability(qbench::backend::ModelQuery::declared(&kind), &plan, 1) {
             qbench::backend::Realization::Unsupported(why) => format!(" [not available here on cuda:0: {why}]"),
             _ => gpu::probe(0).map(|g| format!(" [ready on cuda:0: {}]", g.name)).unwrap_or_default(),

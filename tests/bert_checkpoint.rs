@@ -191,6 +191,7 @@ fn embeddings(v: &quant::Variant, data: &qbench::data::Dataset) -> (Vec<f32>, St
 
 fn embeddings_prepared(v: &quant::Variant, data: &qbench::data::Dataset) -> (Vec<f32>, qbench::backend::Prepared) {
     let mut p = BackendId::CANDLE_CPU.create(0).prepare(v, 8).unwrap();
+    p.observe();
     (eval::run_dataset(p.session.as_mut(), BackendId::CANDLE_CPU, data, 8, 32).unwrap(), p)
 }
 
@@ -260,7 +261,7 @@ fn candle_transformers_bert_matches_an_independent_forward_in_f32_and_int8() {
     assert_eq!(prepared.layers.len(), ckpt.layers.len());
     for l in &prepared.layers {
         assert_eq!(
-            (l.stored.as_str(), l.compute.clone(), l.realization),
+            (l.stored.to_string().as_str(), l.compute.clone(), l.realization),
             ("i8", qbench::backend::Compute::F32, qbench::backend::LayerRealization::Emulated),
             "{l:?}"
         );

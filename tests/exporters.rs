@@ -55,7 +55,7 @@ fn case(
         layer_evidence: vec![qbench::backend::LayerEvidence::observed(
             "fc1",
             qbench::quant::SchemeId::from_name(scheme).unwrap(),
-            if scheme == "f32" { "f32" } else { "i8" },
+            qbench::backend::StoredWeight::named(if scheme == "f32" { "f32" } else { "i8" }),
             qbench::backend::Compute::F32,
             if backend == "tract-cpu" { "OptMatMul avx512_mmm_f32_16x12" } else { "Linear F32" },
             "cpu",

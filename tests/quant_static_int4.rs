@@ -30,6 +30,7 @@ fn run(variant: &Variant, backend: BackendId, data: &Dataset) -> (Vec<f32>, Stri
 
 fn run_prepared(variant: &Variant, backend: BackendId, data: &Dataset) -> (Vec<f32>, qbench::backend::Prepared) {
     let mut p = backend.create(0).prepare(variant, BATCH).unwrap();
+    p.observe();
     let logits = eval::run_dataset(p.session.as_mut(), backend, data, BATCH, 10).unwrap();
     (logits, p)
 }
@@ -189,7 +190,7 @@ fn int4_groups_hold_four_bits_and_agree_across_engines() {
                     "{what}: {l:?}"
                 );
                 let stored = if l.scheme.starts_with("int8") { "i8" } else { "u8" };
-                assert!(l.stored.starts_with(stored), "{what}: {l:?}");
+                assert!(l.stored.to_string().starts_with(stored), "{what}: {l:?}");
             }
             // Accuracy: int4 g32 within 3 points of f32 (the budget for the CNN).
             let acc = eval::accuracy(&eval::top1(&candle, 10), eval_data.labels());

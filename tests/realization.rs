@@ -82,7 +82,7 @@ fn candle_dequantize_all_is_observed_as_emulated_and_require_native_names_the_la
         assert_eq!((d.expected_realization.as_str(), d.realization.as_str()), ("native", "emulated"), "{scheme}");
         for l in &d.layer_evidence {
             assert_eq!((l.compute.clone(), l.realization), (Compute::F32, LayerRealization::Emulated), "{l:?}");
-            assert_eq!(l.stored, scheme, "the file still holds {scheme} blocks: {l:?}");
+            assert_eq!(l.stored.to_string(), scheme, "the file still holds {scheme} blocks: {l:?}");
         }
         // Independently of what candle says: the weights it holds grew to f32 (about 7× the
         // blocks for 4.5 bits a weight)...
@@ -394,11 +394,12 @@ fn a_quantized_graph_that_tract_runs_on_float_kernels_is_observed_emulated() {
     let plan = Plan::uniform(model.layers.as_slice(), SchemeId::F32);
     let tract = BackendId::TRACT_CPU.create(0);
     assert_eq!(tract.capability(ModelQuery::loaded(&model), &plan, 1), Realization::Native);
-    let p = tract.prepare(&quant::f32_variant(&model), 4).unwrap();
+    let mut p = tract.prepare(&quant::f32_variant(&model), 4).unwrap();
+    p.observe();
     assert_eq!(common::int8_kernels(&p.evidence), 0, "{}", p.evidence);
     assert!(p.evidence.contains("mmm_f32"), "{}", p.evidence);
     for l in &p.layers {
-        assert!(l.stored.starts_with("i8 → DequantizeLinear"), "{l:?}");
+        assert!(l.stored.to_string().starts_with("i8 → DequantizeLinear"), "{l:?}");
         assert_eq!((l.compute.clone(), l.realization), (Compute::F32, LayerRealization::Emulated), "{l:?}");
     }
 
@@ -419,7 +420,8 @@ fn a_quantized_graph_that_tract_runs_on_float_kernels_is_observed_emulated() {
     let model = LoadedModel::load("mlp", &onnx_kind(&f32_path, 784), dir.path()).unwrap();
     let plan = Plan::uniform(model.layers.as_slice(), SchemeId::Int8Dynamic);
     let v = quant::apply_model(&model, &plan, dir.path(), None).unwrap();
-    let p = tract.prepare(&v, 4).unwrap();
+    let mut p = tract.prepare(&v, 4).unwrap();
+    p.observe();
     assert_eq!(common::int8_kernels(&p.evidence), 3, "{}", p.evidence);
     for l in &p.layers {
         assert_eq!((l.compute.clone(), l.realization), (Compute::Int8, LayerRealization::Native), "{l:?}");
@@ -452,7 +454,8 @@ fn weights_tract_does_not_fold_are_dequantized_on_every_call() {
     let model = LoadedModel::load("wide", &onnx_kind(&path, 784), dir.path()).unwrap();
     let plan = Plan::uniform(model.layers.as_slice(), SchemeId::Int8Weights { per_channel: true, symmetric: true });
     let v = quant::apply_model(&model, &plan, dir.path(), None).unwrap();
-    let p = BackendId::TRACT_CPU.create(0).prepare(&v, 1).unwrap();
+    let mut p = BackendId::TRACT_CPU.create(0).prepare(&v, 1).unwrap();
+    p.observe();
     let by_layer = |name: &str| p.layers.iter().find(|l| l.layer == name).unwrap();
     for big in ["fc1", "fc2"] {
         let l = by_layer(big);
@@ -465,4 +468,65 @@ fn weights_tract_does_not_fold_are_dequantized_on_every_call() {
     let f32_bytes: u64 = widths.windows(2).map(|w| 4 * (w[0] * w[1]) as u64).sum();
     let held = p.weights_bytes.unwrap();
     assert!(held < f32_bytes / 3, "tract holds {held} bytes against {f32_bytes} for f32 weights");
+}
+
+/// The pipeline can hold a group of prepared sessions at once (a scheme and its f32 row,
+/// measured in alternating rounds): four sessions on two engines, alive together and run in
+/// turns, each give exactly what the same variant gives in a session of its own, and each keeps
+/// its own observation.
+#[test]
+fn prepared_sessions_alive_together_run_in_alternating_rounds_as_alone() {
+    use qbench::backend::Prepared;
+    use qbench::data::load_idx;
+    use qbench::model::Reference;
+    let data = load_idx("fm", &common::fashion_images(), &common::fashion_labels()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = Reference::load("mlp", qbench::zoo::ZooModelId::Mlp, &common::weights("mlp")).unwrap();
+    let batch = 16;
+    let cases = [
+        (SchemeId::F32, BackendId::CANDLE_CPU),
+        (SchemeId::from_name("q8_0").unwrap(), BackendId::CANDLE_CPU),
+        (SchemeId::F32, BackendId::TRACT_CPU),
+        (SchemeId::Int8Dynamic, BackendId::TRACT_CPU),
+    ];
+    let variants: Vec<_> = cases
+        .iter()
+        .map(|(s, _)| quant::apply(&Plan::uniform(reference.zoo, *s), &reference, dir.path(), None).unwrap())
+        .collect();
+    let prepare = |i: usize| -> Prepared {
+        let mut p = cases[i].1.create(0).prepare(&variants[i], batch).unwrap();
+        p.observe();
+        p
+    };
+    let run = |p: &mut Prepared, round: usize| -> Vec<f32> {
+        p.session.set_input(&data.batch_f32(round * batch, batch, batch)).unwrap();
+        p.session.run().unwrap();
+        p.session.output().unwrap()
+    };
+    // Each variant alone: a session of its own, dropped before the next is made.
+    let alone: Vec<Vec<Vec<f32>>> = (0..cases.len())
+        .map(|i| {
+            let mut p = prepare(i);
+            (0..3).map(|round| run(&mut p, round)).collect()
+        })
+        .collect();
+    // All four alive at once, run in turns, round by round.
+    let mut group: Vec<Prepared> = (0..cases.len()).map(prepare).collect();
+    for round in [0, 1, 2] {
+        for (i, p) in group.iter_mut().enumerate() {
+            let (scheme, backend) = cases[i];
+            assert_eq!(run(p, round), alone[i][round], "{} on {}, round {round}", scheme.name(), backend.name());
+        }
+    }
+    // The sessions are distinct: the quantized rows differ from their f32 rows, and each kept the
+    // observation of its own variant (f32 is kept float, the quantized layers computed in their
+    // format's kernels: GGML blocks on candle, tract's integer kernels for dynamic int8).
+    for (q, f) in [(1, 0), (3, 2)] {
+        assert_ne!(alone[q][0], alone[f][0], "{} gave the f32 logits", cases[q].0.name());
+    }
+    let computes = |p: &Prepared| p.layers.iter().map(|l| l.compute.clone()).collect::<Vec<_>>();
+    assert!(group[0].layers.iter().all(|l| l.realization == LayerRealization::KeptFloat), "{:?}", group[0].layers);
+    assert!(computes(&group[1]).iter().all(|c| *c == Compute::Ggml("q8_0".into())), "{:?}", group[1].layers);
+    assert!(group[2].layers.iter().all(|l| l.realization == LayerRealization::KeptFloat), "{:?}", group[2].layers);
+    assert!(computes(&group[3]).iter().all(|c| *c == Compute::Int8), "{:?}", group[3].layers);
 }

@@ -79,17 +79,6 @@ mod imp {
 
     use super::GpuInfo;
 
-    /// Whether cudarc can load a library (its `is_culib_present`).
-    type Present = unsafe fn() -> bool;
-
-    /// The libraries candle's CUDA backend loads, with the wheel that ships each.
-    const CANDLE_LIBS: &[(&str, Present, &str)] = &[
-        ("cublas", cudarc::cublas::sys::is_culib_present, "nvidia-cublas"),
-        ("cublasLt", cudarc::cublaslt::sys::is_culib_present, "nvidia-cublas"),
-        ("curand", cudarc::curand::sys::is_culib_present, "nvidia-curand"),
-        ("nvrtc", cudarc::nvrtc::sys::is_culib_present, "nvidia-cuda-nvrtc"),
-    ];
-
     pub fn probe(ordinal: usize) -> Result<GpuInfo, String> {
         // SAFETY: only tries to dlopen the driver library under its usual names.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
@@ -123,15 +112,6 @@ mod imp {
         unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) }
             .result()
             .map_err(|e| driver("report its version", e))?;
-        for (lib, present, wheel) in CANDLE_LIBS {
-            // SAFETY: only tries to dlopen the library.
-            if !unsafe { present() } {
-                return Err(format!(
-                    "lib{lib}.so (CUDA {}) could not be loaded: put CUDA's libraries on LD_LIBRARY_PATH (PyPI wheel {wheel}, or a CUDA toolkit's lib64)",
-                    build_cuda_version()
-                ));
-            }
-        }
         Ok(GpuInfo {
             device: format!("cuda:{ordinal}"),
             name,
@@ -145,7 +125,7 @@ mod imp {
         })
     }
 
-    fn build_cuda_version() -> String {
+    pub(crate) fn build_cuda_version() -> String {
         // tract-cuda's default feature pins cudarc's bindings to CUDA 13.0.
         "13.0".into()
     }
@@ -164,6 +144,32 @@ mod imp {
         let (free, total) = result::mem_get_info().ok()?;
         Some(total.saturating_sub(free) as u64)
     }
+}
+
+/// A CUDA library an engine loads at run time, as cudarc finds it.
+#[cfg(feature = "cuda")]
+pub(super) struct CudaLibrary {
+    /// `cublas`: the file is `lib<name>.so`.
+    pub name: &'static str,
+    /// cudarc's `is_culib_present` for it: tries to dlopen it, nothing more.
+    pub present: unsafe fn() -> bool,
+    /// The PyPI wheel that ships it.
+    pub wheel: &'static str,
+}
+
+/// Why an engine that loads `libraries` cannot run here: the first one missing, as a skip
+/// reason. Each engine names its own (cudarc panics on first use of a missing one).
+#[cfg(feature = "cuda")]
+pub(super) fn missing_library(libraries: &[CudaLibrary]) -> Option<String> {
+    // SAFETY: each `present` only tries to dlopen its library.
+    libraries.iter().find(|l| !unsafe { (l.present)() }).map(|l| {
+        format!(
+            "lib{}.so (CUDA {}) could not be loaded: put CUDA's libraries on LD_LIBRARY_PATH (PyPI wheel {}, or a CUDA toolkit's lib64)",
+            l.name,
+            imp::build_cuda_version(),
+            l.wheel
+        )
+    })
 }
 
 /// The process's CUDA device, probed: what the CUDA backends build on.

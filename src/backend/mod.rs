@@ -17,7 +17,7 @@ pub mod tract;
 
 use std::path::PathBuf;
 
-pub use realization::{Compute, LayerEvidence, LayerRealization, Realization};
+pub use realization::{Compute, LayerEvidence, LayerRealization, Realization, StoredWeight, WeightType};
 
 use crate::model::{LoadedModel, ModelKind};
 use crate::quant::{Plan, Variant};
@@ -168,8 +168,9 @@ pub trait Backend {
         false
     }
 
-    /// Loads the variant's artifact and readies it for exactly `batch` items per run; the
-    /// returned evidence is read from the engine's own objects after loading.
+    /// Loads the variant's artifact and readies it for exactly `batch` items per run. What the
+    /// engine made of each layer is read afterwards ([`Prepared::observe`]), outside the
+    /// measured preparation.
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError>;
 
     /// Loads the variant so that each run returns every weighted layer's output or input (see
@@ -201,12 +202,22 @@ pub struct Prepared {
     /// The engine's own summary of what it will run (tract: the optimized plan's ops and
     /// kernels; candle: its modules).
     pub evidence: String,
-    /// What the engine made of each weighted layer, read from its own objects after loading:
-    /// the observation the record's realization is computed from.
+    /// What the engine made of each weighted layer, read from its own objects by
+    /// [`Prepared::observe`]: the observation the record's realization is computed from.
     pub layers: Vec<LayerEvidence>,
     /// Bytes of the weights as the engine holds them in memory (candle's tensors and GGML
     /// blocks; tract's constants, packed or not), where the engine can say.
     pub weights_bytes: Option<u64>,
+}
+
+impl Prepared {
+    /// Reads from the engine what it made of each weighted layer (see
+    /// [`Session::layer_evidence`]) into [`Prepared::layers`]. Apart from prepare, so that the
+    /// reading (an artifact's header, a walk of the engine's plan) is not timed with it.
+    pub fn observe(&mut self) -> &[LayerEvidence] {
+        self.layers = self.session.layer_evidence();
+        &self.layers
+    }
 }
 
 /// A model ready to run on fixed-size batches.
@@ -227,6 +238,10 @@ pub trait Session {
     fn decoder(&mut self) -> Option<&mut dyn Decoder> {
         None
     }
+    /// What the engine made of each weighted layer of the variant, read from its own objects
+    /// (the built modules, the optimized plan), with the weight's type as the artifact stores
+    /// it. Every engine must say; a layer it cannot tell about is `not observable`.
+    fn layer_evidence(&self) -> Vec<LayerEvidence>;
 }
 
 /// A causal language model: what perplexity and generation speed need beyond [`Session`],

@@ -123,6 +123,110 @@ impl std::fmt::Display for Compute {
     }
 }
 
+/// The type a weight is stored in, as the engine found it in the artifact it loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WeightType {
+    F32,
+    F16,
+    Bf16,
+    I8,
+    U8,
+    I4,
+    U4,
+    /// GGML blocks of this type (`q4k`).
+    Ggml(String),
+    /// The artifact holds no such weight where the engine looked.
+    NotFound,
+    /// Something else, as the engine names it.
+    Other(String),
+}
+
+impl WeightType {
+    /// From a type's short name (`i8`, `q4k`, `f16`), as artifacts and records write it.
+    pub fn from_name(name: &str) -> WeightType {
+        match name {
+            "f32" => WeightType::F32,
+            "f16" => WeightType::F16,
+            "bf16" => WeightType::Bf16,
+            "i8" => WeightType::I8,
+            "u8" => WeightType::U8,
+            "i4" => WeightType::I4,
+            "u4" => WeightType::U4,
+            "not found" => WeightType::NotFound,
+            t if crate::quant::ggml::GgmlType::ALL.iter().any(|g| g.name() == t) => WeightType::Ggml(t.to_string()),
+            other => WeightType::Other(other.to_string()),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            WeightType::F32 => "f32",
+            WeightType::F16 => "f16",
+            WeightType::Bf16 => "bf16",
+            WeightType::I8 => "i8",
+            WeightType::U8 => "u8",
+            WeightType::I4 => "i4",
+            WeightType::U4 => "u4",
+            WeightType::NotFound => "not found",
+            WeightType::Ggml(t) | WeightType::Other(t) => t,
+        }
+    }
+
+    /// For a quantized type, the compute type of its own kernels (`Some(None)`: none exists);
+    /// `None` for a float or unknown type.
+    fn quantized(&self) -> Option<Option<Compute>> {
+        match self {
+            WeightType::I8 | WeightType::U8 => Some(Some(Compute::Int8)),
+            WeightType::I4 | WeightType::U4 => Some(None),
+            WeightType::Ggml(t) => Some(Some(Compute::Ggml(t.clone()))),
+            _ => None,
+        }
+    }
+}
+
+/// A weight as stored: its type, and the ops the artifact applies to it on its way to the
+/// layer (`i8 → DequantizeLinear`). Records write it as that text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub struct StoredWeight {
+    pub ty: WeightType,
+    pub via: Vec<String>,
+}
+
+impl StoredWeight {
+    pub fn new(ty: WeightType) -> StoredWeight {
+        StoredWeight { ty, via: Vec::new() }
+    }
+
+    pub fn named(name: &str) -> StoredWeight {
+        StoredWeight::new(WeightType::from_name(name))
+    }
+}
+
+impl std::fmt::Display for StoredWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.ty.name())?;
+        for op in &self.via {
+            write!(f, " → {op}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<StoredWeight> for String {
+    fn from(s: StoredWeight) -> String {
+        s.to_string()
+    }
+}
+
+impl From<String> for StoredWeight {
+    fn from(s: String) -> StoredWeight {
+        let mut parts = s.split(" → ");
+        let ty = WeightType::from_name(parts.next().unwrap_or(""));
+        StoredWeight { ty, via: parts.map(str::to_string).collect() }
+    }
+}
+
 /// One weighted layer's realization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -155,8 +259,8 @@ pub struct LayerEvidence {
     /// The layer's scheme as the variant holds it (the plan's, or f32 where the variant keeps
     /// the layer in float, like a conv under a GGML scheme).
     pub scheme: String,
-    /// The weight's type as the engine loaded it, e.g. `q4k`, `i8`, `f16`, `f32`.
-    pub stored: String,
+    /// The weight's type as the engine found it in the artifact, e.g. `q4k`, `i8`, `f16`.
+    pub stored: StoredWeight,
     /// The type the engine computes the layer in.
     pub compute: Compute,
     /// The op or kernel the engine chose, in its own words (or `not observable`).
@@ -176,18 +280,21 @@ impl LayerEvidence {
     /// A layer's realization from what the engine reported. The layer's type is its scheme's,
     /// or, for a layer the variant keeps in f32, the type the artifact stores it in (a model
     /// file that arrives quantized: its int8 weights are quantized whatever the scheme). A
-    /// float layer is kept float; a quantized one is native when the engine computes in that
-    /// type's own kernels on the backend's device (`cpu-fallback` when a GPU backend computes it
-    /// on the CPU), emulated when it computes in another (wider) type, and not observed when
-    /// the engine does not say.
-    pub fn classify(scheme: SchemeId, stored: &str, compute: &Compute, on_backend_device: bool) -> LayerRealization {
-        let native = if scheme == SchemeId::F32 {
-            match stored_format(stored) {
-                StoredFormat::Float => return LayerRealization::KeptFloat,
-                StoredFormat::Quantized(native) => native,
-            }
-        } else {
-            native_compute(scheme)
+    /// float layer is kept float on the backend's device (`cpu-fallback` when a GPU backend runs
+    /// it on the CPU); a quantized one is native when the engine computes in that type's own
+    /// kernels on the backend's device (`cpu-fallback` on the CPU of a GPU backend), emulated
+    /// when it computes in another (wider) type, and not observed when the engine does not say.
+    pub fn classify(
+        scheme: SchemeId,
+        stored: &StoredWeight,
+        compute: &Compute,
+        on_backend_device: bool,
+    ) -> LayerRealization {
+        let native = match (scheme, stored.ty.quantized()) {
+            (SchemeId::F32, None) if on_backend_device => return LayerRealization::KeptFloat,
+            (SchemeId::F32, None) => return LayerRealization::CpuFallback,
+            (SchemeId::F32, Some(native)) => native,
+            (scheme, _) => native_compute(scheme),
         };
         if *compute == Compute::NotObservable {
             return LayerRealization::NotObserved;
@@ -204,7 +311,7 @@ impl LayerEvidence {
     pub fn observed(
         layer: &str,
         scheme: SchemeId,
-        stored: impl Into<String>,
+        stored: StoredWeight,
         compute: Compute,
         kernel: impl Into<String>,
         device: impl Into<String>,
@@ -212,7 +319,6 @@ impl LayerEvidence {
         per_call: Option<String>,
         source: &str,
     ) -> LayerEvidence {
-        let stored = stored.into();
         let realization = Self::classify(scheme, &stored, &compute, on_backend_device);
         LayerEvidence {
             layer: layer.to_string(),
@@ -241,26 +347,6 @@ impl LayerEvidence {
             self.device,
             self.realization.name()
         )
-    }
-}
-
-/// What an artifact stores a weight as, from the type an engine read (`i8`, `q4k`, `f16`; a
-/// description may follow the type, as in `i8 → DequantizeLinear`).
-enum StoredFormat {
-    Float,
-    /// Quantized, with the compute type of its own kernels (`None`: no engine has one).
-    Quantized(Option<Compute>),
-}
-
-fn stored_format(stored: &str) -> StoredFormat {
-    let ty = stored.split([' ', '(']).next().unwrap_or("");
-    match ty {
-        "i8" | "u8" => StoredFormat::Quantized(Some(Compute::Int8)),
-        "i4" | "u4" => StoredFormat::Quantized(None),
-        t => match crate::quant::ggml::GgmlType::ALL.iter().find(|g| g.name() == t) {
-            Some(g) => StoredFormat::Quantized(Some(Compute::Ggml(g.name().to_string()))),
-            None => StoredFormat::Float,
-        },
     }
 }
 
@@ -308,7 +394,7 @@ mod tests {
         LayerEvidence {
             layer: "l".into(),
             scheme: "x".into(),
-            stored: "x".into(),
+            stored: StoredWeight::named("x"),
             compute: Compute::F32,
             kernel: "k".into(),
             device: "cpu".into(),
@@ -321,7 +407,9 @@ mod tests {
     #[test]
     fn a_layer_is_native_only_in_its_own_type_on_the_backends_device() {
         let q4k = SchemeId::Ggml(GgmlType::Q4K);
-        let c = LayerEvidence::classify;
+        let c = |scheme, stored: &str, compute: &Compute, on: bool| {
+            LayerEvidence::classify(scheme, &StoredWeight::from(stored.to_string()), compute, on)
+        };
         assert_eq!(c(q4k, "q4k", &Compute::Ggml("q4k".into()), true), LayerRealization::Native);
         assert_eq!(c(q4k, "q4k", &Compute::Ggml("q4k".into()), false), LayerRealization::CpuFallback);
         assert_eq!(c(q4k, "q4k", &Compute::F32, true), LayerRealization::Emulated);
@@ -333,12 +421,23 @@ mod tests {
         assert_eq!(c(w8, "i8", &Compute::Int8, true), LayerRealization::Emulated);
         assert_eq!(c(SchemeId::Int8Dynamic, "i8", &Compute::Int8, true), LayerRealization::Native);
         assert_eq!(c(SchemeId::F16, "f16", &Compute::F32, true), LayerRealization::Emulated);
-        // Kept in float by the variant: float storage is kept float, whatever computes it...
+        // Kept in float by the variant: float storage is kept float on the backend's device...
         assert_eq!(c(SchemeId::F32, "f32", &Compute::F16, true), LayerRealization::KeptFloat);
-        // ...but a file that arrives quantized is judged by what it stores.
+        // ...and falls back when a GPU backend runs it on the CPU (tract-cuda's CPU ops).
+        assert_eq!(c(SchemeId::F32, "f32", &Compute::F32, false), LayerRealization::CpuFallback);
+        // A file that arrives quantized is judged by what it stores.
         assert_eq!(c(SchemeId::F32, "i8 → DequantizeLinear", &Compute::F32, true), LayerRealization::Emulated);
         assert_eq!(c(SchemeId::F32, "i8", &Compute::Int8, true), LayerRealization::Native);
         assert_eq!(c(SchemeId::F32, "u4", &Compute::F32, true), LayerRealization::Emulated);
+    }
+
+    #[test]
+    fn a_stored_weight_reads_back_as_written() {
+        let w = StoredWeight { ty: WeightType::I8, via: vec!["DequantizeLinear".into(), "Transpose".into()] };
+        assert_eq!(w.to_string(), "i8 → DequantizeLinear → Transpose");
+        assert_eq!(StoredWeight::from(w.to_string()), w);
+        assert_eq!(StoredWeight::named("q4k").ty, WeightType::Ggml("q4k".into()));
+        assert_eq!(StoredWeight::named("computed in the graph").ty, WeightType::Other("computed in the graph".into()));
     }
 
     #[test]

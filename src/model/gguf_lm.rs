@@ -97,7 +97,7 @@ impl GgufLm {
         let arch = LmArch::ALL.into_iter().find(|a| a.name() == arch_name).ok_or_else(|| {
             let known: Vec<&str> = LmArch::ALL.iter().map(|a| a.name()).collect();
             bad(format!(
-                "its architecture \"{arch_name}\" (general.architecture) is not one qbench runs; it runs {} (through candle-transformers' quantized models)",
+                "its architecture \"{arch_name}\" (general.architecture) is not a layout qbench reads; it reads {}",
                 known.join(" and ")
             ))
         })?;
@@ -105,7 +105,7 @@ impl GgufLm {
             let key = format!("{}.{key}", arch.name());
             if !content.metadata.contains_key(&key) {
                 return Err(bad(format!(
-                    "it lacks the metadata key {key}, which candle-transformers' {} needs; convert the model again with llama.cpp's convert_hf_to_gguf.py",
+                    "it lacks the metadata key {key}, which every {} model carries; convert the model again with llama.cpp's convert_hf_to_gguf.py",
                     arch.name()
                 )));
             }

@@ -135,9 +135,20 @@ pub fn bits_per_weight(params: &StoredParams) -> f64 {
     bits / n.max(1) as f64
 }
 
+/// Why parameters could not be written as safetensors.
+#[derive(Debug, thiserror::Error)]
+pub enum SerializeError {
+    #[error("{tensor}: only i8 and 4-bit integer storage is written, not {ty}")]
+    IntType { tensor: String, ty: String },
+    #[error("{layer}: the input zero point {zero_point} is not a u8")]
+    InputZeroPoint { layer: String, zero_point: i32 },
+    #[error("the safetensors writer refused the tensors")]
+    Safetensors(#[from] safetensors::SafeTensorError),
+}
+
 /// Serializes parameters (and input quantization) as safetensors: i8 for 8-bit integers,
 /// packed nibbles for 4-bit ones.
-pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str) -> Result<Vec<u8>, String> {
+pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str) -> Result<Vec<u8>, SerializeError> {
     let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, p) in params {
         match p {
@@ -165,7 +176,7 @@ pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str)
             }
             Stored::Int(q) => {
                 if q.ty.bits() != 8 || q.ty.range().0 >= 0 {
-                    return Err(format!("{name}: only i8 and 4-bit integer storage is written, not {:?}", q.ty));
+                    return Err(SerializeError::IntType { tensor: name.clone(), ty: format!("{:?}", q.ty) });
                 }
                 buffers.push((
                     name.clone(),
@@ -188,7 +199,7 @@ pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str)
             InputQuant::Static(p) => {
                 buffers.push((format!("{layer}.input_scale"), Dtype::F32, vec![1], f32_bytes(&[p.scale])));
                 let zp = u8::try_from(p.zero_point)
-                    .map_err(|_| format!("{layer}: input zero point {} is not u8", p.zero_point))?;
+                    .map_err(|_| SerializeError::InputZeroPoint { layer: layer.clone(), zero_point: p.zero_point })?;
                 buffers.push((format!("{layer}.input_zero_point"), Dtype::U8, vec![1], vec![zp]));
             }
         }
@@ -196,15 +207,14 @@ pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str)
     let views = buffers
         .iter()
         .map(|(n, dt, shape, bytes)| TensorView::new(*dt, shape.clone(), bytes).map(|v| (n.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<Result<Vec<_>, _>>()?;
     let meta = HashMap::from([("qbench.scheme".to_string(), scheme.to_string())]);
-    safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
+    Ok(safetensors::serialize(views, Some(meta))?)
 }
 
 /// Reads a zoo model's parameters from safetensors, shapes checked against the architecture.
-/// f16 stays f16 (candle runs it); bf16 is widened to f32 (candle 0.11 has no bf16 matmul
-/// on the CPU); i8 and packed 4-bit integers are dequantized with their scales and zero points.
+/// f16 and bf16 stay as stored (the engine decides what it computes them in); i8 and packed
+/// 4-bit integers are dequantized with their scales and zero points.
 pub fn load_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, Tensor>, ModelError> {
     load_model(path, zoo).map(|(t, _)| t)
 }
@@ -274,7 +284,7 @@ enum ParamError {
 }
 
 /// Every parameter of a safetensors artifact written by [`to_safetensors`], as candle tensors:
-/// f16 kept, bf16 widened, integers dequantized (a 4-bit tensor's shape comes from its packed
+/// f16 and bf16 kept, integers dequantized (a 4-bit tensor's shape comes from its packed
 /// `[rows, bytes per row]` layout). For checkpoints whose architecture lives elsewhere (BERT).
 pub fn load_all(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
@@ -383,11 +393,14 @@ fn read_param(st: &SafeTensors, name: &str, expected: Option<&[usize]>) -> Resul
             return Tensor::from_vec(v, shape, &Device::Cpu).map(Some).map_err(|e| corrupt(e.to_string()));
         }
         Dtype::F32 => f32s(view.data()),
-        Dtype::BF16 => view
-            .data()
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-            .collect(),
+        Dtype::BF16 => {
+            let v: Vec<half::bf16> =
+                view.data().chunks_exact(2).map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]]))).collect();
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(ParamError::NonFinite);
+            }
+            return Tensor::from_vec(v, shape, &Device::Cpu).map(Some).map_err(|e| corrupt(e.to_string()));
+        }
         Dtype::I8 => {
             let scales = f32s(
                 st.tensor(&format!("{name}.scale"))

@@ -92,7 +92,7 @@ pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Pat
             }
             other => {
                 return Err(err(format!(
-                    "{key}: {} needs a hook on each layer's input, which candle-transformers' BERT has not",
+                    "{key}: {} quantizes each layer's input, and a BERT checkpoint has no place for input scales; use a weight-only scheme or a GGML type",
                     other.name()
                 )))
             }
@@ -102,7 +102,8 @@ pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Pat
         }
         params.insert(key.clone(), stored);
     }
-    let bytes = stored::to_safetensors(&params, &Default::default(), &plan.scheme.name()).map_err(&err)?;
+    let bytes = stored::to_safetensors(&params, &Default::default(), &plan.scheme.name())
+        .map_err(|source| VariantError::Serialize { model: name.to_string(), source })?;
     let path = super::write_artifact(artifacts_dir.join(format!("{stem}.safetensors")), &bytes)?;
     storage.push(if all_half { format!("others {}", plan.scheme.name()) } else { "others f32".into() });
     Ok(variant(path, storage.join(", "), stored::bits_per_weight(&params)))

@@ -87,11 +87,10 @@ impl GgmlType {
         d.type_size() as f64 * 8.0 / d.block_size() as f64
     }
 
-    /// Whether candle has a SIMD kernel for this type on this CPU: STACK-NOTES measured
-    /// only Q8_0, Q4K and Q6K on the fast AVX-512/VNNI path here; the rest run scalar code.
+    /// What the format stores; which kernel runs it is the engine's to say (layer evidence).
     pub fn description(self) -> String {
         format!(
-            "GGML {} blocks of {} ({:.4} bits/weight), candle QMatMul on linear layers; conv kernels stay f32",
+            "GGML {} blocks of {} ({:.4} bits/weight) on linear layers; conv kernels stay f32",
             self.name(),
             self.dtype().block_size(),
             self.format_bits()

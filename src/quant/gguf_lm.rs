@@ -129,7 +129,7 @@ fn requantize(model: &str, tensor: &str, w: &Tensor, scheme: SchemeId) -> Result
             ))
         }
         SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => Err(fail(format!(
-            "{tensor}: {} needs a hook on each layer's input, which candle-transformers' quantized models have not",
+            "{tensor}: {} quantizes each layer's input, and a GGUF file has no place for input scales; use a weight-only scheme or a GGML type",
             scheme.name()
         ))),
     }

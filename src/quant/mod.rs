@@ -25,6 +25,12 @@ use crate::model::{Content, LoadedModel, ModelError, ModelKind};
 pub enum VariantError {
     #[error("cannot quantize or export {model}: {reason}")]
     Quantize { model: String, reason: String },
+    #[error("cannot write the {model} variant as safetensors")]
+    Serialize {
+        model: String,
+        #[source]
+        source: crate::model::stored::SerializeError,
+    },
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("cannot write {path}; check that the run folder is writable, or choose another with --out <dir>")]
@@ -47,7 +53,7 @@ pub enum SchemeId {
     /// Weight-only int8, round to nearest with onnxruntime's scale/zero-point rules;
     /// biases and activations stay f32.
     Int8Weights { per_channel: bool, symmetric: bool },
-    /// A GGML block format on the linear layers (candle's quantizer and QMatMul).
+    /// A GGML block format on the linear layers (quantized with candle-core's GGML quantizer).
     Ggml(ggml::GgmlType),
     /// Dynamic int8 (onnxruntime's `quantize_dynamic`): weights int8 per-channel symmetric;
     /// layer inputs u8 with a per-tensor scale computed from each batch at run time.
@@ -201,8 +207,8 @@ impl SchemeId {
                 },
             ),
             SchemeId::Ggml(t) => t.description(),
-            SchemeId::F16 => "every parameter rounded to IEEE f16 (round to nearest even, 16 bits per weight); candle computes in f16, tract casts to f32".into(),
-            SchemeId::Bf16 => "every parameter rounded to bfloat16 (round to nearest even, 16 bits per weight); computed in f32 by both (candle 0.11 has no CPU bf16 matmul)".into(),
+            SchemeId::F16 => "every parameter rounded to IEEE f16 (round to nearest even, 16 bits per weight); which type each engine computes in is observed per run (compute in the layer evidence)".into(),
+            SchemeId::Bf16 => "every parameter rounded to bfloat16 (round to nearest even, 16 bits per weight); which type each engine computes in is observed per run (compute in the layer evidence)".into(),
             SchemeId::Int8Dynamic => "dynamic int8 W8A8 (onnxruntime quantize_dynamic): weights int8 per-channel symmetric; layer inputs u8 asymmetric, one scale per tensor computed from each batch at run time; no calibration".into(),
             SchemeId::Int8Static(c) => format!(
                 "static int8 W8A8 (onnxruntime quantize_static): weights int8 per-channel symmetric; layer inputs u8 asymmetric, one scale and zero point per tensor fixed by calibration on the [calibration] split: {} ({})",
@@ -390,7 +396,8 @@ pub fn apply(
     } else {
         write_artifact(
             artifacts_dir.join(format!("{stem}.safetensors")),
-            &stored::to_safetensors(&params, &inputs, &plan.scheme.name()).map_err(export_err)?,
+            &stored::to_safetensors(&params, &inputs, &plan.scheme.name())
+                .map_err(|source| VariantError::Serialize { model: reference.name.clone(), source })?,
         )?
     };
     Ok(Variant {

@@ -9,6 +9,7 @@ use super::{CaseError, RunOptions};
 use crate::backend::realization::{first_not_native, observed};
 use crate::backend::{Prepared, Realization, Session};
 use crate::data::Dataset;
+use crate::measure::latency::{self, SamplerSettings};
 use crate::measure::memory;
 use crate::quant::Variant;
 use crate::record::{Environment, Record};
@@ -77,7 +78,9 @@ pub(super) fn prepare(
     record.weight_storage = Some(variant.weight_storage.clone());
     record.activation_quant = (!variant.activation_quant.is_empty()).then(|| variant.activation_quant.clone());
     record.evidence = Some(prepared.evidence.clone());
-    // The realization is what the engine made of the layers, not what was expected of it.
+    // The realization is what the engine made of the layers, not what was expected of it; read
+    // after the measured preparation (it may read the artifact's header or walk a plan).
+    prepared.observe();
     let realization = observed(&prepared.layers, variant.plan.layers.len());
     record.realization = realization.name().to_string();
     record.layer_evidence = prepared.layers.clone();
@@ -109,12 +112,33 @@ pub(super) fn prepare(
     Ok(prepared)
 }
 
+/// The latency of the session's run on `input` (set first, then copied apart to time the
+/// copy), sampled as the suite's `[measure]` says, into `record`'s latency fields; returns
+/// the peak memory the sampling added. Both workloads time their runs through this.
+pub(super) fn sample_latency(
+    session: &mut dyn Session,
+    input: &[f32],
+    measure: &SamplerSettings,
+    batch: usize,
+    record: &mut Record,
+) -> Result<Option<u64>, CaseError> {
+    session.set_input(input)?;
+    let (sampled, peak) = memory::peak_added(|| latency::sample(measure, || session.run()));
+    let sampled = sampled?;
+    record.input_copy_median_ns = input_copy_median_ns(session, input)?;
+    record.warmup_iters = measure.warmup_iters;
+    record.latency_ci_target_pct = measure.target_rel_ci * 100.0;
+    record.latency_ci_target_met = sampled.target_met;
+    record.set_latency(sampled.samples_ns, batch);
+    Ok(peak)
+}
+
 /// How many input copies [`input_copy_median_ns`] times.
 const INPUT_COPIES: usize = 21;
 
 /// Copies of the input to the device, timed apart from the runs: the median of
 /// [`INPUT_COPIES`] copies of the latency batch, for sessions that copy it on their own.
-pub(super) fn input_copy_median_ns(session: &mut dyn Session, batch: &[f32]) -> Result<Option<f64>, CaseError> {
+fn input_copy_median_ns(session: &mut dyn Session, batch: &[f32]) -> Result<Option<f64>, CaseError> {
     if session.input_copy_ns().is_none() {
         return Ok(None);
     }

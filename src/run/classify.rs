@@ -4,7 +4,7 @@
 
 use super::{case, CaseError};
 use crate::data::Dataset;
-use crate::measure::{eval, fidelity, latency, memory};
+use crate::measure::{eval, fidelity};
 use crate::quant::Variant;
 use crate::record::Record;
 use crate::suite::{Case, Suite};
@@ -37,14 +37,7 @@ pub(super) fn measure(
         }
     }
 
-    session.set_input(&latency_batch)?;
-    let (sampled, sampling_peak) = memory::peak_added(|| latency::sample(&suite.measure, || session.run()));
-    let sampled = sampled?;
-    record.input_copy_median_ns = case::input_copy_median_ns(session, &latency_batch)?;
+    let sampling_peak = case::sample_latency(session, &latency_batch, &suite.measure, case.batch, record)?;
     record.run_peak_rss_bytes = [record.run_peak_rss_bytes, sampling_peak].into_iter().flatten().max();
-    record.warmup_iters = suite.measure.warmup_iters;
-    record.latency_ci_target_pct = suite.measure.target_rel_ci * 100.0;
-    record.latency_ci_target_met = sampled.target_met;
-    record.set_latency(sampled.samples_ns, case.batch);
     Ok(())
 }

@@ -64,7 +64,7 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                 want: m.input_parts().map_or("token-id row".into(), |p| crate::data::parts(&p)),
             });
         }
-        if let (Some(c), true) = (&suite.calibration, suite.calibration_items(mi) > 0) {
+        if let (Some(c), true) = (&suite.calibration, calibration_items(suite, mi) > 0) {
             if c.items >= d.len() {
                 return Err(DataError::CalibrationSplit {
                     at: c.items_at.clone(),
@@ -93,5 +93,34 @@ pub(super) fn check_labels(d: &Dataset, m: &ModelEntry, classes: usize) -> Resul
             classes,
         }),
         None => Ok(()),
+    }
+}
+
+/// Items of model `model`'s dataset held out to calibrate: `[calibration] items` when one of the
+/// model's schemes (or overrides) is static and some CPU engine can run a static scheme on a
+/// model of its kind (the engines' capability says so), else 0, so a model with nothing to
+/// calibrate is evaluated on its whole dataset. CPU engines only: the split must not depend on
+/// whether this machine has a GPU.
+pub fn calibration_items(suite: &Suite, model: usize) -> usize {
+    use crate::backend::{BackendId, ModelQuery, Realization};
+    use crate::quant::{calibrate::Calibrator, ActivationQuant, Plan, SchemeId};
+    let Some(c) = &suite.calibration else { return 0 };
+    let is_static = |s: &SchemeId| matches!(s.activations(), ActivationQuant::Static(_));
+    let suite_static = suite.schemes.iter().any(is_static);
+    let override_static =
+        suite.overrides.iter().any(|o| is_static(&o.scheme) && o.models.as_ref().is_none_or(|m| m.contains(&model)));
+    if !suite_static && !override_static {
+        return 0;
+    }
+    let kind = &suite.models[model].kind;
+    let layers = kind.known_layers().unwrap_or_default();
+    let static_plan = Plan::uniform(layers.as_slice(), SchemeId::Int8Static(Calibrator::MinMax));
+    let runs_static = BackendId::all().filter(|b| !b.is_cuda()).any(|b| {
+        !matches!(b.create(0).capability(ModelQuery::declared(kind), &static_plan, 1), Realization::Unsupported(_))
+    });
+    if runs_static {
+        c.items
+    } else {
+        0
     }
 }

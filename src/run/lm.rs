@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{case, guarded, CaseError};
-use crate::backend::{BackendError, BackendId, ModelQuery};
+use crate::backend::{BackendError, BackendId};
 use crate::data::Dataset;
 use crate::measure::{latency, lm, memory};
 use crate::model::LoadedModel;
-use crate::quant::{self, Plan, SchemeId, Variant};
+use crate::quant::{self, SchemeId, Variant};
 use crate::record::Record;
 use crate::suite::{Case, Suite};
 
@@ -44,13 +44,14 @@ impl LmState {
         suite: &Suite,
         model_index: usize,
         model: &LoadedModel,
+        backend: BackendId,
         layers: &[(String, usize)],
         data: &Dataset,
         artifacts: &Path,
         variants: &mut HashMap<SchemeId, Result<Variant, Arc<CaseError>>>,
     ) -> Result<Arc<LmReference>, CaseError> {
         if self.reference.is_none() {
-            let scored = score_reference(suite, model_index, model, layers, data, artifacts, variants);
+            let scored = score_reference(suite, model_index, model, backend, layers, data, artifacts, variants);
             if let Ok(r) = &scored {
                 self.scores.insert((r.scheme, r.backend), r.score.clone());
             }
@@ -65,10 +66,12 @@ impl LmState {
 
 /// Builds and scores the reference variant: the suite's scheme that stores weights most
 /// precisely (activation schemes cannot run), on the model's reference engine.
+#[allow(clippy::too_many_arguments)]
 fn score_reference(
     suite: &Suite,
     model_index: usize,
     model: &LoadedModel,
+    backend: BackendId,
     layers: &[(String, usize)],
     data: &Dataset,
     artifacts: &Path,
@@ -85,14 +88,6 @@ fn score_reference(
         .map(|(s, _)| s)
         .ok_or(CaseError::NoLmReference)?;
     let plan = suite.plan(model_index, scheme, layers);
-    let f32_plan = Plan::uniform(layers, SchemeId::F32);
-    let backend = crate::backend::reference_backend(ModelQuery::loaded(model), &f32_plan, 1).map_err(|reasons| {
-        CaseError::NoEngine {
-            model: model.name.clone(),
-            file: model.kind.file().to_path_buf(),
-            reasons: reasons.to_string(),
-        }
-    })?;
     let fail = |e: CaseError| CaseError::LmReference { scheme: scheme.name(), source: Arc::new(e) };
     let variant = variants
         .entry(scheme)
@@ -155,14 +150,7 @@ pub(super) fn measure(
         // Prompt processing: the run, on the first `batch` windows.
         let seq = data.item_shape.iter().product::<usize>();
         let batch_ids = data.batch_f32(0, case.batch, case.batch);
-        session.set_input(&batch_ids)?;
-        let (sampled, pp_peak) = memory::peak_added(|| latency::sample(&suite.measure, || session.run()));
-        let sampled = sampled?;
-        record.input_copy_median_ns = case::input_copy_median_ns(session, &batch_ids)?;
-        record.warmup_iters = suite.measure.warmup_iters;
-        record.latency_ci_target_pct = suite.measure.target_rel_ci * 100.0;
-        record.latency_ci_target_met = sampled.target_met;
-        record.set_latency(sampled.samples_ns, case.batch);
+        let pp_peak = case::sample_latency(session, &batch_ids, &suite.measure, case.batch, record)?;
         record.pp_tokens_per_s = record.latency_median_ns.map(|m| (case.batch * seq) as f64 * 1e9 / m);
 
         // Generation: up to 128 tokens (llama-bench's tg128), one position at a time, from an

@@ -17,16 +17,16 @@ mod progress;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use datasets::load_datasets;
+pub use datasets::{calibration_items, load_datasets};
 pub use model::calibrate;
 pub use progress::Event;
 
-use crate::backend::{configure_threads, BackendError};
+use crate::backend::{configure_threads, BackendError, ModelQuery, Realization};
 use crate::data::DataError;
 use crate::model::ModelError;
-use crate::quant::VariantError;
+use crate::quant::{Plan, VariantError};
 use crate::record::{CaseStatus, Environment, Record, RecordError};
-use crate::suite::{expand, Suite};
+use crate::suite::{expand, Case, Suite};
 
 /// Where the run goes, and which of its cases.
 #[derive(Debug, Clone, Default)]
@@ -117,6 +117,20 @@ pub enum CaseError {
 
 /// An error and its causes on one line (what a failed record's `error` holds).
 pub use crate::backend::chain as root_cause;
+
+/// What the case's backend says it will make of the case: the plan the suite gives the model's
+/// `layers`, and the backend's expected realization of it. `run` records this before measuring
+/// and `qbench validate` forecasts skips and refusals from it, so the two cannot disagree.
+pub fn expectation(
+    suite: &Suite,
+    case: &Case,
+    model: ModelQuery<'_>,
+    layers: &[(String, usize)],
+) -> (Plan, Realization) {
+    let plan = suite.plan(case.model, case.scheme, layers);
+    let expected = case.backend.create(suite.cuda_device).capability(model, &plan, case.batch);
+    (plan, expected)
+}
 
 /// Runs every case of `suite`; `progress` receives each step as it happens.
 pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)) -> Result<RunSummary, RunError> {

@@ -61,7 +61,7 @@ impl<'s> ModelState<'s> {
     ) -> ModelState<'s> {
         let entry = &suite.models[index];
         // With a calibration split, every case evaluates on the items after it.
-        let calibration_items = suite.calibration_items(index);
+        let calibration_items = super::calibration_items(suite, index);
         let (calibration_data, data) = if calibration_items > 0 {
             (full.slice(0..calibration_items), full.slice(calibration_items..full.len()))
         } else {
@@ -142,20 +142,18 @@ impl<'s> ModelState<'s> {
     /// Runs one case into `record`: skipped when its backend cannot run it (the backend's
     /// answer), failed with the root cause, or measured.
     pub fn run_case(&mut self, case: &Case, record: &mut Record, options: &RunOptions) {
-        let plan = self.suite.plan(case.model, case.scheme, &self.layers);
+        let query = match &self.loaded {
+            Ok(m) => ModelQuery::loaded(m),
+            Err(_) => ModelQuery::declared(&self.entry.kind),
+        };
+        let (plan, expected) = super::expectation(self.suite, case, query, &self.layers);
+        let expected = if options.assume_native { Realization::Native } else { expected };
         record.layer_overrides = plan.describe_overrides();
         record.calibration_items = self.calibration_items;
         if let (Ok(m), Ok(backend)) = (&self.loaded, &self.reference_backend) {
             record.parameters = m.parameters;
             record.reference_backend = backend.name().to_string();
         }
-        let backend = case.backend.create(self.suite.cuda_device);
-        let query = match &self.loaded {
-            Ok(m) => ModelQuery::loaded(m),
-            Err(_) => ModelQuery::declared(&self.entry.kind),
-        };
-        let expected =
-            if options.assume_native { Realization::Native } else { backend.capability(query, &plan, case.batch) };
         record.expected_realization = expected.name().to_string();
         // A model no reference engine can run fails every case, whatever the backend.
         if let (Ok(_), Err(e)) = (&self.loaded, &self.reference_backend) {
@@ -189,10 +187,12 @@ impl<'s> ModelState<'s> {
             });
         }
         if model.kind.is_language_model() {
+            let reference_backend = self.reference_backend.clone().map_err(CaseError::Shared)?;
             let reference = self.lm.reference(
                 self.suite,
                 self.index,
                 model,
+                reference_backend,
                 &self.layers,
                 &self.data,
                 &self.artifacts,

@@ -385,35 +385,6 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
 }
 
 impl Suite {
-    /// Items of model `model`'s dataset held out to calibrate: `[calibration] items` when one of
-    /// the model's schemes (or overrides) is static and some CPU engine can run a static scheme
-    /// on a model of its kind (the engines' capability says so), else 0, so a model with
-    /// nothing to calibrate is evaluated on its whole dataset. CPU engines only: the split must
-    /// not depend on whether this machine has a GPU.
-    pub fn calibration_items(&self, model: usize) -> usize {
-        let Some(c) = &self.calibration else { return 0 };
-        let kind = &self.models[model].kind;
-        let layers = kind.known_layers().unwrap_or_default();
-        let static_plan =
-            Plan::uniform(layers.as_slice(), SchemeId::Int8Static(crate::quant::calibrate::Calibrator::MinMax));
-        let runs_static = BackendId::all().filter(|b| !b.is_cuda()).any(|b| {
-            let query = crate::backend::ModelQuery::declared(kind);
-            !matches!(b.create(0).capability(query, &static_plan, 1), crate::backend::Realization::Unsupported(_))
-        });
-        if !runs_static {
-            return 0;
-        }
-        let is_static = |s: &SchemeId| matches!(s.activations(), crate::quant::ActivationQuant::Static(_));
-        let suite_static = self.schemes.iter().any(is_static);
-        let override_static =
-            self.overrides.iter().any(|o| is_static(&o.scheme) && o.models.as_ref().is_none_or(|m| m.contains(&model)));
-        if suite_static || override_static {
-            c.items
-        } else {
-            0
-        }
-    }
-
     /// The scheme of each weighted layer of model `model` under the suite scheme `scheme`;
     /// `layers` are the model's weighted layers (see [`ModelEntry::known_layers`], or those of
     /// the loaded ONNX file).

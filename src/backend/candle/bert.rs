@@ -15,7 +15,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_transformers::models::bert::{BertModel, Config};
 
-use super::{compute_of, location, stored_types};
+use super::{compute_of, location, stored_of, stored_types};
 use crate::backend::{BackendError, BackendId, LayerEvidence, Prepared, Session};
 use crate::quant::Variant;
 
@@ -49,7 +49,6 @@ pub(super) fn prepare(
         BackendError::engine(id, "building the BERT", format!("candle-transformers cannot build a BERT from it: {e}"))
     })?;
     let taken = taken.lock().map(|t| t.clone()).unwrap_or_default();
-    let layers = evidence(variant, &taken, device);
     let on = if device.is_cpu() { String::new() } else { format!(" on {}", location(device)) };
     let evidence = format!(
         "candle-transformers BertModel ({} layers, hidden {}), {dtype:?} compute, {} tensors taken{on}",
@@ -62,6 +61,8 @@ pub(super) fn prepare(
         session: Box::new(BertSession {
             id,
             device: device.clone(),
+            variant: variant.clone(),
+            taken,
             input_copy_ns: None,
             model,
             batch,
@@ -74,7 +75,7 @@ pub(super) fn prepare(
         artifact: path.clone(),
         artifact_bytes,
         evidence,
-        layers,
+        layers: Vec::new(),
         weights_bytes: Some(weights_bytes),
     })
 }
@@ -151,7 +152,7 @@ fn evidence(variant: &Variant, taken: &[Taken], device: &Device) -> Vec<LayerEvi
         .map(|(layer, _)| {
             let scheme = variant.layer_scheme(layer);
             let weight = format!("{layer}.weight");
-            let stored_type = stored.get(&weight).cloned().unwrap_or_else(|| "not found in the artifact".into());
+            let stored_type = stored_of(&stored, &weight);
             match taken.iter().find(|t| t.name == weight) {
                 Some(t) => LayerEvidence::observed(
                     layer,
@@ -200,6 +201,9 @@ fn load_gguf(path: &std::path::Path) -> candle_core::Result<HashMap<String, Tens
 struct BertSession {
     id: BackendId,
     device: Device,
+    variant: Variant,
+    /// The tensors the model took as it was built.
+    taken: Vec<Taken>,
     /// The last input's copy to the GPU (ids, token types, mask), synchronized.
     input_copy_ns: Option<u64>,
     model: BertModel,
@@ -252,6 +256,10 @@ impl Session for BertSession {
 
     fn input_copy_ns(&self) -> Option<u64> {
         self.input_copy_ns
+    }
+
+    fn layer_evidence(&self) -> Vec<LayerEvidence> {
+        evidence(&self.variant, &self.taken, &self.device)
     }
 }
 

@@ -21,7 +21,7 @@ use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
-use super::{location, stored_types};
+use super::{location, stored_of, stored_types};
 use crate::backend::{BackendError, BackendId, Compute, Decoder, LayerEvidence, Prepared, Realization, Session};
 use crate::model::gguf_lm::{dtype_name, LmArch};
 use crate::quant::{Plan, SchemeId, Variant};
@@ -142,13 +142,13 @@ pub(super) fn prepare(
         }
     };
     let on = location(device);
-    let layers = evidence(variant, &built, &on, source);
     let weights_bytes = one_d_bytes + built.values().map(|m| m.bytes).sum::<u64>();
     let mut kinds: Vec<(String, usize)> = Vec::new();
-    for l in &layers {
-        match kinds.iter_mut().find(|(k, _)| *k == l.kernel) {
+    for (layer, _) in &variant.layer_schemes {
+        let kernel = built.get(layer).map_or("not found", |h| h.kernel.as_str());
+        match kinds.iter_mut().find(|(k, _)| *k == kernel) {
             Some((_, n)) => *n += 1,
-            None => kinds.push((l.kernel.clone(), 1)),
+            None => kinds.push((kernel.to_string(), 1)),
         }
     }
     let mut evidence = format!("candle-transformers quantized_{} ({blocks} blocks, vocab {vocab})", arch.name());
@@ -162,6 +162,9 @@ pub(super) fn prepare(
         session: Box::new(LmSession {
             id,
             device: device.clone(),
+            variant: variant.clone(),
+            built,
+            source,
             weights,
             batch,
             vocab,
@@ -173,7 +176,7 @@ pub(super) fn prepare(
         artifact: path.clone(),
         artifact_bytes: bytes.len() as u64,
         evidence,
-        layers,
+        layers: Vec::new(),
         weights_bytes: Some(weights_bytes),
     })
 }
@@ -365,8 +368,7 @@ fn evidence(variant: &Variant, built: &HashMap<String, Held>, on: &str, source: 
         .iter()
         .map(|(layer, _)| {
             let scheme = variant.layer_scheme(layer);
-            let stored_type =
-                stored.get(&format!("{layer}.weight")).cloned().unwrap_or_else(|| "not found in the artifact".into());
+            let stored_type = stored_of(&stored, &format!("{layer}.weight"));
             match built.get(layer.as_str()) {
                 Some(h) => {
                     let mut kernel = h.kernel.clone();
@@ -408,6 +410,10 @@ fn evidence(variant: &Variant, built: &HashMap<String, Held>, on: &str, source: 
 struct LmSession {
     id: BackendId,
     device: Device,
+    variant: Variant,
+    /// Each weight as the built model holds it, and where that was read.
+    built: HashMap<String, Held>,
+    source: &'static str,
     weights: LmWeights,
     batch: usize,
     vocab: usize,
@@ -478,6 +484,10 @@ impl Session for LmSession {
 
     fn decoder(&mut self) -> Option<&mut dyn Decoder> {
         Some(self)
+    }
+
+    fn layer_evidence(&self) -> Vec<LayerEvidence> {
+        evidence(&self.variant, &self.built, &location(&self.device), self.source)
     }
 }
 

@@ -23,7 +23,7 @@ pub use net::Net;
 
 use super::{
     Backend, BackendError, BackendId, Capture, Compute, DeviceKind, LayerSession, ModelQuery, Prepared, Realization,
-    Registration,
+    Registration, StoredWeight,
 };
 use crate::model::ModelKind;
 use crate::quant::ggml::GgmlType;
@@ -95,15 +95,13 @@ impl Candle {
         self.cuda.is_some()
     }
 
-    /// How candle runs one zoo layer of this scheme (`conv`: a Conv2d, which has no GGML path).
-    fn zoo_layer(&self, scheme: SchemeId, conv: bool) -> Realization {
+    /// How candle runs one zoo layer of this scheme. A GGML scheme's convs stay f32 in the
+    /// GGUF (there is no GGML conv kernel), which is native too.
+    fn zoo_layer(&self, scheme: SchemeId) -> Realization {
         match scheme {
-            SchemeId::F32 | SchemeId::F16 => Realization::Native,
+            SchemeId::F32 | SchemeId::F16 | SchemeId::Ggml(_) => Realization::Native,
             // The CPU load widens bf16 (candle 0.11 has no CPU bf16 matmul); a GPU keeps it.
             SchemeId::Bf16 if self.on_gpu() => Realization::Native,
-            // The GGUF keeps convs in f32.
-            SchemeId::Ggml(_) if conv => Realization::Native,
-            SchemeId::Ggml(_) => Realization::Native,
             // Integers are dequantized at load; activations are fake-quantized in f32.
             SchemeId::Bf16 | SchemeId::Int8Weights { .. } | SchemeId::Int4Group { .. } => Realization::Emulated,
             SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => Realization::Emulated,
@@ -118,26 +116,14 @@ impl Backend for Candle {
 
     fn capability(&self, model: ModelQuery<'_>, plan: &Plan, batch: usize) -> Realization {
         #[cfg(feature = "cuda")]
-        if let Some(ordinal) = self.cuda {
-            if let Err(why) = super::gpu::probe(ordinal) {
-                return Realization::Unsupported(why.to_string());
-            }
+        if let Some(why) = self.cuda.and_then(cuda::unavailable) {
+            return Realization::Unsupported(why);
         }
         let schemes = plan.layer_schemes();
         let any_quantized = schemes.iter().any(|s| *s != SchemeId::F32);
         match model.kind {
-            ModelKind::Zoo { zoo, .. } => {
-                let convs: Vec<&str> = zoo
-                    .layers()
-                    .into_iter()
-                    .filter_map(|l| match l {
-                        crate::zoo::Layer::Conv2d { name, .. } => Some(name),
-                        _ => None,
-                    })
-                    .collect();
-                plan.layers.iter().fold(Realization::Native, |acc, (layer, s)| {
-                    acc.weaker(self.zoo_layer(*s, convs.contains(&layer.as_str())))
-                })
+            ModelKind::Zoo { .. } => {
+                plan.layers.iter().fold(Realization::Native, |acc, (_, s)| acc.weaker(self.zoo_layer(*s)))
             }
             ModelKind::Onnx { .. } if self.on_gpu() => Realization::Unsupported(CUDA_ONNX.into()),
             ModelKind::Onnx { .. } => onnx_capability(model, &schemes, any_quantized),
@@ -202,16 +188,8 @@ fn onnx_capability(model: ModelQuery<'_>, schemes: &[SchemeId], any_quantized: b
     }
     #[cfg(feature = "candle-onnx")]
     {
-        if let Some(loaded) = model.loaded {
-            if let Some(op) =
-                loaded.onnx_ops().into_iter().find(|op| !op.domain.is_empty() || !onnx::implements(&op.op_type))
-            {
-                return Realization::Unsupported(format!(
-                    "candle-onnx 0.11 does not implement op {} (node \"{}\"); this model runs on tract-cpu",
-                    op.describe(),
-                    op.node
-                ));
-            }
+        if let Some(why) = model.loaded.and_then(|m| m.onnx_ops().iter().find_map(onnx::refusal)) {
+            return Realization::Unsupported(why);
         }
         if schemes.iter().any(|s| s.weight_format().is_some()) {
             Realization::Unsupported("candle-onnx 0.11 implements no DequantizeLinear, QuantizeLinear, MatMulInteger or ConvInteger, so integer ONNX graphs run on tract only; f32, f16 and GGML variants run on both".into())
@@ -316,33 +294,52 @@ fn copy_timed<T>(
     Ok((value, Some(started.elapsed().as_nanos() as u64)))
 }
 
-/// The weights' types as an artifact stores them, by tensor name: safetensors dtypes (a 4-bit
-/// weight `<name>.int4` as `i4`/`u4`), or GGUF tensor types. What each layer's `stored` reads.
-fn stored_types(path: &std::path::Path) -> std::collections::HashMap<String, String> {
+/// The weights' types as an artifact stores them, by tensor name, read from its header only
+/// (safetensors' JSON header, or GGUF's tensor table): a 4-bit weight `<name>.int4` as `i4`,
+/// or `u4` when it has a zero point. What each layer's `stored` says.
+fn stored_types(path: &std::path::Path) -> std::collections::HashMap<String, StoredWeight> {
+    use std::io::Read;
     let mut out = std::collections::HashMap::new();
-    let is_gguf = path.extension().is_some_and(|e| e == "gguf");
-    let Ok(bytes) = std::fs::read(path) else { return out };
-    if is_gguf {
-        if let Ok(content) = candle_core::quantized::gguf_file::Content::read(&mut std::io::Cursor::new(&bytes)) {
+    let Ok(mut file) = std::fs::File::open(path) else { return out };
+    if path.extension().is_some_and(|e| e == "gguf") {
+        if let Ok(content) = candle_core::quantized::gguf_file::Content::read(&mut file) {
             for (name, info) in &content.tensor_infos {
-                out.insert(name.clone(), ggml_name(info.ggml_dtype));
+                out.insert(name.clone(), StoredWeight::named(&ggml_name(info.ggml_dtype)));
             }
         }
-    } else if let Ok(st) = safetensors::SafeTensors::deserialize(&bytes) {
-        for (name, view) in st.tensors() {
-            match name.strip_suffix(".int4") {
-                // A zero point marks the unsigned (asymmetric) 4-bit form.
-                Some(base) => {
-                    let ty = if st.names().iter().any(|n| **n == format!("{base}.zero_point")) { "u4" } else { "i4" };
-                    out.insert(base.to_string(), ty.to_string());
-                }
-                None => {
-                    out.insert(name.clone(), format!("{:?}", view.dtype()).to_lowercase());
-                }
+        return out;
+    }
+    // safetensors: an 8-byte little-endian length, then that many bytes of JSON.
+    let mut len = [0u8; 8];
+    if file.read_exact(&mut len).is_err() {
+        return out;
+    }
+    let len = u64::from_le_bytes(len);
+    let mut header = vec![0u8; len.min(100 << 20) as usize];
+    if file.read_exact(&mut header).is_err() {
+        return out;
+    }
+    let Ok(serde_json::Value::Object(tensors)) = serde_json::from_slice::<serde_json::Value>(&header) else {
+        return out;
+    };
+    for (name, info) in &tensors {
+        let Some(dtype) = info.get("dtype").and_then(|d| d.as_str()) else { continue };
+        match name.strip_suffix(".int4") {
+            Some(base) => {
+                let ty = if tensors.contains_key(&format!("{base}.zero_point")) { "u4" } else { "i4" };
+                out.insert(base.to_string(), StoredWeight::named(ty));
+            }
+            None => {
+                out.insert(name.clone(), StoredWeight::named(&dtype.to_lowercase()));
             }
         }
     }
     out
+}
+
+/// What the artifact stores `weight` as (`not found` when it does not hold it).
+fn stored_of(types: &std::collections::HashMap<String, StoredWeight>, weight: &str) -> StoredWeight {
+    types.get(weight).cloned().unwrap_or_else(|| StoredWeight::new(crate::backend::WeightType::NotFound))
 }
 
 #[cfg(test)]

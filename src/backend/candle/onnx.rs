@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use candle_onnx::onnx::ModelProto;
 
-use crate::backend::{BackendError, BackendId, Compute, LayerEvidence, Prepared, Session};
+use crate::backend::{BackendError, BackendId, Compute, LayerEvidence, Prepared, Session, StoredWeight, WeightType};
 use crate::model::onnx_file::InputDtype;
+use crate::model::OnnxOp;
 use crate::quant::Variant;
 
 const ID: BackendId = BackendId::CANDLE_CPU;
@@ -101,24 +102,30 @@ const OPS: &[&str] = &[
     "Xor",
 ];
 
-/// Whether candle-onnx implements an op (as [`crate::model::LoadedModel::onnx_ops`] names it).
-pub(super) fn implements(op: &str) -> bool {
-    OPS.contains(&op)
+/// Why candle-onnx cannot run this node, or `None` when it implements its op (in the default
+/// domain only). The capability asks this of the loaded graph, and `prepare` of the variant's.
+pub(super) fn refusal(op: &OnnxOp) -> Option<String> {
+    let default_domain = op.domain.is_empty() || op.domain == "ai.onnx";
+    (!default_domain || !OPS.contains(&op.op_type.as_str())).then(|| {
+        format!(
+            "candle-onnx 0.11 does not implement op {} (node \"{}\"); this model runs on tract-cpu",
+            op.describe(),
+            op.node
+        )
+    })
 }
 
 pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
     let err = |stage: &'static str| move |e: candle_core::Error| BackendError::engine(ID, stage, e);
     let mut model = candle_onnx::read_file(&variant.onnx).map_err(err("reading the ONNX model"))?;
     let graph = model.graph.as_mut().ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "no graph"))?;
-    if let Some(n) = graph.node.iter().find(|n| !n.domain.is_empty() || !OPS.contains(&n.op_type.as_str())) {
-        return Err(BackendError::engine(
-            ID,
-            "checking the ONNX ops",
-            format!(
-                "candle-onnx 0.11 does not implement op {} (node \"{}\"); this model runs on tract-cpu",
-                n.op_type, n.name
-            ),
-        ));
+    let ops = graph.node.iter().map(|n| OnnxOp {
+        op_type: n.op_type.clone(),
+        domain: n.domain.clone(),
+        node: n.name.clone(),
+    });
+    if let Some(why) = ops.filter_map(|op| refusal(&op)).next() {
+        return Err(BackendError::engine(ID, "checking the ONNX ops", why));
     }
     let mut weights = HashMap::new();
     let mut weights_bytes = 0u64;
@@ -152,15 +159,23 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
         .first()
         .map(|o| o.name.clone())
         .ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "the graph has no output"))?;
-    let layers = evidence(variant, graph, &weights);
     let evidence = format!("candle-onnx simple_eval ({} nodes interpreted per run, f32 compute)", graph.node.len());
     let artifact_bytes = crate::backend::artifact_bytes(ID, &variant.onnx)?;
     Ok(Prepared {
-        session: Box::new(OnnxSession { model, weights, inputs_decl, output, batch, inputs: None, out: None }),
+        session: Box::new(OnnxSession {
+            variant: variant.clone(),
+            model,
+            weights,
+            inputs_decl,
+            output,
+            batch,
+            inputs: None,
+            out: None,
+        }),
         artifact: variant.onnx.clone(),
         artifact_bytes,
         evidence,
-        layers,
+        layers: Vec::new(),
         weights_bytes: Some(weights_bytes),
     })
 }
@@ -184,7 +199,7 @@ fn evidence(
                 return LayerEvidence::observed(
                     layer,
                     scheme,
-                    "not found",
+                    StoredWeight::new(WeightType::NotFound),
                     Compute::NotObservable,
                     "no node of that name",
                     "cpu",
@@ -218,10 +233,11 @@ fn evidence(
                     let dtype = cast_to.unwrap_or(w.dtype());
                     let per_call = (!path.is_empty())
                         .then(|| format!("{} of the weight, interpreted on every run", path.join(" → ")));
+                    let stored = StoredWeight::named(&format!("{:?}", w.dtype()).to_lowercase());
                     LayerEvidence::observed(
                         layer,
                         scheme,
-                        format!("{:?}", w.dtype()).to_lowercase(),
+                        stored,
                         super::compute_of(dtype),
                         kernel,
                         "cpu",
@@ -233,7 +249,7 @@ fn evidence(
                 None => LayerEvidence::observed(
                     layer,
                     scheme,
-                    "computed in the graph",
+                    StoredWeight::new(WeightType::Other("computed in the graph".into())),
                     Compute::NotObservable,
                     format!(
                         "{kernel}; its weight comes from {}",
@@ -270,6 +286,7 @@ struct OnnxInput {
 }
 
 struct OnnxSession {
+    variant: Variant,
     /// The graph without its initializers (they are in `weights`).
     model: ModelProto,
     weights: HashMap<String, Tensor>,
@@ -321,5 +338,12 @@ impl Session for OnnxSession {
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
         super::output_values(ID, self.out.as_ref())
+    }
+
+    fn layer_evidence(&self) -> Vec<LayerEvidence> {
+        match self.model.graph.as_ref() {
+            Some(graph) => evidence(&self.variant, graph, &self.weights),
+            None => Vec::new(),
+        }
     }
 }

@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::Module;
 
 use super::net::{describe_input, LayerModule, Net};
-use super::{location, qmatmul_compute, stored_types};
+use super::{location, qmatmul_compute, stored_of, stored_types};
 use crate::backend::{BackendError, BackendId, Capture, LayerEvidence, LayerSession, Prepared, Session, MODEL_OUTPUT};
 use crate::model::stored::load_model;
 use crate::quant::Variant;
@@ -21,7 +21,6 @@ pub(super) fn prepare(
 ) -> Result<Prepared, BackendError> {
     let net = load_net(variant, id, device)?;
     let artifact_bytes = crate::backend::artifact_bytes(id, &variant.candle_artifact)?;
-    let layers = evidence(&net, variant, device);
     let on = if device.is_cpu() { String::new() } else { format!(" on {}", location(device)) };
     let evidence = format!("{}{on}", net.kernels());
     let weights_bytes = Some(net.weights_bytes());
@@ -30,6 +29,7 @@ pub(super) fn prepare(
         session: Box::new(CandleSession {
             id,
             device: device.clone(),
+            variant: variant.clone(),
             net,
             shape: (batch, c, h, w),
             input: None,
@@ -39,7 +39,7 @@ pub(super) fn prepare(
         artifact: variant.candle_artifact.clone(),
         artifact_bytes,
         evidence,
-        layers,
+        layers: Vec::new(),
         weights_bytes,
     })
 }
@@ -52,8 +52,7 @@ fn evidence(net: &Net, variant: &Variant, device: &Device) -> Vec<LayerEvidence>
         .into_iter()
         .map(|(name, module)| {
             let scheme = variant.layer_scheme(name);
-            let stored_type =
-                stored.get(&format!("{name}.weight")).cloned().unwrap_or_else(|| "not found in the artifact".into());
+            let stored_type = stored_of(&stored, &format!("{name}.weight"));
             let (compute, kernel, at) = match module {
                 LayerModule::Conv { weight, input } => (
                     super::compute_of(weight.dtype()),
@@ -162,8 +161,8 @@ fn zoo(variant: &Variant, id: BackendId) -> Result<ZooModelId, BackendError> {
 }
 
 /// Loads the variant from its file onto `device`, as a user of the artifact would, not from
-/// memory. Off the CPU, bf16-stored layers are narrowed back to bf16 after loading (exactly:
-/// the CPU load widened them), so a GPU runs them in bf16.
+/// memory. bf16 weights are widened to f32 on the CPU (candle 0.11 has no CPU bf16 matmul) and
+/// kept bf16 on a GPU.
 fn load_net(variant: &Variant, id: BackendId, device: &Device) -> Result<Net, BackendError> {
     let zoo = zoo(variant, id)?;
     let is_gguf = variant.candle_artifact.extension().is_some_and(|e| e == "gguf");
@@ -173,23 +172,18 @@ fn load_net(variant: &Variant, id: BackendId, device: &Device) -> Result<Net, Ba
     }
     let (tensors, inputs) = load_model(&variant.candle_artifact, zoo)
         .map_err(|e| BackendError::engine(id, "loading weights", crate::backend::chain(&e)))?;
-    let tensors = if device.is_cpu() {
-        tensors
-    } else {
-        let bf16: Vec<String> = stored_types(&variant.candle_artifact)
-            .into_iter()
-            .filter(|(_, ty)| ty == "bf16")
-            .map(|(name, _)| name)
-            .collect();
-        tensors
-            .into_iter()
-            .map(|(name, t)| {
-                let t = if bf16.contains(&name) { t.to_dtype(candle_core::DType::BF16)? } else { t };
-                Ok((name, t.to_device(device)?))
-            })
-            .collect::<candle_core::Result<_>>()
-            .map_err(|e| BackendError::engine(id, "copying the weights to the device", e))?
-    };
+    let tensors = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let t = if device.is_cpu() && t.dtype() == candle_core::DType::BF16 {
+                t.to_dtype(candle_core::DType::F32)?
+            } else {
+                t
+            };
+            Ok((name, t.to_device(device)?))
+        })
+        .collect::<candle_core::Result<_>>()
+        .map_err(|e| BackendError::engine(id, "copying the weights to the device", e))?;
     Ok(Net::new(zoo, &tensors)
         .map_err(|e| BackendError::engine(id, "building the model", e))?
         .with_input_quant(&inputs))
@@ -198,6 +192,8 @@ fn load_net(variant: &Variant, id: BackendId, device: &Device) -> Result<Net, Ba
 struct CandleSession {
     id: BackendId,
     device: Device,
+    /// What the evidence classifies each layer against.
+    variant: Variant,
     net: Net,
     shape: (usize, usize, usize, usize),
     input: Option<Tensor>,
@@ -231,5 +227,9 @@ impl Session for CandleSession {
 
     fn input_copy_ns(&self) -> Option<u64> {
         self.input_copy_ns
+    }
+
+    fn layer_evidence(&self) -> Vec<LayerEvidence> {
+        evidence(&self.net, &self.variant, &self.device)
     }
 }

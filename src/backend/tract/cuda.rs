@@ -61,21 +61,27 @@ pub(super) fn prepare(
         })
         .map_err(|e| BackendError::engine(id, "loading the ONNX model and moving it to the GPU", e))?;
     let device = format!("cuda:{ordinal}");
-    let (evidence, layers) = match runnable.typed_plan() {
-        Some(plan) => (
-            placement(plan.model()),
-            super::plan::layer_evidence(plan.model(), variant, &device, &runs_on_gpu, &device),
-        ),
-        None => ("tract-cuda (no plan to inspect)".to_string(), Vec::new()),
+    let evidence = match runnable.typed_plan() {
+        Some(plan) => placement(plan.model()),
+        None => "tract-cuda (no plan to inspect)".to_string(),
     };
     let state = runnable.spawn().map_err(|e| BackendError::engine(id, "creating the run state", e))?;
     let artifact_bytes = crate::backend::artifact_bytes(id, &variant.onnx)?;
     Ok(Prepared {
-        session: Box::new(TractCudaSession { id, _runnable: runnable, state, inputs, input: None, output: None }),
+        session: Box::new(TractCudaSession {
+            id,
+            variant: variant.clone(),
+            device,
+            runnable,
+            state,
+            inputs,
+            input: None,
+            output: None,
+        }),
         artifact: variant.onnx.clone(),
         artifact_bytes,
         evidence,
-        layers,
+        layers: Vec::new(),
         weights_bytes,
     })
 }
@@ -102,8 +108,11 @@ fn placement(model: &TypedModel) -> String {
 
 struct TractCudaSession {
     id: BackendId,
+    variant: Variant,
+    /// `cuda:N`: where the GPU ops run.
+    device: String,
     /// Owns the plan the state runs.
-    _runnable: Box<dyn Runnable>,
+    runnable: Box<dyn Runnable>,
     state: Box<dyn State>,
     inputs: Inputs,
     input: Option<TVec<TValue>>,
@@ -131,6 +140,15 @@ impl Session for TractCudaSession {
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
         tract_output(self.id, self.output.as_ref())
+    }
+
+    fn layer_evidence(&self) -> Vec<crate::backend::LayerEvidence> {
+        match self.runnable.typed_plan() {
+            Some(plan) => {
+                super::plan::layer_evidence(plan.model(), &self.variant, &self.device, &runs_on_gpu, &self.device)
+            }
+            None => Vec::new(),
+        }
     }
 }
 

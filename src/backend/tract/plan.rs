@@ -2,10 +2,12 @@
 //! (the record's summary), the weights' bytes, and each weighted layer's evidence.
 //!
 //! A layer's nodes are found by name: tract names the nodes it derives from an ONNX node after
-//! it (`fc1`, `fc1.matmatmul`, `fc1.pack_b`…). Among them, the matrix product's kernel says what
-//! the layer computes in (`OptMatMul`'s `mmm` kernels report their accumulator type: i32 for
-//! tract's int8 kernels, f32, f16). The weight side of the product tells whether the weights
-//! were folded into a constant at load, or are recomputed (dequantized) on every run.
+//! it (`fc1`, `fc1.matmatmul`, `fc1.pack_b`…). The layer's matrix product is among them or,
+//! where tract fused it with what follows (a bias, a ReLU), the product that consumes one of
+//! them; its kernel says what the layer computes in (`OptMatMul`'s `mmm` kernels report their
+//! accumulator type: i32 for tract's int8 kernels, f32, f16). The weight side of the product
+//! tells whether the weights were folded into a constant at load, or are recomputed
+//! (dequantized) from constants on every run.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,14 +16,13 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 
-use crate::backend::{Compute, LayerEvidence};
+use crate::backend::{Compute, LayerEvidence, StoredWeight, WeightType};
 use crate::quant::Variant;
 
 /// Bytes held by a model's constants: plain tensors' bytes, and for packed (exotic) ones the
 /// buffer sizes tract reports. Counted on the decluttered model, where weights are still
 /// constants (f32 once dequantization graphs are folded; i8 for integer layers).
 pub(super) fn constant_bytes(model: &TypedModel) -> u64 {
-    use tract_onnx::tract_core::ops::konst::Const;
     model
         .nodes()
         .iter()
@@ -64,13 +65,13 @@ pub(super) fn op_summary(model: &TypedModel) -> String {
     v.iter().map(|(op, n)| format!("{op}×{n}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Each planned layer as the optimized plan runs it, on `device` (`cpu` for tract-cpu). `on_gpu`
-/// tells a GPU op (tract-cuda) from a CPU one by name.
-pub(super) fn evidence(model: &TypedModel, variant: &Variant, device: &str) -> Vec<LayerEvidence> {
-    layer_evidence(model, variant, device, &|_| false, device)
+/// Each weighted layer as tract-cpu's optimized plan runs it.
+pub(super) fn evidence(model: &TypedModel, variant: &Variant) -> Vec<LayerEvidence> {
+    layer_evidence(model, variant, "cpu", &|_| false, "cpu")
 }
 
-/// [`evidence`] for a backend whose ops `on_gpu` places on `gpu_device`.
+/// [`evidence`] for a backend on `backend_device` whose ops `on_gpu` places on `gpu_device`
+/// (tract-cuda tells its GPU ops from the CPU ones by name).
 pub(super) fn layer_evidence(
     model: &TypedModel,
     variant: &Variant,
@@ -86,7 +87,7 @@ pub(super) fn layer_evidence(
         .iter()
         .map(|(layer, _)| {
             let scheme = variant.layer_scheme(layer);
-            let stored_type = stored.get(layer).cloned().unwrap_or_else(|| "not found in the artifact".into());
+            let stored_type = stored.get(layer).cloned().unwrap_or_else(|| StoredWeight::new(WeightType::NotFound));
             let nodes: Vec<&TypedNode> = model.nodes().iter().filter(|n| belongs(&n.name, layer)).collect();
             let ids: HashSet<usize> = nodes.iter().map(|n| n.id).collect();
             let is_mm = |n: &&TypedNode| n.op_as::<OptMatMul>().is_some() || is_product(&n.op.name());
@@ -215,7 +216,7 @@ fn per_call_ops(model: &TypedModel, node: &TypedNode, dynamic: &HashSet<usize>) 
 
 /// Each layer's weight type as the ONNX file stores it: the initializer its product's weight
 /// input comes from (through casts, dequantization, transposes), with the ops on the way.
-fn stored_types(onnx: &std::path::Path, layers: &[String]) -> HashMap<String, String> {
+fn stored_types(onnx: &std::path::Path, layers: &[String]) -> HashMap<String, StoredWeight> {
     let mut out = HashMap::new();
     let Ok(bytes) = std::fs::read(onnx) else { return out };
     let Ok(proto) = tract_onnx::pb::ModelProto::decode(bytes.as_slice()) else { return out };
@@ -239,9 +240,8 @@ fn stored_types(onnx: &std::path::Path, layers: &[String]) -> HashMap<String, St
         let mut path = Vec::new();
         loop {
             if let Some(dt) = inits.get(value.as_str()) {
-                let ty = onnx_type_name(*dt);
-                let via = if path.is_empty() { String::new() } else { format!(" → {}", path.join(" → ")) };
-                out.insert(layer.clone(), format!("{ty}{via}"));
+                let ty = WeightType::from_name(&onnx_type_name(*dt));
+                out.insert(layer.clone(), StoredWeight { ty, via: path });
                 break;
             }
             match producer(&value) {

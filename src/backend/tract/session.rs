@@ -32,7 +32,6 @@ pub(super) fn prepare(variant: &Variant, batch: usize, id: BackendId) -> Result<
         })
         .map_err(|e| BackendError::engine(id, "loading and optimizing the ONNX model", e))?;
     let mut evidence = super::plan::op_summary(plan.model());
-    let layers = super::plan::evidence(plan.model(), variant, "cpu");
     let state = plan.spawn().map_err(|e| BackendError::engine(id, "creating the run state", e))?;
     // Ops with state between runs (LSTM/GRU/Scan keep their hidden state, for streaming)
     // would carry one batch's state into the next: such models get a fresh state per run.
@@ -42,11 +41,20 @@ pub(super) fn prepare(variant: &Variant, batch: usize, id: BackendId) -> Result<
     }
     let artifact_bytes = crate::backend::artifact_bytes(id, &variant.onnx)?;
     Ok(Prepared {
-        session: Box::new(TractSession { id, state, plan, stateful, inputs, input: None, output: None }),
+        session: Box::new(TractSession {
+            id,
+            variant: variant.clone(),
+            state,
+            plan,
+            stateful,
+            inputs,
+            input: None,
+            output: None,
+        }),
         artifact: variant.onnx.clone(),
         artifact_bytes,
         evidence,
-        layers,
+        layers: Vec::new(),
         weights_bytes,
     })
 }
@@ -118,6 +126,7 @@ fn datum_type(d: InputDtype) -> DatumType {
 
 struct TractSession {
     id: BackendId,
+    variant: Variant,
     state: TypedSimpleState,
     plan: Arc<TypedRunnableModel>,
     stateful: bool,
@@ -145,6 +154,10 @@ impl Session for TractSession {
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
         tract_output(self.id, self.output.as_ref())
+    }
+
+    fn layer_evidence(&self) -> Vec<crate::backend::LayerEvidence> {
+        super::plan::evidence(self.plan.model(), &self.variant)
     }
 }
 
