@@ -170,7 +170,9 @@ pub trait Backend {
 
     /// Loads the variant's artifact and readies it for exactly `batch` items per run. What the
     /// engine made of each layer is read afterwards ([`Prepared::observe`]), outside the
-    /// measured preparation.
+    /// measured preparation; only what the prepared summary needs is read here (candle's
+    /// quantized llama walks its built model's `Debug` text once, which also gives the bytes
+    /// its weights hold).
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError>;
 
     /// Loads the variant so that each run returns every weighted layer's output or input (see

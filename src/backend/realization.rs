@@ -283,22 +283,24 @@ impl LayerEvidence {
     /// float layer is kept float on the backend's device (`cpu-fallback` when a GPU backend runs
     /// it on the CPU); a quantized one is native when the engine computes in that type's own
     /// kernels on the backend's device (`cpu-fallback` on the CPU of a GPU backend), emulated
-    /// when it computes in another (wider) type, and not observed when the engine does not say.
+    /// when it computes in another (wider) type. Any layer is not observed when the engine does
+    /// not say what it computes in, or the weight was not found where the engine looked.
     pub fn classify(
         scheme: SchemeId,
         stored: &StoredWeight,
         compute: &Compute,
         on_backend_device: bool,
     ) -> LayerRealization {
+        // Nothing observed is nothing claimed, for a float layer too.
+        if *compute == Compute::NotObservable || stored.ty == WeightType::NotFound {
+            return LayerRealization::NotObserved;
+        }
         let native = match (scheme, stored.ty.quantized()) {
             (SchemeId::F32, None) if on_backend_device => return LayerRealization::KeptFloat,
             (SchemeId::F32, None) => return LayerRealization::CpuFallback,
             (SchemeId::F32, Some(native)) => native,
             (scheme, _) => native_compute(scheme),
         };
-        if *compute == Compute::NotObservable {
-            return LayerRealization::NotObserved;
-        }
         match native {
             Some(native) if native == *compute && on_backend_device => LayerRealization::Native,
             Some(native) if native == *compute => LayerRealization::CpuFallback,
@@ -365,9 +367,9 @@ pub fn native_compute(scheme: SchemeId) -> Option<Compute> {
 }
 
 /// The record's realization: the weakest of the layers' (kept-float layers run in float and
-/// count as native). `NotObserved` when the engine reported no layer while the plan has some.
-pub fn observed(layers: &[LayerEvidence], plan_layers: usize) -> Realization {
-    if layers.is_empty() && plan_layers > 0 {
+/// count as native). `NotObserved` when the engine reported nothing on one of the plan's layers.
+pub fn observed(layers: &[LayerEvidence], planned: &[&str]) -> Realization {
+    if planned.iter().any(|p| !layers.iter().any(|l| l.layer == *p)) {
         return Realization::NotObserved;
     }
     layers.iter().fold(Realization::Native, |acc, l| {
@@ -416,6 +418,10 @@ mod tests {
         // The ONNX file tract reads holds the q4k values dequantized: still a q4k layer.
         assert_eq!(c(q4k, "f32", &Compute::F32, true), LayerRealization::Emulated);
         assert_eq!(c(q4k, "q4k", &Compute::NotObservable, true), LayerRealization::NotObserved);
+        // A float layer the engine said nothing about, or whose weight it did not find, is not
+        // kept float: it was not observed.
+        assert_eq!(c(SchemeId::F32, "f32", &Compute::NotObservable, true), LayerRealization::NotObserved);
+        assert_eq!(c(SchemeId::F32, "not found", &Compute::F32, true), LayerRealization::NotObserved);
         // Weight-only int8 has no kernel anywhere: always emulated once observed.
         let w8 = SchemeId::Int8Weights { per_channel: true, symmetric: true };
         assert_eq!(c(w8, "i8", &Compute::Int8, true), LayerRealization::Emulated);
@@ -443,12 +449,17 @@ mod tests {
     #[test]
     fn the_record_takes_the_weakest_layer() {
         use LayerRealization::*;
-        assert_eq!(observed(&[layer(KeptFloat), layer(Native)], 2), Realization::Native);
-        assert_eq!(observed(&[layer(Native), layer(CpuFallback)], 2), Realization::CpuFallback);
-        assert_eq!(observed(&[layer(Emulated), layer(CpuFallback)], 2), Realization::Emulated);
-        assert_eq!(observed(&[layer(Emulated), layer(NotObserved)], 2), Realization::NotObserved);
-        assert_eq!(observed(&[], 3), Realization::NotObserved);
-        assert_eq!(observed(&[], 0), Realization::Native);
+        let two =
+            |a, b| [LayerEvidence { layer: "a".into(), ..layer(a) }, LayerEvidence { layer: "b".into(), ..layer(b) }];
+        let planned = ["a", "b"];
+        assert_eq!(observed(&two(KeptFloat, Native), &planned), Realization::Native);
+        assert_eq!(observed(&two(Native, CpuFallback), &planned), Realization::CpuFallback);
+        assert_eq!(observed(&two(Emulated, CpuFallback), &planned), Realization::Emulated);
+        assert_eq!(observed(&two(Emulated, NotObserved), &planned), Realization::NotObserved);
+        // A planned layer the engine reported nothing on leaves the record unobserved.
+        assert_eq!(observed(&two(Native, Native), &["a", "b", "c"]), Realization::NotObserved);
+        assert_eq!(observed(&[], &planned), Realization::NotObserved);
+        assert_eq!(observed(&[], &[]), Realization::Native);
         assert_eq!(first_not_native(&[layer(KeptFloat), layer(Emulated)]).map(|l| l.realization), Some(Emulated));
     }
 }

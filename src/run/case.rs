@@ -81,7 +81,8 @@ pub(super) fn prepare(
     // The realization is what the engine made of the layers, not what was expected of it; read
     // after the measured preparation (it may read the artifact's header or walk a plan).
     prepared.observe();
-    let realization = observed(&prepared.layers, variant.plan.layers.len());
+    let planned: Vec<&str> = variant.plan.layers.iter().map(|(l, _)| l.as_str()).collect();
+    let realization = observed(&prepared.layers, &planned);
     record.realization = realization.name().to_string();
     record.layer_evidence = prepared.layers.clone();
     if suite.require_native && realization != Realization::Native {

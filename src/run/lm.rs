@@ -36,22 +36,14 @@ pub(super) struct LmState {
 }
 
 impl LmState {
-    /// The reference, built and scored the first time a case asks. Its top-k are written to
-    /// `artifacts/<model>.reference-top<k>.safetensors`.
-    #[allow(clippy::too_many_arguments)]
+    /// The reference, built and scored by `score` (see [`score_reference`]) the first time a
+    /// case asks. Its top-k are written to `artifacts/<model>.reference-top<k>.safetensors`.
     pub fn reference(
         &mut self,
-        suite: &Suite,
-        model_index: usize,
-        model: &LoadedModel,
-        backend: BackendId,
-        layers: &[(String, usize)],
-        data: &Dataset,
-        artifacts: &Path,
-        variants: &mut HashMap<SchemeId, Result<Variant, Arc<CaseError>>>,
+        score: impl FnOnce() -> Result<LmReference, CaseError>,
     ) -> Result<Arc<LmReference>, CaseError> {
         if self.reference.is_none() {
-            let scored = score_reference(suite, model_index, model, backend, layers, data, artifacts, variants);
+            let scored = score();
             if let Ok(r) = &scored {
                 self.scores.insert((r.scheme, r.backend), r.score.clone());
             }
@@ -67,7 +59,7 @@ impl LmState {
 /// Builds and scores the reference variant: the suite's scheme that stores weights most
 /// precisely (activation schemes cannot run), on the model's reference engine.
 #[allow(clippy::too_many_arguments)]
-fn score_reference(
+pub(super) fn score_reference(
     suite: &Suite,
     model_index: usize,
     model: &LoadedModel,

@@ -146,8 +146,11 @@ impl<'s> ModelState<'s> {
             Ok(m) => ModelQuery::loaded(m),
             Err(_) => ModelQuery::declared(&self.entry.kind),
         };
-        let (plan, expected) = super::expectation(self.suite, case, query, &self.layers);
-        let expected = if options.assume_native { Realization::Native } else { expected };
+        let (plan, expected) = if options.assume_native {
+            (self.suite.plan(case.model, case.scheme, &self.layers), Realization::Native)
+        } else {
+            super::expectation(self.suite, case, query, &self.layers)
+        };
         record.layer_overrides = plan.describe_overrides();
         record.calibration_items = self.calibration_items;
         if let (Ok(m), Ok(backend)) = (&self.loaded, &self.reference_backend) {
@@ -186,29 +189,18 @@ impl<'s> ModelState<'s> {
                 realization: expected.name().to_string(),
             });
         }
-        if model.kind.is_language_model() {
+        // A language model's reference is built (and scored) before its variants.
+        let lm_reference = if model.kind.is_language_model() {
             let reference_backend = self.reference_backend.clone().map_err(CaseError::Shared)?;
-            let reference = self.lm.reference(
-                self.suite,
-                self.index,
-                model,
-                reference_backend,
-                &self.layers,
-                &self.data,
-                &self.artifacts,
-                &mut self.variants,
-            )?;
-            let variant = variant(
-                &mut self.variants,
-                &mut self.calibration,
-                model,
-                plan,
-                &self.artifacts,
-                &self.calibration_data,
-                self.suite,
-            )?;
-            return super::lm::measure(self.suite, case, &variant, &self.data, &reference, &mut self.lm, record);
-        }
+            let (suite, index, layers, data, artifacts) =
+                (self.suite, self.index, &self.layers, &self.data, &self.artifacts);
+            let variants = &mut self.variants;
+            Some(self.lm.reference(|| {
+                super::lm::score_reference(suite, index, model, reference_backend, layers, data, artifacts, variants)
+            })?)
+        } else {
+            None
+        };
         let variant = variant(
             &mut self.variants,
             &mut self.calibration,
@@ -218,6 +210,9 @@ impl<'s> ModelState<'s> {
             &self.calibration_data,
             self.suite,
         )?;
+        if let Some(reference) = lm_reference {
+            return super::lm::measure(self.suite, case, &variant, &self.data, &reference, &mut self.lm, record);
+        }
         // Without reference outputs a zoo model still has its known classes; a model file's
         // output size is learned from its reference run.
         let reference = match &self.reference {

@@ -244,6 +244,14 @@ fn qmatmul_compute(m: &QMatMul) -> (Compute, String) {
     }
 }
 
+/// Where a `QMatMul`'s weight lives: its GGML blocks' device, or its dequantized tensor's.
+fn qmatmul_location(m: &QMatMul) -> String {
+    match m {
+        QMatMul::QTensor(t) => location(&t.device()),
+        QMatMul::Tensor(w) | QMatMul::TensorF16(w) => location(w.device()),
+    }
+}
+
 /// `cpu`, `cuda:N`: where a tensor lives.
 fn location(device: &Device) -> String {
     match device.location() {
@@ -302,7 +310,8 @@ fn stored_types(path: &std::path::Path) -> std::collections::HashMap<String, Sto
     let mut out = std::collections::HashMap::new();
     let Ok(mut file) = std::fs::File::open(path) else { return out };
     if path.extension().is_some_and(|e| e == "gguf") {
-        if let Ok(content) = candle_core::quantized::gguf_file::Content::read(&mut file) {
+        // Buffered: a GGUF's metadata (a tokenizer's arrays) is many small reads.
+        if let Ok(content) = candle_core::quantized::gguf_file::Content::read(&mut std::io::BufReader::new(&mut file)) {
             for (name, info) in &content.tensor_infos {
                 out.insert(name.clone(), StoredWeight::named(&ggml_name(info.ggml_dtype)));
             }

@@ -66,14 +66,14 @@ fn evidence(net: &Net, variant: &Variant, device: &Device) -> Vec<LayerEvidence>
                 ),
                 LayerModule::QLinear { matmul } => {
                     let (compute, kernel) = qmatmul_compute(matmul);
-                    // candle picks its CUDA kernel (MMVQ, MMQ, or a dequantizing fallback) per
+                    // candle picks its CUDA kernel (MMVQ, MMQ, or its q8_1 fallback) per
                     // call, from the rows and the input's layout; it does not say which ran.
                     let kernel = if device.is_cpu() {
                         kernel
                     } else {
                         format!("{kernel} (CUDA kernel chosen per call by candle: not observable)")
                     };
-                    (compute, kernel, on.clone())
+                    (compute, kernel, super::qmatmul_location(matmul))
                 }
             };
             let per_call = match module {
