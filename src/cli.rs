@@ -34,6 +34,13 @@ pub enum Command {
         /// Cases are dealt out by (model, backend, batch) group, the same way on every machine.
         #[arg(long, value_name = "K/N", value_parser = qbench::suite::Shard::parse)]
         shard: Option<qbench::suite::Shard>,
+        /// Run each case in a fresh process: its memory figures are its own (with the process's
+        /// peak resident set), and a case that crashes its process fails alone.
+        #[arg(long)]
+        isolate: bool,
+        /// Run only the case with this index (0-based, as in records' case_index).
+        #[arg(long, value_name = "INDEX")]
+        only_case: Option<usize>,
     },
     /// Join run folders (the shards of one suite) into one run folder, and write its reports.
     ///

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use crate::backend::{BackendError, ModelQuery, Realization};
-use crate::measure::layers::{localize, Localization};
+use crate::measure::layers::{localize, Basis, Localization};
 use crate::model::LoadedModel;
 use crate::record::{read_records, CaseStatus, Record};
 use crate::suite::Suite;
@@ -160,18 +160,20 @@ impl Explanation {
         );
         let _ = writeln!(
             out,
-            "| layer | scheme | cumulative SQNR (dB) | alone: SQNR (dB) | alone: logits SQNR (dB) | kept f32: logits SQNR (dB) | kept f32: top-1 |"
+            "| layer | stored as | cumulative SQNR (dB) | alone: SQNR (dB) | alone: logits SQNR (dB) | kept f32: logits SQNR (dB) | kept f32: top-1 | kept f32: Δtop-1 [95% CI] (pts) |"
         );
-        let _ = writeln!(out, "| --- | --- | --: | --: | --: | --: | --: |");
+        let _ = writeln!(out, "| --- | --- | --: | --: | --: | --: | --: | --: |");
+        let points = |v: f64| format!("{:+.2}", 100.0 * v);
         for e in &l.layers {
-            let kept = e
-                .kept_float_top1_accuracy
-                .map_or("—".to_string(), |a| format!("{} ({:+.2})", pct(a), 100.0 * (a - l.plan_top1_accuracy)));
+            let kept = e.kept_float_top1_accuracy.map_or("—".to_string(), pct);
+            let gain = e
+                .kept_float_top1_gain
+                .map_or("—".to_string(), |(d, lo, hi)| format!("{} [{}, {}]", points(d), points(lo), points(hi)));
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {kept} |",
+                "| {} | {} | {} | {} | {} | {} | {kept} | {gain} |",
                 e.layer,
-                e.scheme.name(),
+                e.stored.name(),
                 db(e.cumulative_sqnr_db),
                 db(e.isolated_sqnr_db),
                 db(e.isolated_logits_sqnr_db),
@@ -180,26 +182,46 @@ impl Explanation {
         }
         let _ = writeln!(
             out,
-            "\nSQNR of each layer's output against fp32 (pooled over the images; ∞ = identical). cumulative: the whole plan; alone: only that layer quantized; kept f32: the plan with that layer in float, as an override would give."
+            "\nSQNR of each layer's output against fp32 (pooled over the images; ∞ = identical). cumulative: the whole plan; alone: only that layer quantized; kept f32: the plan with that layer in float, as an override would give. Δtop-1: kept f32 minus the plan, on the same items, with the Agresti–Min 95% interval for paired proportions."
         );
-        let ranked = l.ranked();
+        let (ranked, basis) = l.ranked();
         match ranked.first() {
             Some(best) => {
-                let order: Vec<&str> = ranked.iter().map(|e| e.layer.as_str()).collect();
-                let gain = best.kept_float_top1_accuracy.unwrap_or(l.plan_top1_accuracy) - l.plan_top1_accuracy;
+                let order: Vec<String> = ranked
+                    .iter()
+                    .map(|e| match (basis, e.kept_float_top1_gain) {
+                        (Basis::Top1, Some((d, lo, hi))) => {
+                            format!("{} ({} [{}, {}] points)", e.layer, points(d), points(lo), points(hi))
+                        }
+                        _ => format!("{} (logits SQNR {} dB)", e.layer, db(e.kept_float_logits_sqnr_db)),
+                    })
+                    .collect();
+                let why = match basis {
+                    Basis::Top1 => "keeping each in f32 raises top-1 with a paired interval above zero".to_string(),
+                    Basis::Sqnr => format!(
+                        "top-1 cannot tell on these {} items (no layer's interval is above zero); these raise the logits' SQNR by {} dB or more and do not measurably lower top-1",
+                        l.items,
+                        crate::measure::layers::MIN_SQNR_GAIN_DB
+                    ),
+                };
                 let _ = writeln!(
                     out,
-                    "\nLayers worth keeping in float, best first: {}.\n\nKeeping {} in f32 gives top-1 {:+.2} points on these images and logits SQNR {} dB (from {}). Add to the suite:\n\n```toml\n{}```",
+                    "\nLayers worth keeping in float, best first ({why}): {}.\n\nKeeping {} in f32 gives top-1 {} points on these images and logits SQNR {} dB (from {}). Add to the suite:\n\n```toml\n{}```",
                     order.join(" > "),
                     best.layer,
-                    100.0 * gain,
+                    best.kept_float_top1_gain.map_or("±0.00".to_string(), |(d, _, _)| points(d)),
                     db(best.kept_float_logits_sqnr_db),
                     db(l.plan_logits_sqnr_db),
                     self.suggested_override().unwrap_or_default()
                 );
             }
             None => {
-                let _ = writeln!(out, "\nNo quantized layer changes the outputs: nothing to keep in float.");
+                let _ = writeln!(
+                    out,
+                    "\nNo layer is worth keeping in float: none raises top-1 with a paired interval above zero on these {} items, nor the logits' SQNR by {} dB or more.",
+                    l.items,
+                    crate::measure::layers::MIN_SQNR_GAIN_DB
+                );
             }
         }
         out
@@ -212,7 +234,7 @@ impl Explanation {
             .localization
             .layers
             .iter()
-            .map(|e| (format!("{} ({})", e.layer, e.scheme.name()), e.cumulative_sqnr_db, e.isolated_sqnr_db))
+            .map(|e| (format!("{} ({})", e.layer, e.stored.name()), e.cumulative_sqnr_db, e.isolated_sqnr_db))
             .collect();
         crate::report::chart::layer_sqnr(
             r.case_index,
@@ -223,7 +245,7 @@ impl Explanation {
 
     /// An `[[overrides]]` entry keeping the best layer to keep in f32, for this model and scheme.
     pub fn suggested_override(&self) -> Option<String> {
-        let w = self.localization.ranked().into_iter().next()?;
+        let w = self.localization.ranked().0.into_iter().next()?;
         let r = &self.record;
         Some(format!(
             "[[overrides]]\nmodels = [\"{}\"]\nschemes = [\"{}\"]\nlayers = [\"{}\"]\nscheme = \"f32\"\n",

@@ -25,3 +25,8 @@ pub mod suite;
 pub mod zoo;
 
 pub use error::{Error, Result};
+
+/// Every allocation in a process that links qbench is counted (`measure::alloc`), so a case's
+/// memory is exact, not the OS's resident-set growth.
+#[global_allocator]
+static ALLOCATOR: measure::alloc::CountingAllocator = measure::alloc::CountingAllocator;

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { suite, out, quiet, baseline, shard } => {
+        Command::Run { suite, out, quiet, baseline, shard, isolate, only_case } => {
             let suite = Suite::load(&suite)?;
             // A progress bar on a terminal; plain lines otherwise (CI logs, pipes).
             use std::io::IsTerminal;
@@ -60,7 +60,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 None if !quiet || event.is_warning() => eprintln!("{event}"),
                 None => {}
             };
-            let options = RunOptions { out_dir: out, shard, ..RunOptions::default() };
+            let isolate = match isolate {
+                true => Some(std::env::current_exe().context("cannot find the qbench executable to run each case in")?),
+                false => None,
+            };
+            let options = RunOptions { out_dir: out, shard, isolate, only_case, ..RunOptions::default() };
             let summary = run::run(&suite, &options, &mut progress)?;
             if let Some(bar) = &bar {
                 bar.finish_and_clear();

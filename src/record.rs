@@ -107,6 +107,36 @@ pub struct Record {
     /// Bytes of the weights as the engine holds them.
     #[serde(default)]
     pub weights_bytes: Option<u64>,
+    // --- heap memory, counted exactly by qbench's allocator (`measure::alloc`)
+    /// Peak heap above what was live before prepare, during prepare; and every byte prepare
+    /// allocated (freed or not).
+    #[serde(default)]
+    pub prepare_heap_peak_bytes: Option<u64>,
+    #[serde(default)]
+    pub prepare_heap_allocated_bytes: Option<u64>,
+    /// Peak heap above what was live before the latency sampling, during it (warm-up
+    /// included); and the bytes allocated per run, averaged over its runs.
+    #[serde(default)]
+    pub run_heap_peak_bytes: Option<u64>,
+    #[serde(default)]
+    pub run_heap_allocated_bytes_per_run: Option<f64>,
+    /// The case ran alone in a fresh process (`qbench run --isolate`): its memory figures are
+    /// that process's, with no pages an earlier case left behind.
+    #[serde(default)]
+    pub fresh_process: bool,
+    /// The id of the process that ran the case.
+    #[serde(default)]
+    pub process_id: u32,
+    /// Peak resident set of the fresh process that ran only this case, from start to its
+    /// record (the OS's `VmHWM`, kept across the per-step resets): loading the model and the
+    /// data, the reference pass, building the variant, prepare and the runs. `None` outside
+    /// `--isolate`, where other cases share the process.
+    #[serde(default)]
+    pub process_peak_rss_bytes: Option<u64>,
+    /// What the heap figures cannot see for this case (GPU memory: see
+    /// `gpu_memory_used_bytes`); empty when they see everything the engine allocates.
+    #[serde(default)]
+    pub heap_not_covered: String,
     /// GPU memory in use after the first run above what was in use before prepare (the whole
     /// device's, from the driver: weights, activations, workspaces, the engine's caches).
     #[serde(default)]
@@ -124,6 +154,8 @@ pub struct Record {
     pub latency_mean_ns: Option<f64>,
     pub latency_stddev_ns: Option<f64>,
     pub latency_median_ns: Option<f64>,
+    /// Percentiles (type 7), each only when the sample reaches past it (p99: 100 samples, p95:
+    /// 20, p90: 10); `None` below that, where the maximum is the best figure ("≈ max").
     pub latency_p90_ns: Option<f64>,
     #[serde(default)]
     pub latency_p95_ns: Option<f64>,
@@ -134,13 +166,24 @@ pub struct Record {
     /// Samples outside Tukey's fences.
     #[serde(default)]
     pub latency_outliers: Option<usize>,
-    /// 95% confidence interval of the median (order statistics).
+    /// 95% confidence interval of the median, valid for autocorrelated samples
+    /// (`latency_ci_method`).
     pub latency_median_ci_low_ns: Option<f64>,
     pub latency_median_ci_high_ns: Option<f64>,
-    /// Percentile-bootstrap 95% interval of the median.
+    /// How the interval was computed (`measure::stats::CI_METHOD`).
     #[serde(default)]
+    pub latency_ci_method: String,
+    /// The samples' autocorrelation time (the interval's block length: 1 for independent
+    /// samples) and the effective sample size `n / τ` it gives.
+    #[serde(default)]
+    pub latency_ci_tau: Option<f64>,
+    #[serde(default)]
+    pub latency_n_eff: Option<f64>,
+    /// Records written before qbench 0.1's dependent-sample intervals carried an iid bootstrap
+    /// interval here; read and dropped.
+    #[serde(default, skip_serializing)]
     pub latency_median_boot_ci_low_ns: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub latency_median_boot_ci_high_ns: Option<f64>,
     /// Target CI half-width of the median, in percent (0: none).
     #[serde(default)]
@@ -148,7 +191,34 @@ pub struct Record {
     /// Whether the sampler met the target before its budget ran out (None: no target).
     #[serde(default)]
     pub latency_ci_target_met: Option<bool>,
+    /// Items per second at the mean run time (batch / mean): the rate a stream of runs
+    /// sustains, which the median would overstate when some runs are slow.
     pub throughput_items_per_s: Option<f64>,
+    // --- paired against f32: alternating rounds on the same backend and batch
+    /// Speedup over the backend's f32 at this batch, measured in alternating rounds (random
+    /// order per round): the median over rounds of f32's run time / this case's, with its 95%
+    /// interval for dependent samples. A drift of the machine's speed slows both runs of a
+    /// round and cancels in its ratio, which a ratio of medians measured apart does not.
+    /// `None` for f32 itself and where not measured (`speedup_vs_f32_note` says why).
+    #[serde(default)]
+    pub speedup_vs_f32: Option<f64>,
+    #[serde(default)]
+    pub speedup_vs_f32_ci_low: Option<f64>,
+    #[serde(default)]
+    pub speedup_vs_f32_ci_high: Option<f64>,
+    #[serde(default)]
+    pub speedup_vs_f32_note: Option<String>,
+    /// The rounds' raw times, in round order: this case's timed run and f32's.
+    #[serde(default)]
+    pub paired_ns: Vec<u64>,
+    #[serde(default)]
+    pub paired_f32_ns: Vec<u64>,
+    /// Autocorrelation time of the per-round ratios (the interval's block length).
+    #[serde(default)]
+    pub paired_ci_tau: Option<f64>,
+    /// Whether the rounds met the suite's CI target on the ratio (None: no target).
+    #[serde(default)]
+    pub paired_ci_target_met: Option<bool>,
     // --- task accuracy on the whole dataset
     pub eval_items: Option<usize>,
     pub top1_accuracy: Option<f64>,
@@ -169,6 +239,11 @@ pub struct Record {
     /// `confusion[true class][predicted class]` counts.
     #[serde(default)]
     pub confusion: Vec<Vec<u32>>,
+    /// Whether each evaluation item's top-1 was its label, in dataset order, as hex (4 items
+    /// a digit, the first item in the digit's highest bit): paired differences of accuracy
+    /// between two cases on the same items are computed from it (`Record::top1_correct`).
+    #[serde(default)]
+    pub top1_correct_hex: String,
     // --- agreement with the fp32 reference outputs
     /// The engine that computed the reference logits (`candle-cpu`, f32).
     pub reference_backend: String,
@@ -197,6 +272,10 @@ pub struct Record {
     pub ref_kl_mean: Option<f64>,
     #[serde(default)]
     pub ref_kl_stderr: Option<f64>,
+    /// Items whose KL is infinite (the variant gives a class no probability): the mean is ∞,
+    /// shown as such, and `ref_kl_mean` is null.
+    #[serde(default)]
+    pub ref_kl_infinite_items: Option<usize>,
     /// What the "ref" metrics compare against when it is not the f32 model: a GGUF language
     /// model's highest-precision variant in the suite (its scheme; kept as top-k log-probabilities
     /// per position). Empty otherwise.
@@ -214,10 +293,10 @@ pub struct Record {
     /// Tokens predicted: windows × (seq_len − 1).
     #[serde(default)]
     pub scored_tokens: Option<usize>,
-    /// Prompt processing: batch × seq_len tokens per median run (the latency columns' run).
+    /// Prompt processing: batch × seq_len tokens per mean run time (the latency columns' run).
     #[serde(default)]
     pub pp_tokens_per_s: Option<f64>,
-    /// Generation: batch × `tg_tokens` tokens fed one at a time through the KV cache, per median
+    /// Generation: batch × `tg_tokens` tokens fed one at a time through the KV cache, per mean
     /// time; `tg_samples_ns` holds the raw times of those runs.
     #[serde(default)]
     pub tg_tokens_per_s: Option<f64>,
@@ -303,6 +382,7 @@ impl Record {
         self.ref_nmse = finite(f.nmse);
         self.ref_kl_mean = finite(f.kl.mean);
         self.ref_kl_stderr = finite(f.kl.stderr);
+        self.ref_kl_infinite_items = Some(f.kl_infinite_items);
     }
 
     /// Accuracy against the labels.
@@ -313,6 +393,56 @@ impl Record {
         (self.top5_ci_low, self.top5_ci_high) = (Some(t.top5_ci.0), Some(t.top5_ci.1));
         self.per_class_accuracy = t.per_class.into_iter().map(|v| v.is_finite().then_some(v)).collect();
         self.confusion = t.confusion;
+        self.top1_correct_hex = t
+            .correct
+            .chunks(4)
+            .map(|c| {
+                let nibble = c.iter().enumerate().fold(0u32, |acc, (i, &ok)| acc | ((ok as u32) << (3 - i)));
+                char::from_digit(nibble, 16).expect("a nibble is a hex digit")
+            })
+            .collect();
+    }
+
+    /// Per-item top-1 correctness (`top1_correct_hex` decoded, `eval_items` long); `None` when
+    /// the record has none or it does not decode to that length.
+    pub fn top1_correct(&self) -> Option<Vec<bool>> {
+        let n = self.eval_items?;
+        if self.top1_correct_hex.len() != n.div_ceil(4) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n);
+        for d in self.top1_correct_hex.chars() {
+            let nibble = d.to_digit(16)?;
+            out.extend((0..4).map(|i| nibble & (1 << (3 - i)) != 0));
+        }
+        out.truncate(n);
+        Some(out)
+    }
+
+    /// This case's top-1 minus `base`'s on the same items, with the Agresti–Min 95% interval
+    /// for matched pairs (`measure::fidelity::matched_difference`); the interval is `None`
+    /// when either lacks per-item results or they were scored on different items.
+    pub fn top1_difference(&self, base: &Record) -> Option<(f64, Option<(f64, f64)>)> {
+        let delta = self.top1_accuracy? - base.top1_accuracy?;
+        let paired = match (self.top1_correct(), base.top1_correct()) {
+            (Some(a), Some(b)) if self.dataset_sha256 == base.dataset_sha256 => {
+                crate::measure::fidelity::matched_difference(&a, &b).map(|(_, lo, hi)| (lo, hi))
+            }
+            _ => None,
+        };
+        Some((delta, paired))
+    }
+
+    /// The alternating rounds against f32 (`variant_ns[i]` and `f32_ns[i]` from round `i`).
+    pub fn set_paired(&mut self, variant_ns: Vec<u64>, f32_ns: Vec<u64>, target_met: Option<bool>) {
+        if let Some((r, m)) = crate::measure::stats::paired_ratio_ci(&f32_ns, &variant_ns) {
+            self.speedup_vs_f32 = Some(r.ratio);
+            (self.speedup_vs_f32_ci_low, self.speedup_vs_f32_ci_high) = (Some(r.low), Some(r.high));
+            self.paired_ci_tau = Some(m.tau);
+        }
+        self.paired_ci_target_met = target_met;
+        self.paired_ns = variant_ns;
+        self.paired_f32_ns = f32_ns;
     }
 
     pub fn set_latency(&mut self, samples_ns: Vec<u64>, batch: usize) {
@@ -322,16 +452,17 @@ impl Record {
             self.latency_mean_ns = Some(s.mean_ns);
             self.latency_stddev_ns = Some(s.stddev_ns);
             self.latency_median_ns = Some(s.median_ns);
-            self.latency_p90_ns = Some(s.p90_ns);
-            self.latency_p95_ns = Some(s.p95_ns);
-            self.latency_p99_ns = Some(s.p99_ns);
+            self.latency_p90_ns = s.p90_ns;
+            self.latency_p95_ns = s.p95_ns;
+            self.latency_p99_ns = s.p99_ns;
             self.latency_mad_ns = Some(s.mad_ns);
             self.latency_outliers = Some(s.outliers_low + s.outliers_high);
-            self.latency_median_ci_low_ns = Some(s.median_ci_low_ns);
-            self.latency_median_ci_high_ns = Some(s.median_ci_high_ns);
-            self.latency_median_boot_ci_low_ns = Some(s.median_boot_ci_low_ns);
-            self.latency_median_boot_ci_high_ns = Some(s.median_boot_ci_high_ns);
-            self.throughput_items_per_s = Some(batch as f64 * 1e9 / s.median_ns);
+            self.latency_median_ci_low_ns = Some(s.median_ci.low);
+            self.latency_median_ci_high_ns = Some(s.median_ci.high);
+            self.latency_ci_method = crate::measure::stats::CI_METHOD.to_string();
+            self.latency_ci_tau = Some(s.median_ci.tau);
+            self.latency_n_eff = Some(s.median_ci.n_eff);
+            self.throughput_items_per_s = (s.mean_ns > 0.0).then(|| batch as f64 * 1e9 / s.mean_ns);
         }
         self.samples_ns = samples_ns;
     }

@@ -7,7 +7,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use qbench::report::compare::{compare_pair, load_run, Change};
+use qbench::gate::{evaluate, gate_verdict, Gate};
+use qbench::report::compare::{compare_pair, load_run, Change, Run};
 
 fn run(dir: &std::path::Path, threads: usize) -> PathBuf {
     let suite = common::write_suite(dir, r#"["candle-cpu"]"#, "[32]", &["cnn"], "");
@@ -33,13 +34,15 @@ fn two_threads_are_significantly_faster_and_a_run_equals_itself() {
 
     let same = compare_pair(&one, &one, 0.02, false).unwrap();
     assert_eq!(same.len(), 1);
-    assert_eq!((same[0].ratio, same[0].change), (1.0, Change::Same));
-    assert!(same[0].ratio_ci.0 <= 1.0 && same[0].ratio_ci.1 >= 1.0);
+    let r = same[0].verdict.ratio;
+    assert_eq!(r.ratio, 1.0);
+    assert!(r.low <= 1.0 && r.high >= 1.0, "{r:?}");
 
     let c = &compare_pair(&one, &two, 0.02, false).unwrap()[0];
     // candle's convolutions and matmuls on two threads: the whole interval well below 1.
-    assert!(c.ratio_ci.1 < 0.9, "2 threads vs 1: ratio {} [{}, {}]", c.ratio, c.ratio_ci.0, c.ratio_ci.1);
-    assert!(matches!(c.change, Change::Faster | Change::Noisy), "{:?}", c.change);
+    let r = c.verdict.ratio;
+    assert!(r.high < 0.9, "2 threads vs 1: {r:?}");
+    assert_eq!(c.change(), Change::Faster);
     assert_eq!(c.delta_top1_pts, Some(0.0), "threads do not change predictions");
 
     // The rendered comparison lists the thread count among the environment differences.
@@ -51,4 +54,54 @@ fn two_threads_are_significantly_faster_and_a_run_equals_itself() {
     assert!(o.status.success());
     assert!(text.contains("| threads | 1 | 2 |"), "{text}");
     assert!(text.contains("| cnn / f32 / candle-cpu / batch 32 |"), "{text}");
+}
+
+/// A copy of `run` as if measured on a machine `factor` times as fast: every sample (and the
+/// machine check) divided by it.
+fn scaled(run: &Run, factor: u64) -> Run {
+    let mut copy = run.clone();
+    for r in &mut copy.records {
+        let samples: Vec<u64> = r.samples_ns.iter().map(|s| s / factor).collect();
+        r.set_latency(samples, r.batch);
+        r.noise_probe_ns = r.noise_probe_ns.map(|p| p / factor as f64);
+    }
+    copy
+}
+
+#[test]
+fn a_halved_copy_is_faster_a_run_is_the_same_as_itself_and_the_gate_agrees() {
+    // The shipped example run (8 cases, quickstart on this machine).
+    let example = load_run(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reports/example")).unwrap();
+    let halved = scaled(&example, 2);
+    let faster = compare_pair(&example, &halved, 0.02, false).unwrap();
+    assert_eq!(faster.len(), example.records.len());
+    for c in &faster {
+        assert_eq!(c.change(), Change::Faster, "{}: {:?}", c.case, c.verdict);
+        assert!((c.verdict.ratio.ratio - 0.5).abs() < 0.002, "{}: {:?}", c.case, c.verdict.ratio);
+        assert!(c.verdict.headline().starts_with("2.00× faster"), "{}", c.verdict.headline());
+        // Another machine: its check differs by design, and that is context only.
+        assert!((c.verdict.machine_ratio.unwrap() - 0.5).abs() < 0.01);
+    }
+    // Against itself every case is the same: the example's cases met their ±1% target, so the
+    // ratio of a median to itself is known within ±2%.
+    for c in compare_pair(&example, &example, 0.02, false).unwrap() {
+        assert_eq!(c.change(), Change::Same, "{}: {:?}", c.case, c.verdict);
+    }
+    // The latency gate at the same threshold gives the verdict compare gives, case by case,
+    // on the same two runs: faster, slower (the reverse) and the same.
+    let gate = Gate { name: "latency".into(), max_latency_regression_pct: Some(2.0), ..Default::default() };
+    for (base, new, want) in [
+        (&example, &halved, qbench::gate::Verdict::Pass),
+        (&halved, &example, qbench::gate::Verdict::Fail),
+        (&example, &example, qbench::gate::Verdict::Pass),
+    ] {
+        let rows = compare_pair(base, new, 0.02, false).unwrap();
+        let checks = evaluate(std::slice::from_ref(&gate), &new.records, Some(&base.records));
+        assert_eq!(checks.len(), rows.len());
+        for (check, row) in checks.iter().zip(&rows) {
+            assert_eq!(check.case, row.case);
+            assert_eq!(check.verdict, gate_verdict(row.change()), "{}: {}", check.case, check.message);
+            assert_eq!(check.verdict, want, "{}: {}", check.case, check.message);
+        }
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 use qbench::backend::BackendId;
 use qbench::data::load_idx;
 use qbench::measure::fidelity::sqnr_db;
-use qbench::measure::layers::localize;
+use qbench::measure::layers::{localize, Basis};
 use qbench::model::Reference;
 use qbench::quant::int::{quantize_weight, Granularity, IntType};
 use qbench::quant::{Plan, SchemeId};
@@ -69,6 +69,13 @@ fn one_quantized_layer_shows_exactly_where_the_error_starts() {
         // fc3 inherits the error: finite, and the plan's logits SQNR is fc3's.
         let fc3 = l.layers[2].cumulative_sqnr_db.unwrap();
         assert_eq!(l.plan_logits_sqnr_db, Some(fc3));
-        assert_eq!(l.ranked().iter().map(|e| e.layer.as_str()).collect::<Vec<_>>(), vec!["fc2"]);
+        // fc2 is the one layer that changed anything; kept in f32 it is fp32 again (SQNR ∞), so
+        // it is suggested: by top-1 when 500 items can tell, by the SQNR otherwise.
+        let (ranked, basis) = l.ranked();
+        assert_eq!(ranked.iter().map(|e| e.layer.as_str()).collect::<Vec<_>>(), vec!["fc2"]);
+        let (gain, lo, hi) = fc2.kept_float_top1_gain.unwrap();
+        assert!((gain - (l.fp32_top1_accuracy - l.plan_top1_accuracy)).abs() < 1e-12);
+        assert_eq!(basis, if lo > 0.0 { Basis::Top1 } else { Basis::Sqnr }, "[{lo}, {hi}]");
+        assert_eq!(fc2.stored, int8);
     }
 }

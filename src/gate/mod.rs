@@ -6,9 +6,10 @@
 //!   batch's f32 case), `min_sqnr_db`, `min_top1_agreement` and `max_kl` (against the reference
 //!   outputs; a language model's reference is its most precise variant), and
 //!   `max_perplexity_increase_pct` (a language model's perplexity over that variant's);
-//! - relative to a baseline run: `max_latency_regression_pct`, judged on the ratio of medians
-//!   with its bootstrap 95% interval: fail only when the whole interval is beyond the limit,
-//!   pass when it is all within, inconclusive (too noisy to judge) otherwise.
+//! - relative to a baseline run: `max_latency_regression_pct`, judged by the one speed verdict
+//!   `qbench compare` uses (`measure::verdict::judge`, the limit as its threshold): *slower*
+//!   fails, *same*, *faster* and an inconclusive interval that cannot reach above the limit
+//!   pass, an interval that may reach above it is inconclusive (too noisy to judge).
 //!
 //! Every (case, threshold) pair is one [`Check`]; the run's verdict is the worst of them.
 
@@ -17,6 +18,7 @@ pub mod junit;
 use std::fmt::Write;
 
 use crate::measure::stats::median_ratio_ci;
+use crate::measure::verdict::{judge, Change};
 use crate::record::{CaseStatus, Record, RecordError};
 
 /// The gates' files could not be written, or a baseline read.
@@ -149,7 +151,12 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                 None => (Verdict::Inconclusive, format!("{what} was not measured")),
             };
             if let Some(limit) = gate.min_top1 {
-                let (v, m) = min(r.top1_accuracy, limit, "top-1", 100.0, "%", 2);
+                let (v, m) = interval_min(
+                    r.top1_accuracy.map(|a| (a, r.top1_ci_low.zip(r.top1_ci_high))),
+                    limit,
+                    "top-1",
+                    "Wilson",
+                );
                 push("min_top1", v, m);
             }
             if let Some(limit) = gate.max_size_bytes {
@@ -157,18 +164,41 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                 push("max_size_bytes", v, m);
             }
             if let Some(limit) = gate.max_p99_ms {
-                let (v, m) = max(r.latency_p99_ns.map(|n| n / 1e6), limit, "p99", " ms", 3);
+                let (v, m) = match (r.latency_p99_ns, r.latency_max_ns) {
+                    // Too few samples for a p99: the slowest run bounds it from above.
+                    (None, Some(worst)) if worst / 1e6 <= limit => (
+                        Verdict::Pass,
+                        format!(
+                            "p99 ≤ max {:.3} ms ≤ {limit:.3} ms ({} samples: too few for a p99)",
+                            worst / 1e6,
+                            r.samples_ns.len()
+                        ),
+                    ),
+                    (None, Some(worst)) => (
+                        Verdict::Inconclusive,
+                        format!(
+                            "{} samples are too few for a p99 (100 needed), and the slowest run, {:.3} ms, is above {limit:.3} ms",
+                            r.samples_ns.len(),
+                            worst / 1e6
+                        ),
+                    ),
+                    (p99, _) => max(p99.map(|n| n / 1e6), limit, "p99", " ms", 3),
+                };
                 push("max_p99_ms", v, m);
             }
             if let Some(limit) = gate.max_delta_top1_pts {
-                let f32_case = records
-                    .iter()
-                    .find(|b| b.scheme == "f32" && b.model == r.model && b.backend == r.backend && b.batch == r.batch);
-                let drop = match (f32_case.and_then(|b| b.top1_accuracy), r.top1_accuracy) {
-                    (Some(b), Some(a)) => Some(100.0 * (b - a)),
-                    _ => None,
-                };
-                let (v, m) = max(drop, limit, "top-1 drop vs f32", " points", 2);
+                // The drop is f32 − this case, on the same items: a paired difference.
+                let f32_case = records.iter().find(|b| {
+                    b.scheme == "f32"
+                        && b.model == r.model
+                        && b.backend == r.backend
+                        && b.batch == r.batch
+                        && b.status == CaseStatus::Ok
+                });
+                let drop = f32_case
+                    .and_then(|b| b.top1_difference(r))
+                    .map(|(d, ci)| (100.0 * d, ci.map(|(lo, hi)| (100.0 * lo, 100.0 * hi))));
+                let (v, m) = interval_max(drop, limit, "top-1 drop vs f32", "paired Agresti–Min", " points");
                 push("max_delta_top1_pts", v, m);
             }
             if let Some(limit) = gate.min_sqnr_db {
@@ -178,11 +208,18 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                 push("min_sqnr_db", v, m);
             }
             if let Some(limit) = gate.min_top1_agreement {
-                let (v, m) = min(r.ref_top1_agreement, limit, "top-1 agreement vs reference", 100.0, "%", 2);
+                let agreement = r.ref_top1_agreement.map(|a| {
+                    let ci = r
+                        .eval_items
+                        .map(|n| crate::measure::fidelity::wilson_interval((a * n as f64).round() as usize, n));
+                    (a, ci)
+                });
+                let (v, m) = interval_min(agreement, limit, "top-1 agreement vs reference", "Wilson");
                 push("min_top1_agreement", v, m);
             }
             if let Some(limit) = gate.max_kl {
-                let (v, m) = max(r.ref_kl_mean, limit, "KL vs reference", " nats", 6);
+                let infinite = r.ref_kl_infinite_items.filter(|n| *n > 0).map(|_| f64::INFINITY);
+                let (v, m) = max(infinite.or(r.ref_kl_mean), limit, "KL vs reference", " nats", 6);
                 push("max_kl", v, m);
             }
             if let Some(limit) = gate.max_perplexity_increase_pct {
@@ -215,6 +252,66 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
     checks
 }
 
+/// A minimum on a proportion known with a 95% interval (shown in percent): pass when the
+/// whole interval is at or above the limit, fail when it is all below, inconclusive when it
+/// straddles it (more items would tell). Without an interval, the point estimate decides and
+/// the message says so.
+fn interval_min(value: Option<(f64, Option<(f64, f64)>)>, limit: f64, what: &str, method: &str) -> (Verdict, String) {
+    let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+    match value {
+        None => (Verdict::Inconclusive, format!("{what} was not measured")),
+        Some((v, Some((lo, hi)))) => {
+            let numbers =
+                format!("{what} {} [{}, {}] ({method} 95% interval), minimum {}", pct(v), pct(lo), pct(hi), pct(limit));
+            if lo >= limit {
+                (Verdict::Pass, numbers)
+            } else if hi < limit {
+                (Verdict::Fail, format!("below the minimum: {numbers}"))
+            } else {
+                (Verdict::Inconclusive, format!("the interval straddles the minimum: {numbers}"))
+            }
+        }
+        Some((v, None)) if v >= limit => {
+            (Verdict::Pass, format!("{what} {} ≥ {} (point estimate: no interval)", pct(v), pct(limit)))
+        }
+        Some((v, None)) => {
+            (Verdict::Fail, format!("{what} {} < minimum {} (point estimate: no interval)", pct(v), pct(limit)))
+        }
+    }
+}
+
+/// A maximum on a difference known with a 95% interval: pass when the whole interval is at or
+/// below the limit, fail when it is all above, inconclusive otherwise.
+fn interval_max(
+    value: Option<(f64, Option<(f64, f64)>)>,
+    limit: f64,
+    what: &str,
+    method: &str,
+    unit: &str,
+) -> (Verdict, String) {
+    match value {
+        None => (Verdict::Inconclusive, format!("{what} was not measured")),
+        Some((v, Some((lo, hi)))) => {
+            let numbers =
+                format!("{what} {v:+.2} [{lo:+.2}, {hi:+.2}]{unit} ({method} 95% interval), maximum {limit:.2}{unit}");
+            if hi <= limit {
+                (Verdict::Pass, numbers)
+            } else if lo > limit {
+                (Verdict::Fail, format!("above the maximum: {numbers}"))
+            } else {
+                (Verdict::Inconclusive, format!("the interval straddles the maximum: {numbers}"))
+            }
+        }
+        Some((v, None)) if v <= limit => {
+            (Verdict::Pass, format!("{what} {v:+.2}{unit} ≤ {limit:.2}{unit} (point estimate: no per-item results)"))
+        }
+        Some((v, None)) => (
+            Verdict::Fail,
+            format!("{what} {v:+.2}{unit} > maximum {limit:.2}{unit} (point estimate: no per-item results)"),
+        ),
+    }
+}
+
 /// The latency verdict against the baseline's counterpart of `r`.
 fn regression(r: &Record, baseline: Option<&[Record]>, pct: f64) -> (Verdict, String) {
     let Some(baseline) = baseline else {
@@ -229,21 +326,38 @@ fn regression(r: &Record, baseline: Option<&[Record]>, pct: f64) -> (Verdict, St
             "not comparable: the baseline used another model or dataset (sha256 differs)".into(),
         );
     }
-    let Some((ratio, lo, hi)) = median_ratio_ci(&r.samples_ns, &b.samples_ns) else {
+    let Some(ratio) = median_ratio_ci(&r.samples_ns, &b.samples_ns) else {
         return (Verdict::Inconclusive, "no raw samples to compare".into());
     };
-    let limit = 1.0 + pct / 100.0;
+    let machine = crate::report::compare::machine_ratio(b, r);
+    let speed = judge(ratio, pct / 100.0, machine);
     let numbers = format!(
-        "median {:.1} µs vs baseline {:.1} µs: ratio {ratio:.3} [95% CI {lo:.3}, {hi:.3}], limit {limit:.3} (+{pct}%)",
+        "median {:.1} µs vs baseline {:.1} µs: ratio {:.3} [95% CI {:.3}, {:.3}], limit {:.3} (+{pct}%): {}{}",
         r.latency_median_ns.unwrap_or(f64::NAN) / 1e3,
-        b.latency_median_ns.unwrap_or(f64::NAN) / 1e3
+        b.latency_median_ns.unwrap_or(f64::NAN) / 1e3,
+        ratio.ratio,
+        ratio.low,
+        ratio.high,
+        1.0 + pct / 100.0,
+        speed.headline(),
+        speed.machine_caveat().map_or(String::new(), |c| format!("; {c}"))
     );
-    if lo > limit {
-        (Verdict::Fail, format!("slower beyond the limit: {numbers}"))
-    } else if hi <= limit {
-        (Verdict::Pass, numbers)
-    } else {
-        (Verdict::Inconclusive, format!("too noisy to judge, the interval straddles the limit: {numbers}"))
+    match gate_verdict(speed.change) {
+        Verdict::Fail => (Verdict::Fail, format!("slower beyond the limit: {numbers}")),
+        Verdict::Pass => (Verdict::Pass, numbers),
+        Verdict::Inconclusive => {
+            (Verdict::Inconclusive, format!("too noisy to judge, the interval straddles the limit: {numbers}"))
+        }
+    }
+}
+
+/// The latency gate's verdict from the speed verdict at the gate's limit: a regression fails
+/// only when it is certainly beyond the limit, and passes when it certainly is not.
+pub fn gate_verdict(change: Change) -> Verdict {
+    match change {
+        Change::Slower => Verdict::Fail,
+        Change::Inconclusive { may_be_slower: true } => Verdict::Inconclusive,
+        Change::Same | Change::Faster | Change::Inconclusive { may_be_slower: false } => Verdict::Pass,
     }
 }
 
@@ -424,6 +538,66 @@ mod tests {
         assert_eq!(overall(&checks), Verdict::Fail);
         assert_eq!(overall(&checks).exit_code(), 2);
         assert!(summary(&checks).contains("| FAIL | g | m / int8 / b / batch 1 | max_size_bytes |"));
+    }
+
+    /// A classifier record scored on `n` items with `right` of them right: the first `right`
+    /// and then every item in `also`.
+    fn scored(scheme: &str, n: usize, right: usize, agreement: f64) -> Record {
+        let mut r = record(scheme, 0.0, (0..100).collect());
+        let logits: Vec<f32> = (0..n).flat_map(|i| if i < right { [1.0, 0.0] } else { [0.0, 1.0] }).collect();
+        r.eval_items = Some(n);
+        r.set_task(crate::measure::fidelity::task_metrics(&logits, &vec![0; n], 2));
+        r.ref_top1_agreement = Some(agreement);
+        r
+    }
+
+    #[test]
+    fn accuracy_gates_pass_fail_or_are_inconclusive_from_their_intervals() {
+        // 1000 items. f32 right on 900; int8 on the first 880 (20 discordant items, all one
+        // way): drop 2.0 points, Agresti–Min interval about [1.1, 2.9].
+        let records = vec![scored("f32", 1000, 900, 1.0), scored("int8", 1000, 880, 0.98)];
+        let check = |gate: Gate| {
+            let checks = evaluate(&[Gate { name: "g".into(), ..gate }], &records[1..], None);
+            assert_eq!(checks.len(), 1);
+            (checks[0].verdict, checks[0].message.clone())
+        };
+        let drop = |limit: f64| {
+            let checks = evaluate(
+                &[Gate { name: "g".into(), max_delta_top1_pts: Some(limit), ..Default::default() }],
+                &records,
+                None,
+            );
+            checks.into_iter().find(|c| c.case.contains("int8")).unwrap()
+        };
+        assert_eq!(drop(3.5).verdict, Verdict::Pass, "{}", drop(3.5).message);
+        assert_eq!(drop(0.5).verdict, Verdict::Fail, "{}", drop(0.5).message);
+        let straddle = drop(2.0);
+        assert_eq!(straddle.verdict, Verdict::Inconclusive, "{}", straddle.message);
+        assert!(
+            straddle.message.contains("+2.00 [") && straddle.message.contains("Agresti–Min"),
+            "{}",
+            straddle.message
+        );
+        // min_top1 from the Wilson interval of 880/1000 ([0.858, 0.899]).
+        assert_eq!(check(Gate { min_top1: Some(0.85), ..Default::default() }).0, Verdict::Pass);
+        assert_eq!(check(Gate { min_top1: Some(0.90), ..Default::default() }).0, Verdict::Fail);
+        assert_eq!(check(Gate { min_top1: Some(0.88), ..Default::default() }).0, Verdict::Inconclusive);
+        // Agreement 98% of 1000 (Wilson [0.969, 0.987]).
+        assert_eq!(check(Gate { min_top1_agreement: Some(0.96), ..Default::default() }).0, Verdict::Pass);
+        assert_eq!(check(Gate { min_top1_agreement: Some(0.98), ..Default::default() }).0, Verdict::Inconclusive);
+        assert_eq!(check(Gate { min_top1_agreement: Some(0.99), ..Default::default() }).0, Verdict::Fail);
+    }
+
+    #[test]
+    fn p99_needs_a_hundred_samples_and_the_maximum_bounds_it() {
+        // 50 samples of 1..=50 µs: no p99; the slowest run (50 µs) bounds it.
+        let r = record("f32", 0.9, (1..=50).map(|us| us * 1000).collect());
+        assert_eq!(r.latency_p99_ns, None);
+        let gate = |ms: f64| Gate { name: "p".into(), max_p99_ms: Some(ms), ..Default::default() };
+        let checks = evaluate(&[gate(0.06)], std::slice::from_ref(&r), None);
+        assert_eq!(checks[0].verdict, Verdict::Pass, "{}", checks[0].message);
+        let checks = evaluate(&[gate(0.04)], std::slice::from_ref(&r), None);
+        assert_eq!(checks[0].verdict, Verdict::Inconclusive, "{}", checks[0].message);
     }
 
     #[test]

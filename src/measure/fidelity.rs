@@ -48,8 +48,11 @@ pub struct Fidelity {
     /// Σ (ref − x)² / Σ ref², pooled.
     pub nmse: f64,
     pub max_abs_err: f64,
-    /// KL(softmax(ref) ‖ softmax(x)) per item, in nats.
+    /// KL(softmax(ref) ‖ softmax(x)) per item, in nats (from log-softmax).
     pub kl: MeanSe,
+    /// Items whose KL is infinite (the variant gives a class no probability at all): the mean
+    /// is then infinite.
+    pub kl_infinite_items: usize,
 }
 
 /// Classes ordered by logit, highest first (lower index first on ties).
@@ -59,12 +62,23 @@ fn ranked(row: &[f32]) -> Vec<usize> {
     idx
 }
 
-/// Softmax in f64, shifted by the maximum for stability.
-fn softmax(row: &[f32]) -> Vec<f64> {
+/// Log-softmax in f64, shifted by the maximum for stability: exact where the softmax itself
+/// would underflow to 0 (a logit 800 below the top one has log-probability −800, not −∞).
+fn log_softmax(row: &[f32]) -> Vec<f64> {
     let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-    let e: Vec<f64> = row.iter().map(|&x| (x as f64 - m).exp()).collect();
-    let z: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / z).collect()
+    let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+    row.iter().map(|&x| x as f64 - lse).collect()
+}
+
+/// KL(p ‖ q) of two rows of logits, from their log-softmax: `Σ p·(log p − log q)`. Infinite
+/// only where q gives no mass (a −∞ logit) to a class p gives some.
+fn kl_logits(p: &[f32], q: &[f32]) -> f64 {
+    let (lp, lq) = (log_softmax(p), log_softmax(q));
+    lp.iter()
+        .zip(&lq)
+        .filter(|(lp, _)| lp.is_finite())
+        .map(|(&lp, &lq)| if lq == f64::NEG_INFINITY { f64::INFINITY } else { lp.exp() * (lp - lq) })
+        .sum()
 }
 
 /// Compares `[n, classes]` logits `x` against the reference's.
@@ -88,12 +102,21 @@ pub fn fidelity(reference: &[f32], x: &[f32], classes: usize) -> Fidelity {
         }
         signal += nr;
         noise += se;
-        cos.push(if nr > 0.0 && na > 0.0 { dot / (nr.sqrt() * na.sqrt()) } else { f64::NAN });
+        // An all-zero output has no direction: cosine 0 against anything but another all-zero
+        // output (identical: 1). NaN outputs stay NaN, so the mean shows they happened.
+        cos.push(if nr.is_nan() || na.is_nan() {
+            f64::NAN
+        } else if nr > 0.0 && na > 0.0 {
+            dot / (nr.sqrt() * na.sqrt())
+        } else if nr == na {
+            1.0
+        } else {
+            0.0
+        });
         mse.push(se / classes as f64);
-        let (pr, pa) = (softmax(r), softmax(a));
-        kl.push(pr.iter().zip(&pa).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p / q).ln()).sum());
+        kl.push(kl_logits(r, a));
     }
-    cos.retain(|c| c.is_finite());
+    let kl_infinite = kl.iter().filter(|k| k.is_infinite()).count();
     Fidelity {
         top1_agreement: top1 as f64 / n.max(1) as f64,
         top5_agreement: top5 as f64 / n.max(1) as f64,
@@ -103,6 +126,7 @@ pub fn fidelity(reference: &[f32], x: &[f32], classes: usize) -> Fidelity {
         nmse: if signal > 0.0 { noise / signal } else { f64::NAN },
         max_abs_err: max_abs,
         kl: MeanSe::of(&kl),
+        kl_infinite_items: kl_infinite,
     }
 }
 
@@ -130,14 +154,39 @@ pub struct TaskMetrics {
     pub per_class: Vec<f64>,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u32>>,
+    /// Whether each item's top-1 is its label, in dataset order: what paired differences
+    /// between two variants on the same items are computed from.
+    pub correct: Vec<bool>,
+}
+
+/// The difference of two proportions measured on the same items, `mean(a) − mean(b)`, with
+/// the Agresti–Min 95% interval for matched pairs (Wald on the 2×2 table of agreements with
+/// 0.5 added to each cell: Agresti & Min 2005, *Simple improved confidence intervals for
+/// comparing matched proportions*, Statistics in Medicine 24). Only the discordant items (right
+/// in one, wrong in the other) carry information; with none, the interval still has a width
+/// set by the number of items. `None` when the lengths differ or there is no item.
+pub fn matched_difference(a: &[bool], b: &[bool]) -> Option<(f64, f64, f64)> {
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
+    let n = a.len() as f64;
+    let only_a = a.iter().zip(b).filter(|(x, y)| **x && !**y).count() as f64;
+    let only_b = a.iter().zip(b).filter(|(x, y)| !**x && **y).count() as f64;
+    let delta = (only_a - only_b) / n;
+    let (n_adj, p12, p21) = (n + 2.0, (only_a + 0.5) / (n + 2.0), (only_b + 0.5) / (n + 2.0));
+    let center = p12 - p21;
+    let half = 1.959_963_984_540_054 * ((p12 + p21 - center * center) / n_adj).sqrt();
+    Some((delta, (center - half).max(-1.0), (center + half).min(1.0)))
 }
 
 pub fn task_metrics(logits: &[f32], labels: &[u32], classes: usize) -> TaskMetrics {
     let mut confusion = vec![vec![0u32; classes]; classes];
     let (mut top1, mut top5) = (0usize, 0usize);
+    let mut correct = Vec::with_capacity(labels.len());
     for (row, &label) in logits.chunks(classes).zip(labels) {
         let r = ranked(row);
         let label = label as usize;
+        correct.push(r[0] == label);
         top1 += (r[0] == label) as usize;
         top5 += r.iter().take(5).any(|&c| c == label) as usize;
         if label < classes {
@@ -164,6 +213,7 @@ pub fn task_metrics(logits: &[f32], labels: &[u32], classes: usize) -> TaskMetri
         top5_ci: wilson_interval(top5, n),
         per_class,
         confusion,
+        correct,
     }
 }
 
@@ -196,6 +246,26 @@ mod tests {
     }
 
     #[test]
+    fn kl_from_log_softmax_and_cosine_of_silent_outputs() {
+        // q puts the second class 800 below the first: softmax underflows to exactly 0 in f64,
+        // so a ratio of probabilities gives ∞; the log-softmax gives p₂·(log p₂ − (−800 − ε)),
+        // finite. With p = softmax(0, 0) = (½, ½) and q = (1, e^−800):
+        // KL = ½·(ln ½ − 0) + ½·(ln ½ + 800) = 400 − ln 2.
+        let f = fidelity(&[0.0, 0.0], &[0.0, -800.0], 2);
+        assert!((f.kl.mean - (400.0 - std::f64::consts::LN_2)).abs() < 1e-9, "{}", f.kl.mean);
+        assert_eq!(f.kl_infinite_items, 0);
+        // A −∞ logit where the reference has mass: infinite, and counted.
+        let f = fidelity(&[0.0, 0.0], &[0.0, f32::NEG_INFINITY], 2);
+        assert_eq!((f.kl.mean, f.kl_infinite_items), (f64::INFINITY, 1));
+        // An all-zero output counts as cosine 0 (it used to drop out of the mean); two all-zero
+        // outputs are identical (1).
+        let f = fidelity(&[1.0, 2.0, /**/ 3.0, 4.0], &[1.0, 2.0, /**/ 0.0, 0.0], 2);
+        assert!((f.cosine.mean - 0.5).abs() < 1e-12, "{}", f.cosine.mean);
+        assert_eq!(fidelity(&[0.0, 0.0], &[0.0, 0.0], 2).cosine.mean, 1.0);
+        assert!(fidelity(&[1.0, 0.0], &[f32::NAN, 0.0], 2).cosine.mean.is_nan());
+    }
+
+    #[test]
     fn wilson_interval_matches_published_values() {
         // 50 of 100: [0.4038, 0.5962]; 0 of 10: [0, 0.2775]; 10 of 10: [0.7225, 1] (Wilson 1927;
         // e.g. Newcombe 1998, Table I).
@@ -224,6 +294,30 @@ mod tests {
         assert_eq!(&t.per_class[..3], &[0.5, 1.0, 0.0]);
         assert!(t.per_class[3].is_nan());
         assert_eq!(t.top1_ci, wilson_interval(2, 4));
+    }
+
+    #[test]
+    fn matched_difference_by_hand() {
+        // 100 items: 10 right only in a, 4 right only in b, 80 right in both, 6 in neither.
+        // Δ = 6/100. Agresti–Min: p12 = 10.5/102, p21 = 4.5/102, centre 6/102,
+        // var = (15/102 − (6/102)²)/102, half-width 1.96·√var.
+        let a: Vec<bool> = (0..100).map(|i| i < 90).collect();
+        let b: Vec<bool> = (0..100).map(|i| (10..94).contains(&i)).collect();
+        let (d, lo, hi) = matched_difference(&a, &b).unwrap();
+        assert!((d - 0.06).abs() < 1e-12);
+        let centre: f64 = 6.0 / 102.0;
+        let half = 1.959_963_984_540_054 * ((15.0 / 102.0 - centre * centre) / 102.0).sqrt();
+        assert!((lo - (centre - half)).abs() < 1e-12 && (hi - (centre + half)).abs() < 1e-12, "{lo} {hi}");
+        // 0.0588 ± 0.0737: the interval holds 0, so 6 points on 14 discordant items is not
+        // a detectable difference.
+        assert!(lo < 0.0 && hi > 0.0);
+        // Identical predictions: Δ 0, and an interval around 0 that narrows with more items.
+        let (d, lo, hi) = matched_difference(&a, &a).unwrap();
+        let big = vec![true; 10_000];
+        let (_, lo_big, hi_big) = matched_difference(&big, &big).unwrap();
+        assert!(d == 0.0 && lo < 0.0 && hi > 0.0 && hi_big < hi && lo_big > lo);
+        assert_eq!(matched_difference(&a, &a[1..]), None);
+        assert_eq!(task_metrics(&[2.0, 1.0, 0.0, 3.0], &[0, 0], 2).correct, vec![true, false]);
     }
 
     #[test]

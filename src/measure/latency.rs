@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::stats::median_ci_ranks;
+use super::stats::median_interval;
 
 /// How long and how often to sample (the suite's `[measure]` table, resolved).
 #[derive(Debug, Clone, PartialEq)]
@@ -27,34 +27,44 @@ pub struct SamplerSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sampled {
     pub samples_ns: Vec<u64>,
+    /// Every call of the workload: warm-up and timed.
+    pub calls: u64,
     /// `None` when no target was set.
     pub target_met: Option<bool>,
 }
 
-/// Half-width of the order-statistic 95% CI of the median, relative to the median.
+/// Half-width of the median's 95% interval relative to the median: the interval the records
+/// report, valid for dependent samples (`stats::median_interval`), so the stop and the record
+/// agree. Infinite for no sample.
 pub fn relative_ci_half_width(samples_ns: &[u64]) -> f64 {
-    let mut s = samples_ns.to_vec();
-    s.sort_unstable();
-    let (lo, hi) = median_ci_ranks(s.len());
-    let n = s.len();
-    let median = if n % 2 == 1 { s[n / 2] as f64 } else { (s[n / 2 - 1] + s[n / 2]) as f64 / 2.0 };
-    (s[hi - 1] - s[lo - 1]) as f64 / 2.0 / median.max(1.0)
+    let series: Vec<f64> = samples_ns.iter().map(|&x| x as f64).collect();
+    median_interval(&series).map_or(f64::INFINITY, |ci| ci.relative_half_width())
 }
 
 /// Warms up (at least `warmup_iters` calls and `warmup_time`), then times each call of `f`
 /// until the CI target is met (checked every tenth of the samples so far), `max_samples`
 /// calls, or `max_time`; never fewer than `min_samples`. Returns raw nanoseconds.
-pub fn sample<E>(settings: &SamplerSettings, mut f: impl FnMut() -> Result<(), E>) -> Result<Sampled, E> {
-    let warm = Instant::now();
+pub fn sample<E>(settings: &SamplerSettings, f: impl FnMut() -> Result<(), E>) -> Result<Sampled, E> {
+    sample_with(settings, &mut MonotonicClock::default(), f)
+}
+
+/// [`sample`], reading the time from `clock`.
+pub fn sample_with<E>(
+    settings: &SamplerSettings,
+    clock: &mut dyn Clock,
+    mut f: impl FnMut() -> Result<(), E>,
+) -> Result<Sampled, E> {
+    let warm = clock.now_ns();
     let mut warmed = 0u32;
-    while warmed < settings.warmup_iters || warm.elapsed() < settings.warmup_time {
+    while warmed < settings.warmup_iters || clock.now_ns() - warm < settings.warmup_time.as_nanos() as u64 {
         f()?;
         warmed += 1;
     }
     let mut samples = Vec::with_capacity(settings.max_samples.min(100_000));
     let target = settings.target_rel_ci > 0.0;
     let mut next_check = settings.min_samples.max(10);
-    let started = Instant::now();
+    let started = clock.now_ns();
+    let budget = settings.max_time.as_nanos() as u64;
     let mut met = false;
     while samples.len() < settings.max_samples {
         if samples.len() >= settings.min_samples {
@@ -65,18 +75,116 @@ pub fn sample<E>(settings: &SamplerSettings, mut f: impl FnMut() -> Result<(), E
                     break;
                 }
             }
-            if started.elapsed() >= settings.max_time {
+            if clock.now_ns() - started >= budget {
                 break;
             }
         }
-        let t = Instant::now();
+        let t = clock.now_ns();
         f()?;
-        samples.push(t.elapsed().as_nanos() as u64);
+        samples.push(clock.now_ns() - t);
     }
     if target && !met {
         met = relative_ci_half_width(&samples) <= settings.target_rel_ci;
     }
-    Ok(Sampled { samples_ns: samples, target_met: target.then_some(met) })
+    let calls = warmed as u64 + samples.len() as u64;
+    Ok(Sampled { samples_ns: samples, calls, target_met: target.then_some(met) })
+}
+
+/// Where the paired sampler reads the time: the monotonic clock in a run; a simulated clock in
+/// tests of the statistics (a mock engine whose speed changes on cue).
+pub trait Clock {
+    fn now_ns(&mut self) -> u64;
+}
+
+/// `std::time::Instant`, as nanoseconds since the sampler started.
+pub struct MonotonicClock(Instant);
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        MonotonicClock(Instant::now())
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now_ns(&mut self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// Two workloads timed in alternating rounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedSamples {
+    /// One timed run of each per round, in round order.
+    pub a_ns: Vec<u64>,
+    pub b_ns: Vec<u64>,
+    /// Whether the interval of the per-round ratio met the target (None: no target).
+    pub target_met: Option<bool>,
+}
+
+/// Fixed seed of the per-round order, so a run is reproducible.
+const ROUND_ORDER_SEED: u64 = 0x0a1b_2c3d;
+
+/// Times `a` and `b` in alternating rounds (the order within each round drawn at random, so
+/// neither always runs right after the other), after warming both up as `settings` says. In a
+/// round each side runs once untimed, to bring its own weights back into the caches the other
+/// evicted, then once timed. Rounds go on until the 95% interval of the per-round ratio
+/// `a / b` is within `target_rel_ci` of it (checked every tenth of the rounds so far),
+/// `max_samples` rounds, or `max_time`; never fewer than `min_samples`.
+pub fn sample_paired<E>(
+    settings: &SamplerSettings,
+    clock: &mut dyn Clock,
+    mut a: impl FnMut() -> Result<(), E>,
+    mut b: impl FnMut() -> Result<(), E>,
+) -> Result<PairedSamples, E> {
+    use rand::{Rng, SeedableRng};
+    let warm = clock.now_ns();
+    let mut warmed = 0u32;
+    while warmed < settings.warmup_iters || clock.now_ns() - warm < settings.warmup_time.as_nanos() as u64 {
+        a()?;
+        b()?;
+        warmed += 1;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(ROUND_ORDER_SEED);
+    let (mut a_ns, mut b_ns) = (Vec::new(), Vec::new());
+    let target = settings.target_rel_ci > 0.0;
+    let half_width = |a: &[u64], b: &[u64]| {
+        super::stats::paired_ratio_ci(a, b).map_or(f64::INFINITY, |(_, m)| m.relative_half_width())
+    };
+    let mut next_check = settings.min_samples.max(10);
+    let started = clock.now_ns();
+    let budget = settings.max_time.as_nanos() as u64;
+    let mut met = false;
+    while a_ns.len() < settings.max_samples {
+        if a_ns.len() >= settings.min_samples {
+            if target && a_ns.len() >= next_check {
+                next_check = a_ns.len() + (a_ns.len() / 10).max(10);
+                if half_width(&a_ns, &b_ns) <= settings.target_rel_ci {
+                    met = true;
+                    break;
+                }
+            }
+            if clock.now_ns() - started >= budget {
+                break;
+            }
+        }
+        let a_first = rng.random::<bool>();
+        for side in [a_first, !a_first] {
+            let run: &mut dyn FnMut() -> Result<(), E> = if side { &mut a } else { &mut b };
+            run()?;
+            let t = clock.now_ns();
+            run()?;
+            let elapsed = clock.now_ns() - t;
+            if side {
+                a_ns.push(elapsed)
+            } else {
+                b_ns.push(elapsed)
+            }
+        }
+    }
+    if target && !met {
+        met = half_width(&a_ns, &b_ns) <= settings.target_rel_ci;
+    }
+    Ok(PairedSamples { a_ns, b_ns, target_met: target.then_some(met) })
 }
 
 #[cfg(test)]
@@ -125,8 +233,8 @@ mod tests {
         })
         .unwrap();
         assert!(calls > 10, "{calls} calls");
-        // A steady workload meets a 1% target long before 100 000 samples; the CI of what it
-        // returns is within the target.
+        // A steady workload (simulated: 10 µs ± 5%, pseudo-random) meets a 1% target long
+        // before 100 000 samples; the CI of what it returns is within the target.
         let steady = SamplerSettings {
             warmup_iters: 0,
             warmup_time: Duration::ZERO,
@@ -135,13 +243,22 @@ mod tests {
             max_samples: 100_000,
             max_time: Duration::from_secs(60),
         };
-        let r = sample::<()>(&steady, || {
-            std::hint::black_box((0..2000u64).sum::<u64>());
+        let cell = std::cell::Cell::new(0u64);
+        struct Shared<'a>(&'a std::cell::Cell<u64>);
+        impl Clock for Shared<'_> {
+            fn now_ns(&mut self) -> u64 {
+                self.0.get()
+            }
+        }
+        let mut state = 1u64;
+        let r = sample_with::<()>(&steady, &mut Shared(&cell), || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            cell.set(cell.get() + 9_500 + (state >> 33) % 1_000);
             Ok(())
         })
         .unwrap();
         assert_eq!(r.target_met, Some(true));
-        assert!(r.samples_ns.len() < 100_000);
+        assert!(r.samples_ns.len() < 1_000, "{}", r.samples_ns.len());
         assert!(relative_ci_half_width(&r.samples_ns) <= 0.01);
         // An impossible target with a tiny budget: stops on the budget and says it was missed.
         let tight = SamplerSettings { target_rel_ci: 1e-9, max_samples: 50, ..steady };
@@ -156,10 +273,15 @@ mod tests {
     }
 
     #[test]
-    fn relative_half_width_by_hand() {
-        // 1..=100: median 50.5, rank interval (40, 61): half-width 10.5 → 10.5 / 50.5.
-        let v: Vec<u64> = (1..=100).collect();
-        assert!((relative_ci_half_width(&v) - 10.5 / 50.5).abs() < 1e-12);
+    fn the_stop_reads_the_records_interval() {
+        // The same interval as the record's: a trend (sorted samples) is far less certain than
+        // the same values in a shuffled order.
+        let sorted: Vec<u64> = (1..=100).collect();
+        let shuffled: Vec<u64> = (0..100u64).map(|i| (i * 37) % 100 + 1).collect();
+        let ci = crate::measure::stats::LatencyStats::from_samples(&shuffled).unwrap().median_ci;
+        assert!((relative_ci_half_width(&shuffled) - (ci.high - ci.low) / 2.0 / 50.5).abs() < 1e-12);
+        assert!(relative_ci_half_width(&sorted) > 3.0 * relative_ci_half_width(&shuffled));
+        assert_eq!(relative_ci_half_width(&[]), f64::INFINITY);
     }
 
     #[test]
@@ -182,5 +304,100 @@ mod tests {
             }
         });
         assert_eq!(r.map(|s| s.samples_ns.len()), Err("boom"));
+    }
+}
+
+#[cfg(test)]
+mod paired_tests {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::measure::stats::{median_ratio_ci, paired_ratio_ci};
+
+    /// A simulated clock shared by two mock engines.
+    struct SimClock<'a>(&'a Cell<u64>);
+
+    impl Clock for SimClock<'_> {
+        fn now_ns(&mut self) -> u64 {
+            self.0.get()
+        }
+    }
+
+    #[test]
+    fn a_machine_that_halves_its_speed_mid_run_fools_the_medians_not_the_pairs() {
+        // Two mock engines: A takes 600 µs and B 1000 µs of work (A is 1.667× faster), with
+        // ±3% deterministic jitter; from the 200th run of each on, the machine is twice as
+        // slow. Measured one after the other (B's 300 runs first, then A's), the ratio of the
+        // medians carries the slowdown; measured in alternating rounds, each round's ratio does
+        // not.
+        let now = Cell::new(0u64);
+        let runs = (Cell::new(0u64), Cell::new(0u64));
+        let work = |base_ns: u64, count: &Cell<u64>| {
+            let i = count.get();
+            count.set(i + 1);
+            let slow = if i >= 400 { 2 } else { 1 };
+            let jitter = 97 + (i * 7919) % 7; // 97..=103 %
+            now.set(now.get() + base_ns * slow * jitter / 100);
+            Ok::<(), ()>(())
+        };
+        let settings = SamplerSettings {
+            warmup_iters: 0,
+            warmup_time: Duration::ZERO,
+            target_rel_ci: 0.0,
+            min_samples: 300,
+            max_samples: 300,
+            max_time: Duration::from_secs(3600),
+        };
+        let paired =
+            sample_paired(&settings, &mut SimClock(&now), || work(600_000, &runs.0), || work(1_000_000, &runs.1))
+                .unwrap();
+        assert_eq!((paired.a_ns.len(), paired.b_ns.len()), (300, 300));
+        // Each side ran 600 times (an untimed and a timed run a round): the slowdown came at
+        // round 200, for both.
+        assert_eq!((runs.0.get(), runs.1.get()), (600, 600));
+        let (r, _) = paired_ratio_ci(&paired.a_ns, &paired.b_ns).unwrap();
+        assert!(r.low <= 0.6 && 0.6 <= r.high && r.high - r.low < 0.05, "paired {r:?}");
+        // One after the other: B sampled on the fast machine, A on the slow one.
+        let b_apart: Vec<u64> = (0..300).map(|i| 1_000_000 * (97 + (i * 7919) % 7) / 100).collect();
+        let a_apart: Vec<u64> = (0..300).map(|i| 600_000 * 2 * (97 + (i * 7919) % 7) / 100).collect();
+        let apart = median_ratio_ci(&a_apart, &b_apart).unwrap();
+        assert!(apart.low > 1.1, "apart {apart:?} misses 0.6");
+    }
+
+    #[test]
+    fn paired_rounds_stop_at_the_target_and_propagate_errors() {
+        let now = Cell::new(0u64);
+        let tick = |ns: u64| {
+            now.set(now.get() + ns);
+            Ok::<(), &str>(())
+        };
+        let settings = SamplerSettings {
+            warmup_iters: 2,
+            warmup_time: Duration::ZERO,
+            target_rel_ci: 0.01,
+            min_samples: 10,
+            max_samples: 10_000,
+            max_time: Duration::from_secs(3600),
+        };
+        // Steady engines: the ratio 0.5 is known at once, so the target stops the rounds early.
+        let p = sample_paired(&settings, &mut SimClock(&now), || tick(500), || tick(1000)).unwrap();
+        assert_eq!(p.target_met, Some(true));
+        assert!(p.a_ns.len() < 100 && p.a_ns.iter().all(|&t| t == 500) && p.b_ns.iter().all(|&t| t == 1000));
+        let mut n = 0;
+        let e = sample_paired(
+            &settings,
+            &mut SimClock(&now),
+            || tick(1),
+            || {
+                n += 1;
+                if n == 5 {
+                    Err("boom")
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(e.unwrap_err(), "boom");
     }
 }

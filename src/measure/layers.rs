@@ -38,6 +38,9 @@ pub struct LayerError {
     pub layer: String,
     /// The layer's scheme in the plan.
     pub scheme: SchemeId,
+    /// The type the variant really stores the layer in: the plan's, or f32 where the scheme
+    /// has no kernel for the layer (a conv under a GGML scheme stays f32).
+    pub stored: SchemeId,
     /// SQNR (dB) of this layer's output with the whole plan quantized; `None` when identical.
     pub cumulative_sqnr_db: Option<f64>,
     /// SQNR (dB) of this layer's output with only this layer quantized.
@@ -48,7 +51,24 @@ pub struct LayerError {
     /// and top-1 accuracy on the same images. `None` for layers already f32.
     pub kept_float_logits_sqnr_db: Option<f64>,
     pub kept_float_top1_accuracy: Option<f64>,
+    /// Top-1 with this layer kept f32 minus the plan's, on the same items, with its paired
+    /// 95% interval (Agresti–Min): `(Δ, low, high)`.
+    pub kept_float_top1_gain: Option<(f64, f64, f64)>,
 }
+
+/// Why a layer is suggested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Keeping it in float raises top-1, with a paired interval above zero.
+    Top1,
+    /// Top-1 cannot tell on these items (no layer's interval is above zero), but the logits'
+    /// SQNR rises by at least [`MIN_SQNR_GAIN_DB`] and top-1 is not measurably worse.
+    Sqnr,
+}
+
+/// The least rise of the logits' SQNR that suggests a layer when top-1 cannot tell: 3 dB, half
+/// the noise power.
+pub const MIN_SQNR_GAIN_DB: f64 = 3.0;
 
 /// Per-layer errors of a plan, and the plan's own figures on the same images.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,10 +117,15 @@ pub fn localize(
     work_dir: &Path,
 ) -> Result<Localization, LocalizeError> {
     let engine = backend.create(cuda_device);
+    let stored = std::cell::RefCell::new(Vec::new());
     let session = |plan: &Plan, dir: String| -> Result<Box<dyn crate::backend::LayerSession>, LocalizeError> {
         let dir = work_dir.join(dir.replace(['/', '\\', ':'], "_"));
         std::fs::create_dir_all(&dir).map_err(|source| LocalizeError::Folder { path: dir.clone(), source })?;
         let variant = apply(plan, &dir)?;
+        if stored.borrow().is_empty() {
+            // The first variant is the plan's: what each layer is really stored as.
+            *stored.borrow_mut() = plan.layers.iter().map(|(l, _)| variant.layer_scheme(l)).collect();
+        }
         Ok(engine.layer_session(&variant, CHUNK, Capture::Outputs)?)
     };
     let mut f32_plan = plan.clone();
@@ -149,7 +174,12 @@ pub fn localize(
         None => fp32_top1.as_slice(),
     };
     let accuracy = |logits: &[f32]| super::eval::accuracy(&super::eval::top1(logits, classes), labels);
+    let correct = |logits: &[f32]| -> Vec<bool> {
+        super::eval::top1(logits, classes).iter().zip(labels).map(|(p, l)| *p == *l as usize).collect()
+    };
     let whole = &accs[0];
+    let plan_correct = correct(&whole.logits);
+    let stored = stored.into_inner();
     let mut out = Vec::new();
     for (i, (layer, scheme)) in plan.layers.iter().enumerate() {
         let k = quantized.iter().position(|&q| q == i);
@@ -160,11 +190,14 @@ pub fn localize(
         out.push(LayerError {
             layer: layer.clone(),
             scheme: *scheme,
+            stored: stored.get(i).copied().unwrap_or(*scheme),
             cumulative_sqnr_db: whole.sqnr(i),
             isolated_sqnr_db: alone.and_then(|a| a.sqnr(i)),
             isolated_logits_sqnr_db: alone.and_then(|a| a.sqnr(layers)),
             kept_float_logits_sqnr_db: kept.and_then(|a| a.sqnr(layers)),
             kept_float_top1_accuracy: kept.map(|a| accuracy(&a.logits)),
+            kept_float_top1_gain: kept
+                .and_then(|a| super::fidelity::matched_difference(&correct(&a.logits), &plan_correct)),
         });
     }
     Ok(Localization {
@@ -178,20 +211,89 @@ pub fn localize(
 }
 
 impl Localization {
-    /// The layers worth keeping in float, best first: by the top-1 accuracy the plan reaches
-    /// with that layer kept f32, then by the logits SQNR it reaches. Layers whose quantization
-    /// changed nothing (a GGML conv that stayed f32) are left out.
-    pub fn ranked(&self) -> Vec<&LayerError> {
-        let mut v: Vec<&LayerError> = self
+    /// The layers worth keeping in float, best first, and on what basis. Only a layer whose
+    /// quantization changed something (a GGML conv that stayed f32 did not) and whose kept-f32
+    /// top-1 is not measurably worse than the plan's can be suggested:
+    /// - by top-1, when keeping it f32 raises top-1 with a paired interval above zero; ranked by
+    ///   the gain, then by the interval's lower end;
+    /// - only when no layer qualifies so, by the logits' SQNR: a rise of at least
+    ///   [`MIN_SQNR_GAIN_DB`] (infinite when the layer alone made the difference), ranked by it.
+    pub fn ranked(&self) -> (Vec<&LayerError>, Basis) {
+        let candidates: Vec<&LayerError> = self
             .layers
             .iter()
             .filter(|e| e.kept_float_top1_accuracy.is_some() && e.isolated_sqnr_db.is_some())
+            .filter(|e| e.kept_float_top1_gain.is_none_or(|(_, _, hi)| hi >= 0.0))
             .collect();
-        v.sort_by(|a, b| {
-            let acc = |e: &LayerError| e.kept_float_top1_accuracy.unwrap_or(0.0);
-            let db = |e: &LayerError| e.kept_float_logits_sqnr_db.unwrap_or(f64::INFINITY);
-            acc(b).total_cmp(&acc(a)).then(db(b).total_cmp(&db(a)))
-        });
-        v
+        let gain = |e: &LayerError| e.kept_float_top1_gain.unwrap_or((0.0, 0.0, 0.0));
+        let mut by_top1: Vec<&LayerError> = candidates.iter().copied().filter(|e| gain(e).1 > 0.0).collect();
+        if !by_top1.is_empty() {
+            by_top1.sort_by(|a, b| gain(b).0.total_cmp(&gain(a).0).then(gain(b).1.total_cmp(&gain(a).1)));
+            return (by_top1, Basis::Top1);
+        }
+        let plan_db = self.plan_logits_sqnr_db.unwrap_or(f64::INFINITY);
+        let sqnr_gain = |e: &LayerError| e.kept_float_logits_sqnr_db.unwrap_or(f64::INFINITY) - plan_db;
+        let mut by_sqnr: Vec<&LayerError> =
+            candidates.into_iter().filter(|e| sqnr_gain(e) >= MIN_SQNR_GAIN_DB).collect();
+        by_sqnr.sort_by(|a, b| sqnr_gain(b).total_cmp(&sqnr_gain(a)));
+        (by_sqnr, Basis::Sqnr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(name: &str, gain: Option<(f64, f64, f64)>, kept_db: Option<f64>) -> LayerError {
+        LayerError {
+            layer: name.into(),
+            scheme: SchemeId::F16,
+            stored: SchemeId::F16,
+            cumulative_sqnr_db: Some(20.0),
+            isolated_sqnr_db: Some(25.0),
+            isolated_logits_sqnr_db: Some(30.0),
+            kept_float_logits_sqnr_db: kept_db,
+            kept_float_top1_accuracy: gain.map(|(d, _, _)| 0.8 + d),
+            kept_float_top1_gain: gain,
+        }
+    }
+
+    fn localization(layers: Vec<LayerError>) -> Localization {
+        Localization {
+            items: 500,
+            layers,
+            fp32_top1_accuracy: 0.85,
+            plan_top1_accuracy: 0.8,
+            plan_logits_sqnr_db: Some(20.0),
+            against_labels: true,
+        }
+    }
+
+    #[test]
+    fn only_layers_that_measurably_help_are_suggested_best_first() {
+        // b's interval is above zero and larger than c's; a's straddles zero; d's is below zero
+        // even though its SQNR rises most: never suggested.
+        let l = localization(vec![
+            layer("a", Some((0.004, -0.002, 0.010)), Some(22.0)),
+            layer("b", Some((0.030, 0.015, 0.045)), Some(28.0)),
+            layer("c", Some((0.010, 0.002, 0.018)), Some(40.0)),
+            layer("d", Some((-0.004, -0.008, -0.001)), Some(60.0)),
+        ]);
+        let (ranked, basis) = l.ranked();
+        assert_eq!(basis, Basis::Top1);
+        assert_eq!(ranked.iter().map(|e| e.layer.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        // No interval above zero: by SQNR, at least 3 dB, never one measurably worse.
+        let l = localization(vec![
+            layer("a", Some((0.004, -0.002, 0.010)), Some(22.0)),
+            layer("b", Some((0.002, -0.004, 0.008)), Some(35.0)),
+            layer("c", Some((0.0, -0.006, 0.006)), Some(24.0)),
+            layer("d", Some((-0.004, -0.008, -0.001)), Some(60.0)),
+        ]);
+        let (ranked, basis) = l.ranked();
+        assert_eq!(basis, Basis::Sqnr);
+        assert_eq!(ranked.iter().map(|e| e.layer.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        // Nothing helps: nothing suggested.
+        let l = localization(vec![layer("a", Some((0.0, -0.004, 0.004)), Some(21.0))]);
+        assert!(l.ranked().0.is_empty());
     }
 }

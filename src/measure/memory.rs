@@ -15,9 +15,23 @@ pub fn peak_rss_bytes() -> Option<u64> {
     status_kb("VmHWM:").map(|kb| kb * 1024)
 }
 
-/// Resets the peak to the current resident size; false when the OS does not allow it.
+/// The highest peak seen before a reset: resets lower `VmHWM`, and the process's own peak
+/// must survive them (`process_peak_rss_bytes`).
+static PEAK_BEFORE_RESETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Resets the peak to the current resident size; false when the OS does not allow it. The peak
+/// it erases is kept for [`process_peak_rss_bytes`].
 pub fn reset_peak() -> bool {
+    if let Some(p) = peak_rss_bytes() {
+        PEAK_BEFORE_RESETS.fetch_max(p, std::sync::atomic::Ordering::Relaxed);
+    }
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The peak resident set of this whole process so far, across the resets steps make.
+pub fn process_peak_rss_bytes() -> Option<u64> {
+    let now = peak_rss_bytes()?;
+    Some(now.max(PEAK_BEFORE_RESETS.load(std::sync::atomic::Ordering::Relaxed)))
 }
 
 fn status_kb(key: &str) -> Option<u64> {

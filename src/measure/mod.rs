@@ -1,6 +1,7 @@
 //! Measurement: latency sampling and its statistics, and evaluation of outputs
 //! against labels and against the fp32 reference.
 
+pub mod alloc;
 pub mod calibration;
 pub mod eval;
 pub mod fidelity;
@@ -10,3 +11,4 @@ pub mod lm;
 pub mod memory;
 pub mod probe;
 pub mod stats;
+pub mod verdict;

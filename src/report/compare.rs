@@ -1,12 +1,11 @@
 //! `qbench compare`: runs joined on case identity (model, scheme, backend, batch).
 //!
 //! For each case present in the first run and another, the ratio of medians (other / first)
-//! gets a bootstrap 95% interval over the raw samples. The verdict:
-//! - **faster** / **slower** when the interval excludes 1 and the change is beyond the
-//!   practical threshold (default 2%);
-//! - **same within noise** otherwise;
-//! - **noisy** when it would be faster or slower but the machine check timed just before the two
-//!   cases differs by more than 5%: the machine, not the code, may explain the difference.
+//! gets a 95% interval valid for autocorrelated samples (`measure::stats`), and the verdict is
+//! `measure::verdict::judge`'s: faster, slower, same, or inconclusive, against a practical
+//! threshold (default 2%). The gate's latency check calls the same function, so `compare` and
+//! a gated run never disagree on the same two runs. The machine check's ratio between the two
+//! cases is printed beside the verdict as context, never as a veto.
 //!
 //! Runs from different machines (or thread counts, builds) make a hardware comparison: one
 //! column per run, and the environment fields that differ listed first.
@@ -14,8 +13,10 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use crate::measure::probe::{drift, NOISY_DRIFT};
+use crate::measure::probe::drift;
 use crate::measure::stats::median_ratio_ci;
+pub use crate::measure::verdict::Change;
+use crate::measure::verdict::{judge, SpeedVerdict};
 use crate::record::{CaseStatus, Environment, Record};
 use crate::report::markdown::escape;
 
@@ -38,37 +39,22 @@ pub enum CompareError {
     Disjoint { a: String, b: String },
 }
 
-/// How a case changed between two runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Faster,
-    Slower,
-    Same,
-    Noisy,
-}
-
-impl Change {
-    pub fn name(self) -> &'static str {
-        match self {
-            Change::Faster => "faster",
-            Change::Slower => "slower",
-            Change::Same => "same within noise",
-            Change::Noisy => "noisy (the machine's speed varied as much)",
-        }
-    }
-}
-
 /// A case in a later run against the same case in the first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseComparison {
     pub case: String,
     pub first_median_ns: f64,
     pub other_median_ns: f64,
-    pub ratio: f64,
-    pub ratio_ci: (f64, f64),
-    pub change: Change,
+    /// The speed verdict, with the ratio (other / first) and its interval.
+    pub verdict: SpeedVerdict,
     /// Top-1 change in points (other − first).
     pub delta_top1_pts: Option<f64>,
+}
+
+impl CaseComparison {
+    pub fn change(&self) -> Change {
+        self.verdict.change
+    }
 }
 
 /// Loads a run folder: its records and environment.
@@ -95,9 +81,6 @@ pub fn compare_pair(
     allow_different_inputs: bool,
 ) -> Result<Vec<CaseComparison>, CompareError> {
     let mut out = Vec::new();
-    // Between-run noise: a change no larger than the machine's own speed swings within either
-    // run (the spread of the machine check over its cases) cannot be told from the machine.
-    let floor = noise_floor(first).max(noise_floor(other));
     for a in first.records.iter().filter(|r| r.status == CaseStatus::Ok) {
         let Some(b) = other.records.iter().find(|b| key(b) == key(a) && b.status == CaseStatus::Ok) else { continue };
         if !allow_different_inputs {
@@ -120,25 +103,12 @@ pub fn compare_pair(
                 }
             }
         }
-        let Some((ratio, lo, hi)) = median_ratio_ci(&b.samples_ns, &a.samples_ns) else { continue };
-        let significant = (lo > 1.0 || hi < 1.0) && (ratio - 1.0).abs() > threshold;
-        let machine_moved = match (a.noise_probe_ns, b.noise_probe_ns) {
-            (Some(x), Some(y)) if x > 0.0 && y > 0.0 => (x.max(y) / x.min(y) - 1.0) > NOISY_DRIFT,
-            _ => false,
-        } || (ratio.max(1.0 / ratio) - 1.0) <= floor;
-        let change = match (significant, machine_moved) {
-            (false, _) => Change::Same,
-            (true, true) => Change::Noisy,
-            (true, false) if ratio < 1.0 => Change::Faster,
-            (true, false) => Change::Slower,
-        };
+        let Some(ratio) = median_ratio_ci(&b.samples_ns, &a.samples_ns) else { continue };
         out.push(CaseComparison {
             case: case_name(a),
             first_median_ns: a.latency_median_ns.unwrap_or(f64::NAN),
             other_median_ns: b.latency_median_ns.unwrap_or(f64::NAN),
-            ratio,
-            ratio_ci: (lo, hi),
-            change,
+            verdict: judge(ratio, threshold, machine_ratio(a, b)),
             delta_top1_pts: a.top1_accuracy.zip(b.top1_accuracy).map(|(x, y)| 100.0 * (y - x)),
         });
     }
@@ -146,6 +116,14 @@ pub fn compare_pair(
         return Err(CompareError::Disjoint { a: first.dir.display().to_string(), b: other.dir.display().to_string() });
     }
     Ok(out)
+}
+
+/// The machine check of `b` over `a`'s, when both were taken.
+pub fn machine_ratio(a: &Record, b: &Record) -> Option<f64> {
+    match (a.noise_probe_ns, b.noise_probe_ns) {
+        (Some(x), Some(y)) if x > 0.0 && y > 0.0 => Some(y / x),
+        _ => None,
+    }
 }
 
 /// The spread of the machine check within a run (`max / min − 1` over its measured cases), or 0.
@@ -245,7 +223,7 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
         let rows = compare_pair(&runs[0], other, threshold, allow_different_inputs)?;
         let _ = writeln!(
             out,
-            "{} against {}: ratio = median {} / median {}, bootstrap 95% CI; practical threshold ±{:.0}%. Machine check spread within the runs: {:.1}% and {:.1}%; a significant change within that spread, or with the machine check of the two cases {:.0}% apart, is \"noisy\".\n",
+            "{} against {}: ratio = median {} / median {}, 95% interval for autocorrelated samples; verdict against a practical threshold of ±{:.0}% (faster / slower: the whole interval beyond it; same: the whole interval within it; inconclusive: neither). The machine check (a fixed CPU workload timed before each case) is context, not part of the verdict; its spread within the runs: {:.1}% and {:.1}%.\n",
             label(i),
             label(0),
             i + 1,
@@ -253,22 +231,27 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
             100.0 * threshold,
             100.0 * noise_floor(&runs[0]),
             100.0 * noise_floor(other),
-            100.0 * NOISY_DRIFT
         );
-        let _ =
-            writeln!(out, "| case | median 1 (µs) | median {} (µs) | ratio [95% CI] | verdict | Δtop-1 (pts) |", i + 1);
-        let _ = writeln!(out, "| --- | --: | --: | --: | --- | --: |");
+        let _ = writeln!(
+            out,
+            "| case | median 1 (µs) | median {} (µs) | ratio [95% CI] | verdict | machine check | Δtop-1 (pts) |",
+            i + 1
+        );
+        let _ = writeln!(out, "| --- | --: | --: | --: | --- | --: | --: |");
         for c in &rows {
+            let v = &c.verdict;
+            let caveat = v.machine_caveat().map_or(String::new(), |c| format!(" ({c})"));
             let _ = writeln!(
                 out,
-                "| {} | {:.1} | {:.1} | {:.3} [{:.3}, {:.3}] | {} | {} |",
+                "| {} | {:.1} | {:.1} | {:.3} [{:.3}, {:.3}] | {}{caveat} | {} | {} |",
                 escape(&c.case),
                 c.first_median_ns / 1e3,
                 c.other_median_ns / 1e3,
-                c.ratio,
-                c.ratio_ci.0,
-                c.ratio_ci.1,
-                c.change.name(),
+                v.ratio.ratio,
+                v.ratio.low,
+                v.ratio.high,
+                v.headline(),
+                v.machine_ratio.map_or("—".into(), |m| format!("×{m:.2}")),
                 c.delta_top1_pts.map_or("—".into(), |d| format!("{d:+.2}"))
             );
         }
@@ -301,13 +284,17 @@ mod tests {
     #[test]
     fn verdicts_and_refusal_of_different_inputs() {
         let base = run("d1", 10);
-        assert_eq!(compare_pair(&base, &run("d1", 10), 0.02, false).unwrap()[0].change, Change::Same);
-        assert_eq!(compare_pair(&base, &run("d1", 13), 0.02, false).unwrap()[0].change, Change::Slower);
-        assert_eq!(compare_pair(&base, &run("d1", 7), 0.02, false).unwrap()[0].change, Change::Faster);
-        // The same 30% slowdown while the machine check moved by 20%: not attributable.
+        let change = |other: &Run| compare_pair(&base, other, 0.02, false).unwrap()[0].change();
+        assert_eq!(change(&run("d1", 10)), Change::Same);
+        assert_eq!(change(&run("d1", 13)), Change::Slower);
+        assert_eq!(change(&run("d1", 7)), Change::Faster);
+        // The same 30% slowdown while the machine check moved by 20%: still slower (the check
+        // is context), and the caveat says the machine moved too.
         let mut moved = run("d1", 13);
         moved.records[0].noise_probe_ns = Some(120.0);
-        assert_eq!(compare_pair(&base, &moved, 0.02, false).unwrap()[0].change, Change::Noisy);
+        let c = &compare_pair(&base, &moved, 0.02, false).unwrap()[0];
+        assert_eq!((c.change(), c.verdict.machine_ratio), (Change::Slower, Some(1.2)));
+        assert!(c.verdict.machine_caveat().is_some());
         // Another dataset: refused unless asked.
         let e = compare_pair(&base, &run("d2", 10), 0.02, false).unwrap_err().to_string();
         assert!(e.contains("the dataset differs") && e.contains("--allow-different-inputs"), "{e}");
@@ -315,20 +302,16 @@ mod tests {
     }
 
     #[test]
-    fn a_change_within_the_runs_own_machine_spread_is_noisy() {
-        // Run 2 has a second case whose machine check read 12% slower than its first: that
-        // run's floor is 12%, so its 10% slowdown is noisy while a 30% one is still slower.
-        let with_spread = |scale: u64| {
-            let mut r = run("d1", scale);
-            let mut other = r.records[0].clone();
-            other.scheme = "int8".into();
-            other.noise_probe_ns = Some(112.0);
-            r.records.push(other);
-            r
-        };
-        assert!((noise_floor(&with_spread(10)) - 0.12).abs() < 1e-12);
+    fn spread_within_a_run_is_reported_not_a_veto() {
+        // Run 2 has a second case whose machine check read 12% slower than its first: the run's
+        // spread is 12%, printed as context; a 30% slowdown is still slower.
+        let mut with_spread = run("d1", 13);
+        let mut other = with_spread.records[0].clone();
+        other.scheme = "int8".into();
+        other.noise_probe_ns = Some(112.0);
+        with_spread.records.push(other);
+        assert!((noise_floor(&with_spread) - 0.12).abs() < 1e-12);
         assert_eq!(noise_floor(&run("d1", 10)), 0.0, "one case has no spread");
-        assert_eq!(compare_pair(&run("d1", 10), &with_spread(11), 0.02, false).unwrap()[0].change, Change::Noisy);
-        assert_eq!(compare_pair(&run("d1", 10), &with_spread(13), 0.02, false).unwrap()[0].change, Change::Slower);
+        assert_eq!(compare_pair(&run("d1", 10), &with_spread, 0.02, false).unwrap()[0].change(), Change::Slower);
     }
 }

@@ -110,9 +110,23 @@ pub fn table(records: &[Record]) -> ResultsTable {
             format!("p99 ({unit})"),
             false,
             true,
-            Box::new(move |r: &Record| num(r.latency_p99_ns, &|v| format!("{:.p99_digits$}", v / div))),
+            Box::new(move |r: &Record| match (r.latency_p99_ns, r.latency_max_ns) {
+                (Some(p), _) => Cell { text: format!("{:.p99_digits$}", p / div), sort: Some(p) },
+                // Too few samples to reach past the 99th percentile: the maximum, marked.
+                (None, Some(m)) => Cell { text: format!("≈ max {:.p99_digits$}", m / div), sort: Some(m) },
+                (None, None) => text("—"),
+            }),
         ),
         ("items/s".into(), false, true, Box::new(|r: &Record| num(r.throughput_items_per_s, &|v| format!("{v:.0}")))),
+        (
+            "× vs f32 [CI]".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.speedup_vs_f32, r.speedup_vs_f32_ci_low, r.speedup_vs_f32_ci_high) {
+                (Some(x), Some(lo), Some(hi)) => Cell { text: format!("{x:.2}× [{lo:.2}, {hi:.2}]"), sort: Some(x) },
+                _ => text("—"),
+            }),
+        ),
         (
             "cold start (ms)".into(),
             false,
@@ -120,18 +134,19 @@ pub fn table(records: &[Record]) -> ResultsTable {
             Box::new(|r: &Record| num(r.cold_start_ns.map(|v| v as f64 / 1e6), &|v| format!("{v:.1}"))),
         ),
         (
-            "peak mem prepare/run (MiB)".into(),
+            "heap prepare / per run".into(),
             false,
             true,
-            Box::new(|r: &Record| {
-                let mib =
-                    |v: Option<u64>| v.map_or("—".to_string(), |v| format!("{:.1}", v as f64 / (1 << 20) as f64));
-                match (r.prepare_peak_rss_bytes, r.run_peak_rss_bytes) {
-                    (None, None) => text("—"),
-                    (prepare, run) => {
-                        Cell { text: format!("{} / {}", mib(prepare), mib(run)), sort: prepare.map(|v| v as f64) }
-                    }
-                }
+            Box::new(|r: &Record| match (r.prepare_heap_peak_bytes, r.run_heap_allocated_bytes_per_run) {
+                (None, None) => text("—"),
+                (prepare, run) => Cell {
+                    text: format!(
+                        "{} / {}",
+                        prepare.map_or("—".to_string(), |b| bytes(b as f64)),
+                        run.map_or("—".to_string(), bytes)
+                    ),
+                    sort: prepare.map(|v| v as f64),
+                },
             }),
         ),
         (
@@ -163,10 +178,16 @@ pub fn table(records: &[Record]) -> ResultsTable {
             Box::new(move |r: &Record| pm(r.top1_accuracy, r.top1_ci_low, r.top1_ci_high, 100.0, 2, false)),
         ),
         (
-            "Δtop-1 vs f32".into(),
+            "Δtop-1 vs f32 [CI] (pts)".into(),
             false,
             true,
-            Box::new(|r: &Record| num(delta_vs_f32(r, records), &|v| format!("{:+.2}", 100.0 * v))),
+            Box::new(|r: &Record| match f32_case(r, records).and_then(|b| r.top1_difference(b)) {
+                Some((d, Some((lo, hi)))) if r.scheme != "f32" => {
+                    Cell { text: format!("{:+.2} [{:+.2}, {:+.2}]", 100.0 * d, 100.0 * lo, 100.0 * hi), sort: Some(d) }
+                }
+                Some((d, _)) => Cell { text: format!("{:+.2}", 100.0 * d), sort: Some(d) },
+                None => text("—"),
+            }),
         ),
         (
             "top-1 agree vs ref".into(),
@@ -184,7 +205,15 @@ pub fn table(records: &[Record]) -> ResultsTable {
                 _ => text("—"),
             }),
         ),
-        ("KL vs ref".into(), false, true, Box::new(|r: &Record| num(r.ref_kl_mean, &|v| format!("{v:.1e}")))),
+        (
+            "KL vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.ref_kl_mean, r.ref_kl_infinite_items) {
+                (_, Some(n)) if n > 0 => Cell { text: format!("∞ ({n} items)"), sort: Some(f64::INFINITY) },
+                (v, _) => num(v, &|v| format!("{v:.1e}")),
+            }),
+        ),
         (
             "perplexity ± CI".into(),
             false,
@@ -212,20 +241,38 @@ pub fn table(records: &[Record]) -> ResultsTable {
     out
 }
 
+/// Bytes in the unit that keeps 3 significant digits: `0 B`, `812 B`, `828.4 KiB`, `3.51 MiB`.
+pub fn bytes(b: f64) -> String {
+    const KIB: f64 = 1024.0;
+    if b < KIB {
+        format!("{b:.0} B")
+    } else if b < KIB * KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else if b < KIB * KIB * KIB {
+        format!("{:.2} MiB", b / (KIB * KIB))
+    } else {
+        format!("{:.2} GiB", b / (KIB * KIB * KIB))
+    }
+}
+
 fn text(s: &str) -> Cell {
     Cell { text: s.to_string(), sort: None }
 }
 
-/// Top-1 change against the f32 case of the same model, backend and batch.
-pub fn delta_vs_f32(r: &Record, records: &[Record]) -> Option<f64> {
-    let base = records.iter().find(|b| {
+/// The measured f32 case of the same model, backend and batch.
+pub fn f32_case<'a>(r: &Record, records: &'a [Record]) -> Option<&'a Record> {
+    records.iter().find(|b| {
         b.scheme == "f32"
             && b.model == r.model
             && b.backend == r.backend
             && b.batch == r.batch
             && b.status == CaseStatus::Ok
-    })?;
-    Some(r.top1_accuracy? - base.top1_accuracy?)
+    })
+}
+
+/// Top-1 change against the f32 case of the same model, backend and batch.
+pub fn delta_vs_f32(r: &Record, records: &[Record]) -> Option<f64> {
+    Some(r.top1_accuracy? - f32_case(r, records)?.top1_accuracy?)
 }
 
 /// The notes under the table.
@@ -240,7 +287,7 @@ pub fn notes(records: &[Record]) -> Notes {
     if let Some(drift) = probe::drift(&probes) {
         let (lo, hi) = probes.iter().fold((f64::INFINITY, 0f64), |(l, h), &p| (l.min(p), h.max(p)));
         let verdict = if drift > probe::NOISY_DRIFT {
-            "the machine's speed changed during the run (noisy): medians measured at different times are not comparable to within their CIs"
+            "the machine's speed changed during the run (noisy): medians measured at different times are not comparable to within their CIs; the × vs f32 column, measured in alternating rounds, is"
         } else {
             "steady"
         };
@@ -334,7 +381,7 @@ pub fn notes(records: &[Record]) -> Notes {
             format!("Outputs of {} (no labels: scored against the reference only)", data.join("; "))
         };
         notes.method = Some(format!(
-            "{scored}; latency median ± the half-width of its 95% CI (order statistics). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; peak memory is the resident memory each step added, from the OS.{lm_note}",
+            "{scored}; latency median ± the half-width of its 95% interval (valid for autocorrelated samples); p99 only from 100 samples on, else \"≈ max\"; items/s at the mean run time. × vs f32: speedup over the same backend's f32, measured in alternating rounds (median of the per-round ratios, 95% interval). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; heap: peak bytes prepare held / bytes allocated per run, counted by qbench's allocator.{lm_note}",
             engines.join("; "),
         ));
         if ok.is_empty() {
@@ -342,7 +389,7 @@ pub fn notes(records: &[Record]) -> Notes {
                 Some("Nothing was measured: every case was skipped or failed (the reasons are listed above).".into());
         } else if only_lm {
             notes.method = Some(format!(
-                "Latency median ± the half-width of its 95% CI (order statistics). Cold start = prepare (load) + first run; peak memory is the resident memory each step added, from the OS.{lm_note}"
+                "Latency median ± the half-width of its 95% interval (valid for autocorrelated samples); p99 only from 100 samples on, else \"≈ max\"; items/s at the mean run time. × vs f32: speedup over the same backend's f32, measured in alternating rounds (median of the per-round ratios, 95% interval). Cold start = prepare (load) + first run; heap: peak bytes prepare held / bytes allocated per run, counted by qbench's allocator.{lm_note}"
             ));
         }
         notes.provenance = Some(format!(

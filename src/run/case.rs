@@ -10,7 +10,7 @@ use crate::backend::realization::{first_not_native, observed};
 use crate::backend::{Prepared, Realization, Session};
 use crate::data::Dataset;
 use crate::measure::latency::{self, SamplerSettings};
-use crate::measure::memory;
+use crate::measure::{alloc, memory};
 use crate::quant::Variant;
 use crate::record::{Environment, Record};
 use crate::suite::{Case, Suite};
@@ -46,6 +46,7 @@ pub(super) fn new_record(
         realization: Realization::NotObserved.name().to_string(),
         parameters: model.zoo().map_or(0, |z| z.parameter_count()),
         noise_probe_ns: Some(crate::measure::probe::probe_ns()),
+        process_id: std::process::id(),
         ..Record::from_environment(env, case.backend.is_cuda())
     }
 }
@@ -64,13 +65,20 @@ pub(super) fn prepare(
     let backend = case.backend.create(suite.cuda_device);
     let gpu_before = if case.backend.is_cuda() { crate::backend::gpu::memory_used_bytes() } else { None };
     // Timed inside the memory measurement, so resetting the OS's peak is not counted.
-    let ((prepared, prepare_ns), prepare_peak) = memory::peak_added(|| {
-        let started = Instant::now();
-        (backend.prepare(variant, case.batch), started.elapsed().as_nanos() as u64)
+    let (((prepared, prepare_ns), heap), prepare_peak) = memory::peak_added(|| {
+        alloc::measure(|| {
+            let started = Instant::now();
+            (backend.prepare(variant, case.batch), started.elapsed().as_nanos() as u64)
+        })
     });
     let mut prepared = prepared?;
     record.prepare_ns = Some(prepare_ns);
     record.prepare_peak_rss_bytes = prepare_peak;
+    record.prepare_heap_peak_bytes = heap.map(|h| h.peak_bytes);
+    record.prepare_heap_allocated_bytes = heap.map(|h| h.total_bytes);
+    if case.backend.is_cuda() {
+        record.heap_not_covered = "GPU memory (the driver's figure is gpu_memory_used_bytes)".into();
+    }
     record.weights_bytes = prepared.weights_bytes;
     record.artifact = Some(prepared.artifact.display().to_string());
     record.artifact_bytes = Some(prepared.artifact_bytes);
@@ -124,14 +132,42 @@ pub(super) fn sample_latency(
     record: &mut Record,
 ) -> Result<Option<u64>, CaseError> {
     session.set_input(input)?;
-    let (sampled, peak) = memory::peak_added(|| latency::sample(measure, || session.run()));
+    let ((sampled, heap), peak) = memory::peak_added(|| alloc::measure(|| latency::sample(measure, || session.run())));
     let sampled = sampled?;
+    record.run_heap_peak_bytes = heap.map(|h| h.peak_bytes);
+    record.run_heap_allocated_bytes_per_run =
+        heap.filter(|_| sampled.calls > 0).map(|h| h.total_bytes as f64 / sampled.calls as f64);
     record.input_copy_median_ns = input_copy_median_ns(session, input)?;
     record.warmup_iters = measure.warmup_iters;
     record.latency_ci_target_pct = measure.target_rel_ci * 100.0;
     record.latency_ci_target_met = sampled.target_met;
     record.set_latency(sampled.samples_ns, batch);
     Ok(peak)
+}
+
+/// The case against its backend's f32 at the same batch, in alternating rounds on `input`
+/// (`measure::latency::sample_paired`), into the record's `speedup_vs_f32` fields. `f32` is
+/// the f32 session, or why there is none (the record's note).
+pub(super) fn sample_paired(
+    session: &mut dyn Session,
+    f32: Result<&mut dyn Session, String>,
+    input: &[f32],
+    measure: &SamplerSettings,
+    record: &mut Record,
+) -> Result<(), CaseError> {
+    let f32 = match f32 {
+        Ok(s) => s,
+        Err(why) => {
+            record.speedup_vs_f32_note = Some(why);
+            return Ok(());
+        }
+    };
+    session.set_input(input)?;
+    f32.set_input(input)?;
+    let mut clock = latency::MonotonicClock::default();
+    let paired = latency::sample_paired(measure, &mut clock, || session.run(), || f32.run())?;
+    record.set_paired(paired.a_ns, paired.b_ns, paired.target_met);
+    Ok(())
 }
 
 /// How many input copies [`input_copy_median_ns`] times.

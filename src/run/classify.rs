@@ -9,7 +9,9 @@ use crate::quant::Variant;
 use crate::record::Record;
 use crate::suite::{Case, Suite};
 
-/// Prepare (untimed), evaluate on the whole dataset, then sample latency.
+/// Prepare (untimed), evaluate on the whole dataset, then sample latency. `paired`: the f32 session the latency is
+/// also compared with in alternating rounds, or why there is none (`None`: not asked).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn measure(
     suite: &Suite,
     case: &Case,
@@ -17,6 +19,7 @@ pub(super) fn measure(
     data: &Dataset,
     classes: usize,
     reference: Option<&[f32]>,
+    paired: Option<Result<&mut dyn crate::backend::Session, String>>,
     record: &mut Record,
 ) -> Result<(), CaseError> {
     let mut prepared = case::prepare(suite, case, variant, data, record)?;
@@ -39,5 +42,8 @@ pub(super) fn measure(
 
     let sampling_peak = case::sample_latency(session, &latency_batch, &suite.measure, case.batch, record)?;
     record.run_peak_rss_bytes = [record.run_peak_rss_bytes, sampling_peak].into_iter().flatten().max();
+    if let Some(f32) = paired {
+        case::sample_paired(session, f32, &latency_batch, &suite.measure, record)?;
+    }
     Ok(())
 }

@@ -104,6 +104,7 @@ pub(super) fn score_reference(
 /// and agreement with the reference over every window (reused from an earlier batch size's case
 /// of the same scheme and backend), then the latency of prompt processing (the run) and of
 /// generation.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn measure(
     suite: &Suite,
     case: &Case,
@@ -111,6 +112,7 @@ pub(super) fn measure(
     data: &Dataset,
     reference: &LmReference,
     state: &mut LmState,
+    paired: Option<Result<&mut dyn crate::backend::Session, String>>,
     record: &mut Record,
 ) -> Result<(), CaseError> {
     let cached = state.scores.get(&(case.scheme, case.backend)).cloned();
@@ -143,7 +145,7 @@ pub(super) fn measure(
         let seq = data.item_shape.iter().product::<usize>();
         let batch_ids = data.batch_f32(0, case.batch, case.batch);
         let pp_peak = case::sample_latency(session, &batch_ids, &suite.measure, case.batch, record)?;
-        record.pp_tokens_per_s = record.latency_median_ns.map(|m| (case.batch * seq) as f64 * 1e9 / m);
+        record.pp_tokens_per_s = record.latency_mean_ns.map(|m| (case.batch * seq) as f64 * 1e9 / m);
 
         // Generation: up to 128 tokens (llama-bench's tg128), one position at a time, from an
         // empty cache; the windows' own tokens stand in for sampled ones (the same work).
@@ -162,11 +164,15 @@ pub(super) fn measure(
         });
         let tg_samples = tg_sampled?.samples_ns;
         if let Some(s) = crate::measure::stats::LatencyStats::from_samples(&tg_samples) {
-            record.tg_tokens_per_s = Some((case.batch * tg) as f64 * 1e9 / s.median_ns);
+            record.tg_tokens_per_s = Some((case.batch * tg) as f64 * 1e9 / s.mean_ns);
         }
         record.tg_tokens = Some(tg);
         record.tg_samples_ns = tg_samples;
         record.run_peak_rss_bytes = [record.run_peak_rss_bytes, pp_peak, tg_peak].into_iter().flatten().max();
+        // Prompt processing against f32 on this backend, in alternating rounds.
+        if let Some(f32) = paired {
+            case::sample_paired(session, f32, &batch_ids, &suite.measure, record)?;
+        }
         Ok(score)
     })?;
     state.scores.entry((case.scheme, case.backend)).or_insert(score);

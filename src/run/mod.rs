@@ -10,6 +10,7 @@ mod case;
 mod classify;
 mod datasets;
 mod folder;
+mod isolate;
 mod lm;
 mod model;
 mod progress;
@@ -35,6 +36,11 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     /// Runs only this shard of the cases (`--shard k/n`).
     pub shard: Option<crate::suite::Shard>,
+    /// Runs every case in a fresh process of this qbench executable (`--isolate`): memory
+    /// figures of the case alone, and a crash costs only its case.
+    pub isolate: Option<PathBuf>,
+    /// Runs only the case with this index in the suite (what an isolated case's process does).
+    pub only_case: Option<usize>,
     /// Test only: every backend's expectation is `native`, so nothing is skipped or refused
     /// early. The records' realizations must not change: they are observed, not expected.
     #[doc(hidden)]
@@ -69,6 +75,8 @@ pub enum RunError {
     },
     #[error("shard {shard} has no case: cases go to shards by (model, backend, batch) group, and this suite's {cases} case(s) have fewer groups than shards; use fewer shards")]
     EmptyShard { shard: String, cases: usize },
+    #[error("the suite has no case {index} (its cases are 0 to {last})")]
+    NoSuchCase { index: usize, last: usize },
 }
 
 /// Why a case failed: its root cause, whichever step it came from. Causes shared by several
@@ -135,7 +143,13 @@ pub fn expectation(
 /// Runs every case of `suite`; `progress` receives each step as it happens.
 pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)) -> Result<RunSummary, RunError> {
     let cases = expand(suite);
-    let selected = options.shard.map_or_else(|| vec![true; cases.len()], |s| s.selects(&cases));
+    let mut selected = options.shard.map_or_else(|| vec![true; cases.len()], |s| s.selects(&cases));
+    if let Some(only) = options.only_case {
+        if only >= cases.len() {
+            return Err(RunError::NoSuchCase { index: only, last: cases.len().saturating_sub(1) });
+        }
+        selected.iter_mut().enumerate().for_each(|(i, s)| *s = *s && i == only);
+    }
     let total = selected.iter().filter(|s| **s).count();
     if let (Some(shard), 0) = (options.shard, total) {
         return Err(RunError::EmptyShard { shard: shard.name(), cases: cases.len() });
@@ -162,7 +176,29 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     }
     let mut records = Vec::with_capacity(total);
     let mut done = 0;
-    for (model_idx, entry) in suite.models.iter().enumerate() {
+    if let Some(exe) = &options.isolate {
+        // Each case in its own process: nothing is loaded here.
+        for (index, case) in cases.iter().enumerate().filter(|(i, _)| selected[*i]) {
+            done += 1;
+            let work = folder.dir.join("cases").join(format!("case-{index}"));
+            let mut record = match isolate::run_case(exe, suite, index, &work) {
+                Ok(r) => r,
+                Err(e) => {
+                    let data = &datasets[suite.models[case.model].dataset];
+                    let mut r = case::new_record(suite, &env, &folder.run_id, index, case, data, options);
+                    r.status = CaseStatus::Failed;
+                    r.error = Some(root_cause(&e));
+                    r
+                }
+            };
+            record.run_id = folder.run_id.clone();
+            record.shard = options.shard.map(|s| s.name()).unwrap_or_default();
+            folder.append(&record)?;
+            progress(&Event::Case { done, total, record: &record });
+            records.push(record);
+        }
+    }
+    for (model_idx, entry) in suite.models.iter().enumerate().filter(|_| options.isolate.is_none()) {
         // Cases of this model, with their index in the whole suite (the records' case_index,
         // the same in every shard).
         let model_cases: Vec<(usize, &crate::suite::Case)> =
@@ -176,6 +212,11 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             done += 1;
             let mut record = case::new_record(suite, &env, &folder.run_id, index, case, state.data(), options);
             state.run_case(case, &mut record, options);
+            if options.only_case.is_some() {
+                // This process ran only this case: its whole peak is the case's.
+                record.fresh_process = true;
+                record.process_peak_rss_bytes = crate::measure::memory::process_peak_rss_bytes();
+            }
             folder.append(&record)?;
             progress(&Event::Case { done, total, record: &record });
             records.push(record);

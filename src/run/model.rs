@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::lm::LmState;
 use super::{guarded, root_cause, CaseError, Event, RunOptions};
-use crate::backend::{reference_backend, BackendId, Capture, ModelQuery, Realization};
+use crate::backend::{reference_backend, BackendId, Capture, ModelQuery, Prepared, Realization, Session};
 use crate::data::Dataset;
 use crate::measure::{calibration, eval};
 use crate::model::{Content, LoadedModel};
@@ -48,6 +48,9 @@ pub(super) struct ModelState<'s> {
     variants: HashMap<SchemeId, Result<Variant, Arc<CaseError>>>,
     calibration: Option<Result<Calibration, Arc<CaseError>>>,
     lm: LmState,
+    /// The f32 variant prepared on each (backend, batch), which the quantized cases there are
+    /// measured against in alternating rounds; kept for the model's cases, or why it could not.
+    paired_f32: HashMap<(BackendId, usize), Result<Prepared, String>>,
 }
 
 impl<'s> ModelState<'s> {
@@ -131,6 +134,7 @@ impl<'s> ModelState<'s> {
             variants: HashMap::new(),
             calibration: None,
             lm: LmState::default(),
+            paired_f32: HashMap::new(),
         }
     }
 
@@ -210,8 +214,32 @@ impl<'s> ModelState<'s> {
             &self.calibration_data,
             self.suite,
         )?;
+        let paired = self.suite.paired && case.scheme != SchemeId::F32;
+        let paired = match paired {
+            true => Some(paired_f32(
+                &mut self.paired_f32,
+                &mut self.variants,
+                &mut self.calibration,
+                model,
+                &self.layers,
+                &self.artifacts,
+                &self.calibration_data,
+                self.suite,
+                case,
+            )),
+            false => None,
+        };
         if let Some(reference) = lm_reference {
-            return super::lm::measure(self.suite, case, &variant, &self.data, &reference, &mut self.lm, record);
+            return super::lm::measure(
+                self.suite,
+                case,
+                &variant,
+                &self.data,
+                &reference,
+                &mut self.lm,
+                paired,
+                record,
+            );
         }
         // Without reference outputs a zoo model still has its known classes; a model file's
         // output size is learned from its reference run.
@@ -236,7 +264,7 @@ impl<'s> ModelState<'s> {
             super::datasets::check_labels(&self.data, self.entry, classes)?;
         }
         let values = reference.map(|r| r.values.as_slice());
-        guarded(|| super::classify::measure(self.suite, case, &variant, &self.data, classes, values, record))
+        guarded(|| super::classify::measure(self.suite, case, &variant, &self.data, classes, values, paired, record))
     }
 }
 
@@ -277,6 +305,38 @@ fn variant(
         guarded(|| Ok(quant::apply_model(model, plan, artifacts, cal)?)).map_err(Arc::new)
     });
     built.clone().map_err(CaseError::Shared)
+}
+
+/// The f32 session a quantized case is paired with: the model's f32 variant (the suite's f32
+/// plan) prepared on the case's backend and batch, once per (backend, batch). Or why there is
+/// none: the backend cannot run f32, or preparing it failed.
+#[allow(clippy::too_many_arguments)]
+fn paired_f32<'p>(
+    sessions: &'p mut HashMap<(BackendId, usize), Result<Prepared, String>>,
+    variants: &mut HashMap<SchemeId, Result<Variant, Arc<CaseError>>>,
+    calibration: &mut Option<Result<Calibration, Arc<CaseError>>>,
+    model: &LoadedModel,
+    layers: &[(String, usize)],
+    artifacts: &Path,
+    calibration_data: &Dataset,
+    suite: &Suite,
+    case: &Case,
+) -> Result<&'p mut dyn Session, String> {
+    let entry = sessions.entry((case.backend, case.batch)).or_insert_with(|| {
+        let plan = suite.plan(case.model, SchemeId::F32, layers);
+        let backend = case.backend.create(suite.cuda_device);
+        if let Realization::Unsupported(why) = backend.capability(ModelQuery::loaded(model), &plan, case.batch) {
+            return Err(format!("{} cannot run f32 here: {why}", case.backend.name()));
+        }
+        let f32 = variant(variants, calibration, model, &plan, artifacts, calibration_data, suite)
+            .map_err(|e| format!("the f32 variant failed: {}", root_cause(&e)))?;
+        guarded(|| Ok(backend.prepare(&f32, case.batch)?))
+            .map_err(|e| format!("f32 could not be prepared on {}: {}", case.backend.name(), root_cause(&e)))
+    });
+    match entry {
+        Ok(prepared) => Ok(prepared.session.as_mut()),
+        Err(why) => Err(why.clone()),
+    }
 }
 
 /// The batch size of a model's reference pass: the model's own when its file fixes one.

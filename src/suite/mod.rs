@@ -47,6 +47,9 @@ pub struct Suite {
     /// Cases that a backend would only emulate fail instead of running.
     pub require_native: bool,
     pub measure: SamplerSettings,
+    /// Each quantized case is also measured against its backend's f32 in alternating rounds
+    /// (`[measure] paired`, default true): the record's `speedup_vs_f32`.
+    pub paired: bool,
     /// Threads each backend may use; applied once per process.
     pub threads: usize,
     /// Runs go to `<output_dir>/<suite name>/<run id>/`.
@@ -372,6 +375,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         batch_sizes,
         require_native: spec.require_native,
         measure,
+        paired: spec.measure.as_ref().and_then(|m| m.get_ref().paired).unwrap_or(true),
         threads,
         output_dir,
         datasets,

@@ -106,6 +106,9 @@ pub struct MeasureSpec {
     pub max_samples: Option<Spanned<i64>>,
     pub max_time_ms: Option<Spanned<i64>>,
     pub threads: Option<Spanned<i64>>,
+    /// Measure each quantized case against its backend's f32 in alternating rounds (default
+    /// true): the speedup that holds when the machine's speed drifts.
+    pub paired: Option<bool>,
 }
 
 /// `[output]`: where runs are written.
