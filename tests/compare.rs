@@ -82,11 +82,31 @@ fn a_halved_copy_is_faster_a_run_is_the_same_as_itself_and_the_gate_agrees() {
         // Another machine: its check differs by design, and that is context only.
         assert!((c.verdict.machine_ratio.unwrap() - 0.5).abs() < 0.01);
     }
-    // Against itself every case is the same: the example's cases met their ±1% target, so the
-    // ratio of a median to itself is known within ±2%.
+    // Against itself every case is the same: one measurement read twice, ratio exactly 1.
     for c in compare_pair(&example, &example, 0.02, false).unwrap() {
         assert_eq!(c.change(), Change::Same, "{}: {:?}", c.case, c.verdict);
+        assert_eq!((c.verdict.ratio.low, c.verdict.ratio.high), (1.0, 1.0));
     }
+    // Against a re-measurement with the same distribution (each sample nudged by 1 ns, so the
+    // series differ): never faster or slower; the same exactly when the ratio's interval lies
+    // within ±2%, inconclusive when the case is too noisy to tell a 2% change.
+    let nudged = {
+        let mut copy = example.clone();
+        for r in &mut copy.records {
+            let samples: Vec<u64> = r.samples_ns.iter().map(|s| s + 1).collect();
+            r.set_latency(samples, r.batch);
+        }
+        copy
+    };
+    let mut same = 0;
+    for c in compare_pair(&example, &nudged, 0.02, false).unwrap() {
+        let r = c.verdict.ratio;
+        let within = r.low >= 1.0 / 1.02 && r.high <= 1.02;
+        let want = if within { Change::Same } else { Change::Inconclusive { may_be_slower: true } };
+        assert_eq!(c.change(), want, "{}: {r:?}", c.case);
+        same += within as usize;
+    }
+    assert!(same > 0, "some case of the example is known within 2%");
     // The latency gate at the same threshold gives the verdict compare gives, case by case,
     // on the same two runs: faster, slower (the reverse) and the same.
     let gate = Gate { name: "latency".into(), max_latency_regression_pct: Some(2.0), ..Default::default() };

@@ -229,8 +229,12 @@ pub struct RatioInterval {
 /// The ratio of medians `new / base` of two sample series measured apart (two runs, two
 /// machines): each median's interval (valid for dependent samples) is read as a standard error
 /// of its log, and the two combine on the log scale, with Student's t at the smaller effective
-/// size. `None` if either is empty or not positive.
+/// size. `None` if either is empty or not positive. Two identical series are one measurement
+/// read twice (a run compared with itself or its copy): their ratio is exactly 1.
 pub fn median_ratio_ci(new_ns: &[u64], base_ns: &[u64]) -> Option<RatioInterval> {
+    if !new_ns.is_empty() && new_ns == base_ns && new_ns.iter().any(|&x| x > 0) {
+        return Some(RatioInterval { ratio: 1.0, low: 1.0, high: 1.0 });
+    }
     let to_f = |v: &[u64]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let (a, b) = (median_interval(&to_f(new_ns))?, median_interval(&to_f(base_ns))?);
     if a.median <= 0.0 || b.median <= 0.0 {
@@ -371,6 +375,8 @@ mod tests {
         let r = median_ratio_ci(&slower, &base).unwrap();
         assert!((r.ratio - 1.2).abs() < 1e-3 && r.low > 1.15 && r.high < 1.25, "{r:?}");
         assert_eq!(median_ratio_ci(&[], &base), None);
+        // The same series twice is one measurement: exactly 1.
+        assert_eq!(median_ratio_ci(&base, &base), Some(RatioInterval { ratio: 1.0, low: 1.0, high: 1.0 }));
         // Paired: per-round ratios of exactly 2 whatever the machine's speed in that round.
         let b: Vec<u64> = (0..100).map(|i| 1000 + 3 * i * i).collect();
         let a: Vec<u64> = b.iter().map(|x| 2 * x).collect();
