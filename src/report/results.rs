@@ -286,10 +286,11 @@ pub fn notes(records: &[Record]) -> Notes {
     let probes: Vec<f64> = ok.iter().filter_map(|r| r.noise_probe_ns).collect();
     if let Some(drift) = probe::drift(&probes) {
         let (lo, hi) = probes.iter().fold((f64::INFINITY, 0f64), |(l, h), &p| (l.min(p), h.max(p)));
-        let verdict = if drift > probe::NOISY_DRIFT {
-            "the machine's speed changed during the run (noisy): medians measured at different times are not comparable to within their CIs; the × vs f32 column, measured in alternating rounds, is"
-        } else {
-            "steady"
+        let paired = ok.iter().any(|r| r.speedup_vs_f32.is_some());
+        let verdict = match (drift > probe::NOISY_DRIFT, paired) {
+            (true, true) => "the machine's speed changed during the run (noisy): medians measured at different times are not comparable to within their CIs; the × vs f32 column, measured in alternating rounds, is",
+            (true, false) => "the machine's speed changed during the run (noisy): medians measured at different times are not comparable to within their CIs",
+            (false, _) => "steady",
         };
         notes.machine = Some(format!(
             "Machine check: a fixed workload timed before each case took {:.1}–{:.1} µs ({:.1}% spread): {verdict}.",
