@@ -41,6 +41,14 @@ pub enum Command {
         /// Run only the case with this index (0-based, as in records' case_index).
         #[arg(long, value_name = "INDEX")]
         only_case: Option<usize>,
+        /// Threads for every backend, instead of the suite's `[measure] threads` (engines read
+        /// it once per process: with --isolate, once per case).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// Set by `--isolate` on the process it starts for a case: write the record only (no
+        /// reports, no gates: the parent run does those over every case).
+        #[arg(long, hide = true)]
+        case_process: bool,
     },
     /// Join run folders (the shards of one suite) into one run folder, and write its reports.
     ///

@@ -218,8 +218,9 @@ impl Explanation {
             None => {
                 let _ = writeln!(
                     out,
-                    "\nNo layer is worth keeping in float: none raises top-1 with a paired interval above zero on these {} items, nor the logits' SQNR by {} dB or more.",
+                    "\nNo layer is worth keeping in float: none raises top-1 with a paired interval above zero on these {} items, nor (while the plan's logits are below {} dB) the logits' SQNR by {} dB or more.",
                     l.items,
+                    crate::measure::layers::NEGLIGIBLE_ERROR_SQNR_DB,
                     crate::measure::layers::MIN_SQNR_GAIN_DB
                 );
             }

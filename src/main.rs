@@ -36,8 +36,11 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { suite, out, quiet, baseline, shard, isolate, only_case } => {
-            let suite = Suite::load(&suite)?;
+        Command::Run { suite, out, quiet, baseline, shard, isolate, only_case, threads, case_process } => {
+            let mut suite = Suite::load(&suite)?;
+            if let Some(threads) = threads {
+                suite.threads = threads as usize;
+            }
             // A progress bar on a terminal; plain lines otherwise (CI logs, pipes).
             use std::io::IsTerminal;
             let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
@@ -68,6 +71,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let summary = run::run(&suite, &options, &mut progress)?;
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
+            }
+            if case_process {
+                // One case for the parent run, which reports and gates every case itself.
+                return Ok(ExitCode::SUCCESS);
             }
             let outputs = qbench::report::write_outputs(&summary.run_dir, &summary.records)?;
             println!("{}", outputs.markdown);

@@ -120,6 +120,10 @@ pub struct Record {
     pub run_heap_peak_bytes: Option<u64>,
     #[serde(default)]
     pub run_heap_allocated_bytes_per_run: Option<f64>,
+    /// Allocations per run, averaged the same way (each costs the counting allocator a few
+    /// atomic updates).
+    #[serde(default)]
+    pub run_heap_allocations_per_run: Option<f64>,
     /// The case ran alone in a fresh process (`qbench run --isolate`): its memory figures are
     /// that process's, with no pages an earlier case left behind.
     #[serde(default)]
@@ -437,7 +441,9 @@ impl Record {
     pub fn set_paired(&mut self, variant_ns: Vec<u64>, f32_ns: Vec<u64>, target_met: Option<bool>) {
         if let Some((r, m)) = crate::measure::stats::paired_ratio_ci(&f32_ns, &variant_ns) {
             self.speedup_vs_f32 = Some(r.ratio);
-            (self.speedup_vs_f32_ci_low, self.speedup_vs_f32_ci_high) = (Some(r.low), Some(r.high));
+            // Too few rounds for a 95% interval: none is claimed.
+            (self.speedup_vs_f32_ci_low, self.speedup_vs_f32_ci_high) =
+                if m.bounded { (Some(r.low), Some(r.high)) } else { (None, None) };
             self.paired_ci_tau = Some(m.tau);
         }
         self.paired_ci_target_met = target_met;
@@ -457,8 +463,10 @@ impl Record {
             self.latency_p99_ns = s.p99_ns;
             self.latency_mad_ns = Some(s.mad_ns);
             self.latency_outliers = Some(s.outliers_low + s.outliers_high);
-            self.latency_median_ci_low_ns = Some(s.median_ci.low);
-            self.latency_median_ci_high_ns = Some(s.median_ci.high);
+            // Too few effective samples for a 95% interval: none is claimed.
+            let bounded = s.median_ci.bounded;
+            self.latency_median_ci_low_ns = bounded.then_some(s.median_ci.low);
+            self.latency_median_ci_high_ns = bounded.then_some(s.median_ci.high);
             self.latency_ci_method = crate::measure::stats::CI_METHOD.to_string();
             self.latency_ci_tau = Some(s.median_ci.tau);
             self.latency_n_eff = Some(s.median_ci.n_eff);

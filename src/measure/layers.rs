@@ -70,6 +70,10 @@ pub enum Basis {
 /// the noise power.
 pub const MIN_SQNR_GAIN_DB: f64 = 3.0;
 
+/// A plan whose logits are this close to fp32 (noise power a millionth of the signal: f16
+/// rounding territory) has nothing left to buy back, so no layer is suggested by SQNR alone.
+pub const NEGLIGIBLE_ERROR_SQNR_DB: f64 = 60.0;
+
 /// Per-layer errors of a plan, and the plan's own figures on the same images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Localization {
@@ -216,7 +220,8 @@ impl Localization {
     /// top-1 is not measurably worse than the plan's can be suggested:
     /// - by top-1, when keeping it f32 raises top-1 with a paired interval above zero; ranked by
     ///   the gain, then by the interval's lower end;
-    /// - only when no layer qualifies so, by the logits' SQNR: a rise of at least
+    /// - only when no layer qualifies so, and the plan's logits are not already within
+    ///   [`NEGLIGIBLE_ERROR_SQNR_DB`] of fp32, by the logits' SQNR: a rise of at least
     ///   [`MIN_SQNR_GAIN_DB`] (infinite when the layer alone made the difference), ranked by it.
     pub fn ranked(&self) -> (Vec<&LayerError>, Basis) {
         let candidates: Vec<&LayerError> = self
@@ -232,6 +237,9 @@ impl Localization {
             return (by_top1, Basis::Top1);
         }
         let plan_db = self.plan_logits_sqnr_db.unwrap_or(f64::INFINITY);
+        if plan_db >= NEGLIGIBLE_ERROR_SQNR_DB {
+            return (Vec::new(), Basis::Sqnr);
+        }
         let sqnr_gain = |e: &LayerError| e.kept_float_logits_sqnr_db.unwrap_or(f64::INFINITY) - plan_db;
         let mut by_sqnr: Vec<&LayerError> =
             candidates.into_iter().filter(|e| sqnr_gain(e) >= MIN_SQNR_GAIN_DB).collect();
@@ -294,6 +302,10 @@ mod tests {
         assert_eq!(ranked.iter().map(|e| e.layer.as_str()).collect::<Vec<_>>(), ["b", "c"]);
         // Nothing helps: nothing suggested.
         let l = localization(vec![layer("a", Some((0.0, -0.004, 0.004)), Some(21.0))]);
+        assert!(l.ranked().0.is_empty());
+        // A plan already within 60 dB of fp32 (f16): a higher SQNR buys nothing to suggest.
+        let mut l = localization(vec![layer("a", Some((0.0, -0.004, 0.004)), Some(86.0))]);
+        l.plan_logits_sqnr_db = Some(75.0);
         assert!(l.ranked().0.is_empty());
     }
 }

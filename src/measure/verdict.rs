@@ -89,7 +89,10 @@ impl SpeedVerdict {
 /// the machine check's ratio, carried as context.
 pub fn judge(ratio: RatioInterval, threshold: f64, machine_ratio: Option<f64>) -> SpeedVerdict {
     let (upper, lower) = (1.0 + threshold, 1.0 / (1.0 + threshold));
-    let change = if ratio.low > upper {
+    let change = if ratio.low.is_nan() || ratio.high.is_nan() {
+        // No interval to read: nothing can be ruled out.
+        Change::Inconclusive { may_be_slower: true }
+    } else if ratio.low > upper {
         Change::Slower
     } else if ratio.high < lower {
         Change::Faster
@@ -123,6 +126,9 @@ mod tests {
         // The edge itself: 1.02 is within the band.
         assert_eq!(judge(r(1.0, 0.99, 1.02), 0.02, None).change, Change::Same);
         assert_eq!(judge(r(0.5, 0.49, 0.51), 0.02, None).headline(), "2.00× faster");
+        // No interval (too few samples): nothing is ruled out, a regression included.
+        assert_eq!(judge(r(3.0, 0.0, f64::INFINITY), 0.05, None).change, Change::Inconclusive { may_be_slower: true });
+        assert_eq!(judge(r(3.0, f64::NAN, f64::NAN), 0.05, None).change, Change::Inconclusive { may_be_slower: true });
     }
 
     #[test]

@@ -118,6 +118,19 @@ pub fn compare_pair(
     Ok(out)
 }
 
+/// Cases measured in `first` that `other` also measured but that have no raw samples on one
+/// side, so no ratio (older records, a case that ran no latency): listed, not dropped.
+pub fn without_samples(first: &Run, other: &Run) -> Vec<String> {
+    first
+        .records
+        .iter()
+        .filter(|a| a.status == CaseStatus::Ok)
+        .filter_map(|a| other.records.iter().find(|b| key(b) == key(a) && b.status == CaseStatus::Ok).map(|b| (a, b)))
+        .filter(|(a, b)| median_ratio_ci(&b.samples_ns, &a.samples_ns).is_none())
+        .map(|(a, _)| case_name(a))
+        .collect()
+}
+
 /// The machine check of `b` over `a`'s, when both were taken.
 pub fn machine_ratio(a: &Record, b: &Record) -> Option<f64> {
     match (a.noise_probe_ns, b.noise_probe_ns) {
@@ -221,6 +234,14 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
     out.push_str(&overview(runs, &label));
     for (i, other) in runs.iter().enumerate().skip(1) {
         let rows = compare_pair(&runs[0], other, threshold, allow_different_inputs)?;
+        let unjudged = without_samples(&runs[0], other);
+        if !unjudged.is_empty() {
+            let _ = writeln!(
+                out,
+                "No verdict (no raw latency samples on one side): {}.\n",
+                unjudged.iter().map(|c| escape(c)).collect::<Vec<_>>().join("; ")
+            );
+        }
         let _ = writeln!(
             out,
             "{} against {}: ratio = median {} / median {}, 95% interval for autocorrelated samples; verdict against a practical threshold of ±{:.0}% (faster / slower: the whole interval beyond it; same: the whole interval within it; inconclusive: neither). The machine check (a fixed CPU workload timed before each case) is context, not part of the verdict; its spread within the runs: {:.1}% and {:.1}%.\n",

@@ -124,6 +124,7 @@ pub fn table(records: &[Record]) -> ResultsTable {
             true,
             Box::new(|r: &Record| match (r.speedup_vs_f32, r.speedup_vs_f32_ci_low, r.speedup_vs_f32_ci_high) {
                 (Some(x), Some(lo), Some(hi)) => Cell { text: format!("{x:.2}× [{lo:.2}, {hi:.2}]"), sort: Some(x) },
+                (Some(x), _, _) => Cell { text: format!("{x:.2}× [too few rounds]"), sort: Some(x) },
                 _ => text("—"),
             }),
         ),
@@ -148,6 +149,12 @@ pub fn table(records: &[Record]) -> ResultsTable {
                     sort: prepare.map(|v| v as f64),
                 },
             }),
+        ),
+        (
+            "fresh-process peak RSS".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.process_peak_rss_bytes.map(|b| b as f64), &bytes)),
         ),
         (
             "GPU mem (MiB)".into(),
@@ -392,6 +399,13 @@ pub fn notes(records: &[Record]) -> Notes {
             notes.method = Some(format!(
                 "Latency median ± the half-width of its 95% interval (valid for autocorrelated samples); p99 only from 100 samples on, else \"≈ max\"; items/s at the mean run time. × vs f32: speedup over the same backend's f32, measured in alternating rounds (median of the per-round ratios, 95% interval). Cold start = prepare (load) + first run; heap: peak bytes prepare held / bytes allocated per run, counted by qbench's allocator.{lm_note}"
             ));
+        }
+        // What the heap figures cannot see, where a row has such memory (GPU backends).
+        let mut uncovered: Vec<&str> =
+            ok.iter().map(|r| r.heap_not_covered.as_str()).filter(|h| !h.is_empty()).collect();
+        uncovered.dedup();
+        if let (Some(method), false) = (notes.method.as_mut(), uncovered.is_empty()) {
+            method.push_str(&format!(" The heap figures do not see: {}.", uncovered.join("; ")));
         }
         notes.provenance = Some(format!(
             "qbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",

@@ -135,8 +135,9 @@ pub(super) fn sample_latency(
     let ((sampled, heap), peak) = memory::peak_added(|| alloc::measure(|| latency::sample(measure, || session.run())));
     let sampled = sampled?;
     record.run_heap_peak_bytes = heap.map(|h| h.peak_bytes);
-    record.run_heap_allocated_bytes_per_run =
-        heap.filter(|_| sampled.calls > 0).map(|h| h.total_bytes as f64 / sampled.calls as f64);
+    let per_run = |total: u64| (sampled.calls > 0).then(|| total as f64 / sampled.calls as f64);
+    record.run_heap_allocated_bytes_per_run = heap.and_then(|h| per_run(h.total_bytes));
+    record.run_heap_allocations_per_run = heap.and_then(|h| per_run(h.allocations));
     record.input_copy_median_ns = input_copy_median_ns(session, input)?;
     record.warmup_iters = measure.warmup_iters;
     record.latency_ci_target_pct = measure.target_rel_ci * 100.0;
@@ -163,10 +164,18 @@ pub(super) fn sample_paired(
         }
     };
     session.set_input(input)?;
-    f32.set_input(input)?;
-    let mut clock = latency::MonotonicClock::default();
-    let paired = latency::sample_paired(measure, &mut clock, || session.run(), || f32.run())?;
-    record.set_paired(paired.a_ns, paired.b_ns, paired.target_met);
+    // The case's own measurements are done: a failure of the rounds (the f32 session's, most
+    // likely) is the column's note, not the case's failure.
+    let rounds = f32.set_input(input).and_then(|()| {
+        let mut clock = latency::MonotonicClock::default();
+        latency::sample_paired(measure, &mut clock, || session.run(), || f32.run())
+    });
+    match rounds {
+        Ok(paired) => record.set_paired(paired.a_ns, paired.b_ns, paired.target_met),
+        Err(e) => {
+            record.speedup_vs_f32_note = Some(format!("the rounds against f32 failed: {}", super::root_cause(&e)))
+        }
+    }
     Ok(())
 }
 

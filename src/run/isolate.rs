@@ -24,14 +24,18 @@ pub enum IsolateError {
     NoRecord { status: String, stderr: String },
 }
 
-/// Runs case `index` of `suite` in a fresh process of `exe`, with its run folder under `work`,
-/// and returns its record.
+/// Runs case `index` of `suite` in a fresh process of `exe`, with its run folder under `work`
+/// and the suite's thread count (as resolved here, `--threads` included), and returns its
+/// record.
 pub(super) fn run_case(exe: &Path, suite: &Suite, index: usize, work: &Path) -> Result<Record, IsolateError> {
     let output = Command::new(exe)
         .arg("run")
         .arg(&suite.file)
-        .args(["--only-case", &index.to_string(), "--quiet", "--out"])
+        .args(["--only-case", &index.to_string(), "--threads", &suite.threads.to_string(), "--case-process", "--quiet"])
+        .arg("--out")
         .arg(work)
+        // The parent run writes the step summary, once.
+        .env_remove("GITHUB_STEP_SUMMARY")
         .output()
         .map_err(|source| IsolateError::Spawn { exe: exe.to_path_buf(), source })?;
     let record = std::fs::read_dir(work.join(&suite.name))

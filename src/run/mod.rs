@@ -207,7 +207,8 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             continue;
         }
         let mut state =
-            model::ModelState::load(suite, model_idx, &datasets[entry.dataset], &folder.artifacts, progress);
+            model::ModelState::load(suite, model_idx, &datasets[entry.dataset], &folder.artifacts, progress)
+                .alone(options.only_case.is_some());
         for (index, case) in model_cases {
             done += 1;
             let mut record = case::new_record(suite, &env, &folder.run_id, index, case, state.data(), options);

@@ -51,6 +51,8 @@ pub(super) struct ModelState<'s> {
     /// The f32 variant prepared on each (backend, batch), which the quantized cases there are
     /// measured against in alternating rounds; kept for the model's cases, or why it could not.
     paired_f32: HashMap<(BackendId, usize), Result<Prepared, String>>,
+    /// The process runs this one case (`--only-case`): no f32 session is kept beside it.
+    only_case: bool,
 }
 
 impl<'s> ModelState<'s> {
@@ -135,7 +137,14 @@ impl<'s> ModelState<'s> {
             calibration: None,
             lm: LmState::default(),
             paired_f32: HashMap::new(),
+            only_case: false,
         }
+    }
+
+    /// Marks the process as running one case alone (`RunOptions::only_case`).
+    pub fn alone(mut self, alone: bool) -> Self {
+        self.only_case = alone;
+        self
     }
 
     /// The evaluation split every case of the model runs on.
@@ -214,9 +223,16 @@ impl<'s> ModelState<'s> {
             &self.calibration_data,
             self.suite,
         )?;
-        let paired = self.suite.paired && case.scheme != SchemeId::F32;
-        let paired = match paired {
-            true => Some(paired_f32(
+        // Alone in its process (`--only-case`), a case keeps no f32 session beside it: its memory
+        // would not be its own.
+        let alone = self.only_case;
+        let paired = match (
+            self.suite.paired && case.scheme != SchemeId::F32 && !alone,
+            self.suite.schemes.contains(&SchemeId::F32),
+        ) {
+            (false, _) => None,
+            (true, false) => Some(Err("the suite has no f32 scheme to compare with".to_string())),
+            (true, true) => Some(paired_f32(
                 &mut self.paired_f32,
                 &mut self.variants,
                 &mut self.calibration,
@@ -227,7 +243,6 @@ impl<'s> ModelState<'s> {
                 self.suite,
                 case,
             )),
-            false => None,
         };
         if let Some(reference) = lm_reference {
             return super::lm::measure(
