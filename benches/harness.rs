@@ -138,5 +138,28 @@ fn overhead(c: &mut Criterion, data: &qbench::data::Dataset) {
     eprintln!("harness overhead: qbench median {q:.0} ns/run vs bare loop {b:.0} ns/run: {:+.2}%", 100.0 * (q - b) / b);
 }
 
-criterion_group!(harness, benches);
+/// The counting allocator's cost: one allocation and free of 64 bytes through the system
+/// allocator directly, and through qbench's counting allocator (which forwards to it). The
+/// difference times a record's `run_heap_allocations_per_run` bounds what counting adds to a run.
+fn allocator(c: &mut Criterion) {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let mut group = c.benchmark_group("allocator 64 B alloc+free");
+    group.bench_function("system", |b| {
+        b.iter(|| unsafe {
+            let p = System.alloc(black_box(layout));
+            System.dealloc(black_box(p), layout);
+        })
+    });
+    group.bench_function("counting", |b| {
+        let counting = qbench::measure::alloc::CountingAllocator;
+        b.iter(|| unsafe {
+            let p = counting.alloc(black_box(layout));
+            counting.dealloc(black_box(p), layout);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(harness, benches, allocator);
 criterion_main!(harness);
