@@ -232,6 +232,17 @@ pub fn sample_paired<E>(
     Ok(PairedSamples { a_ns, b_ns, target_met: target.then_some(met) })
 }
 
+/// A simulated clock for tests: the workloads advance it by the time they "take".
+#[cfg(test)]
+struct SimClock<'a>(&'a std::cell::Cell<u64>);
+
+#[cfg(test)]
+impl Clock for SimClock<'_> {
+    fn now_ns(&mut self) -> u64 {
+        self.0.get()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,14 +300,8 @@ mod tests {
             max_time: Duration::from_secs(60),
         };
         let cell = std::cell::Cell::new(0u64);
-        struct Shared<'a>(&'a std::cell::Cell<u64>);
-        impl Clock for Shared<'_> {
-            fn now_ns(&mut self) -> u64 {
-                self.0.get()
-            }
-        }
         let mut state = 1u64;
-        let r = sample_with::<()>(&steady, &mut Shared(&cell), || {
+        let r = sample_with::<()>(&steady, &mut SimClock(&cell), || {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             cell.set(cell.get() + 9_500 + (state >> 33) % 1_000);
             Ok(())
@@ -359,15 +364,6 @@ mod paired_tests {
 
     use super::*;
     use crate::measure::stats::{median_ratio_ci, paired_ratio_ci};
-
-    /// A simulated clock shared by two mock engines.
-    struct SimClock<'a>(&'a Cell<u64>);
-
-    impl Clock for SimClock<'_> {
-        fn now_ns(&mut self) -> u64 {
-            self.0.get()
-        }
-    }
 
     #[test]
     fn a_machine_that_halves_its_speed_mid_run_fools_the_medians_not_the_pairs() {
@@ -456,14 +452,6 @@ mod stop_tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    struct Shared<'a>(&'a Cell<u64>);
-
-    impl Clock for Shared<'_> {
-        fn now_ns(&mut self) -> u64 {
-            self.0.get()
-        }
-    }
-
     #[test]
     fn intervals_at_the_adaptive_stop_still_cover_the_median() {
         // Run times from an AR(1) process (φ = 0.9) around 100 µs, innovations 0.5% and 1% of
@@ -492,7 +480,7 @@ mod stop_tests {
                     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
                 };
                 let mut e = normal(&mut rng) * sd / (1.0f64 - 0.81).sqrt();
-                let r = sample_with::<()>(&settings, &mut Shared(&now), || {
+                let r = sample_with::<()>(&settings, &mut SimClock(&now), || {
                     e = 0.9 * e + sd * normal(&mut rng);
                     now.set(now.get() + (100_000.0 + e) as u64);
                     Ok(())
