@@ -109,18 +109,28 @@ pub fn sample<E>(settings: &SamplerSettings, f: impl FnMut() -> Result<(), E>) -
     sample_with(settings, &mut MonotonicClock::default(), f)
 }
 
-/// [`sample`], reading the time from `clock`.
-pub fn sample_with<E>(
+/// Untimed calls of `f` until both `warmup_iters` calls and `warmup_time` have passed; how many.
+fn warm_up<E>(
     settings: &SamplerSettings,
     clock: &mut dyn Clock,
     mut f: impl FnMut() -> Result<(), E>,
-) -> Result<Sampled, E> {
+) -> Result<u32, E> {
     let warm = clock.now_ns();
     let mut warmed = 0u32;
     while warmed < settings.warmup_iters || clock.now_ns() - warm < settings.warmup_time.as_nanos() as u64 {
         f()?;
         warmed += 1;
     }
+    Ok(warmed)
+}
+
+/// [`sample`], reading the time from `clock`.
+pub fn sample_with<E>(
+    settings: &SamplerSettings,
+    clock: &mut dyn Clock,
+    mut f: impl FnMut() -> Result<(), E>,
+) -> Result<Sampled, E> {
+    let warmed = warm_up(settings, clock, &mut f)?;
     let mut samples = Vec::with_capacity(settings.max_samples.min(100_000));
     let target = settings.target_rel_ci > 0.0;
     let mut stop = TwoStage::new(settings);
@@ -191,13 +201,10 @@ pub fn sample_paired<E>(
     mut b: impl FnMut() -> Result<(), E>,
 ) -> Result<PairedSamples, E> {
     use rand::{Rng, SeedableRng};
-    let warm = clock.now_ns();
-    let mut warmed = 0u32;
-    while warmed < settings.warmup_iters || clock.now_ns() - warm < settings.warmup_time.as_nanos() as u64 {
+    warm_up(settings, clock, || {
         a()?;
-        b()?;
-        warmed += 1;
-    }
+        b()
+    })?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(ROUND_ORDER_SEED);
     let (mut a_ns, mut b_ns) = (Vec::new(), Vec::new());
     let target = settings.target_rel_ci > 0.0;
