@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Benchmark and validate quantized neural-network models on candle and tract.
 #[derive(Debug, Parser)]
-#[command(name = "qbench", version, about, long_about = None, after_help = "Exit codes: 0 success, 1 error (bad input, or a case failed; measured cases are still written), 2 a gate failed, 3 gates inconclusive (too noisy to judge).")]
+#[command(name = "qbench", version, about, long_about = None, after_help = "Exit codes: 0 success, 1 error (bad input, or a case failed; measured cases are still written), 2 a gate failed, 3 gates inconclusive (too noisy to judge, nothing checked, or cases missing).")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -121,7 +121,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if gates.is_empty() {
                 bail!("{} has no [[gates]]; add one (see README: Gates) and run again", copy.display());
             }
-            let records = qbench::report::jsonl::read_records(&run_dir.join("records.jsonl"))?;
+            let records = read_records_warning(&run_dir.join("records.jsonl"))?;
             let baseline = baseline.as_deref().map(qbench::gate::read_baseline).transpose()?;
             let name = records.first().map_or("run".to_string(), |r| r.suite.clone());
             gate_exit(&run_dir, &name, &gates, &records, baseline.as_deref())
@@ -150,7 +150,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Report { run_dirs } => {
             for dir in &run_dirs {
-                let records = qbench::report::jsonl::read_records(&dir.join("records.jsonl"))?;
+                let records = read_records_warning(&dir.join("records.jsonl"))?;
                 let outputs = qbench::report::write_outputs(dir, &records)?;
                 println!("{}", outputs.markdown);
                 eprintln!("regenerated from {} records in {}:", records.len(), dir.display());
@@ -220,8 +220,25 @@ fn gate_exit(
     // report.html shows the verdicts too.
     qbench::report::write_html(run_dir, records)?;
     println!("{text}");
-    eprintln!("gates: {} (JUnit: {})", qbench::gate::overall(&checks).name(), run_dir.join("gates.xml").display());
-    Ok(ExitCode::from(qbench::gate::overall(&checks).exit_code()))
+    let mut verdict = qbench::gate::overall(&checks);
+    // A run that did not record every case it planned cannot pass: the gates never saw those.
+    let gaps = qbench::run::completeness(run_dir, records).map(|c| c.describe()).unwrap_or_default();
+    if !gaps.is_empty() {
+        let lines: Vec<String> = gaps.iter().map(|g| format!("- INCOMPLETE RUN: {g}")).collect();
+        println!("{}\n", lines.join("\n"));
+        if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+            use std::io::Write;
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&summary)
+                .and_then(|mut f| writeln!(f, "{}\n", lines.join("\n")));
+            appended.with_context(|| format!("cannot append to {}", std::path::Path::new(&summary).display()))?;
+        }
+        verdict = verdict.max(qbench::gate::Verdict::Inconclusive);
+    }
+    eprintln!("gates: {} (JUnit: {})", verdict.name(), run_dir.join("gates.xml").display());
+    Ok(ExitCode::from(verdict.exit_code()))
 }
 
 fn list(what: Option<ListWhat>) -> String {
@@ -374,4 +391,24 @@ fn readiness(backend: BackendId) -> String {
             _ => gpu::probe(0).map(|g| format!(" [ready on cuda:0: {}]", g.name)).unwrap_or_default(),
         }
     }
+}
+
+/// A run's records, saying on stderr when an incomplete last line (a run stopped while writing
+/// it) was left out.
+fn read_records_warning(path: &std::path::Path) -> anyhow::Result<Vec<qbench::record::Record>> {
+    let file = qbench::record::read_records_file(path)?;
+    if let Some(line) = file.torn_line {
+        eprintln!(
+            "WARNING: {}, line {line}: incomplete (the run stopped while writing it); left out, the {} complete record(s) before it are used",
+            path.display(),
+            file.records.len()
+        );
+    }
+    // Cases the run planned (cases.json) but did not record, recorded twice, or not its own.
+    if let Some(dir) = path.parent() {
+        for gap in qbench::run::completeness(dir, &file.records).map(|c| c.describe()).unwrap_or_default() {
+            eprintln!("WARNING: {}: {gap}", dir.display());
+        }
+    }
+    Ok(file.records)
 }

@@ -26,8 +26,10 @@ pub enum CaseStatus {
 
 /// One case's result. Units are in the field names; `None` means "not measured"
 /// (the case failed before that point, see `error`).
+///
+/// Fields this version does not know (a record written by a newer qbench) are ignored when
+/// reading, so an older binary can still read a newer run.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Record {
     // --- identity
     pub run_id: String,
@@ -640,33 +642,109 @@ impl RecordSink {
         Ok(RecordSink { path: path.to_path_buf(), file })
     }
 
+    /// Appends one record as one line, with one write. If the write fails part-way (a full
+    /// disk), the file is cut back to its last complete line, so the records before stay
+    /// readable.
     pub fn append(&mut self, record: &Record) -> Result<(), RecordError> {
         let mut line = serde_json::to_vec(record).expect("a Record always serializes");
         line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .and_then(|_| self.file.flush())
-            .map_err(|source| RecordError::Write { path: self.path.clone(), source })
+        let before = self.file.metadata().map(|m| m.len());
+        let written = self.file.write_all(&line).and_then(|_| self.file.flush());
+        if let Err(source) = written {
+            if let Ok(len) = before {
+                let _ = self.file.set_len(len);
+            }
+            return Err(RecordError::Write { path: self.path.clone(), source });
+        }
+        Ok(())
     }
 }
 
-/// Reads a `records.jsonl` back; a line that does not parse is an error naming its line.
-pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
-    use std::io::{BufRead, BufReader};
-    let io = |source| RecordError::Read { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(io)?;
-    let mut records = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
+/// A records file as read: its records, and the line number of an incomplete last line that was
+/// left out (a run stopped while writing it: a full disk, a kill).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordsFile {
+    pub records: Vec<Record>,
+    pub torn_line: Option<usize>,
+}
+
+/// Reads a `records.jsonl` back, leaving out an incomplete last line (no final newline, and not
+/// a record); any other line that does not parse is an error naming its line.
+pub fn read_records_file(path: &Path) -> Result<RecordsFile, RecordError> {
+    let bytes = std::fs::read(path).map_err(|source| RecordError::Read { path: path.to_path_buf(), source })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = RecordsFile { records: Vec::with_capacity(lines.len()), torn_line: None };
+    for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let r: Record = serde_json::from_str(&line).map_err(|source| RecordError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            source,
-        })?;
-        records.push(r);
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => out.records.push(r),
+            Err(_) if i + 1 == lines.len() && !complete => out.torn_line = Some(i + 1),
+            Err(source) => return Err(RecordError::Parse { path: path.to_path_buf(), line: i + 1, source }),
+        }
     }
-    Ok(records)
+    Ok(out)
+}
+
+/// Reads a `records.jsonl` back ([`read_records_file`]'s records: an incomplete last line is
+/// left out; any other line that does not parse is an error naming its line).
+pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
+    read_records_file(path).map(|f| f.records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize) -> Record {
+        Record { case_index: i, model: "m".into(), scheme: "f32".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_left_out_and_other_damage_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.jsonl");
+        let mut sink = RecordSink::open(&path).unwrap();
+        sink.append(&record(0)).unwrap();
+        sink.append(&record(1)).unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        // A run stopped half-way through writing a third record.
+        let third = serde_json::to_vec(&record(2)).unwrap();
+        std::fs::write(&path, [&whole[..], &third[..third.len() / 2]].concat()).unwrap();
+        let f = read_records_file(&path).unwrap();
+        assert_eq!((f.records.len(), f.torn_line), (2, Some(3)));
+        assert_eq!(read_records(&path).unwrap(), vec![record(0), record(1)]);
+        // The same damage in the middle of the file is corruption: an error naming the line.
+        let mut middle = third[..third.len() / 2].to_vec();
+        middle.push(b'\n');
+        std::fs::write(&path, [&middle[..], &whole[..]].concat()).unwrap();
+        let e = read_records(&path).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("not a qbench record"), "{e}");
+        // A complete file has no torn line; a missing one is a read error, not a write error.
+        std::fs::write(&path, &whole).unwrap();
+        assert_eq!(read_records_file(&path).unwrap().torn_line, None);
+        let e = read_records(&dir.path().join("nope.jsonl")).unwrap_err().to_string();
+        assert!(e.starts_with("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn fields_from_a_newer_qbench_are_ignored() {
+        let mut value = serde_json::to_value(record(4)).unwrap();
+        value.as_object_mut().unwrap().insert("a_field_from_the_future".into(), serde_json::json!([1, 2]));
+        let r: Record = serde_json::from_value(value).unwrap();
+        assert_eq!(r, record(4));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_failed_append_leaves_the_complete_lines() {
+        // /dev/full accepts the open and fails every write with ENOSPC: nothing half-written
+        // stays (set_len on a device is refused, so check the error instead).
+        let mut sink = RecordSink::open(Path::new("/dev/full")).unwrap();
+        let e = sink.append(&record(0)).unwrap_err().to_string();
+        assert!(e.starts_with("cannot write /dev/full"), "{e}");
+    }
 }

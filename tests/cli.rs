@@ -202,7 +202,7 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
     assert!(progress.contains("[1/8] mlp f32 candle-cpu batch 1: median"), "{progress}");
     assert!(progress.contains("[8/8] cnn f32 tract-cpu batch 32: median"), "{progress}");
     let run_dir = only_run_dir(dir.path());
-    // Records parse back into the deny_unknown_fields type.
+    // Records parse back into their type.
     let records: Vec<Record> = read_records(&run_dir.join("records.jsonl")).unwrap();
     assert_eq!(records.len(), 8);
     let env: qbench::record::Environment =
@@ -926,4 +926,55 @@ fn quantized_cases_are_paired_with_their_backends_f32_and_say_why_not() {
     let records = read_records(&only_run_dir(dir.path()).join("records.jsonl")).unwrap();
     assert_eq!(records[0].speedup_vs_f32, None);
     assert!(records[0].speedup_vs_f32_note.as_deref().unwrap().contains("no f32 scheme"), "{:?}", records[0]);
+}
+
+#[test]
+fn a_run_stopped_while_writing_a_record_still_reports_its_complete_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = common::write_suite(dir.path(), r#"["tract-cpu"]"#, "[1, 4]", &["mlp"], "");
+    assert!(run_suite(dir.path(), &suite).status.success());
+    let run_dir = only_run_dir(dir.path());
+    let path = run_dir.join("records.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first_line = text.lines().next().unwrap();
+    // A third record cut off half-way (a full disk, a kill while writing).
+    std::fs::write(&path, format!("{text}{}", &first_line[..first_line.len() / 2])).unwrap();
+    let o = qbench(dir.path(), &["report", run_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 3: incomplete"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("regenerated from 2 records"), "{}", stderr(&o));
+}
+
+#[test]
+fn check_on_an_interrupted_run_or_with_nothing_to_check_is_inconclusive_never_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = "\n[[gates]]\nname = \"accuracy\"\nmin_top1 = 0.5\n";
+    let suite = common::write_suite(dir.path(), r#"["tract-cpu"]"#, "[1, 4]", &["mlp"], gate);
+    let o = run_suite(dir.path(), &suite);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run_dir = only_run_dir(dir.path());
+    let planned: Vec<qbench::run::PlannedCase> =
+        serde_json::from_slice(&std::fs::read(run_dir.join("cases.json")).unwrap()).unwrap();
+    assert_eq!(planned.len(), 2);
+    let path = run_dir.join("records.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let check = || qbench(dir.path(), &["check", run_dir.to_str().unwrap()]);
+    let o = check();
+    assert_eq!(o.status.code(), Some(0), "the whole run passes: {}", String::from_utf8_lossy(&o.stdout));
+    // Killed after the first case: the gate passes on what is there, the run does not.
+    std::fs::write(&path, format!("{}\n", text.lines().next().unwrap())).unwrap();
+    let o = check();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(out.contains("INCOMPLETE RUN: 1 planned case(s) have no record") && out.contains("batch 4"), "{out}");
+    // A record twice is named too.
+    std::fs::write(&path, format!("{text}{}\n", text.lines().next().unwrap())).unwrap();
+    let out = String::from_utf8_lossy(&check().stdout).into_owned();
+    assert!(out.contains("1 case(s) have more than one record"), "{out}");
+    // Nothing recorded: nothing checked is not a pass.
+    std::fs::write(&path, "").unwrap();
+    let o = check();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(out.contains("Gates: inconclusive** — 0 checks") && out.contains("Nothing was checked"), "{out}");
 }

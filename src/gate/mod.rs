@@ -369,9 +369,10 @@ pub fn gate_verdict(change: Change) -> Verdict {
     }
 }
 
-/// The worst verdict of all checks (pass when there are none).
+/// The worst verdict of all checks; inconclusive when there is none (a gate that checked
+/// nothing has not passed).
 pub fn overall(checks: &[Check]) -> Verdict {
-    checks.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Pass)
+    checks.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Inconclusive)
 }
 
 /// A Markdown summary: counts, then every check that did not pass.
@@ -385,6 +386,9 @@ pub fn summary(checks: &[Check]) -> String {
         count(Verdict::Fail),
         count(Verdict::Inconclusive)
     );
+    if checks.is_empty() {
+        out.push_str("\nNothing was checked: no measured or failed case of this run is selected by a gate.\n");
+    }
     let bad: Vec<&Check> = checks.iter().filter(|c| c.verdict != Verdict::Pass).collect();
     if !bad.is_empty() {
         out.push_str("\n| verdict | gate | case | check | numbers |\n| --- | --- | --- | --- | --- |\n");

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use datasets::{calibration_items, load_datasets};
+pub use folder::{completeness, Completeness, PlannedCase};
 pub use model::calibrate;
 pub use progress::Event;
 
@@ -161,6 +162,20 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     let env = Environment::capture(suite.threads, gpu);
     let out_root = options.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
     let mut folder = folder::RunFolder::create(&out_root.join(&suite.name), &env, &suite.file)?;
+    // What this run sets out to measure, so `check` and `report` can tell an interrupted run.
+    let planned: Vec<PlannedCase> = cases
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| selected[*i])
+        .map(|(i, c)| PlannedCase {
+            case_index: i,
+            model: suite.models[c.model].name.clone(),
+            scheme: c.scheme.name(),
+            backend: c.backend.name().to_string(),
+            batch: c.batch,
+        })
+        .collect();
+    folder::write_planned(&folder.dir, &planned)?;
     progress(&Event::Started { run_id: &folder.run_id, dir: &folder.dir });
     if suite.threads > env.logical_cores {
         progress(&Event::Warning(format!(
