@@ -5,13 +5,14 @@
 //! measurements → [`record::Record`] appended to `records.jsonl` → reports.
 //!
 //! The modules form layers, each using only those before it (a test checks every path):
-//! hash → data → zoo → model → quant → backend → measure → record → report → gate → suite →
+//! files → hash → data → zoo → model → quant → backend → measure → record → report → gate → suite →
 //! run → explain → merge → error.
 
 pub mod backend;
 pub mod data;
 pub mod error;
 pub mod explain;
+pub mod files;
 pub mod gate;
 pub mod hash;
 pub mod measure;

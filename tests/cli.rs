@@ -978,3 +978,72 @@ fn check_on_an_interrupted_run_or_with_nothing_to_check_is_inconclusive_never_a_
     assert_eq!(o.status.code(), Some(3), "{out}");
     assert!(out.contains("Gates: inconclusive** — 0 checks") && out.contains("Nothing was checked"), "{out}");
 }
+
+/// Every file under `dir`, relative to it (sorted).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn hostile_model_names_write_only_inside_the_run_folder_and_keep_their_names_in_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("a/b/work");
+    std::fs::create_dir_all(&work).unwrap();
+    let victim = dir.path().join("victim");
+    let long = "ü".repeat(300);
+    let names = [victim.to_str().unwrap().to_string(), "../../../escape".into(), "x/y\\z".into(), "bell\u{7}tab\t<b>".into(), long.clone(), "名前".into()];
+    let mut models = String::new();
+    for n in &names {
+        models.push_str(&format!(
+            "\n[[models]]\nname = {}\nzoo = \"mlp\"\nweights = {:?}\n",
+            toml::Value::String(n.clone()),
+            common::weights("mlp")
+        ));
+    }
+    models.push_str(&format!(
+        "\n[[models]]\nname = \"/onnx/../../victim2\"\npath = {:?}\ndataset = \"fm\"\n[[models.inputs]]\nname = \"images\"\nshape = [\"batch\", 1, 28, 28]\ndtype = \"f32\"\n",
+        common::repo().join("suites/models/cnn-tf-style.onnx")
+    ));
+    let suite = common::write_suite(&work, r#"["tract-cpu"]"#, "[1]", &[], &models);
+    let text = std::fs::read_to_string(&suite).unwrap().replace("schemes = [\"f32\"]", "schemes = [\"f32\", \"f16\", \"q8_0\"]");
+    std::fs::write(&suite, text).unwrap();
+    let before = files_under(dir.path());
+    let o = qbench(&work, &["run", suite.to_str().unwrap(), "--out", work.join("out").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Nothing new outside the output folder.
+    let after: Vec<PathBuf> = files_under(dir.path()).into_iter().filter(|p| !p.starts_with("a/b/work/out")).collect();
+    assert_eq!(after, before, "files appeared outside the run folder");
+    let runs: Vec<PathBuf> = std::fs::read_dir(work.join("out/t")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1);
+    let artifacts: Vec<String> =
+        files_under(&runs[0].join("artifacts")).iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    // Three schemes' files for each of 6 zoo models, and the ONNX model's normalized f32 form.
+    assert!(artifacts.iter().all(|a| !a.contains('/') && !a.starts_with('.') && a.len() <= 80), "{artifacts:?}");
+    assert!(artifacts.iter().any(|a| a.ends_with("victim2.f32.onnx")), "{artifacts:?}");
+    let records = read_records(&runs[0].join("records.jsonl")).unwrap();
+    assert_eq!(records.len(), 7 * 3, "{}", stderr(&o));
+    for n in names.iter().chain([&"/onnx/../../victim2".to_string()]) {
+        assert_eq!(records.iter().filter(|r| &r.model == n && r.status == CaseStatus::Ok).count(), 3, "{n:?}");
+    }
+    // Two names that become one file name are refused before anything runs.
+    let clash = format!("{models}\n[[models]]\nname = \"x_y_z\"\nzoo = \"mlp\"\nweights = {:?}\n", common::weights("mlp"));
+    let suite = common::write_suite(&work, r#"["tract-cpu"]"#, "[1]", &[], &clash);
+    assert_clean_error(&qbench(&work, &["validate", suite.to_str().unwrap()]), &["would share the file name \"x_y_z\""]);
+    // A suite name is a folder name: `..` is refused.
+    let text = std::fs::read_to_string(&suite).unwrap().replace("name = \"t\"", "name = \"..\"");
+    std::fs::write(&suite, text).unwrap();
+    assert_clean_error(&qbench(&work, &["validate", suite.to_str().unwrap()]), &["suite name \"..\" is used as a folder name"]);
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// Lowest first. `docs/ARCHITECTURE.md` explains each layer; a new top-level module must be
 /// placed here.
 const ORDER: &[&str] = &[
-    "hash", "data", "zoo", "model", "quant", "backend", "measure", "record", "report", "gate", "suite", "run",
+    "files", "hash", "data", "zoo", "model", "quant", "backend", "measure", "record", "report", "gate", "suite", "run",
     "explain", "merge", "error",
 ];
 
@@ -36,7 +36,7 @@ const ENGINE_RUNTIMES: &[&str] = &[
 const REPORTING: &[&str] = &["polars", "plotters", "askama", "dejavu", "quick_junit", "png::"];
 
 /// Modules a device binary needs: free of the reporting stack.
-const DEVICE_SIDE: &[&str] = &["hash", "data", "zoo", "model", "quant", "backend", "measure", "record"];
+const DEVICE_SIDE: &[&str] = &["files", "hash", "data", "zoo", "model", "quant", "backend", "measure", "record"];
 
 /// One path found in the source: the line it starts on and the top-level module it names.
 #[derive(Debug, PartialEq)]

@@ -34,6 +34,8 @@ pub struct Reference {
 /// A model file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     #[error("cannot read model file {path}; check the model's path in the suite")]
     Read {
         path: PathBuf,
@@ -231,7 +233,7 @@ impl LoadedModel {
             }
             ModelKind::Onnx { path, inputs, output } => {
                 let m = onnx_file::OnnxModel::load(name, path, inputs, output.as_deref())?;
-                let f32_file = artifacts.join(format!("{name}.f32.onnx"));
+                let f32_file = crate::files::join(artifacts, &format!("{}.f32.onnx", crate::files::file_stem(name)))?;
                 std::fs::write(&f32_file, m.to_bytes())
                     .map_err(|source| ModelError::Write { path: f32_file.clone(), source })?;
                 (m.sha256.clone(), m.weighted_layers(), m.parameters, Content::Onnx { model: Box::new(m), f32_file })

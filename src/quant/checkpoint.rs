@@ -24,7 +24,7 @@ pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Pat
     let err = |reason: String| VariantError::Quantize { model: name.to_string(), reason };
     let ce = |e: candle_core::Error| err(e.to_string());
     plan.check(ckpt.layers.as_slice()).map_err(|e| err(e.to_string()))?;
-    let stem = format!("{name}.{}", plan.scheme.name());
+    let stem = format!("{}.{}", crate::files::file_stem(name), plan.scheme.name());
     let scheme_of = |tensor: &str| {
         let layer = tensor.strip_suffix(".weight")?;
         plan.layers.iter().find(|(l, _)| l == layer).map(|(_, s)| *s)
@@ -73,7 +73,7 @@ pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Pat
         let md: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
         gguf_file::write(&mut gguf, &md, &refs).map_err(ce)?;
-        let path = super::write_artifact(artifacts_dir.join(format!("{stem}.gguf")), gguf.get_ref())?;
+        let path = super::write_artifact(artifacts_dir, format!("{stem}.gguf"), gguf.get_ref())?;
         storage.push("others f32".into());
         return Ok(variant(path, storage.join(", "), bits / count.max(1) as f64));
     }
@@ -104,7 +104,7 @@ pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Pat
     }
     let bytes = stored::to_safetensors(&params, &Default::default(), &plan.scheme.name())
         .map_err(|source| VariantError::Serialize { model: name.to_string(), source })?;
-    let path = super::write_artifact(artifacts_dir.join(format!("{stem}.safetensors")), &bytes)?;
+    let path = super::write_artifact(artifacts_dir, format!("{stem}.safetensors"), &bytes)?;
     storage.push(if all_half { format!("others {}", plan.scheme.name()) } else { "others f32".into() });
     Ok(variant(path, storage.join(", "), stored::bits_per_weight(&params)))
 }

@@ -194,9 +194,8 @@ pub fn apply(
     let scheme = candle_core::quantized::gguf_file::Value::String(plan.scheme.name());
     let refs: Vec<(&str, &QTensor)> = gguf_tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     candle_core::quantized::gguf_file::write(&mut gguf, &[("qbench.scheme", &scheme)], &refs).map_err(ce)?;
-    let candle_artifact = super::write_artifact(artifacts_dir.join(format!("{stem}.gguf")), gguf.get_ref())?;
-    let onnx = super::write_artifact(
-        artifacts_dir.join(format!("{stem}.onnx")),
+    let candle_artifact = super::write_artifact(artifacts_dir, format!("{stem}.gguf"), gguf.get_ref())?;
+    let onnx = super::write_artifact(artifacts_dir, format!("{stem}.onnx"),
         &crate::model::onnx::export_stored(&reference.name, reference.zoo, &onnx_params, &Default::default())?,
     )?;
     Ok(super::Variant {

@@ -33,6 +33,8 @@ pub enum VariantError {
     },
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Confined(#[from] crate::files::FileError),
     #[error("cannot write {path}; check that the run folder is writable, or choose another with --out <dir>")]
     Write {
         path: PathBuf,
@@ -311,8 +313,14 @@ pub(crate) fn describe_static(
     )
 }
 
-/// Writes an artifact, mapping failure to an error naming the file.
-pub(crate) fn write_artifact(path: std::path::PathBuf, bytes: &[u8]) -> Result<std::path::PathBuf, VariantError> {
+/// Writes the artifact `file` (a plain file name: [`crate::files::file_stem`] of the model's name
+/// plus the scheme and an extension) directly under `dir`, mapping failure to an error naming it.
+pub(crate) fn write_artifact(
+    dir: &std::path::Path,
+    file: String,
+    bytes: &[u8],
+) -> Result<std::path::PathBuf, VariantError> {
+    let path = crate::files::join(dir, &file)?;
     std::fs::write(&path, bytes).map_err(|source| VariantError::Write { path: path.clone(), source })?;
     Ok(path)
 }
@@ -328,7 +336,7 @@ pub fn apply(
     use crate::model::stored::{self, InputQuant, InputQuants, Stored, StoredParams};
     let export_err = |reason: String| VariantError::Quantize { model: reference.name.clone(), reason };
     plan.check(reference.zoo).map_err(|e| export_err(e.to_string()))?;
-    let stem = format!("{}.{}", reference.name, plan.scheme.name());
+    let stem = format!("{}.{}", crate::files::file_stem(&reference.name), plan.scheme.name());
     if plan.is_ggml() {
         return ggml::apply(plan, reference, artifacts_dir, &stem);
     }
@@ -387,15 +395,13 @@ pub fn apply(
             }
         }
     }
-    let onnx = write_artifact(
-        artifacts_dir.join(format!("{stem}.onnx")),
+    let onnx = write_artifact(artifacts_dir, format!("{stem}.onnx"),
         &crate::model::onnx::export_stored(&reference.name, reference.zoo, &params, &inputs)?,
     )?;
     let candle_artifact = if plan.layers.iter().all(|(_, s)| *s == SchemeId::F32) {
         reference.weights_path.clone()
     } else {
-        write_artifact(
-            artifacts_dir.join(format!("{stem}.safetensors")),
+        write_artifact(artifacts_dir, format!("{stem}.safetensors"),
             &stored::to_safetensors(&params, &inputs, &plan.scheme.name())
                 .map_err(|source| VariantError::Serialize { model: reference.name.clone(), source })?,
         )?

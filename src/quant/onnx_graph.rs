@@ -36,7 +36,7 @@ pub fn apply(
     let param = |e: crate::model::onnx::ParamError| err(e.to_string());
     let layers: Vec<(String, usize)> = model.weighted_layers();
     plan.check(layers.as_slice()).map_err(|e| err(e.to_string()))?;
-    let stem = format!("{name}.{}", plan.scheme.name());
+    let stem = format!("{}.{}", crate::files::file_stem(name), plan.scheme.name());
     let mut proto = model.proto.clone();
     let graph = proto.graph.as_mut().ok_or_else(|| err("the model has no graph".into()))?;
     let mut g = Graph::default();
@@ -182,7 +182,7 @@ pub fn apply(
     graph.initializer.retain(|t| !dropped.contains(&t.name) || used.contains(&t.name));
 
     let bytes = prost::Message::encode_to_vec(&proto);
-    let onnx = super::write_artifact(artifacts_dir.join(format!("{stem}.onnx")), &bytes)?;
+    let onnx = super::write_artifact(artifacts_dir, format!("{stem}.onnx"), &bytes)?;
     let mut weight_storage = describe_layers(model, &params, &ggml_bits);
     if !model.float_nodes.is_empty() {
         weight_storage.push_str(&format!("; kept f32 (no quantized form): {}", model.float_nodes.join(", ")));

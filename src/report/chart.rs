@@ -22,6 +22,10 @@ pub enum ChartError {
     Draw { id: String, reason: String },
     #[error("cannot write {path}: {source}; check that the run folder is writable")]
     Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Confined(#[from] crate::files::FileError),
 }
 
 /// One point of a scatter chart.
@@ -113,7 +117,7 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
     let mut sized_models: Vec<String> = Vec::new();
     for (model, batch) in groups {
         let rows: Vec<&Record> = ok.iter().copied().filter(|r| r.model == model && r.batch == batch).collect();
-        let key = format!("{}-b{batch}", slug(&model));
+        let key = format!("{}-b{batch}", crate::files::file_stem(&model));
         // Task accuracy when every row has it; agreement with the fp32 reference otherwise.
         let (y_desc, y_of): (&str, fn(&Record) -> Option<f64>) = if rows.iter().all(|r| r.top1_accuracy.is_some()) {
             ("top-1 accuracy (%)", |r| r.top1_accuracy)
@@ -169,7 +173,7 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
             let points = points_of(&|r| Some((r.artifact_bytes? as f64 / 1024.0, None)));
             if !points.is_empty() {
                 charts.push(scatter(
-                    format!("size-{}", slug(&model)),
+                    format!("size-{}", crate::files::file_stem(&model)),
                     format!("{model}: accuracy against model size (Pareto front joined)"),
                     "artifact size (KiB)".into(),
                     y_desc.into(),
@@ -178,7 +182,23 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
             }
         }
     }
+    unique_ids(&mut charts);
     charts
+}
+
+/// Gives charts whose ids collide (records merged from runs whose model names map to one file
+/// name, which one suite refuses) a numeric suffix, so no chart overwrites another's files.
+fn unique_ids(charts: &mut [Chart]) {
+    let mut seen: Vec<String> = Vec::new();
+    for c in charts.iter_mut() {
+        let base = c.id.clone();
+        let mut n = 1;
+        while seen.iter().any(|s| s.eq_ignore_ascii_case(&c.id)) {
+            n += 1;
+            c.id = format!("{base}-{n}");
+        }
+        seen.push(c.id.clone());
+    }
 }
 
 /// Per-layer SQNR of one case (`qbench explain`): two bars per layer, the whole plan
@@ -214,7 +234,7 @@ pub fn read_layer_charts(dir: &Path) -> Result<Vec<Chart>, ChartError> {
         if !(name.starts_with("layers-case-") && name.ends_with(".json")) {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|source| ChartError::Write { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| ChartError::Read { path: path.clone(), source })?;
         let chart: Chart = serde_json::from_slice(&bytes).map_err(|e| ChartError::Draw {
             id: name.clone(),
             reason: format!("{}: {e}; delete it and run qbench explain again", path.display()),
@@ -230,10 +250,6 @@ fn scatter(id: String, title: String, x_desc: String, y_desc: String, points: Ve
     Chart { id, title, x_desc, y_desc, plot: Plot::Scatter { points, front } }
 }
 
-/// A file-name-safe form of a model name.
-fn slug(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' }).collect()
-}
 
 impl Chart {
     /// Pixel size: bar charts grow with their rows.
@@ -279,7 +295,7 @@ impl Chart {
     /// Writes `<dir>/<id>.json`, the chart's data, which `qbench report` redraws it from.
     pub fn write_data(&self, dir: &Path) -> Result<(), ChartError> {
         std::fs::create_dir_all(dir).map_err(|source| ChartError::Write { path: dir.to_path_buf(), source })?;
-        let path = dir.join(format!("{}.json", self.id));
+        let path = crate::files::join(dir, &format!("{}.json", self.id))?;
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| self.error(e))?;
         std::fs::write(&path, bytes).map_err(|source| ChartError::Write { path, source })
     }
@@ -288,7 +304,7 @@ impl Chart {
     pub fn write(&self, dir: &Path) -> Result<(), ChartError> {
         std::fs::create_dir_all(dir).map_err(|source| ChartError::Write { path: dir.to_path_buf(), source })?;
         for (ext, bytes) in [("svg", self.svg()?.into_bytes()), ("png", self.png()?)] {
-            let path = dir.join(format!("{}.{ext}", self.id));
+            let path = crate::files::join(dir, &format!("{}.{ext}", self.id))?;
             std::fs::write(&path, bytes).map_err(|source| ChartError::Write { path, source })?;
         }
         Ok(())

@@ -74,6 +74,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Confined(#[from] crate::files::FileError),
     #[error("shard {shard} has no case: cases go to shards by (model, backend, batch) group, and this suite's {cases} case(s) have fewer groups than shards; use fewer shards")]
     EmptyShard { shard: String, cases: usize },
     #[error("the suite has no case {index} (its cases are 0 to {last})")]
@@ -161,7 +163,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     let gpu = uses_gpu.then(|| crate::backend::gpu::probe(suite.cuda_device).ok().cloned()).flatten();
     let env = Environment::capture(suite.threads, gpu);
     let out_root = options.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
-    let mut folder = folder::RunFolder::create(&out_root.join(&suite.name), &env, &suite.file)?;
+    let mut folder = folder::RunFolder::create(&crate::files::join(&out_root, &suite.name)?, &env, &suite.file)?;
     // What this run sets out to measure, so `check` and `report` can tell an interrupted run.
     let planned: Vec<PlannedCase> = cases
         .iter()

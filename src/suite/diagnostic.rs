@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 /// A suite file that could not be read, parsed or validated.
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
-    #[error(
-        "cannot read suite file {path}: {source}; check the path (suites live in suites/, e.g. suites/quickstart.toml)"
-    )]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}; check the suite path (suites live in suites/, e.g. suites/quickstart.toml)")]
+    File(#[from] crate::files::FileError),
     #[error("{}:{line}:{column}: {message}", file.display())]
     At { file: PathBuf, line: usize, column: usize, message: String },
 }
@@ -19,7 +17,7 @@ impl SuiteError {
     pub fn line(&self) -> Option<usize> {
         match self {
             SuiteError::At { line, .. } => Some(*line),
-            SuiteError::Read { .. } => None,
+            SuiteError::File(_) => None,
         }
     }
 }

@@ -192,8 +192,7 @@ pub const DEFAULT_OUTPUT_DIR: &str = "reports";
 impl Suite {
     /// Reads, parses and validates a suite file.
     pub fn load(path: &Path) -> Result<Suite, SuiteError> {
-        let source =
-            std::fs::read_to_string(path).map_err(|source| SuiteError::Read { path: path.to_path_buf(), source })?;
+        let source = crate::files::read_text_bounded(path, crate::files::MAX_SUITE_BYTES, "a suite")?;
         Suite::from_str(path, &source)
     }
 
@@ -209,12 +208,15 @@ impl Suite {
 
 fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>) -> Result<Suite, SuiteError> {
     let name = spec.name.get_ref().trim().to_string();
-    let valid_name =
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid_name {
+    // The suite's name is its runs' folder: kept exactly as written, so it must be a plain name.
+    if crate::files::file_stem(&name) != name {
         return Err(loc.at(
             spec.name.span(),
-            format!("suite name \"{name}\" is used as a folder name: use letters, digits, '-', '_' or '.', e.g. name = \"quickstart\""),
+            format!(
+                "suite name \"{}\" is used as a folder name: use letters, digits, '-', '_' or '.', not starting with '.', at most {} bytes, e.g. name = \"quickstart\"",
+                name.escape_debug(),
+                crate::files::MAX_STEM_BYTES
+            ),
         ));
     }
 
@@ -289,10 +291,27 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
     for m in spec.models.get_ref() {
         let m_ref = m.get_ref();
         let mname = m_ref.name.get_ref().clone();
+        if mname.trim().is_empty() {
+            return Err(loc.at(m_ref.name.span(), "a model's name is empty; give it a name, e.g. name = \"mlp\""));
+        }
         if models.iter().any(|x: &ModelEntry| x.name == mname) {
             return Err(loc.at(
                 m_ref.name.span(),
-                format!("model \"{mname}\" is defined twice; give each [[models]] entry its own name"),
+                format!("model \"{}\" is defined twice; give each [[models]] entry its own name", mname.escape_debug()),
+            ));
+        }
+        // Model names become file names (artifacts, charts): two names that map to one file name
+        // (also on a case-insensitive file system) would overwrite each other's files.
+        let stem = crate::files::file_stem(&mname).to_lowercase();
+        if let Some(other) = models.iter().find(|x: &&ModelEntry| crate::files::file_stem(&x.name).to_lowercase() == stem) {
+            return Err(loc.at(
+                m_ref.name.span(),
+                format!(
+                    "models \"{}\" and \"{}\" would share the file name \"{}\"; rename one (file names keep letters, digits, '-', '_' and '.')",
+                    other.name.escape_debug(),
+                    mname.escape_debug(),
+                    crate::files::file_stem(&mname)
+                ),
             ));
         }
         let source = resolve_source(loc, base, m, &batch_sizes)?;
