@@ -22,14 +22,14 @@ pub const MAX_RECORDS_BYTES: u64 = 4 << 30;
 /// Why a path was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("refusing to write {path}: it is not a plain file name under {root} (qbench writes only inside its run folder)")]
+    #[error(
+        "refusing to write {path}: it is not a plain file name under {root} (qbench writes only inside its run folder)"
+    )]
     Outside { root: PathBuf, path: PathBuf },
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The OS's reason is part of the message (not a `source`), so errors that wrap this one
+    /// with a hint of their own print it once.
+    #[error("cannot read {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("cannot read {path}: it is {what}, not a regular file; give the path of a file")]
     NotAFile { path: PathBuf, what: &'static str },
     #[error("cannot read {path}: it is {size_bytes} bytes, more than the {limit_bytes}-byte limit for {what}")]
@@ -92,7 +92,7 @@ pub fn check_under(root: &Path, path: &Path) -> Result<(), FileError> {
 /// directory) of at most `limit_bytes`; `what` names the kind of file in the error.
 pub fn read_bounded(path: &Path, limit_bytes: u64, what: &'static str) -> Result<Vec<u8>, FileError> {
     use std::io::Read;
-    let read_err = |source| FileError::Read { path: path.to_path_buf(), source };
+    let read_err = |cause| FileError::Read { path: path.to_path_buf(), cause };
     let meta = std::fs::metadata(path).map_err(read_err)?;
     check_regular(path, &meta)?;
     if meta.len() > limit_bytes {
@@ -102,7 +102,12 @@ pub fn read_bounded(path: &Path, limit_bytes: u64, what: &'static str) -> Result
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     std::fs::File::open(path).map_err(read_err)?.take(limit_bytes + 1).read_to_end(&mut bytes).map_err(read_err)?;
     if bytes.len() as u64 > limit_bytes {
-        return Err(FileError::TooLarge { path: path.to_path_buf(), size_bytes: bytes.len() as u64, limit_bytes, what });
+        return Err(FileError::TooLarge {
+            path: path.to_path_buf(),
+            size_bytes: bytes.len() as u64,
+            limit_bytes,
+            what,
+        });
     }
     Ok(bytes)
 }
@@ -132,7 +137,7 @@ pub fn read_text_bounded(path: &Path, limit_bytes: u64, what: &'static str) -> R
     let bytes = read_bounded(path, limit_bytes, what)?;
     String::from_utf8(bytes).map_err(|e| FileError::Read {
         path: path.to_path_buf(),
-        source: std::io::Error::new(
+        cause: std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
         ),
@@ -147,8 +152,20 @@ mod tests {
     fn hostile_names_become_plain_names_under_the_root() {
         let root = Path::new("/runs/x/artifacts");
         let long = "é".repeat(500);
-        for name in ["/etc/passwd", "../../..", "..", ".", "", "a/b\\c", "tab\there", "nul\0x", "<script>", &long, "名前", "C:\\x"]
-        {
+        for name in [
+            "/etc/passwd",
+            "../../..",
+            "..",
+            ".",
+            "",
+            "a/b\\c",
+            "tab\there",
+            "nul\0x",
+            "<script>",
+            &long,
+            "名前",
+            "C:\\x",
+        ] {
             let stem = file_stem(name);
             assert!(is_plain_name(&stem), "{name:?} -> {stem:?}");
             assert!(stem.len() <= MAX_STEM_BYTES, "{stem}");

@@ -616,13 +616,10 @@ pub enum RecordError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}, line {line}: not a qbench record; pass the records.jsonl a run wrote")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error("{path}, line {line}: not a qbench record ({field}: {reason}); pass the records.jsonl a run wrote")]
+    Parse { path: PathBuf, line: usize, field: String, reason: String },
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
 }
 
 /// `records.jsonl`: one JSON object per case, appended and flushed as each case ends, so a
@@ -671,7 +668,7 @@ pub struct RecordsFile {
 /// Reads a `records.jsonl` back, leaving out an incomplete last line (no final newline, and not
 /// a record); any other line that does not parse is an error naming its line.
 pub fn read_records_file(path: &Path) -> Result<RecordsFile, RecordError> {
-    let bytes = std::fs::read(path).map_err(|source| RecordError::Read { path: path.to_path_buf(), source })?;
+    let bytes = crate::files::read_bounded(path, crate::files::MAX_RECORDS_BYTES, "a records file")?;
     let text = String::from_utf8_lossy(&bytes);
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
@@ -680,10 +677,23 @@ pub fn read_records_file(path: &Path) -> Result<RecordsFile, RecordError> {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Record>(line) {
+        match serde_path_to_error::deserialize::<_, Record>(&mut serde_json::Deserializer::from_str(line)) {
             Ok(r) => out.records.push(r),
             Err(_) if i + 1 == lines.len() && !complete => out.torn_line = Some(i + 1),
-            Err(source) => return Err(RecordError::Parse { path: path.to_path_buf(), line: i + 1, source }),
+            Err(e) => {
+                let field = match e.path().to_string() {
+                    p if p == "." => "the line".to_string(),
+                    p => format!("field `{p}`"),
+                };
+                // serde quotes the offending value; a long one is cut, so the message stays a line.
+                let mut reason = e.into_inner().to_string();
+                if reason.len() > 160 {
+                    let cut = (0..=160).rev().find(|&k| reason.is_char_boundary(k)).unwrap_or(0);
+                    reason.truncate(cut);
+                    reason.push('…');
+                }
+                return Err(RecordError::Parse { path: path.to_path_buf(), line: i + 1, field, reason });
+            }
         }
     }
     Ok(out)

@@ -1004,7 +1004,14 @@ fn hostile_model_names_write_only_inside_the_run_folder_and_keep_their_names_in_
     std::fs::create_dir_all(&work).unwrap();
     let victim = dir.path().join("victim");
     let long = "ü".repeat(300);
-    let names = [victim.to_str().unwrap().to_string(), "../../../escape".into(), "x/y\\z".into(), "bell\u{7}tab\t<b>".into(), long.clone(), "名前".into()];
+    let names = [
+        victim.to_str().unwrap().to_string(),
+        "../../../escape".into(),
+        "x/y\\z".into(),
+        "bell\u{7}tab\t<b>".into(),
+        long.clone(),
+        "名前".into(),
+    ];
     let mut models = String::new();
     for n in &names {
         models.push_str(&format!(
@@ -1018,7 +1025,9 @@ fn hostile_model_names_write_only_inside_the_run_folder_and_keep_their_names_in_
         common::repo().join("suites/models/cnn-tf-style.onnx")
     ));
     let suite = common::write_suite(&work, r#"["tract-cpu"]"#, "[1]", &[], &models);
-    let text = std::fs::read_to_string(&suite).unwrap().replace("schemes = [\"f32\"]", "schemes = [\"f32\", \"f16\", \"q8_0\"]");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("schemes = [\"f32\"]", "schemes = [\"f32\", \"f16\", \"q8_0\"]");
     std::fs::write(&suite, text).unwrap();
     let before = files_under(dir.path());
     let o = qbench(&work, &["run", suite.to_str().unwrap(), "--out", work.join("out").to_str().unwrap()]);
@@ -1039,11 +1048,18 @@ fn hostile_model_names_write_only_inside_the_run_folder_and_keep_their_names_in_
         assert_eq!(records.iter().filter(|r| &r.model == n && r.status == CaseStatus::Ok).count(), 3, "{n:?}");
     }
     // Two names that become one file name are refused before anything runs.
-    let clash = format!("{models}\n[[models]]\nname = \"x_y_z\"\nzoo = \"mlp\"\nweights = {:?}\n", common::weights("mlp"));
+    let clash =
+        format!("{models}\n[[models]]\nname = \"x_y_z\"\nzoo = \"mlp\"\nweights = {:?}\n", common::weights("mlp"));
     let suite = common::write_suite(&work, r#"["tract-cpu"]"#, "[1]", &[], &clash);
-    assert_clean_error(&qbench(&work, &["validate", suite.to_str().unwrap()]), &["would share the file name \"x_y_z\""]);
+    assert_clean_error(
+        &qbench(&work, &["validate", suite.to_str().unwrap()]),
+        &["would share the file name \"x_y_z\""],
+    );
     // A suite name is a folder name: `..` is refused.
     let text = std::fs::read_to_string(&suite).unwrap().replace("name = \"t\"", "name = \"..\"");
     std::fs::write(&suite, text).unwrap();
-    assert_clean_error(&qbench(&work, &["validate", suite.to_str().unwrap()]), &["suite name \"..\" is used as a folder name"]);
+    assert_clean_error(
+        &qbench(&work, &["validate", suite.to_str().unwrap()]),
+        &["suite name \"..\" is used as a folder name"],
+    );
 }

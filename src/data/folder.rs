@@ -62,7 +62,7 @@ pub(super) fn labels(
     hasher: &mut Sha256,
 ) -> Result<Option<Vec<u32>>, DataError> {
     let Some((path, column)) = csv else { return Ok(listing.classes.clone()) };
-    let bytes = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    let bytes = super::read_file(path)?;
     hasher.update(&bytes);
     let bad = |reason: String| DataError::Labels { path: path.to_path_buf(), reason };
     let text = std::str::from_utf8(&bytes).map_err(|_| bad("it is not UTF-8 text (CSV)".into()))?;
@@ -130,9 +130,13 @@ pub fn load_raw(
 ) -> Result<super::Dataset, DataError> {
     let listing = list(dir)?;
     let mut hasher = Sha256::new();
+    super::checked_values(&[listing.files.len(), length]).map_err(|reason| DataError::Folder {
+        path: dir.to_path_buf(),
+        reason: format!("{} files of length {length}: {reason}", listing.files.len()),
+    })?;
     let mut values = Vec::with_capacity(listing.files.len() * length);
     for f in &listing.files {
-        let bytes = std::fs::read(f).map_err(|source| DataError::Read { path: f.clone(), source })?;
+        let bytes = super::read_file(f)?;
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
         values.extend(bytes.iter().take(length).map(|&b| b as f32));

@@ -15,12 +15,10 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// Loads an images/labels IDX pair and checks that they belong together.
 pub fn load_idx(name: &str, images: &Path, labels: &Path) -> Result<Dataset, DataError> {
-    let images_raw = read(images)?;
-    let labels_raw = read(labels)?;
-    let (dims, pixels) =
-        parse(images, &decompress(images, &images_raw)?, IMAGES_MAGIC, "images (magic 0x00000803, 3 dimensions)")?;
-    let (ldims, labels_v) =
-        parse(labels, &decompress(labels, &labels_raw)?, LABELS_MAGIC, "labels (magic 0x00000801, 1 dimension)")?;
+    let images_raw = super::read_file(images)?;
+    let labels_raw = super::read_file(labels)?;
+    let (dims, pixels) = parse(images, &images_raw, IMAGES_MAGIC, "images (magic 0x00000803, 3 dimensions)")?;
+    let (ldims, labels_v) = parse(labels, &labels_raw, LABELS_MAGIC, "labels (magic 0x00000801, 1 dimension)")?;
     if dims[0] != ldims[0] {
         return Err(DataError::CountMismatch {
             dataset: name.to_string(),
@@ -46,51 +44,60 @@ pub fn load_idx(name: &str, images: &Path, labels: &Path) -> Result<Dataset, Dat
     })
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })
-}
-
-fn decompress(path: &Path, raw: &[u8]) -> Result<Vec<u8>, DataError> {
-    if !raw.starts_with(&[0x1f, 0x8b]) {
-        return Ok(raw.to_vec());
-    }
-    let mut out = Vec::new();
-    GzDecoder::new(raw)
-        .read_to_end(&mut out)
-        .map_err(|e| DataError::Gzip { path: path.to_path_buf(), reason: e.to_string() })?;
-    Ok(out)
-}
-
-fn parse(path: &Path, bytes: &[u8], magic: u32, expected: &'static str) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+/// The header's dimensions and the data, of a raw or gzip-compressed IDX file. The data's size
+/// is computed from the header with checked arithmetic and checked against the limit and the
+/// file (a gzip stream is decompressed only up to the size the header declares).
+fn parse(path: &Path, raw: &[u8], magic: u32, expected: &'static str) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let err = |reason: String| DataError::Idx { path: path.to_path_buf(), expected, reason };
-    if bytes.len() < 4 {
-        return Err(err(format!("only {} bytes, too short for a header", bytes.len())));
+    let gzip = raw.starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read + '_> = if gzip { Box::new(GzDecoder::new(raw)) } else { Box::new(raw) };
+    let gz_err = |e: std::io::Error| DataError::Gzip { path: path.to_path_buf(), reason: e.to_string() };
+    let ndims = (magic & 0xff) as usize;
+    let mut header = vec![0u8; 4 + 4 * ndims];
+    let got = read_up_to(&mut reader, &mut header).map_err(gz_err)?;
+    if got < 4 {
+        return Err(err(format!("only {got} bytes, too short for a header")));
     }
-    let found = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let found = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     if found != magic {
         return Err(err(format!("magic number is 0x{found:08x}, expected 0x{magic:08x}")));
     }
-    let ndims = (magic & 0xff) as usize;
-    let header = 4 + 4 * ndims;
-    if bytes.len() < header {
+    if got < header.len() {
         return Err(err("header is truncated".into()));
     }
-    let dims: Vec<usize> = (0..ndims)
-        .map(|i| {
-            let o = 4 + 4 * i;
-            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
-        })
-        .collect();
-    let want = dims.iter().product::<usize>();
-    let data = &bytes[header..];
-    if data.len() != want {
+    let dims: Vec<usize> =
+        header[4..].chunks_exact(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize).collect();
+    if dims[0] == 0 {
+        return Err(err("its header declares 0 items; a dataset needs at least one".into()));
+    }
+    let want = super::checked_values(&dims).map_err(err)?;
+    if !gzip && raw.len() - header.len() != want {
         return Err(err(format!(
             "header declares {:?} = {want} bytes of data but the file holds {}",
             dims,
-            data.len()
+            raw.len() - header.len()
         )));
     }
-    Ok((dims, data.to_vec()))
+    // At most one byte more than declared is read, so a gzip bomb stops at the declared size.
+    let mut data = Vec::new();
+    reader.take(want as u64 + 1).read_to_end(&mut data).map_err(gz_err)?;
+    if data.len() != want {
+        let held = if data.len() > want { "more".to_string() } else { data.len().to_string() };
+        return Err(err(format!("header declares {:?} = {want} bytes of data but the file holds {held}", dims)));
+    }
+    Ok((dims, data))
+}
+
+/// Fills `buf` as far as the stream goes; the count read.
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 /// IDX bytes for u8 images `n × rows × cols` (used by tests and tools that write datasets).

@@ -50,20 +50,33 @@ pub fn load_images(
     let mut values = Vec::new();
     let mut shape: Option<(usize, usize)> = None;
     for f in &listing.files {
-        let bytes = std::fs::read(f).map_err(|source| DataError::Read { path: f.clone(), source })?;
+        let bytes = super::read_file(f)?;
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
         let bad = |reason: String| DataError::Image { path: f.clone(), reason };
-        let img = image::load_from_memory(&bytes).map_err(|e| {
-            bad(format!("it cannot be decoded as PNG or JPEG ({e}); the file is corrupt or of another format"))
-        })?;
-        let img = match prep.resize {
-            Resize::None => img,
-            Resize::Exact(h, w) => img.resize_exact(w as u32, h as u32, FilterType::Triangle),
+        let img = decode(&bytes).map_err(bad)?;
+        let target = match prep.resize {
+            Resize::None => None,
+            Resize::Exact(h, w) => Some((w as f64, h as f64)),
             Resize::ShorterSide(s) => {
                 let (w, h) = (img.width() as f64, img.height() as f64);
                 let k = s as f64 / w.min(h);
-                img.resize_exact((w * k).round() as u32, (h * k).round() as u32, FilterType::Triangle)
+                Some(((w * k).round(), (h * k).round()))
+            }
+        };
+        let img = match target {
+            None => img,
+            Some((w, h)) => {
+                if w * h > super::MAX_IMAGE_PIXELS as f64 || w.max(h) > super::MAX_IMAGE_SIDE as f64 {
+                    return Err(bad(format!(
+                        "resizing its {}×{} pixels gives {w}×{h}, more than qbench's limits ({} pixels, {} a side); resize to a smaller size",
+                        img.width(),
+                        img.height(),
+                        super::MAX_IMAGE_PIXELS,
+                        super::MAX_IMAGE_SIDE
+                    )));
+                }
+                img.resize_exact(w as u32, h as u32, FilterType::Triangle)
             }
         };
         let img = match prep.crop {
@@ -89,6 +102,12 @@ pub fn load_images(
             }
             Some(_) => {}
         }
+        if values.len() + h * w * prep.channels > super::MAX_DATASET_VALUES {
+            return Err(bad(format!(
+                "the images up to this one hold more than qbench's limit of {} values for a dataset; use fewer or smaller images",
+                super::MAX_DATASET_VALUES
+            )));
+        }
         let pixels: Vec<u8> = if prep.channels == 1 { img.to_luma8().into_raw() } else { img.to_rgb8().into_raw() };
         let c = prep.channels;
         // The default 1/255 divides, as torchvision's ToTensor does (and as the IDX loader),
@@ -104,6 +123,7 @@ pub fn load_images(
         }
     }
     let (h, w) = shape.unwrap_or((0, 0));
+    // (An empty folder is refused by `list`.)
     let item_shape = if prep.channels_last { vec![h, w, prep.channels] } else { vec![prep.channels, h, w] };
     let labels = labels(&listing, dir, labels_csv, &mut hasher)?;
     Ok(Dataset {
@@ -115,5 +135,26 @@ pub fn load_images(
         inputs_path: dir.to_path_buf(),
         labels_path: labels_csv.map(|(p, _)| p.to_path_buf()),
         parts: Vec::new(),
+    })
+}
+
+/// Decodes PNG or JPEG within qbench's limits: the header's size is checked before pixels are
+/// allocated (a 1 KiB PNG may declare 100 000 × 100 000 pixels).
+fn decode(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(super::MAX_IMAGE_SIDE as u32);
+    limits.max_image_height = Some(super::MAX_IMAGE_SIDE as u32);
+    limits.max_alloc = Some(super::MAX_IMAGE_PIXELS * 4);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("it cannot be read ({e})"))?;
+    reader.limits(limits);
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l) => format!(
+            "its header declares a size beyond qbench's limits ({l}: at most {} a side, {} pixels); resize the image",
+            super::MAX_IMAGE_SIDE,
+            super::MAX_IMAGE_PIXELS
+        ),
+        e => format!("it cannot be decoded as PNG or JPEG ({e}); the file is corrupt or of another format"),
     })
 }

@@ -8,7 +8,7 @@ use super::DataError;
 /// The labels in `path`, and the file's bytes (for the dataset hash). `column` names the CSV
 /// column; by default a column named `label`, else the last one.
 pub fn load_labels(path: &Path, column: Option<&str>) -> Result<(Vec<u32>, Vec<u8>), DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    let bytes = super::read_file(path)?;
     let err = |reason: String| DataError::Labels { path: path.to_path_buf(), reason };
     let labels = if bytes.starts_with(b"\x93NUMPY") {
         let (shape, values) = super::npy::read_f32(&bytes).map_err(err)?;

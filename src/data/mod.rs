@@ -149,10 +149,55 @@ pub fn shape(dims: &[usize]) -> String {
     dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
 }
 
+/// The most values a dataset may hold in memory (2^28 values, 1 GiB as f32). Sizes read from
+/// dataset headers are checked against it, and against the file's length, before anything is
+/// allocated, so a corrupt or hostile header is an error, not an out-of-memory abort.
+pub const MAX_DATASET_VALUES: usize = 1 << 28;
+
+/// The longest image side qbench decodes or resizes to (pixels), and the most pixels one
+/// image may have, decoded or resized: a header or a suite asking for more is an error before
+/// any pixel is allocated.
+pub const MAX_IMAGE_SIDE: usize = 16_384;
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 26;
+
+/// The largest dataset file qbench reads (bytes).
+pub const MAX_DATASET_FILE_BYTES: u64 = 4 << 30;
+
+/// Reads a dataset file whole: a regular file (not a FIFO or a device) of at most
+/// [`MAX_DATASET_FILE_BYTES`].
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, DataError> {
+    Ok(crate::files::read_bounded(path, MAX_DATASET_FILE_BYTES, "a dataset file")?)
+}
+
+/// `dims`' product, when it exists and is within [`MAX_DATASET_VALUES`]; else the error says
+/// which limit the header broke.
+fn checked_values(dims: &[usize]) -> Result<usize, String> {
+    let n = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match n {
+        Some(n) if n <= MAX_DATASET_VALUES => Ok(n),
+        Some(n) => Err(format!(
+            "{} = {n} values is more than qbench's limit of {MAX_DATASET_VALUES} values (1 GiB as f32) for a dataset; use a subset",
+            shape(dims)
+        )),
+        None => Err(format!("dimensions {dims:?} multiply past 2^64 (the product overflows); the header is corrupt")),
+    }
+}
+
+// Not `#[from]`: the message already holds the file error, so it is not also its source.
+impl From<crate::files::FileError> for DataError {
+    fn from(e: crate::files::FileError) -> Self {
+        DataError::File(e)
+    }
+}
+
 /// A dataset file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read dataset file {path}: {source}; check the path in the suite (relative to the suite file)")]
+    #[error("{0}; check the dataset's path in the suite")]
+    File(crate::files::FileError),
+    #[error("dataset \"{dataset}\" ({path}) holds no item; a dataset needs at least one item to measure anything")]
+    Empty { dataset: String, path: PathBuf },
+    #[error("cannot read dataset {path}; check the path in the suite (relative to the suite file)")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("dataset file {path} is not valid gzip ({reason}); the file is corrupt or truncated: copy it again (for the shipped Fashion-MNIST files: git checkout -- suites/data)")]
     Gzip { path: PathBuf, reason: String },

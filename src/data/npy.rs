@@ -31,7 +31,7 @@ pub fn load_npy_arrays(
     arrays: &[&str],
     labels: Option<(&Path, Option<&str>)>,
 ) -> Result<Dataset, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    let raw = super::read_file(path)?;
     let err = |reason: String| DataError::Npy { path: path.to_path_buf(), reason };
     let members: Vec<Vec<u8>> = match (raw.starts_with(b"PK"), arrays) {
         (true, []) => vec![npz_member(&raw, None).map_err(err)?],
@@ -121,14 +121,33 @@ fn npz_member(raw: &[u8], array: Option<&str>) -> Result<Vec<u8>, String> {
             return Err(format!("it holds {} arrays ({}); name one with array = \"…\"", names.len(), names.join(", ")))
         }
     };
-    let mut file = zip.by_name(&format!("{member}.npy")).map_err(|e| format!("array {member}: {e}"))?;
+    let file = zip.by_name(&format!("{member}.npy")).map_err(|e| format!("array {member}: {e}"))?;
+    let declared = file.size();
+    if declared > super::MAX_DATASET_FILE_BYTES {
+        return Err(format!(
+            "array {member} declares {declared} bytes uncompressed, more than qbench's {}-byte limit for a dataset file",
+            super::MAX_DATASET_FILE_BYTES
+        ));
+    }
+    // Decompressed only up to the size the archive declares (a zip bomb stops there).
     let mut out = Vec::new();
-    file.read_to_end(&mut out).map_err(|e| format!("array {member} cannot be read ({e}); the archive is corrupt"))?;
+    file.take(declared + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("array {member} cannot be read ({e}); the archive is corrupt"))?;
+    if out.len() as u64 != declared {
+        return Err(format!(
+            "array {member} holds more data than the archive declares ({declared} bytes); the archive is corrupt"
+        ));
+    }
     Ok(out)
 }
 
 /// Shape and values (as f32) of an `.npy`; C order only.
 pub(super) fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
+    // npyz multiplies the shape unchecked (a panic, or a wrapped size): check it first.
+    if let Some(shape) = header_shape(bytes) {
+        super::checked_values(&shape?)?;
+    }
     let npy = NpyFile::new(bytes).map_err(|e| format!("it is not a valid .npy file ({e})"))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     if npy.order() != npyz::Order::C {
@@ -137,6 +156,15 @@ pub(super) fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
     let DType::Plain(ty) = npy.dtype() else {
         return Err("the array has a structured dtype; save a plain numeric array".into());
     };
+    // The header's sizes, checked before `into_vec` allocates them.
+    let count = super::checked_values(&shape)?;
+    let need = count.checked_mul(ty.num_bytes().unwrap_or(1)).filter(|&n| n <= bytes.len());
+    if need.is_none() {
+        return Err(format!(
+            "the header declares shape {shape:?} ({count} values of {ty}) but the file holds only {} bytes; the file is truncated",
+            bytes.len()
+        ));
+    }
     let short = |e: std::io::Error| format!("its data cannot be read ({e}); the file is truncated");
     let values: Vec<f32> = match (ty.type_char(), ty.size_field()) {
         (TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(short)?,
@@ -159,6 +187,29 @@ pub(super) fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
         return Err(format!("the header declares shape {shape:?} but {} values were read", values.len()));
     }
     Ok((shape, values))
+}
+
+/// The `shape` of an `.npy` header, read without trusting it; `None` when the header is not
+/// one this reads (then npyz's own parser reports what is wrong).
+fn header_shape(bytes: &[u8]) -> Option<Result<Vec<usize>, String>> {
+    let rest = bytes.strip_prefix(b"\x93NUMPY")?;
+    let (len, start): (usize, usize) = match rest.first()? {
+        1 => (u16::from_le_bytes([*rest.get(2)?, *rest.get(3)?]) as usize, 10),
+        _ => (u32::from_le_bytes(rest.get(2..6)?.try_into().ok()?) as usize, 12),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start.checked_add(len)?)?).ok()?;
+    let after = &header[header.find("'shape'")? + "'shape'".len()..];
+    let tuple = &after[after.find('(')? + 1..];
+    let tuple = &tuple[..tuple.find(')')?];
+    let dims: Result<Vec<usize>, _> = tuple
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim_end_matches('L').parse::<usize>())
+        .collect();
+    Some(dims.map_err(|_| {
+        format!("its header's shape ({tuple}) is not a tuple of sizes that fit in 64 bits; the header is corrupt")
+    }))
 }
 
 /// `.npy` bytes of a little-endian f32 array (for tests and tools that write datasets).

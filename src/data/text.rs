@@ -20,11 +20,10 @@ pub fn load_text(
     windows: bool,
     labels: Option<(&Path, Option<&str>)>,
 ) -> Result<Dataset, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    let raw = super::read_file(path)?;
     let bad = |reason: String| DataError::Text { path: path.to_path_buf(), reason };
     let text = std::str::from_utf8(&raw).map_err(|e| bad(format!("it is not UTF-8 text ({e})")))?;
-    let tok_raw =
-        std::fs::read(tokenizer).map_err(|source| DataError::Read { path: tokenizer.to_path_buf(), source })?;
+    let tok_raw = super::read_file(tokenizer)?;
     let tok = Tokenizer::from_bytes(&tok_raw).map_err(|e| DataError::Text {
         path: tokenizer.to_path_buf(),
         reason: format!("it is not a Hugging Face tokenizer.json ({e})"),

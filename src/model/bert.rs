@@ -33,11 +33,10 @@ impl BertCheckpoint {
     pub fn load(model: &str, path: &Path, config_path: &Path) -> Result<BertCheckpoint, ModelError> {
         let bad =
             |reason: String| ModelError::Checkpoint { model: model.to_string(), path: path.to_path_buf(), reason };
-        let text = std::fs::read_to_string(config_path)
-            .map_err(|source| ModelError::Read { path: config_path.to_path_buf(), source })?;
+        let text = crate::files::read_text_bounded(config_path, 16 << 20, "a model config")?;
         let config = parse_config(&text)
             .map_err(|e| bad(format!("its config {} cannot be used: {e}", config_path.display())))?;
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+        let bytes = crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file")?;
         let raw = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
             bad(format!("it is not a valid safetensors file ({e}); the file is truncated or corrupt: download or export it again"))
         })?;

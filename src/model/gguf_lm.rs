@@ -79,7 +79,9 @@ impl GgufLm {
     pub fn load(model: &str, path: &Path) -> Result<GgufLm, ModelError> {
         let bad =
             |reason: String| ModelError::Checkpoint { model: model.to_string(), path: path.to_path_buf(), reason };
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+        let bytes = crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file")?;
+        super::gguf_check::check(&bytes)
+            .map_err(|e| bad(format!("it is not a readable GGUF file ({e}); download or convert it again")))?;
         let mut reader = Cursor::new(bytes.as_slice());
         let content = gguf_file::Content::read(&mut reader).map_err(|e| {
             bad(format!(

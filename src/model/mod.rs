@@ -6,6 +6,7 @@
 //! that is each backend's, in `backend/<engine>/`.
 
 pub mod bert;
+pub mod gguf_check;
 pub mod gguf_lm;
 pub mod onnx;
 pub mod onnx_file;
@@ -30,6 +31,9 @@ pub struct Reference {
     /// Parameters by name, f32 on the CPU, shapes checked against the architecture.
     pub tensors: HashMap<String, Tensor>,
 }
+
+/// The largest model file qbench reads (bytes); model files are read whole.
+pub const MAX_MODEL_FILE_BYTES: u64 = 32 << 30;
 
 /// A model file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +79,7 @@ impl Reference {
     /// Loads and checks a zoo model's weights: every tensor the architecture needs,
     /// with its exact shape, f32, finite.
     pub fn load(name: &str, zoo: ZooModelId, path: &Path) -> Result<Reference, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+        let bytes = crate::files::read_bounded(path, MAX_MODEL_FILE_BYTES, "a model file")?;
         let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
         let tensors =
             candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;

@@ -193,7 +193,7 @@ pub struct OnnxModel {
 impl OnnxModel {
     /// Reads and normalizes `path`; `output` picks one of several graph outputs.
     pub fn load(model: &str, path: &Path, inputs: &[InputDecl], output: Option<&str>) -> Result<OnnxModel, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+        let bytes = crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file")?;
         let bad = |reason: String| ModelError::Onnx { model: model.to_string(), path: path.to_path_buf(), reason };
         let mut proto = ModelProto::decode(bytes.as_slice()).map_err(|e| {
             bad(format!(

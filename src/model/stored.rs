@@ -221,7 +221,7 @@ pub fn load_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, Tens
 
 /// [`load_tensors`], plus how each layer's input is quantized.
 pub fn load_model(path: &Path, zoo: ZooModelId) -> Result<(HashMap<String, Tensor>, InputQuants), ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+    let bytes = crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file")?;
     let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = HashMap::new();
@@ -287,7 +287,7 @@ enum ParamError {
 /// f16 and bf16 kept, integers dequantized (a 4-bit tensor's shape comes from its packed
 /// `[rows, bytes per row]` layout). For checkpoints whose architecture lives elsewhere (BERT).
 pub fn load_all(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Read { path: path.to_path_buf(), source })?;
+    let bytes = crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file")?;
     let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = HashMap::new();

@@ -195,7 +195,9 @@ pub fn apply(
     let refs: Vec<(&str, &QTensor)> = gguf_tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     candle_core::quantized::gguf_file::write(&mut gguf, &[("qbench.scheme", &scheme)], &refs).map_err(ce)?;
     let candle_artifact = super::write_artifact(artifacts_dir, format!("{stem}.gguf"), gguf.get_ref())?;
-    let onnx = super::write_artifact(artifacts_dir, format!("{stem}.onnx"),
+    let onnx = super::write_artifact(
+        artifacts_dir,
+        format!("{stem}.onnx"),
         &crate::model::onnx::export_stored(&reference.name, reference.zoo, &onnx_params, &Default::default())?,
     )?;
     Ok(super::Variant {

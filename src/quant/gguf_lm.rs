@@ -62,8 +62,11 @@ pub fn apply(plan: &Plan, lm: &GgufLm, name: &str, artifacts_dir: &Path) -> Resu
     }
     let mut gguf = std::io::Cursor::new(Vec::new());
     gguf_file::write(&mut gguf, &metadata, &refs).map_err(|e| err(e.to_string()))?;
-    let path =
-        super::write_artifact(artifacts_dir, format!("{}.{}.gguf", crate::files::file_stem(name), plan.scheme.name()), gguf.get_ref())?;
+    let path = super::write_artifact(
+        artifacts_dir,
+        format!("{}.{}.gguf", crate::files::file_stem(name), plan.scheme.name()),
+        gguf.get_ref(),
+    )?;
     let described: Vec<String> = storage.iter().map(|(s, k)| format!("{s} ×{k}")).collect();
     Ok(Variant {
         model: name.to_string(),

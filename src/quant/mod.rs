@@ -395,13 +395,17 @@ pub fn apply(
             }
         }
     }
-    let onnx = write_artifact(artifacts_dir, format!("{stem}.onnx"),
+    let onnx = write_artifact(
+        artifacts_dir,
+        format!("{stem}.onnx"),
         &crate::model::onnx::export_stored(&reference.name, reference.zoo, &params, &inputs)?,
     )?;
     let candle_artifact = if plan.layers.iter().all(|(_, s)| *s == SchemeId::F32) {
         reference.weights_path.clone()
     } else {
-        write_artifact(artifacts_dir, format!("{stem}.safetensors"),
+        write_artifact(
+            artifacts_dir,
+            format!("{stem}.safetensors"),
             &stored::to_safetensors(&params, &inputs, &plan.scheme.name())
                 .map_err(|source| VariantError::Serialize { model: reference.name.clone(), source })?,
         )?

@@ -20,9 +20,9 @@ use crate::record::{CaseStatus, Record};
 pub enum ChartError {
     #[error("cannot draw chart {id}: {reason}")]
     Draw { id: String, reason: String },
-    #[error("cannot write {path}: {source}; check that the run folder is writable")]
+    #[error("cannot write {path}; check that the run folder is writable")]
     Write { path: std::path::PathBuf, source: std::io::Error },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
     Confined(#[from] crate::files::FileError),
@@ -249,7 +249,6 @@ fn scatter(id: String, title: String, x_desc: String, y_desc: String, points: Ve
     let front = pareto_front(&points.iter().map(|p| (p.x, p.y)).collect::<Vec<_>>());
     Chart { id, title, x_desc, y_desc, plot: Plot::Scatter { points, front } }
 }
-
 
 impl Chart {
     /// Pixel size: bar charts grow with their rows.

@@ -49,6 +49,9 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
             ),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(d) = datasets.iter().find(|d| d.is_empty()) {
+        return Err(DataError::Empty { dataset: d.name.clone(), path: d.inputs_path.clone() });
+    }
     for (mi, m) in suite.models.iter().enumerate() {
         let d = &datasets[m.dataset];
         let fits = match m.input_parts() {

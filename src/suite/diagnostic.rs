@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
     #[error("{0}; check the suite path (suites live in suites/, e.g. suites/quickstart.toml)")]
-    File(#[from] crate::files::FileError),
+    File(crate::files::FileError),
     #[error("{}:{line}:{column}: {message}", file.display())]
     At { file: PathBuf, line: usize, column: usize, message: String },
 }
@@ -71,6 +71,13 @@ pub fn improve_serde_message(message: &str) -> String {
         }
     }
     message.to_string()
+}
+
+// Not `#[from]`: the message already holds the file error, so it is not also its source.
+impl From<crate::files::FileError> for SuiteError {
+    fn from(e: crate::files::FileError) -> Self {
+        SuiteError::File(e)
+    }
 }
 
 #[cfg(test)]

@@ -303,7 +303,9 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         // Model names become file names (artifacts, charts): two names that map to one file name
         // (also on a case-insensitive file system) would overwrite each other's files.
         let stem = crate::files::file_stem(&mname).to_lowercase();
-        if let Some(other) = models.iter().find(|x: &&ModelEntry| crate::files::file_stem(&x.name).to_lowercase() == stem) {
+        if let Some(other) =
+            models.iter().find(|x: &&ModelEntry| crate::files::file_stem(&x.name).to_lowercase() == stem)
+        {
             return Err(loc.at(
                 m_ref.name.span(),
                 format!(
@@ -816,17 +818,20 @@ fn resolve_image(loc: &Locator, spec: Option<&Spanned<spec::ImageSpec>>) -> Resu
         Some(c) if matches!(c.get_ref(), 1 | 3) => *c.get_ref() as usize,
         Some(c) => return Err(loc.at(c.span(), format!("channels = {}: use 3 (RGB) or 1 (grayscale)", c.get_ref()))),
     };
+    const MAX_SIDE: i64 = crate::data::MAX_IMAGE_SIDE as i64;
     let pair = |v: &[i64], span: std::ops::Range<usize>, what: &str| -> Result<(usize, usize), SuiteError> {
         match v {
-            [h, w] if *h > 0 && *w > 0 => Ok((*h as usize, *w as usize)),
-            _ => Err(loc.at(span, format!("{what} is [height, width] in pixels, both positive"))),
+            [h, w] if (1..=MAX_SIDE).contains(h) && (1..=MAX_SIDE).contains(w) => Ok((*h as usize, *w as usize)),
+            _ => Err(loc.at(span, format!("{what} is [height, width] in pixels, each from 1 to {MAX_SIDE}"))),
         }
     };
     let resize = match &s.resize {
         None => Resize::None,
         Some(r) => match r.get_ref() {
-            spec::SizeSpec::Side(n) if *n > 0 => Resize::ShorterSide(*n as usize),
-            spec::SizeSpec::Side(_) => return Err(loc.at(r.span(), "resize must be positive")),
+            spec::SizeSpec::Side(n) if (1..=MAX_SIDE).contains(n) => Resize::ShorterSide(*n as usize),
+            spec::SizeSpec::Side(_) => {
+                return Err(loc.at(r.span(), format!("resize (the shorter side) must be from 1 to {MAX_SIDE} pixels")))
+            }
             spec::SizeSpec::Exact(v) => {
                 let (h, w) = pair(v, r.span(), "resize")?;
                 Resize::Exact(h, w)
