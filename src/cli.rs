@@ -20,7 +20,13 @@ pub enum Command {
     /// written as each case ends), with environment.json and report.md beside them.
     Run {
         /// The suite file, e.g. suites/quickstart.toml.
-        suite: PathBuf,
+        #[arg(required_unless_present = "resume")]
+        suite: Option<PathBuf>,
+        /// Go on with an interrupted run: measure only the cases its folder has no record of,
+        /// adding them to its records.jsonl. The suite, its options and the files it reads come
+        /// from the run's run.json; it refuses if any of them changed since.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["suite", "out", "shard", "only_case", "threads", "isolate"])]
+        resume: Option<PathBuf>,
         /// Output folder (default: the suite's [output] dir, else ./reports).
         #[arg(long)]
         out: Option<PathBuf>,

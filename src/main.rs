@@ -36,7 +36,17 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { suite, out, quiet, baseline, shard, isolate, only_case, threads, case_process } => {
+        Command::Run { suite, resume, out, quiet, baseline, shard, isolate, only_case, threads, case_process } => {
+            // Resumed: the suite and the options that chose the cases are the run's own.
+            let manifest = resume.as_deref().map(run::RunManifest::read).transpose()?;
+            let (suite, shard, only_case, threads, isolate) = match &manifest {
+                Some(m) => {
+                    let shard =
+                        m.shard.as_deref().map(qbench::suite::Shard::parse).transpose().map_err(anyhow::Error::msg)?;
+                    (m.suite_file.clone(), shard, m.only_case, Some(m.threads as u16), m.isolate)
+                }
+                None => (suite.expect("clap requires a suite without --resume"), shard, only_case, threads, isolate),
+            };
             let mut suite = Suite::load(&suite)?;
             if let Some(threads) = threads {
                 suite.threads = threads as usize;
@@ -67,7 +77,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 true => Some(std::env::current_exe().context("cannot find the qbench executable to run each case in")?),
                 false => None,
             };
-            let options = RunOptions { out_dir: out, shard, isolate, only_case, ..RunOptions::default() };
+            let stop = stop_on_signals(quiet)?;
+            let options = RunOptions {
+                out_dir: out,
+                shard,
+                isolate,
+                only_case,
+                resume,
+                stop: Some(stop),
+                ..RunOptions::default()
+            };
             let summary = run::run(&suite, &options, &mut progress)?;
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
@@ -75,6 +94,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if case_process {
                 // One case for the parent run, which reports and gates every case itself.
                 return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(signal) = summary.stopped_by {
+                return stopped_early(&summary, signal);
             }
             let outputs = qbench::report::write_outputs(&summary.run_dir, &summary.records)?;
             println!("{}", outputs.markdown);
@@ -391,6 +413,74 @@ fn readiness(backend: BackendId) -> String {
             _ => gpu::probe(0).map(|g| format!(" [ready on cuda:0: {}]", g.name)).unwrap_or_default(),
         }
     }
+}
+
+/// Turns SIGINT and SIGTERM into a request to stop before the next case (the returned flag
+/// holds the signal's number); a second one ends the process at once, with 128 + its number.
+/// Records are flushed as each case ends, so neither way loses a finished case.
+fn stop_on_signals(quiet: bool) -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, armed.clone())
+            .context("cannot install the signal handlers")?;
+        signal_hook::flag::register(signal, armed.clone()).context("cannot install the signal handlers")?;
+        signal_hook::flag::register_usize(signal, stop.clone(), signal as usize)
+            .context("cannot install the signal handlers")?;
+    }
+    // Says at once that the signal was heard (a handler cannot print safely).
+    let watch = stop.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let signal = watch.load(Ordering::SeqCst);
+        if signal != 0 {
+            if !quiet {
+                eprintln!(
+                    "{}: stopping after the current case (send it again to stop at once)",
+                    signal_name(signal as i32)
+                );
+            }
+            return;
+        }
+    });
+    Ok(stop)
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+/// A run stopped by a signal: reports for what was recorded, what is missing and how to go on,
+/// and 128 + the signal's number as the exit code (130 for SIGINT, 143 for SIGTERM).
+fn stopped_early(summary: &run::RunSummary, signal: i32) -> anyhow::Result<ExitCode> {
+    let outputs = qbench::report::write_outputs(&summary.run_dir, &summary.records)?;
+    println!("{}", outputs.markdown);
+    let text = format!(
+        "RUN ENDED EARLY ({}): {} case(s) recorded, {} not measured. Reports cover what was recorded. Resume with: qbench run --resume {}",
+        signal_name(signal),
+        summary.records.len(),
+        summary.missing,
+        summary.run_dir.display()
+    );
+    eprintln!("{text}");
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "**{text}**\n"));
+        appended.with_context(|| format!("cannot append to {}", std::path::Path::new(&path).display()))?;
+    }
+    Ok(ExitCode::from((128 + signal) as u8))
 }
 
 /// A run's records, saying on stderr when an incomplete last line (a run stopped while writing

@@ -705,6 +705,79 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
     read_records_file(path).map(|f| f.records)
 }
 
+/// One case a run set out to measure (`cases.json`, written when the run starts).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlannedCase {
+    pub case_index: usize,
+    pub model: String,
+    pub scheme: String,
+    pub backend: String,
+    pub batch: usize,
+}
+
+impl PlannedCase {
+    pub fn of(r: &Record) -> PlannedCase {
+        PlannedCase {
+            case_index: r.case_index,
+            model: r.model.clone(),
+            scheme: r.scheme.clone(),
+            backend: r.backend.clone(),
+            batch: r.batch,
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("case {}: {} / {} / {} / batch {}", self.case_index, self.model, self.scheme, self.backend, self.batch)
+    }
+}
+
+/// How a run's records compare with the cases it set out to measure.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Completeness {
+    /// Planned cases with no record: the run ended early (or a record was lost).
+    pub missing: Vec<String>,
+    /// Cases with more than one record.
+    pub duplicated: Vec<String>,
+    /// Records of cases the run did not plan (another suite's, or another shard's).
+    pub foreign: Vec<String>,
+}
+
+impl Completeness {
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty() && self.duplicated.is_empty() && self.foreign.is_empty()
+    }
+
+    /// One line per problem, for a report or a gate summary.
+    pub fn describe(&self) -> Vec<String> {
+        let list = |what: &str, v: &[String]| (!v.is_empty()).then(|| format!("{} {what}: {}", v.len(), v.join("; ")));
+        [
+            list("planned case(s) have no record (the run ended early)", &self.missing),
+            list("case(s) have more than one record", &self.duplicated),
+            list("record(s) are of cases this run did not plan", &self.foreign),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// Compares `records` with the `cases.json` the run in `dir` wrote when it started; `None` for a
+/// folder without one (a run made before qbench wrote it, or a merged folder).
+pub fn completeness(dir: &Path, records: &[Record]) -> Option<Completeness> {
+    let planned: Vec<PlannedCase> = serde_json::from_slice(&std::fs::read(dir.join("cases.json")).ok()?).ok()?;
+    let got: Vec<PlannedCase> = records.iter().map(PlannedCase::of).collect();
+    let mut out = Completeness::default();
+    for p in &planned {
+        match got.iter().filter(|g| *g == p).count() {
+            0 => out.missing.push(p.name()),
+            1 => {}
+            _ => out.duplicated.push(p.name()),
+        }
+    }
+    out.foreign = got.iter().filter(|g| !planned.contains(g)).map(|g| g.name()).collect();
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

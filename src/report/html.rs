@@ -62,6 +62,9 @@ struct ChartView {
 #[template(path = "report.html", config = "src/report/html/askama.toml")]
 struct Page {
     qbench_version: String,
+    /// How the records fall short of the cases the run planned (it ended early); empty when
+    /// complete or unknown.
+    incomplete: Vec<String>,
     suite: String,
     description: String,
     run_id: String,
@@ -91,6 +94,7 @@ pub fn render(
     charts: &[Chart],
     description: &str,
     gates: &[GateRow],
+    incomplete: &[String],
 ) -> Result<String, HtmlError> {
     let table = results::table(records);
     let rows = (0..table.rows)
@@ -127,6 +131,7 @@ pub fn render(
     let first = records.first();
     let page = Page {
         qbench_version: env!("CARGO_PKG_VERSION").into(),
+        incomplete: incomplete.to_vec(),
         suite: first.map_or("run".into(), |r| r.suite.clone()),
         description: description.into(),
         run_id: first.map_or(String::new(), |r| r.run_id.clone()),

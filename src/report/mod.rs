@@ -51,10 +51,16 @@ pub fn write_html(run_dir: &Path, records: &[Record]) -> Result<PathBuf, ReportE
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
-    let page = html::render(records, environment.as_ref(), &charts, &description, &gates)?;
+    let page =
+        html::render(records, environment.as_ref(), &charts, &description, &gates, &incomplete(run_dir, records))?;
     let path = run_dir.join("report.html");
     std::fs::write(&path, page.as_bytes()).map_err(|source| ReportError::Write { path: path.clone(), source })?;
     Ok(path)
+}
+
+/// How `records` fall short of the cases the run in `run_dir` planned (`cases.json`).
+fn incomplete(run_dir: &Path, records: &[Record]) -> Vec<String> {
+    crate::record::completeness(run_dir, records).map(|c| c.describe()).unwrap_or_default()
 }
 
 /// What [`write_outputs`] wrote, for the closing lines of `run` and `report`.
@@ -75,7 +81,15 @@ pub fn write_outputs(run_dir: &Path, records: &[Record]) -> Result<Outputs, Repo
         std::fs::write(&path, bytes).map_err(|source| ReportError::Write { path: path.clone(), source })?;
         Ok::<PathBuf, ReportError>(path)
     };
-    let markdown = markdown::render(records);
+    let mut markdown = markdown::render(records);
+    let gaps = incomplete(run_dir, records);
+    if !gaps.is_empty() {
+        let lines: Vec<String> = gaps.iter().map(|g| format!("> - {g}")).collect();
+        markdown = format!(
+            "> **INCOMPLETE RUN** (it ended early): the tables cover only what was recorded.\n{}\n\n{markdown}",
+            lines.join("\n")
+        );
+    }
     let mut files = vec![write("report.md", markdown.as_bytes())?];
     files.extend(table::write_all(run_dir, records)?);
     let chart_dir = run_dir.join("charts");

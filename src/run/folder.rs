@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::RunError;
-use crate::record::{Environment, Record, RecordSink};
+use crate::record::{Environment, PlannedCase, Record, RecordSink};
 
 /// Where a run writes.
 pub(super) struct RunFolder {
@@ -12,6 +12,8 @@ pub(super) struct RunFolder {
     pub dir: PathBuf,
     pub artifacts: PathBuf,
     sink: RecordSink,
+    /// Records appended by this process.
+    appended: usize,
 }
 
 impl RunFolder {
@@ -38,12 +40,54 @@ impl RunFolder {
             write_file(&dir.join("suite.toml"), &text)?;
         }
         let sink = RecordSink::open(&dir.join("records.jsonl"))?;
-        Ok(RunFolder { run_id, dir, artifacts, sink })
+        Ok(RunFolder { run_id, dir, artifacts, sink, appended: 0 })
+    }
+
+    /// Opens the run folder `dir` again to add records (`--resume`): an incomplete last line
+    /// (a run killed while writing it) is cut off first. Returns the records already there.
+    pub fn reopen(dir: &Path) -> Result<(RunFolder, Vec<Record>), RunError> {
+        let path = dir.join("records.jsonl");
+        let file = crate::record::read_records_file(&path)?;
+        if file.torn_line.is_some() {
+            let bytes = std::fs::read(&path).map_err(|source| RunError::Folder { path: path.clone(), source })?;
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let cut = std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(keep as u64));
+            cut.map_err(|source| RunError::Folder { path: path.clone(), source })?;
+        }
+        let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let sink = RecordSink::open(&path)?;
+        let folder = RunFolder { run_id, dir: dir.to_path_buf(), artifacts: dir.join("artifacts"), sink, appended: 0 };
+        Ok((folder, file.records))
     }
 
     /// Appends a finished case's record (flushed: nothing measured is lost to a crash).
     pub fn append(&mut self, record: &Record) -> Result<(), RunError> {
+        self.appended += 1;
+        self.test_kill_point(record);
         Ok(self.sink.append(record)?)
+    }
+
+    /// Test hook for the resume tests: `QBENCH_TEST_KILL_AT=N` kills this process with SIGKILL
+    /// as it is about to append its N-th record (1-based), and `N.5` after writing half of
+    /// that record's line: a crash at a chosen point, as `kill -9` would cause.
+    fn test_kill_point(&self, record: &Record) {
+        let Ok(at) = std::env::var("QBENCH_TEST_KILL_AT") else { return };
+        let (n, half) = match at.strip_suffix(".5") {
+            Some(n) => (n, true),
+            None => (at.as_str(), false),
+        };
+        if n.parse() != Ok(self.appended) {
+            return;
+        }
+        if half {
+            use std::io::Write;
+            let line = serde_json::to_vec(record).expect("a Record always serializes");
+            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(self.dir.join("records.jsonl")) {
+                let _ = f.write_all(&line[..line.len() / 2]);
+                let _ = f.flush();
+            }
+        }
+        let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
     }
 }
 
@@ -55,80 +99,12 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     std::fs::write(path, bytes).map_err(|source| RunError::Folder { path: path.to_path_buf(), source })
 }
 
-/// One case a run set out to measure (`cases.json`, written when the run starts).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PlannedCase {
-    pub case_index: usize,
-    pub model: String,
-    pub scheme: String,
-    pub backend: String,
-    pub batch: usize,
-}
-
-impl PlannedCase {
-    fn of(r: &Record) -> PlannedCase {
-        PlannedCase {
-            case_index: r.case_index,
-            model: r.model.clone(),
-            scheme: r.scheme.clone(),
-            backend: r.backend.clone(),
-            batch: r.batch,
-        }
-    }
-
-    fn name(&self) -> String {
-        format!("case {}: {} / {} / {} / batch {}", self.case_index, self.model, self.scheme, self.backend, self.batch)
-    }
+/// Writes what a resumed run checks (`run.json`).
+pub(super) fn write_manifest(dir: &Path, manifest: &super::resume::RunManifest) -> Result<(), RunError> {
+    write_file(&dir.join("run.json"), &serde_json::to_vec_pretty(manifest).expect("the manifest serializes"))
 }
 
 /// Writes the cases a run sets out to measure (after `--shard` and `--only-case`).
 pub(super) fn write_planned(dir: &Path, cases: &[PlannedCase]) -> Result<(), RunError> {
     write_file(&dir.join("cases.json"), &serde_json::to_vec_pretty(cases).expect("cases serialize"))
-}
-
-/// How a run's records compare with the cases it set out to measure.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Completeness {
-    /// Planned cases with no record: the run ended early (or a record was lost).
-    pub missing: Vec<String>,
-    /// Cases with more than one record.
-    pub duplicated: Vec<String>,
-    /// Records of cases the run did not plan (another suite's, or another shard's).
-    pub foreign: Vec<String>,
-}
-
-impl Completeness {
-    pub fn is_complete(&self) -> bool {
-        self.missing.is_empty() && self.duplicated.is_empty() && self.foreign.is_empty()
-    }
-
-    /// One line per problem, for a report or a gate summary.
-    pub fn describe(&self) -> Vec<String> {
-        let list = |what: &str, v: &[String]| (!v.is_empty()).then(|| format!("{} {what}: {}", v.len(), v.join("; ")));
-        [
-            list("planned case(s) have no record (the run ended early)", &self.missing),
-            list("case(s) have more than one record", &self.duplicated),
-            list("record(s) are of cases this run did not plan", &self.foreign),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-}
-
-/// Compares `records` with the `cases.json` the run in `dir` wrote when it started; `None` for a
-/// folder without one (a run made before qbench wrote it, or a merged folder).
-pub fn completeness(dir: &Path, records: &[Record]) -> Option<Completeness> {
-    let planned: Vec<PlannedCase> = serde_json::from_slice(&std::fs::read(dir.join("cases.json")).ok()?).ok()?;
-    let got: Vec<PlannedCase> = records.iter().map(PlannedCase::of).collect();
-    let mut out = Completeness::default();
-    for p in &planned {
-        match got.iter().filter(|g| *g == p).count() {
-            0 => out.missing.push(p.name()),
-            1 => {}
-            _ => out.duplicated.push(p.name()),
-        }
-    }
-    out.foreign = got.iter().filter(|g| !planned.contains(g)).map(|g| g.name()).collect();
-    Some(out)
 }

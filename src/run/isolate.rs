@@ -36,6 +36,7 @@ pub(super) fn run_case(exe: &Path, suite: &Suite, index: usize, work: &Path) -> 
         .arg(work)
         // The parent run writes the step summary, once.
         .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("QBENCH_TEST_KILL_AT")
         .output()
         .map_err(|source| IsolateError::Spawn { exe: exe.to_path_buf(), source })?;
     let record = std::fs::read_dir(work.join(&suite.name))

@@ -14,14 +14,16 @@ mod isolate;
 mod lm;
 mod model;
 mod progress;
+mod resume;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use crate::record::{completeness, Completeness, PlannedCase};
 pub use datasets::{calibration_items, load_datasets};
-pub use folder::{completeness, Completeness, PlannedCase};
 pub use model::calibrate;
 pub use progress::Event;
+pub use resume::{InputHash, RunManifest};
 
 use crate::backend::{configure_threads, BackendError, ModelQuery, Realization};
 use crate::data::DataError;
@@ -42,6 +44,12 @@ pub struct RunOptions {
     pub isolate: Option<PathBuf>,
     /// Runs only the case with this index in the suite (what an isolated case's process does).
     pub only_case: Option<usize>,
+    /// Adds the cases not yet recorded to this run folder (`--resume`); refused when the suite
+    /// or any file it reads changed since the run started (`run.json`).
+    pub resume: Option<PathBuf>,
+    /// Set to a signal's number (SIGINT, SIGTERM) to stop before the next case: the records
+    /// of finished cases are kept and the run returns what it has, with `stopped_by` set.
+    pub stop: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// Test only: every backend's expectation is `native`, so nothing is skipped or refused
     /// early. The records' realizations must not change: they are observed, not expected.
     #[doc(hidden)]
@@ -52,7 +60,12 @@ pub struct RunOptions {
 #[derive(Debug)]
 pub struct RunSummary {
     pub run_dir: PathBuf,
+    /// Every record of the run folder (with `--resume`, those of before too).
     pub records: Vec<Record>,
+    /// The signal that stopped the run before its last case, if one did.
+    pub stopped_by: Option<i32>,
+    /// Cases planned and not recorded (the run stopped early).
+    pub missing: usize,
 }
 
 impl RunSummary {
@@ -78,6 +91,14 @@ pub enum RunError {
     Confined(#[from] crate::files::FileError),
     #[error("shard {shard} has no case: cases go to shards by (model, backend, batch) group, and this suite's {cases} case(s) have fewer groups than shards; use fewer shards")]
     EmptyShard { shard: String, cases: usize },
+    #[error("cannot hash {path} for the run's manifest (run.json)")]
+    Hash {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot resume the run in {dir}: {reason}")]
+    Resume { dir: PathBuf, reason: String },
     #[error("the suite has no case {index} (its cases are 0 to {last})")]
     NoSuchCase { index: usize, last: usize },
 }
@@ -162,8 +183,6 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     let uses_gpu = suite.backends.iter().any(|b| b.is_cuda());
     let gpu = uses_gpu.then(|| crate::backend::gpu::probe(suite.cuda_device).ok().cloned()).flatten();
     let env = Environment::capture(suite.threads, gpu);
-    let out_root = options.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
-    let mut folder = folder::RunFolder::create(&crate::files::join(&out_root, &suite.name)?, &env, &suite.file)?;
     // What this run sets out to measure, so `check` and `report` can tell an interrupted run.
     let planned: Vec<PlannedCase> = cases
         .iter()
@@ -177,7 +196,50 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             batch: c.batch,
         })
         .collect();
-    folder::write_planned(&folder.dir, &planned)?;
+    // A run of one case (what --isolate's case processes do) is not resumable: no manifest, so
+    // its model files are not hashed once per case.
+    let manifest = match options.only_case {
+        None => Some(RunManifest::of(suite, options.shard.map(|s| s.name()), None, options.isolate.is_some())?),
+        Some(_) => None,
+    };
+    let (mut folder, previous) = match (&options.resume, &manifest) {
+        (Some(dir), Some(now)) => {
+            let resume_err = |reason: String| RunError::Resume { dir: dir.clone(), reason };
+            if let Some(why) = RunManifest::read(dir)?.changed(now) {
+                return Err(resume_err(format!("{why}; start a new run (qbench run <suite>)")));
+            }
+            let was: Vec<PlannedCase> = std::fs::read(dir.join("cases.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| resume_err("its cases.json is missing or unreadable".into()))?;
+            if was != planned {
+                return Err(resume_err("the suite's cases differ from those the run planned (cases.json)".into()));
+            }
+            folder::RunFolder::reopen(dir)?
+        }
+        (Some(dir), None) => {
+            return Err(RunError::Resume {
+                dir: dir.clone(),
+                reason: "a run of one case (--only-case) is not resumed".into(),
+            })
+        }
+        (None, _) => {
+            let out_root = options.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
+            let f = folder::RunFolder::create(&crate::files::join(&out_root, &suite.name)?, &env, &suite.file)?;
+            if let Some(m) = &manifest {
+                folder::write_manifest(&f.dir, m)?;
+            }
+            folder::write_planned(&f.dir, &planned)?;
+            (f, Vec::new())
+        }
+    };
+    // Resumed: the cases already recorded are not measured again.
+    for p in &planned {
+        if previous.iter().any(|r| PlannedCase::of(r) == *p) {
+            selected[p.case_index] = false;
+        }
+    }
+    let total = selected.iter().filter(|s| **s).count();
     progress(&Event::Started { run_id: &folder.run_id, dir: &folder.dir });
     if suite.threads > env.logical_cores {
         progress(&Event::Warning(format!(
@@ -191,15 +253,27 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     if let Some(shard) = options.shard {
         progress(&Event::Shard { name: shard.name(), selected: total, cases: cases.len() });
     }
-    let mut records = Vec::with_capacity(total);
+    if options.resume.is_some() {
+        progress(&Event::Warning(format!(
+            "resuming: {} case(s) already recorded, {total} left to measure",
+            previous.len()
+        )));
+    }
+    let mut records = previous;
     let mut done = 0;
+    let stop = || options.stop.as_ref().map(|s| s.load(std::sync::atomic::Ordering::SeqCst)).filter(|&s| s != 0);
     if let Some(exe) = &options.isolate {
         // Each case in its own process: nothing is loaded here.
         for (index, case) in cases.iter().enumerate().filter(|(i, _)| selected[*i]) {
+            if stop().is_some() {
+                break;
+            }
             done += 1;
             let work = folder.dir.join("cases").join(format!("case-{index}"));
             let mut record = match isolate::run_case(exe, suite, index, &work) {
                 Ok(r) => r,
+                // The case's process got the same signal: its case is not recorded.
+                Err(_) if stop().is_some() => break,
                 Err(e) => {
                     let data = &datasets[suite.models[case.model].dataset];
                     let mut r = case::new_record(suite, &env, &folder.run_id, index, case, data, options);
@@ -215,7 +289,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             records.push(record);
         }
     }
-    for (model_idx, entry) in suite.models.iter().enumerate().filter(|_| options.isolate.is_none()) {
+    'models: for (model_idx, entry) in suite.models.iter().enumerate().filter(|_| options.isolate.is_none()) {
         // Cases of this model, with their index in the whole suite (the records' case_index,
         // the same in every shard).
         let model_cases: Vec<(usize, &crate::suite::Case)> =
@@ -223,10 +297,16 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
         if model_cases.is_empty() {
             continue;
         }
+        if stop().is_some() {
+            break;
+        }
         let mut state =
             model::ModelState::load(suite, model_idx, &datasets[entry.dataset], &folder.artifacts, progress)
                 .alone(options.only_case.is_some());
         for (index, case) in model_cases {
+            if stop().is_some() {
+                break 'models;
+            }
             done += 1;
             let mut record = case::new_record(suite, &env, &folder.run_id, index, case, state.data(), options);
             state.run_case(case, &mut record, options);
@@ -246,7 +326,10 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             records.len()
         )));
     }
-    Ok(RunSummary { run_dir: folder.dir, records })
+    let missing = planned.iter().filter(|p| !records.iter().any(|r| PlannedCase::of(r) == **p)).count();
+    // A signal after the last case stopped nothing.
+    let stopped_by = stop().filter(|_| missing > 0).map(|s| s as i32);
+    Ok(RunSummary { run_dir: folder.dir, records, stopped_by, missing })
 }
 
 /// Runs `f`, turning a panic inside an engine into an error so one case cannot abort the suite.
