@@ -134,6 +134,25 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> Result<Merg
     let path = run_dir.join("merge.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&sources).unwrap_or_default())
         .map_err(|source| MergeError::Write { path, source })?;
+    // The cases the runs planned, together: `check` and `report` then see a shard that ended
+    // early in the merged run too.
+    let planned: Option<Vec<Vec<crate::record::PlannedCase>>> = runs
+        .iter()
+        .map(|d| std::fs::read(d.join("cases.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()))
+        .collect();
+    match planned {
+        Some(lists) => {
+            let mut union: Vec<crate::record::PlannedCase> = lists.into_iter().flatten().collect();
+            union.sort_by_key(|p| p.case_index);
+            union.dedup();
+            let path = run_dir.join("cases.json");
+            std::fs::write(&path, serde_json::to_vec_pretty(&union).unwrap_or_default())
+                .map_err(|source| MergeError::Write { path, source })?;
+        }
+        None => warnings.push(
+            "a merged run has no cases.json (made before qbench wrote one): whether every planned case was recorded is not checked".into(),
+        ),
+    }
     let mut sink = RecordSink::open(&run_dir.join("records.jsonl"))?;
     let records: Vec<Record> = all.into_iter().map(|(r, _)| r).collect();
     for r in &records {

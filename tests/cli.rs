@@ -161,8 +161,19 @@ fn a_failing_model_is_recorded_and_the_others_still_run() {
     candle_core::safetensors::save(&t, dir.path().join("nan.safetensors")).unwrap();
     let extra = "\n[[models]]\nname = \"broken\"\nzoo = \"cnn\"\nweights = \"broken.safetensors\"\n\n[[models]]\nname = \"nan\"\nzoo = \"mlp\"\nweights = \"nan.safetensors\"\n";
     let suite = common::write_suite(dir.path(), r#"["candle-cpu", "tract-cpu"]"#, "[4]", &["mlp"], extra);
-    let o = run_suite(dir.path(), &suite);
+    // With backtraces on, candle's errors carry one; records and report.html must not.
+    let o = Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["run", suite.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()])
+        .env("RUST_BACKTRACE", "1")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_clean_error(&o, &["4 of 6 cases failed"]);
+    let run_dir = only_run_dir(dir.path());
+    for file in ["records.jsonl", "report.html"] {
+        let text = std::fs::read_to_string(run_dir.join(file)).unwrap();
+        assert!(!text.contains("stack backtrace") && !text.contains("rust_begin_unwind"), "{file}");
+    }
     let records = read_records(&only_run_dir(dir.path()).join("records.jsonl")).unwrap();
     assert_eq!(records.len(), 6);
     let status: Vec<(&str, CaseStatus)> = records.iter().map(|r| (r.model.as_str(), r.status)).collect();

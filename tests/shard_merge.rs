@@ -87,6 +87,12 @@ fn shards_partition_the_suite_by_group_and_merge_back_into_the_whole_run() {
     }
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("int8-pc-sym") && table.contains("tract-cpu"), "{table}");
+    // The merged run plans what its shards planned: a shard that ended early shows in it.
+    let planned: Vec<qbench::run::PlannedCase> =
+        serde_json::from_slice(&std::fs::read(merged_dir.join("cases.json")).unwrap()).unwrap();
+    assert_eq!(planned.len(), whole.len());
+    assert_eq!(qbench::run::completeness(&merged_dir, &merged).map(|c| c.is_complete()), Some(true));
+    assert_eq!(qbench::run::completeness(&merged_dir, &merged[1..]).map(|c| c.missing.len()), Some(1));
 
     // A missing shard is refused, unless --partial.
     let (s1, s2) = (shard_dirs[0].to_str().unwrap(), shard_dirs[1].to_str().unwrap());

@@ -288,12 +288,13 @@ fn one_line(message: &str) -> String {
     kept.join(" ")
 }
 
-/// An error and its causes on one line: `outer: cause: cause`, each said once.
+/// An error and its causes on one line: `outer: cause: cause`, each said once, without any
+/// stack backtrace an engine's error carries (what a record's `error` holds).
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
+    let mut text = one_line(&e.to_string());
     let mut source = e.source();
     while let Some(s) = source {
-        let part = s.to_string();
+        let part = one_line(&s.to_string());
         if !text.contains(&part) {
             text = format!("{text}: {part}");
         }
