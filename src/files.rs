@@ -132,6 +132,16 @@ pub fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), FileEr
     Err(FileError::NotAFile { path: path.to_path_buf(), what })
 }
 
+/// The largest side file of a run folder qbench reads (`environment.json`, `gates.json`,
+/// `cases.json`, chart data): bytes.
+pub const MAX_SIDE_FILE_BYTES: u64 = 64 << 20;
+
+/// A run folder's optional side file: its bytes when it is a regular file within
+/// [`MAX_SIDE_FILE_BYTES`], `None` otherwise (missing, a FIFO, a device, too large).
+pub fn read_side_file(path: &Path) -> Option<Vec<u8>> {
+    read_bounded(path, MAX_SIDE_FILE_BYTES, "a run folder's file").ok()
+}
+
 /// Like [`read_bounded`] for text: invalid UTF-8 is an error naming the byte offset.
 pub fn read_text_bounded(path: &Path, limit_bytes: u64, what: &'static str) -> Result<String, FileError> {
     let bytes = read_bounded(path, limit_bytes, what)?;

@@ -137,8 +137,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check { run_dir, baseline } => {
             let copy = run_dir.join("suite.toml");
-            let text = std::fs::read_to_string(&copy)
-                .with_context(|| format!("cannot read {}: pass the folder `qbench run` printed", copy.display()))?;
+            let text = qbench::files::read_text_bounded(&copy, qbench::files::MAX_SUITE_BYTES, "a suite")
+                .with_context(|| {
+                    format!("pass the folder `qbench run` printed ({} is its suite's copy)", copy.display())
+                })?;
             let gates = qbench::suite::gates_of(&copy, &text)?;
             if gates.is_empty() {
                 bail!("{} has no [[gates]]; add one (see README: Gates) and run again", copy.display());
@@ -195,8 +197,13 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let mut bad = 0;
             for path in &suites {
                 match Suite::load(path).map_err(anyhow::Error::from).and_then(|s| {
-                    run::load_datasets(&s)?;
+                    let datasets = run::load_datasets(&s)?;
                     let models = load_models(&s)?;
+                    for ((entry, model), data) in
+                        s.models.iter().zip(&models).zip(s.models.iter().map(|m| &datasets[m.dataset]))
+                    {
+                        model.check_dataset(&entry.name, data, s.datasets[entry.dataset].tokenizer.as_deref())?;
+                    }
                     Ok((s, models))
                 }) {
                     Ok((s, models)) => {
@@ -360,10 +367,41 @@ fn load_models(suite: &Suite) -> anyhow::Result<Vec<qbench::model::LoadedModel>>
     let models = suite
         .models
         .iter()
-        .map(|m| qbench::model::LoadedModel::load(&m.name, &m.kind, &scratch))
-        .collect::<Result<Vec<_>, _>>();
+        .map(|m| {
+            let model = qbench::model::LoadedModel::load(&m.name, &m.kind, &scratch)?;
+            check_on_engines(suite, &m.name, &model)?;
+            Ok(model)
+        })
+        .collect::<anyhow::Result<Vec<_>>>();
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok(models?)
+    models
+}
+
+/// Asks each of the suite's engines that can run the model whether it can build it (an ONNX
+/// graph's ops and shapes), at the suite's first batch size, without running it.
+fn check_on_engines(suite: &Suite, name: &str, model: &qbench::model::LoadedModel) -> anyhow::Result<()> {
+    use qbench::backend::{ModelQuery, Realization};
+    let batch = suite.batch_sizes.first().copied().unwrap_or(1);
+    let plan = qbench::quant::Plan::uniform(model.layers.as_slice(), SchemeId::F32);
+    // Every case is scored against the f32 outputs of the model's reference engine: without
+    // one, every case of the model fails.
+    qbench::backend::reference_backend(ModelQuery::loaded(model), &plan, batch).map_err(|reasons| {
+        anyhow::anyhow!(
+            "model \"{name}\" ({}): no reference engine of this build can run it, so none of its cases could be scored: {reasons}",
+            suite.models.iter().find(|m| m.name == name).map_or(String::new(), |m| m.file().display().to_string())
+        )
+    })?;
+    let qbench::model::Content::Onnx { f32_file, model: onnx } = &model.content else { return Ok(()) };
+    for id in &suite.backends {
+        let backend = id.create(suite.cuda_device);
+        if matches!(backend.capability(ModelQuery::loaded(model), &plan, batch), Realization::Unsupported(_)) {
+            continue;
+        }
+        backend
+            .check_model(f32_file, batch)
+            .with_context(|| format!("model \"{name}\" ({}) cannot be built by {}", onnx.path.display(), id.name()))?;
+    }
+    Ok(())
 }
 
 /// What the run will do with the cases that do not simply run, as the backends answer before

@@ -138,7 +138,7 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> Result<Merg
     // early in the merged run too.
     let planned: Option<Vec<Vec<crate::record::PlannedCase>>> = runs
         .iter()
-        .map(|d| std::fs::read(d.join("cases.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()))
+        .map(|d| crate::files::read_side_file(&d.join("cases.json")).and_then(|b| serde_json::from_slice(&b).ok()))
         .collect();
     match planned {
         Some(lists) => {

@@ -669,7 +669,12 @@ pub struct RecordsFile {
 /// a record); any other line that does not parse is an error naming its line.
 pub fn read_records_file(path: &Path) -> Result<RecordsFile, RecordError> {
     let bytes = crate::files::read_bounded(path, crate::files::MAX_RECORDS_BYTES, "a records file")?;
-    let text = String::from_utf8_lossy(&bytes);
+    parse_records(path, &bytes)
+}
+
+/// Parses the bytes of a records file (`path` names it in errors), as [`read_records_file`].
+pub fn parse_records(path: &Path, bytes: &[u8]) -> Result<RecordsFile, RecordError> {
+    let text = String::from_utf8_lossy(bytes);
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut out = RecordsFile { records: Vec::with_capacity(lines.len()), torn_line: None };
@@ -764,7 +769,8 @@ impl Completeness {
 /// Compares `records` with the `cases.json` the run in `dir` wrote when it started; `None` for a
 /// folder without one (a run made before qbench wrote it, or a merged folder).
 pub fn completeness(dir: &Path, records: &[Record]) -> Option<Completeness> {
-    let planned: Vec<PlannedCase> = serde_json::from_slice(&std::fs::read(dir.join("cases.json")).ok()?).ok()?;
+    let planned: Vec<PlannedCase> =
+        serde_json::from_slice(&crate::files::read_side_file(&dir.join("cases.json"))?).ok()?;
     let got: Vec<PlannedCase> = records.iter().map(PlannedCase::of).collect();
     let mut out = Completeness::default();
     for p in &planned {

@@ -168,6 +168,14 @@ pub trait Backend {
         false
     }
 
+    /// Whether the engine can build `model_file` (a model's f32 form) at `batch` items per run,
+    /// without optimizing or running it: unknown ops, a graph whose shapes do not agree. What
+    /// `qbench validate` asks after reading the files; `Ok` from engines that cannot tell
+    /// cheaply.
+    fn check_model(&self, _model_file: &std::path::Path, _batch: usize) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     /// Loads the variant's artifact and readies it for exactly `batch` items per run. What the
     /// engine made of each layer is read afterwards ([`Prepared::observe`]), outside the
     /// measured preparation; only what the prepared summary needs is read here (candle's

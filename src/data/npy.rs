@@ -145,9 +145,14 @@ fn npz_member(raw: &[u8], array: Option<&str>) -> Result<Vec<u8>, String> {
 /// Shape and values (as f32) of an `.npy`; C order only.
 pub(super) fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
     // npyz multiplies the shape unchecked (a panic, or a wrapped size): check it first.
-    if let Some(shape) = header_shape(bytes) {
-        super::checked_values(&shape?)?;
-    }
+    let data_start = match header_shape(bytes) {
+        Some(parsed) => {
+            let (start, shape) = parsed?;
+            super::checked_values(&shape)?;
+            Some(start)
+        }
+        None => None,
+    };
     let npy = NpyFile::new(bytes).map_err(|e| format!("it is not a valid .npy file ({e})"))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     if npy.order() != npyz::Order::C {
@@ -186,12 +191,22 @@ pub(super) fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
     if values.len() != shape.iter().product::<usize>() {
         return Err(format!("the header declares shape {shape:?} but {} values were read", values.len()));
     }
+    // Bytes after the declared data: the header's shape does not describe the file.
+    if let (Some(start), Some(width)) = (data_start, ty.num_bytes()) {
+        let extra = bytes.len().saturating_sub(start + values.len() * width);
+        if extra > 0 {
+            return Err(format!(
+                "the file holds {extra} bytes after the {} values its header declares (shape {shape:?}); the header does not describe the data",
+                values.len()
+            ));
+        }
+    }
     Ok((shape, values))
 }
 
 /// The `shape` of an `.npy` header, read without trusting it; `None` when the header is not
 /// one this reads (then npyz's own parser reports what is wrong).
-fn header_shape(bytes: &[u8]) -> Option<Result<Vec<usize>, String>> {
+fn header_shape(bytes: &[u8]) -> Option<Result<(usize, Vec<usize>), String>> {
     let rest = bytes.strip_prefix(b"\x93NUMPY")?;
     let (len, start): (usize, usize) = match rest.first()? {
         1 => (u16::from_le_bytes([*rest.get(2)?, *rest.get(3)?]) as usize, 10),
@@ -207,7 +222,7 @@ fn header_shape(bytes: &[u8]) -> Option<Result<Vec<usize>, String>> {
         .filter(|d| !d.is_empty())
         .map(|d| d.trim_end_matches('L').parse::<usize>())
         .collect();
-    Some(dims.map_err(|_| {
+    Some(dims.map(|d| (start + len, d)).map_err(|_| {
         format!("its header's shape ({tuple}) is not a tuple of sizes that fit in 64 bits; the header is corrupt")
     }))
 }

@@ -23,6 +23,9 @@ pub fn load_text(
     let raw = super::read_file(path)?;
     let bad = |reason: String| DataError::Text { path: path.to_path_buf(), reason };
     let text = std::str::from_utf8(&raw).map_err(|e| bad(format!("it is not UTF-8 text ({e})")))?;
+    if let Some(at) = text.find('\0') {
+        return Err(bad(format!("it holds a NUL byte (at byte {at}); it is a binary file, not text")));
+    }
     let tok_raw = super::read_file(tokenizer)?;
     let tok = Tokenizer::from_bytes(&tok_raw).map_err(|e| DataError::Text {
         path: tokenizer.to_path_buf(),

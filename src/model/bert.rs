@@ -37,6 +37,8 @@ impl BertCheckpoint {
         let config = parse_config(&text)
             .map_err(|e| bad(format!("its config {} cannot be used: {e}", config_path.display())))?;
         let bytes = crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file")?;
+        super::safetensors_check::check(&bytes)
+            .map_err(|e| bad(format!("it is not a valid safetensors file ({e})")))?;
         let raw = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
             bad(format!("it is not a valid safetensors file ({e}); the file is truncated or corrupt: download or export it again"))
         })?;
@@ -52,7 +54,7 @@ impl BertCheckpoint {
             }
             tensors.insert(name, t);
         }
-        check_fits(&config, &tensors).map_err(bad)?;
+        check_fits(&config, &tensors).map_err(|e| bad(format!("{e} (config: {})", config_path.display())))?;
         let layers = linear_layers(&tensors);
         if layers.is_empty() {
             return Err(bad("it has no encoder linear layer (encoder.layer.N.…dense/query/key/value)".into()));
@@ -84,27 +86,87 @@ pub struct BertConfig {
     pub max_position_embeddings: usize,
     #[serde(default)]
     pub pad_token_id: usize,
+    /// The feed-forward activation candle-transformers' BERT runs (`gelu` when absent).
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
 }
+
+fn default_act() -> String {
+    "gelu".into()
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+
+/// The activations candle-transformers' BERT implements (its `HiddenAct`).
+const ACTIVATIONS: [&str; 3] = ["gelu", "gelu_approximate", "relu"];
 
 /// Why a `config.json` is not a BERT's.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("not JSON ({0})")]
-    NotJson(serde_json::Error),
+    NotJson(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("model_type is \"{0}\"; qbench runs BERT encoders (model_type \"bert\") from safetensors")]
     NotBert(String),
-    #[error("it is not a BERT config ({0})")]
-    Fields(serde_json::Error),
+    #[error("it is not a BERT config (field `{field}`: {reason})")]
+    Fields { field: String, reason: String },
 }
 
 /// A BERT `config.json`; the model type must be a BERT, and the fields every BERT has present.
 pub fn parse_config(text: &str) -> Result<BertConfig, ConfigError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(ConfigError::NotJson)?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        // The line at fault, so its key is named (a number too large for JSON, a stray comma).
+        let line = text.lines().nth(e.line().saturating_sub(1)).unwrap_or("").trim();
+        let line: String = line.chars().take(80).collect();
+        ConfigError::NotJson(format!("{e}: `{line}`"))
+    })?;
     let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
     if !model_type.is_empty() && model_type != "bert" {
         return Err(ConfigError::NotBert(model_type.to_string()));
     }
-    serde_json::from_value(value).map_err(ConfigError::Fields)
+    let config: BertConfig = serde_path_to_error::deserialize(value)
+        .map_err(|e| ConfigError::Fields { field: e.path().to_string(), reason: e.into_inner().to_string() })?;
+    check_config(&config).map_err(ConfigError::Invalid)?;
+    Ok(config)
+}
+
+/// The sizes an engine divides by or allocates from, checked before any engine sees them.
+fn check_config(c: &BertConfig) -> Result<(), String> {
+    for (field, v) in [
+        ("vocab_size", c.vocab_size),
+        ("hidden_size", c.hidden_size),
+        ("num_hidden_layers", c.num_hidden_layers),
+        ("num_attention_heads", c.num_attention_heads),
+        ("intermediate_size", c.intermediate_size),
+        ("max_position_embeddings", c.max_position_embeddings),
+        ("type_vocab_size", c.type_vocab_size),
+    ] {
+        if v == 0 || v > 1 << 24 {
+            return Err(format!("field `{field}` is {v}; it must be from 1 to {}", 1 << 24));
+        }
+    }
+    if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
+        return Err(format!(
+            "field `num_attention_heads` ({}) does not divide `hidden_size` ({}); every head must have the same width",
+            c.num_attention_heads, c.hidden_size
+        ));
+    }
+    if c.pad_token_id >= c.vocab_size {
+        return Err(format!("field `pad_token_id` ({}) is not below `vocab_size` ({})", c.pad_token_id, c.vocab_size));
+    }
+    if !ACTIVATIONS.contains(&c.hidden_act.as_str()) {
+        return Err(format!(
+            "field `hidden_act` is \"{}\"; candle's BERT runs {}",
+            c.hidden_act,
+            ACTIVATIONS.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// The config must describe these weights: the word embedding table is `[vocab_size,
@@ -130,6 +192,24 @@ fn check_fits(config: &BertConfig, tensors: &HashMap<String, Tensor>) -> Result<
             "its config says num_hidden_layers {}, but the checkpoint holds encoder layers for {layers}; the config belongs to another model",
             config.num_hidden_layers
         ));
+    }
+    // Every other table the engine builds from the config must match the weights too.
+    for (suffix, want) in [
+        ("embeddings.position_embeddings.weight", vec![config.max_position_embeddings, config.hidden_size]),
+        ("embeddings.token_type_embeddings.weight", vec![config.type_vocab_size, config.hidden_size]),
+        ("encoder.layer.0.intermediate.dense.weight", vec![config.intermediate_size, config.hidden_size]),
+    ] {
+        let found = tensors.iter().find(|(n, _)| n.ends_with(suffix));
+        match found {
+            Some((n, t)) if t.dims() != want.as_slice() => {
+                return Err(format!(
+                    "its config gives {n} the shape {want:?}, but the checkpoint's is {:?}; the config belongs to another model",
+                    t.dims()
+                ))
+            }
+            Some(_) => {}
+            None => return Err(format!("it has no {suffix} tensor; it is not a BERT checkpoint")),
+        }
     }
     Ok(())
 }

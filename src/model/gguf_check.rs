@@ -51,6 +51,9 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
                 .checked_mul(d)
                 .ok_or_else(|| format!("tensor {name}'s dimensions multiply past 2^64; the header is corrupt"))?;
         }
+        if elements == 0 {
+            return Err(format!("tensor {name} has a dimension of 0 (no elements); the header is corrupt"));
+        }
         let ty = r.u32()?;
         let dtype = dtype_of(ty).ok_or_else(|| format!("tensor {name} has unknown GGML type {ty}"))?;
         let (block, size) = (dtype.block_size() as u64, dtype.type_size() as u64);

@@ -144,6 +144,7 @@ impl GgufLm {
             .get(&format!("{}.context_length", arch.name()))
             .and_then(|v| v.to_u32().ok())
             .map(|c| c as usize);
+        check_shape(arch, &content.metadata, &tensors).map_err(bad)?;
         let mut metadata: Vec<(String, gguf_file::Value)> =
             content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         metadata.sort_by(|a, b| a.0.cmp(&b.0));
@@ -179,6 +180,69 @@ impl GgufLm {
         };
         of(true)
     }
+}
+
+/// The metadata an engine sizes its layers from, against the tensors: head counts that divide,
+/// an embedding width that is the token table's, a block count that is the blocks' (an engine
+/// divides by these, and reserves `block_count` layers, before it reads any tensor).
+fn check_shape(
+    arch: LmArch,
+    metadata: &std::collections::HashMap<String, gguf_file::Value>,
+    tensors: &[(String, QTensor)],
+) -> Result<(), String> {
+    let int = |key: &str| -> Result<u64, String> {
+        let full = format!("{}.{key}", arch.name());
+        let v = metadata.get(&full).ok_or_else(|| format!("it lacks the metadata key {full}"))?;
+        v.to_u64()
+            .or_else(|_| v.to_u32().map(u64::from))
+            .or_else(|_| {
+                v.to_i32().map_err(|e| e.to_string()).and_then(|i| u64::try_from(i).map_err(|e| e.to_string()))
+            })
+            .map_err(|_| format!("metadata {full} is not a non-negative integer"))
+    };
+    let heads = int("attention.head_count")?;
+    let kv_heads = int("attention.head_count_kv")?;
+    let width = int("embedding_length")?;
+    let blocks = int("block_count")?;
+    if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+        return Err(format!(
+            "metadata {0}.attention.head_count ({heads}) and {0}.attention.head_count_kv ({kv_heads}) must be positive, the second dividing the first",
+            arch.name()
+        ));
+    }
+    if width % heads != 0 {
+        return Err(format!(
+            "metadata {0}.attention.head_count ({heads}) does not divide {0}.embedding_length ({width})",
+            arch.name()
+        ));
+    }
+    let table = tensors.iter().find(|(n, _)| n == "token_embd.weight").map(|(_, t)| t.shape().dims().to_vec());
+    if let Some(dims) = table {
+        if dims.last().map(|&d| d as u64) != Some(width) {
+            return Err(format!(
+                "metadata {}.embedding_length is {width} but token_embd.weight has shape {dims:?}; the metadata belongs to another model",
+                arch.name()
+            ));
+        }
+    }
+    let mut found: Vec<u64> =
+        tensors.iter().filter_map(|(n, _)| n.strip_prefix("blk.")?.split('.').next()?.parse().ok()).collect();
+    found.sort();
+    found.dedup();
+    if found.len() as u64 != blocks || found.last().is_some_and(|&b| b + 1 != blocks) {
+        let first_missing = (0..).find(|i| !found.contains(i)).unwrap_or(0);
+        let what = if first_missing < blocks {
+            format!("blk.{first_missing} is missing")
+        } else {
+            format!("blk.{} is one too many", found.last().copied().unwrap_or(0))
+        };
+        return Err(format!(
+            "metadata {}.block_count is {blocks} but the file holds {} blocks of tensors ({what}); the metadata belongs to another model",
+            arch.name(),
+            found.len()
+        ));
+    }
+    Ok(())
 }
 
 /// A GGML type's name as the suite writes schemes (`q4k`, `f16`).

@@ -11,6 +11,7 @@ pub mod gguf_lm;
 pub mod onnx;
 pub mod onnx_file;
 pub mod qformat;
+pub mod safetensors_check;
 pub mod stored;
 
 use std::collections::HashMap;
@@ -81,6 +82,7 @@ impl Reference {
     pub fn load(name: &str, zoo: ZooModelId, path: &Path) -> Result<Reference, ModelError> {
         let bytes = crate::files::read_bounded(path, MAX_MODEL_FILE_BYTES, "a model file")?;
         let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
+        safetensors_check::check(&bytes).map_err(corrupt)?;
         let tensors =
             candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
         let mut checked = HashMap::new();
@@ -227,6 +229,39 @@ impl std::fmt::Debug for Content {
 }
 
 impl LoadedModel {
+    /// Checks that `data` fits what the model declares of its own inputs: token ids below its
+    /// vocabulary and rows no longer than its positions (BERT checkpoints, GGUF language models),
+    /// which an engine would otherwise index past.
+    pub fn check_dataset(
+        &self,
+        name: &str,
+        data: &crate::data::Dataset,
+        tokenizer: Option<&Path>,
+    ) -> Result<(), ModelError> {
+        let (path, vocab, positions) = match &self.content {
+            Content::Bert(b) => (&b.path, b.config.vocab_size, Some(b.config.max_position_embeddings)),
+            Content::GgufLm(g) => (&g.path, g.vocab, g.context_length),
+            Content::Zoo(_) | Content::Onnx { .. } => return Ok(()),
+        };
+        let bad = |reason: String| ModelError::Checkpoint { model: name.to_string(), path: path.clone(), reason };
+        let max = data.values.iter().fold(0f32, |m, &v| m.max(v));
+        if max >= vocab as f32 || data.values.iter().any(|v| *v < 0.0 || v.fract() != 0.0) {
+            return Err(bad(format!(
+                "dataset \"{}\" holds token id {max}, but the model's vocabulary has {vocab} tokens; use the model's own tokenizer{}",
+                data.name,
+                tokenizer.map(|t| format!(" (the dataset's is {})", t.display())).unwrap_or_default()
+            )));
+        }
+        let row = data.item_size();
+        if let Some(p) = positions.filter(|&p| row > p) {
+            return Err(bad(format!(
+                "dataset \"{}\" has rows of {row} tokens, more than the model's {p} positions; lower seq_len to at most {p}",
+                data.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads and checks the model `kind` declares; an ONNX file's normalized f32 form is written
     /// to `artifacts`.
     pub fn load(name: &str, kind: &ModelKind, artifacts: &Path) -> Result<LoadedModel, ModelError> {

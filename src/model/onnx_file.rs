@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension::Value as DimValue,
-    tensor_shape_proto::Dimension, type_proto, ModelProto, NodeProto, TensorProto, TensorShapeProto,
+    tensor_shape_proto::Dimension, type_proto, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeProto,
 };
 
 use super::ModelError;
@@ -200,6 +200,7 @@ impl OnnxModel {
                 "it is not a valid ONNX protobuf ({e}); the file is truncated, corrupt or not ONNX: export it again"
             ))
         })?;
+        check_opset(&proto).map_err(&bad)?;
         let graph = proto
             .graph
             .as_mut()
@@ -227,6 +228,8 @@ impl OnnxModel {
                 return Err(bad(format!("tensor {} is stored in an external data file; save the model with all tensors inside (onnx.save(model, path, save_as_external_data=False))", t.name)));
             }
         }
+        check_initializers(graph).map_err(&bad)?;
+        check_order(graph).map_err(&bad)?;
         graph.value_info.clear();
 
         // The inputs: every non-initializer graph input, each declared, in the declared order.
@@ -568,6 +571,97 @@ fn int64_tensor(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
         raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()
     }
+}
+
+/// The default ONNX domain's opset must be one ONNX has defined (versions grow by one a year
+/// or so; 30 leaves room for the next few).
+fn check_opset(proto: &ModelProto) -> Result<(), String> {
+    for o in &proto.opset_import {
+        if (o.domain.is_empty() || o.domain == "ai.onnx") && !(1..=30).contains(&o.version) {
+            return Err(format!(
+                "it imports ONNX opset {}, which does not exist (opsets run from 1 to about 23); export it again",
+                o.version
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every initializer: sizes that exist (no negative dimension, a product within 64 bits), a
+/// numeric type, exactly as much data as its dimensions declare, and finite float values.
+fn check_initializers(graph: &GraphProto) -> Result<(), String> {
+    for t in &graph.initializer {
+        let name = &t.name;
+        let mut count: u64 = 1;
+        for &d in &t.dims {
+            let d =
+                u64::try_from(d).map_err(|_| format!("initializer {name} has a negative dimension in {:?}", t.dims))?;
+            count = count.checked_mul(d).ok_or_else(|| {
+                format!("initializer {name}'s dimensions {:?} multiply past 2^64; the file is corrupt", t.dims)
+            })?;
+        }
+        let ty = t.data_type;
+        let is = |d: DataType| ty == d as i32;
+        let width: u64 = if [DataType::Float, DataType::Int32, DataType::Uint32].into_iter().any(is) {
+            4
+        } else if [DataType::Double, DataType::Int64, DataType::Uint64].into_iter().any(is) {
+            8
+        } else if [DataType::Float16, DataType::Bfloat16, DataType::Int16, DataType::Uint16].into_iter().any(is) {
+            2
+        } else if [DataType::Int8, DataType::Uint8, DataType::Bool].into_iter().any(is) {
+            1
+        } else if is(DataType::String) {
+            return Err(format!("initializer {name} holds strings; qbench runs models whose weights are numbers"));
+        } else {
+            return Err(format!(
+                "initializer {name} has data type {ty}, which is not an ONNX numeric type; the file is corrupt"
+            ));
+        };
+        let held = if !t.raw_data.is_empty() {
+            t.raw_data.len() as u64 / width
+        } else if is(DataType::Float) {
+            t.float_data.len() as u64
+        } else if is(DataType::Double) {
+            t.double_data.len() as u64
+        } else if is(DataType::Int64) {
+            t.int64_data.len() as u64
+        } else if is(DataType::Uint64) || is(DataType::Uint32) {
+            t.uint64_data.len() as u64
+        } else {
+            t.int32_data.len() as u64
+        };
+        let exact = t.raw_data.is_empty() || (t.raw_data.len() as u64).is_multiple_of(width);
+        if held != count || !exact {
+            return Err(format!(
+                "initializer {name} declares dimensions {:?} ({count} values) but holds {} bytes of data; the file is truncated or corrupt",
+                t.dims,
+                if t.raw_data.is_empty() { held * width } else { t.raw_data.len() as u64 }
+            ));
+        }
+        if f32_values(t).is_some_and(|v| v.iter().any(|x| !x.is_finite())) {
+            return Err(format!(
+                "initializer {name} holds NaN or infinite values; the model is broken: export it again"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Nodes in the order ONNX requires: each reads only graph inputs, initializers, and outputs
+/// of nodes before it (an engine cannot order a graph with a cycle).
+fn check_order(graph: &GraphProto) -> Result<(), String> {
+    let mut known: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    known.extend(graph.initializer.iter().map(|t| t.name.as_str()));
+    for node in &graph.node {
+        if let Some(missing) = node.input.iter().find(|i| !i.is_empty() && !known.contains(i.as_str())) {
+            return Err(format!(
+                "node {} ({}) reads {missing}, which no graph input, initializer or earlier node produces: the graph has a cycle, is out of order or is incomplete; export it again",
+                node.name, node.op_type
+            ));
+        }
+        known.extend(node.output.iter().map(String::as_str));
+    }
+    Ok(())
 }
 
 /// The f32 values of a FLOAT tensor stored inline (raw bytes or `float_data`).

@@ -223,6 +223,7 @@ pub fn load_tensors(path: &Path, zoo: ZooModelId) -> Result<HashMap<String, Tens
 pub fn load_model(path: &Path, zoo: ZooModelId) -> Result<(HashMap<String, Tensor>, InputQuants), ModelError> {
     let bytes = crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file")?;
     let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
+    super::safetensors_check::check(&bytes).map_err(corrupt)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = HashMap::new();
     for (name, expected) in zoo.parameters() {
@@ -289,6 +290,7 @@ enum ParamError {
 pub fn load_all(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
     let bytes = crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file")?;
     let corrupt = |reason: String| ModelError::Corrupt { path: path.to_path_buf(), reason };
+    super::safetensors_check::check(&bytes).map_err(corrupt)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = HashMap::new();
     for name in st.names() {

@@ -234,7 +234,7 @@ pub fn read_layer_charts(dir: &Path) -> Result<Vec<Chart>, ChartError> {
         if !(name.starts_with("layers-case-") && name.ends_with(".json")) {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|source| ChartError::Read { path: path.clone(), source })?;
+        let bytes = crate::files::read_bounded(&path, crate::files::MAX_SIDE_FILE_BYTES, "chart data")?;
         let chart: Chart = serde_json::from_slice(&bytes).map_err(|e| ChartError::Draw {
             id: name.clone(),
             reason: format!("{}: {e}; delete it and run qbench explain again", path.display()),

@@ -60,7 +60,8 @@ impl CaseComparison {
 /// Loads a run folder: its records and environment.
 pub fn load_run(dir: &Path) -> Result<Run, super::ReportError> {
     let records = crate::report::jsonl::read_records(&dir.join("records.jsonl"))?;
-    let environment = std::fs::read(dir.join("environment.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let environment =
+        crate::files::read_side_file(&dir.join("environment.json")).and_then(|b| serde_json::from_slice(&b).ok());
     Ok(Run { dir: dir.to_path_buf(), records, environment })
 }
 

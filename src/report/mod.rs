@@ -39,16 +39,14 @@ pub enum ReportError {
 pub fn write_html(run_dir: &Path, records: &[Record]) -> Result<PathBuf, ReportError> {
     let mut charts = chart::from_records(records);
     charts.extend(chart::read_layer_charts(&run_dir.join("charts"))?);
-    let environment = std::fs::read(run_dir.join("environment.json"))
-        .ok()
+    let environment = crate::files::read_side_file(&run_dir.join("environment.json"))
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-    let description = std::fs::read_to_string(run_dir.join("suite.toml"))
-        .ok()
+    let description = crate::files::read_side_file(&run_dir.join("suite.toml"))
+        .and_then(|b| String::from_utf8(b).ok())
         .and_then(|text| text.parse::<toml::Table>().ok())
         .and_then(|t| t.get("description").and_then(|d| d.as_str().map(str::to_string)))
         .unwrap_or_default();
-    let gates: Vec<html::GateRow> = std::fs::read(run_dir.join("gates.json"))
-        .ok()
+    let gates: Vec<html::GateRow> = crate::files::read_side_file(&run_dir.join("gates.json"))
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
     let page =

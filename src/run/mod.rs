@@ -208,8 +208,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             if let Some(why) = RunManifest::read(dir)?.changed(now) {
                 return Err(resume_err(format!("{why}; start a new run (qbench run <suite>)")));
             }
-            let was: Vec<PlannedCase> = std::fs::read(dir.join("cases.json"))
-                .ok()
+            let was: Vec<PlannedCase> = crate::files::read_side_file(&dir.join("cases.json"))
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .ok_or_else(|| resume_err("its cases.json is missing or unreadable".into()))?;
             if was != planned {

@@ -73,7 +73,11 @@ impl<'s> ModelState<'s> {
             (full.slice(0..0), full.clone())
         };
         let loaded = guarded(|| {
-            LoadedModel::load(&entry.name, &entry.kind, artifacts).map_err(|e| CaseError::Model(Arc::new(e)))
+            let m =
+                LoadedModel::load(&entry.name, &entry.kind, artifacts).map_err(|e| CaseError::Model(Arc::new(e)))?;
+            let tokenizer = suite.datasets[entry.dataset].tokenizer.as_deref();
+            m.check_dataset(&entry.name, full, tokenizer).map_err(|e| CaseError::Model(Arc::new(e)))?;
+            Ok(m)
         })
         .map_err(Arc::new);
         let layers = match &loaded {
@@ -173,7 +177,7 @@ impl<'s> ModelState<'s> {
         record.expected_realization = expected.name().to_string();
         // A model no reference engine can run fails every case, whatever the backend.
         if let (Ok(_), Err(e)) = (&self.loaded, &self.reference_backend) {
-            return fail(record, CaseError::Shared(e.clone()));
+            return fail(record, CaseError::Shared(e.clone()), self.entry.file());
         }
         if let Realization::Unsupported(why) = expected {
             record.status = CaseStatus::Skipped;
@@ -182,7 +186,7 @@ impl<'s> ModelState<'s> {
             return;
         }
         if let Err(e) = self.measure(case, &plan, &expected, record) {
-            fail(record, e);
+            fail(record, e, self.entry.file());
         }
     }
 
@@ -283,11 +287,14 @@ impl<'s> ModelState<'s> {
     }
 }
 
-/// Marks the case failed with its root cause. A case that failed before the engine said what it
-/// made of the variant has no observed realization.
-fn fail(record: &mut Record, e: CaseError) {
+/// Marks the case failed with its root cause, naming the model's file when the cause does not
+/// (an engine's message names only its own model). A case that failed before the engine said
+/// what it made of the variant has no observed realization.
+fn fail(record: &mut Record, e: CaseError, file: &std::path::Path) {
     record.status = CaseStatus::Failed;
-    record.error = Some(root_cause(&e));
+    let cause = root_cause(&e);
+    let file = file.display().to_string();
+    record.error = Some(if cause.contains(&file) { cause } else { format!("{cause} (model file: {file})") });
     if record.layer_evidence.is_empty() {
         record.realization = Realization::NotObserved.name().to_string();
     }

@@ -3,7 +3,7 @@
 use toml::Spanned;
 
 use super::diagnostic::Locator;
-use super::spec::{GateSpec, SuiteSpec};
+use super::spec::{GateSpec, ModelSpec, SuiteSpec};
 use super::SuiteError;
 use crate::gate::Gate;
 
@@ -63,7 +63,13 @@ pub fn resolve_gates(spec: &SuiteSpec, loc: &Locator) -> Result<Vec<Gate>, Suite
             },
             max_p99_ms: non_negative(&g.max_p99_ms, "max_p99_ms")?,
             max_delta_top1_pts: non_negative(&g.max_delta_top1_pts, "max_delta_top1_pts")?,
-            min_sqnr_db: g.min_sqnr_db.as_ref().map(|s| *s.get_ref()),
+            min_sqnr_db: match &g.min_sqnr_db {
+                Some(s) if !s.get_ref().is_finite() => {
+                    return Err(loc
+                        .at(s.span(), format!("min_sqnr_db = {} must be a finite number of dB, e.g. 30", s.get_ref())))
+                }
+                v => v.as_ref().map(|s| *s.get_ref()),
+            },
             min_top1_agreement: fraction(&g.min_top1_agreement, "min_top1_agreement")?,
             max_kl: non_negative(&g.max_kl, "max_kl")?,
             max_perplexity_increase_pct: non_negative(&g.max_perplexity_increase_pct, "max_perplexity_increase_pct")?,
@@ -85,6 +91,24 @@ pub fn resolve_gates(spec: &SuiteSpec, loc: &Locator) -> Result<Vec<Gate>, Suite
                 span,
                 format!("{} has no threshold; set at least one of min_top1, max_size_bytes, max_p99_ms, max_delta_top1_pts, min_sqnr_db, min_top1_agreement, max_latency_regression_pct", gate.name),
             ));
+        }
+        // Perplexity is measured on language models (GGUF files) only: a gate on it over no such
+        // model could never be checked.
+        if let Some(p) = &g.max_perplexity_increase_pct {
+            let covered: Vec<&ModelSpec> = spec
+                .models
+                .get_ref()
+                .iter()
+                .map(|m| m.get_ref())
+                .filter(|m| gate.models.as_ref().is_none_or(|globs| globs.iter().any(|g| g.matches(m.name.get_ref()))))
+                .collect();
+            let lm = |m: &&ModelSpec| m.path.as_ref().is_some_and(|p| p.get_ref().ends_with(".gguf"));
+            if !covered.iter().any(lm) {
+                return Err(loc.at(
+                    p.span(),
+                    "max_perplexity_increase_pct applies to language models (.gguf), and this gate covers none; use min_top1, max_kl or min_sqnr_db for other models",
+                ));
+            }
         }
         if gate.max_delta_top1_pts.is_some() && !schemes.iter().any(|s| s == "f32") {
             let at = g.max_delta_top1_pts.as_ref().map_or(span.clone(), |s| s.span());

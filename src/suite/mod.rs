@@ -199,11 +199,33 @@ impl Suite {
     /// Validates suite text as if it were read from `path` (paths resolve against its folder).
     pub fn from_str(path: &Path, source: &str) -> Result<Suite, SuiteError> {
         let loc = Locator { file: path, source };
-        let spec: SuiteSpec =
-            toml::from_str(source).map_err(|e| loc.at(e.span().unwrap_or(0..0), improve_serde_message(e.message())))?;
+        let spec = parse_spec(source).map_err(|(span, message)| loc.at(span, message))?;
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         resolve(spec, &loc, &base, Sha256::digest(source.as_bytes()))
     }
+}
+
+/// The suite's raw form. A value of the wrong type is named by its key path
+/// (`batch_sizes[0]: invalid type …`), not only by its line.
+fn parse_spec(source: &str) -> Result<SuiteSpec, (std::ops::Range<usize>, String)> {
+    let de = toml::Deserializer::parse(source)
+        .map_err(|e| (e.span().unwrap_or(0..0), improve_serde_message(e.message())))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        // toml's `Spanned` shows in the path as a private field: left out.
+        let path = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "")
+            .replace("$__serde_spanned_private_value", "");
+        let inner = e.into_inner();
+        let message = improve_serde_message(inner.message());
+        let message = if path.is_empty() || path == "." || message.contains(&path) {
+            message
+        } else {
+            format!("{path}: {message}")
+        };
+        (inner.span().unwrap_or(0..0), message)
+    })
 }
 
 fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>) -> Result<Suite, SuiteError> {
@@ -348,6 +370,12 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         .and_then(|o| o.dir.clone())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT_DIR));
+    if output_dir.as_os_str().is_empty() || output_dir.to_string_lossy().chars().any(char::is_control) {
+        let span = loc.source.find("[output]").map_or(0..0, |i| i..i + 8);
+        return Err(
+            loc.at(span, "[output] dir must be a folder path without control characters, e.g. dir = \"reports\"")
+        );
+    }
 
     let calibration = match &spec.calibration {
         None => None,
@@ -845,6 +873,9 @@ fn resolve_image(loc: &Locator, spec: Option<&Spanned<spec::ImageSpec>>) -> Resu
     let per_channel = |v: &Option<Spanned<Vec<f64>>>, what: &str, default: f32| -> Result<Vec<f32>, SuiteError> {
         match v {
             None => Ok(vec![default; channels]),
+            Some(v) if v.get_ref().iter().any(|x| !(x.is_finite() && (x.abs() as f32).is_finite())) => {
+                Err(loc.at(v.span(), format!("{what} values must be finite numbers")))
+            }
             Some(v) if v.get_ref().len() == channels => Ok(v.get_ref().iter().map(|&x| x as f32).collect()),
             Some(v) => Err(loc.at(
                 v.span(),
@@ -864,7 +895,16 @@ fn resolve_image(loc: &Locator, spec: Option<&Spanned<spec::ImageSpec>>) -> Resu
             return Err(loc.at(span, format!("layout \"{other}\": use \"nchw\" (channels first) or \"nhwc\"")))
         }
     };
-    let scale = s.scale.as_ref().map_or(1.0 / 255.0, |v| *v.get_ref() as f32);
+    let scale = match &s.scale {
+        Some(v) if !(v.get_ref().is_finite() && *v.get_ref() > 0.0 && (*v.get_ref() as f32).is_normal()) => {
+            return Err(loc.at(
+                v.span(),
+                format!("scale = {} must be a positive finite number, e.g. 0.00392156862745098 (1/255)", v.get_ref()),
+            ))
+        }
+        Some(v) => *v.get_ref() as f32,
+        None => 1.0 / 255.0,
+    };
     Ok(ImagePrep { channels, resize, crop, scale, mean, std, channels_last })
 }
 

@@ -119,6 +119,10 @@ impl Backend for Tract {
         self.cuda.is_none() && matches!(model, ModelKind::Onnx { .. })
     }
 
+    fn check_model(&self, model_file: &std::path::Path, batch: usize) -> Result<(), BackendError> {
+        session::check(model_file, batch, self.id)
+    }
+
     fn prepare(&self, variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
         match self.cuda {
             None => session::prepare(variant, batch, self.id),

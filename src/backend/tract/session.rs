@@ -14,6 +14,18 @@ pub(super) fn set_threads(threads: usize) {
     set_default_executor(if threads > 1 { Executor::multithread(threads) } else { Executor::SingleThread });
 }
 
+/// Builds the ONNX file's graph with its inputs at `batch` items, as far as typing every node
+/// (what `prepare` does before it optimizes): unknown ops and shapes that disagree fail here.
+pub(super) fn check(onnx: &std::path::Path, batch: usize, id: BackendId) -> Result<(), BackendError> {
+    let inputs = Inputs::of(onnx, batch).map_err(|e| BackendError::engine(id, "reading the inputs", e))?;
+    tract_onnx::onnx()
+        .model_for_path(onnx)
+        .and_then(|m| inputs.set_facts(m))
+        .and_then(|m| m.into_typed())
+        .map(drop)
+        .map_err(|e| BackendError::engine(id, "loading the ONNX model", e))
+}
+
 /// The variant's ONNX file, optimized for `batch` items per run, on the CPU.
 pub(super) fn prepare(variant: &Variant, batch: usize, id: BackendId) -> Result<Prepared, BackendError> {
     let inputs = Inputs::of(&variant.onnx, batch).map_err(|e| BackendError::engine(id, "reading the inputs", e))?;
