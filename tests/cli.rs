@@ -1074,3 +1074,32 @@ fn hostile_model_names_write_only_inside_the_run_folder_and_keep_their_names_in_
         &["suite name \"..\" is used as a folder name"],
     );
 }
+
+#[test]
+fn reading_a_missing_or_corrupt_records_file_is_a_read_error_naming_line_and_field_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let report = || qbench(dir.path(), &["report", run.to_str().unwrap()]);
+    let o = report();
+    assert_clean_error(&o, &["cannot read", "records.jsonl", "No such file"]);
+    assert!(!stderr(&o).contains("cannot write"), "{}", stderr(&o));
+    // A wrong type in one field of the second line: the file, the line and the field, once.
+    let long = "x".repeat(4000);
+    let good = serde_json::to_string(&Record::default()).unwrap();
+    let bad = good.replacen("\"case_index\":0", &format!("\"case_index\":\"{long}\""), 1);
+    assert_ne!(bad, good);
+    std::fs::write(run.join("records.jsonl"), format!("{good}\n{bad}\n{good}\n")).unwrap();
+    let o = report();
+    assert_clean_error(&o, &["records.jsonl, line 2", "field `case_index`", "invalid type"]);
+    let e = stderr(&o);
+    assert_eq!(e.matches("invalid type").count(), 1, "{e}");
+    assert!(e.len() < 600, "a long value is cut: {} bytes", e.len());
+    // A symbolic-link loop and a device are named as what they are.
+    std::fs::remove_file(run.join("records.jsonl")).unwrap();
+    std::os::unix::fs::symlink(run.join("records.jsonl"), run.join("records.jsonl")).unwrap();
+    assert_clean_error(&report(), &["cannot read", "symbolic links"]);
+    std::fs::remove_file(run.join("records.jsonl")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", run.join("records.jsonl")).unwrap();
+    assert_clean_error(&report(), &["it is a device, not a regular file"]);
+}

@@ -1138,7 +1138,16 @@ fn existing_path(loc: &Locator, base: &Path, value: &Spanned<String>, what: &str
     if path.is_file() {
         Ok(path)
     } else {
-        let why = if path.exists() { "is not a file" } else { "does not exist" };
+        // The OS's own reason when it is not simply missing (a symbolic-link loop, no permission).
+        let why = match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => "is a directory, not a file".to_string(),
+            Ok(_) => "is not a regular file (a FIFO, a socket or a device)".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(&path).is_ok() => {
+                "is a symbolic link to nothing".to_string()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
+            Err(e) => format!("cannot be read ({e})"),
+        };
         Err(loc.at(
             value.span(),
             format!(
