@@ -135,11 +135,21 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> Result<Merg
     std::fs::write(&path, serde_json::to_vec_pretty(&sources).unwrap_or_default())
         .map_err(|source| MergeError::Write { path, source })?;
     // The cases the runs planned, together: `check` and `report` then see a shard that ended
-    // early in the merged run too.
-    let planned: Option<Vec<Vec<crate::record::PlannedCase>>> = runs
-        .iter()
-        .map(|d| crate::files::read_side_file(&d.join("cases.json")).and_then(|b| serde_json::from_slice(&b).ok()))
-        .collect();
+    // early in the merged run too. Shards plan the whole suite: a shard left out (--partial)
+    // leaves its cases missing, named.
+    let manifests: Option<Vec<crate::run::RunManifest>> =
+        runs.iter().map(|d| crate::run::RunManifest::read(d).ok()).collect();
+    let whole_suite = manifests
+        .filter(|m| m.iter().all(|m| m.shard.is_some() && !m.suite_cases.is_empty()))
+        .and_then(|m| m.into_iter().next())
+        .map(|m| m.suite_cases);
+    let planned: Option<Vec<Vec<crate::record::PlannedCase>>> = match whole_suite {
+        Some(all) => Some(vec![all]),
+        None => runs
+            .iter()
+            .map(|d| crate::files::read_side_file(&d.join("cases.json")).and_then(|b| serde_json::from_slice(&b).ok()))
+            .collect(),
+    };
     match planned {
         Some(lists) => {
             let mut union: Vec<crate::record::PlannedCase> = lists.into_iter().flatten().collect();

@@ -745,17 +745,21 @@ pub struct Completeness {
     pub duplicated: Vec<String>,
     /// Records of cases the run did not plan (another suite's, or another shard's).
     pub foreign: Vec<String>,
+    /// Why the planned cases cannot be read (`cases.json` deleted, corrupt, not a file): then
+    /// nothing says the run is complete.
+    pub unknown: Option<String>,
 }
 
 impl Completeness {
     pub fn is_complete(&self) -> bool {
-        self.missing.is_empty() && self.duplicated.is_empty() && self.foreign.is_empty()
+        self.missing.is_empty() && self.duplicated.is_empty() && self.foreign.is_empty() && self.unknown.is_none()
     }
 
     /// One line per problem, for a report or a gate summary.
     pub fn describe(&self) -> Vec<String> {
         let list = |what: &str, v: &[String]| (!v.is_empty()).then(|| format!("{} {what}: {}", v.len(), v.join("; ")));
         [
+            self.unknown.clone(),
             list("planned case(s) have no record (the run ended early)", &self.missing),
             list("case(s) have more than one record", &self.duplicated),
             list("record(s) are of cases this run did not plan", &self.foreign),
@@ -767,10 +771,28 @@ impl Completeness {
 }
 
 /// Compares `records` with the `cases.json` the run in `dir` wrote when it started; `None` for a
-/// folder without one (a run made before qbench wrote it, or a merged folder).
+/// folder made before qbench wrote one (no `cases.json`, no `run.json`). A `cases.json` that
+/// cannot be read, or one missing beside a `run.json`, makes completeness unknown, never assumed.
 pub fn completeness(dir: &Path, records: &[Record]) -> Option<Completeness> {
-    let planned: Vec<PlannedCase> =
-        serde_json::from_slice(&crate::files::read_side_file(&dir.join("cases.json"))?).ok()?;
+    let path = dir.join("cases.json");
+    let present = std::fs::symlink_metadata(&path).is_ok();
+    if !present && std::fs::symlink_metadata(dir.join("run.json")).is_err() {
+        return None;
+    }
+    let parsed = crate::files::read_bounded(&path, crate::files::MAX_SIDE_FILE_BYTES, "a run's planned cases")
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<Vec<PlannedCase>>(&b).map_err(|e| format!("{}: {e}", path.display())));
+    let planned = match parsed {
+        Ok(p) => p,
+        Err(why) => {
+            return Some(Completeness {
+                unknown: Some(format!(
+                    "the run's planned cases cannot be read ({why}); whether every case was recorded is unknown"
+                )),
+                ..Completeness::default()
+            })
+        }
+    };
     let got: Vec<PlannedCase> = records.iter().map(PlannedCase::of).collect();
     let mut out = Completeness::default();
     for p in &planned {

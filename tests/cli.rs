@@ -982,6 +982,22 @@ fn check_on_an_interrupted_run_or_with_nothing_to_check_is_inconclusive_never_a_
     std::fs::write(&path, format!("{text}{}\n", text.lines().next().unwrap())).unwrap();
     let out = String::from_utf8_lossy(&check().stdout).into_owned();
     assert!(out.contains("1 case(s) have more than one record"), "{out}");
+    // Planned cases that cannot be read: completeness is unknown, not assumed.
+    std::fs::write(&path, format!("{}\n", text.lines().next().unwrap())).unwrap();
+    let cases = run_dir.join("cases.json");
+    let kept = std::fs::read(&cases).unwrap();
+    for broken in [Some(&b"garbage"[..]), None] {
+        match broken {
+            Some(b) => std::fs::write(&cases, b).unwrap(),
+            None => std::fs::remove_file(&cases).unwrap(),
+        }
+        let o = check();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(3), "{out}");
+        assert!(out.contains("planned cases cannot be read"), "{out}");
+    }
+    std::fs::write(&cases, kept).unwrap();
+    std::fs::write(&path, &text).unwrap();
     // Nothing recorded: nothing checked is not a pass.
     std::fs::write(&path, "").unwrap();
     let o = check();

@@ -132,6 +132,25 @@ fn resume_after_kill_9_at_seeded_points_gives_the_records_of_an_uninterrupted_ru
         let o = qbench(dir.path(), &["check", run_dir.to_str().unwrap()], &[]);
         assert!(!String::from_utf8_lossy(&o.stdout).contains("INCOMPLETE"), "{}", String::from_utf8_lossy(&o.stdout));
     }
+    // Started with a relative suite path, resumed from elsewhere; its last record lost its
+    // newline; and a resume while another process holds the run folder is refused.
+    let rel = ["run", "suite.toml", "--out", "out", "--quiet"];
+    let o = qbench(dir.path(), &rel, &[("QBENCH_TEST_KILL_AT", "3")]);
+    assert_eq!(o.status.signal(), Some(9));
+    let run_dir = run_dirs(&out).pop().unwrap();
+    let records = run_dir.join("records.jsonl");
+    let text = std::fs::read_to_string(&records).unwrap();
+    std::fs::write(&records, text.trim_end_matches('\n')).unwrap();
+    let held = std::fs::OpenOptions::new().write(true).open(run_dir.join("run.lock")).unwrap();
+    held.try_lock().unwrap();
+    let o = qbench(Path::new("/"), &["run", "--resume", run_dir.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("another qbench process is writing this run folder"), "{}", stderr(&o));
+    drop(held);
+    let o = qbench(Path::new("/"), &["run", "--resume", run_dir.to_str().unwrap(), "--quiet"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same(&stable_records(&run_dir), &whole, "3, relative suite path, newline lost");
+
     // A run whose suite or model file changed is not resumed.
     let o = qbench(dir.path(), &args, &[("QBENCH_TEST_KILL_AT", "2")]);
     assert_eq!(o.status.signal(), Some(9));

@@ -113,13 +113,16 @@ fn npz_member(raw: &[u8], array: Option<&str>) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("it is not a valid .npz (zip) archive ({e}); the file is truncated or corrupt"))?;
     let names: Vec<String> =
         zip.file_names().filter_map(|n| n.strip_suffix(".npy")).map(str::to_string).collect::<Vec<_>>();
+    // At most 20 names in a message, so a long archive's error stays a line.
+    let listed = match names.len() {
+        n if n > 20 => format!("{}, … ({n} in all)", names[..20].join(", ")),
+        _ => names.join(", "),
+    };
     let member = match array {
         Some(a) if names.iter().any(|n| n == a) => a.to_string(),
-        Some(a) => return Err(format!("it has no array \"{a}\"; its arrays are: {}", names.join(", "))),
+        Some(a) => return Err(format!("it has no array \"{a}\"; its arrays are: {listed}")),
         None if names.len() == 1 => names[0].clone(),
-        None => {
-            return Err(format!("it holds {} arrays ({}); name one with array = \"…\"", names.len(), names.join(", ")))
-        }
+        None => return Err(format!("it holds {} arrays ({listed}); name one with array = \"…\"", names.len())),
     };
     let file = zip.by_name(&format!("{member}.npy")).map_err(|e| format!("array {member}: {e}"))?;
     let declared = file.size();

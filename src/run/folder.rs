@@ -14,6 +14,28 @@ pub(super) struct RunFolder {
     sink: RecordSink,
     /// Records appended by this process.
     appended: usize,
+    /// `run.lock`, locked while this process may append (released by the OS when it ends,
+    /// however it ends): a resume cannot write beside the run or another resume.
+    _lock: std::fs::File,
+}
+
+/// Takes the run folder's lock, or says who holds it.
+fn lock(dir: &Path) -> Result<std::fs::File, RunError> {
+    let path = dir.join("run.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| RunError::Folder { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Resume {
+            dir: dir.to_path_buf(),
+            reason: "another qbench process is writing this run folder (the run itself, or another --resume); wait for it to end".into(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(RunError::Folder { path, source }),
+    }
 }
 
 impl RunFolder {
@@ -33,6 +55,7 @@ impl RunFolder {
                 }
             })
             .expect("an unbounded counter always finds a free name")?;
+        let lock = lock(&dir)?;
         let artifacts = dir.join("artifacts");
         create_dir(&artifacts)?;
         write_file(&dir.join("environment.json"), &serde_json::to_vec_pretty(env).expect("Environment serializes"))?;
@@ -40,23 +63,36 @@ impl RunFolder {
             write_file(&dir.join("suite.toml"), &text)?;
         }
         let sink = RecordSink::open(&dir.join("records.jsonl"))?;
-        Ok(RunFolder { run_id, dir, artifacts, sink, appended: 0 })
+        Ok(RunFolder { run_id, dir, artifacts, sink, appended: 0, _lock: lock })
     }
 
     /// Opens the run folder `dir` again to add records (`--resume`): an incomplete last line
     /// (a run killed while writing it) is cut off first. Returns the records already there.
     pub fn reopen(dir: &Path) -> Result<(RunFolder, Vec<Record>), RunError> {
+        let lock = lock(dir)?;
         let path = dir.join("records.jsonl");
         let file = crate::record::read_records_file(&path)?;
+        let bytes = std::fs::read(&path).map_err(|source| RunError::Folder { path: path.clone(), source })?;
         if file.torn_line.is_some() {
-            let bytes = std::fs::read(&path).map_err(|source| RunError::Folder { path: path.clone(), source })?;
             let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             let cut = std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(keep as u64));
             cut.map_err(|source| RunError::Folder { path: path.clone(), source })?;
+        } else if bytes.last().is_some_and(|&b| b != b'\n') {
+            // A whole record without its newline: the next one must start on a line of its own.
+            use std::io::Write;
+            let ended = std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| f.write_all(b"\n"));
+            ended.map_err(|source| RunError::Folder { path: path.clone(), source })?;
         }
         let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let sink = RecordSink::open(&path)?;
-        let folder = RunFolder { run_id, dir: dir.to_path_buf(), artifacts: dir.join("artifacts"), sink, appended: 0 };
+        let folder = RunFolder {
+            run_id,
+            dir: dir.to_path_buf(),
+            artifacts: dir.join("artifacts"),
+            sink,
+            appended: 0,
+            _lock: lock,
+        };
         Ok((folder, file.records))
     }
 

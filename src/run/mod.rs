@@ -184,10 +184,9 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     let gpu = uses_gpu.then(|| crate::backend::gpu::probe(suite.cuda_device).ok().cloned()).flatten();
     let env = Environment::capture(suite.threads, gpu);
     // What this run sets out to measure, so `check` and `report` can tell an interrupted run.
-    let planned: Vec<PlannedCase> = cases
+    let all: Vec<PlannedCase> = cases
         .iter()
         .enumerate()
-        .filter(|(i, _)| selected[*i])
         .map(|(i, c)| PlannedCase {
             case_index: i,
             model: suite.models[c.model].name.clone(),
@@ -196,10 +195,11 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             batch: c.batch,
         })
         .collect();
+    let planned: Vec<PlannedCase> = all.iter().filter(|p| selected[p.case_index]).cloned().collect();
     // A run of one case (what --isolate's case processes do) is not resumable: no manifest, so
     // its model files are not hashed once per case.
     let manifest = match options.only_case {
-        None => Some(RunManifest::of(suite, options.shard.map(|s| s.name()), None, options.isolate.is_some())?),
+        None => Some(RunManifest::of(suite, options.shard.map(|s| s.name()), None, options.isolate.is_some(), all)?),
         Some(_) => None,
     };
     let (mut folder, previous) = match (&options.resume, &manifest) {
@@ -232,6 +232,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             (f, Vec::new())
         }
     };
+    let total_planned = planned.len();
     // Resumed: the cases already recorded are not measured again.
     for p in &planned {
         if previous.iter().any(|r| PlannedCase::of(r) == *p) {
@@ -250,12 +251,12 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
         progress(&Event::Warning("this is a debug build; timings are 10-100× slower than release and are not representative. Use cargo run --release.".into()));
     }
     if let Some(shard) = options.shard {
-        progress(&Event::Shard { name: shard.name(), selected: total, cases: cases.len() });
+        progress(&Event::Shard { name: shard.name(), selected: total_planned, cases: cases.len() });
     }
     if options.resume.is_some() {
         progress(&Event::Warning(format!(
             "resuming: {} case(s) already recorded, {total} left to measure",
-            previous.len()
+            total_planned - total
         )));
     }
     let mut records = previous;

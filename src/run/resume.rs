@@ -27,6 +27,10 @@ pub struct RunManifest {
     /// The backends' thread count (the suite's, or `--threads`).
     pub threads: usize,
     pub isolate: bool,
+    /// Every case of the suite, whichever shard this run is: a merge of shards plans the
+    /// whole suite from it, so a missing shard's cases are named.
+    #[serde(default)]
+    pub suite_cases: Vec<crate::record::PlannedCase>,
 }
 
 /// One file or folder a run reads, and its hash.
@@ -40,12 +44,19 @@ pub struct InputHash {
 
 impl RunManifest {
     /// The manifest of a run of `suite` with these options, hashing every input now.
-    pub fn of(suite: &Suite, shard: Option<String>, only_case: Option<usize>, isolate: bool) -> Result<Self, RunError> {
+    pub fn of(
+        suite: &Suite,
+        shard: Option<String>,
+        only_case: Option<usize>,
+        isolate: bool,
+        suite_cases: Vec<crate::record::PlannedCase>,
+    ) -> Result<Self, RunError> {
         let suite_file = std::path::absolute(&suite.file).unwrap_or_else(|_| suite.file.clone());
         let inputs = inputs(suite)
             .into_iter()
             .map(|(what, path)| {
                 let sha256 = hash_path(&path).map_err(|source| RunError::Hash { path: path.clone(), source })?;
+                let path = std::path::absolute(&path).unwrap_or(path);
                 Ok(InputHash { what, path, sha256 })
             })
             .collect::<Result<_, RunError>>()?;
@@ -58,6 +69,7 @@ impl RunManifest {
             only_case,
             threads: suite.threads,
             isolate,
+            suite_cases,
         })
     }
 
@@ -79,9 +91,11 @@ impl RunManifest {
         if self.suite_sha256 != now.suite_sha256 {
             return Some(format!("the suite file {} changed since the run started", self.suite_file.display()));
         }
+        // By content: the same file reached by another path (a relative path resolved from
+        // the suite's folder now) is the same input.
         for (was, is) in self.inputs.iter().zip(&now.inputs) {
-            if was != is {
-                return Some(format!("{} ({}) changed since the run started", was.what, was.path.display()));
+            if (&was.what, &was.sha256) != (&is.what, &is.sha256) {
+                return Some(format!("{} ({}) changed since the run started", was.what, is.path.display()));
             }
         }
         if self.inputs.len() != now.inputs.len() {
@@ -119,26 +133,38 @@ fn inputs(suite: &Suite) -> Vec<(String, PathBuf)> {
     out
 }
 
-/// SHA-256 of a file's bytes, streamed; of a folder, of its files' relative names and bytes in
-/// name order (recursively).
+/// SHA-256 of a file's bytes, streamed; of a folder, of what the folder loaders read, in name
+/// order: its files, or its class subfolders' files (one level, as `data::folder` lists them),
+/// hidden names left out. Links are followed only where the loader follows them, and no deeper,
+/// so a link back up (`..`) cannot make the walk endless.
 fn hash_path(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
-    let mut stack = vec![PathBuf::new()];
     if std::fs::metadata(path)?.is_file() {
         stream(path, &mut hasher)?;
         return Ok(crate::hash::hex(&hasher.finalize()));
     }
-    while let Some(rel) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(path.join(&rel))?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        // Subfolders are visited after this folder's files, in name order.
-        for e in entries.iter().rev().filter(|e| e.path().is_dir()) {
-            stack.push(rel.join(e.file_name()));
-        }
-        for e in entries.iter().filter(|e| e.path().is_file()) {
-            hasher.update(rel.join(e.file_name()).to_string_lossy().as_bytes());
-            hasher.update([0]);
-            stream(&e.path(), &mut hasher)?;
+    let listed = |dir: &Path| -> std::io::Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let file = |f: &Path, hasher: &mut Sha256| -> std::io::Result<()> {
+        let rel = f.strip_prefix(path).unwrap_or(f);
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        stream(f, hasher)
+    };
+    for entry in listed(path)? {
+        if entry.is_dir() {
+            for f in listed(&entry)?.into_iter().filter(|f| f.is_file()) {
+                file(&f, &mut hasher)?;
+            }
+        } else if entry.is_file() {
+            file(&entry, &mut hasher)?;
         }
     }
     Ok(crate::hash::hex(&hasher.finalize()))
@@ -152,5 +178,30 @@ fn stream(path: &Path, hasher: &mut Sha256) -> std::io::Result<()> {
             0 => return Ok(()),
             n => hasher.update(&buf[..n]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_is_hashed_as_the_loaders_read_it_and_links_back_up_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = dir.path().join("ds");
+        for class in ["a", "b"] {
+            std::fs::create_dir_all(ds.join(class)).unwrap();
+            std::fs::write(ds.join(class).join("1.png"), class).unwrap();
+        }
+        let before = hash_path(&ds).unwrap();
+        // Links back up in each class folder: one level is read, no endless walk.
+        std::os::unix::fs::symlink("..", ds.join("a/up")).unwrap();
+        std::os::unix::fs::symlink("..", ds.join("b/up")).unwrap();
+        assert_eq!(hash_path(&ds).unwrap(), before, "links inside class folders are not items");
+        // A hidden file is not read by the loaders, so not hashed; an item is.
+        std::fs::write(ds.join("a/.cache"), "x").unwrap();
+        assert_eq!(hash_path(&ds).unwrap(), before);
+        std::fs::write(ds.join("a/1.png"), "changed").unwrap();
+        assert_ne!(hash_path(&ds).unwrap(), before);
     }
 }
