@@ -107,7 +107,7 @@ fn shards_partition_the_suite_by_group_and_merge_back_into_the_whole_run() {
     let m3_records = read_records(&m3.join("records.jsonl")).unwrap();
     let gaps = qbench::run::completeness(&m3, &m3_records).unwrap();
     assert_eq!(gaps.missing.len(), whole.len() - m3_records.len(), "{gaps:?}");
-    assert!(gaps.missing.len() > 0);
+    assert!(!gaps.missing.is_empty());
     // The same shard twice, and a merged folder that exists, are refused.
     let o = qbench(&["merge", s1, s1, "--out", d.join("m4").to_str().unwrap()]);
     assert!(o.status.code() == Some(1) && stderr(&o).contains("is in both"), "{}", stderr(&o));
