@@ -410,7 +410,7 @@ pub fn notes(records: &[Record]) -> Notes {
         notes.provenance = Some(format!(
             "qbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
             r.qbench_version,
-            &r.git_commit[..r.git_commit.len().min(12)],
+            r.git_commit.chars().take(12).collect::<String>(),
             if r.git_dirty == "true" { ", dirty" } else { "" },
             r.candle_version,
             r.tract_version,
