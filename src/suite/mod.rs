@@ -1141,7 +1141,10 @@ fn existing_path(loc: &Locator, base: &Path, value: &Spanned<String>, what: &str
         // The OS's own reason when it is not simply missing (a symbolic-link loop, no permission).
         let why = match std::fs::metadata(&path) {
             Ok(m) if m.is_dir() => "is a directory, not a file".to_string(),
-            Ok(_) => "is not a regular file (a FIFO, a socket or a device)".to_string(),
+            Ok(m) => match crate::files::check_regular(&path, &m) {
+                Err(crate::files::FileError::NotAFile { what, .. }) => format!("is {what}, not a regular file"),
+                _ => "is not a regular file".to_string(),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(&path).is_ok() => {
                 "is a symbolic link to nothing".to_string()
             }
