@@ -36,3 +36,32 @@ fn records_inputs_that_crashed_the_report_are_read_and_rendered() {
     });
     assert!(n >= 1, "the corpus of regressions is there");
 }
+
+/// Writes `bytes` as `name` in a fresh folder and returns the folder and the path.
+fn file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn npy_headers_that_hung_the_parser_are_refused_at_once() {
+    let n = each("npy", |bytes| {
+        let (_dir, path) = file("x.npy", bytes);
+        let e = qbench::data::load_npy("d", &path, None, None).unwrap_err().to_string();
+        assert!(e.contains("not a NumPy header"), "{e}");
+    });
+    assert!(n >= 1);
+}
+
+#[test]
+fn tokenizer_files_that_panicked_the_tokenizers_crate_are_errors() {
+    let n = each("text", |bytes| {
+        let split = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        let (_d1, tokenizer) = file("tokenizer.json", &bytes[..split]);
+        let (_d2, text) = file("text.txt", bytes.get(split + 1..).unwrap_or_default());
+        assert!(qbench::data::load_text("d", &text, &tokenizer, 8, false, None).is_err());
+    });
+    assert!(n >= 1);
+}

@@ -147,6 +147,21 @@ fn npz_member(raw: &[u8], array: Option<&str>) -> Result<Vec<u8>, String> {
 
 /// Shape and values (as f32) of an `.npy`; C order only.
 pub(super) fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
+    // npyz's header parser takes exponential time on nested brackets: a NumPy header is one
+    // flat dict with one shape tuple.
+    let header_len = match bytes.get(6) {
+        Some(1) => bytes.get(8..10).map(|b| (10usize, u16::from_le_bytes([b[0], b[1]]) as usize)),
+        _ => bytes.get(8..12).map(|b| (12, u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)),
+    };
+    let header = header_len.and_then(|(start, len)| bytes.get(start..start.saturating_add(len).min(bytes.len())));
+    if let Some(header) = header.filter(|_| bytes.starts_with(b"\x93NUMPY")) {
+        let nested = |open: u8| header.iter().filter(|&&b| b == open).count() > 1;
+        if nested(b'{') || nested(b'(') || nested(b'[') {
+            return Err(
+                "its header is not a NumPy header (one flat dict with one shape tuple); the file is corrupt".into()
+            );
+        }
+    }
     // npyz multiplies the shape unchecked (a panic, or a wrapped size): check it first.
     let data_start = match header_shape(bytes) {
         Some(parsed) => {

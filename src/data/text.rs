@@ -27,7 +27,11 @@ pub fn load_text(
         return Err(bad(format!("it holds a NUL byte (at byte {at}); it is a binary file, not text")));
     }
     let tok_raw = super::read_file(tokenizer)?;
-    let tok = Tokenizer::from_bytes(&tok_raw).map_err(|e| DataError::Text {
+    // The tokenizers crate panics on some malformed files (a decoder it cannot build): a
+    // panic there is this file's error, not the run's end.
+    let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(&tok_raw))
+        .unwrap_or_else(|_| Err("the tokenizers crate could not build it (a malformed section)".into()));
+    let tok = parsed.map_err(|e| DataError::Text {
         path: tokenizer.to_path_buf(),
         reason: format!("it is not a Hugging Face tokenizer.json ({e})"),
     })?;

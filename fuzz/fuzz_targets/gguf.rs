@@ -1,0 +1,11 @@
+//! A GGUF language model: the header walk, then candle's reader and qbench's checks.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = qbench::model::gguf_check::check(data);
+    let path = common::file("m.gguf", data);
+    let _ = qbench::model::gguf_lm::GgufLm::load("m", &path);
+});
