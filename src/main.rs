@@ -45,7 +45,13 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         m.shard.as_deref().map(qbench::suite::Shard::parse).transpose().map_err(anyhow::Error::msg)?;
                     (m.suite_file.clone(), shard, m.only_case, Some(m.threads as u16), m.isolate)
                 }
-                None => (suite.expect("clap requires a suite without --resume"), shard, only_case, threads, isolate),
+                None => (
+                    suite.context("give a suite file (e.g. suites/quickstart.toml), or --resume <run dir>")?,
+                    shard,
+                    only_case,
+                    threads,
+                    isolate,
+                ),
             };
             let mut suite = Suite::load(&suite)?;
             if let Some(threads) = threads {
