@@ -63,7 +63,9 @@ pub struct Explanation {
 /// Rebuilds case `index` of the run in `run_dir` and localizes its error on `items` images.
 pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation, ExplainError> {
     let path = run_dir.join("records.jsonl");
-    if !path.is_file() {
+    // Only a missing file is "no records": a FIFO or a directory there is named as such by
+    // the reader.
+    if std::fs::symlink_metadata(&path).is_err() {
         return Err(ExplainError::NoRecords(run_dir.to_path_buf()));
     }
     let records = read_records(&path)?;

@@ -52,7 +52,8 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> Result<Merg
     let mut all: Vec<(Record, &PathBuf)> = Vec::new();
     for dir in runs {
         let path = dir.join("records.jsonl");
-        if !path.is_file() {
+        // Only a missing file is "no records": the reader names a FIFO or a directory there.
+        if std::fs::symlink_metadata(&path).is_err() {
             return Err(MergeError::NoRecords(dir.clone()));
         }
         let records = read_records(&path)?;

@@ -1118,4 +1118,15 @@ fn reading_a_missing_or_corrupt_records_file_is_a_read_error_naming_line_and_fie
     std::fs::remove_file(run.join("records.jsonl")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", run.join("records.jsonl")).unwrap();
     assert_clean_error(&report(), &["it is a device, not a regular file"]);
+    // A FIFO is named as one by every command that reads records (none waits for a writer, and
+    // none calls it missing).
+    std::fs::remove_file(run.join("records.jsonl")).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(run.join("records.jsonl")).status().unwrap();
+    assert!(made.success());
+    let r = run.to_str().unwrap();
+    for args in [vec!["report", r], vec!["merge", r, r], vec!["explain", r, "0"], vec!["compare", r, r]] {
+        let o = qbench(dir.path(), &args);
+        assert_clean_error(&o, &["records.jsonl", "it is a FIFO (named pipe), not a regular file"]);
+        assert!(!stderr(&o).contains("has no records"), "{args:?}: {}", stderr(&o));
+    }
 }
