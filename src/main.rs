@@ -441,21 +441,28 @@ fn expectations(
     out
 }
 
-/// Whether a CUDA backend can run here, for `list backends`: not in this build, not on this
-/// machine (the probe's reason), or ready on the first GPU (its name). Empty for CPU backends.
+/// Whether a backend can run here, for `list backends`: not in this build, not on this machine
+/// (its reason: no GPU, no ONNX Runtime library), or ready (on the first GPU, by name; an engine
+/// loaded at run time, with the version of the library it found). Empty for CPU engines compiled
+/// in.
 fn readiness(backend: BackendId) -> String {
     use qbench::backend::gpu;
-    if !backend.is_cuda() {
-        String::new()
-    } else if let Err(hint) = backend.built() {
-        format!(" [not in this build: {hint}]")
-    } else {
-        let plan = qbench::quant::Plan::uniform(ZooModelId::Mlp, SchemeId::F32);
-        let kind = ModelKind::Zoo { zoo: ZooModelId::Mlp, weights: PathBuf::new() };
-        match backend.create(0).capability(qbench::backend::ModelQuery::declared(&kind), &plan, 1) {
-            qbench::backend::Realization::Unsupported(why) => format!(" [not available here on cuda:0: {why}]"),
-            _ => gpu::probe(0).map(|g| format!(" [ready on cuda:0: {}]", g.name)).unwrap_or_default(),
-        }
+    if let Err(hint) = backend.built() {
+        return format!(" [not in this build: {hint}]");
+    }
+    let plan = qbench::quant::Plan::uniform(ZooModelId::Mlp, SchemeId::F32);
+    let kind = ModelKind::Zoo { zoo: ZooModelId::Mlp, weights: PathBuf::new() };
+    let unsupported = match backend.create(0).capability(qbench::backend::ModelQuery::declared(&kind), &plan, 1) {
+        qbench::backend::Realization::Unsupported(why) => Some(why),
+        _ => None,
+    };
+    let runtime = (backend.registration().runtime_version)();
+    match (backend.is_cuda(), unsupported) {
+        (true, Some(why)) => format!(" [not available here on cuda:0: {why}]"),
+        (true, None) => gpu::probe(0).map(|g| format!(" [ready on cuda:0: {}]", g.name)).unwrap_or_default(),
+        (false, Some(why)) => format!(" [not available here: {why}]"),
+        // An engine loaded at run time says which library it found.
+        (false, None) => runtime.map(|r| format!(" [ready: {r}]")).unwrap_or_default(),
     }
 }
 

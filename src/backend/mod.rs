@@ -12,6 +12,8 @@
 
 pub mod candle;
 pub mod gpu;
+pub mod onnx_artifact;
+pub mod ort;
 pub mod realization;
 pub mod tract;
 
@@ -24,7 +26,7 @@ use crate::quant::{Plan, Variant};
 
 /// Every backend qbench knows, in the order `list backends` shows them. The one place a backend
 /// is registered.
-pub static REGISTRY: &[&Registration] = &[&candle::CPU, &tract::CPU, &candle::CUDA, &tract::CUDA];
+pub static REGISTRY: &[&Registration] = &[&candle::CPU, &tract::CPU, &ort::CPU, &candle::CUDA, &tract::CUDA];
 
 /// Where a backend runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,9 @@ pub struct Registration {
     pub set_threads: fn(threads: usize),
     /// The engine's crate, whose locked version every record of the backend carries.
     pub engine_crate: &'static str,
+    /// The version of an engine loaded at run time (ONNX Runtime's shared library), as the
+    /// library reports it; `None` for engines compiled in, and when the library cannot load.
+    pub runtime_version: fn() -> Option<String>,
 }
 
 /// A registered backend, by name.
@@ -92,14 +97,19 @@ impl BackendId {
         }
     }
 
-    /// The version of the engine's crate this qbench was built with (from Cargo.lock).
+    /// The version of the engine's crate this qbench was built with (from Cargo.lock), and
+    /// for an engine loaded at run time, the library's own (`ort 2.0.0-rc.15, ONNX Runtime
+    /// 1.32.0`).
     pub fn engine_version(self) -> String {
         let krate = self.registration().engine_crate;
         let version = env!("QBENCH_LOCKED_VERSIONS")
             .split(';')
             .find_map(|entry| entry.strip_prefix(krate)?.strip_prefix('='))
             .unwrap_or("unknown");
-        format!("{krate} {version}")
+        match (self.registration().runtime_version)() {
+            Some(runtime) => format!("{krate} {version}, {runtime}"),
+            None => format!("{krate} {version}"),
+        }
     }
 
     /// Whether this build has the backend: `Err` says how to build one that has.
@@ -218,6 +228,9 @@ pub struct Prepared {
     /// Bytes of the weights as the engine holds them in memory (candle's tensors and GGML
     /// blocks; tract's constants, packed or not), where the engine can say.
     pub weights_bytes: Option<u64>,
+    /// Memory the engine allocates that qbench's counting allocator cannot see (an engine in
+    /// C++), named for the record's `heap_not_covered`; `None` when it sees everything.
+    pub heap_not_covered: Option<&'static str>,
 }
 
 impl Prepared {
@@ -226,6 +239,9 @@ impl Prepared {
     /// reading (an artifact's header, a walk of the engine's plan) is not timed with it.
     pub fn observe(&mut self) -> &[LayerEvidence] {
         self.layers = self.session.layer_evidence();
+        if let Some(summary) = self.session.observed_summary() {
+            self.evidence = summary;
+        }
         &self.layers
     }
 }
@@ -239,8 +255,9 @@ pub trait Session {
     /// Logits of the last run, row-major `[batch, classes]`.
     fn output(&self) -> Result<Vec<f32>, BackendError>;
     /// Nanoseconds the last [`Session::set_input`] spent copying the batch to the device
-    /// (synchronized), for backends that copy it apart from the run; `None` on the CPU, and
-    /// where the copy is part of the run (tract-cuda).
+    /// (synchronized) or into the engine's own tensors (ONNX Runtime), for backends that copy it
+    /// apart from the run; `None` where the engine reads qbench's batch as it is, and where the
+    /// copy is part of the run (tract-cuda).
     fn input_copy_ns(&self) -> Option<u64> {
         None
     }
@@ -252,6 +269,11 @@ pub trait Session {
     /// (the built modules, the optimized plan), with the weight's type as the artifact stores
     /// it. Every engine must say; a layer it cannot tell about is `not observable`.
     fn layer_evidence(&self) -> Vec<LayerEvidence>;
+    /// The engine's summary of what it ran, when it is read with the layers' evidence (after
+    /// prepare) rather than in prepare: it then replaces [`Prepared::evidence`].
+    fn observed_summary(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A causal language model: what perplexity and generation speed need beyond [`Session`],
@@ -406,7 +428,9 @@ mod tests {
             let needle = format!("name = \"{krate}\"\nversion = \"");
             let at = lock.find(&needle).expect("the engine's crate is locked") + needle.len();
             let version = lock[at..].split('"').next().unwrap();
-            assert_eq!(id.engine_version(), format!("{krate} {version}"));
+            // An engine loaded at run time adds the library's own version after a comma.
+            let v = id.engine_version();
+            assert_eq!(v.split(", ").next(), Some(format!("{krate} {version}").as_str()), "{v}");
         }
         assert_eq!(BackendId::from_name("onnxruntime-tpu"), None);
     }

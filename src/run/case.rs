@@ -76,7 +76,9 @@ pub(super) fn prepare(
     record.prepare_peak_rss_bytes = prepare_peak;
     record.prepare_heap_peak_bytes = heap.map(|h| h.peak_bytes);
     record.prepare_heap_allocated_bytes = heap.map(|h| h.total_bytes);
-    if case.backend.is_cuda() {
+    if let Some(not_covered) = prepared.heap_not_covered {
+        record.heap_not_covered = not_covered.into();
+    } else if case.backend.is_cuda() {
         record.heap_not_covered = "GPU memory (the driver's figure is gpu_memory_used_bytes)".into();
     }
     record.weights_bytes = prepared.weights_bytes;
@@ -85,10 +87,11 @@ pub(super) fn prepare(
     record.bits_per_weight = Some(variant.bits_per_weight);
     record.weight_storage = Some(variant.weight_storage.clone());
     record.activation_quant = (!variant.activation_quant.is_empty()).then(|| variant.activation_quant.clone());
-    record.evidence = Some(prepared.evidence.clone());
     // The realization is what the engine made of the layers, not what was expected of it; read
-    // after the measured preparation (it may read the artifact's header or walk a plan).
+    // after the measured preparation (it may read the artifact's header, walk a plan, or run a
+    // profiled session).
     prepared.observe();
+    record.evidence = Some(prepared.evidence.clone());
     let planned: Vec<&str> = variant.plan.layers.iter().map(|(l, _)| l.as_str()).collect();
     let realization = observed(&prepared.layers, &planned);
     record.realization = realization.name().to_string();

@@ -77,6 +77,7 @@ pub(super) fn prepare(
         evidence,
         layers: Vec::new(),
         weights_bytes: Some(weights_bytes),
+        heap_not_covered: None,
     })
 }
 

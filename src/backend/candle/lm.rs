@@ -178,6 +178,7 @@ pub(super) fn prepare(
         evidence,
         layers: Vec::new(),
         weights_bytes: Some(weights_bytes),
+        heap_not_covered: None,
     })
 }
 

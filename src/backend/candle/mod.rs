@@ -41,6 +41,7 @@ pub static CPU: Registration = Registration {
     create: |_| Ok(Box::new(Candle { id: BackendId::CANDLE_CPU, cuda: None })),
     set_threads,
     engine_crate: "candle-core",
+    runtime_version: || None,
 };
 
 pub static CUDA: Registration = Registration {
@@ -50,6 +51,7 @@ pub static CUDA: Registration = Registration {
     create: create_cuda,
     set_threads,
     engine_crate: "candle-core",
+    runtime_version: || None,
 };
 
 #[cfg(feature = "cuda")]

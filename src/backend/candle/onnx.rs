@@ -177,6 +177,7 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
         evidence,
         layers: Vec::new(),
         weights_bytes: Some(weights_bytes),
+        heap_not_covered: None,
     })
 }
 

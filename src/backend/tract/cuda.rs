@@ -83,6 +83,7 @@ pub(super) fn prepare(
         evidence,
         layers: Vec::new(),
         weights_bytes,
+        heap_not_covered: None,
     })
 }
 

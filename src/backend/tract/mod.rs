@@ -31,6 +31,7 @@ pub static CPU: Registration = Registration {
     create: |_| Ok(Box::new(Tract { id: BackendId::TRACT_CPU, cuda: None })),
     set_threads: session::set_threads,
     engine_crate: "tract-onnx",
+    runtime_version: || None,
 };
 
 pub static CUDA: Registration = Registration {
@@ -40,6 +41,7 @@ pub static CUDA: Registration = Registration {
     create: create_cuda,
     set_threads: session::set_threads,
     engine_crate: "tract-onnx",
+    runtime_version: || None,
 };
 
 #[cfg(feature = "cuda")]

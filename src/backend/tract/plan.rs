@@ -9,13 +9,13 @@
 //! tells whether the weights were folded into a constant at load, or are recomputed
 //! (dequantized) from constants on every run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use prost::Message;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 
+use crate::backend::onnx_artifact::{belongs, stored_types};
 use crate::backend::{Compute, LayerEvidence, StoredWeight, WeightType};
 use crate::quant::Variant;
 
@@ -143,13 +143,6 @@ pub(super) fn layer_evidence(
         .collect()
 }
 
-/// Whether tract's node `name` derives from the ONNX node `layer`, or from the nodes qbench
-/// writes for it (`<layer>.…` in a zoo export, `qbench.<layer>.…` in a rewritten graph).
-fn belongs(name: &str, layer: &str) -> bool {
-    let name = name.strip_prefix("qbench.").unwrap_or(name);
-    name == layer || name.strip_prefix(layer).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('#'))
-}
-
 /// Op names of a GPU engine's matrix products and convolutions.
 fn is_product(op: &str) -> bool {
     let op = op.to_ascii_lowercase();
@@ -212,64 +205,4 @@ fn per_call_ops(model: &TypedModel, node: &TypedNode, dynamic: &HashSet<usize>) 
     }
     ops.sort();
     (!ops.is_empty()).then(|| format!("{} op(s) recompute the weight from constants: {}", ops.len(), ops.join(", ")))
-}
-
-/// Each layer's weight type as the ONNX file stores it: the initializer its product's weight
-/// input comes from (through casts, dequantization, transposes), with the ops on the way.
-fn stored_types(onnx: &std::path::Path, layers: &[String]) -> HashMap<String, StoredWeight> {
-    let mut out = HashMap::new();
-    let Ok(bytes) = std::fs::read(onnx) else { return out };
-    let Ok(proto) = tract_onnx::pb::ModelProto::decode(bytes.as_slice()) else { return out };
-    let Some(graph) = proto.graph else { return out };
-    let inits: HashMap<&str, i32> = graph.initializer.iter().map(|t| (t.name.as_str(), t.data_type)).collect();
-    let producer = |value: &str| graph.node.iter().find(|n| n.output.iter().any(|o| o == value));
-    const PRODUCTS: &[&str] =
-        &["MatMul", "Gemm", "Conv", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv"];
-    for layer in layers {
-        let Some(node) = graph.node.iter().find(|n| belongs(&n.name, layer) && PRODUCTS.contains(&n.op_type.as_str()))
-        else {
-            continue;
-        };
-        // The weight operand: B of MatMul/Gemm, W of Conv, b/w of the integer ops (after the
-        // activation and its scale and zero point for the QLinear ones).
-        let at = match node.op_type.as_str() {
-            "QLinearMatMul" | "QLinearConv" => 3,
-            _ => 1,
-        };
-        let mut value = node.input.get(at).cloned().unwrap_or_default();
-        let mut path = Vec::new();
-        loop {
-            if let Some(dt) = inits.get(value.as_str()) {
-                let ty = WeightType::from_name(&onnx_type_name(*dt));
-                out.insert(layer.clone(), StoredWeight { ty, via: path });
-                break;
-            }
-            match producer(&value) {
-                Some(p) if path.len() < 16 => {
-                    path.push(p.op_type.clone());
-                    value = p.input.first().cloned().unwrap_or_default();
-                }
-                _ => break,
-            }
-        }
-    }
-    out
-}
-
-/// ONNX's `TensorProto.DataType` codes, as records name the types.
-fn onnx_type_name(code: i32) -> String {
-    match code {
-        1 => "f32",
-        2 => "u8",
-        3 => "i8",
-        6 => "i32",
-        7 => "i64",
-        10 => "f16",
-        11 => "f64",
-        16 => "bf16",
-        21 => "u4",
-        22 => "i4",
-        _ => return format!("ONNX type {code}"),
-    }
-    .to_string()
 }

@@ -22,7 +22,7 @@ pub(super) fn layers(
         Capture::Outputs => ValueProbe::new(&variant.onnx, batch, &names, true, true),
         // A layer's input is its node's first input value.
         Capture::Inputs => {
-            let inputs = layer_inputs(&variant.onnx, &names)
+            let inputs = crate::backend::onnx_artifact::layer_inputs(&variant.onnx, &names)
                 .map_err(|e| BackendError::engine(id, "capturing layer values", e))?;
             ValueProbe::new(&variant.onnx, batch, &inputs, false, false)
         }
@@ -32,25 +32,6 @@ pub(super) fn layers(
         names.push(MODEL_OUTPUT.to_string());
     }
     Ok(Box::new(TractLayers { id, names, probe }))
-}
-
-/// The value each named node takes as its first input.
-fn layer_inputs(onnx: &std::path::Path, nodes: &[String]) -> TractResult<Vec<String>> {
-    use prost::Message;
-    let bytes = std::fs::read(onnx)?;
-    let proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice())?;
-    let graph = proto.graph.ok_or_else(|| TractError::msg(format!("{} has no graph", onnx.display())))?;
-    nodes
-        .iter()
-        .map(|name| {
-            graph
-                .node
-                .iter()
-                .find(|n| &n.name == name)
-                .and_then(|n| n.input.first().cloned())
-                .ok_or_else(|| TractError::msg(format!("no node {name} in {}", onnx.display())))
-        })
-        .collect()
 }
 
 struct TractLayers {

@@ -68,6 +68,7 @@ pub(super) fn prepare(variant: &Variant, batch: usize, id: BackendId) -> Result<
         evidence,
         layers: Vec::new(),
         weights_bytes,
+        heap_not_covered: None,
     })
 }
 

@@ -1,0 +1,111 @@
+//! What the backends that load a variant's ONNX artifact (tract, ONNX Runtime) read from the
+//! file itself: which nodes belong to a layer, the type each layer's weight is stored in, and
+//! the values a layer reads. The engines' own views (an optimized plan, a profile) are read in
+//! their folders.
+
+use std::collections::HashMap;
+
+use prost::Message;
+
+use crate::backend::{StoredWeight, WeightType};
+
+/// Whether an engine's node `name` derives from the ONNX node `layer`, or from the nodes qbench
+/// writes for it (`<layer>.…` in a zoo export, `qbench.<layer>.…` in a rewritten graph).
+pub fn belongs(name: &str, layer: &str) -> bool {
+    let name = name.strip_prefix("qbench.").unwrap_or(name);
+    name == layer || name.strip_prefix(layer).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('#'))
+}
+
+/// Each layer's weight type as the ONNX file stores it: the initializer its product's weight
+/// input comes from (through casts, dequantization, transposes), with the ops on the way.
+pub fn stored_types(onnx: &std::path::Path, layers: &[String]) -> HashMap<String, StoredWeight> {
+    let mut out = HashMap::new();
+    let Ok(bytes) = std::fs::read(onnx) else { return out };
+    let Ok(proto) = tract_onnx::pb::ModelProto::decode(bytes.as_slice()) else { return out };
+    let Some(graph) = proto.graph else { return out };
+    let inits: HashMap<&str, i32> = graph.initializer.iter().map(|t| (t.name.as_str(), t.data_type)).collect();
+    let producer = |value: &str| graph.node.iter().find(|n| n.output.iter().any(|o| o == value));
+    const PRODUCTS: &[&str] =
+        &["MatMul", "Gemm", "Conv", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv"];
+    for layer in layers {
+        let Some(node) = graph.node.iter().find(|n| belongs(&n.name, layer) && PRODUCTS.contains(&n.op_type.as_str()))
+        else {
+            continue;
+        };
+        // The weight operand: B of MatMul/Gemm, W of Conv, b/w of the integer ops (after the
+        // activation and its scale and zero point for the QLinear ones).
+        let at = match node.op_type.as_str() {
+            "QLinearMatMul" | "QLinearConv" => 3,
+            _ => 1,
+        };
+        let mut value = node.input.get(at).cloned().unwrap_or_default();
+        let mut path = Vec::new();
+        loop {
+            if let Some(dt) = inits.get(value.as_str()) {
+                let ty = WeightType::from_name(&onnx_type_name(*dt));
+                out.insert(layer.clone(), StoredWeight { ty, via: path });
+                break;
+            }
+            match producer(&value) {
+                Some(p) if path.len() < 16 => {
+                    path.push(p.op_type.clone());
+                    value = p.input.first().cloned().unwrap_or_default();
+                }
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+/// ONNX's `TensorProto.DataType` codes, as records name the types.
+pub fn onnx_type_name(code: i32) -> String {
+    match code {
+        1 => "f32",
+        2 => "u8",
+        3 => "i8",
+        6 => "i32",
+        7 => "i64",
+        10 => "f16",
+        11 => "f64",
+        16 => "bf16",
+        21 => "u4",
+        22 => "i4",
+        _ => return format!("ONNX type {code}"),
+    }
+    .to_string()
+}
+
+/// The value each named node takes as its first input (a layer's input, for calibration).
+pub fn layer_inputs(onnx: &std::path::Path, nodes: &[String]) -> Result<Vec<String>, String> {
+    let bytes = std::fs::read(onnx).map_err(|e| format!("cannot read {}: {e}", onnx.display()))?;
+    let proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| format!("{} is not an ONNX model: {e}", onnx.display()))?;
+    let graph = proto.graph.ok_or_else(|| format!("{} has no graph", onnx.display()))?;
+    nodes
+        .iter()
+        .map(|name| {
+            graph
+                .node
+                .iter()
+                .find(|n| &n.name == name)
+                .and_then(|n| n.input.first().cloned())
+                .ok_or_else(|| format!("no node {name} in {}", onnx.display()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_belong_to_their_layer_by_name_only() {
+        assert!(belongs("fc1", "fc1"));
+        assert!(belongs("fc1.acc", "fc1"));
+        assert!(belongs("qbench.fc1.w", "fc1"));
+        assert!(belongs("fc1#3", "fc1"));
+        assert!(!belongs("fc10", "fc1"));
+        assert!(!belongs("xfc1", "fc1"));
+    }
+}
