@@ -165,7 +165,7 @@ pub fn table(records: &[Record]) -> ResultsTable {
             }),
         ),
         (
-            "H2D copy (µs)".into(),
+            "input copy (µs)".into(),
             false,
             true,
             Box::new(|r: &Record| num(r.input_copy_median_ns.map(|v| v / 1e3), &|v| format!("{v:.1}"))),
@@ -400,20 +400,29 @@ pub fn notes(records: &[Record]) -> Notes {
                 "Latency median ± the half-width of its 95% interval (valid for autocorrelated samples); p99 only from 100 samples on, else \"≈ max\"; items/s at the mean run time. × vs f32: speedup over the same backend's f32, measured in alternating rounds (median of the per-round ratios, 95% interval). Cold start = prepare (load) + first run; heap: peak bytes prepare held / bytes allocated per run, counted by qbench's allocator.{lm_note}"
             ));
         }
-        // What the heap figures cannot see, where a row has such memory (GPU backends).
+        // What the heap figures cannot see, where a row has such memory (GPU backends, an
+        // engine in C++).
         let mut uncovered: Vec<&str> =
             ok.iter().map(|r| r.heap_not_covered.as_str()).filter(|h| !h.is_empty()).collect();
+        uncovered.sort_unstable();
         uncovered.dedup();
+        // Engines loaded at run time carry their library's version (`ort 2.0.0-rc.15, ONNX
+        // Runtime 1.32.0`).
+        let mut loaded: Vec<&str> = ok.iter().map(|r| r.engine_version.as_str()).filter(|v| v.contains(", ")).collect();
+        loaded.sort_unstable();
+        loaded.dedup();
+        let loaded: String = loaded.iter().map(|v| format!(", {v}")).collect();
         if let (Some(method), false) = (notes.method.as_mut(), uncovered.is_empty()) {
             method.push_str(&format!(" The heap figures do not see: {}.", uncovered.join("; ")));
         }
         notes.provenance = Some(format!(
-            "qbench {} (commit {}{}), candle {}, tract {}, {}; {} ({}); threads: {}{}.",
+            "qbench {} (commit {}{}), candle {}, tract {}{}, {}; {} ({}); threads: {}{}.",
             r.qbench_version,
             r.git_commit.chars().take(12).collect::<String>(),
             if r.git_dirty == "true" { ", dirty" } else { "" },
             r.candle_version,
             r.tract_version,
+            loaded,
             r.rustc_version,
             r.cpu_model,
             r.cpu_flags.join(" "),
@@ -432,7 +441,7 @@ pub fn notes(records: &[Record]) -> Notes {
         }
         if let Some(g) = records.iter().find(|r| r.gpu_name.is_some()) {
             let gpu = format!(
-                " GPU: {} ({:.0} GiB, compute capability {}), driver {} (CUDA {}), kernels built for CUDA {}; a GPU run ends with a device synchronize; \"H2D copy\" is the input's copy to the GPU, timed apart from the run (tract-cuda copies inside the run); \"GPU mem\" is the device memory in use after the first run above what was in use before prepare.",
+                " GPU: {} ({:.0} GiB, compute capability {}), driver {} (CUDA {}), kernels built for CUDA {}; a GPU run ends with a device synchronize; \"input copy\" is the input's copy to the GPU, timed apart from the run (tract-cuda copies inside the run); \"GPU mem\" is the device memory in use after the first run above what was in use before prepare.",
                 g.gpu_name.as_deref().unwrap_or("?"),
                 g.gpu_total_memory_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64,
                 g.gpu_compute_capability.as_deref().unwrap_or("?"),

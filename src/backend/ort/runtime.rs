@@ -54,14 +54,30 @@ fn load() -> Result<Runtime, String> {
         .with_name("qbench")
         .build()
         .map_err(|e| format!("ONNX Runtime from {} cannot start: {e}", path.display()))?;
-    // "ORT Build Info: git-branch=rel-1.32.0, git-commit-id=…"
-    let info = ort::info();
-    let version = info
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .find_map(|part| part.strip_prefix("git-branch=rel-"))
-        .map(str::to_string)
-        .unwrap_or_else(|| info.chars().take(80).collect());
+    let version = library_version(&path)
+        .ok_or_else(|| format!("{} loaded, but does not say its version (OrtGetApiBase)", path.display()))?;
     Ok(Runtime { env, version, path })
+}
+
+/// The version the library reports itself (`OrtGetApiBase()->GetVersionString()`).
+fn library_version(path: &std::path::Path) -> Option<String> {
+    // SAFETY: the library is ONNX Runtime's, already loaded and checked by the ort crate (so
+    // opening it again only counts a reference); OrtGetApiBase is its documented entry point,
+    // returning a pointer to a static table whose GetVersionString returns a static C string.
+    unsafe {
+        let lib = libloading::Library::new(path).ok()?;
+        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            lib.get(b"OrtGetApiBase").ok()?;
+        let base = get_base();
+        if base.is_null() {
+            return None;
+        }
+        let version = ((*base).GetVersionString)();
+        if version.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(version).to_string_lossy().into_owned())
+    }
 }
 
 /// The graph optimization level every ort-cpu session uses: all of ONNX Runtime's (its default,
