@@ -428,6 +428,57 @@ fn a_quantized_graph_that_tract_runs_on_float_kernels_is_observed_emulated() {
     }
 }
 
+/// The same published QDQ model on ONNX Runtime: its QDQ fusion turns each
+/// `DequantizeLinear → MatMul → QuantizeLinear` into an integer op (`QGemm`) that the file does
+/// not name, and its profile shows it ran: fc1 and fc2 are observed native, layer by layer,
+/// where tract's plan showed f32 kernels. The last layer's output is not quantized, so there is
+/// nothing to fuse: ONNX Runtime runs a float `Gemm` and dequantizes its weight on every run,
+/// and the record says emulated. The logits agree with tract's.
+#[test]
+#[cfg(feature = "ort")]
+fn a_published_qdq_graph_runs_on_onnx_runtime_integer_kernels_where_its_fusion_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let widths = [784, 64, 32, 10];
+    let path = dir.path().join("mlp-qdq.onnx");
+    std::fs::write(&path, mlp_onnx(&widths, true)).unwrap();
+    let file = std::fs::read(&path).unwrap();
+    let model = LoadedModel::load("qdq", &onnx_kind(&path, 784), dir.path()).unwrap();
+    let variant = quant::f32_variant(&model);
+    let ort = BackendId::ORT_CPU.create(0);
+    let plan = Plan::uniform(model.layers.as_slice(), SchemeId::F32);
+    assert_eq!(ort.capability(ModelQuery::loaded(&model), &plan, 1), Realization::Native);
+    let mut p = ort.prepare(&variant, 4).unwrap();
+    p.observe();
+    assert_eq!(p.layers.len(), 3);
+    for (l, name) in p.layers.iter().zip(["fc1", "fc2", "fc3"]) {
+        // Each layer is its own node of ONNX Runtime's graph, named after it.
+        assert!(l.kernel.contains(&format!("(node \"{name}")), "{l:?}");
+        assert!(l.stored.to_string().starts_with("i8 → DequantizeLinear"), "{l:?}");
+        let op = l.kernel.split(' ').next().unwrap();
+        if name == "fc3" {
+            assert_eq!((l.compute.clone(), l.realization), (Compute::F32, LayerRealization::Emulated), "{l:?}");
+            assert!(l.per_call.as_deref().is_some_and(|w| w.contains("DequantizeLinear")), "{l:?}");
+        } else {
+            assert_eq!((l.compute.clone(), l.realization), (Compute::Int8, LayerRealization::Native), "{l:?}");
+            // Not an op of the file: ONNX Runtime's fused one.
+            assert!(!file.windows(op.len()).any(|w| w == op.as_bytes()), "{op} is in the file");
+        }
+    }
+    let planned: Vec<&str> = variant.plan.layers.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(qbench::backend::realization::observed(&p.layers, &planned), Realization::Emulated);
+    let input: Vec<f32> = (0..4 * 784).map(|i| (i % 255) as f32 / 255.0).collect();
+    let logits = |p: &mut qbench::backend::Prepared| {
+        p.session.set_input(&input).unwrap();
+        p.session.run().unwrap();
+        p.session.output().unwrap()
+    };
+    let a = logits(&mut p);
+    let b = logits(&mut BackendId::TRACT_CPU.create(0).prepare(&variant, 4).unwrap());
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff <= 0.02 * scale, "ort vs tract on the QDQ model: max |Δ| {diff} of {scale}");
+}
+
 /// A suite whose dataset is the shipped items flattened to 784 values.
 fn suite_for_flat_inputs(dir: &Path, models: &str) -> PathBuf {
     let data = qbench::data::load_npy("fm", &npz(), Some("x"), None).unwrap().slice(0..64);

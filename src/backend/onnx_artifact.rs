@@ -24,38 +24,40 @@ pub fn stored_types(onnx: &std::path::Path, layers: &[String]) -> HashMap<String
     let Ok(proto) = tract_onnx::pb::ModelProto::decode(bytes.as_slice()) else { return out };
     let Some(graph) = proto.graph else { return out };
     let inits: HashMap<&str, i32> = graph.initializer.iter().map(|t| (t.name.as_str(), t.data_type)).collect();
-    let producer = |value: &str| graph.node.iter().find(|n| n.output.iter().any(|o| o == value));
-    const PRODUCTS: &[&str] =
-        &["MatMul", "Gemm", "Conv", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv"];
     for layer in layers {
-        let Some(node) = graph.node.iter().find(|n| belongs(&n.name, layer) && PRODUCTS.contains(&n.op_type.as_str()))
-        else {
-            continue;
-        };
-        // The weight operand: B of MatMul/Gemm, W of Conv, b/w of the integer ops (after the
-        // activation and its scale and zero point for the QLinear ones).
-        let at = match node.op_type.as_str() {
-            "QLinearMatMul" | "QLinearConv" => 3,
-            _ => 1,
-        };
-        let mut value = node.input.get(at).cloned().unwrap_or_default();
-        let mut path = Vec::new();
-        loop {
-            if let Some(dt) = inits.get(value.as_str()) {
-                let ty = WeightType::from_name(&onnx_type_name(*dt));
-                out.insert(layer.clone(), StoredWeight { ty, via: path });
-                break;
-            }
-            match producer(&value) {
-                Some(p) if path.len() < 16 => {
-                    path.push(p.op_type.clone());
-                    value = p.input.first().cloned().unwrap_or_default();
-                }
-                _ => break,
-            }
+        if let Some((name, via)) = weight_initializer(&graph, layer) {
+            let ty = WeightType::from_name(&onnx_type_name(inits[name]));
+            out.insert(layer.clone(), StoredWeight { ty, via });
         }
     }
     out
+}
+
+/// The initializer a layer's product takes its weight from, and the ops on the way (a cast, a
+/// dequantization, a transpose): B of MatMul/Gemm, W of Conv, b/w of the integer ops (after the
+/// activation and its scale and zero point for the QLinear ones), followed back through each
+/// op's first input.
+pub fn weight_initializer<'g>(graph: &'g tract_onnx::pb::GraphProto, layer: &str) -> Option<(&'g str, Vec<String>)> {
+    const PRODUCTS: &[&str] =
+        &["MatMul", "Gemm", "Conv", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv"];
+    let node = graph.node.iter().find(|n| belongs(&n.name, layer) && PRODUCTS.contains(&n.op_type.as_str()))?;
+    let at = match node.op_type.as_str() {
+        "QLinearMatMul" | "QLinearConv" => 3,
+        _ => 1,
+    };
+    let mut value = node.input.get(at)?.as_str();
+    let mut via = Vec::new();
+    loop {
+        if let Some(t) = graph.initializer.iter().find(|t| t.name == value) {
+            return Some((t.name.as_str(), via));
+        }
+        let p = graph.node.iter().find(|n| n.output.iter().any(|o| o == value))?;
+        if via.len() >= 16 {
+            return None;
+        }
+        via.push(p.op_type.clone());
+        value = p.input.first()?.as_str();
+    }
 }
 
 /// ONNX's `TensorProto.DataType` codes, as records name the types.

@@ -17,7 +17,7 @@ use prost::Message;
 use tract_onnx::pb::{GraphProto, NodeProto, TensorProto};
 
 use super::session::Inputs;
-use crate::backend::onnx_artifact::{belongs, stored_types};
+use crate::backend::onnx_artifact::{belongs, stored_types, weight_initializer};
 use crate::backend::{Compute, LayerEvidence, StoredWeight, WeightType};
 use crate::quant::Variant;
 
@@ -205,16 +205,19 @@ impl ProfiledRun {
             .map(|(layer, own)| {
                 let scheme = variant.layer_scheme(layer);
                 let stored_type = stored.get(layer).cloned().unwrap_or_else(|| StoredWeight::new(WeightType::NotFound));
-                // A product named after the layer, else one reading an initializer only this
-                // layer has (its bias, scales, or its weight under another name).
+                // A product named after the layer; else one reading the layer's weight (or its
+                // values under another name); else one reading an initializer only this layer
+                // has (its bias or scales: a fused node also reads the next layer's input
+                // scales, so those come last).
                 let products = || self.optimized.node.iter().filter(|n| is_product(&n.op_type));
-                let node = products().find(|n| belongs(node_layer_name(&n.name), layer)).or_else(|| {
-                    products().find(|n| {
-                        n.input.iter().any(|i| {
-                            own.contains(i.as_str()) || (inits.contains(i.as_str()) && renamed.is(i, own))
-                        })
-                    })
-                });
+                let reads = |n: &NodeProto, names: &HashSet<&str>| {
+                    n.input.iter().any(|i| names.contains(i.as_str()) || (inits.contains(i.as_str()) && renamed.is(i, names)))
+                };
+                let weight: HashSet<&str> = weight_initializer(&self.original, layer).map(|(w, _)| w).into_iter().collect();
+                let node = products()
+                    .find(|n| belongs(node_layer_name(&n.name), layer))
+                    .or_else(|| products().find(|n| !weight.is_empty() && reads(n, &weight)))
+                    .or_else(|| products().find(|n| reads(n, own)));
                 let Some(node) = node else {
                     return LayerEvidence::observed(
                         layer,
@@ -252,9 +255,11 @@ impl ProfiledRun {
     }
 }
 
-/// A node's name with what ONNX Runtime's fusions add to it (`fused fc1`, `relu1_nchwc`).
+/// A node's name without what ONNX Runtime's fusions add to it (`fused fc1`,
+/// `fc1/MatMulAddFusion`, `relu1_nchwc`).
 fn node_layer_name(name: &str) -> &str {
     let name = name.strip_prefix("fused ").unwrap_or(name);
+    let name = name.split('/').next().unwrap_or(name);
     name.strip_suffix("_nchwc").unwrap_or(name)
 }
 
@@ -452,6 +457,7 @@ mod tests {
         assert_eq!(compute_of(&ran[1].1, &node), Compute::F32);
         assert_eq!(node_layer_name(&ran[1].0), "fc1");
         assert_eq!(node_layer_name("relu1_nchwc"), "relu1");
+        assert_eq!(node_layer_name("fc1/MatMulAddFusion"), "fc1");
         // Nothing that ran is not a pass.
         assert!(parse_profile(b"[]").is_err());
         assert!(parse_profile(b"{\"x\":1}").is_err());
