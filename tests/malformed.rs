@@ -338,7 +338,14 @@ fn write_template(template: &str, file: &Path, companion: Option<&Path>, dir: &P
     let text = match template {
         "zoo-weights" => header("[\"candle-cpu\"]") + &npz_dataset(Some(&labels_csv)) + &mlp_model(file),
         "onnx" => {
-            header("[\"tract-cpu\", \"candle-cpu\"]") + &npz_dataset(None) + &onnx_model(file, "[\"batch\", 1, 28, 28]")
+            // ONNX Runtime too where built: its own parser meets every malformed ONNX file
+            // that qbench's checks let through.
+            let backends = if cfg!(feature = "ort") {
+                "[\"tract-cpu\", \"ort-cpu\", \"candle-cpu\"]"
+            } else {
+                "[\"tract-cpu\", \"candle-cpu\"]"
+            };
+            header(backends) + &npz_dataset(None) + &onnx_model(file, "[\"batch\", 1, 28, 28]")
         }
         "bert-checkpoint" => {
             header("[\"candle-cpu\"]")
