@@ -479,6 +479,115 @@ fn a_published_qdq_graph_runs_on_onnx_runtime_integer_kernels_where_its_fusion_a
     assert!(diff <= 0.02 * scale, "ort vs tract on the QDQ model: max |Δ| {diff} of {scale}");
 }
 
+/// Weight-only int8 on a `MatMul` layer with no bias to fuse (the embedding-bag model's head):
+/// ONNX Runtime fuses `DequantizeLinear → MatMul` into `MatMulNBits` with 8-bit weights at
+/// accuracy level 4, which quantizes the activation and runs an int8 dot product: the int8
+/// weights' own kernel, observed native (and the kernel says the activation is quantized),
+/// where tract computes the same file in f32 (emulated).
+#[test]
+#[cfg(feature = "ort")]
+fn weight_only_int8_matmuls_run_onnx_runtime_8_bit_matmulnbits_natively() {
+    let dir = tempfile::tempdir().unwrap();
+    let decl = InputDecl {
+        name: "ids".into(),
+        item_shape: vec![8],
+        fixed_batch: None,
+        bound: Default::default(),
+        dtype: qbench::model::onnx_file::InputDtype::I64,
+    };
+    let path = common::repo().join("tests/reference/embedding-bag.onnx");
+    let kind = ModelKind::Onnx { path, inputs: vec![decl], output: None };
+    let model = LoadedModel::load("bag", &kind, dir.path()).unwrap();
+    let plan = Plan::uniform(model.layers.as_slice(), SchemeId::Int8Weights { per_channel: true, symmetric: true });
+    let v = quant::apply_model(&model, &plan, dir.path(), None).unwrap();
+    let mut ort = BackendId::ORT_CPU.create(0).prepare(&v, 4).unwrap();
+    ort.observe();
+    let mut tract = BackendId::TRACT_CPU.create(0).prepare(&v, 4).unwrap();
+    tract.observe();
+    assert_eq!(ort.layers.len(), 1);
+    let (o, t) = (&ort.layers[0], &tract.layers[0]);
+    assert_eq!(o.layer, "head");
+    assert!(o.kernel.starts_with("MatMulNBits (8-bit weights, accuracy level 4"), "{o:?}");
+    assert_eq!((o.compute.clone(), o.realization), (Compute::Int8, LayerRealization::Native), "{o:?}");
+    assert_eq!((t.compute.clone(), t.realization), (Compute::F32, LayerRealization::Emulated), "{t:?}");
+}
+
+/// Two convolutions, each followed by a ReLU, whose weights ONNX Runtime re-lays out under new
+/// names (its NCHWc transform) and whose fused nodes it names after the ReLUs (`r1_nchwc`): no
+/// name and no bias tells the layers apart. With `shared`, both read one weight; otherwise the
+/// second's weights are the first's reversed (the same values, another order).
+#[cfg(feature = "ort")]
+fn twin_convs(shared: bool) -> Vec<u8> {
+    let c = 16usize;
+    let w1: Vec<f32> = (0..c * c * 9).map(|i| ((i * 37 % 101) as f32 - 50.0) / 500.0).collect();
+    let w2: Vec<f32> = w1.iter().rev().copied().collect();
+    let mut inits = vec![f32s("w1", &[c, c, 3, 3], &w1)];
+    if !shared {
+        inits.push(f32s("w2", &[c, c, 3, 3], &w2));
+    }
+    let pads = tract_onnx::pb::AttributeProto {
+        name: "pads".into(),
+        ints: vec![1, 1, 1, 1],
+        r#type: tract_onnx::pb::attribute_proto::AttributeType::Ints as i32,
+        ..Default::default()
+    };
+    let mut c1 = node("Conv", "c1", &["x", "w1"], "c1.y");
+    c1.attribute.push(pads.clone());
+    let mut c2 = node("Conv", "c2", &["r1", if shared { "w1" } else { "w2" }], "c2.y");
+    c2.attribute.push(pads);
+    let nodes = vec![c1, node("Relu", "r1", &["c1.y"], "r1"), c2, node("Relu", "r2", &["c2.y"], "y")];
+    let graph = GraphProto {
+        name: "twins".into(),
+        node: nodes,
+        initializer: inits,
+        input: vec![value("x", Some(&[c as i64, 6, 6]))],
+        output: vec![value("y", None)],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Each layer gets its own node of ONNX Runtime's graph even when its weight is shared with, or
+/// a permutation of, another layer's: both are observed, on different nodes.
+#[test]
+#[cfg(feature = "ort")]
+fn layers_with_shared_or_permuted_weights_are_each_found_on_their_own_onnx_runtime_node() {
+    let dir = tempfile::tempdir().unwrap();
+    for shared in [false, true] {
+        let path = dir.path().join(format!("twins-{shared}.onnx"));
+        std::fs::write(&path, twin_convs(shared)).unwrap();
+        let decl = InputDecl {
+            name: "x".into(),
+            item_shape: vec![16, 6, 6],
+            fixed_batch: None,
+            bound: Default::default(),
+            dtype: Default::default(),
+        };
+        let kind = ModelKind::Onnx { path: path.clone(), inputs: vec![decl], output: None };
+        let model = LoadedModel::load("twins", &kind, dir.path()).unwrap();
+        let mut p = BackendId::ORT_CPU.create(0).prepare(&quant::f32_variant(&model), 2).unwrap();
+        p.observe();
+        let kernels: Vec<&str> = p.layers.iter().map(|l| l.kernel.as_str()).collect();
+        assert_eq!(p.layers.len(), 2, "{kernels:?}");
+        assert_ne!(kernels[0], kernels[1], "shared {shared}: one node for two layers");
+        for l in &p.layers {
+            assert_eq!((l.compute.clone(), l.realization), (Compute::F32, LayerRealization::KeptFloat), "{l:?}");
+        }
+        // In graph order: the first convolution's node comes first (ONNX Runtime names a fused
+        // node after the ReLU's output: `r1_nchwc`, then `y_nchwc`).
+        assert!(
+            kernels[0].contains("\"r1_nchwc\"") && kernels[1].contains("\"y_nchwc\""),
+            "shared {shared}: {kernels:?}"
+        );
+    }
+}
+
 /// A suite whose dataset is the shipped items flattened to 784 values.
 fn suite_for_flat_inputs(dir: &Path, models: &str) -> PathBuf {
     let data = qbench::data::load_npy("fm", &npz(), Some("x"), None).unwrap().slice(0..64);

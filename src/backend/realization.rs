@@ -299,7 +299,11 @@ impl LayerEvidence {
             (SchemeId::F32, None) if on_backend_device => return LayerRealization::KeptFloat,
             (SchemeId::F32, None) => return LayerRealization::CpuFallback,
             (SchemeId::F32, Some(native)) => native,
-            (scheme, _) => native_compute(scheme),
+            // A weight-only scheme defines no compute type; an engine that runs the stored
+            // integer weights in their own integer kernels (ONNX Runtime's 8-bit MatMulNBits,
+            // which then quantizes the activation too: the fidelity columns measure what that
+            // costs) runs them natively.
+            (scheme, stored) => native_compute(scheme).or(stored.flatten()),
         };
         match native {
             Some(native) if native == *compute && on_backend_device => LayerRealization::Native,
@@ -382,9 +386,19 @@ pub fn observed(layers: &[LayerEvidence], planned: &[&str]) -> Realization {
     })
 }
 
-/// The first layer that keeps the record from being native (what `require_native` names).
+/// The layer that keeps the record from being native, as the progress line, the report and
+/// `require_native` name it: the first of the weakest layers, so that it is the one the
+/// record's realization comes from (an emulated layer before a not-observed one is not why the
+/// record is not-observed).
 pub fn first_not_native(layers: &[LayerEvidence]) -> Option<&LayerEvidence> {
-    layers.iter().find(|l| !matches!(l.realization, LayerRealization::KeptFloat | LayerRealization::Native))
+    let rank = |r: LayerRealization| match r {
+        LayerRealization::KeptFloat | LayerRealization::Native => 0,
+        LayerRealization::CpuFallback => 1,
+        LayerRealization::Emulated => 2,
+        LayerRealization::NotObserved => 3,
+    };
+    let weakest = layers.iter().map(|l| rank(l.realization)).max().filter(|&r| r > 0)?;
+    layers.iter().find(|l| rank(l.realization) == weakest)
 }
 
 #[cfg(test)]
@@ -422,9 +436,15 @@ mod tests {
         // kept float: it was not observed.
         assert_eq!(c(SchemeId::F32, "f32", &Compute::NotObservable, true), LayerRealization::NotObserved);
         assert_eq!(c(SchemeId::F32, "not found", &Compute::F32, true), LayerRealization::NotObserved);
-        // Weight-only int8 has no kernel anywhere: always emulated once observed.
+        // Weight-only int8 is emulated when computed in float (candle, tract), native where the
+        // engine's int8 kernels take the int8 weights (ONNX Runtime's 8-bit MatMulNBits).
         let w8 = SchemeId::Int8Weights { per_channel: true, symmetric: true };
-        assert_eq!(c(w8, "i8", &Compute::Int8, true), LayerRealization::Emulated);
+        assert_eq!(c(w8, "i8", &Compute::F32, true), LayerRealization::Emulated);
+        assert_eq!(c(w8, "i8 → DequantizeLinear", &Compute::F32, true), LayerRealization::Emulated);
+        assert_eq!(c(w8, "i8", &Compute::Int8, true), LayerRealization::Native);
+        // int4 has no compute type of its own: an int8 dot product on it is emulation.
+        let w4 = SchemeId::Int4Group { group: 16, symmetric: true };
+        assert_eq!(c(w4, "i4", &Compute::Int8, true), LayerRealization::Emulated);
         assert_eq!(c(SchemeId::Int8Dynamic, "i8", &Compute::Int8, true), LayerRealization::Native);
         assert_eq!(c(SchemeId::F16, "f16", &Compute::F32, true), LayerRealization::Emulated);
         // Kept in float by the variant: float storage is kept float on the backend's device...
@@ -461,5 +481,11 @@ mod tests {
         assert_eq!(observed(&[], &planned), Realization::NotObserved);
         assert_eq!(observed(&[], &[]), Realization::Native);
         assert_eq!(first_not_native(&[layer(KeptFloat), layer(Emulated)]).map(|l| l.realization), Some(Emulated));
+        // The layer named is the one the record's realization comes from.
+        let named = first_not_native(&two(Emulated, NotObserved)).map(|l| (l.layer.clone(), l.realization));
+        assert_eq!(named, Some(("b".to_string(), NotObserved)));
+        let named = first_not_native(&two(CpuFallback, Emulated)).map(|l| l.layer.clone());
+        assert_eq!(named.as_deref(), Some("b"));
+        assert_eq!(first_not_native(&two(Native, KeptFloat)).map(|l| l.layer.clone()), None);
     }
 }

@@ -149,7 +149,9 @@ mod tests {
         std::fs::write(&img, encode_idx_images(1, 2, &[0, 255, 51, 102])).unwrap();
         std::fs::write(&lab, encode_idx_labels(&[0, 1])).unwrap();
         let d = load_idx("t", &img, &lab).unwrap();
-        assert_eq!(d.batch_f32(1, 5, 3), vec![0.2, 0.4, 0.0, 0.0, 0.0, 0.0]);
+        // A short batch is padded with copies of its last item.
+        assert_eq!(d.batch_f32(1, 5, 3), vec![0.2, 0.4, 0.2, 0.4, 0.2, 0.4]);
+        assert_eq!(d.batch_f32(0, 2, 3), vec![0.0, 1.0, 0.2, 0.4, 0.2, 0.4]);
         assert_eq!(d.batch_f32(0, 1, 1), vec![0.0, 1.0]);
     }
 }

@@ -128,13 +128,24 @@ impl Dataset {
         }
     }
 
-    /// Items `start..start+count`, followed by zero items up to `pad_to` (so fixed-shape
-    /// engines can run a short last batch).
+    /// Items `start..start+count`, followed by copies of the last of them up to `pad_to` (so
+    /// fixed-shape engines can run a short last batch; their outputs are not used). Copies, not
+    /// zeros: an all-zero item can be an input the model cannot take (a mask of zeros divides by
+    /// zero), and dynamic quantization with one scale per tensor (ONNX Runtime's
+    /// `DynamicQuantizeLinear`) would spread a padded item's NaN, or its range, to the real items.
     pub fn batch_f32(&self, start: usize, count: usize, pad_to: usize) -> Vec<f32> {
         let size = self.item_size();
         let end = (start + count).min(self.len());
         let mut out = self.values[start * size..end * size].to_vec();
-        out.resize(pad_to.max(end - start) * size, 0.0);
+        let items = pad_to.max(end.saturating_sub(start));
+        if end > start {
+            let last = (end - 1) * size;
+            while out.len() < items * size {
+                out.extend_from_slice(&self.values[last..last + size]);
+            }
+        } else {
+            out.resize(items * size, 0.0);
+        }
         out
     }
 }

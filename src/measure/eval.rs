@@ -5,7 +5,7 @@ use crate::backend::{BackendError, BackendId, Session};
 use crate::data::Dataset;
 
 /// Runs `session` over every item of `data` in batches of `batch` (the last batch is
-/// padded with zero images, whose outputs are dropped). Returns `[len, classes]` logits.
+/// padded with copies of its last item, whose outputs are dropped). Returns `[len, classes]` logits.
 /// Non-finite logits are an error: a model that outputs NaN has no accuracy.
 pub fn run_dataset(
     session: &mut dyn Session,

@@ -199,6 +199,10 @@ impl ProfiledRun {
         let renamed = Renamed::new(&self.original, &self.optimized);
         let dynamic = dynamic_values(&self.optimized);
         let owned = layer_initializers(&self.original, layers);
+        // Each node computes one layer: layers are matched in graph order, each to a node no
+        // earlier layer took (two layers sharing a weight, or with weights that are each
+        // other's permutation, get their own nodes).
+        let mut taken: HashSet<&str> = HashSet::new();
         layers
             .iter()
             .zip(&owned)
@@ -209,7 +213,8 @@ impl ProfiledRun {
                 // values under another name); else one reading an initializer only this layer
                 // has (its bias or scales: a fused node also reads the next layer's input
                 // scales, so those come last).
-                let products = || self.optimized.node.iter().filter(|n| is_product(&n.op_type));
+                let products =
+                    || self.optimized.node.iter().filter(|n| is_product(&n.op_type) && !taken.contains(n.name.as_str()));
                 let reads = |n: &NodeProto, names: &HashSet<&str>| {
                     n.input.iter().any(|i| names.contains(i.as_str()) || (inits.contains(i.as_str()) && renamed.is(i, names)))
                 };
@@ -218,6 +223,9 @@ impl ProfiledRun {
                     .find(|n| belongs(node_layer_name(&n.name), layer))
                     .or_else(|| products().find(|n| !weight.is_empty() && reads(n, &weight)))
                     .or_else(|| products().find(|n| reads(n, own)));
+                if let Some(n) = node {
+                    taken.insert(n.name.as_str());
+                }
                 let Some(node) = node else {
                     return LayerEvidence::observed(
                         layer,
@@ -247,7 +255,15 @@ impl ProfiledRun {
                 let compute = compute_of(ran, node);
                 let on_cpu = ran.provider == "CPUExecutionProvider";
                 let device = if on_cpu { "cpu".to_string() } else { ran.provider.clone() };
-                let kernel = format!("{} on {} (node \"{}\")", ran.op, ran.provider, node.name);
+                let kernel = match (ran.op.as_str(), &compute) {
+                    ("MatMulNBits", Compute::Int8) => format!(
+                        "MatMulNBits ({}-bit weights, accuracy level 4: it quantizes the activation to int8 on every run) on {} (node \"{}\")",
+                        attribute(node, "bits").unwrap_or(4),
+                        ran.provider,
+                        node.name
+                    ),
+                    _ => format!("{} on {} (node \"{}\")", ran.op, ran.provider, node.name),
+                };
                 let per_call = per_call_ops(&self.optimized, node, &dynamic, &self.ran);
                 LayerEvidence::observed(layer, scheme, stored_type, compute, kernel, device, on_cpu, per_call, SOURCE)
             })
@@ -271,11 +287,8 @@ fn compute_of(ran: &Ran, node: &NodeProto) -> Compute {
     if INTEGER_OPS.contains(&ran.op.as_str()) {
         return Compute::Int8;
     }
-    if ran.op == "MatMulNBits" {
-        let level = node.attribute.iter().find(|a| a.name == "accuracy_level").map_or(0, |a| a.i);
-        if level == 4 {
-            return Compute::Int8;
-        }
+    if ran.op == "MatMulNBits" && attribute(node, "accuracy_level") == Some(4) {
+        return Compute::Int8;
     }
     match ran.input_types.first().map(String::as_str) {
         Some("float") | Some("double") => Compute::F32,
@@ -284,6 +297,11 @@ fn compute_of(ran: &Ran, node: &NodeProto) -> Compute {
         Some("uint8") | Some("int8") => Compute::Int8,
         _ => Compute::NotObservable,
     }
+}
+
+/// An integer attribute of a node.
+fn attribute(node: &NodeProto, name: &str) -> Option<i64> {
+    node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
 }
 
 /// For each layer, the initializers that the original graph's nodes of that layer read (weight,

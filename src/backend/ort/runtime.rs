@@ -35,8 +35,9 @@ pub(super) fn get() -> Result<&'static Runtime, &'static String> {
 fn load() -> Result<Runtime, String> {
     let fix = "run `. scripts/ort-env.sh` (it fetches the pinned onnxruntime wheel from PyPI and sets ORT_DYLIB_PATH)";
     let path = match std::env::var_os(ENV_VAR) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => return Err(format!("ONNX Runtime's library is not configured: {ENV_VAR} is not set; {fix}")),
+        Some(p) if p.is_empty() => return Err(format!("{ENV_VAR} is set but empty; {fix}")),
+        Some(p) => PathBuf::from(p),
+        None => return Err(format!("ONNX Runtime's library is not configured: {ENV_VAR} is not set; {fix}")),
     };
     // The crate would look beside the executable for a relative name, and dlopen would search
     // the library path for a bare one; only an existing file is taken, named as given.
@@ -46,17 +47,63 @@ fn load() -> Result<Runtime, String> {
         Err(e) => return Err(format!("{ENV_VAR}={}: {e}; {fix}", path.display())),
     }
     let path = std::path::absolute(&path).unwrap_or(path);
-    // A library that is not ONNX Runtime (or an older one) is refused by the crate with a reason.
-    let builder = std::panic::catch_unwind(|| ort::init_from(&path))
-        .map_err(|_| format!("loading {} panicked: is it ONNX Runtime's library?", path.display()))?
-        .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}; {fix}", path.display()))?;
-    let env = builder
-        .with_name("qbench")
-        .build()
-        .map_err(|e| format!("ONNX Runtime from {} cannot start: {e}", path.display()))?;
-    let version = library_version(&path)
-        .ok_or_else(|| format!("{} loaded, but does not say its version (OrtGetApiBase)", path.display()))?;
+    // dlopen maps the file and the process dies of SIGBUS on a truncated one: its ELF headers
+    // are checked against its length first.
+    check_elf(&path)
+        .map_err(|why| format!("{ENV_VAR}={} is not a usable shared library: {why}; {fix}", path.display()))?;
+    // A library that is not ONNX Runtime (or an older one) is refused by the crate with a reason;
+    // one whose API table is broken makes the crate panic: an error too, said once.
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let started = std::panic::catch_unwind(|| -> Result<(Environment, String), String> {
+        let builder = ort::init_from(&path)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}; {fix}", path.display()))?;
+        let env = builder
+            .with_name("qbench")
+            .build()
+            .map_err(|e| format!("ONNX Runtime from {} cannot start: {e}", path.display()))?;
+        let version = library_version(&path)
+            .ok_or_else(|| format!("{} loaded, but does not say its version (OrtGetApiBase)", path.display()))?;
+        Ok((env, version))
+    });
+    std::panic::set_hook(quiet);
+    let (env, version) = started.map_err(|_| {
+        format!("{} is not a working ONNX Runtime library (the ort crate panicked loading it); {fix}", path.display())
+    })??;
     Ok(Runtime { env, version, path })
+}
+
+/// Checks that `path` is a 64-bit ELF file whose program and section headers, and the segments
+/// they load, lie within the file.
+fn check_elf(path: &std::path::Path) -> Result<(), String> {
+    let bytes = crate::files::read_bounded(path, 1 << 30, "a shared library").map_err(|e| e.to_string())?;
+    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" {
+        return Err("it is not an ELF file".into());
+    }
+    if bytes[4] != 2 || bytes[5] != 1 {
+        return Err("it is not a 64-bit little-endian ELF file".into());
+    }
+    let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u64);
+    let u64_at = |o: usize| bytes.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let len = bytes.len() as u64;
+    let short = || "it is cut short (its headers point past its end)".to_string();
+    let (phoff, shoff) = (u64_at(32).ok_or_else(short)?, u64_at(40).ok_or_else(short)?);
+    let (phentsize, phnum) = (u16_at(54).ok_or_else(short)?, u16_at(56).ok_or_else(short)?);
+    let (shentsize, shnum) = (u16_at(58).ok_or_else(short)?, u16_at(60).ok_or_else(short)?);
+    let table_end = |off: u64, size: u64, n: u64| off.checked_add(size.checked_mul(n)?);
+    if table_end(phoff, phentsize, phnum).is_none_or(|e| e > len)
+        || table_end(shoff, shentsize, shnum).is_none_or(|e| e > len)
+    {
+        return Err(short());
+    }
+    for i in 0..phnum {
+        let at = (phoff + i * phentsize) as usize;
+        let (offset, filesz) = (u64_at(at + 8).ok_or_else(short)?, u64_at(at + 32).ok_or_else(short)?);
+        if offset.checked_add(filesz).is_none_or(|e| e > len) {
+            return Err(short());
+        }
+    }
+    Ok(())
 }
 
 /// The version the library reports itself (`OrtGetApiBase()->GetVersionString()`).
