@@ -218,12 +218,29 @@ fn without_its_library_ort_cpu_says_how_to_get_it_and_its_cases_are_skipped() {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("zlib is on every Debian machine");
+    // An ELF library that says it is ONNX Runtime 1.32.0 but whose API table is NULL: the ort
+    // crate panics on it, which must be an error.
+    let fake_c = dir.path().join("fake.c");
+    std::fs::write(
+        &fake_c,
+        "#include <stddef.h>\n\
+         typedef struct { const void *(*GetApi)(unsigned); const char *(*GetVersionString)(void); } OrtApiBase;\n\
+         static const void *get_api(unsigned v) { (void)v; return NULL; }\n\
+         static const char *version(void) { return \"1.32.0\"; }\n\
+         static const OrtApiBase base = { get_api, version };\n\
+         const OrtApiBase *OrtGetApiBase(void) { return &base; }\n",
+    )
+    .unwrap();
+    let fake = dir.path().join("libfake-onnxruntime.so");
+    let cc = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&fake).arg(&fake_c).status().unwrap();
+    assert!(cc.success(), "cc could not build the fake library");
     for (i, (env, says)) in [
         (None, "ORT_DYLIB_PATH is not set"),
         (Some(""), "ORT_DYLIB_PATH is set but empty"),
         (Some("/etc/passwd"), "it is not an ELF file"),
         (Some(cut.to_str().unwrap()), "it is cut short"),
         (Some(libz), "cannot load ONNX Runtime from"),
+        (Some(fake.to_str().unwrap()), "is not a working ONNX Runtime library"),
         (Some("/nonexistent/libonnxruntime.so"), "No such file"),
     ]
     .into_iter()
