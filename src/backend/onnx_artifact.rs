@@ -97,6 +97,59 @@ pub fn layer_inputs(onnx: &std::path::Path, nodes: &[String]) -> Result<Vec<Stri
         .collect()
 }
 
+/// A model's inputs at a batch size, as its file declares them, in the graph's order (the order
+/// of the arrays in each dataset item): what an engine that loads the artifact feeds it.
+pub struct InputLayout {
+    pub names: Vec<String>,
+    /// Each input's shape, batch first.
+    pub shapes: Vec<Vec<usize>>,
+    pub dtypes: Vec<crate::model::onnx_file::InputDtype>,
+    /// Values per item of each input.
+    pub sizes: Vec<usize>,
+    pub batch: usize,
+}
+
+impl InputLayout {
+    pub fn of(onnx: &std::path::Path, batch: usize) -> Result<InputLayout, crate::model::onnx_file::GraphInputsError> {
+        let declared = crate::model::onnx_file::graph_inputs(onnx)?;
+        Ok(InputLayout {
+            names: declared.iter().map(|(n, _, _)| n.clone()).collect(),
+            shapes: declared
+                .iter()
+                .map(|(_, item, _)| std::iter::once(batch).chain(item.iter().copied()).collect())
+                .collect(),
+            dtypes: declared.iter().map(|(_, _, d)| *d).collect(),
+            sizes: declared.iter().map(|(_, item, _)| item.iter().product()).collect(),
+            batch,
+        })
+    }
+
+    /// One batch of dataset items (each the inputs' values concatenated) split into each
+    /// input's values, checked against its element type (integer inputs take whole numbers in
+    /// range only).
+    pub fn split(&self, values: &[f32]) -> Result<Vec<Vec<f32>>, String> {
+        let total: usize = self.sizes.iter().sum();
+        if values.len() != self.batch * total {
+            return Err(format!("{} values for {} items of {total}", values.len(), self.batch));
+        }
+        let mut out = Vec::with_capacity(self.sizes.len());
+        let mut offset = 0;
+        for (dtype, size) in self.dtypes.iter().zip(&self.sizes) {
+            let part: Vec<f32> = if self.sizes.len() == 1 {
+                values.to_vec()
+            } else {
+                (0..self.batch)
+                    .flat_map(|b| values[b * total + offset..b * total + offset + size].iter().copied())
+                    .collect()
+            };
+            offset += size;
+            dtype.check(&part).map_err(|e| e.to_string())?;
+            out.push(part);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

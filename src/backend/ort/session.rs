@@ -9,6 +9,7 @@ use ort::session::{Session as OrtSession, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 
 use super::runtime::{self, Runtime};
+use crate::backend::onnx_artifact::InputLayout;
 use crate::backend::{BackendError, BackendId, LayerEvidence, Prepared, Session};
 use crate::model::onnx_file::InputDtype;
 use crate::quant::Variant;
@@ -68,52 +69,21 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
     })
 }
 
-/// A model's inputs at a batch size, as its file declares them, in the graph's order (the order
-/// of the arrays in each dataset item).
-pub(super) struct Inputs {
-    names: Vec<String>,
-    shapes: Vec<Vec<usize>>,
-    dtypes: Vec<InputDtype>,
-    /// Values per item of each input.
-    sizes: Vec<usize>,
-    batch: usize,
-}
+/// A model's inputs at a batch size (see [`InputLayout`]), as ONNX Runtime tensors.
+pub(super) struct Inputs(InputLayout);
 
 impl Inputs {
     pub(super) fn of(onnx: &Path, batch: usize) -> Result<Inputs, BackendError> {
-        let declared = crate::model::onnx_file::graph_inputs(onnx)
-            .map_err(|e| BackendError::engine(ID, "reading the inputs", e))?;
-        Ok(Inputs {
-            names: declared.iter().map(|(n, _, _)| n.clone()).collect(),
-            shapes: declared
-                .iter()
-                .map(|(_, item, _)| std::iter::once(batch).chain(item.iter().copied()).collect())
-                .collect(),
-            dtypes: declared.iter().map(|(_, _, d)| *d).collect(),
-            sizes: declared.iter().map(|(_, item, _)| item.iter().product()).collect(),
-            batch,
-        })
+        InputLayout::of(onnx, batch).map(Inputs).map_err(|e| BackendError::engine(ID, "reading the inputs", e))
     }
 
-    /// One batch of dataset items (each the inputs' values concatenated) as one ONNX Runtime
-    /// tensor per input, of its element type; integer inputs take whole numbers in range only.
+    /// One batch of dataset items as one ONNX Runtime tensor per input, of its element type.
     pub(super) fn values(&self, values: &[f32]) -> Result<Vec<(String, DynValue)>, String> {
-        let total: usize = self.sizes.iter().sum();
-        if values.len() != self.batch * total {
-            return Err(format!("{} values for {} items of {total}", values.len(), self.batch));
-        }
-        let mut out = Vec::with_capacity(self.names.len());
-        let mut offset = 0;
-        for (((name, shape), dtype), size) in self.names.iter().zip(&self.shapes).zip(&self.dtypes).zip(&self.sizes) {
-            let part: Vec<f32> = if self.sizes.len() == 1 {
-                values.to_vec()
-            } else {
-                (0..self.batch)
-                    .flat_map(|b| values[b * total + offset..b * total + offset + size].iter().copied())
-                    .collect()
-            };
-            offset += size;
-            dtype.check(&part).map_err(|e| e.to_string())?;
+        let parts = self.0.split(values)?;
+        let mut out = Vec::with_capacity(parts.len());
+        for (((part, name), shape), dtype) in
+            parts.into_iter().zip(&self.0.names).zip(&self.0.shapes).zip(&self.0.dtypes)
+        {
             let shape = shape.clone();
             let value: Result<DynValue, ort::Error> = match dtype {
                 InputDtype::F32 => Tensor::from_array((shape, part)).map(|t| t.into_dyn()),
@@ -136,7 +106,7 @@ impl Inputs {
     /// Zeros of every input's shape and type: what the observation runs (the kernels ONNX
     /// Runtime picks do not depend on the values).
     pub(super) fn zeros(&self) -> Result<Vec<(String, DynValue)>, String> {
-        self.values(&vec![0.0; self.batch * self.sizes.iter().sum::<usize>()])
+        self.values(&vec![0.0; self.0.batch * self.0.sizes.iter().sum::<usize>()])
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
+use crate::backend::onnx_artifact::InputLayout;
 use crate::backend::{BackendError, BackendId, Prepared, Session};
 use crate::model::onnx_file::InputDtype;
 use crate::quant::Variant;
@@ -72,54 +73,27 @@ pub(super) fn prepare(variant: &Variant, batch: usize, id: BackendId) -> Result<
     })
 }
 
-/// A model's inputs at a batch size, as its file declares them (in the graph's order, which is
-/// the order of the arrays in each dataset item).
-pub(super) struct Inputs {
-    shapes: Vec<Vec<usize>>,
-    dtypes: Vec<InputDtype>,
-    /// Values per item of each input.
-    sizes: Vec<usize>,
-}
+/// A model's inputs at a batch size (see [`InputLayout`]), as tract facts and tensors.
+pub(super) struct Inputs(InputLayout);
 
 impl Inputs {
     pub(super) fn of(onnx: &std::path::Path, batch: usize) -> TractResult<Inputs> {
-        let declared = crate::model::onnx_file::graph_inputs(onnx).map_err(TractError::from)?;
-        Ok(Inputs {
-            shapes: declared
-                .iter()
-                .map(|(_, item, _)| std::iter::once(batch).chain(item.iter().copied()).collect())
-                .collect(),
-            dtypes: declared.iter().map(|(_, _, d)| *d).collect(),
-            sizes: declared.iter().map(|(_, item, _)| item.iter().product()).collect(),
-        })
+        Ok(Inputs(InputLayout::of(onnx, batch).map_err(TractError::from)?))
     }
 
     pub(super) fn set_facts(&self, mut model: InferenceModel) -> TractResult<InferenceModel> {
-        for (i, (shape, dtype)) in self.shapes.iter().zip(&self.dtypes).enumerate() {
+        for (i, (shape, dtype)) in self.0.shapes.iter().zip(&self.0.dtypes).enumerate() {
             model.set_input_fact(i, TypedFact::dt_shape(datum_type(*dtype), shape.as_slice()).into())?;
         }
         Ok(model)
     }
 
-    /// One batch of dataset items (each the inputs' values concatenated) as one tensor per
-    /// input, of its element type; integer inputs take whole numbers in range only.
+    /// One batch of dataset items as one tensor per input, of its element type.
     pub(super) fn tensors(&self, values: &[f32]) -> TractResult<TVec<TValue>> {
-        let total: usize = self.sizes.iter().sum();
-        let batch = self.shapes.first().map_or(0, |s| s[0]);
-        if values.len() != batch * total {
-            return Err(TractError::msg(format!("{} values for {batch} items of {total}", values.len())));
-        }
+        let parts = self.0.split(values).map_err(TractError::msg)?;
         let mut out = TVec::new();
-        let mut offset = 0;
-        for ((shape, dtype), size) in self.shapes.iter().zip(&self.dtypes).zip(&self.sizes) {
-            let part: Vec<f32> = if self.sizes.len() == 1 {
-                values.to_vec()
-            } else {
-                (0..batch).flat_map(|b| values[b * total + offset..b * total + offset + size].iter().copied()).collect()
-            };
-            offset += size;
-            dtype.check(&part).map_err(TractError::from)?;
-            let t = Tensor::from_shape(shape, &part)?;
+        for ((part, shape), dtype) in parts.iter().zip(&self.0.shapes).zip(&self.0.dtypes) {
+            let t = Tensor::from_shape(shape, part)?;
             let t = if *dtype == InputDtype::F32 { t } else { t.cast_to_dt(datum_type(*dtype))?.into_owned() };
             out.push(t.into_tvalue());
         }
