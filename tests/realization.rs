@@ -553,6 +553,49 @@ fn twin_convs(shared: bool) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Two branches of one net, `left` and `right`, that share a weight and differ in their biases,
+/// each followed by a ReLU whose output names ONNX Runtime's fused node (`rl_nchwc`,
+/// `rr_nchwc`), then added.
+#[cfg(feature = "ort")]
+fn siamese_convs() -> Vec<u8> {
+    let c = 16usize;
+    let w: Vec<f32> = (0..c * c * 9).map(|i| ((i * 37 % 101) as f32 - 50.0) / 500.0).collect();
+    let bias = |k: f32| (0..c).map(|i| k * (i as f32 + 1.0) / 100.0).collect::<Vec<f32>>();
+    let inits = vec![f32s("w", &[c, c, 3, 3], &w), f32s("bl", &[c], &bias(1.0)), f32s("br", &[c], &bias(-2.0))];
+    let pads = tract_onnx::pb::AttributeProto {
+        name: "pads".into(),
+        ints: vec![1, 1, 1, 1],
+        r#type: tract_onnx::pb::attribute_proto::AttributeType::Ints as i32,
+        ..Default::default()
+    };
+    let mut left = node("Conv", "left", &["x", "w", "bl"], "left.y");
+    left.attribute.push(pads.clone());
+    let mut right = node("Conv", "right", &["x", "w", "br"], "right.y");
+    right.attribute.push(pads);
+    let nodes = vec![
+        left,
+        right,
+        node("Relu", "relu_l", &["left.y"], "rl"),
+        node("Relu", "relu_r", &["right.y"], "rr"),
+        node("Add", "sum", &["rl", "rr"], "y"),
+    ];
+    let graph = GraphProto {
+        name: "siamese".into(),
+        node: nodes,
+        initializer: inits,
+        input: vec![value("x", Some(&[c as i64, 6, 6]))],
+        output: vec![value("y", None)],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
 /// Each layer gets its own node of ONNX Runtime's graph even when its weight is shared with, or
 /// a permutation of, another layer's: both are observed, on different nodes.
 #[test]
@@ -586,6 +629,25 @@ fn layers_with_shared_or_permuted_weights_are_each_found_on_their_own_onnx_runti
             "shared {shared}: {kernels:?}"
         );
     }
+    // Parallel branches sharing the weight: each is found by its own bias, whatever order
+    // ONNX Runtime puts the branches in.
+    let path = dir.path().join("siamese.onnx");
+    std::fs::write(&path, siamese_convs()).unwrap();
+    let decl = InputDecl {
+        name: "x".into(),
+        item_shape: vec![16, 6, 6],
+        fixed_batch: None,
+        bound: Default::default(),
+        dtype: Default::default(),
+    };
+    let kind = ModelKind::Onnx { path, inputs: vec![decl], output: None };
+    let model = LoadedModel::load("siamese", &kind, dir.path()).unwrap();
+    let mut p = BackendId::ORT_CPU.create(0).prepare(&quant::f32_variant(&model), 2).unwrap();
+    p.observe();
+    let found: Vec<(&str, &str)> = p.layers.iter().map(|l| (l.layer.as_str(), l.kernel.as_str())).collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    let of = |layer: &str| found.iter().find(|(l, _)| *l == layer).unwrap().1;
+    assert!(of("left").contains("\"rl_nchwc\"") && of("right").contains("\"rr_nchwc\""), "{found:?}");
 }
 
 /// A suite whose dataset is the shipped items flattened to 784 values.

@@ -313,8 +313,13 @@ pub fn notes(records: &[Record]) -> Notes {
         }
     }
     for r in ok.iter().filter(|r| !r.expected_realization.is_empty() && r.expected_realization != r.realization) {
-        let layer = crate::backend::realization::first_not_native(&r.layer_evidence)
-            .map_or_else(|| "no layer reported".to_string(), |l| l.describe());
+        // The layer that made the difference: the weakest, or, where the engine did better than
+        // expected, one that ran natively.
+        let layer = match (crate::backend::realization::first_not_native(&r.layer_evidence), r.layer_evidence.first()) {
+            (Some(l), _) => l.describe(),
+            (None, Some(l)) => format!("every layer native, e.g. {}", l.describe()),
+            (None, None) => "no layer reported".to_string(),
+        };
         notes.realization_mismatches.push((
             format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch),
             r.expected_realization.clone(),

@@ -203,6 +203,13 @@ impl ProfiledRun {
         // earlier layer took (two layers sharing a weight, or with weights that are each
         // other's permutation, get their own nodes).
         let mut taken: HashSet<&str> = HashSet::new();
+        let mut weight_users: HashMap<&str, usize> = HashMap::new();
+        for layer in layers {
+            if let Some((w, _)) = weight_initializer(&self.original, layer) {
+                *weight_users.entry(w).or_default() += 1;
+            }
+        }
+        let shared_weights: HashSet<&str> = weight_users.into_iter().filter(|(_, n)| *n > 1).map(|(w, _)| w).collect();
         layers
             .iter()
             .zip(&owned)
@@ -219,10 +226,14 @@ impl ProfiledRun {
                     n.input.iter().any(|i| names.contains(i.as_str()) || (inits.contains(i.as_str()) && renamed.is(i, names)))
                 };
                 let weight: HashSet<&str> = weight_initializer(&self.original, layer).map(|(w, _)| w).into_iter().collect();
+                // A weight other layers share (two branches of one net) tells nothing apart: the
+                // layer's own initializers are asked first then.
+                let shared = weight.iter().any(|w| shared_weights.contains(w));
+                let by_weight = || products().find(|n| !weight.is_empty() && reads(n, &weight));
+                let by_own = || products().find(|n| reads(n, own));
                 let node = products()
                     .find(|n| belongs(node_layer_name(&n.name), layer))
-                    .or_else(|| products().find(|n| !weight.is_empty() && reads(n, &weight)))
-                    .or_else(|| products().find(|n| reads(n, own)));
+                    .or_else(|| if shared { by_own().or_else(by_weight) } else { by_weight().or_else(by_own) });
                 if let Some(n) = node {
                     taken.insert(n.name.as_str());
                 }
@@ -442,7 +453,10 @@ fn per_call_ops(
             continue;
         }
         if ran.iter().any(|(name, _)| *name == p.name) {
-            ops.push(format!("{} ({})", p.name, p.op_type));
+            // ONNX Runtime may name a node it made after its op: its output names it then.
+            let name =
+                if p.name.is_empty() || p.name == p.op_type { p.output.first().unwrap_or(&p.name) } else { &p.name };
+            ops.push(format!("{name} ({})", p.op_type));
         }
         stack.extend(p.input.iter().map(String::as_str).filter(|i| !dynamic.contains(*i)));
     }
