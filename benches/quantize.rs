@@ -56,7 +56,7 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let kind = qbench::model::ModelKind::Zoo { zoo: ZooModelId::Cnn, weights: root.join("models/cnn.safetensors") };
     let model = qbench::model::LoadedModel::load("cnn", &kind, dir.path()).unwrap();
-    let calibration = qbench::run::calibrate(&model, &data.slice(0..500), 99.99, 0).unwrap();
+    let calibration = qbench::run::calibrate(&model, &data.slice(0..500), 99.99, 0, 250).unwrap();
     let acts = &calibration.inputs["conv2"];
     let mut group = c.benchmark_group("calibrate cnn conv2 input");
     group.throughput(Throughput::Bytes((acts.len() * 4) as u64));

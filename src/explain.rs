@@ -31,6 +31,8 @@ pub enum ExplainError {
     ModelChanged { index: usize, file: PathBuf },
     #[error("case {index} names {what} \"{name}\", which its suite {file} does not have; the records and the suite do not belong together")]
     Inconsistent { index: usize, what: &'static str, name: String, file: String },
+    #[error("cannot choose the calibration items: {0}")]
+    Split(String),
     #[error(transparent)]
     Records(#[from] crate::record::RecordError),
     #[error(transparent)]
@@ -123,11 +125,28 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation
     }
     let datasets = crate::run::load_datasets(&suite)?;
     let full = &datasets[entry.dataset];
-    let held_out = crate::run::calibration_items(&suite, model);
-    let eval = full.slice(held_out..full.len());
+    // The run's own split: the same items calibrate and the same evaluate. A record from before
+    // the choice was recorded held out the first items.
+    let mut suite = suite;
+    if let (Some(c), true, None) =
+        (suite.calibration.as_mut(), record.calibration_items > 0, record.calibration_selection.as_ref())
+    {
+        c.selection = crate::data::split::Selection::First;
+    }
+    let (held, eval) = crate::run::calibration_split(&suite, model, full)?;
     let calibration = match (&suite.calibration, plan.needs_calibration()) {
         (Some(c), true) => {
-            Some(crate::run::calibrate(&reference, &full.slice(0..c.items), c.percentile, suite.cuda_device)?)
+            // A plan calibrates even where the run held nothing out (its overrides made it
+            // static): then on the items the split would hold out.
+            let data = if held.is_empty() {
+                let s = crate::data::split::split(full.len(), c.items, full.labels.as_deref(), c.selection)
+                    .map_err(|e| ExplainError::Split(e.to_string()))?;
+                full.select(&s.held)
+            } else {
+                held
+            };
+            let batch = crate::run::pass_batch(&reference, &suite, data.len());
+            Some(crate::run::calibrate(&reference, &data, c.percentile, suite.cuda_device, batch)?)
         }
         _ => None,
     };

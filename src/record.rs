@@ -13,6 +13,10 @@ use crate::backend::gpu::GpuInfo;
 use crate::backend::LayerEvidence;
 use crate::measure::stats::LatencyStats;
 
+/// The practical threshold of the verdict against f32 (2%, `qbench compare`'s default): a
+/// slowdown smaller than this is "same", not "slower".
+pub const VS_F32_THRESHOLD: f64 = 0.02;
+
 /// Whether a case produced measurements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,9 +85,14 @@ pub struct Record {
     /// How each quantized layer input is quantized (dynamic, or the calibrated range).
     #[serde(default)]
     pub activation_quant: Option<String>,
-    /// Images of the dataset held out for calibration (the first ones); evaluation uses the rest.
+    /// Items of the dataset held out for calibration; evaluation uses the rest.
     #[serde(default)]
     pub calibration_items: usize,
+    /// How those items were chosen: `at random (seed 0)`, `first in dataset order`,
+    /// `stratified by label (seed 0)`
+    /// (`data::split`); `None` when none were held out.
+    #[serde(default)]
+    pub calibration_selection: Option<String>,
     /// The engine's own summary of what it runs (tract: optimized op names and kernels; candle:
     /// its modules).
     pub evidence: Option<String>,
@@ -214,6 +223,16 @@ pub struct Record {
     pub speedup_vs_f32_ci_high: Option<f64>,
     #[serde(default)]
     pub speedup_vs_f32_note: Option<String>,
+    /// The speed verdict on those rounds (`measure::verdict::judge` on time / f32's time at
+    /// [`VS_F32_THRESHOLD`]): `faster`, `slower`, `same` or `inconclusive`; `None` where no
+    /// rounds were measured.
+    #[serde(default)]
+    pub vs_f32_verdict: Option<String>,
+    /// Whether this case was measured slower than its backend's f32 at the same batch: the
+    /// whole paired 95% interval of its time over f32's lies above `1 + VS_F32_THRESHOLD`. A
+    /// quantized variant that costs accuracy *and* time is rarely the one to ship.
+    #[serde(default)]
+    pub slower_than_f32: bool,
     /// The rounds' raw times, in round order: this case's timed run and f32's.
     #[serde(default)]
     pub paired_ns: Vec<u64>,
@@ -253,6 +272,16 @@ pub struct Record {
     // --- agreement with the fp32 reference outputs
     /// The engine that computed the reference logits (`candle-cpu`, f32).
     pub reference_backend: String,
+    /// Items per batch of the reference pass: the suite's largest batch size, at most the
+    /// evaluation split's length, or the batch the model file fixes. `None` where no reference
+    /// pass ran (a language model, a model that did not load).
+    #[serde(default)]
+    pub reference_batch: Option<usize>,
+    /// Peak heap the reference pass held above what was live before it (the engine's prepare
+    /// and the outputs included), counted by qbench's allocator: the memory the pass needs
+    /// beyond the cases'. `None` where not counted (no reference pass, another allocator).
+    #[serde(default)]
+    pub reference_peak_heap_bytes: Option<u64>,
     pub ref_top1_agreement: Option<f64>,
     /// Share of items whose top-5 holds the reference's top-1 class.
     #[serde(default)]
@@ -447,6 +476,12 @@ impl Record {
             (self.speedup_vs_f32_ci_low, self.speedup_vs_f32_ci_high) =
                 if m.bounded { (Some(r.low), Some(r.high)) } else { (None, None) };
             self.paired_ci_tau = Some(m.tau);
+            // Judged on time / f32's time, the orientation of every speed verdict.
+            let (low, high) = if m.bounded { (1.0 / r.high, 1.0 / r.low) } else { (f64::NAN, f64::NAN) };
+            let time = crate::measure::stats::RatioInterval { ratio: 1.0 / r.ratio, low, high };
+            let change = crate::measure::verdict::judge(time, VS_F32_THRESHOLD, None).change;
+            self.vs_f32_verdict = Some(change.name().to_string());
+            self.slower_than_f32 = change == crate::measure::verdict::Change::Slower;
         }
         self.paired_ci_target_met = target_met;
         self.paired_ns = variant_ns;
@@ -812,6 +847,34 @@ mod tests {
 
     fn record(i: usize) -> Record {
         Record { case_index: i, model: "m".into(), scheme: "f32".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_case_is_flagged_slower_than_f32_only_when_its_paired_interval_says_so() {
+        // 60 rounds, f32 at 100 µs ± a little; the variant at a factor of f32's time.
+        let rounds = |factor: f64| {
+            let f: Vec<u64> = (0..60).map(|i| 100_000 + (i * 37 % 11) * 100).collect();
+            let q: Vec<u64> =
+                f.iter().enumerate().map(|(i, &t)| (t as f64 * factor) as u64 + (i as u64 % 7) * 50).collect();
+            let mut r = Record::default();
+            r.set_paired(q, f, None);
+            r
+        };
+        let slow = rounds(2.5);
+        assert!(slow.slower_than_f32);
+        assert_eq!(slow.vs_f32_verdict.as_deref(), Some("slower"));
+        assert!(slow.speedup_vs_f32.unwrap() < 0.45);
+        let fast = rounds(0.5);
+        assert!(!fast.slower_than_f32);
+        assert_eq!(fast.vs_f32_verdict.as_deref(), Some("faster"));
+        // 1% slower: below the 2% threshold, so not "slower".
+        let close = rounds(1.01);
+        assert!(!close.slower_than_f32, "{:?}", close.vs_f32_verdict);
+        // Two rounds: no interval, so nothing is claimed either way.
+        let mut few = Record::default();
+        few.set_paired(vec![300, 310], vec![100, 101], None);
+        assert!(!few.slower_than_f32);
+        assert_eq!(few.vs_f32_verdict.as_deref(), Some("inconclusive"));
     }
 
     #[test]

@@ -597,7 +597,7 @@ fn quantization_settings_that_cannot_work_are_refused_with_the_fix() {
 fn static_scheme_with_an_override_records_calibration_and_mixed_layers() {
     let dir = tempfile::tempdir().unwrap();
     let extra =
-        "\n[calibration]\nitems = 200\npercentile = 99.9\n\n[[overrides]]\nlayers = [\"@last\"]\nscheme = \"f32\"\n";
+        "\n[calibration]\nitems = 200\npercentile = 99.9\nselect = \"stratified\"\nseed = 5\n\n[[overrides]]\nlayers = [\"@last\"]\nscheme = \"f32\"\n";
     let suite = common::write_suite(dir.path(), r#"["tract-cpu"]"#, "[100]", &["mlp"], extra);
     let text = std::fs::read_to_string(&suite)
         .unwrap()
@@ -608,8 +608,19 @@ fn static_scheme_with_an_override_records_calibration_and_mixed_layers() {
     let run_dir = only_run_dir(dir.path());
     let records = read_records(&run_dir.join("records.jsonl")).unwrap();
     // Every case, f32 included, is evaluated on the images after the calibration split.
+    // Stratified by label: Fashion-MNIST's test set has 1000 images of each class, so 20 of
+    // each calibrate and 980 of each are evaluated (the confusion matrix's rows count them).
+    let labels = qbench::data::load_idx("t", &common::fashion_images(), &common::fashion_labels()).unwrap();
+    let mut per_class = [0u32; 10];
+    for &l in labels.labels() {
+        per_class[l as usize] += 1;
+    }
+    assert_eq!(per_class, [1000; 10]);
     for r in &records {
         assert_eq!((r.calibration_items, r.eval_items), (200, Some(9800)), "{}", r.scheme);
+        assert_eq!(r.calibration_selection.as_deref(), Some("stratified by label (seed 5)"));
+        let rows: Vec<u32> = r.confusion.iter().map(|row| row.iter().sum()).collect();
+        assert_eq!(rows, [980; 10], "{}", r.scheme);
     }
     assert_eq!(records[0].layer_overrides, "", "overrides leave the f32 reference alone");
     let r = &records[1];
@@ -633,7 +644,10 @@ fn static_scheme_with_an_override_records_calibration_and_mixed_layers() {
         report.contains("int8-static-percentile †") && report.contains("- mlp / int8-static-percentile: fc3=f32"),
         "{report}"
     );
-    assert!(report.contains("9800 items, after the first 200 held out for calibration"), "{report}");
+    assert!(
+        report.contains("9800 items; 200 others held out for calibration, chosen stratified by label (seed 5)"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -930,6 +944,24 @@ fn quantized_cases_are_paired_with_their_backends_f32_and_say_why_not() {
     // (an independent measurement of the same speeds).
     let apart = f32.latency_median_ns.unwrap() / int8.latency_median_ns.unwrap();
     assert!((apart / median).ln().abs() < 2f64.ln(), "paired {median}, apart {apart}");
+    // The verdict against f32: "slower" only when most rounds were more than 2% slower (the
+    // interval must also clear 1.02, so this is necessary, not sufficient), said in the table
+    // and in the HTML summary exactly when it is flagged.
+    let verdict = int8.vs_f32_verdict.as_deref().expect("a verdict from the rounds");
+    assert_eq!(int8.slower_than_f32, verdict == "slower");
+    let slower_rounds =
+        int8.paired_f32_ns.iter().zip(&int8.paired_ns).filter(|(&f, &q)| q as f64 > f as f64 * 1.02).count();
+    if int8.slower_than_f32 {
+        assert!(2 * slower_rounds > n, "{slower_rounds} of {n} rounds slower, yet flagged slower");
+    }
+    if verdict == "faster" {
+        assert!(2 * slower_rounds < n, "{slower_rounds} of {n} rounds slower, yet called faster");
+    }
+    let run_dir = only_run_dir(dir.path());
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert_eq!(md.contains("SLOWER than f32"), int8.slower_than_f32, "{verdict}: {md}");
+    assert_eq!(html.contains("is SLOWER than f32 on the same engine"), int8.slower_than_f32, "{verdict}");
     // Without an f32 scheme in the suite, a quantized case says why it has no speedup.
     std::fs::remove_dir_all(dir.path().join("out")).unwrap();
     std::fs::write(&suite, text.replace(r#"schemes = ["f32"]"#, r#"schemes = ["int8-dynamic"]"#)).unwrap();

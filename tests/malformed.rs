@@ -682,6 +682,22 @@ fn built_inputs(inputs: &mut Vec<Input>, dirs: &Dirs) {
     mkfifo(&fifo);
     let suite = write_template("zoo-weights", &fifo, None, &cwd);
     add("built: zoo weights that are a FIFO", validate_and_run(&cwd, &suite), &["weights.safetensors"]);
+    // A checkpoint whose config.json beside it is a FIFO: named as one, not "no config.json".
+    let cwd = dirs.next("bert-config-fifo");
+    let ckpt = cwd.join("model.safetensors");
+    std::fs::copy(shipped("suites/models/bert-tiny/model.safetensors"), &ckpt).unwrap();
+    mkfifo(&cwd.join("config.json"));
+    let tok = shipped("suites/models/bert-tiny/tokenizer.json");
+    let text = header("[\"candle-cpu\"]")
+        + &text_dataset(&shipped("suites/data/sentences.txt"), &tok, 16, false)
+        + &format!("\n[[models]]\nname = \"bert\"\npath = {}\n", qp(&ckpt));
+    let suite = cwd.join("suite.toml");
+    std::fs::write(&suite, text).unwrap();
+    add(
+        "built: a BERT checkpoint whose config.json beside it is a FIFO",
+        validate_and_run(&cwd, &suite),
+        &["config.json", "FIFO"],
+    );
     let cwd = dirs.next("onnx-dev-zero");
     let zero = cwd.join("zero.onnx");
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();

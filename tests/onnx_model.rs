@@ -163,8 +163,8 @@ fn every_scheme_on_the_graph_matches_the_zoo_path_with_the_same_weights() {
     let zoo_model = LoadedModel::load("cnn", &zoo_kind, dir.path()).unwrap();
     // Each model's reference engine captures its layers' inputs: tract for the graph, candle
     // for the zoo model.
-    let onnx_cal = qbench::run::calibrate(&onnx_model, &cal_data, 99.99, 0).unwrap();
-    let zoo_cal = qbench::run::calibrate(&zoo_model, &cal_data, 99.99, 0).unwrap();
+    let onnx_cal = qbench::run::calibrate(&onnx_model, &cal_data, 99.99, 0, 50).unwrap();
+    let zoo_cal = qbench::run::calibrate(&zoo_model, &cal_data, 99.99, 0, 50).unwrap();
     // The calibration inputs agree, engine against engine (tract vs candle), layer by layer.
     for ((ol, ov), (zl, zv)) in onnx_cal.inputs.iter().zip(&zoo_cal.inputs) {
         assert_eq!(ov.len(), zv.len(), "{ol} vs {zl}");
@@ -315,7 +315,7 @@ fn a_suite_of_file_paths_runs_every_scheme_with_labels_and_outputs_only() {
     }
     // The method note names each model's data when they differ.
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
-    let each = "Top-1 on labelled (900 items, after the first 100 held out for calibration) for tf; unlabelled (900 items, after the first 100 held out for calibration) for tf-outputs-only,";
+    let each = "Top-1 on labelled (900 items; 100 others held out for calibration, chosen at random (seed 0)) for tf; unlabelled (900 items; 100 others held out for calibration, chosen at random (seed 0)) for tf-outputs-only,";
     assert!(md.contains(each), "{md}");
 }
 
@@ -492,7 +492,7 @@ fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
         item_shape: vec![8],
         fixed_batch: None,
         bound: Default::default(),
-        dtype: qbench::model::onnx_file::InputDtype::I64,
+        dtype: Some(qbench::model::onnx_file::InputDtype::I64),
     };
     let m = OnnxModel::load("bag", &model, std::slice::from_ref(&decl), None).unwrap();
     assert_eq!(m.weighted_layers(), vec![("head".to_string(), 16)]);
@@ -513,15 +513,19 @@ fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
     let e = p.session.set_input(&bad).err().unwrap().to_string();
     assert!(e.contains("value 2.5 (element 3 of the batch) is not a whole number") && e.contains("i64"), "{e}");
     // Declared f32: the error names the dtype to declare.
-    let e = OnnxModel::load("bag", &model, &[InputDecl { dtype: Default::default(), ..decl.clone() }], None)
-        .err()
-        .unwrap()
-        .to_string();
+    let f32 = Some(qbench::model::onnx_file::InputDtype::F32);
+    let e =
+        OnnxModel::load("bag", &model, &[InputDecl { dtype: f32, ..decl.clone() }], None).err().unwrap().to_string();
     assert!(e.contains("input \"ids\" is Int64 in the model, but the suite declares f32; set dtype = \"i64\""), "{e}");
+    assert!(e.contains("or leave dtype out to take the model's"), "{e}");
+    // Left out: the file's own type.
+    let undeclared = OnnxModel::load("bag", &model, &[InputDecl { dtype: None, ..decl.clone() }], None).unwrap();
+    assert_eq!(undeclared.inputs[0].dtype, Some(qbench::model::onnx_file::InputDtype::I64));
     // Through a suite: the head's schemes run on tract (and the float ones on candle-onnx).
     let suite = format!(
-        "name = \"t\"\nschemes = [\"f32\", \"int8-pc-sym\", \"int8-dynamic\"]\nbackends = [\"tract-cpu\", \"candle-cpu\"]\nbatch_sizes = [8]\n{MEASURE}\n[[datasets]]\nname = \"ids\"\nformat = \"npy\"\ninputs = {ids:?}\n\n[[models]]\nname = \"bag\"\npath = {model:?}\ndataset = \"ids\"\n[[models.inputs]]\nname = \"ids\"\nshape = [\"n\", 8]\ndtype = \"i64\"\n"
+        "name = \"t\"\nschemes = [\"f32\", \"int8-pc-sym\", \"int8-dynamic\"]\nbackends = [\"tract-cpu\", \"candle-cpu\"]\nbatch_sizes = [8]\n{MEASURE}\n[[datasets]]\nname = \"ids\"\nformat = \"npy\"\ninputs = {ids:?}\n\n[[models]]\nname = \"bag\"\npath = {model:?}\ndataset = \"ids\"\n[[models.inputs]]\nname = \"ids\"\nshape = [\"n\", 8]\n"
     );
+    // (No dtype: the file says int64.)
     let suite_path = dir.path().join("suite.toml");
     std::fs::write(&suite_path, suite).unwrap();
     let o =
@@ -562,7 +566,7 @@ fn a_model_with_two_inputs_is_fed_from_two_arrays() {
         bound: Default::default(),
         dtype,
     };
-    let decls = [input("ids", InputDtype::I64), input("mask", InputDtype::F32)];
+    let decls = [input("ids", Some(InputDtype::I64)), input("mask", Some(InputDtype::F32))];
     let m = OnnxModel::load("mb", &model, &decls, None).unwrap();
     let e = OnnxModel::load("mb", &model, &decls[..1], None).err().unwrap().to_string();
     assert!(e.contains("its input \"mask\" is not declared"), "{e}");

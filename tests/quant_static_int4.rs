@@ -40,7 +40,7 @@ fn run_prepared(variant: &Variant, backend: BackendId, data: &Dataset) -> (Vec<f
 fn calibration_inputs(zoo: ZooModelId, data: &Dataset, dir: &std::path::Path) -> qbench::quant::Calibration {
     let kind = qbench::model::ModelKind::Zoo { zoo, weights: common::weights(zoo.name()) };
     let model = qbench::model::LoadedModel::load(zoo.name(), &kind, dir).unwrap();
-    qbench::run::calibrate(&model, data, 99.99, 0).unwrap()
+    qbench::run::calibrate(&model, data, 99.99, 0, 100).unwrap()
 }
 
 #[test]

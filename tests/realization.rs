@@ -493,7 +493,7 @@ fn weight_only_int8_matmuls_run_onnx_runtime_8_bit_matmulnbits_natively() {
         item_shape: vec![8],
         fixed_batch: None,
         bound: Default::default(),
-        dtype: qbench::model::onnx_file::InputDtype::I64,
+        dtype: Some(qbench::model::onnx_file::InputDtype::I64),
     };
     let path = common::repo().join("tests/reference/embedding-bag.onnx");
     let kind = ModelKind::Onnx { path, inputs: vec![decl], output: None };

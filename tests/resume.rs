@@ -45,7 +45,9 @@ fn run_dirs(out: &Path) -> Vec<PathBuf> {
 /// the process, the time and the run's id (its folder's name).
 fn varies(key: &str) -> bool {
     key.ends_with("_ns")
-        || ["latency_", "speedup_", "paired_", "throughput_"].iter().any(|p| key.starts_with(p))
+        || ["latency_", "speedup_", "paired_", "throughput_", "vs_f32_", "slower_than_f32"]
+            .iter()
+            .any(|p| key.starts_with(p))
         || key.contains("rss")
         || key.contains("heap")
         || ["process_id", "timestamp", "run_id", "pp_tokens_per_s", "tg_tokens_per_s", "gpu_memory_used_bytes"]

@@ -7,6 +7,7 @@ mod idx;
 mod images;
 mod labels;
 mod npy;
+pub mod split;
 mod text;
 
 pub use folder::load_raw;
@@ -128,6 +129,25 @@ impl Dataset {
         }
     }
 
+    /// The items at `indices` (in that order), as a dataset of their own.
+    pub fn select(&self, indices: &[usize]) -> Dataset {
+        let size = self.item_size();
+        let mut values = Vec::with_capacity(indices.len() * size);
+        for &i in indices {
+            values.extend_from_slice(&self.values[i * size..(i + 1) * size]);
+        }
+        Dataset {
+            name: self.name.clone(),
+            item_shape: self.item_shape.clone(),
+            values,
+            labels: self.labels.as_ref().map(|l| indices.iter().map(|&i| l[i]).collect()),
+            sha256: self.sha256.clone(),
+            inputs_path: self.inputs_path.clone(),
+            labels_path: self.labels_path.clone(),
+            parts: self.parts.clone(),
+        }
+    }
+
     /// Items `start..start+count`, followed by copies of the last of them up to `pad_to` (so
     /// fixed-shape engines can run a short last batch; their outputs are not used). Copies, not
     /// zeros: an all-zero item can be an input the model cannot take (a mask of zeros divides by
@@ -222,6 +242,8 @@ pub enum DataError {
     ShapeMismatch { dataset: String, found: String, model: String, want: String },
     #[error("{at}: calibration.items = {items} leaves no image of dataset \"{dataset}\" ({len} images) to evaluate on; use fewer calibration images (at most {max})", max = .len.saturating_sub(1))]
     CalibrationSplit { at: String, items: usize, dataset: String, len: usize },
+    #[error("[calibration] select = \"stratified\" ({at}) needs labels, but dataset \"{dataset}\" has none; add labels to it or use select = \"random\"")]
+    StratifiedWithoutLabels { at: String, dataset: String },
     #[error("dataset \"{dataset}\" ({path}) has label {label}, but model \"{model}\" has only {classes} outputs; the labels file does not fit this model")]
     LabelRange { dataset: String, path: PathBuf, label: u32, model: String, classes: usize },
     #[error("dataset file {path}: {reason}")]

@@ -5,10 +5,6 @@ use crate::backend::{BackendError, BackendId, LayerSession};
 use crate::data::Dataset;
 use crate::quant::{Calibration, LayerInputs};
 
-/// Items per forward pass while collecting calibration inputs (a model that fixes its batch
-/// takes its own).
-pub const CALIBRATION_BATCH: usize = 250;
-
 /// Runs `session` (prepared for `batch` items, capturing layer inputs) over `data`: every
 /// layer's inputs, flattened. A short last batch is padded and the padding's values dropped.
 pub fn collect(

@@ -53,6 +53,8 @@ fn param_error(param: &str, problem: impl Into<String>) -> ParamError {
 pub(crate) struct Graph {
     pub nodes: Vec<NodeProto>,
     pub inits: Vec<TensorProto>,
+    /// Names in `inits`.
+    init_names: std::collections::HashSet<String>,
 }
 
 impl Graph {
@@ -78,8 +80,12 @@ impl Graph {
         output
     }
 
+    /// Adds an initializer, once per name: a weight several layers share is written for the
+    /// first and read by the rest (the same name always carries the same values here).
     pub fn init(&mut self, name: String, dims: &[usize], dt: DataType, raw: Vec<u8>) -> String {
-        self.inits.push(tensor_proto(&name, dims, dt, raw));
+        if self.init_names.insert(name.clone()) {
+            self.inits.push(tensor_proto(&name, dims, dt, raw));
+        }
         name
     }
 
@@ -305,7 +311,7 @@ pub fn export_stored(
     inputs: &InputQuants,
 ) -> Result<Vec<u8>, ModelError> {
     let err = |reason: String| ModelError::Export { model: model_name.to_string(), reason };
-    let mut g = Graph { nodes: Vec::new(), inits: Vec::new() };
+    let mut g = Graph::default();
     let param = |g: &mut Graph, key: String| -> Result<String, ModelError> {
         let p = params.get(&key).ok_or_else(|| err(format!("missing tensor {key}")))?;
         g.float_param(&key, p).map_err(|e| err(e.to_string()))

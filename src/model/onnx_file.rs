@@ -39,8 +39,9 @@ pub struct InputDecl {
     pub fixed_batch: Option<usize>,
     /// Symbols the suite bound (for messages).
     pub bound: BTreeMap<String, usize>,
-    /// The element type the model takes; the dataset's values are converted to it.
-    pub dtype: InputDtype,
+    /// The element type the suite declares (the dataset's values are converted to it); `None`:
+    /// the type the file declares, read when the model loads (a loaded model's inputs have it).
+    pub dtype: Option<InputDtype>,
 }
 
 /// The element types qbench feeds an ONNX input. Datasets hold f32 values; integer inputs (token
@@ -78,6 +79,14 @@ impl InputDtype {
             InputDtype::I32 => "i32",
             InputDtype::U8 => "u8",
         }
+    }
+
+    /// The type of an ONNX element-type code, when qbench feeds it (0, unset, reads as f32).
+    pub fn from_onnx(code: i32) -> Option<InputDtype> {
+        if code == 0 {
+            return Some(InputDtype::F32);
+        }
+        Self::NAMES.iter().filter_map(|n| InputDtype::from_name(n)).find(|d| d.onnx() as i32 == code)
     }
 
     fn onnx(self) -> DataType {
@@ -238,7 +247,8 @@ impl OnnxModel {
             (0..graph.input.len()).filter(|&i| !inits.contains(graph.input[i].name.as_str())).collect();
         let names: Vec<&str> = graph_inputs.iter().map(|&i| graph.input[i].name.as_str()).collect();
         let mut ordered = Vec::with_capacity(inputs.len());
-        for input in inputs {
+        let mut inputs = inputs.to_vec();
+        for input in &mut inputs {
             let Some(&at) = graph_inputs.iter().find(|&&i| graph.input[i].name == input.name) else {
                 return Err(bad(format!(
                     "it has no input \"{}\"; its inputs are: {}; fix the name in [[models.inputs]]",
@@ -248,6 +258,8 @@ impl OnnxModel {
             };
             let mut declared = graph.input[at].clone();
             check_input(&declared, input).map_err(&bad)?;
+            // An undeclared type is the file's own.
+            input.dtype = Some(input.dtype.map_or_else(|| file_dtype(&declared), Ok).map_err(&bad)?);
             set_dims(&mut declared, &input_dims(input));
             ordered.push(declared);
         }
@@ -304,7 +316,7 @@ impl OnnxModel {
             path: path.to_path_buf(),
             sha256: sha256_hex(&bytes),
             proto,
-            inputs: inputs.to_vec(),
+            inputs,
             output,
             layers,
             float_nodes,
@@ -391,10 +403,7 @@ pub fn graph_inputs(path: &Path) -> Result<Vec<(String, Vec<usize>, InputDtype)>
         let Some(type_proto::Value::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
             return Err(bad(&input.name, "is not a tensor".into()));
         };
-        let dtype = InputDtype::NAMES
-            .iter()
-            .filter_map(|n| InputDtype::from_name(n))
-            .find(|d| d.onnx() as i32 == t.elem_type || (t.elem_type == 0 && *d == InputDtype::F32))
+        let dtype = InputDtype::from_onnx(t.elem_type)
             .ok_or_else(|| bad(&input.name, format!("has element type {}, which qbench does not feed", t.elem_type)))?;
         let dims = t.shape.as_ref().map(|s| s.dim.as_slice()).unwrap_or_default();
         let item = dims
@@ -416,7 +425,7 @@ fn check_input(info: &tract_onnx::pb::ValueInfoProto, input: &InputDecl) -> Resu
     let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Ok(());
     };
-    if t.elem_type != input.dtype.onnx() as i32 && t.elem_type != 0 {
+    if let Some(dtype) = input.dtype.filter(|d| t.elem_type != d.onnx() as i32 && t.elem_type != 0) {
         let ty = DataType::try_from(t.elem_type).map(|d| format!("{d:?}")).unwrap_or_else(|_| t.elem_type.to_string());
         let fix = InputDtype::NAMES
             .iter()
@@ -425,9 +434,9 @@ fn check_input(info: &tract_onnx::pb::ValueInfoProto, input: &InputDecl) -> Resu
                 format!("set dtype = \"{n}\" in [[models.inputs]]")
             });
         return Err(format!(
-            "input \"{}\" is {ty} in the model, but the suite declares {}; {fix}",
+            "input \"{}\" is {ty} in the model, but the suite declares {}; {fix}, or leave dtype out to take the model's",
             input.name,
-            input.dtype.name()
+            dtype.name()
         ));
     }
     let Some(shape) = &t.shape else { return Ok(()) };
@@ -465,6 +474,22 @@ fn check_input(info: &tract_onnx::pb::ValueInfoProto, input: &InputDecl) -> Resu
         }
     }
     Ok(())
+}
+
+/// The element type a graph input declares, when qbench feeds it.
+fn file_dtype(info: &tract_onnx::pb::ValueInfoProto) -> Result<InputDtype, String> {
+    let code = match info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => t.elem_type,
+        _ => return Err(format!("input \"{}\" is not a tensor; qbench feeds tensor inputs", info.name)),
+    };
+    InputDtype::from_onnx(code).ok_or_else(|| {
+        let ty = DataType::try_from(code).map(|d| format!("{d:?}")).unwrap_or_else(|_| code.to_string());
+        format!(
+            "input \"{}\" is {ty} in the model, which qbench does not feed (it feeds {})",
+            info.name,
+            InputDtype::NAMES.join(", ")
+        )
+    })
 }
 
 fn describe_dim(d: &Dimension) -> String {

@@ -12,6 +12,7 @@ pub mod ggml;
 pub mod gguf_lm;
 pub mod int;
 pub mod onnx_graph;
+pub mod onnx_opset;
 mod plan;
 
 pub use plan::{Calibration, LayerInputs, LayerWidths, Plan, PlanError};

@@ -13,7 +13,7 @@
 //! per-channel scales are per output and int4 groups run along the reduction axis; the
 //! dequantized `[out, in]` tensor is transposed back when the op takes `[in, out]`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use tract_onnx::pb::NodeProto;
@@ -46,6 +46,14 @@ pub fn apply(
     let mut activation_quant = Vec::new();
     let mut dropped: HashSet<String> = HashSet::new();
     let mut ggml_bits: BTreeMap<String, (ggml::GgmlType, f64)> = BTreeMap::new();
+    // A weight (or bias) several nodes read, in the same scheme and layout, is written once:
+    // the later layers read the value written for the first (weight-tied layers, a cell
+    // unrolled over time). Keyed by initializer, op layout and scheme; the value is the name
+    // of what the first layer's node reads.
+    let mut written: HashMap<(String, String, SchemeId), String> = HashMap::new();
+    // The version each initializer's stored form was first kept in (scheme and layout): a
+    // weight that layers keep in different forms is counted and described once per form.
+    let mut versions: HashMap<String, String> = HashMap::new();
     for layer in &model.layers {
         let scheme = plan.layers.iter().find(|(l, _)| *l == layer.name).map_or(SchemeId::F32, |(_, s)| *s);
         let at = graph
@@ -65,6 +73,16 @@ pub fn apply(
             ),
             None => None,
         };
+        let layout = format!("{:?}", layer.op);
+        let shared = |name: &str| (name.to_string(), layout.clone(), scheme);
+        let version = format!("{} {layout}", scheme.name());
+        // The key a stored form is kept under: the initializer's name for its first form.
+        let mut keep = |name: &str, stored: Stored| -> String {
+            let first = versions.entry(name.to_string()).or_insert_with(|| version.clone());
+            let key = if *first == version { name.to_string() } else { format!("{name} (also {})", scheme.name()) };
+            params.insert(key.clone(), stored);
+            key
+        };
         let key = format!("qbench.{}.weight", layer.name);
         // The weight as `[out, in…]` rows.
         let (rows, row_shape) = match layer.op {
@@ -78,22 +96,30 @@ pub fn apply(
         let node = &mut graph.node[at];
         match scheme {
             SchemeId::F32 => {
-                params.insert(layer.weight.clone(), Stored::F32 { shape: dims, values: w });
+                keep(&layer.weight, Stored::F32 { shape: dims, values: w });
                 if let Some((b, d, v)) = bias {
-                    params.insert(b, Stored::F32 { shape: d, values: v });
+                    keep(&b, Stored::F32 { shape: d, values: v });
                 }
             }
             SchemeId::F16 | SchemeId::Bf16 => {
                 let bf16 = scheme == SchemeId::Bf16;
                 let stored = half(&dims, &w, bf16);
-                node.input[1] = g.float_param(&key, &stored).map_err(param)?;
-                params.insert(layer.weight.clone(), stored);
+                node.input[1] = match written.get(&shared(&layer.weight)) {
+                    Some(value) => value.clone(),
+                    None => g.float_param(&key, &stored).map_err(param)?,
+                };
+                written.insert(shared(&layer.weight), node.input[1].clone());
+                keep(&layer.weight, stored);
                 dropped.insert(layer.weight.clone());
                 if let Some((b, d, v)) = bias {
                     let bkey = format!("qbench.{}.bias", layer.name);
                     let stored = half(&d, &v, bf16);
-                    node.input[2] = g.float_param(&bkey, &stored).map_err(param)?;
-                    params.insert(b.clone(), stored);
+                    node.input[2] = match written.get(&shared(&b)) {
+                        Some(value) => value.clone(),
+                        None => g.float_param(&bkey, &stored).map_err(param)?,
+                    };
+                    written.insert(shared(&b), node.input[2].clone());
+                    keep(&b, stored);
                     dropped.insert(b);
                 }
             }
@@ -106,23 +132,27 @@ pub fn apply(
                     },
                     _ => unreachable!("matched above"),
                 };
-                let mut value = g.float_param(&key, &stored).map_err(param)?;
-                if layer.op == LayerOp::MatMul {
-                    let attrs = vec![crate::model::onnx::ints("perm", &[1, 0])];
-                    value = g.node("Transpose", vec![value], format!("{key}.kn"), attrs);
-                }
-                node.input[1] = value;
+                node.input[1] = match written.get(&shared(&layer.weight)) {
+                    Some(value) => value.clone(),
+                    None => {
+                        let mut value = g.float_param(&key, &stored).map_err(param)?;
+                        if layer.op == LayerOp::MatMul {
+                            let attrs = vec![crate::model::onnx::ints("perm", &[1, 0])];
+                            value = g.node("Transpose", vec![value], format!("{key}.kn"), attrs);
+                        }
+                        value
+                    }
+                };
+                written.insert(shared(&layer.weight), node.input[1].clone());
                 dropped.insert(layer.weight.clone());
+                let kept = keep(&layer.weight, stored);
                 if let SchemeId::Ggml(t) = scheme {
                     // The record shows the GGML type; the artifact holds its f32 dequantization.
-                    ggml_bits.insert(
-                        layer.weight.clone(),
-                        (t, ggml_bits_per_weight(&rows, &row_shape, t).map_err(|e| err(e.to_string()))?),
-                    );
+                    ggml_bits
+                        .insert(kept, (t, ggml_bits_per_weight(&rows, &row_shape, t).map_err(|e| err(e.to_string()))?));
                 }
-                params.insert(layer.weight.clone(), stored);
                 if let Some((b, d, v)) = bias {
-                    params.insert(b, Stored::F32 { shape: d, values: v });
+                    keep(&b, Stored::F32 { shape: d, values: v });
                 }
             }
             SchemeId::Int8Dynamic | SchemeId::Int8Static(_) => {
@@ -149,7 +179,11 @@ pub fn apply(
                 };
                 let conv = (layer.op == LayerOp::Conv).then(|| node.attribute.clone());
                 let prefix = format!("qbench.{}", layer.name);
-                let op = IntegerOp { prefix: &prefix, weight_key: &key, input, conv, output: node.output[0].clone() };
+                // A shared weight's integer initializers are named after its first layer and
+                // written once (`Graph::init` keeps one initializer per name).
+                let weight_key = written.entry(shared(&layer.weight)).or_insert_with(|| key.clone()).clone();
+                let op =
+                    IntegerOp { prefix: &prefix, weight_key: &weight_key, input, conv, output: node.output[0].clone() };
                 let first = g.nodes.len();
                 let b = bias.as_ref().map(|(_, d, v)| (format!("{prefix}.bias"), d.clone(), v.as_slice()));
                 g.integer_op(&op, node.input[0].clone(), &q, b).map_err(param)?;
@@ -159,10 +193,10 @@ pub fn apply(
                 }
                 replaced.insert(at, nodes);
                 dropped.insert(layer.weight.clone());
-                params.insert(layer.weight.clone(), Stored::Int(q));
+                keep(&layer.weight, Stored::Int(q));
                 if let Some((b, d, v)) = bias {
                     dropped.insert(b.clone());
-                    params.insert(b, Stored::F32 { shape: d, values: v });
+                    keep(&b, Stored::F32 { shape: d, values: v });
                 }
             }
         }
@@ -181,11 +215,21 @@ pub fn apply(
     let used: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
     graph.initializer.retain(|t| !dropped.contains(&t.name) || used.contains(&t.name));
 
+    // What the rewrite wrote may need a newer opset than the file imports (per-channel
+    // DequantizeLinear, a bfloat16 Cast): the graph is upgraded, or the variant refused.
+    let opset_before = super::onnx_opset::default_opset(&proto);
+    let opset = super::onnx_opset::ensure(&mut proto, &format!("scheme {}", plan.scheme.name()))
+        .map_err(|e| err(e.to_string()))?;
     let bytes = prost::Message::encode_to_vec(&proto);
     let onnx = super::write_artifact(artifacts_dir, format!("{stem}.onnx"), &bytes)?;
     let mut weight_storage = describe_layers(model, &params, &ggml_bits);
     if !model.float_nodes.is_empty() {
         weight_storage.push_str(&format!("; kept f32 (no quantized form): {}", model.float_nodes.join(", ")));
+    }
+    if opset != opset_before {
+        weight_storage.push_str(&format!(
+            "; graph upgraded from ONNX opset {opset_before} to {opset} for the forms this scheme writes"
+        ));
     }
     Ok(Variant {
         model: name.to_string(),
@@ -246,27 +290,39 @@ type GgmlBits = BTreeMap<String, (ggml::GgmlType, f64)>;
 /// `weight=storage` per layer, graph order.
 fn describe_layers(model: &OnnxModel, params: &StoredParams, ggml_bits: &GgmlBits) -> String {
     let mut out = Vec::new();
+    let mut said = HashSet::new();
     for l in &model.layers {
-        for key in std::iter::once(&l.weight).chain(l.bias.as_ref()) {
-            let how = match (ggml_bits.get(key), params.get(key)) {
-                (Some((ty, _)), _) => format!("{} (dequantized to f32 in the ONNX file)", ty.name()),
-                (None, Some(p)) => p.describe(),
-                (None, None) => continue,
-            };
-            out.push(format!("{key}={how}"));
+        // A weight several layers share is described once per form it is stored in.
+        for name in std::iter::once(&l.weight).chain(l.bias.as_ref()) {
+            let forms: Vec<&String> = params
+                .keys()
+                .filter(|k| *k == name || k.starts_with(&format!("{name} (also ")))
+                .filter(|k| said.insert(k.as_str()))
+                .collect();
+            for key in forms {
+                let how = match (ggml_bits.get(key), params.get(key)) {
+                    (Some((ty, _)), _) => format!("{} (dequantized to f32 in the ONNX file)", ty.name()),
+                    (None, Some(p)) => p.describe(),
+                    (None, None) => continue,
+                };
+                out.push(format!("{key}={how}"));
+            }
         }
     }
     out.join(", ")
 }
 
-/// Bits per parameter over every float initializer of the model: the layers' as stored
-/// (GGML ones at their format's bits), the rest at 32.
+/// Bits stored per parameter of the model: every stored form of the layers' weights (GGML ones
+/// at their format's bits; a weight layers keep in two forms counts both), the other float
+/// initializers at 32, over the model's parameters (each counted once).
 fn bits_per_weight(model: &OnnxModel, params: &StoredParams, ggml_bits: &GgmlBits) -> f64 {
     let (mut bits, mut count) = (0.0, 0usize);
     for (key, p) in params {
         let b = ggml_bits.get(key).map_or_else(|| p.bits_per_weight(), |(_, b)| *b);
         bits += b * p.len() as f64;
-        count += p.len();
+        if !key.contains(" (also ") {
+            count += p.len();
+        }
     }
     let rest = model.parameters.saturating_sub(count);
     (bits + 32.0 * rest as f64) / (count + rest).max(1) as f64

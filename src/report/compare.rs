@@ -88,7 +88,18 @@ pub fn compare_pair(
             for (what, x, y) in [
                 ("the model", a.model_sha256.clone().unwrap_or_default(), b.model_sha256.clone().unwrap_or_default()),
                 ("the dataset", a.dataset_sha256.clone(), b.dataset_sha256.clone()),
+                ("the evaluation split", split_of(a), split_of(b)),
             ] {
+                if x != y && what == "the evaluation split" {
+                    return Err(CompareError::NotComparable {
+                        case: case_name(a),
+                        detail: format!(
+                            "{what} differs between {} ({x}) and {} ({y}): accuracy would be compared on other items",
+                            first.dir.display(),
+                            other.dir.display()
+                        ),
+                    });
+                }
                 if x != y {
                     let short = |h: &str| h.chars().take(12).collect::<String>();
                     return Err(CompareError::NotComparable {
@@ -280,6 +291,15 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
         out.push('\n');
     }
     Ok(out)
+}
+
+/// A record's evaluation split in words: how many items were held out, and how they were chosen.
+fn split_of(r: &Record) -> String {
+    match (r.calibration_items, &r.calibration_selection) {
+        (0, _) => "no items held out".to_string(),
+        (n, Some(how)) => format!("{n} items held out, chosen {how}"),
+        (n, None) => format!("the first {n} items held out"),
+    }
 }
 
 #[cfg(test)]

@@ -169,6 +169,7 @@ fn cards(records: &[Record]) -> Vec<Card> {
     };
     let failed = count(CaseStatus::Failed);
     let noisy = records.iter().filter(|r| r.latency_ci_target_met == Some(false)).count();
+    let slower = records.iter().filter(|r| r.status == CaseStatus::Ok && r.slower_than_f32).count();
     let card =
         |label: &str, value: usize, class: &'static str| Card { label: label.into(), value: value.to_string(), class };
     vec![
@@ -179,6 +180,7 @@ fn cards(records: &[Record]) -> Vec<Card> {
         card("schemes", distinct(|r| &r.scheme), ""),
         card("backends", distinct(|r| &r.backend), ""),
         card("latency CI target missed", noisy, if noisy > 0 { "warn" } else { "" }),
+        card("quantized, slower than f32", slower, if slower > 0 { "warn" } else { "" }),
     ]
 }
 
@@ -229,6 +231,16 @@ fn highlights(records: &[Record]) -> Vec<String> {
                 r.scheme,
                 r.backend,
                 100.0 * results::delta_vs_f32(r, records).unwrap_or(0.0)
+            ));
+        }
+    }
+    // A quantized case measured slower than its own backend's f32: it costs time as well as
+    // precision, whatever its realization says.
+    for r in ok.iter().filter(|r| r.slower_than_f32) {
+        if let (Some(x), Some(lo), Some(hi)) = (r.speedup_vs_f32, r.speedup_vs_f32_ci_low, r.speedup_vs_f32_ci_high) {
+            out.push(format!(
+                "{}, batch {}: {} on {} is SLOWER than f32 on the same engine: {x:.2}× [{lo:.2}, {hi:.2}] (paired rounds, 95% interval; realization {}).",
+                r.model, r.batch, r.scheme, r.backend, r.realization
             ));
         }
     }

@@ -123,6 +123,11 @@ pub fn table(records: &[Record]) -> ResultsTable {
             false,
             true,
             Box::new(|r: &Record| match (r.speedup_vs_f32, r.speedup_vs_f32_ci_low, r.speedup_vs_f32_ci_high) {
+                // Measured slower than f32 (the whole interval): said in the cell, not left to a
+                // reader to notice that 0.34 is below 1.
+                (Some(x), Some(lo), Some(hi)) if r.slower_than_f32 => {
+                    Cell { text: format!("{x:.2}× [{lo:.2}, {hi:.2}] SLOWER than f32"), sort: Some(x) }
+                }
                 (Some(x), Some(lo), Some(hi)) => Cell { text: format!("{x:.2}× [{lo:.2}, {hi:.2}]"), sort: Some(x) },
                 (Some(x), _, _) => Cell { text: format!("{x:.2}× [too few rounds]"), sort: Some(x) },
                 _ => text("—"),
@@ -332,7 +337,12 @@ pub fn notes(records: &[Record]) -> Notes {
         // the suite has more than one such group (e.g. an ONNX file on tract, a BERT on candle).
         let mut groups: Vec<(EvalSetup, Vec<String>)> = Vec::new();
         for m in records.iter().filter(|m| m.eval_items.is_some() && m.perplexity.is_none()) {
-            let key = (m.dataset.clone(), m.eval_items, m.calibration_items, m.reference_backend.clone());
+            let key = (
+                m.dataset.clone(),
+                m.eval_items,
+                (m.calibration_items, m.calibration_selection.clone()),
+                m.reference_backend.clone(),
+            );
             match groups.iter_mut().find(|g| g.0 == key) {
                 Some(g) if !g.1.contains(&m.model) => g.1.push(m.model.clone()),
                 Some(_) => {}
@@ -341,16 +351,25 @@ pub fn notes(records: &[Record]) -> Notes {
         }
         let only_lm = groups.is_empty() && records.iter().any(|m| m.perplexity.is_some());
         if groups.is_empty() {
-            groups.push(((r.dataset.clone(), r.eval_items, r.calibration_items, r.reference_backend.clone()), vec![]));
+            groups.push((
+                (
+                    r.dataset.clone(),
+                    r.eval_items,
+                    (r.calibration_items, r.calibration_selection.clone()),
+                    r.reference_backend.clone(),
+                ),
+                vec![],
+            ));
         }
         let many = groups.len() > 1;
         let data: Vec<String> = groups
             .iter()
-            .map(|((dataset, items, held, _), models)| {
-                let calibration = if *held > 0 {
-                    format!(", after the first {held} held out for calibration")
-                } else {
-                    String::new()
+            .map(|((dataset, items, (held, how), _), models)| {
+                let calibration = match (*held, how) {
+                    (0, _) => String::new(),
+                    (held, Some(how)) => format!("; {held} others held out for calibration, chosen {how}"),
+                    // Records from before the choice was recorded held out the first items.
+                    (held, None) => format!(", after the first {held} held out for calibration"),
                 };
                 let who = if many { format!(" for {}", models.join(", ")) } else { String::new() };
                 format!("{dataset} ({} items{calibration}){who}", items.map_or("?".into(), |n| n.to_string()))
@@ -361,6 +380,29 @@ pub fn notes(records: &[Record]) -> Notes {
             .map(|((_, _, _, engine), models)| {
                 // No engine when the reference could not run (the model did not load).
                 let engine = if engine.is_empty() { "no engine (the reference did not run)" } else { engine };
+                // Each model's pass: its batch and the memory it held, as the run measured them.
+                let mut passes: Vec<(&str, String)> = Vec::new();
+                for m in records
+                    .iter()
+                    .filter(|m| m.reference_backend == engine && (models.is_empty() || models.contains(&m.model)))
+                {
+                    let Some(b) = m.reference_batch else { continue };
+                    if passes.iter().any(|(model, _)| *model == m.model) {
+                        continue;
+                    }
+                    let heap = m
+                        .reference_peak_heap_bytes
+                        .map_or("heap not counted".into(), |p| format!("peak heap {}", bytes(p as f64)));
+                    passes.push((m.model.as_str(), format!("batch {b}, {heap}")));
+                }
+                let engine = match passes.as_slice() {
+                    [] => engine.to_string(),
+                    [(_, pass)] => format!("{engine} ({pass})"),
+                    many => {
+                        let each: Vec<String> = many.iter().map(|(m, p)| format!("{m}: {p}")).collect();
+                        format!("{engine} ({})", each.join("; "))
+                    }
+                };
                 if many {
                     format!("{engine} for {}", models.join(", "))
                 } else {
@@ -462,5 +504,6 @@ pub fn notes(records: &[Record]) -> Notes {
     notes
 }
 
-/// Dataset, evaluated items, held-out items, reference engine: what a row was scored on.
-type EvalSetup = (String, Option<usize>, usize, String);
+/// Dataset, evaluated items, held-out items and how they were chosen, reference engine: what a
+/// row was scored on.
+type EvalSetup = (String, Option<usize>, (usize, Option<String>), String);

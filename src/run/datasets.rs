@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::data::split::{self, Selection};
 use crate::data::{load_idx, DataError, Dataset, DatasetFormat};
 use crate::suite::{ModelEntry, Suite};
 
@@ -76,6 +77,9 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                     len: d.len(),
                 });
             }
+            if matches!(c.selection, Selection::Stratified { .. }) && d.labels.is_none() {
+                return Err(DataError::StratifiedWithoutLabels { at: c.items_at.clone(), dataset: d.name.clone() });
+            }
         }
         // A model file's class count is known once it has run (checked per case then).
         if let Some(zoo) = m.zoo() {
@@ -126,4 +130,27 @@ pub fn calibration_items(suite: &Suite, model: usize) -> usize {
     } else {
         0
     }
+}
+
+/// Model `model`'s calibration items and evaluation items of its dataset `full`, chosen as
+/// `[calibration] select` says ([`split`]); with nothing to calibrate, no item is held out.
+/// Every command that evaluates or calibrates a model splits through here.
+pub fn calibration_split(suite: &Suite, model: usize, full: &Dataset) -> Result<(Dataset, Dataset), DataError> {
+    let held = calibration_items(suite, model);
+    let (Some(c), true) = (&suite.calibration, held > 0) else {
+        return Ok((full.slice(0..0), full.clone()));
+    };
+    let labels = full.labels.as_deref();
+    let s = split::split(full.len(), held, labels, c.selection).map_err(|e| match e {
+        split::SplitError::NoLabels => {
+            DataError::StratifiedWithoutLabels { at: c.items_at.clone(), dataset: full.name.clone() }
+        }
+        split::SplitError::TooMany { .. } => DataError::CalibrationSplit {
+            at: c.items_at.clone(),
+            items: held,
+            dataset: full.name.clone(),
+            len: full.len(),
+        },
+    })?;
+    Ok((full.select(&s.held), full.select(&s.rest)))
 }

@@ -16,9 +16,7 @@ use crate::quant::{self, Calibration, Plan, SchemeId, Variant};
 use crate::record::{CaseStatus, Record};
 use crate::suite::{Case, ModelEntry, Suite};
 
-/// Items per batch of the reference pass over a classifier's dataset.
-const REFERENCE_BATCH: usize = 500;
-/// Items per batch of a transformer's reference pass: bounds the attention's memory.
+/// Items per batch of a transformer's reference pass at most: bounds the attention's memory.
 const TRANSFORMER_BATCH: usize = 32;
 
 /// The f32 reference's outputs on the evaluation split.
@@ -27,6 +25,10 @@ pub(super) struct ReferenceOutputs {
     pub values: Vec<f32>,
     /// Output values per item (classes, for a classifier).
     pub per_item: usize,
+    /// Items per batch of the pass ([`pass_batch`]).
+    pub batch: usize,
+    /// Peak heap the pass held, prepare included (`None`: not counted).
+    pub peak_heap_bytes: Option<u64>,
 }
 
 pub(super) struct ModelState<'s> {
@@ -67,11 +69,10 @@ impl<'s> ModelState<'s> {
         let entry = &suite.models[index];
         // With a calibration split, every case evaluates on the items after it.
         let calibration_items = super::calibration_items(suite, index);
-        let (calibration_data, data) = if calibration_items > 0 {
-            (full.slice(0..calibration_items), full.slice(calibration_items..full.len()))
-        } else {
-            (full.slice(0..0), full.clone())
-        };
+        // `load_datasets` checked the split can be made; were it not, nothing is held out and
+        // the static cases fail on an empty calibration set.
+        let (calibration_data, data) =
+            super::calibration_split(suite, index, full).unwrap_or_else(|_| (full.slice(0..0), full.clone()));
         let loaded = guarded(|| {
             let m =
                 LoadedModel::load(&entry.name, &entry.kind, artifacts).map_err(|e| CaseError::Model(Arc::new(e)))?;
@@ -86,18 +87,21 @@ impl<'s> ModelState<'s> {
         };
         let f32_plan = Plan::uniform(layers.as_slice(), SchemeId::F32);
         let reference_backend = match &loaded {
-            Ok(m) => reference_backend(ModelQuery::loaded(m), &f32_plan, reference_batch(m)).map_err(|reasons| {
-                Arc::new(CaseError::NoEngine {
-                    model: entry.name.clone(),
-                    file: entry.file().to_path_buf(),
-                    reasons: reasons.to_string(),
-                })
-            }),
+            Ok(m) => reference_backend(ModelQuery::loaded(m), &f32_plan, pass_batch(m, suite, data.len())).map_err(
+                |reasons| {
+                    Arc::new(CaseError::NoEngine {
+                        model: entry.name.clone(),
+                        file: entry.file().to_path_buf(),
+                        reasons: reasons.to_string(),
+                    })
+                },
+            ),
             Err(e) => Err(e.clone()),
         };
         let reference = match (&loaded, &reference_backend) {
             (Ok(m), Ok(backend)) if !m.kind.is_language_model() => {
-                let outputs = guarded(|| reference_outputs(m, *backend, suite.cuda_device, &data))
+                let batch = pass_batch(m, suite, data.len());
+                let outputs = guarded(|| reference_outputs(m, *backend, suite.cuda_device, &data, batch))
                     .map_err(|e| Arc::new(CaseError::Reference { backend: backend.name(), source: Arc::new(e) }));
                 if let Err(e) = &outputs {
                     progress(&Event::Note(format!(
@@ -170,9 +174,16 @@ impl<'s> ModelState<'s> {
         };
         record.layer_overrides = plan.describe_overrides();
         record.calibration_items = self.calibration_items;
+        if self.calibration_items > 0 {
+            record.calibration_selection = self.suite.calibration.as_ref().map(|c| c.selection.describe());
+        }
         if let (Ok(m), Ok(backend)) = (&self.loaded, &self.reference_backend) {
             record.parameters = m.parameters;
             record.reference_backend = backend.name().to_string();
+        }
+        if let Some(Ok(r)) = &self.reference {
+            record.reference_batch = Some(r.batch);
+            record.reference_peak_heap_bytes = r.peak_heap_bytes;
         }
         record.expected_realization = expected.name().to_string();
         // A model no reference engine can run fails every case, whatever the backend.
@@ -313,8 +324,9 @@ fn variant(
 ) -> Result<Variant, CaseError> {
     if plan.needs_calibration() && calibration.is_none() {
         let percentile = suite.calibration.as_ref().map_or(0.0, |c| c.percentile);
+        let batch = pass_batch(model, suite, calibration_data.len());
         *calibration = Some(
-            guarded(|| calibrate(model, calibration_data, percentile, suite.cuda_device))
+            guarded(|| calibrate(model, calibration_data, percentile, suite.cuda_device, batch))
                 .map_err(|e| Arc::new(CaseError::Calibration(Arc::new(e)))),
         );
     }
@@ -361,25 +373,45 @@ fn paired_f32<'p>(
     }
 }
 
-/// The batch size of a model's reference pass: the model's own when its file fixes one.
-fn reference_batch(model: &LoadedModel) -> usize {
+/// Items per batch of a model's reference and calibration passes over `items` items: the
+/// batch the model file fixes, if it fixes one; otherwise the suite's largest batch size, since
+/// its cases run at that batch anyway (the pass then needs no more memory per run than the
+/// suite's biggest case), and never more than the items there are, so a short dataset of long
+/// items is not padded to a big batch. A transformer's pass also stays within
+/// [`TRANSFORMER_BATCH`] (its attention grows with the batch).
+pub fn pass_batch(model: &LoadedModel, suite: &Suite, items: usize) -> usize {
+    let largest = suite.batch_sizes.iter().copied().max().unwrap_or(1);
+    let free = largest.min(items).max(1);
     match &model.content {
-        Content::Onnx { model, .. } => model.inputs[0].fixed_batch.unwrap_or(REFERENCE_BATCH),
-        Content::Zoo(_) => REFERENCE_BATCH,
-        Content::Bert(_) | Content::GgufLm(_) => TRANSFORMER_BATCH,
+        Content::Onnx { model, .. } => model.inputs[0].fixed_batch.unwrap_or(free),
+        Content::Zoo(_) => free,
+        Content::Bert(_) | Content::GgufLm(_) => free.min(TRANSFORMER_BATCH),
     }
 }
 
 /// The f32 reference's outputs on the whole dataset, computed once per model on its reference
-/// engine.
+/// engine at `batch` items per run, with the peak heap the pass held.
 fn reference_outputs(
     model: &LoadedModel,
     backend: BackendId,
     cuda_device: usize,
     data: &Dataset,
+    batch: usize,
 ) -> Result<ReferenceOutputs, CaseError> {
+    let (outputs, allocated) =
+        crate::measure::alloc::measure(|| reference_pass(model, backend, cuda_device, data, batch));
+    let (values, per_item) = outputs?;
+    Ok(ReferenceOutputs { values, per_item, batch, peak_heap_bytes: allocated.map(|a| a.peak_bytes) })
+}
+
+fn reference_pass(
+    model: &LoadedModel,
+    backend: BackendId,
+    cuda_device: usize,
+    data: &Dataset,
+    batch: usize,
+) -> Result<(Vec<f32>, usize), CaseError> {
     let variant = quant::f32_variant(model);
-    let batch = reference_batch(model);
     let mut prepared = backend.create(cuda_device).prepare(&variant, batch)?;
     let session = prepared.session.as_mut();
     let per_item = match variant.zoo() {
@@ -401,7 +433,7 @@ fn reference_outputs(
         }
     };
     let values = eval::run_dataset(session, backend, data, batch, per_item)?;
-    Ok(ReferenceOutputs { values, per_item })
+    Ok((values, per_item))
 }
 
 /// The fp32 input of every weighted layer of `model` over `data` (the calibration split), as
@@ -411,13 +443,9 @@ pub fn calibrate(
     data: &Dataset,
     percentile: f64,
     cuda_device: usize,
+    batch: usize,
 ) -> Result<Calibration, CaseError> {
     let variant = quant::f32_variant(model);
-    let batch = match &model.content {
-        Content::Onnx { model, .. } => model.inputs[0].fixed_batch,
-        _ => None,
-    }
-    .unwrap_or(calibration::CALIBRATION_BATCH.min(data.len()).max(1));
     let backend =
         reference_backend(ModelQuery::loaded(model), &variant.plan, batch).map_err(|reasons| CaseError::NoEngine {
             model: model.name.clone(),

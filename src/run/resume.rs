@@ -31,6 +31,11 @@ pub struct RunManifest {
     /// whole suite from it, so a missing shard's cases are named.
     #[serde(default)]
     pub suite_cases: Vec<crate::record::PlannedCase>,
+    /// How calibration items are chosen (`data::split`), when the suite holds some out: a run
+    /// started by a qbench that chose them otherwise (the first items, before `select`) has
+    /// none here, and cannot be continued on another split.
+    #[serde(default)]
+    pub calibration_selection: Option<String>,
 }
 
 /// One file or folder a run reads, and its hash.
@@ -70,6 +75,7 @@ impl RunManifest {
             threads: suite.threads,
             isolate,
             suite_cases,
+            calibration_selection: suite.calibration.as_ref().map(|c| c.selection.describe()),
         })
     }
 
@@ -105,6 +111,13 @@ impl RunManifest {
             != (&now.shard, now.only_case, now.threads, now.isolate)
         {
             return Some("the run's options (shard, case, threads, isolation) differ".into());
+        }
+        if self.calibration_selection != now.calibration_selection {
+            return Some(format!(
+                "its calibration items were chosen {}, and would now be chosen {}: the cases would be evaluated on other items",
+                self.calibration_selection.as_deref().unwrap_or("as the first items (before [calibration] select existed)"),
+                now.calibration_selection.as_deref().unwrap_or("with no calibration split")
+            ));
         }
         None
     }

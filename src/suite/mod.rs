@@ -67,8 +67,10 @@ pub struct Suite {
 /// `[calibration]`, resolved.
 #[derive(Debug, Clone)]
 pub struct CalibrationSettings {
-    /// The first `items` images of each dataset; evaluation uses the rest.
+    /// Items of each dataset held out to calibrate; evaluation uses the others.
     pub items: usize,
+    /// Which items ([`crate::data::split`]).
+    pub selection: crate::data::split::Selection,
     pub percentile: f64,
     /// `file:line:column` of `items`, for errors found once the dataset is loaded.
     pub items_at: String,
@@ -401,9 +403,38 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                     ))
                 }
             };
+            let seed = match &c.seed {
+                None => 0,
+                Some(s) => u64::try_from(*s.get_ref()).map_err(|_| {
+                    loc.at(s.span(), format!("calibration.seed = {} is negative; use a seed of 0 or more", s.get_ref()))
+                })?,
+            };
+            use crate::data::split::Selection;
+            let selection = match c.select.as_ref().map(|s| s.get_ref().as_str()) {
+                None | Some("random") => Selection::Random { seed },
+                Some("first") => Selection::First,
+                Some("stratified") => Selection::Stratified { seed },
+                Some(other) => {
+                    let span = c.select.as_ref().map(|s| s.span()).unwrap_or_else(|| c.items.span());
+                    return Err(loc.at(
+                        span,
+                        format!(
+                            "calibration.select = \"{other}\" is not a way to choose items; use one of {}",
+                            Selection::NAMES.join(", ")
+                        ),
+                    ));
+                }
+            };
+            if let (Selection::First, Some(s)) = (selection, &c.seed) {
+                return Err(loc.at(
+                    s.span(),
+                    "calibration.seed has no effect with select = \"first\"; remove it or use select = \"random\"",
+                ));
+            }
             let SuiteError::At { file, line, column, .. } = loc.at(c.items.span(), "") else { unreachable!() };
             Some(CalibrationSettings {
                 items: items as usize,
+                selection,
                 percentile,
                 items_at: format!("{}:{line}:{column}", file.display()),
             })
@@ -992,6 +1023,18 @@ fn resolve_checkpoint(
         Some(c) => existing_path(loc, base, c, "config file")?,
         None => {
             let beside = file.with_file_name("config.json");
+            if !beside.is_file() && std::fs::symlink_metadata(&beside).is_ok() {
+                // Something is there, but not a file to read: say what, not "no config.json".
+                return Err(loc.at(
+                    path.span(),
+                    format!(
+                        "the config.json beside checkpoint \"{}\" ({}) {}; make it a regular file or set config = \"…/config.json\"",
+                        path.get_ref(),
+                        beside.display(),
+                        why_not_a_file(&beside)
+                    ),
+                ));
+            }
             if !beside.is_file() {
                 return Err(loc.at(
                     path.span(),
@@ -1084,11 +1127,12 @@ fn resolve_input(
     input: &spec::InputSpec,
     batch_sizes: &[usize],
 ) -> Result<InputDecl, SuiteError> {
+    // Left out: the type the model file declares for this input.
     let dtype = match &input.dtype {
-        None => crate::model::onnx_file::InputDtype::F32,
-        Some(t) => crate::model::onnx_file::InputDtype::from_name(t.get_ref()).ok_or_else(|| {
+        None => None,
+        Some(t) => Some(crate::model::onnx_file::InputDtype::from_name(t.get_ref()).ok_or_else(|| {
             loc.at(t.span(), unknown("input dtype", t.get_ref(), crate::model::onnx_file::InputDtype::NAMES))
-        })?,
+        })?),
     };
     let mut bound = std::collections::BTreeMap::new();
     if let Some(dims) = &m_ref.dims {
@@ -1138,19 +1182,7 @@ fn existing_path(loc: &Locator, base: &Path, value: &Spanned<String>, what: &str
     if path.is_file() {
         Ok(path)
     } else {
-        // The OS's own reason when it is not simply missing (a symbolic-link loop, no permission).
-        let why = match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => "is a directory, not a file".to_string(),
-            Ok(m) => match crate::files::check_regular(&path, &m) {
-                Err(crate::files::FileError::NotAFile { what, .. }) => format!("is {what}, not a regular file"),
-                _ => "is not a regular file".to_string(),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(&path).is_ok() => {
-                "is a symbolic link to nothing".to_string()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
-            Err(e) => format!("cannot be read ({e})"),
-        };
+        let why = why_not_a_file(&path);
         Err(loc.at(
             value.span(),
             format!(
@@ -1159,6 +1191,23 @@ fn existing_path(loc: &Locator, base: &Path, value: &Spanned<String>, what: &str
                 path.display()
             ),
         ))
+    }
+}
+
+/// Why a path that is not a regular file is not one, in words that finish "\"x\" …": the OS's own
+/// reason when it is not simply missing (a symbolic-link loop, no permission), or what it is instead.
+fn why_not_a_file(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => "is a directory, not a file".to_string(),
+        Ok(m) => match crate::files::check_regular(path, &m) {
+            Err(crate::files::FileError::NotAFile { what, .. }) => format!("is {what}, not a regular file"),
+            _ => "is not a regular file".to_string(),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(path).is_ok() => {
+            "is a symbolic link to nothing".to_string()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        Err(e) => format!("cannot be read ({e})"),
     }
 }
 

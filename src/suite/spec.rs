@@ -70,12 +70,16 @@ pub struct GateSpec {
     pub max_latency_regression_pct: Option<Spanned<f64>>,
 }
 
-/// `[calibration]`: the first `items` images of each model's dataset calibrate static
-/// schemes; every case of the suite is then evaluated on the remaining images.
+/// `[calibration]`: `items` items of each model's dataset calibrate static schemes (chosen as
+/// `select` says); every case of the suite is then evaluated on the other items.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationSpec {
     pub items: Spanned<i64>,
+    /// `random` (default), `first` or `stratified` (by label).
+    pub select: Option<Spanned<String>>,
+    /// Seed of a random or stratified choice (default 0).
+    pub seed: Option<Spanned<i64>>,
     /// `p` of the percentile calibrator: the central p% of values is kept (default 99.99).
     pub percentile: Option<Spanned<f64>>,
 }
@@ -211,7 +215,8 @@ pub struct InputSpec {
     /// Dims, batch first: numbers, or symbols (the batch axis's symbol takes each batch size;
     /// any other symbol must be bound in `dims`).
     pub shape: Spanned<Vec<Spanned<DimSpec>>>,
-    /// Element type fed to the model: "f32" (default), "f16", "i64", "i32" or "u8".
+    /// Element type fed to the model: "f32", "f16", "i64", "i32" or "u8"; default: the type
+    /// the model file declares for the input.
     pub dtype: Option<Spanned<String>>,
 }
 

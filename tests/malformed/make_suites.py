@@ -256,6 +256,10 @@ add("calibration-percentile-nan", "percentile", STATIC + "\n[calibration]\nitems
 add("calibration-unknown-key", "unknown key, samples", STATIC + "\n[calibration]\nitems = 100\nsamples = 5\n")
 add("calibration-missing-items", "missing, items", STATIC + "\n[calibration]\npercentile = 99.9\n")
 add("calibration-static-without-section", "calibration", STATIC)
+add("calibration-select-unknown", "calibration.select, sorted, random, first, stratified", STATIC + "\n[calibration]\nitems = 100\nselect = \"sorted\"\n")
+add("calibration-seed-negative", "calibration.seed = -1, negative", STATIC + "\n[calibration]\nitems = 100\nseed = -1\n")
+add("calibration-seed-with-first", "seed has no effect, first", STATIC + "\n[calibration]\nitems = 100\nselect = \"first\"\nseed = 3\n")
+add("calibration-stratified-no-labels", "stratified, needs labels, fm1k", sub(STATIC, 'labels = "../../../suites/data/fashion-mnist-1k-labels.csv"\n', '') + "\n[calibration]\nitems = 100\nselect = \"stratified\"\n")
 
 # ---- [[overrides]] --------------------------------------------------------------------------
 Q = sub(BASE, 'schemes = ["f32"]', 'schemes = ["f32", "int8-pc-sym"]')

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Writes fixtures shaped like published models whose layout qbench did not design.
+
+    pip install onnx numpy && python3 scripts/make-layout-fixtures.py
+
+The outputs are committed; CI and the tests only read them (no Python needed there). Every
+weight is random (seeded), so the files are license-clean; each is a few KB.
+
+- tests/reference/audio-long.onnx: an audio classifier over raw waveforms, input "audio"
+  [batch, 1, 44100] (one second at 44.1 kHz, symbolic batch "batch"), two 1-D convolutions
+  (k = 65 and k = 9, 16 channels, same padding), a global average pool and a Gemm to 4 classes.
+  Its activations are ~2.8 MB per item per layer and tract's convolutions unfold each item
+  (~11 MB and ~25 MB): padding 16 items to a batch of 500 took gigabytes.
+- tests/reference/shared-opset11.onnx: an opset-11 MLP, input "x" [batch, 32], whose one
+  32×32 weight "w_shared" is read by three MatMul nodes (a weight-tied residual stack, as
+  recurrent or ALBERT-style exports write it), then a Gemm head (transB) to 10 outputs, and the
+  ops whose opset-11 form later opsets changed: Dropout with a `ratio` attribute (an input from
+  12), Unsqueeze/Squeeze/ReduceSum with `axes` attributes (inputs from 13), and a Softmax with
+  axis 1 over [batch, 2, 5] (opset 11 normalizes all 10 values of an item; opset 13 would
+  normalize pairs). Its outputs for tests/reference/shared-opset11.x.npy (24 rows) are in
+  shared-opset11.scores.npy, computed by a numpy forward pass (and checked against onnxruntime).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests/reference"
+
+
+def init(name, array):
+    return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
+
+
+def build_audio(rng):
+    samples = 44100
+    w1 = rng.normal(0, 0.1, (16, 1, 65))
+    b1 = rng.normal(0, 0.01, (16,))
+    w2 = rng.normal(0, 0.1, (16, 16, 9))
+    b2 = rng.normal(0, 0.01, (16,))
+    wh = rng.normal(0, 0.3, (4, 16))
+    bh = rng.normal(0, 0.01, (4,))
+    nodes = [
+        helper.make_node("Conv", ["audio", "w1", "b1"], ["c1"], name="conv1", pads=[32, 32], kernel_shape=[65]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[4, 4], kernel_shape=[9]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"], name="pool"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "wh", "bh"], ["logits"], name="head", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "audio-long",
+        [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", 1, samples])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
+        [init("w1", w1), init("b1", b1), init("w2", w2), init("b2", b2), init("wh", wh), init("bh", bh)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="audio fixture")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def build_shared_opset11(rng):
+    w = rng.normal(0, 0.25, (32, 32))
+    wh = rng.normal(0, 0.3, (10, 32))
+    bh = rng.normal(0, 0.01, (10,))
+    nodes = []
+    x = "x"
+    for i in range(3):
+        nodes += [
+            helper.make_node("MatMul", [x, "w_shared"], [f"m{i}"], name=f"tied{i}"),
+            helper.make_node("Tanh", [f"m{i}"], [f"t{i}"], name=f"tanh{i}"),
+            helper.make_node("Add", [x, f"t{i}"], [f"h{i}"], name=f"res{i}"),
+        ]
+        x = f"h{i}"
+    nodes += [
+        helper.make_node("Unsqueeze", [x], ["u"], name="unsqueeze", axes=[1]),
+        helper.make_node("Squeeze", ["u"], ["s"], name="squeeze", axes=[1]),
+        helper.make_node("Gemm", ["s", "wh", "bh"], ["z"], name="head", transB=1),
+        helper.make_node("Dropout", ["z"], ["zd"], name="dropout", ratio=0.1),
+        helper.make_node("Reshape", ["zd", "shape3"], ["z3"], name="to3d"),
+        # Opset 11: normalized over everything from axis 1 (all 10 values of an item); read with
+        # opset 13's meaning it would be over axis 1 alone (pairs), a different output.
+        helper.make_node("Softmax", ["z3"], ["p3"], name="softmax", axis=1),
+        helper.make_node("Reshape", ["p3", "shape2"], ["p2"], name="to2d"),
+        helper.make_node("Unsqueeze", ["p2"], ["pu"], name="unsqueeze2", axes=[2]),
+        helper.make_node("ReduceSum", ["pu"], ["probs"], name="reducesum", axes=[2], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "shared-opset11",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 32])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 10])],
+        [
+            init("w_shared", w),
+            init("wh", wh),
+            init("bh", bh),
+            numpy_helper.from_array(np.array([0, 2, 5], dtype=np.int64), "shape3"),
+            numpy_helper.from_array(np.array([0, 10], dtype=np.int64), "shape2"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], producer_name="tied fixture")
+    model.ir_version = 6
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def shared_forward(model, x):
+    """The shared-opset11 model in numpy float64, with opset 11's Softmax (every value after the
+    axis). onnx.reference 1.23 evaluates an opset-11 Softmax with opset 13's meaning, so it is not
+    the reference here; onnxruntime, when installed, is checked against this."""
+    w = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+    h = x.astype(np.float64)
+    for _ in range(3):
+        h = h + np.tanh(h @ w["w_shared"])
+    z = h @ w["wh"].T + w["bh"]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    try:
+        import onnxruntime
+
+        got = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+        assert np.abs(got - probs).max() < 1e-5, np.abs(got - probs).max()
+    except ImportError:
+        pass
+    return probs
+
+
+def main():
+    rng = np.random.default_rng(20)
+    OUT.mkdir(parents=True, exist_ok=True)
+    onnx.save(build_audio(rng), OUT / "audio-long.onnx")
+    shared = build_shared_opset11(rng)
+    onnx.save(shared, OUT / "shared-opset11.onnx")
+    x = rng.normal(0, 1, (24, 32)).astype(np.float32)
+    scores = shared_forward(shared, x)
+    np.save(OUT / "shared-opset11.x.npy", x)
+    np.save(OUT / "shared-opset11.scores.npy", scores.astype(np.float32))
+
+
+if __name__ == "__main__":
+    main()

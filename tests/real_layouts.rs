@@ -1,0 +1,213 @@
+//! Models laid out as people publish them (fixtures from scripts/make-layout-fixtures.py): long
+//! audio items under a bounded reference pass, and an opset-11 graph whose one weight three
+//! layers share.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use prost::Message;
+use qbench::record::{read_records, CaseStatus, Record};
+
+fn reference(name: &str) -> PathBuf {
+    common::repo().join("tests/reference").join(name)
+}
+
+fn qbench(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qbench")).args(args).current_dir(dir).output().unwrap()
+}
+
+const MEASURE: &str = "[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 10\nmax_time_ms = 30\n";
+
+/// The engines of this build that load an ONNX artifact.
+fn onnx_backends() -> &'static str {
+    if cfg!(feature = "ort") {
+        "[\"tract-cpu\", \"ort-cpu\"]"
+    } else {
+        "[\"tract-cpu\"]"
+    }
+}
+
+/// Runs `suite` (written to `dir`) and returns its records; the run must exit 0.
+fn run_suite(dir: &Path, suite: &str) -> Vec<Record> {
+    let path = dir.join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let o = qbench(dir, &["run", path.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_dir(dir.join("out/t")).unwrap().next().unwrap().unwrap().path();
+    read_records(&run.join("records.jsonl")).unwrap()
+}
+
+/// A float32 NPY file of `shape` with `values`.
+fn write_npy(path: &Path, shape: &[usize], values: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for v in values {
+        bytes.extend(v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Peak resident set of the largest child process this test waited for, from the kernel's own
+/// accounting (`getrusage(RUSAGE_CHILDREN)`), in bytes.
+fn children_peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage writes one rusage struct into the zeroed value it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage failed");
+    usage.ru_maxrss as u64 * 1024
+}
+
+#[test]
+fn sixteen_long_audio_items_run_under_a_bounded_reference_batch_and_1_gb_resident() {
+    let dir = tempfile::tempdir().unwrap();
+    // One second at 44.1 kHz per item: tones of 16 pitches, so the classes differ.
+    let samples = 44_100;
+    let values: Vec<f32> = (0..16 * samples)
+        .map(|i| {
+            let (item, t) = (i / samples, (i % samples) as f32 / 44_100.0);
+            (2.0 * std::f32::consts::PI * (110.0 + 55.0 * item as f32) * t).sin() * 0.5
+        })
+        .collect();
+    let npy = dir.path().join("audio.npy");
+    write_npy(&npy, &[16, 1, samples], &values);
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-dynamic\", \"int8-static-minmax\"]\nbackends = {}\nbatch_sizes = [1, 4]\n{MEASURE}\n[calibration]\nitems = 4\n\n[[datasets]]\nname = \"audio\"\nformat = \"npy\"\ninputs = {npy:?}\n\n[[models]]\nname = \"audio\"\npath = {:?}\ndataset = \"audio\"\n[[models.inputs]]\nname = \"audio\"\nshape = [\"batch\", 1, {samples}]\n",
+        onnx_backends(),
+        reference("audio-long.onnx"),
+    );
+    let records = run_suite(dir.path(), &suite);
+    // The whole run, measured by the kernel: under 1 GB resident.
+    let rss = children_peak_rss_bytes();
+    eprintln!("peak resident set of the run: {} MiB", rss >> 20);
+    assert!(rss < 1 << 30, "peak resident set of the run: {} MiB", rss >> 20);
+    assert!(rss > 16 << 20, "a run that loads engines is not {rss} bytes: the figure is not the run's");
+    // Every case, on every engine and batch, measured.
+    let engines = if cfg!(feature = "ort") { 2 } else { 1 };
+    assert_eq!(records.len(), 3 * 2 * engines);
+    for r in &records {
+        let what = format!("{} {} batch {}", r.scheme, r.backend, r.batch);
+        assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
+        assert_eq!(r.eval_items, Some(12), "{what}");
+        // The pass ran at the suite's largest batch (4), not a fixed 500 padded from 12 items.
+        let peak = r.reference_peak_heap_bytes.expect("the reference pass's heap is counted");
+        eprintln!("{what}: reference pass batch {:?}, peak heap {} MiB", r.reference_batch, peak >> 20);
+        assert!(peak < 512 << 20, "{what}: reference pass held {peak} bytes");
+        assert_eq!(r.reference_batch, Some(4), "{what}");
+    }
+    // The report states the pass.
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("computed by tract-cpu (batch 4, peak heap "), "{md}");
+}
+
+/// Initializers of an ONNX file: (name, data type, bytes).
+fn initializers(path: &Path) -> Vec<(String, i32, usize)> {
+    let proto = tract_onnx::pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    let opset = proto.opset_import.iter().find(|o| o.domain.is_empty()).map(|o| o.version);
+    assert!(opset.is_some(), "{}", path.display());
+    let g = proto.graph.unwrap();
+    g.initializer.iter().map(|t| (t.name.clone(), t.data_type, t.raw_data.len())).collect()
+}
+
+fn opset(path: &Path) -> i64 {
+    let proto = tract_onnx::pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    proto.opset_import.iter().find(|o| o.domain.is_empty()).unwrap().version
+}
+
+#[test]
+fn a_weight_three_layers_share_is_written_once_and_an_opset_11_graph_is_upgraded_where_a_scheme_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The engines read the opset-11 file as opset 11 means it (Softmax over every value after
+    // its axis): their f32 outputs equal the numpy forward pass's. The quantized variants below
+    // are then compared with this reference, so an upgrade that changed a meaning shows there.
+    use qbench::backend::BackendId;
+    use qbench::model::onnx_file::InputDecl;
+    use qbench::model::{LoadedModel, ModelKind};
+    let decl =
+        InputDecl { name: "x".into(), item_shape: vec![32], fixed_batch: None, bound: Default::default(), dtype: None };
+    let kind = ModelKind::Onnx { path: reference("shared-opset11.onnx"), inputs: vec![decl], output: None };
+    let loaded = LoadedModel::load("tied", &kind, dir.path()).unwrap();
+    let variant = qbench::quant::f32_variant(&loaded);
+    let data = qbench::data::load_npy("x", &reference("shared-opset11.x.npy"), None, None).unwrap();
+    let want = qbench::data::load_npy("scores", &reference("shared-opset11.scores.npy"), None, None).unwrap();
+    let mut engines = vec![BackendId::TRACT_CPU];
+    if cfg!(feature = "ort") {
+        engines.push(BackendId::from_name("ort-cpu").unwrap());
+    }
+    for b in engines {
+        let mut p = b.create(0).prepare(&variant, 8).unwrap();
+        let got = qbench::measure::eval::run_dataset(p.session.as_mut(), b, &data, 8, 10).unwrap();
+        let worst = got.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{} f32 vs numpy: {worst}", b.name());
+    }
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"f16\", \"bf16\", \"int8-pt-sym\", \"int8-pc-sym\", \"int8-dynamic\", \"int8-static-minmax\", \"int4-g16-sym\"]\nbackends = {}\nbatch_sizes = [8]\n{MEASURE}\n[calibration]\nitems = 8\n\n[[datasets]]\nname = \"x\"\nformat = \"npy\"\ninputs = {:?}\n\n[[models]]\nname = \"tied\"\npath = {:?}\ndataset = \"x\"\n[[models.inputs]]\nname = \"x\"\nshape = [\"batch\", 32]\n",
+        onnx_backends(),
+        reference("shared-opset11.x.npy"),
+        reference("shared-opset11.onnx"),
+    );
+    let records = run_suite(dir.path(), &suite);
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let artifact = |scheme: &str| run.join("artifacts").join(format!("tied.{scheme}.onnx"));
+    let f32_bytes = std::fs::metadata(artifact("f32")).unwrap().len();
+    for r in &records {
+        let what = format!("{} {}", r.scheme, r.backend);
+        if r.scheme == "bf16" && r.backend == "tract-cpu" {
+            // tract has no bfloat16 type: said, not failed (ONNX Runtime runs it below).
+            assert_eq!(r.status, CaseStatus::Skipped, "{what}");
+            assert!(r.error.as_deref().unwrap().contains("no bfloat16"), "{what}: {:?}", r.error);
+            continue;
+        }
+        // Every artifact loads and runs in each engine of the build (ONNX Runtime included).
+        assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
+        assert_eq!(r.eval_items, Some(16), "{what}");
+        if r.scheme == "f32" {
+            assert!(r.ref_sqnr_db.unwrap_or(f64::INFINITY) > 90.0, "{what}: {:?}", r.ref_sqnr_db);
+            continue;
+        }
+        // The shared weight is stored once: the bytes the file's initializers hold are what the
+        // record's bits per weight claim for the model's 1354 parameters (plus zero points and
+        // the few int64 constants the graph needs), not three copies more.
+        let stored: usize = initializers(&artifact(&r.scheme)).iter().map(|(_, _, b)| b).sum();
+        let bits = r.bits_per_weight.unwrap();
+        let claimed = bits * 1354.0 / 8.0;
+        assert!(bits < 17.0, "{what}: {bits} bits per weight");
+        assert!(
+            (stored as f64) < claimed * 1.25 + 128.0 && stored as f64 > claimed * 0.8,
+            "{what}: initializers hold {stored} bytes, {bits:.2} bits per weight claims {claimed:.0}"
+        );
+        assert!(std::fs::metadata(artifact(&r.scheme)).unwrap().len() < f32_bytes, "{what}");
+        // The probabilities stay close to f32's.
+        assert!(r.ref_sqnr_db.unwrap() > 15.0, "{what}: SQNR {:?}", r.ref_sqnr_db);
+    }
+    // One integer copy of the 32×32 weight three MatMuls read, plus the head's.
+    for scheme in ["int8-pt-sym", "int8-pc-sym", "int8-dynamic", "int8-static-minmax"] {
+        // (Zero points are int8 too: one byte, or one per channel.)
+        let int8: Vec<(String, i32, usize)> =
+            initializers(&artifact(scheme)).into_iter().filter(|(_, ty, b)| *ty == 3 && *b > 64).collect();
+        assert_eq!(int8.len(), 2, "{scheme}: {int8:?}");
+        assert_eq!(int8.iter().map(|(_, _, b)| b).sum::<usize>(), 32 * 32 + 10 * 32, "{scheme}");
+    }
+    let halves: Vec<(String, i32, usize)> =
+        initializers(&artifact("f16")).into_iter().filter(|(_, ty, _)| *ty == 10).collect();
+    assert_eq!(halves.iter().filter(|(_, _, b)| *b == 32 * 32 * 2).count(), 1, "f16: {halves:?}");
+    // Per-channel DequantizeLinear and the bfloat16 Cast need opset 13: upgraded, and said.
+    // The others keep the file's opset 11.
+    for (scheme, want) in
+        [("f32", 11), ("f16", 11), ("int8-pt-sym", 11), ("int8-dynamic", 11), ("int8-pc-sym", 13), ("bf16", 13)]
+    {
+        assert_eq!(opset(&artifact(scheme)), want, "{scheme}");
+        let r = records.iter().find(|r| r.scheme == scheme && r.status == CaseStatus::Ok).unwrap();
+        let said = r.weight_storage.as_deref().unwrap_or_default().contains("graph upgraded from ONNX opset 11 to 13");
+        assert_eq!(said, want == 13, "{scheme}: {:?}", r.weight_storage);
+    }
+}
