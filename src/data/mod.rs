@@ -15,7 +15,7 @@ pub use idx::{encode_idx_images, encode_idx_labels, load_idx};
 pub use images::{load_images, ImagePrep, Resize};
 pub use labels::load_labels;
 pub use npy::{encode_npy_f32, load_npy, load_npy_arrays};
-pub use text::load_text;
+pub use text::{load_text, load_text_with};
 
 use std::path::PathBuf;
 

@@ -20,12 +20,6 @@ pub fn load_text(
     windows: bool,
     labels: Option<(&Path, Option<&str>)>,
 ) -> Result<Dataset, DataError> {
-    let raw = super::read_file(path)?;
-    let bad = |reason: String| DataError::Text { path: path.to_path_buf(), reason };
-    let text = std::str::from_utf8(&raw).map_err(|e| bad(format!("it is not UTF-8 text ({e})")))?;
-    if let Some(at) = text.find('\0') {
-        return Err(bad(format!("it holds a NUL byte (at byte {at}); it is a binary file, not text")));
-    }
     let tok_raw = super::read_file(tokenizer)?;
     // The tokenizers crate panics on some malformed files (a decoder it cannot build): a
     // panic there is this file's error, not the run's end.
@@ -35,6 +29,27 @@ pub fn load_text(
         path: tokenizer.to_path_buf(),
         reason: format!("it is not a Hugging Face tokenizer.json ({e})"),
     })?;
+    load_text_with(name, path, &tok, &tok_raw, seq_len, windows, labels)
+}
+
+/// Loads `path` tokenized by `tok`, a tokenizer built elsewhere (a GGUF file's own);
+/// `tok_identity` (its file's bytes, or its serialization) goes into the dataset's hash.
+pub fn load_text_with(
+    name: &str,
+    path: &Path,
+    tok: &Tokenizer,
+    tok_identity: &[u8],
+    seq_len: usize,
+    windows: bool,
+    labels: Option<(&Path, Option<&str>)>,
+) -> Result<Dataset, DataError> {
+    let raw = super::read_file(path)?;
+    let bad = |reason: String| DataError::Text { path: path.to_path_buf(), reason };
+    let text = std::str::from_utf8(&raw).map_err(|e| bad(format!("it is not UTF-8 text ({e})")))?;
+    if let Some(at) = text.find('\0') {
+        return Err(bad(format!("it holds a NUL byte (at byte {at}); it is a binary file, not text")));
+    }
+    let tok_raw = tok_identity;
     let pad = tok
         .get_padding()
         .map(|p| p.pad_id)
@@ -56,7 +71,7 @@ pub fn load_text(
         }
         let mut hasher = Sha256::new();
         hasher.update(&raw);
-        hasher.update(&tok_raw);
+        hasher.update(tok_raw);
         hasher.update(format!("windows of {seq_len}").as_bytes());
         return Ok(Dataset {
             name: name.to_string(),
@@ -82,7 +97,7 @@ pub fn load_text(
     }
     let mut hasher = Sha256::new();
     hasher.update(&raw);
-    hasher.update(&tok_raw);
+    hasher.update(tok_raw);
     let (labels_v, labels_path) = match labels {
         Some((lp, column)) => {
             let (l, bytes) = super::load_labels(lp, column)?;

@@ -8,6 +8,7 @@
 pub mod bert;
 pub mod gguf_check;
 pub mod gguf_lm;
+pub mod gguf_tokenizer;
 pub mod onnx;
 pub mod onnx_file;
 pub mod qformat;

@@ -40,14 +40,29 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                 })?,
                 labels.as_deref().map(|l| (l, d.label_column.as_deref())),
             ),
-            (DatasetFormat::Text, labels) => crate::data::load_text(
-                &d.name,
-                &d.inputs,
-                d.tokenizer.as_deref().unwrap_or(Path::new("tokenizer.json")),
-                d.seq_len,
-                d.windows,
-                labels.as_deref().map(|l| (l, d.label_column.as_deref())),
-            ),
+            (DatasetFormat::Text, labels) => {
+                let tokenizer = d.tokenizer.as_deref().unwrap_or(Path::new("tokenizer.json"));
+                let labels = labels.as_deref().map(|l| (l, d.label_column.as_deref()));
+                if crate::model::gguf_tokenizer::is_gguf(tokenizer) {
+                    // A GGUF language model's own tokenizer (`tokenizer.ggml.*`).
+                    let tok = crate::model::gguf_tokenizer::from_file(tokenizer).map_err(|reason| DataError::Text {
+                        path: tokenizer.to_path_buf(),
+                        reason: format!("its own tokenizer cannot be used: {reason}"),
+                    })?;
+                    let identity = tok.to_string(false).unwrap_or_default();
+                    crate::data::load_text_with(
+                        &d.name,
+                        &d.inputs,
+                        &tok,
+                        identity.as_bytes(),
+                        d.seq_len,
+                        d.windows,
+                        labels,
+                    )
+                } else {
+                    crate::data::load_text(&d.name, &d.inputs, tokenizer, d.seq_len, d.windows, labels)
+                }
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(d) = datasets.iter().find(|d| d.is_empty()) {

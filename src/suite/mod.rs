@@ -365,6 +365,41 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
             loc.at(spec.models.span(), "the suite has no model; add a [[models]] entry (see suites/quickstart.toml)")
         );
     }
+    // A text dataset without a tokenizer takes the one a GGUF model that reads it carries.
+    for (i, d) in datasets.iter_mut().enumerate() {
+        if d.format != DatasetFormat::Text || d.tokenizer.is_some() {
+            continue;
+        }
+        let users: Vec<&ModelEntry> = models.iter().filter(|m| m.dataset == i).collect();
+        let mut ggufs: Vec<PathBuf> = users
+            .iter()
+            .filter_map(|m| match &m.kind {
+                ModelKind::GgufLm { path } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        ggufs.sort();
+        ggufs.dedup();
+        let other = users.iter().find(|m| !matches!(m.kind, ModelKind::GgufLm { .. }));
+        match (ggufs.as_slice(), other) {
+            ([path], None) => d.tokenizer = Some(path.clone()),
+            (ggufs, other) => {
+                let why = match other {
+                    Some(m) => format!("model \"{}\" reads it and is not a GGUF language model", m.name),
+                    None if ggufs.is_empty() => "no GGUF language model reads it".to_string(),
+                    // Two files' tokenizers may differ: which one tokenizes is the suite's to say.
+                    None => format!("{} GGUF files read it, whose tokenizers may differ", ggufs.len()),
+                };
+                return Err(loc.at(
+                    spec.datasets.get_ref()[i].span(),
+                    format!(
+                        "dataset \"{}\" (text) needs tokenizer = \"…/tokenizer.json\": only a GGUF file's own tokenizer can stand in, and {why}",
+                        d.name
+                    ),
+                ));
+            }
+        }
+    }
 
     let output_dir = spec
         .output
@@ -791,7 +826,8 @@ fn resolve_dataset(
         }
         DatasetFormat::Text => {
             let inputs = need(&d_ref.inputs, "inputs", "inputs = \"data/sentences.txt\"")?;
-            let tokenizer = need(&d_ref.tokenizer, "tokenizer", "tokenizer = \"models/bert/tokenizer.json\"")?;
+            // Left out: the GGUF language model that reads this dataset brings its own (resolved
+            // with the models below).
             refuse(&d_ref.images, "images (an idx key; use inputs)")?;
             refuse(&d_ref.array, "array")?;
             let seq_len = match &d_ref.seq_len {
@@ -818,7 +854,10 @@ fn resolve_dataset(
                 arrays: Vec::new(),
                 labels,
                 label_column: d_ref.label_column.as_ref().map(|c| c.get_ref().clone()),
-                tokenizer: Some(existing_path(loc, base, &tokenizer, "tokenizer file")?),
+                tokenizer: match &d_ref.tokenizer {
+                    Some(t) => Some(existing_path(loc, base, t, "tokenizer file")?),
+                    None => None,
+                },
                 seq_len,
                 windows: d_ref.windows.as_ref().is_some_and(|w| *w.get_ref()),
                 length: 0,
