@@ -22,6 +22,10 @@ numpy float64 forward pass, not from candle.
 - tests/reference/tiny-llama.logits.npy: its logits for the first 16 positions of that window.
 - tests/reference/qwen2-tiny.gguf (+ .ids.npy, .logits.npy): a tiny qwen2 (q/k/v biases, NEOX
   rotary layout, f32) with random weights, and its numpy logits for one 12-token sequence.
+- tests/reference/qwen3-tiny.gguf (+ .ids.npy, .logits.npy): a tiny qwen3 (per-head q/k norms,
+  a head size of its own, rotary base 1e6) carrying its byte-level BPE tokenizer in its metadata,
+  and its numpy logits, exact and with candle's f16 rotary tables (`make_qwen3`;
+  `python3 scripts/make-lm-fixtures.py qwen3` writes only it).
 """
 
 import json
@@ -196,6 +200,117 @@ def make_qwen2():
     np.save(ROOT / "tests/reference/qwen2-tiny.logits.npy", forward(w, cfg, ids).astype(np.float32))
 
 
+def rope_f16_tables(x, neox, base=10000.0):
+    """`rope` with candle-transformers 0.11 quantized_qwen3's tables: without general.dtype in
+    the file it builds its rotary table in f16 (inverse frequencies and angles rounded to f16,
+    sin and cos stored in f16), which moves the logits by ~3e-4 of their range here."""
+    assert neox
+    t, _, hd = x.shape
+    h = np.float16
+    inv = (1.0 / base ** (np.arange(0, hd, 2) / hd)).astype(np.float32).astype(h)
+    ang = (np.arange(t).astype(h)[:, None] * inv[None, :]).astype(h).astype(np.float32)
+    cos = np.cos(ang).astype(h).astype(np.float64)[:, None, :]
+    sin = np.sin(ang).astype(h).astype(np.float64)[:, None, :]
+    a, b = x[..., : hd // 2], x[..., hd // 2 :]
+    return np.concatenate([a * cos - b * sin, a * sin + b * cos], -1)
+
+
+def qwen3_forward(w, cfg, ids, rotate=None):
+    """Logits [T, vocab] of a qwen3 decoder in float64: qwen2's layout without q/k/v biases, an
+    RMS norm over each head of q and k before the NEOX rotation, a head size of its own
+    (attention.key_length, here not embedding / heads), and its own rotary base."""
+    w = {k: v.astype(np.float64) for k, v in w.items()}
+    eps, heads, kv, hd = cfg["eps"], cfg["heads"], cfg["kv_heads"], cfg["head_dim"]
+    x = w["token_embd.weight"][ids]
+    t = x.shape[0]
+    mask = np.triu(np.full((t, t), -np.inf), 1)
+    for layer in range(cfg["blocks"]):
+        p = f"blk.{layer}."
+        h = rms_norm(x, w[p + "attn_norm.weight"], eps)
+        q = (h @ w[p + "attn_q.weight"].T).reshape(t, heads, hd)
+        k = (h @ w[p + "attn_k.weight"].T).reshape(t, kv, hd)
+        v = (h @ w[p + "attn_v.weight"].T).reshape(t, kv, hd)
+        rotate = rotate or rope
+        q = rotate(rms_norm(q, w[p + "attn_q_norm.weight"], eps), True, cfg["rope_base"])
+        k = rotate(rms_norm(k, w[p + "attn_k_norm.weight"], eps), True, cfg["rope_base"])
+        k, v = np.repeat(k, heads // kv, axis=1), np.repeat(v, heads // kv, axis=1)
+        att = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd) + mask
+        att = np.exp(att - att.max(-1, keepdims=True))
+        att /= att.sum(-1, keepdims=True)
+        o = np.einsum("hts,shd->thd", att, v).reshape(t, heads * hd)
+        x = x + o @ w[p + "attn_output.weight"].T
+        h = rms_norm(x, w[p + "ffn_norm.weight"], eps)
+        g = h @ w[p + "ffn_gate.weight"].T
+        x = x + ((g / (1 + np.exp(-g))) * (h @ w[p + "ffn_up.weight"].T)) @ w[p + "ffn_down.weight"].T
+    return rms_norm(x, w["output_norm.weight"], eps) @ w["output.weight"].T
+
+
+def make_qwen3():
+    """tests/reference/qwen3-tiny.gguf: a 2-block qwen3 over the tiny llama's 512-token byte-level
+    BPE vocabulary, carrying that tokenizer in its metadata (tokenizer.ggml.model = gpt2, pre
+    qwen2) and no tokenizer.json, as Qwen3 GGUF files are published; random weights (seeded),
+    f32. Its numpy logits for 12 ids are in qwen3-tiny.logits.npy."""
+    cfg = {"blocks": 2, "heads": 4, "kv_heads": 2, "head_dim": 16, "eps": 1e-6, "rope_base": 1_000_000.0}
+    rng = np.random.default_rng(3)
+    tok = json.loads((ROOT / "suites/models/tiny-llama/tokenizer.json").read_text())
+    vocab_map = tok["model"]["vocab"]
+    tokens = [t for t, _ in sorted(vocab_map.items(), key=lambda kv: kv[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    vocab, d, ffn, hd = len(tokens), 32, 64, cfg["head_dim"]
+    w = {"token_embd.weight": rng.normal(0, 1, (vocab, d)).astype(np.float32)}
+    for layer in range(cfg["blocks"]):
+        p = f"blk.{layer}."
+        w[p + "attn_norm.weight"] = rng.uniform(0.5, 1.5, d).astype(np.float32)
+        w[p + "ffn_norm.weight"] = rng.uniform(0.5, 1.5, d).astype(np.float32)
+        w[p + "attn_q.weight"] = rng.normal(0, 0.2, (cfg["heads"] * hd, d)).astype(np.float32)
+        w[p + "attn_k.weight"] = rng.normal(0, 0.2, (cfg["kv_heads"] * hd, d)).astype(np.float32)
+        w[p + "attn_v.weight"] = rng.normal(0, 0.2, (cfg["kv_heads"] * hd, d)).astype(np.float32)
+        w[p + "attn_q_norm.weight"] = rng.uniform(0.5, 1.5, hd).astype(np.float32)
+        w[p + "attn_k_norm.weight"] = rng.uniform(0.5, 1.5, hd).astype(np.float32)
+        w[p + "attn_output.weight"] = rng.normal(0, 0.2, (d, cfg["heads"] * hd)).astype(np.float32)
+        w[p + "ffn_gate.weight"] = rng.normal(0, 0.2, (ffn, d)).astype(np.float32)
+        w[p + "ffn_up.weight"] = rng.normal(0, 0.2, (ffn, d)).astype(np.float32)
+        w[p + "ffn_down.weight"] = rng.normal(0, 0.2, (d, ffn)).astype(np.float32)
+    w["output_norm.weight"] = rng.uniform(0.5, 1.5, d).astype(np.float32)
+    w["output.weight"] = rng.normal(0, 0.3, (vocab, d)).astype(np.float32)
+    path = ROOT / "tests/reference/qwen3-tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "qwen3")
+    writer.add_name(path.stem)
+    writer.add_context_length(256)
+    writer.add_embedding_length(d)
+    writer.add_block_count(cfg["blocks"])
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(cfg["heads"])
+    writer.add_head_count_kv(cfg["kv_heads"])
+    writer.add_key_length(hd)
+    writer.add_value_length(hd)
+    writer.add_rope_freq_base(cfg["rope_base"])
+    writer.add_layer_norm_rms_eps(cfg["eps"])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("qwen2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.NORMAL] * len(tokens))
+    writer.add_token_merges(merges)
+    for name, t in w.items():
+        writer.add_tensor(name, t)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    ids = rng.integers(0, vocab, 12)
+    np.save(ROOT / "tests/reference/qwen3-tiny.ids.npy", ids.astype(np.int64))
+    np.save(ROOT / "tests/reference/qwen3-tiny.logits.npy", qwen3_forward(w, cfg, ids).astype(np.float32))
+    np.save(
+        ROOT / "tests/reference/qwen3-tiny.logits-f16-rope.npy",
+        qwen3_forward(w, cfg, ids, rope_f16_tables).astype(np.float32),
+    )
+
+
 if __name__ == "__main__":
-    make_llama()
-    make_qwen2()
+    import sys
+
+    # `qwen3` alone writes only the qwen3 fixture (the others need the training text).
+    if sys.argv[1:] != ["qwen3"]:
+        make_llama()
+        make_qwen2()
+    make_qwen3()

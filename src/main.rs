@@ -300,7 +300,7 @@ fn list(what: Option<ListWhat>) -> String {
                 .chain([
                     ("path = \"x.onnx\"".to_string(), format!("a user's ONNX file with its [[models.inputs]]: schemes rewrite its MatMul/Gemm/Conv layers; {}", runs_on(&ModelKind::Onnx { path: PathBuf::new(), inputs: Vec::new(), output: None }))),
                     ("path = \"x.safetensors\"".to_string(), format!("a BERT checkpoint with config.json: schemes apply to its encoder's linear layers; {}", runs_on(&ModelKind::Bert { path: PathBuf::new(), config: PathBuf::new() }))),
-                    ("path = \"x.gguf\"".to_string(), format!("a GGUF language model (llama, qwen2): schemes requantize its 2-D weights; scored by perplexity on a text dataset; {}", runs_on(&ModelKind::GgufLm { path: PathBuf::new() }))),
+                    ("path = \"x.gguf\"".to_string(), format!("a GGUF language model (llama, qwen2, qwen3; its own tokenizer or a tokenizer.json): schemes requantize its 2-D weights; scored by perplexity on a text dataset; {}", runs_on(&ModelKind::GgufLm { path: PathBuf::new() }))),
                 ])
                 .collect(),
         );

@@ -1,4 +1,4 @@
-//! GGUF language models: loading (llama, qwen2), requantizing, running on candle-transformers'
+//! GGUF language models: loading (llama, qwen2, qwen3), requantizing, running on candle-transformers'
 //! quantized models, and the metrics (perplexity, KL and agreement against the reference),
 //! checked against numpy's forward pass (fixtures written by llama.cpp's gguf-py, see
 //! scripts/make-lm-fixtures.py), against block error bounds, and against the models' own
@@ -107,6 +107,57 @@ fn qwen2_runs_as_numpy_through_the_cache_and_the_prompt_path() {
     s.session.run().unwrap();
     let last = s.session.output().unwrap();
     assert!(max_rel_diff(&last, &steps[ids.len() - 1]) < 1e-4);
+}
+
+/// A Qwen3 GGUF as published: per-head q/k norms, a head size that is not embedding / heads, a
+/// rotary base of 1e6, and its tokenizer in its metadata with no tokenizer.json (written by
+/// gguf-py; logits from numpy, scripts/make-lm-fixtures.py).
+#[test]
+fn qwen3_runs_as_numpy_and_from_a_suite_with_its_own_tokenizer() {
+    let root = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = root.join("tests/reference/qwen3-tiny.gguf");
+    let lm = GgufLm::load("qwen3", &gguf).unwrap();
+    assert_eq!((lm.arch.name(), lm.vocab), ("qwen3", 512));
+    let ids = load_npy("ids", &root.join("tests/reference/qwen3-tiny.ids.npy"), None, None).unwrap();
+    let ids: Vec<u32> = ids.values.iter().map(|&v| v as u32).collect();
+    let numpy = load_npy("logits", &root.join("tests/reference/qwen3-tiny.logits.npy"), None, None).unwrap();
+    let v = variant(&lm, SchemeId::F32, dir.path());
+    let mut s = session(&v, 1);
+    let steps = logits_of(&mut s, &ids);
+    // candle-transformers' quantized_qwen3 builds its rotary table in f16 when the file has no
+    // general.dtype (published files do not): equal to numpy with those tables, and within
+    // 1e-3 of the exact forward pass (here 5e-4: an engine's imprecision the f32 case carries).
+    let f16_rope = load_npy("l", &root.join("tests/reference/qwen3-tiny.logits-f16-rope.npy"), None, None).unwrap();
+    let diff = max_rel_diff(&steps.concat(), &f16_rope.values);
+    assert!(diff < 1e-5, "qwen3 logits differ from numpy's (f16 rotary tables) by {diff} of their range");
+    let exact = max_rel_diff(&steps.concat(), &numpy.values);
+    assert!(exact < 1e-3, "qwen3 logits differ from the exact forward pass by {exact} of their range");
+    s.session.set_input(&ids.iter().map(|&i| i as f32).collect::<Vec<_>>()).unwrap();
+    s.session.run().unwrap();
+    assert!(max_rel_diff(&s.session.output().unwrap(), &steps[ids.len() - 1]) < 1e-4);
+    // From a suite: the text dataset names no tokenizer; the file's own tokenizes it.
+    let apache = root.join("suites/data/apache-2.0.txt");
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"q8_0\", \"q4_0\"]\nbackends = [\"candle-cpu\"]\nbatch_sizes = [1]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 5\nmax_time_ms = 20\n\n[[datasets]]\nname = \"apache\"\nformat = \"text\"\ninputs = {apache:?}\nseq_len = 32\nwindows = true\n\n[[models]]\nname = \"qwen3\"\npath = {gguf:?}\n"
+    );
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let records = qbench::record::read_records(&run.join("records.jsonl")).unwrap();
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        assert_eq!(r.status, CaseStatus::Ok, "{} {:?}", r.scheme, r.error);
+        assert!(r.perplexity.unwrap().is_finite() && r.scored_tokens.unwrap() > 1000, "{}", r.scheme);
+    }
+    // q4_0 moves further from f32 than q8_0.
+    let kl = |s: &str| records.iter().find(|r| r.scheme == s).unwrap().ref_kl_mean.unwrap();
+    assert!(kl("q8_0") < kl("q4_0"), "KL q8_0 {} vs q4_0 {}", kl("q8_0"), kl("q4_0"));
 }
 
 const D: usize = 256;
@@ -240,7 +291,12 @@ fn unknown_architectures_truncated_files_and_missing_metadata_get_clear_errors()
     let path = dir.path().join("gpt2.gguf");
     write_llama(&path, "gpt2");
     let e = GgufLm::load("m", &path).err().unwrap().to_string();
-    assert!(e.contains("\"gpt2\"") && e.contains("llama and qwen2"), "{e}");
+    assert!(e.contains("\"gpt2\"") && e.contains("llama, qwen2, qwen3"), "{e}");
+    // Gemma is refused with the reason: the engine's Gemma is not Gemma.
+    let gemma = dir.path().join("gemma3.gguf");
+    write_llama(&gemma, "gemma3");
+    let e = GgufLm::load("m", &gemma).err().unwrap().to_string();
+    assert!(e.contains("\"gemma3\" is refused") && e.contains("SiLU") && e.contains("#3745"), "{e}");
     // The shipped model cut in half: its tensors run past the end.
     let bytes = std::fs::read(repo().join("suites/models/tiny-llama/model-f16.gguf")).unwrap();
     let cut = dir.path().join("cut.gguf");
@@ -315,7 +371,7 @@ fn a_suite_naming_a_gguf_scores_perplexity_kl_and_speed_and_skips_what_cannot_ru
     assert_eq!((other.len(), records.len()), (16, 16));
     for r in other.iter().filter(|r| r.status != CaseStatus::Skipped) {
         let e = r.error.as_deref().unwrap();
-        assert!(r.status == CaseStatus::Failed && e.contains("\"gpt2\"") && e.contains("llama and qwen2"), "{e}");
+        assert!(r.status == CaseStatus::Failed && e.contains("\"gpt2\"") && e.contains("llama, qwen2, qwen3"), "{e}");
     }
     let lm = GgufLm::load("tiny", &model).unwrap();
     let f32_ppl = perplexity_by_prompts(&variant(&lm, SchemeId::F32, dir.path()), &windows);

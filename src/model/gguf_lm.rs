@@ -1,5 +1,6 @@
 //! Decoder language models from a GGUF file (llama.cpp's format), in the layouts qbench knows:
-//! `llama` (general.architecture = "llama", which Mistral-family files use too) and `qwen2`. The
+//! `llama` (general.architecture = "llama", which Mistral-family files use too), `qwen2` and
+//! `qwen3`. The
 //! candle backend runs them with candle-transformers' quantized models.
 //!
 //! The file is read once: its metadata (copied into every variant), its tensors as stored (GGML
@@ -21,15 +22,19 @@ use crate::hash::sha256_hex;
 pub enum LmArch {
     Llama,
     Qwen2,
+    /// Qwen3: qwen2 without q/k/v biases, with an RMS norm over each head of q and k and a head
+    /// size of its own (`attention.key_length`).
+    Qwen3,
 }
 
 impl LmArch {
-    pub const ALL: [LmArch; 2] = [LmArch::Llama, LmArch::Qwen2];
+    pub const ALL: [LmArch; 3] = [LmArch::Llama, LmArch::Qwen2, LmArch::Qwen3];
 
     pub fn name(self) -> &'static str {
         match self {
             LmArch::Llama => "llama",
             LmArch::Qwen2 => "qwen2",
+            LmArch::Qwen3 => "qwen3",
         }
     }
 
@@ -52,6 +57,16 @@ impl LmArch {
                 "context_length",
                 "block_count",
                 "attention.layer_norm_rms_epsilon",
+            ],
+            LmArch::Qwen3 => &[
+                "attention.head_count",
+                "attention.head_count_kv",
+                "attention.key_length",
+                "embedding_length",
+                "context_length",
+                "block_count",
+                "attention.layer_norm_rms_epsilon",
+                "rope.freq_base",
             ],
         }
     }
@@ -96,11 +111,18 @@ impl GgufLm {
                 ))
             }
         };
+        if ["gemma", "gemma2", "gemma3"].contains(&arch_name.as_str()) {
+            // candle-transformers 0.11 has a quantized_gemma3, but it is not Gemma: measured with
+            // it, every verdict would be about another model.
+            return Err(bad(format!(
+                "its architecture \"{arch_name}\" is refused: candle-transformers 0.11's quantized_gemma3 gates the feed-forward with SiLU where Gemma uses GELU-tanh (candle issue #3745, open), so its outputs are not the model's; measure it as ONNX, or wait for a candle-transformers with the fix"
+            )));
+        }
         let arch = LmArch::ALL.into_iter().find(|a| a.name() == arch_name).ok_or_else(|| {
             let known: Vec<&str> = LmArch::ALL.iter().map(|a| a.name()).collect();
             bad(format!(
                 "its architecture \"{arch_name}\" (general.architecture) is not a layout qbench reads; it reads {}",
-                known.join(" and ")
+                known.join(", ")
             ))
         })?;
         for key in arch.required_keys() {
@@ -215,6 +237,9 @@ fn check_shape(
             "metadata {0}.attention.head_count ({heads}) does not divide {0}.embedding_length ({width})",
             arch.name()
         ));
+    }
+    if arch == LmArch::Qwen3 && int("attention.key_length")? == 0 {
+        return Err("metadata qwen3.attention.key_length (the head size) must be positive".into());
     }
     let table = tensors.iter().find(|(n, _)| n == "token_embd.weight").map(|(_, t)| t.shape().dims().to_vec());
     if let Some(dims) = table {

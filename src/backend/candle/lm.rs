@@ -1,4 +1,4 @@
-//! candle, for GGUF language models: candle-transformers' quantized llama/qwen2 over the
+//! candle, for GGUF language models: candle-transformers' quantized llama/qwen2/qwen3 over the
 //! variant's GGUF, on the CPU (candle-cpu) or a GPU (candle-cuda: the blocks are read into GPU
 //! memory and run on llama.cpp's CUDA kernels). GGML weights run through `QMatMul` on the GGML
 //! blocks (activations are quantized to q8 blocks for the dot products, as in llama.cpp); f16,
@@ -19,7 +19,7 @@ use std::io::Cursor;
 
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_llama, quantized_qwen2};
+use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 
 use super::{location, stored_of, stored_types};
 use crate::backend::{BackendError, BackendId, Compute, Decoder, LayerEvidence, Prepared, Realization, Session};
@@ -35,7 +35,7 @@ pub(super) fn capability(plan: &Plan, batch: usize) -> Realization {
     let output =
         plan.layers.iter().find(|(l, _)| l == "output").or_else(|| plan.layers.iter().find(|(l, _)| l == "token_embd"));
     if batch > 1 && output.is_some_and(|(_, s)| s.is_ggml()) {
-        return Realization::Unsupported("candle-transformers 0.11's quantized llama/qwen2 cannot process a prompt of several rows when the output layer is a GGML type: it hands QMatMul the last position as a non-contiguous slice, which QMatMul refuses; run GGUF language models at batch 1, or keep the output layer in f16 with an [[overrides]] entry (layers = [\"output\"])".into());
+        return Realization::Unsupported("candle-transformers 0.11's quantized llama/qwen2/qwen3 cannot process a prompt of several rows when the output layer is a GGML type: it hands QMatMul the last position as a non-contiguous slice, which QMatMul refuses; run GGUF language models at batch 1, or keep the output layer in f16 with an [[overrides]] entry (layers = [\"output\"])".into());
     }
     plan.layers.iter().fold(Realization::Native, |acc, (layer, s)| {
         acc.weaker(match s {
@@ -54,6 +54,7 @@ pub(super) fn capability(plan: &Plan, batch: usize) -> Realization {
 enum LmWeights {
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
 }
 
 impl LmWeights {
@@ -68,6 +69,7 @@ impl LmWeights {
         Ok(match arch {
             LmArch::Llama => LmWeights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?),
             LmArch::Qwen2 => LmWeights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?),
+            LmArch::Qwen3 => LmWeights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, reader, device)?),
         })
     }
 
@@ -77,6 +79,7 @@ impl LmWeights {
         match self {
             LmWeights::Llama(m) => m.forward(tokens, index_pos),
             LmWeights::Qwen2(m) => m.forward(tokens, index_pos),
+            LmWeights::Qwen3(m) => m.forward(tokens, index_pos),
         }
     }
 
@@ -84,6 +87,7 @@ impl LmWeights {
         match self {
             LmWeights::Llama(m) => m.clear_kv_cache(),
             LmWeights::Qwen2(m) => m.clear_kv_cache(),
+            LmWeights::Qwen3(m) => m.clear_kv_cache(),
         }
     }
 }
@@ -104,7 +108,10 @@ pub(super) fn prepare(
         BackendError::engine(
             id,
             "reading the GGUF",
-            format!("candle-transformers builds llama and qwen2, not \"{arch_name}\""),
+            format!(
+                "candle-transformers builds {}, not \"{arch_name}\"",
+                LmArch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+            ),
         )
     })?;
     let vocab = content.tensor_infos.get("token_embd.weight").map_or(0, |i| i.shape.dims()[0]);
@@ -117,6 +124,8 @@ pub(super) fn prepare(
         // The rotary table candle-transformers' llama builds.
         LmArch::Llama => context.min(quantized_llama::MAX_SEQ_LEN),
         LmArch::Qwen2 => context,
+        // quantized_qwen3's CPU key/value cache holds 4096 positions.
+        LmArch::Qwen3 => context.min(4096),
     };
     let one_d_bytes: u64 =
         content.tensor_infos.values().filter(|i| i.shape.rank() != 2).map(|i| 4 * i.shape.elem_count() as u64).sum();
@@ -137,7 +146,7 @@ pub(super) fn prepare(
     })?;
     let (built, source) = match &weights {
         LmWeights::Llama(m) => (observe(&format!("{m:?}")), DEBUG_SOURCE),
-        LmWeights::Qwen2(_) => {
+        LmWeights::Qwen2(_) | LmWeights::Qwen3(_) => {
             (probe(&two_d).map_err(|e| BackendError::engine(id, "reading what candle built", e))?, PROBE_SOURCE)
         }
     };
@@ -197,7 +206,7 @@ struct Held {
 const DEBUG_SOURCE: &str = "the built model's layers (candle-transformers' Debug of its QMatMul and Embedding fields)";
 /// Where qwen2's is: quantized_qwen2 keeps its layers private and has no Debug.
 const PROBE_SOURCE: &str =
-    "candle's QMatMul::from_qtensor on the preparing thread, per stored type (quantized_qwen2's layers are private)";
+    "candle's QMatMul::from_qtensor on the preparing thread, per stored type (quantized_qwen2's and quantized_qwen3's layers are private)";
 
 /// What candle makes of each 2-D weight, asked of `QMatMul::from_qtensor` on this thread (the
 /// thread the model was built on, so the same `CANDLE_DEQUANTIZE_ALL` setting) with one block of

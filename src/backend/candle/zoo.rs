@@ -156,7 +156,7 @@ fn zoo(variant: &Variant, id: BackendId) -> Result<ZooModelId, BackendError> {
         BackendError::engine(
             id,
             "loading the model",
-            "candle builds zoo models layer by layer; a user's ONNX model is localized through its tract-cpu case (tract reads intermediate values), and candle-transformers' BERT and quantized llama/qwen2 expose no layer outputs (a language model's error shows in its perplexity and KL columns)",
+            "candle builds zoo models layer by layer; a user's ONNX model is localized through its tract-cpu case (tract reads intermediate values), and candle-transformers' BERT and quantized llama/qwen2/qwen3 expose no layer outputs (a language model's error shows in its perplexity and KL columns)",
         )
     })
 }

@@ -99,7 +99,7 @@ impl Backend for Tract {
                 )
             }
             ModelKind::GgufLm { .. } => {
-                return Realization::Unsupported("tract runs ONNX graphs; a GGUF language model runs on candle (candle-transformers' quantized llama and qwen2)".into())
+                return Realization::Unsupported("tract runs ONNX graphs; a GGUF language model runs on candle (candle-transformers' quantized llama, qwen2 and qwen3)".into())
             }
             ModelKind::Zoo { .. } | ModelKind::Onnx { .. } => {}
         }
