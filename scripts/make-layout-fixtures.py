@@ -19,6 +19,9 @@ weight is random (seeded), so the files are license-clean; each is a few KB.
   axis 1 over [batch, 2, 5] (opset 11 normalizes all 10 values of an item; opset 13 would
   normalize pairs). Its outputs for tests/reference/shared-opset11.x.npy (24 rows) are in
   shared-opset11.scores.npy, computed by a numpy forward pass (and checked against onnxruntime).
+- tests/reference/stateful.onnx: a data input, a recurrent state [2, batch, 8] and a scalar int64
+  sample rate; stateful.scores.npy holds its outputs for stateful.x.npy with state 0.5 and
+  sr 16000, computed by numpy.
 """
 
 from pathlib import Path
@@ -131,6 +134,43 @@ def shared_forward(model, x):
     return probs
 
 
+def build_stateful(rng):
+    """tests/reference/stateful.onnx: inputs as streaming audio models have them: data "x"
+    [batch, 8], a recurrent state "state" [2, batch, 8] (batch on axis 1) and a scalar int64
+    "sr" (a sample rate). y = ((x + state[0] + state[1]) * sr / 16000) · W + b, W [8, 4]."""
+    w = rng.normal(0, 0.5, (8, 4))
+    b = rng.normal(0, 0.1, (4,))
+    nodes = [
+        helper.make_node("ReduceSum", ["state", "axis0"], ["s"], name="sum_state", keepdims=0),
+        helper.make_node("Add", ["x", "s"], ["h"], name="add_state"),
+        helper.make_node("Cast", ["sr"], ["srf"], name="sr_float", to=TensorProto.FLOAT),
+        helper.make_node("Div", ["srf", "sr_ref"], ["scale"], name="sr_scale"),
+        helper.make_node("Mul", ["h", "scale"], ["h2"], name="scaled"),
+        helper.make_node("MatMul", ["h2", "w"], ["m"], name="head"),
+        helper.make_node("Add", ["m", "b"], ["y"], name="head_bias"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "stateful",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 8]),
+            helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [
+            init("w", w),
+            init("b", b),
+            init("sr_ref", 16000.0),
+            numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="stateful fixture")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model, w, b
+
+
 def main():
     rng = np.random.default_rng(20)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -141,6 +181,12 @@ def main():
     scores = shared_forward(shared, x)
     np.save(OUT / "shared-opset11.x.npy", x)
     np.save(OUT / "shared-opset11.scores.npy", scores.astype(np.float32))
+    stateful, w, b = build_stateful(rng)
+    onnx.save(stateful, OUT / "stateful.onnx")
+    x = rng.normal(0, 1, (20, 8)).astype(np.float32)
+    # Fed state = 0.5 everywhere and sr = 16000: y = (x + 1) · W + b.
+    np.save(OUT / "stateful.x.npy", x)
+    np.save(OUT / "stateful.scores.npy", ((x.astype(np.float64) + 1.0) @ w + b).astype(np.float32))
 
 
 if __name__ == "__main__":

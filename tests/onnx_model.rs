@@ -39,6 +39,7 @@ fn decl() -> InputDecl {
         fixed_batch: None,
         bound: Default::default(),
         dtype: Default::default(),
+        constant: None,
     }
 }
 
@@ -440,6 +441,7 @@ fn an_lstm_stays_float_and_is_reported_while_the_layers_around_it_are_quantized(
         fixed_batch: None,
         bound: Default::default(),
         dtype: Default::default(),
+        constant: None,
     };
     let m = OnnxModel::load("lstm", &reference.join("lstm-tiny.onnx"), std::slice::from_ref(&decl), None).unwrap();
     let layers: Vec<(&str, &LayerOp)> = m.layers.iter().map(|l| (l.name.as_str(), &l.op)).collect();
@@ -493,6 +495,7 @@ fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
         fixed_batch: None,
         bound: Default::default(),
         dtype: Some(qbench::model::onnx_file::InputDtype::I64),
+        constant: None,
     };
     let m = OnnxModel::load("bag", &model, std::slice::from_ref(&decl), None).unwrap();
     assert_eq!(m.weighted_layers(), vec![("head".to_string(), 16)]);
@@ -565,6 +568,7 @@ fn a_model_with_two_inputs_is_fed_from_two_arrays() {
         fixed_batch: None,
         bound: Default::default(),
         dtype,
+        constant: None,
     };
     let decls = [input("ids", Some(InputDtype::I64)), input("mask", Some(InputDtype::F32))];
     let m = OnnxModel::load("mb", &model, &decls, None).unwrap();

@@ -132,8 +132,14 @@ fn a_weight_three_layers_share_is_written_once_and_an_opset_11_graph_is_upgraded
     use qbench::backend::BackendId;
     use qbench::model::onnx_file::InputDecl;
     use qbench::model::{LoadedModel, ModelKind};
-    let decl =
-        InputDecl { name: "x".into(), item_shape: vec![32], fixed_batch: None, bound: Default::default(), dtype: None };
+    let decl = InputDecl {
+        name: "x".into(),
+        item_shape: vec![32],
+        fixed_batch: None,
+        bound: Default::default(),
+        dtype: None,
+        constant: None,
+    };
     let kind = ModelKind::Onnx { path: reference("shared-opset11.onnx"), inputs: vec![decl], output: None };
     let loaded = LoadedModel::load("tied", &kind, dir.path()).unwrap();
     let variant = qbench::quant::f32_variant(&loaded);
@@ -210,4 +216,90 @@ fn a_weight_three_layers_share_is_written_once_and_an_opset_11_graph_is_upgraded
         let said = r.weight_storage.as_deref().unwrap_or_default().contains("graph upgraded from ONNX opset 11 to 13");
         assert_eq!(said, want == 13, "{scheme}: {:?}", r.weight_storage);
     }
+}
+
+/// The input lines of a suite for tests/reference/stateful.onnx: data "x", the state and the
+/// sample rate fed constants.
+const STATEFUL_INPUTS: &str = "[[models.inputs]]\nname = \"x\"\nshape = [\"batch\", 8]\n[[models.inputs]]\nname = \"state\"\nshape = [2, \"batch\", 8]\nbatch_axis = 1\nvalue = 0.5\n[[models.inputs]]\nname = \"sr\"\nshape = []\nvalue = 16000\n";
+
+#[test]
+fn a_recurrent_state_and_a_scalar_input_are_fed_constants_and_the_data_input_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-pc-sym\", \"int8-dynamic\"]\nbackends = {}\nbatch_sizes = [1, 8]\n{MEASURE}\n[[datasets]]\nname = \"x\"\nformat = \"npy\"\ninputs = {:?}\n\n[[models]]\nname = \"stateful\"\npath = {:?}\n{STATEFUL_INPUTS}",
+        onnx_backends(),
+        reference("stateful.x.npy"),
+        reference("stateful.onnx"),
+    );
+    // The f32 graph, with the constants baked in, computes what numpy computed for state 0.5 and
+    // sr 16000, at any batch.
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, &suite).unwrap();
+    let s = qbench::suite::Suite::load(&path).unwrap();
+    let loaded = qbench::model::LoadedModel::load("stateful", &s.models[0].kind, dir.path()).unwrap();
+    let variant = qbench::quant::f32_variant(&loaded);
+    let data = qbench::data::load_npy("x", &reference("stateful.x.npy"), None, None).unwrap();
+    let want = qbench::data::load_npy("y", &reference("stateful.scores.npy"), None, None).unwrap();
+    let mut engines = vec![qbench::backend::BackendId::TRACT_CPU];
+    if cfg!(feature = "ort") {
+        engines.push(qbench::backend::BackendId::from_name("ort-cpu").unwrap());
+    }
+    for b in engines {
+        for batch in [1, 8] {
+            let mut p = b.create(0).prepare(&variant, batch).unwrap();
+            let got = qbench::measure::eval::run_dataset(p.session.as_mut(), b, &data, batch, 4).unwrap();
+            let worst = got.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{} batch {batch} vs numpy: {worst}", b.name());
+        }
+    }
+    // Through a run: every case measured, the dataset feeding only "x".
+    let records = run_suite(dir.path(), &suite);
+    let engines = if cfg!(feature = "ort") { 2 } else { 1 };
+    assert_eq!(records.len(), 3 * 2 * engines);
+    for r in &records {
+        let what = format!("{} {} batch {}", r.scheme, r.backend, r.batch);
+        assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
+        assert_eq!(r.eval_items, Some(20), "{what}");
+        assert!(r.ref_sqnr_db.unwrap_or(f64::INFINITY) > 20.0, "{what}: {:?}", r.ref_sqnr_db);
+        // The constants are inputs, not parameters: 8 × 4 weights, 4 biases and the 16000.
+        assert_eq!(r.parameters, 8 * 4 + 4 + 1, "{what}");
+    }
+    // Mistakes, each with the declaration to write.
+    let check = |inputs: &str, want: &[&str]| {
+        let text = suite.replace(STATEFUL_INPUTS, inputs);
+        std::fs::write(&path, text).unwrap();
+        let o = qbench(dir.path(), &["validate", path.to_str().unwrap()]);
+        let e = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{inputs}");
+        for w in want {
+            assert!(e.contains(w), "{inputs}: {e}");
+        }
+    };
+    // The state left undeclared.
+    check(
+        "[[models.inputs]]\nname = \"x\"\nshape = [\"batch\", 8]\n[[models.inputs]]\nname = \"sr\"\nshape = []\nvalue = 16000\n",
+        &["input \"state\" is not declared"],
+    );
+    // A data input with its batch elsewhere, and a fractional sample rate for an int64 input.
+    check(
+        &STATEFUL_INPUTS.replace(
+            "shape = [\"batch\", 8]\n[[models.inputs]]",
+            "shape = [\"batch\", 8]\nbatch_axis = 1\n[[models.inputs]]",
+        ),
+        &["batch_axis applies to an input fed a constant"],
+    );
+    check(
+        &STATEFUL_INPUTS.replace("value = 16000", "value = 16000.5"),
+        &["\"sr\" is i64 in the model", "16000.5 is not a whole number"],
+    );
+    // The state's shape with the batch on the wrong axis.
+    check(
+        &STATEFUL_INPUTS.replace("batch_axis = 1", "batch_axis = 0"),
+        &["symbol \"batch\" at axis 1 is not bound: if it is the batch, set batch_axis = 1"],
+    );
+    // Or with the batch left out of the shape altogether: the file's shape says it differs.
+    check(
+        &STATEFUL_INPUTS.replace("shape = [2, \"batch\", 8]\nbatch_axis = 1", "shape = [2, 8]"),
+        &["input \"state\" has shape [2, batch, 8] in the model, but the suite declares [2, 8]"],
+    );
 }

@@ -371,6 +371,7 @@ fn onnx_kind(path: &Path, width: usize) -> ModelKind {
         fixed_batch: None,
         bound: Default::default(),
         dtype: Default::default(),
+        constant: None,
     };
     ModelKind::Onnx { path: path.to_path_buf(), inputs: vec![decl], output: None }
 }
@@ -494,6 +495,7 @@ fn weight_only_int8_matmuls_run_onnx_runtime_8_bit_matmulnbits_natively() {
         fixed_batch: None,
         bound: Default::default(),
         dtype: Some(qbench::model::onnx_file::InputDtype::I64),
+        constant: None,
     };
     let path = common::repo().join("tests/reference/embedding-bag.onnx");
     let kind = ModelKind::Onnx { path, inputs: vec![decl], output: None };
@@ -611,6 +613,7 @@ fn layers_with_shared_or_permuted_weights_are_each_found_on_their_own_onnx_runti
             fixed_batch: None,
             bound: Default::default(),
             dtype: Default::default(),
+            constant: None,
         };
         let kind = ModelKind::Onnx { path: path.clone(), inputs: vec![decl], output: None };
         let model = LoadedModel::load("twins", &kind, dir.path()).unwrap();
@@ -639,6 +642,7 @@ fn layers_with_shared_or_permuted_weights_are_each_found_on_their_own_onnx_runti
         fixed_batch: None,
         bound: Default::default(),
         dtype: Default::default(),
+        constant: None,
     };
     let kind = ModelKind::Onnx { path, inputs: vec![decl], output: None };
     let model = LoadedModel::load("siamese", &kind, dir.path()).unwrap();

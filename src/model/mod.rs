@@ -168,7 +168,10 @@ impl ModelKind {
     pub fn input_parts(&self) -> Option<Vec<Vec<usize>>> {
         match self {
             ModelKind::Zoo { zoo, .. } => Some(vec![zoo.input_shape().to_vec()]),
-            ModelKind::Onnx { inputs, .. } => Some(inputs.iter().map(|i| i.item_shape.clone()).collect()),
+            // Constants are part of the graph, not of the dataset's items.
+            ModelKind::Onnx { inputs, .. } => {
+                Some(inputs.iter().filter(|i| i.constant.is_none()).map(|i| i.item_shape.clone()).collect())
+            }
             ModelKind::Bert { .. } | ModelKind::GgufLm { .. } => None,
         }
     }

@@ -42,6 +42,38 @@ pub struct InputDecl {
     /// The element type the suite declares (the dataset's values are converted to it); `None`:
     /// the type the file declares, read when the model loads (a loaded model's inputs have it).
     pub dtype: Option<InputDtype>,
+    /// Fed a constant, not dataset values: `item_shape` is then the input's whole shape without
+    /// its batch axis, if it has one.
+    pub constant: Option<Constant>,
+}
+
+/// An input fed the same value in every element and every run, not from the dataset: a scalar
+/// such as a sample rate, or a recurrent state's initial zeros. The normalized graph holds it
+/// (an initializer, or one repeated along the batch), so every engine sees only data inputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Constant {
+    pub value: f64,
+    /// The batch's position in the input's shape, when it has one (`[2, batch, 128]`: 1).
+    pub batch_axis: Option<usize>,
+}
+
+impl InputDecl {
+    /// The input's whole shape as ONNX dims: the batch symbolic (or the model's fixed batch) at
+    /// its axis: first for a data input, `batch_axis` for a constant, none for a constant
+    /// without one.
+    fn dims(&self) -> Vec<DimValue> {
+        let batch = match self.fixed_batch {
+            Some(n) => DimValue::DimValue(n as i64),
+            None => DimValue::DimParam(BATCH_SYMBOL.into()),
+        };
+        let mut dims: Vec<DimValue> = self.item_shape.iter().map(|&d| DimValue::DimValue(d as i64)).collect();
+        match self.constant {
+            Some(Constant { batch_axis: None, .. }) => {}
+            Some(Constant { batch_axis: Some(k), .. }) => dims.insert(k.min(dims.len()), batch),
+            None => dims.insert(0, batch),
+        }
+        dims
+    }
 }
 
 /// The element types qbench feeds an ONNX input. Datasets hold f32 values; integer inputs (token
@@ -247,6 +279,7 @@ impl OnnxModel {
             (0..graph.input.len()).filter(|&i| !inits.contains(graph.input[i].name.as_str())).collect();
         let names: Vec<&str> = graph_inputs.iter().map(|&i| graph.input[i].name.as_str()).collect();
         let mut ordered = Vec::with_capacity(inputs.len());
+        let mut constants: Vec<(InputDecl, InputDtype)> = Vec::new();
         let mut inputs = inputs.to_vec();
         for input in &mut inputs {
             let Some(&at) = graph_inputs.iter().find(|&&i| graph.input[i].name == input.name) else {
@@ -259,8 +292,13 @@ impl OnnxModel {
             let mut declared = graph.input[at].clone();
             check_input(&declared, input).map_err(&bad)?;
             // An undeclared type is the file's own.
-            input.dtype = Some(input.dtype.map_or_else(|| file_dtype(&declared), Ok).map_err(&bad)?);
-            set_dims(&mut declared, &input_dims(input));
+            let dtype = input.dtype.map_or_else(|| file_dtype(&declared), Ok).map_err(&bad)?;
+            input.dtype = Some(dtype);
+            if input.constant.is_some() {
+                constants.push((input.clone(), dtype));
+                continue;
+            }
+            set_dims(&mut declared, &input.dims());
             ordered.push(declared);
         }
         if let Some(missing) = names.iter().find(|n| !inputs.iter().any(|i| i.name == **n)) {
@@ -269,7 +307,12 @@ impl OnnxModel {
                 names.join(", ")
             )));
         }
+        if ordered.is_empty() {
+            return Err(bad("every input is declared a constant; at least one must be fed from the dataset".into()));
+        }
+        let first = ordered[0].name.clone();
         graph.input = ordered;
+        let inputs: Vec<InputDecl> = inputs.into_iter().filter(|i| i.constant.is_none()).collect();
 
         // The output.
         let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
@@ -312,6 +355,11 @@ impl OnnxModel {
             .filter(|t| t.data_type == DataType::Float as i32)
             .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
             .sum();
+        // Constants become part of the graph, once the weights are counted (they are inputs, not
+        // parameters); a batched one takes its batch from the first data input.
+        for (c, dtype) in &constants {
+            bake_constant(graph, c, *dtype, &first).map_err(&bad)?;
+        }
         Ok(OnnxModel {
             path: path.to_path_buf(),
             sha256: sha256_hex(&bytes),
@@ -380,13 +428,92 @@ fn prequantized_products(graph: &tract_onnx::pb::GraphProto, inits: &HashMap<&st
     out
 }
 
-/// The declared shape as ONNX dims: the batch symbolic unless the model fixes it.
-fn input_dims(input: &InputDecl) -> Vec<DimValue> {
-    let batch = match input.fixed_batch {
-        Some(n) => DimValue::DimValue(n as i64),
-        None => DimValue::DimParam(BATCH_SYMBOL.into()),
+/// Replaces graph input `c` by its constant: an initializer of its shape filled with its value,
+/// or, with a batch axis, that initializer with 1 at the axis repeated (`Expand`) to the batch
+/// of the data input `first` (batch-first), so its shape follows every batch size.
+fn bake_constant(graph: &mut GraphProto, c: &InputDecl, dtype: InputDtype, first: &str) -> Result<(), String> {
+    let Some(constant) = c.constant else { return Ok(()) };
+    if let Some((lo, hi)) = dtype.integer_range() {
+        if constant.value.fract() != 0.0 || constant.value < lo || constant.value > hi {
+            return Err(format!(
+                "input \"{}\" is {} in the model, and value = {} is not a whole number it holds",
+                c.name,
+                dtype.name(),
+                constant.value
+            ));
+        }
+    }
+    // Bounded before anything is allocated: a constant is a scalar or a state, not a dataset.
+    const MAX_CONSTANT_VALUES: usize = 1 << 26;
+    let count = c
+        .item_shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_CONSTANT_VALUES)
+        .ok_or_else(|| {
+            format!(
+                "input \"{}\" fed a constant of shape {:?} would hold more than {MAX_CONSTANT_VALUES} values; check its shape",
+                c.name, c.item_shape
+            )
+        })?;
+    let one: Vec<u8> = match dtype {
+        InputDtype::F32 => (constant.value as f32).to_le_bytes().to_vec(),
+        InputDtype::F16 => half::f16::from_f64(constant.value).to_bits().to_le_bytes().to_vec(),
+        InputDtype::I64 => (constant.value as i64).to_le_bytes().to_vec(),
+        InputDtype::I32 => (constant.value as i32).to_le_bytes().to_vec(),
+        InputDtype::U8 => vec![constant.value as u8],
     };
-    std::iter::once(batch).chain(input.item_shape.iter().map(|&d| DimValue::DimValue(d as i64))).collect()
+    let mut dims: Vec<i64> = c.item_shape.iter().map(|&d| d as i64).collect();
+    if let Some(k) = constant.batch_axis {
+        dims.insert(k.min(dims.len()), 1);
+    }
+    let value_name = match constant.batch_axis {
+        None => c.name.clone(),
+        Some(_) => format!("{}.constant", c.name),
+    };
+    graph.initializer.push(TensorProto {
+        name: value_name.clone(),
+        dims: dims.clone(),
+        data_type: dtype.onnx() as i32,
+        raw_data: one.repeat(count),
+        ..Default::default()
+    });
+    let Some(k) = constant.batch_axis else { return Ok(()) };
+    // shape = dims with the first data input's batch at k: Shape → Slice [0, 1) → Concat.
+    let n = |s: &str| format!("{}.{s}", c.name);
+    let i64s = |name: String, v: &[i64]| TensorProto {
+        name,
+        dims: vec![v.len() as i64],
+        data_type: DataType::Int64 as i32,
+        raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    graph.initializer.push(i64s(n("before"), &dims[..k]));
+    graph.initializer.push(i64s(n("after"), &dims[k + 1..]));
+    graph.initializer.push(i64s(n("zero"), &[0]));
+    graph.initializer.push(i64s(n("one"), &[1]));
+    let node = |op: &str, input: Vec<String>, output: String, attribute| NodeProto {
+        name: output.clone(),
+        input,
+        output: vec![output],
+        op_type: op.into(),
+        attribute,
+        ..Default::default()
+    };
+    let axis0 = tract_onnx::pb::AttributeProto {
+        name: "axis".into(),
+        r#type: AttributeType::Int as i32,
+        i: 0,
+        ..Default::default()
+    };
+    let batch_nodes = vec![
+        node("Shape", vec![first.to_string()], n("data_shape"), vec![]),
+        node("Slice", vec![n("data_shape"), n("zero"), n("one")], n("batch"), vec![]),
+        node("Concat", vec![n("before"), n("batch"), n("after")], n("shape"), vec![axis0]),
+        node("Expand", vec![value_name, n("shape")], c.name.clone(), vec![]),
+    ];
+    graph.node.splice(0..0, batch_nodes);
+    Ok(())
 }
 
 /// A normalized file's inputs, in order: name, item shape (every axis after the batch), and
@@ -441,8 +568,13 @@ fn check_input(info: &tract_onnx::pb::ValueInfoProto, input: &InputDecl) -> Resu
     }
     let Some(shape) = &t.shape else { return Ok(()) };
     let model: Vec<String> = shape.dim.iter().map(describe_dim).collect();
-    let declared: Vec<String> = std::iter::once(input.fixed_batch.map_or("batch".into(), |n| n.to_string()))
-        .chain(input.item_shape.iter().map(|d| d.to_string()))
+    let want = input.dims();
+    let declared: Vec<String> = want
+        .iter()
+        .map(|d| match d {
+            DimValue::DimValue(v) => v.to_string(),
+            DimValue::DimParam(_) => "batch".to_string(),
+        })
         .collect();
     let mismatch = || {
         format!(
@@ -453,23 +585,22 @@ fn check_input(info: &tract_onnx::pb::ValueInfoProto, input: &InputDecl) -> Resu
             input.bound
         )
     };
-    if shape.dim.len() != input.item_shape.len() + 1 {
+    if shape.dim.len() != want.len() {
         return Err(mismatch());
     }
-    for (axis, d) in shape.dim.iter().enumerate() {
+    for (d, w) in shape.dim.iter().zip(&want) {
         if let Some(DimValue::DimValue(v)) = d.value {
-            let want = if axis == 0 { input.fixed_batch } else { Some(input.item_shape[axis - 1]) };
-            match want {
-                Some(w) if w as i64 == v => {}
+            match w {
+                DimValue::DimValue(x) if *x == v => {}
                 // A model exported with batch 1 and no symbol runs only at batch 1.
-                None if v > 0 => {
+                DimValue::DimParam(_) if v > 0 => {
                     return Err(format!(
                         "input \"{}\" has a fixed batch of {v} in the model; declare shape = [{v}, …] in [[models.inputs]] and use batch_sizes = [{v}], or export the model with a dynamic batch axis",
                         input.name
                     ))
                 }
-                None => {}
-                Some(_) => return Err(mismatch()),
+                DimValue::DimParam(_) => {}
+                _ => return Err(mismatch()),
             }
         }
     }

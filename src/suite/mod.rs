@@ -1129,7 +1129,9 @@ fn resolve_inputs(
         if decls[..i].iter().any(|e| e.name == d.name) {
             return Err(loc.at(inputs.get_ref()[i].span(), format!("input \"{}\" is declared twice", d.name)));
         }
-        if d.fixed_batch != decls[0].fixed_batch {
+        if d.constant.is_none()
+            && decls.iter().find(|e| e.constant.is_none()).is_some_and(|e| e.fixed_batch != d.fixed_batch)
+        {
             return Err(loc.at(
                 inputs.get_ref()[i].span(),
                 format!(
@@ -1143,7 +1145,11 @@ fn resolve_inputs(
         let used: Vec<&str> = inputs
             .get_ref()
             .iter()
-            .flat_map(|i| i.get_ref().shape.get_ref().iter().skip(1))
+            // A data input's first axis is its batch; a constant's shape is all its own.
+            .flat_map(|i| {
+                let skip = usize::from(i.get_ref().value.is_none());
+                i.get_ref().shape.get_ref().iter().skip(skip)
+            })
             .filter_map(|d| match d.get_ref() {
                 spec::DimSpec::Symbol(s) => Some(s.as_str()),
                 _ => None,
@@ -1185,6 +1191,65 @@ fn resolve_input(
         }
     }
     let shape = input.shape.get_ref();
+    let dim = |d: &Spanned<spec::DimSpec>| -> Result<usize, SuiteError> {
+        match d.get_ref() {
+            spec::DimSpec::Fixed(n) if *n > 0 => Ok(*n as usize),
+            spec::DimSpec::Fixed(n) => Err(loc.at(d.span(), format!("dim {n} must be positive"))),
+            spec::DimSpec::Symbol(s) => bound.get(s).copied().ok_or_else(|| {
+                loc.at(d.span(), format!("symbol \"{s}\" is not bound; bind it with dims = {{ {s} = … }} (only the batch axis takes the batch size)"))
+            }),
+        }
+    };
+    if let Some(value) = &input.value {
+        // A constant: the whole shape in the file's order, the batch (if any) where it says.
+        let v = *value.get_ref();
+        if !v.is_finite() {
+            return Err(loc.at(value.span(), format!("value = {v} is not a finite number")));
+        }
+        let batch_axis = match &input.batch_axis {
+            None => None,
+            Some(k) => Some(usize::try_from(*k.get_ref()).ok().filter(|k| *k < shape.len()).ok_or_else(|| {
+                loc.at(
+                    k.span(),
+                    format!(
+                        "batch_axis = {} is not an axis of shape (0 to {})",
+                        k.get_ref(),
+                        shape.len().saturating_sub(1)
+                    ),
+                )
+            })?),
+        };
+        let mut item_shape = Vec::new();
+        for (axis, d) in shape.iter().enumerate() {
+            if Some(axis) == batch_axis {
+                continue;
+            }
+            match d.get_ref() {
+                spec::DimSpec::Symbol(sym) if !bound.contains_key(sym) => {
+                    return Err(loc.at(
+                        d.span(),
+                        format!("symbol \"{sym}\" at axis {axis} is not bound: if it is the batch, set batch_axis = {axis}; otherwise bind it with dims = {{ {sym} = … }}"),
+                    ))
+                }
+                _ => item_shape.push(dim(d)?),
+            }
+        }
+        let constant = Some(crate::model::onnx_file::Constant { value: v, batch_axis });
+        return Ok(InputDecl {
+            name: input.name.get_ref().clone(),
+            item_shape,
+            fixed_batch: None,
+            bound,
+            dtype,
+            constant,
+        });
+    }
+    if let Some(k) = &input.batch_axis {
+        return Err(loc.at(
+            k.span(),
+            "batch_axis applies to an input fed a constant (value = …); an input fed from the dataset takes its batch on its first axis",
+        ));
+    }
     let Some((batch, rest)) = shape.split_first() else {
         return Err(
             loc.at(input.shape.span(), "shape is empty; write the batch axis first, e.g. shape = [\"N\", 3, 224, 224]")
@@ -1203,17 +1268,8 @@ fn resolve_input(
             Some(n)
         }
     };
-    let mut item_shape = Vec::new();
-    for d in rest {
-        item_shape.push(match d.get_ref() {
-            spec::DimSpec::Fixed(n) if *n > 0 => *n as usize,
-            spec::DimSpec::Fixed(n) => return Err(loc.at(d.span(), format!("dim {n} must be positive"))),
-            spec::DimSpec::Symbol(s) => *bound.get(s).ok_or_else(|| {
-                loc.at(d.span(), format!("symbol \"{s}\" is not bound; bind it with dims = {{ {s} = … }} (only the first, batch, axis takes the batch size)"))
-            })?,
-        });
-    }
-    Ok(InputDecl { name: input.name.get_ref().clone(), item_shape, fixed_batch, bound, dtype })
+    let item_shape = rest.iter().map(dim).collect::<Result<Vec<_>, _>>()?;
+    Ok(InputDecl { name: input.name.get_ref().clone(), item_shape, fixed_batch, bound, dtype, constant: None })
 }
 
 fn existing_path(loc: &Locator, base: &Path, value: &Spanned<String>, what: &str) -> Result<PathBuf, SuiteError> {

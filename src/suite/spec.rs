@@ -218,6 +218,13 @@ pub struct InputSpec {
     /// Element type fed to the model: "f32", "f16", "i64", "i32" or "u8"; default: the type
     /// the model file declares for the input.
     pub dtype: Option<Spanned<String>>,
+    /// Feed this constant (every element, every run) instead of dataset values: a scalar such
+    /// as a sample rate, a recurrent state's zeros. Its `shape` is then the input's whole shape
+    /// in the file's order.
+    pub value: Option<Spanned<f64>>,
+    /// With `value`: where the batch sits in `shape` (the constant is repeated along it); left
+    /// out, the constant has no batch axis.
+    pub batch_axis: Option<Spanned<i64>>,
 }
 
 /// One dim of a declared shape.
