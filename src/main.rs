@@ -301,6 +301,13 @@ fn list(what: Option<ListWhat>) -> String {
                     ("path = \"x.onnx\"".to_string(), format!("a user's ONNX file with its [[models.inputs]]: schemes rewrite its MatMul/Gemm/Conv layers; {}", runs_on(&ModelKind::Onnx { path: PathBuf::new(), inputs: Vec::new(), output: None }))),
                     ("path = \"x.safetensors\"".to_string(), format!("a BERT checkpoint with config.json: schemes apply to its encoder's linear layers; {}", runs_on(&ModelKind::Bert { path: PathBuf::new(), config: PathBuf::new() }))),
                     ("path = \"x.gguf\"".to_string(), format!("a GGUF language model (llama, qwen2, qwen3; its own tokenizer or a tokenizer.json): schemes requantize its 2-D weights; scored by perplexity on a text dataset; {}", runs_on(&ModelKind::GgufLm { path: PathBuf::new() }))),
+                    ("[[models.inputs]]".to_string(), "one per ONNX graph input: name; shape (batch first, other symbols bound in dims = { … }); dtype (default: the file's); value = … to feed a constant instead of dataset values (shape = its whole shape, [] for a scalar; batch_axis = k where the batch sits inside it)".to_string()),
+                    ("GGUF architectures".to_string(), format!(
+                        "general.architecture {}; gemma, gemma2, gemma3 refused (candle-transformers 0.11's quantized Gemma uses SiLU where Gemma uses GELU-tanh); the file's own tokenizer: tokenizer.ggml.model {} (gpt2 pre-tokenizers: {})",
+                        qbench::model::gguf_lm::LmArch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
+                        qbench::model::gguf_tokenizer::MODELS.join(", "),
+                        qbench::model::gguf_tokenizer::PRE_TOKENIZERS.join(", ")
+                    )),
                 ])
                 .collect(),
         );
@@ -328,6 +335,13 @@ fn list(what: Option<ListWhat>) -> String {
             "shipped".to_string(),
             "fashion-mnist-test: suites/data/fashion-mnist/t10k-*-idx*-ubyte.gz (10,000 28×28 images, 10 classes, MIT); fashion-mnist-1k.npz (+ labels CSV): its first 1,000; sentences.txt (40 lines, for suites/models/bert-tiny)"
                 .into(),
+        ));
+        rows.push((
+            "[calibration] select".to_string(),
+            format!(
+                "how calibration items are held out: {} (random and stratified take seed = N; every case evaluates on the other items)",
+                qbench::data::split::Selection::NAMES.join(", ")
+            ),
         ));
         section("datasets", rows);
     }

@@ -59,6 +59,18 @@ fn list_names_every_backend_model_scheme_and_dataset_format() {
     for name in ["candle-cpu", "tract-cpu", "mlp", "cnn", "f32", "idx", "fashion-mnist-test"] {
         assert!(out.contains(name), "{name} missing from:\n{out}");
     }
+    // What a published model may need: input declarations, the GGUF layouts and tokenizers read,
+    // and the calibration split choices.
+    for what in [
+        "[[models.inputs]]",
+        "batch_axis",
+        "qwen3",
+        "gemma3 refused",
+        "tokenizer.ggml.model gpt2, llama",
+        "random, first, stratified",
+    ] {
+        assert!(out.contains(what), "{what} missing from:\n{out}");
+    }
     let o = qbench(&common::repo(), &["list", "backends"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("tract-cpu") && !out.contains("mlp"), "{out}");
