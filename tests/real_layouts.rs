@@ -39,23 +39,6 @@ fn run_suite(dir: &Path, suite: &str) -> Vec<Record> {
     read_records(&run.join("records.jsonl")).unwrap()
 }
 
-/// A float32 NPY file of `shape` with `values`.
-fn write_npy(path: &Path, shape: &[usize], values: &[f32]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    for v in values {
-        bytes.extend(v.to_le_bytes());
-    }
-    std::fs::write(path, bytes).unwrap();
-}
-
 /// Peak resident set of the largest child process this test waited for, from the kernel's own
 /// accounting (`getrusage(RUSAGE_CHILDREN)`), in bytes.
 fn children_peak_rss_bytes() -> u64 {
@@ -78,7 +61,7 @@ fn sixteen_long_audio_items_run_under_a_bounded_reference_batch_and_1_gb_residen
         })
         .collect();
     let npy = dir.path().join("audio.npy");
-    write_npy(&npy, &[16, 1, samples], &values);
+    std::fs::write(&npy, qbench::data::encode_npy_f32(&[16, 1, samples], &values)).unwrap();
     let suite = format!(
         "name = \"t\"\nschemes = [\"f32\", \"int8-dynamic\", \"int8-static-minmax\"]\nbackends = {}\nbatch_sizes = [1, 4]\n{MEASURE}\n[calibration]\nitems = 4\n\n[[datasets]]\nname = \"audio\"\nformat = \"npy\"\ninputs = {npy:?}\n\n[[models]]\nname = \"audio\"\npath = {:?}\ndataset = \"audio\"\n[[models.inputs]]\nname = \"audio\"\nshape = [\"batch\", 1, {samples}]\n",
         onnx_backends(),
