@@ -10,7 +10,7 @@ vocabulary, so the tests check qbench's reading of `tokenizer.ggml.*` against an
 implementation; the tokenizer.json files are written by Hugging Face tokenizers.
 
 - tests/reference/tok-gpt2.gguf: tokenizer.ggml.model = "gpt2" (byte-level BPE), the vocabulary
-  and merges of suites/models/tiny-llama/tokenizer.json (512 tokens), pre-tokenizer "default".
+  and merges of suites/models/tiny-llama/tokenizer.json (512 tokens), pre-tokenizer "gpt-2".
   Metadata only, no tensors.
 - tests/reference/tok-spm.json and tok-spm.gguf: a SentencePiece-style BPE as Llama and Gemma
   files have it: "▁" for spaces (prepended to the text), byte fallback to <0x00>…<0xFF>, <unk>
@@ -50,7 +50,7 @@ def gpt2():
 
     def fill(w):
         w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre("default")
+        w.add_tokenizer_pre("gpt-2")
         w.add_token_list(tokens)
         w.add_token_types([gguf.TokenType.NORMAL] * len(tokens))
         w.add_token_merges(merges)

@@ -24,7 +24,7 @@ numpy float64 forward pass, not from candle.
   rotary layout, f32) with random weights, and its numpy logits for one 12-token sequence.
 - tests/reference/qwen3-tiny.gguf (+ .ids.npy, .logits.npy): a tiny qwen3 (per-head q/k norms,
   a head size of its own, rotary base 1e6) carrying its byte-level BPE tokenizer in its metadata,
-  and its numpy logits, exact and with candle's f16 rotary tables (`make_qwen3`;
+  and its numpy logits for 12 ids and for the last of 256 (`make_qwen3`;
   `python3 scripts/make-lm-fixtures.py qwen3` writes only it).
 """
 
@@ -200,22 +200,7 @@ def make_qwen2():
     np.save(ROOT / "tests/reference/qwen2-tiny.logits.npy", forward(w, cfg, ids).astype(np.float32))
 
 
-def rope_f16_tables(x, neox, base=10000.0):
-    """`rope` with candle-transformers 0.11 quantized_qwen3's tables: without general.dtype in
-    the file it builds its rotary table in f16 (inverse frequencies and angles rounded to f16,
-    sin and cos stored in f16), which moves the logits by ~3e-4 of their range here."""
-    assert neox
-    t, _, hd = x.shape
-    h = np.float16
-    inv = (1.0 / base ** (np.arange(0, hd, 2) / hd)).astype(np.float32).astype(h)
-    ang = (np.arange(t).astype(h)[:, None] * inv[None, :]).astype(h).astype(np.float32)
-    cos = np.cos(ang).astype(h).astype(np.float64)[:, None, :]
-    sin = np.sin(ang).astype(h).astype(np.float64)[:, None, :]
-    a, b = x[..., : hd // 2], x[..., hd // 2 :]
-    return np.concatenate([a * cos - b * sin, a * sin + b * cos], -1)
-
-
-def qwen3_forward(w, cfg, ids, rotate=None):
+def qwen3_forward(w, cfg, ids):
     """Logits [T, vocab] of a qwen3 decoder in float64: qwen2's layout without q/k/v biases, an
     RMS norm over each head of q and k before the NEOX rotation, a head size of its own
     (attention.key_length, here not embedding / heads), and its own rotary base."""
@@ -230,9 +215,8 @@ def qwen3_forward(w, cfg, ids, rotate=None):
         q = (h @ w[p + "attn_q.weight"].T).reshape(t, heads, hd)
         k = (h @ w[p + "attn_k.weight"].T).reshape(t, kv, hd)
         v = (h @ w[p + "attn_v.weight"].T).reshape(t, kv, hd)
-        rotate = rotate or rope
-        q = rotate(rms_norm(q, w[p + "attn_q_norm.weight"], eps), True, cfg["rope_base"])
-        k = rotate(rms_norm(k, w[p + "attn_k_norm.weight"], eps), True, cfg["rope_base"])
+        q = rope(rms_norm(q, w[p + "attn_q_norm.weight"], eps), True, cfg["rope_base"])
+        k = rope(rms_norm(k, w[p + "attn_k_norm.weight"], eps), True, cfg["rope_base"])
         k, v = np.repeat(k, heads // kv, axis=1), np.repeat(v, heads // kv, axis=1)
         att = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd) + mask
         att = np.exp(att - att.max(-1, keepdims=True))
@@ -300,10 +284,10 @@ def make_qwen3():
     ids = rng.integers(0, vocab, 12)
     np.save(ROOT / "tests/reference/qwen3-tiny.ids.npy", ids.astype(np.int64))
     np.save(ROOT / "tests/reference/qwen3-tiny.logits.npy", qwen3_forward(w, cfg, ids).astype(np.float32))
-    np.save(
-        ROOT / "tests/reference/qwen3-tiny.logits-f16-rope.npy",
-        qwen3_forward(w, cfg, ids, rope_f16_tables).astype(np.float32),
-    )
+    # A whole context (256 positions), where f16 rotary angles drift: the last position's logits.
+    long_ids = rng.integers(0, vocab, 256)
+    np.save(ROOT / "tests/reference/qwen3-tiny.long-ids.npy", long_ids.astype(np.int64))
+    np.save(ROOT / "tests/reference/qwen3-tiny.long-last.npy", qwen3_forward(w, cfg, long_ids)[-1].astype(np.float32))
 
 
 if __name__ == "__main__":

@@ -125,21 +125,24 @@ fn qwen3_runs_as_numpy_and_from_a_suite_with_its_own_tokenizer() {
     let v = variant(&lm, SchemeId::F32, dir.path());
     let mut s = session(&v, 1);
     let steps = logits_of(&mut s, &ids);
-    // candle-transformers' quantized_qwen3 builds its rotary table in f16 when the file has no
-    // general.dtype (published files do not): equal to numpy with those tables, and within
-    // 1e-3 of the exact forward pass (here 5e-4: an engine's imprecision the f32 case carries).
-    let f16_rope = load_npy("l", &root.join("tests/reference/qwen3-tiny.logits-f16-rope.npy"), None, None).unwrap();
-    let diff = max_rel_diff(&steps.concat(), &f16_rope.values);
-    assert!(diff < 1e-5, "qwen3 logits differ from numpy's (f16 rotary tables) by {diff} of their range");
-    let exact = max_rel_diff(&steps.concat(), &numpy.values);
-    assert!(exact < 1e-3, "qwen3 logits differ from the exact forward pass by {exact} of their range");
+    let diff = max_rel_diff(&steps.concat(), &numpy.values);
+    assert!(diff < 1e-4, "qwen3 logits differ from numpy's by {diff} of their range");
     s.session.set_input(&ids.iter().map(|&i| i as f32).collect::<Vec<_>>()).unwrap();
     s.session.run().unwrap();
     assert!(max_rel_diff(&s.session.output().unwrap(), &steps[ids.len() - 1]) < 1e-4);
+    // A whole context of 256 positions, where candle's default f16 rotary table drifts (1.3e-3
+    // of the range here): qbench's variant files ask for f32 tables (general.dtype = 0).
+    let long = load_npy("ids", &root.join("tests/reference/qwen3-tiny.long-ids.npy"), None, None).unwrap();
+    let last = load_npy("last", &root.join("tests/reference/qwen3-tiny.long-last.npy"), None, None).unwrap();
+    let mut s = session(&v, 1);
+    s.session.set_input(&long.values).unwrap();
+    s.session.run().unwrap();
+    let diff = max_rel_diff(&s.session.output().unwrap(), &last.values);
+    assert!(diff < 1e-4, "qwen3 at position 255 differs from numpy's by {diff} of the range");
     // From a suite: the text dataset names no tokenizer; the file's own tokenizes it.
     let apache = root.join("suites/data/apache-2.0.txt");
     let suite = format!(
-        "name = \"t\"\nschemes = [\"f32\", \"q8_0\", \"q4_0\"]\nbackends = [\"candle-cpu\"]\nbatch_sizes = [1]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 5\nmax_time_ms = 20\n\n[[datasets]]\nname = \"apache\"\nformat = \"text\"\ninputs = {apache:?}\nseq_len = 32\nwindows = true\n\n[[models]]\nname = \"qwen3\"\npath = {gguf:?}\n"
+        "name = \"t\"\nschemes = [\"f32\", \"q8_0\", \"q4_0\"]\nbackends = [\"candle-cpu\"]\nbatch_sizes = [1, 2]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 5\nmax_time_ms = 20\n\n[[datasets]]\nname = \"apache\"\nformat = \"text\"\ninputs = {apache:?}\nseq_len = 32\nwindows = true\n\n[[models]]\nname = \"qwen3\"\npath = {gguf:?}\n"
     );
     let path = dir.path().join("suite.toml");
     std::fs::write(&path, suite).unwrap();
@@ -150,7 +153,13 @@ fn qwen3_runs_as_numpy_and_from_a_suite_with_its_own_tokenizer() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
     let records = qbench::record::read_records(&run.join("records.jsonl")).unwrap();
-    assert_eq!(records.len(), 3);
+    assert_eq!(records.len(), 6);
+    // Two rows at a time, candle's CPU qwen3 panics: skipped with the reason, not failed.
+    for r in records.iter().filter(|r| r.batch == 2) {
+        assert_eq!(r.status, CaseStatus::Skipped, "{}", r.scheme);
+        assert!(r.error.as_deref().unwrap().contains("runs one row at a time"), "{:?}", r.error);
+    }
+    let records: Vec<_> = records.into_iter().filter(|r| r.batch == 1).collect();
     for r in &records {
         assert_eq!(r.status, CaseStatus::Ok, "{} {:?}", r.scheme, r.error);
         assert!(r.perplexity.unwrap().is_finite() && r.scored_tokens.unwrap() > 1000, "{}", r.scheme);

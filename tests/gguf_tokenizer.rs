@@ -54,6 +54,21 @@ fn a_ggufs_own_tokenizer_gives_the_ids_its_tokenizer_json_gives() {
         // The license alone is thousands of tokens: the comparison is not vacuous.
         assert!(compared > 2000, "{gguf}: {compared} tokens compared");
     }
+    // A user-defined token (type 4, as Qwen3 marks <think>) is kept whole, never merged.
+    let mut md = metadata("tok-gpt2.gguf");
+    if let (Some(Value::Array(tokens)), Some(Value::Array(types))) =
+        (md.get("tokenizer.ggml.tokens").cloned(), md.get("tokenizer.ggml.token_type").cloned())
+    {
+        let (mut tokens, mut types) = (tokens, types);
+        tokens.push(Value::String("<think>".into()));
+        types.push(Value::I32(4));
+        md.insert("tokenizer.ggml.tokens".into(), Value::Array(tokens));
+        md.insert("tokenizer.ggml.token_type".into(), Value::Array(types));
+    }
+    let user = from_metadata(&md).unwrap();
+    let e = user.encode("a<think>b", false).unwrap();
+    assert!(e.get_tokens().contains(&"<think>".to_string()), "{:?}", e.get_tokens());
+    assert_eq!(e.get_ids().iter().filter(|&&id| id == 512).count(), 1);
     // The SentencePiece tokenizer falls back to bytes for what its vocabulary lacks.
     let spm = from_metadata(&metadata("tok-spm.gguf")).unwrap();
     let e = spm.encode("🙂", false).unwrap();
@@ -74,6 +89,18 @@ fn a_gguf_without_a_usable_tokenizer_says_what_is_missing() {
     md.remove("tokenizer.ggml.model");
     let e = from_metadata(&md).err().unwrap();
     assert!(e.contains("carries no tokenizer"), "{e}");
+    // llama.cpp's own "default" pre-tokenizer (or none named) is not guessed at.
+    let mut md = metadata("tok-gpt2.gguf");
+    md.remove("tokenizer.ggml.pre");
+    let e = from_metadata(&md).err().unwrap();
+    assert!(e.contains("default (none given)"), "{e}");
+    // A repeated token, which llama.cpp refuses too.
+    let mut md = metadata("tok-spm.gguf");
+    if let Some(Value::Array(tokens)) = md.get_mut("tokenizer.ggml.tokens") {
+        tokens[300] = tokens[299].clone();
+    }
+    let e = from_metadata(&md).err().unwrap();
+    assert!(e.contains("twice (ids 299 and 300)"), "{e}");
     let mut md = metadata("tok-spm.gguf");
     md.remove("tokenizer.ggml.scores");
     let e = from_metadata(&md).err().unwrap();

@@ -72,6 +72,10 @@ impl LmArch {
     }
 }
 
+/// The longest context qbench loads: published models reach about a million positions (Qwen2.5-1M:
+/// 1,010,000); beyond, a 250 KB file could make the engine's rotary tables take gigabytes.
+pub const MAX_CONTEXT: usize = 1 << 20;
+
 /// A GGUF language model as read from its file.
 pub struct GgufLm {
     pub path: PathBuf,
@@ -167,6 +171,13 @@ impl GgufLm {
             .and_then(|v| v.to_u32().ok())
             .map(|c| c as usize);
         check_shape(arch, &content.metadata, &tensors).map_err(bad)?;
+        // The engine builds a rotary table per position of the context before it runs anything.
+        if let Some(c) = context_length.filter(|&c| c > MAX_CONTEXT) {
+            return Err(bad(format!(
+                "metadata {}.context_length is {c}; qbench reads models of at most {MAX_CONTEXT} positions (the engine builds a table per position)",
+                arch.name()
+            )));
+        }
         let mut metadata: Vec<(String, gguf_file::Value)> =
             content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         metadata.sort_by(|a, b| a.0.cmp(&b.0));

@@ -13,7 +13,7 @@
 //!   tokenizer ranks them (a pair merges by the score of the token it makes), and
 //!   `tokenizer.ggml.add_space_prefix` (default true).
 //!
-//! The result is checked against a tokenizer.json of the same vocabulary (`tests/gguf_lm.rs`),
+//! The result is checked against a tokenizer.json of the same vocabulary (`tests/gguf_tokenizer.rs`),
 //! token id for token id.
 
 use std::collections::HashMap;
@@ -34,7 +34,14 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 const NORMAL: i32 = 1;
 const UNKNOWN: i32 = 2;
 const CONTROL: i32 = 3;
+const USER_DEFINED: i32 = 4;
 const BYTE: i32 = 6;
+
+/// The largest vocabulary qbench builds (published ones reach about 262k tokens).
+const MAX_TOKENS: usize = 1 << 20;
+/// Tokens longer than this (bytes) are kept whole but not split into merges: deriving merges is
+/// quadratic in a token's length, and real vocabularies' longest tokens are a few hundred bytes.
+const MAX_MERGE_TOKEN_BYTES: usize = 1024;
 
 /// The pre-tokenizer regexes of the byte-level BPE families (`tokenizer.ggml.pre`), as
 /// llama.cpp's `llama-vocab.cpp` lists them.
@@ -44,8 +51,9 @@ const QWEN2_REGEX: &str =
 
 /// The `tokenizer.ggml.*` families this module builds.
 pub const MODELS: &[&str] = &["gpt2", "llama"];
-/// The `tokenizer.ggml.pre` values a `gpt2` tokenizer may name.
-pub const PRE_TOKENIZERS: &[&str] = &["default", "gpt2", "llama-bpe", "llama3", "qwen2"];
+/// The `tokenizer.ggml.pre` values a `gpt2` tokenizer may name, with llama.cpp's aliases.
+pub const PRE_TOKENIZERS: &[&str] =
+    &["gpt-2", "llama3", "llama-v3", "llama-bpe", "falcon3", "qwen2", "deepseek-r1-qwen"];
 
 /// Whether `path` is a GGUF file (its first four bytes are the magic), so a dataset's tokenizer
 /// comes from its metadata.
@@ -84,6 +92,12 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<Tokenizer, Str
     if tokens.is_empty() {
         return Err("tokenizer.ggml.tokens is empty".into());
     }
+    if tokens.len() > MAX_TOKENS {
+        return Err(format!(
+            "tokenizer.ggml.tokens holds {} tokens; qbench builds vocabularies of at most {MAX_TOKENS}",
+            tokens.len()
+        ));
+    }
     let types = match metadata.get("tokenizer.ggml.token_type") {
         None => vec![NORMAL; tokens.len()],
         Some(v) => ints(v, "tokenizer.ggml.token_type")?,
@@ -93,8 +107,12 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<Tokenizer, Str
     }
     let mut vocab: HashMap<String, u32> = HashMap::with_capacity(tokens.len());
     for (id, t) in tokens.iter().enumerate() {
-        // A repeated token keeps its first id (llama.cpp's lookup does the same).
-        vocab.entry(t.clone()).or_insert(id as u32);
+        // llama.cpp refuses a vocabulary with a repeated token (its lookup would lose an id).
+        if let Some(first) = vocab.insert(t.clone(), id as u32) {
+            return Err(format!(
+                "tokenizer.ggml.tokens holds {t:?} twice (ids {first} and {id}); llama.cpp refuses such a file too: convert it again"
+            ));
+        }
     }
     let mut tokenizer = match model.as_str() {
         "gpt2" => byte_level_bpe(metadata, &vocab)?,
@@ -106,14 +124,22 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<Tokenizer, Str
             ))
         }
     };
-    // Control tokens (<s>, <|im_start|>, …) are never split out of a text.
+    // Control tokens (<s>, <|im_start|>, …) and user-defined ones (<think>, <tool_call>) are
+    // kept whole, never merged from pieces: added tokens, as in the model's tokenizer.json.
     let control: Vec<AddedToken> = tokens
         .iter()
         .zip(&types)
-        .filter(|(_, &ty)| ty == CONTROL)
+        .filter(|(t, &ty)| ty == CONTROL && !t.is_empty())
         .map(|(t, _)| AddedToken::from(t.clone(), true))
         .collect();
     tokenizer.add_special_tokens(&control);
+    let user: Vec<AddedToken> = tokens
+        .iter()
+        .zip(&types)
+        .filter(|(t, &ty)| ty == USER_DEFINED && !t.is_empty())
+        .map(|(t, _)| AddedToken::from(t.clone(), false))
+        .collect();
+    tokenizer.add_tokens(&user);
     Ok(tokenizer)
 }
 
@@ -126,23 +152,28 @@ fn byte_level_bpe(metadata: &HashMap<String, Value>, vocab: &HashMap<String, u32
                 .ok_or_else(|| format!("tokenizer.ggml.merges holds \"{m}\", not two tokens"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab.clone().into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
-        .build()
-        .map_err(|e| format!("the vocabulary and merges do not make a BPE model: {e}"))?;
-    let mut tokenizer = Tokenizer::new(bpe);
-    let pre = metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map_or("default", |s| s.as_str());
-    let regex = match pre {
-        "default" | "gpt2" => None,
-        "llama-bpe" | "llama3" => Some(LLAMA3_REGEX),
-        "qwen2" => Some(QWEN2_REGEX),
+    let pre = metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map_or("", |s| s.as_str());
+    // llama.cpp's names (`llama-vocab.cpp`); "default" (or none) is llama.cpp's own regex set,
+    // which no tokenizer.json has, so it is not guessed at.
+    let (regex, ignore_merges) = match pre {
+        "gpt-2" => (None, false),
+        // Llama 3 emits a word the vocabulary holds whole, before any merge (HF: ignore_merges).
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => (Some(LLAMA3_REGEX), true),
+        "qwen2" | "deepseek-r1-qwen" => (Some(QWEN2_REGEX), false),
         other => {
+            let other = if other.is_empty() { "default (none given)" } else { other };
             return Err(format!(
                 "its pre-tokenizer is tokenizer.ggml.pre = \"{other}\", whose rules qbench does not know (it knows {}); give the dataset a tokenizer = \"tokenizer.json\"",
                 PRE_TOKENIZERS.join(", ")
-            ))
+            ));
         }
     };
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab.clone().into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
+        .ignore_merges(ignore_merges)
+        .build()
+        .map_err(|e| format!("the vocabulary and merges do not make a BPE model: {e}"))?;
+    let mut tokenizer = Tokenizer::new(bpe);
     match regex {
         None => tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true))),
         Some(r) => {
@@ -182,7 +213,7 @@ fn sentencepiece_bpe(
     let mergeable = |id: u32| types.get(id as usize).is_some_and(|&t| t == NORMAL);
     let mut merges: Vec<(f32, u32, u32, u32)> = Vec::new();
     for (id, t) in tokens.iter().enumerate() {
-        if types[id] != NORMAL || vocab.get(t) != Some(&(id as u32)) {
+        if types[id] != NORMAL || vocab.get(t) != Some(&(id as u32)) || t.len() > MAX_MERGE_TOKEN_BYTES {
             continue;
         }
         let mut local: Vec<(u32, u32)> = Vec::new();

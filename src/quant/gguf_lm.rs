@@ -53,6 +53,14 @@ pub fn apply(plan: &Plan, lm: &GgufLm, name: &str, artifacts_dir: &Path) -> Resu
         lm.metadata.iter().filter(|(k, _)| k != "general.file_type").map(|(k, v)| (k.as_str(), v)).collect();
     let scheme_value = gguf_file::Value::String(plan.scheme.name());
     metadata.push(("qbench.scheme", &scheme_value));
+    // candle-transformers' quantized qwen3 builds its rotary table in f16 unless general.dtype
+    // is 0, and published files do not set it: at position 2047 its angles are off by 0.5 rad.
+    // The variants are qbench's own files, so they ask for f32 tables (tests/gguf_lm.rs checks
+    // the logits against an exact forward pass over a whole context).
+    let f32_tables = gguf_file::Value::U32(0);
+    if lm.arch == crate::model::gguf_lm::LmArch::Qwen3 && !lm.metadata.iter().any(|(k, _)| k == "general.dtype") {
+        metadata.push(("general.dtype", &f32_tables));
+    }
     let mut refs: Vec<(&str, &QTensor)> = Vec::with_capacity(lm.tensors.len());
     for (tensor, q) in &lm.tensors {
         match written.iter().find(|(n, _)| n == tensor) {

@@ -385,7 +385,9 @@ pub fn pass_batch(model: &LoadedModel, suite: &Suite, items: usize) -> usize {
     match &model.content {
         Content::Onnx { model, .. } => model.inputs[0].fixed_batch.unwrap_or(free),
         Content::Zoo(_) => free,
-        Content::Bert(_) | Content::GgufLm(_) => free.min(TRANSFORMER_BATCH),
+        Content::Bert(_) => free.min(TRANSFORMER_BATCH),
+        // A language model's reference is scored one window at a time (`run::lm`).
+        Content::GgufLm(_) => 1,
     }
 }
 

@@ -393,7 +393,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 return Err(loc.at(
                     spec.datasets.get_ref()[i].span(),
                     format!(
-                        "dataset \"{}\" (text) needs tokenizer = \"…/tokenizer.json\": only a GGUF file's own tokenizer can stand in, and {why}",
+                        "dataset \"{}\" (text) needs tokenizer = \"…/tokenizer.json\" (or tokenizer = \"…/model.gguf\" for that file's own): a GGUF's own tokenizer stands in only for the one GGUF model that reads it, and {why}",
                         d.name
                     ),
                 ));

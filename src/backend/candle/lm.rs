@@ -27,7 +27,11 @@ use crate::model::gguf_lm::{dtype_name, LmArch};
 use crate::quant::{Plan, SchemeId, Variant};
 
 /// What candle-transformers' quantized models can make of a plan at `batch` rows per prompt.
-pub(super) fn capability(plan: &Plan, batch: usize) -> Realization {
+pub(super) fn capability(plan: &Plan, batch: usize, arch: Option<LmArch>, on_gpu: bool) -> Realization {
+    if batch > 1 && arch == Some(LmArch::Qwen3) && !on_gpu {
+        // Its CPU attention handles one row: at two it unwraps a cache built only on GPUs.
+        return Realization::Unsupported("candle-transformers 0.11's quantized qwen3 runs one row at a time on the CPU (at batch 2 it panics: its CPU path keeps a cache for a single row); run qwen3 at batch 1 on candle-cpu".into());
+    }
     if plan.quantizes_activations() {
         return Realization::Unsupported("candle-transformers' quantized models have no hook on each layer's input, so dynamic and static int8 cannot run on them; weight-only schemes and GGML types can".into());
     }
@@ -124,8 +128,7 @@ pub(super) fn prepare(
         // The rotary table candle-transformers' llama builds.
         LmArch::Llama => context.min(quantized_llama::MAX_SEQ_LEN),
         LmArch::Qwen2 => context,
-        // quantized_qwen3's CPU key/value cache holds 4096 positions.
-        LmArch::Qwen3 => context.min(4096),
+        LmArch::Qwen3 => context,
     };
     let one_d_bytes: u64 =
         content.tensor_infos.values().filter(|i| i.shape.rank() != 2).map(|i| 4 * i.shape.elem_count() as u64).sum();

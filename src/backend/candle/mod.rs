@@ -140,7 +140,14 @@ impl Backend for Candle {
                     Realization::Native
                 }
             }
-            ModelKind::GgufLm { .. } => lm::capability(plan, batch),
+            ModelKind::GgufLm { .. } => {
+                // The architecture is known once the file is read.
+                let arch = match model.loaded.map(|m| &m.content) {
+                    Some(crate::model::Content::GgufLm(g)) => Some(g.arch),
+                    _ => None,
+                };
+                lm::capability(plan, batch, arch, self.on_gpu())
+            }
         }
     }
 
