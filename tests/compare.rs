@@ -42,9 +42,16 @@ fn two_threads_are_significantly_faster_and_a_run_equals_itself() {
     let r = c.verdict.ratio;
     assert!(r.ratio < 0.9, "2 threads vs 1: {r:?}");
     if r.high.is_finite() {
-        // candle's convolutions and matmuls on two threads: the whole interval well below 1.
-        assert!(r.high < 0.9, "2 threads vs 1: {r:?}");
-        assert_eq!(c.change(), Change::Faster);
+        // candle's convolutions and matmuls on two threads: never "same" or "slower"; "faster"
+        // whenever the whole interval is below the 2% band. On a shared 2-core machine the
+        // interval can be wide (CI saw [0.53, 0.98] around 0.72): then it may still reach the
+        // band, and the verdict says it cannot tell, never that the run may be slower.
+        assert!(r.high < 1.0, "2 threads vs 1: {r:?}");
+        if r.high < 1.0 / 1.02 {
+            assert_eq!(c.change(), Change::Faster, "{r:?}");
+        } else {
+            assert_eq!(c.change(), Change::Inconclusive { may_be_slower: false }, "{r:?}");
+        }
     } else {
         // On a machine whose speed moved in long phases during the run, too few effective
         // samples for an interval: no claim either way, and never "same" or "slower".
