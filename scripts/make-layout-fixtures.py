@@ -22,6 +22,20 @@ weight is random (seeded), so the files are license-clean; each is a few KB.
 - tests/reference/stateful.onnx: a data input, a recurrent state [2, batch, 8] and a scalar int64
   sample rate; stateful.scores.npy holds its outputs for stateful.x.npy with state 0.5 and
   sr 16000, computed by numpy.
+- tests/reference/ctc.onnx: a text recognizer shaped like OCR/ASR models: input "image"
+  [batch, 1, 8, 32] read column by column (32 positions of 8 features), two MatMul layers to
+  "logits" [batch, 32, 5] (CTC: blank 0, then "abcd"), and a second output "confidence"
+  [batch, 1] (a Sigmoid over the pooled hidden state). ctc.x.npy holds 40 rendered texts (each
+  character 3 columns, a blank column between, noise added), ctc.labels.txt the texts that were
+  rendered (the ground truth, not the model's reading), ctc.logits.npy and ctc.confidence.npy
+  the numpy forward pass, and ctc.decoded.txt its greedy CTC decoding.
+- tests/reference/detector.onnx: a detector head, input "x" [batch, 16] to "prob" [batch, 1]
+  (MatMul, Add, Sigmoid); detector.x.npy (48 items), detector.labels.csv (0/1 from a slightly
+  different weight vector, so accuracy is below 100%), detector.prob.npy (numpy).
+- tests/reference/time-major.onnx: a recurrent-style export whose input "frames" is time-major,
+  [6, batch, 4] (the batch on axis 1): y = (Σ_t frames[t]) · W, W [4, 3]. time-major.x.npy
+  holds 20 items as a dataset stores them ([20, 6, 4], item first), time-major.y.npy numpy's
+  outputs.
 """
 
 from pathlib import Path
@@ -171,6 +185,138 @@ def build_stateful(rng):
     return model, w, b
 
 
+ALPHABET = "-abcd"
+
+
+def build_ctc(rng):
+    """Logits = relu(cols · W1 + b1) · W2 + b2 over the 32 columns of the image; confidence =
+    sigmoid(mean over positions of the hidden state · wc + bc)."""
+    w1 = np.eye(8, 16) * 2.0 + rng.normal(0, 0.1, (8, 16))
+    b1 = rng.normal(0, 0.05, (16,))
+    w2 = np.eye(16, 5) * 1.5 + rng.normal(0, 0.1, (16, 5))
+    b2 = rng.normal(0, 0.05, (5,))
+    wc = rng.normal(0, 0.5, (16, 1))
+    bc = np.array([0.1])
+    nodes = [
+        helper.make_node("Reshape", ["image", "shape3"], ["rows"], name="to_rows"),
+        helper.make_node("Transpose", ["rows"], ["cols"], name="to_columns", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["cols", "w1"], ["m1"], name="enc"),
+        helper.make_node("Add", ["m1", "b1"], ["a1"], name="enc_bias"),
+        helper.make_node("Relu", ["a1"], ["h"], name="enc_relu"),
+        helper.make_node("MatMul", ["h", "w2"], ["m2"], name="head"),
+        helper.make_node("Add", ["m2", "b2"], ["logits"], name="head_bias"),
+        helper.make_node("ReduceMean", ["h"], ["pooled"], name="pool", axes=[1], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "wc"], ["mc"], name="conf"),
+        helper.make_node("Add", ["mc", "bc"], ["ac"], name="conf_bias"),
+        helper.make_node("Sigmoid", ["ac"], ["confidence"], name="conf_sigmoid"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ctc",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 8, 32])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 32, 5]),
+            helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["batch", 1]),
+        ],
+        [
+            init("w1", w1), init("b1", b1), init("w2", w2), init("b2", b2), init("wc", wc), init("bc", bc),
+            numpy_helper.from_array(np.array([-1, 8, 32], dtype=np.int64), "shape3"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="ctc fixture")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model, (w1, b1, w2, b2, wc, bc)
+
+
+def render_texts(rng, n):
+    """n random texts over "abcd", 3–6 characters, each drawn as 3 columns of its class's
+    feature row with a blank column (feature row 0) between, plus noise."""
+    texts, images = [], np.zeros((n, 1, 8, 32))
+    for i in range(n):
+        text = "".join(rng.choice(list("abcd"), rng.integers(3, 7)))
+        cols = []
+        for ch in text:
+            cols += [ALPHABET.index(ch)] * 3 + [0]
+        cols += [0] * (32 - len(cols))
+        for t, c in enumerate(cols):
+            images[i, 0, c, t] = 1.0
+        texts.append(text)
+    images += rng.normal(0, 0.22, images.shape)
+    return texts, images.astype(np.float32)
+
+
+def ctc_forward(weights, x):
+    w1, b1, w2, b2, wc, bc = (np.asarray(w, dtype=np.float32) for w in weights)
+    cols = x.reshape(-1, 8, 32).transpose(0, 2, 1)
+    h = np.maximum(cols @ w1 + b1, 0)
+    logits = h @ w2 + b2
+    conf = 1 / (1 + np.exp(-(h.mean(axis=1) @ wc + bc)))
+    return logits.astype(np.float32), conf.astype(np.float32)
+
+
+def ctc_decode(logits):
+    out = []
+    for item in logits:
+        best, prev, text = item.argmax(axis=1), None, ""
+        for c in best:
+            if c != prev and c != 0:
+                text += ALPHABET[c]
+            prev = c
+        out.append(text)
+    return out
+
+
+def build_detector(rng):
+    w = rng.normal(0, 0.6, (16, 1))
+    b = np.array([0.05])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"], name="score"),
+        helper.make_node("Add", ["m", "b"], ["z"], name="score_bias"),
+        helper.make_node("Sigmoid", ["z"], ["prob"], name="prob"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "detector",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 1])],
+        [init("w", w), init("b", b)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="detector fixture")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model, w, b
+
+
+def check_with_onnxruntime(model, feed, expected):
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    got = onnxruntime.InferenceSession(model.SerializeToString()).run(None, feed)
+    for g, e in zip(got, expected):
+        assert np.abs(g - e).max() < 1e-5, np.abs(g - e).max()
+
+
+def build_time_major(rng):
+    w = rng.normal(0, 0.5, (4, 3))
+    nodes = [
+        helper.make_node("ReduceSum", ["frames", "axis0"], ["summed"], name="sum_time", keepdims=0),
+        helper.make_node("MatMul", ["summed", "w"], ["y"], name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "time-major",
+        [helper.make_tensor_value_info("frames", TensorProto.FLOAT, [6, "batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [init("w", w), numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="time-major fixture")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model, w
+
+
 def main():
     rng = np.random.default_rng(20)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -187,6 +333,32 @@ def main():
     # Fed state = 0.5 everywhere and sr = 16000: y = (x + 1) · W + b.
     np.save(OUT / "stateful.x.npy", x)
     np.save(OUT / "stateful.scores.npy", ((x.astype(np.float64) + 1.0) @ w + b).astype(np.float32))
+    ctc, weights = build_ctc(rng)
+    onnx.save(ctc, OUT / "ctc.onnx")
+    texts, images = render_texts(rng, 40)
+    logits, conf = ctc_forward(weights, images)
+    check_with_onnxruntime(ctc, {"image": images}, [logits, conf])
+    np.save(OUT / "ctc.x.npy", images)
+    np.save(OUT / "ctc.logits.npy", logits)
+    np.save(OUT / "ctc.confidence.npy", conf)
+    (OUT / "ctc.labels.txt").write_text("\n".join(texts) + "\n")
+    (OUT / "ctc.decoded.txt").write_text("\n".join(ctc_decode(logits)) + "\n")
+    detector, w, b = build_detector(rng)
+    onnx.save(detector, OUT / "detector.onnx")
+    x = rng.normal(0, 1, (48, 16)).astype(np.float32)
+    prob = (1 / (1 + np.exp(-(x @ w.astype(np.float32) + b.astype(np.float32))))).astype(np.float32)
+    check_with_onnxruntime(detector, {"x": x}, [prob])
+    truth = x @ (w + rng.normal(0, 0.4, w.shape)) + b > 0
+    np.save(OUT / "detector.x.npy", x)
+    np.save(OUT / "detector.prob.npy", prob)
+    (OUT / "detector.labels.csv").write_text("".join(f"{int(t)}\n" for t in truth[:, 0]))
+    time_major, w = build_time_major(rng)
+    onnx.save(time_major, OUT / "time-major.onnx")
+    x = rng.normal(0, 1, (20, 6, 4)).astype(np.float32)
+    y = (x.astype(np.float64).sum(axis=1) @ w).astype(np.float32)
+    check_with_onnxruntime(time_major, {"frames": x.transpose(1, 0, 2).copy()}, [y])
+    np.save(OUT / "time-major.x.npy", x)
+    np.save(OUT / "time-major.y.npy", y)
 
 
 if __name__ == "__main__":

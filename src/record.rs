@@ -311,6 +311,57 @@ pub struct Record {
     /// shown as such, and `ref_kl_mean` is null.
     #[serde(default)]
     pub ref_kl_infinite_items: Option<usize>,
+    // --- what the scored output is (`measure::outputs`): the columns above and below are the
+    // first output's, and those that do not fit its kind stay empty (no top-1 for a sequence)
+    /// The first output the model reads, by the graph's name (empty for a built-in model).
+    #[serde(default)]
+    pub output_name: String,
+    /// classes, sequence, sequence (CTC), scores, embedding, regression.
+    #[serde(default)]
+    pub output_kind: String,
+    /// `declared` in the suite, or why it was inferred (`inferred: one value per item ([1]), a score`).
+    #[serde(default)]
+    pub output_kind_source: String,
+    /// Shape of one item's output.
+    #[serde(default)]
+    pub output_item_shape: Vec<usize>,
+    /// sequence: share of (item, position) pairs whose best class is the reference's.
+    #[serde(default)]
+    pub ref_position_agreement: Option<f64>,
+    /// sequence (CTC): share of items whose decoded text is the reference's.
+    #[serde(default)]
+    pub ref_text_agreement: Option<f64>,
+    /// sequence (CTC) against text labels: exact-match share, its Wilson 95% interval, and the
+    /// character error rate (Σ edit distance / Σ label characters).
+    #[serde(default)]
+    pub exact_match: Option<f64>,
+    #[serde(default)]
+    pub exact_match_ci_low: Option<f64>,
+    #[serde(default)]
+    pub exact_match_ci_high: Option<f64>,
+    #[serde(default)]
+    pub char_error_rate: Option<f64>,
+    /// scores: the threshold, the share of values on the reference's side of it, and (one
+    /// score per item, 0/1 labels) the accuracy of `score ≥ threshold` with its interval.
+    #[serde(default)]
+    pub score_threshold: Option<f64>,
+    #[serde(default)]
+    pub ref_threshold_agreement: Option<f64>,
+    #[serde(default)]
+    pub threshold_accuracy: Option<f64>,
+    #[serde(default)]
+    pub threshold_accuracy_ci_low: Option<f64>,
+    #[serde(default)]
+    pub threshold_accuracy_ci_high: Option<f64>,
+    /// embedding: mean share of each item's k nearest neighbours (cosine) kept from the
+    /// reference's, and k.
+    #[serde(default)]
+    pub ref_retrieval_agreement: Option<f64>,
+    #[serde(default)]
+    pub retrieval_k: Option<usize>,
+    /// Every output the model reads, scored as its kind says (the first is the columns').
+    #[serde(default)]
+    pub outputs: Vec<crate::measure::outputs::OutputScore>,
     /// What the "ref" metrics compare against when it is not the f32 model: a GGUF language
     /// model's highest-precision variant in the suite (its scheme; kept as top-k log-probabilities
     /// per position). Empty otherwise.
@@ -418,6 +469,31 @@ impl Record {
         self.ref_kl_mean = finite(f.kl.mean);
         self.ref_kl_stderr = finite(f.kl.stderr);
         self.ref_kl_infinite_items = Some(f.kl_infinite_items);
+    }
+
+    /// The first output's kind and its kind's metrics (see [`crate::measure::outputs`]); a
+    /// fidelity metric that only means something for classes (top-k agreement, KL) is cleared
+    /// for other kinds.
+    pub fn set_output(&mut self, s: &crate::measure::outputs::OutputScore, classes: bool) {
+        self.output_name = s.name.clone();
+        self.output_kind = s.kind.clone();
+        self.output_kind_source = s.kind_source.clone();
+        self.output_item_shape = s.item_shape.clone();
+        if !classes {
+            (self.ref_top1_agreement, self.ref_top5_agreement) = (None, None);
+            (self.ref_kl_mean, self.ref_kl_stderr, self.ref_kl_infinite_items) = (None, None, None);
+        }
+        self.ref_position_agreement = s.ref_position_agreement;
+        self.ref_text_agreement = s.ref_text_agreement;
+        (self.exact_match, self.exact_match_ci_low, self.exact_match_ci_high) =
+            (s.exact_match, s.exact_match_ci_low, s.exact_match_ci_high);
+        self.char_error_rate = s.char_error_rate;
+        self.score_threshold = s.threshold;
+        self.ref_threshold_agreement = s.ref_threshold_agreement;
+        (self.threshold_accuracy, self.threshold_accuracy_ci_low, self.threshold_accuracy_ci_high) =
+            (s.threshold_accuracy, s.threshold_accuracy_ci_low, s.threshold_accuracy_ci_high);
+        self.ref_retrieval_agreement = s.ref_retrieval_agreement;
+        self.retrieval_k = s.retrieval_k;
     }
 
     /// Accuracy against the labels.

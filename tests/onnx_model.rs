@@ -40,11 +40,12 @@ fn decl() -> InputDecl {
         bound: Default::default(),
         dtype: Default::default(),
         constant: None,
+        batch_axis: 0,
     }
 }
 
 fn load() -> OnnxModel {
-    OnnxModel::load("tf", &model_path(), &[decl()], None).unwrap()
+    OnnxModel::load("tf", &model_path(), &[decl()], &[]).unwrap()
 }
 
 /// The f32 variant of the normalized model, written under `dir`.
@@ -53,7 +54,7 @@ fn f32_variant(m: &OnnxModel, dir: &Path) -> Variant {
     std::fs::write(&path, m.to_bytes()).unwrap();
     Variant {
         model: "tf".into(),
-        kind: qbench::model::ModelKind::Onnx { path: model_path(), inputs: vec![decl()], output: None },
+        kind: qbench::model::ModelKind::Onnx { path: model_path(), inputs: vec![decl()], outputs: vec![] },
         input_shape: m.inputs[0].item_shape.clone(),
         layer_schemes: Plan::uniform(m.weighted_layers().as_slice(), SchemeId::F32).layers,
         plan: Plan::uniform(m.weighted_layers().as_slice(), SchemeId::F32),
@@ -158,7 +159,7 @@ fn every_scheme_on_the_graph_matches_the_zoo_path_with_the_same_weights() {
     let full = load_npy("fm1k", &npz(), Some("x"), Some((&labels_csv(), None))).unwrap();
     let (cal_data, data) = (full.slice(0..200), full.slice(200..500));
     use qbench::model::{LoadedModel, ModelKind};
-    let onnx_kind = ModelKind::Onnx { path: model_path(), inputs: vec![decl()], output: None };
+    let onnx_kind = ModelKind::Onnx { path: model_path(), inputs: vec![decl()], outputs: vec![] };
     let onnx_model = LoadedModel::load("tf", &onnx_kind, dir.path()).unwrap();
     let zoo_kind = ModelKind::Zoo { zoo: ZooModelId::Cnn, weights: common::weights("cnn") };
     let zoo_model = LoadedModel::load("cnn", &zoo_kind, dir.path()).unwrap();
@@ -375,7 +376,7 @@ fn suite_errors_for_model_files_name_the_line_and_the_fix() {
     );
     let cases = [
         ("[[models]]\nname = \"m\"\npath = \"x.onnx\"\n", "does not exist"),
-        (&format!("[[models]]\nname = \"m\"\npath = {:?}\n", model_path()), "declare its input"),
+        (&format!("[[models]]\nname = \"m\"\npath = {:?}\n", model_path().with_file_name("../../tests/reference/stateful.onnx")), "its open axis at 1"),
         (&format!("[[models]]\nname = \"m\"\npath = {:?}\n[[models.inputs]]\nname = \"images\"\nshape = [\"N\", 1, \"h\", 28]\n", model_path()), "symbol \"h\" is not bound"),
         (&format!("[[models]]\nname = \"m\"\npath = {:?}\n[[models.inputs]]\nname = \"images\"\nshape = [2, 1, 28, 28]\n", model_path()), "batch is fixed to 2, but batch_sizes has 4"),
         (&format!("[[models]]\nname = \"m\"\npath = {:?}\nzoo = \"cnn\"\n", model_path()), "has both zoo and path"),
@@ -442,8 +443,9 @@ fn an_lstm_stays_float_and_is_reported_while_the_layers_around_it_are_quantized(
         bound: Default::default(),
         dtype: Default::default(),
         constant: None,
+        batch_axis: 0,
     };
-    let m = OnnxModel::load("lstm", &reference.join("lstm-tiny.onnx"), std::slice::from_ref(&decl), None).unwrap();
+    let m = OnnxModel::load("lstm", &reference.join("lstm-tiny.onnx"), std::slice::from_ref(&decl), &[]).unwrap();
     let layers: Vec<(&str, &LayerOp)> = m.layers.iter().map(|l| (l.name.as_str(), &l.op)).collect();
     assert_eq!(layers, vec![("proj", &LayerOp::MatMul), ("head", &LayerOp::MatMulTransposed)]);
     assert_eq!(m.float_nodes, vec!["lstm (LSTM)".to_string()]);
@@ -496,8 +498,9 @@ fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
         bound: Default::default(),
         dtype: Some(qbench::model::onnx_file::InputDtype::I64),
         constant: None,
+        batch_axis: 0,
     };
-    let m = OnnxModel::load("bag", &model, std::slice::from_ref(&decl), None).unwrap();
+    let m = OnnxModel::load("bag", &model, std::slice::from_ref(&decl), &[]).unwrap();
     assert_eq!(m.weighted_layers(), vec![("head".to_string(), 16)]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bag.f32.onnx");
@@ -517,12 +520,11 @@ fn an_int64_input_takes_token_ids_and_a_wrong_dtype_says_which_to_declare() {
     assert!(e.contains("value 2.5 (element 3 of the batch) is not a whole number") && e.contains("i64"), "{e}");
     // Declared f32: the error names the dtype to declare.
     let f32 = Some(qbench::model::onnx_file::InputDtype::F32);
-    let e =
-        OnnxModel::load("bag", &model, &[InputDecl { dtype: f32, ..decl.clone() }], None).err().unwrap().to_string();
+    let e = OnnxModel::load("bag", &model, &[InputDecl { dtype: f32, ..decl.clone() }], &[]).err().unwrap().to_string();
     assert!(e.contains("input \"ids\" is Int64 in the model, but the suite declares f32; set dtype = \"i64\""), "{e}");
     assert!(e.contains("or leave dtype out to take the model's"), "{e}");
     // Left out: the file's own type.
-    let undeclared = OnnxModel::load("bag", &model, &[InputDecl { dtype: None, ..decl.clone() }], None).unwrap();
+    let undeclared = OnnxModel::load("bag", &model, &[InputDecl { dtype: None, ..decl.clone() }], &[]).unwrap();
     assert_eq!(undeclared.inputs[0].dtype, Some(qbench::model::onnx_file::InputDtype::I64));
     // Through a suite: the head's schemes run on tract (and the float ones on candle-onnx).
     let suite = format!(
@@ -569,10 +571,11 @@ fn a_model_with_two_inputs_is_fed_from_two_arrays() {
         bound: Default::default(),
         dtype,
         constant: None,
+        batch_axis: 0,
     };
     let decls = [input("ids", Some(InputDtype::I64)), input("mask", Some(InputDtype::F32))];
-    let m = OnnxModel::load("mb", &model, &decls, None).unwrap();
-    let e = OnnxModel::load("mb", &model, &decls[..1], None).err().unwrap().to_string();
+    let m = OnnxModel::load("mb", &model, &decls, &[]).unwrap();
+    let e = OnnxModel::load("mb", &model, &decls[..1], &[]).err().unwrap().to_string();
     assert!(e.contains("its input \"mask\" is not declared"), "{e}");
     let data = qbench::data::load_npy_arrays("mb", &npz, &["ids", "mask"], None).unwrap();
     assert_eq!((data.item_shape.clone(), data.item_parts()), (vec![16], vec![vec![8], vec![8]]));

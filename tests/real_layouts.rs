@@ -122,8 +122,9 @@ fn a_weight_three_layers_share_is_written_once_and_an_opset_11_graph_is_upgraded
         bound: Default::default(),
         dtype: None,
         constant: None,
+        batch_axis: 0,
     };
-    let kind = ModelKind::Onnx { path: reference("shared-opset11.onnx"), inputs: vec![decl], output: None };
+    let kind = ModelKind::Onnx { path: reference("shared-opset11.onnx"), inputs: vec![decl], outputs: vec![] };
     let loaded = LoadedModel::load("tied", &kind, dir.path()).unwrap();
     let variant = qbench::quant::f32_variant(&loaded);
     let data = qbench::data::load_npy("x", &reference("shared-opset11.x.npy"), None, None).unwrap();
@@ -263,13 +264,14 @@ fn a_recurrent_state_and_a_scalar_input_are_fed_constants_and_the_data_input_the
         "[[models.inputs]]\nname = \"x\"\nshape = [\"batch\", 8]\n[[models.inputs]]\nname = \"sr\"\nshape = []\nvalue = 16000\n",
         &["input \"state\" is not declared"],
     );
-    // A data input with its batch elsewhere, and a fractional sample rate for an int64 input.
+    // A data input's batch_axis pointing past its batch, and a fractional sample rate for an
+    // int64 input.
     check(
         &STATEFUL_INPUTS.replace(
             "shape = [\"batch\", 8]\n[[models.inputs]]",
             "shape = [\"batch\", 8]\nbatch_axis = 1\n[[models.inputs]]",
         ),
-        &["batch_axis applies to an input fed a constant"],
+        &["symbol \"batch\" at axis 0 is not bound: if it is the batch, set batch_axis = 0"],
     );
     check(
         &STATEFUL_INPUTS.replace("value = 16000", "value = 16000.5"),
@@ -285,4 +287,244 @@ fn a_recurrent_state_and_a_scalar_input_are_fed_constants_and_the_data_input_the
         &STATEFUL_INPUTS.replace("shape = [2, \"batch\", 8]\nbatch_axis = 1", "shape = [2, 8]"),
         &["input \"state\" has shape [2, batch, 8] in the model, but the suite declares [2, 8]"],
     );
+}
+
+/// Edit distance in characters (Wagner–Fischer), written here apart from qbench's own.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
+const CTC_OUTPUTS: &str = "[[models.outputs]]\nname = \"logits\"\nkind = \"sequence\"\nctc_blank = 0\nalphabet = \"-abcd\"\n[[models.outputs]]\nname = \"confidence\"\n";
+
+fn ctc_suite(outputs: &str) -> String {
+    format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-dynamic\", \"int8-pc-sym\"]\nbackends = {}\nbatch_sizes = [1, 8]\n{MEASURE}\n[[datasets]]\nname = \"lines\"\nformat = \"npy\"\ninputs = {:?}\ntext_labels = {:?}\n\n[[models]]\nname = \"ocr\"\npath = {:?}\n[[models.inputs]]\nname = \"image\"\nshape = [\"batch\", 1, 8, 32]\n{outputs}",
+        onnx_backends(),
+        reference("ctc.x.npy"),
+        reference("ctc.labels.txt"),
+        reference("ctc.onnx"),
+    )
+}
+
+#[test]
+fn a_ctc_recognizer_is_scored_by_decoded_text_and_its_second_output_as_a_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = run_suite(dir.path(), &ctc_suite(CTC_OUTPUTS));
+    // The expected figures from the numpy forward pass's own decoding (ctc.decoded.txt), against
+    // the texts the images were rendered from (ctc.labels.txt).
+    let read = |n: &str| std::fs::read_to_string(reference(n)).unwrap().lines().map(String::from).collect::<Vec<_>>();
+    let (labels, decoded) = (read("ctc.labels.txt"), read("ctc.decoded.txt"));
+    assert_eq!(labels.len(), 40);
+    let exact = labels.iter().zip(&decoded).filter(|(l, d)| l == d).count() as f64 / 40.0;
+    let edits: usize = labels.iter().zip(&decoded).map(|(l, d)| edit_distance(d, l)).sum();
+    let chars: usize = labels.iter().map(|l| l.chars().count()).sum();
+    let cer = edits as f64 / chars as f64;
+    assert!(exact > 0.5 && exact < 1.0, "the fixture's exact match {exact} should be informative");
+    let engines = if cfg!(feature = "ort") { 2 } else { 1 };
+    assert_eq!(records.len(), 3 * 2 * engines);
+    for r in &records {
+        let what = format!("{} {} batch {}", r.scheme, r.backend, r.batch);
+        assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
+        assert_eq!((r.output_name.as_str(), r.output_kind.as_str()), ("logits", "sequence (CTC)"), "{what}");
+        assert_eq!(r.output_kind_source, "declared", "{what}");
+        assert_eq!(r.output_item_shape, vec![32, 5], "{what}");
+        // No top-1 or KL for a sequence: a flattened [32 × 5] item has no class.
+        assert_eq!((r.top1_accuracy, r.ref_top1_agreement, r.ref_kl_mean), (None, None, None), "{what}");
+        let (em, lo, hi) = (r.exact_match.unwrap(), r.exact_match_ci_low.unwrap(), r.exact_match_ci_high.unwrap());
+        assert!(lo <= em && em <= hi && hi - lo > 0.05, "{what}: {em} [{lo}, {hi}]");
+        let agree = r.ref_position_agreement.unwrap();
+        assert!((0.0..=1.0).contains(&agree), "{what}");
+        if r.scheme == "f32" {
+            // The engines' f32 reading of every item is numpy's.
+            assert_eq!(em, exact, "{what}");
+            assert!((r.char_error_rate.unwrap() - cer).abs() < 1e-12, "{what}: {:?} vs {cer}", r.char_error_rate);
+            assert_eq!((agree, r.ref_text_agreement), (1.0, Some(1.0)), "{what}");
+        } else {
+            // Quantized, the positions mostly keep their class, and CER is a share of characters.
+            assert!(agree > 0.8, "{what}: {agree}");
+            assert!((0.0..=1.0).contains(&r.char_error_rate.unwrap()), "{what}");
+        }
+        // Both outputs scored: the second, one value per item, as a score at 0.5.
+        assert_eq!(r.outputs.len(), 2, "{what}");
+        let conf = &r.outputs[1];
+        assert_eq!((conf.name.as_str(), conf.kind.as_str()), ("confidence", "scores"), "{what}");
+        assert!(conf.kind_source.starts_with("inferred"), "{what}: {}", conf.kind_source);
+        assert_eq!(conf.threshold, Some(0.5), "{what}");
+        assert_eq!(conf.ref_top1_agreement, None, "{what}");
+        let thr = conf.ref_threshold_agreement.unwrap();
+        if r.scheme == "f32" {
+            assert_eq!(thr, 1.0, "{what}");
+        }
+        assert!((0.0..=1.0).contains(&thr), "{what}");
+    }
+    // The report shows the sequence's columns and no top-1 column.
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("exact match ± CI (%)") && md.contains("CER (%)") && md.contains("position agree vs ref"),
+        "{md}"
+    );
+    assert!(!md.contains("top-1"), "{md}");
+    assert!(md.contains("logits: sequence (CTC)"), "{md}");
+}
+
+#[test]
+fn a_detector_with_one_probability_per_item_is_judged_at_its_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-pc-sym\"]\nbackends = {}\nbatch_sizes = [8]\n{MEASURE}\n[[datasets]]\nname = \"x\"\nformat = \"npy\"\ninputs = {:?}\nlabels = {:?}\n\n[[models]]\nname = \"detector\"\npath = {:?}\n[[models.inputs]]\nname = \"x\"\nshape = [\"batch\", 16]\n",
+        onnx_backends(),
+        reference("detector.x.npy"),
+        reference("detector.labels.csv"),
+        reference("detector.onnx"),
+    );
+    let records = run_suite(dir.path(), &suite);
+    let prob = qbench::data::load_npy("p", &reference("detector.prob.npy"), None, None).unwrap().values;
+    let labels: Vec<u32> = std::fs::read_to_string(reference("detector.labels.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!((prob.len(), labels.len()), (48, 48));
+    let right = prob.iter().zip(&labels).filter(|(p, l)| (**p >= 0.5) == (**l == 1)).count();
+    let accuracy = right as f64 / 48.0;
+    assert!(accuracy > 0.5 && accuracy < 1.0, "the fixture's accuracy {accuracy} should be informative");
+    for r in &records {
+        let what = format!("{} {} batch {}", r.scheme, r.backend, r.batch);
+        assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
+        assert_eq!(r.output_kind, "scores", "{what}");
+        // Top-1 over one value is always 100%: never reported.
+        assert_eq!((r.top1_accuracy, r.ref_top1_agreement, r.ref_kl_mean), (None, None, None), "{what}");
+        assert_eq!(r.score_threshold, Some(0.5), "{what}");
+        let acc = r.threshold_accuracy.unwrap();
+        if r.scheme == "f32" {
+            assert_eq!(acc, accuracy, "{what}");
+            assert_eq!(r.ref_threshold_agreement, Some(1.0), "{what}");
+        }
+        assert!(r.threshold_accuracy_ci_low.unwrap() <= acc && acc <= r.threshold_accuracy_ci_high.unwrap(), "{what}");
+    }
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("accuracy at threshold ± CI (%)") && !md.contains("top-1"), "{md}");
+}
+
+#[test]
+fn an_output_declared_as_a_kind_its_shape_cannot_be_fails_its_cases_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    // The [32, 5] logits declared classes; an alphabet of the wrong length.
+    for (outputs, want) in [
+        ("[[models.outputs]]\nname = \"logits\"\nkind = \"classes\"\n", "declare kind = \"sequence\""),
+        (
+            "[[models.outputs]]\nname = \"logits\"\nkind = \"sequence\"\nctc_blank = 0\nalphabet = \"-abc\"\n",
+            "the alphabet lists 4 symbols",
+        ),
+    ] {
+        let path = dir.path().join("suite.toml");
+        std::fs::write(&path, ctc_suite(outputs)).unwrap();
+        let out = dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let o = qbench(dir.path(), &["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let run = std::fs::read_dir(out.join("t")).unwrap().next().unwrap().unwrap().path();
+        let records = read_records(&run.join("records.jsonl")).unwrap();
+        assert!(!records.is_empty());
+        for r in &records {
+            assert_eq!(r.status, CaseStatus::Failed, "{outputs}");
+            assert!(r.error.as_deref().unwrap().contains(want), "{outputs}: {:?}", r.error);
+        }
+        assert!(!o.status.success(), "{outputs}: a run whose every case failed exits non-zero");
+    }
+}
+
+#[test]
+fn a_time_major_input_is_fed_batch_first_and_transposed_into_the_files_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-pc-sym\"]\nbackends = {}\nbatch_sizes = [1, 8]\n{MEASURE}\n[[datasets]]\nname = \"x\"\nformat = \"npy\"\ninputs = {:?}\n\n[[models]]\nname = \"tm\"\npath = {:?}\n[[models.inputs]]\nname = \"frames\"\nshape = [6, \"batch\", 4]\nbatch_axis = 1\n",
+        onnx_backends(),
+        reference("time-major.x.npy"),
+        reference("time-major.onnx"),
+    );
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, &suite).unwrap();
+    let s = qbench::suite::Suite::load(&path).unwrap();
+    let loaded = qbench::model::LoadedModel::load("tm", &s.models[0].kind, dir.path()).unwrap();
+    let variant = qbench::quant::f32_variant(&loaded);
+    // The dataset's items are [6, 4], item first, as numpy's x[n] is.
+    let data = qbench::data::load_npy("x", &reference("time-major.x.npy"), None, None).unwrap();
+    assert_eq!(data.item_shape, vec![6, 4]);
+    let want = qbench::data::load_npy("y", &reference("time-major.y.npy"), None, None).unwrap();
+    let mut engines = vec![qbench::backend::BackendId::TRACT_CPU];
+    if cfg!(feature = "ort") {
+        engines.push(qbench::backend::BackendId::from_name("ort-cpu").unwrap());
+    }
+    for b in engines {
+        for batch in [1, 8] {
+            let mut p = b.create(0).prepare(&variant, batch).unwrap();
+            let got = qbench::measure::eval::run_dataset(p.session.as_mut(), b, &data, batch, 3).unwrap();
+            let worst = got.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{} batch {batch} vs numpy: {worst}", b.name());
+        }
+    }
+    let records = run_suite(dir.path(), &suite);
+    for r in &records {
+        let what = format!("{} {} batch {}", r.scheme, r.backend, r.batch);
+        assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
+        assert!(r.ref_sqnr_db.unwrap_or(f64::INFINITY) > 20.0, "{what}: {:?}", r.ref_sqnr_db);
+    }
+    // Declared with the batch first, the file's shape says where it is.
+    std::fs::write(&path, suite.replace("shape = [6, \"batch\", 4]\nbatch_axis = 1", "shape = [\"batch\", 6, 4]"))
+        .unwrap();
+    let o = qbench(dir.path(), &["run", path.to_str().unwrap(), "--out", dir.path().join("bad").to_str().unwrap()]);
+    let run = std::fs::read_dir(dir.path().join("bad/t")).unwrap().next().unwrap().unwrap().path();
+    let records = read_records(&run.join("records.jsonl")).unwrap();
+    assert!(!o.status.success());
+    assert!(records.iter().all(|r| r.error.as_deref().unwrap_or_default().contains("has shape [6, batch, 4] in the model: its batch is at axis 1; declare shape = [6, \"batch\", 4] with batch_axis = 1")), "{:?}", records[0].error);
+}
+
+#[test]
+fn a_model_files_inputs_are_read_from_it_when_the_suite_leaves_them_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // The CTC recognizer: "image" ["batch", 1, 8, 32] in the file, nothing declared.
+    let suite =
+        ctc_suite(CTC_OUTPUTS).replace("[[models.inputs]]\nname = \"image\"\nshape = [\"batch\", 1, 8, 32]\n", "");
+    assert!(!suite.contains("models.inputs"));
+    let records = run_suite(dir.path(), &suite);
+    assert!(!records.is_empty());
+    for r in &records {
+        assert_eq!(r.status, CaseStatus::Ok, "{} {}: {:?}", r.scheme, r.backend, r.error);
+        assert!(r.exact_match.is_some());
+    }
+    // A file that leaves inputs in doubt: one error each, with the declaration to write.
+    let path = dir.path().join("suite.toml");
+    let stateful = format!(
+        "name = \"t\"\nschemes = [\"f32\"]\nbackends = [\"tract-cpu\"]\nbatch_sizes = [1]\n[[datasets]]\nname = \"x\"\nformat = \"npy\"\ninputs = {:?}\n\n[[models]]\nname = \"stateful\"\npath = {:?}\n",
+        reference("stateful.x.npy"),
+        reference("stateful.onnx"),
+    );
+    std::fs::write(&path, &stateful).unwrap();
+    let o = qbench(dir.path(), &["validate", path.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(
+        e.contains("input \"state\" has shape [2, \"batch\", 8], its open axis at 1")
+            && e.contains("value = 0, batch_axis = 1"),
+        "{e}"
+    );
+    // A symbol besides the batch: bind it.
+    let tm = stateful.replace("stateful.x.npy", "time-major.x.npy").replace("stateful.onnx", "time-major.onnx");
+    std::fs::write(&path, &tm).unwrap();
+    let o = qbench(dir.path(), &["validate", path.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(e.contains("its open axis at 1"), "{e}");
 }

@@ -372,8 +372,9 @@ fn onnx_kind(path: &Path, width: usize) -> ModelKind {
         bound: Default::default(),
         dtype: Default::default(),
         constant: None,
+        batch_axis: 0,
     };
-    ModelKind::Onnx { path: path.to_path_buf(), inputs: vec![decl], output: None }
+    ModelKind::Onnx { path: path.to_path_buf(), inputs: vec![decl], outputs: vec![] }
 }
 
 /// A model published already quantized (QDQ int8, activations too) is an int8 graph whose
@@ -496,9 +497,10 @@ fn weight_only_int8_matmuls_run_onnx_runtime_8_bit_matmulnbits_natively() {
         bound: Default::default(),
         dtype: Some(qbench::model::onnx_file::InputDtype::I64),
         constant: None,
+        batch_axis: 0,
     };
     let path = common::repo().join("tests/reference/embedding-bag.onnx");
-    let kind = ModelKind::Onnx { path, inputs: vec![decl], output: None };
+    let kind = ModelKind::Onnx { path, inputs: vec![decl], outputs: vec![] };
     let model = LoadedModel::load("bag", &kind, dir.path()).unwrap();
     let plan = Plan::uniform(model.layers.as_slice(), SchemeId::Int8Weights { per_channel: true, symmetric: true });
     let v = quant::apply_model(&model, &plan, dir.path(), None).unwrap();
@@ -614,8 +616,9 @@ fn layers_with_shared_or_permuted_weights_are_each_found_on_their_own_onnx_runti
             bound: Default::default(),
             dtype: Default::default(),
             constant: None,
+            batch_axis: 0,
         };
-        let kind = ModelKind::Onnx { path: path.clone(), inputs: vec![decl], output: None };
+        let kind = ModelKind::Onnx { path: path.clone(), inputs: vec![decl], outputs: vec![] };
         let model = LoadedModel::load("twins", &kind, dir.path()).unwrap();
         let mut p = BackendId::ORT_CPU.create(0).prepare(&quant::f32_variant(&model), 2).unwrap();
         p.observe();
@@ -643,8 +646,9 @@ fn layers_with_shared_or_permuted_weights_are_each_found_on_their_own_onnx_runti
         bound: Default::default(),
         dtype: Default::default(),
         constant: None,
+        batch_axis: 0,
     };
-    let kind = ModelKind::Onnx { path, inputs: vec![decl], output: None };
+    let kind = ModelKind::Onnx { path, inputs: vec![decl], outputs: vec![] };
     let model = LoadedModel::load("siamese", &kind, dir.path()).unwrap();
     let mut p = BackendId::ORT_CPU.create(0).prepare(&quant::f32_variant(&model), 2).unwrap();
     p.observe();

@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         bound: Default::default(),
         dtype: InputDtype::F32,
     };
-    if let Ok(m) = OnnxModel::load("m", &path, &[input], None) {
+    if let Ok(m) = OnnxModel::load("m", &path, &[input], &[]) {
         let _ = m.to_bytes();
         let _ = m.weighted_layers();
     }

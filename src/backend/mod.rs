@@ -252,8 +252,15 @@ pub trait Session {
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError>;
     /// Runs the model on the current input; this is the timed region.
     fn run(&mut self) -> Result<(), BackendError>;
-    /// Logits of the last run, row-major `[batch, classes]`.
+    /// Logits of the last run, row-major `[batch, classes]` (the first output of a model
+    /// with several).
     fn output(&self) -> Result<Vec<f32>, BackendError>;
+    /// Every output of the last run, in the model's order, with the shapes the engine gave
+    /// them. The default is [`Session::output`] alone, shape unknown (a built-in model's
+    /// `[batch, values]`).
+    fn outputs(&self) -> Result<Vec<OutputTensor>, BackendError> {
+        Ok(vec![OutputTensor { name: String::new(), shape: None, values: self.output()? }])
+    }
     /// Nanoseconds the last [`Session::set_input`] spent copying the batch to the device
     /// (synchronized) or into the engine's own tensors (ONNX Runtime), for backends that copy it
     /// apart from the run; `None` where the engine reads qbench's batch as it is, and where the
@@ -274,6 +281,16 @@ pub trait Session {
     fn observed_summary(&self) -> Option<String> {
         None
     }
+}
+
+/// One output of a run, as the engine returned it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputTensor {
+    /// The graph's name for it (empty for a built-in model's one output).
+    pub name: String,
+    /// The whole tensor's shape, batch included; `None` where the engine does not say.
+    pub shape: Option<Vec<usize>>,
+    pub values: Vec<f32>,
 }
 
 /// A causal language model: what perplexity and generation speed need beyond [`Session`],

@@ -16,6 +16,17 @@ pub fn belongs(name: &str, layer: &str) -> bool {
     name == layer || name.strip_prefix(layer).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('#'))
 }
 
+/// The graph's output names, in order (empty when the file cannot be read: outputs are then
+/// unnamed, and matched by position).
+pub fn output_names(onnx: &std::path::Path) -> Vec<String> {
+    std::fs::read(onnx)
+        .ok()
+        .and_then(|bytes| tract_onnx::pb::ModelProto::decode(bytes.as_slice()).ok())
+        .and_then(|p| p.graph)
+        .map(|g| g.output.into_iter().map(|o| o.name).collect())
+        .unwrap_or_default()
+}
+
 /// Each layer's weight type as the ONNX file stores it: the initializer its product's weight
 /// input comes from (through casts, dequantization, transposes), with the ops on the way.
 pub fn stored_types(onnx: &std::path::Path, layers: &[String]) -> HashMap<String, StoredWeight> {

@@ -41,6 +41,7 @@ pub fn load_idx(name: &str, images: &Path, labels: &Path) -> Result<Dataset, Dat
         inputs_path: images.to_path_buf(),
         labels_path: Some(labels.to_path_buf()),
         parts: Vec::new(),
+        texts: None,
     })
 }
 

@@ -135,6 +135,7 @@ pub fn load_images(
         inputs_path: dir.to_path_buf(),
         labels_path: labels_csv.map(|(p, _)| p.to_path_buf()),
         parts: Vec::new(),
+        texts: None,
     })
 }
 

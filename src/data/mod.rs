@@ -84,6 +84,9 @@ pub struct Dataset {
     /// Item shapes of the arrays each item concatenates (a model with several inputs, fed from
     /// several `.npz` arrays); empty when items are one array of `item_shape`.
     pub parts: Vec<Vec<usize>>,
+    /// One text per item (`text_labels`): what a sequence output decodes to, for exact match
+    /// and character error rate.
+    pub texts: Option<Vec<String>>,
 }
 
 impl Dataset {
@@ -121,7 +124,8 @@ impl Dataset {
             name: self.name.clone(),
             item_shape: self.item_shape.clone(),
             values: self.values[range.start * size..range.end * size].to_vec(),
-            labels: self.labels.as_ref().map(|l| l[range].to_vec()),
+            labels: self.labels.as_ref().map(|l| l[range.clone()].to_vec()),
+            texts: self.texts.as_ref().map(|t| t[range].to_vec()),
             sha256: self.sha256.clone(),
             inputs_path: self.inputs_path.clone(),
             labels_path: self.labels_path.clone(),
@@ -141,6 +145,7 @@ impl Dataset {
             item_shape: self.item_shape.clone(),
             values,
             labels: self.labels.as_ref().map(|l| indices.iter().map(|&i| l[i]).collect()),
+            texts: self.texts.as_ref().map(|t| indices.iter().map(|&i| t[i].clone()).collect()),
             sha256: self.sha256.clone(),
             inputs_path: self.inputs_path.clone(),
             labels_path: self.labels_path.clone(),
@@ -168,6 +173,31 @@ impl Dataset {
         }
         out
     }
+}
+
+/// Reads `path`'s lines as one text label per item of `d` (a trailing newline ends the last
+/// line; `\r\n` is read as `\n`); the dataset's hash then covers them too.
+pub fn attach_texts(mut d: Dataset, path: &std::path::Path) -> Result<Dataset, DataError> {
+    use sha2::{Digest, Sha256};
+    let bytes = crate::files::read_bounded(path, 1 << 30, "a text labels file")?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|e| DataError::Labels { path: path.to_path_buf(), reason: format!("not UTF-8 text ({e})") })?;
+    let texts: Vec<String> = text.lines().map(|l| l.strip_suffix('\r').unwrap_or(l).to_string()).collect();
+    if texts.len() != d.len() {
+        return Err(DataError::LabelCount {
+            dataset: d.name.clone(),
+            inputs: d.inputs_path.clone(),
+            labels: path.to_path_buf(),
+            n_items: d.len(),
+            n_labels: texts.len(),
+        });
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(d.sha256.as_bytes());
+    hasher.update(&bytes);
+    d.sha256 = format!("{:x}", hasher.finalize());
+    d.texts = Some(texts);
+    Ok(d)
 }
 
 /// `8 + 8` for items of two arrays (one a model input).

@@ -104,6 +104,7 @@ pub fn load_npy_arrays(
         inputs_path: path.to_path_buf(),
         labels_path,
         parts,
+        texts: None,
     })
 }
 

@@ -82,6 +82,7 @@ pub fn load_text_with(
             inputs_path: path.to_path_buf(),
             labels_path: None,
             parts: Vec::new(),
+            texts: None,
         });
     }
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -124,5 +125,6 @@ pub fn load_text_with(
         inputs_path: path.to_path_buf(),
         labels_path,
         parts: Vec::new(),
+        texts: None,
     })
 }

@@ -1,6 +1,7 @@
 //! Evaluation: run a session over a whole dataset, then score its logits against
 //! the labels (task accuracy) and against the reference's logits (agreement).
 
+use super::outputs::OutputValues;
 use crate::backend::{BackendError, BackendId, Session};
 use crate::data::Dataset;
 
@@ -36,6 +37,72 @@ pub fn run_dataset(
         return Err(BackendError::NonFinite { backend: backend.name(), item, count: bad.len() });
     }
     Ok(logits)
+}
+
+/// Runs `session` over every item of `data` in batches of `batch` (the last batch padded as
+/// [`run_dataset`] pads it) and collects every output the session returns, each with its
+/// per-item shape: the engine's shape without its first axis, which must be the batch. An
+/// output whose shape changes between batches, or that holds NaN or infinite values, is an
+/// error.
+pub fn run_outputs(
+    session: &mut dyn Session,
+    backend: BackendId,
+    data: &Dataset,
+    batch: usize,
+) -> Result<Vec<OutputValues>, BackendError> {
+    let bad = |m: String| BackendError::engine(backend, "reading the output", m);
+    let mut collected: Vec<OutputValues> = Vec::new();
+    let mut start = 0;
+    while start < data.len() {
+        let n = batch.min(data.len() - start);
+        session.set_input(&data.batch_f32(start, n, batch))?;
+        session.run()?;
+        let outputs = session.outputs()?;
+        if start == 0 {
+            collected = outputs
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let name = if o.name.is_empty() { format!("output {i}") } else { o.name.clone() };
+                    let item_shape = match &o.shape {
+                        Some(s) if s.first() == Some(&batch) => s[1..].to_vec(),
+                        Some(s) => {
+                            return Err(bad(format!(
+                                "output \"{name}\" has shape {} for a batch of {batch}; qbench reads outputs whose first axis is the batch",
+                                super::outputs::format_shape(s)
+                            )))
+                        }
+                        None if o.values.len() % batch == 0 => vec![o.values.len() / batch],
+                        None => return Err(bad(format!("{} output values for a batch of {batch}", o.values.len()))),
+                    };
+                    Ok(OutputValues { name, item_shape, values: Vec::with_capacity(data.len() * o.values.len() / batch) })
+                })
+                .collect::<Result<_, _>>()?;
+        } else if outputs.len() != collected.len() {
+            return Err(bad(format!("{} outputs after {} in the first batch", outputs.len(), collected.len())));
+        }
+        for (o, c) in outputs.iter().zip(&mut collected) {
+            let per_item = c.item_shape.iter().product::<usize>();
+            let same_shape = o.shape.as_ref().is_none_or(|s| s.first() == Some(&batch) && s[1..] == c.item_shape[..]);
+            if !same_shape || o.values.len() != batch * per_item {
+                return Err(bad(format!(
+                    "output \"{}\" changed shape between batches (items of {} values at first, now {} values for {batch} items); qbench scores outputs of one shape",
+                    c.name, per_item, o.values.len()
+                )));
+            }
+            c.values.extend_from_slice(&o.values[..n * per_item]);
+        }
+        start += n;
+    }
+    for c in &collected {
+        let per_item = c.per_item();
+        let bad: Vec<usize> =
+            c.values.iter().enumerate().filter(|(_, v)| !v.is_finite()).map(|(i, _)| i / per_item).collect();
+        if let Some(&item) = bad.first() {
+            return Err(BackendError::NonFinite { backend: backend.name(), item, count: bad.len() });
+        }
+    }
+    Ok(collected)
 }
 
 /// Index of the largest logit of each row (first one on ties).

@@ -9,6 +9,7 @@ pub mod latency;
 pub mod layers;
 pub mod lm;
 pub mod memory;
+pub mod outputs;
 pub mod probe;
 pub mod stats;
 pub mod verdict;

@@ -126,8 +126,9 @@ impl Reference {
 pub enum ModelKind {
     /// A built-in architecture with its trained weights (safetensors).
     Zoo { zoo: ZooModelId, weights: PathBuf },
-    /// A user's ONNX graph, with its declared inputs (in feeding order) and chosen output.
-    Onnx { path: PathBuf, inputs: Vec<onnx_file::InputDecl>, output: Option<String> },
+    /// A user's ONNX graph, with its declared inputs (in feeding order) and the outputs read
+    /// (empty: the graph's first).
+    Onnx { path: PathBuf, inputs: Vec<onnx_file::InputDecl>, outputs: Vec<String> },
     /// A BERT-family encoder checkpoint: safetensors and its `config.json`. Its output is an
     /// embedding of each row of token ids.
     Bert { path: PathBuf, config: PathBuf },
@@ -274,8 +275,8 @@ impl LoadedModel {
                 let r = Reference::load(name, *zoo, weights)?;
                 (r.sha256.clone(), kind.known_layers().unwrap_or_default(), zoo.parameter_count(), Content::Zoo(r))
             }
-            ModelKind::Onnx { path, inputs, output } => {
-                let m = onnx_file::OnnxModel::load(name, path, inputs, output.as_deref())?;
+            ModelKind::Onnx { path, inputs, outputs } => {
+                let m = onnx_file::OnnxModel::load(name, path, inputs, outputs)?;
                 let f32_file = crate::files::join(artifacts, &format!("{}.f32.onnx", crate::files::file_stem(name)))?;
                 std::fs::write(&f32_file, m.to_bytes())
                     .map_err(|source| ModelError::Write { path: f32_file.clone(), source })?;

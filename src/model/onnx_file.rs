@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension::Value as DimValue,
-    tensor_shape_proto::Dimension, type_proto, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeProto,
+    tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto,
+    TensorShapeProto,
 };
 
 use super::ModelError;
@@ -45,6 +46,9 @@ pub struct InputDecl {
     /// Fed a constant, not dataset values: `item_shape` is then the input's whole shape without
     /// its batch axis, if it has one.
     pub constant: Option<Constant>,
+    /// A data input's batch axis in the file (`[time, batch, features]`: 1). The normalized
+    /// graph takes the batch first, as the dataset's items come, and transposes it into place.
+    pub batch_axis: usize,
 }
 
 /// An input fed the same value in every element and every run, not from the dataset: a scalar
@@ -61,6 +65,16 @@ impl InputDecl {
     /// The input's whole shape as ONNX dims: the batch symbolic (or the model's fixed batch) at
     /// its axis: first for a data input, `batch_axis` for a constant, none for a constant
     /// without one.
+    /// The input's shape as the file has it: a data input's batch at its `batch_axis`.
+    fn file_dims(&self) -> Vec<DimValue> {
+        let mut dims = self.dims();
+        if self.constant.is_none() && self.batch_axis > 0 && self.batch_axis < dims.len() {
+            let batch = dims.remove(0);
+            dims.insert(self.batch_axis, batch);
+        }
+        dims
+    }
+
     fn dims(&self) -> Vec<DimValue> {
         let batch = match self.fixed_batch {
             Some(n) => DimValue::DimValue(n as i64),
@@ -219,7 +233,10 @@ pub struct OnnxModel {
     pub proto: ModelProto,
     /// The declared inputs, in the order the graph now lists them.
     pub inputs: Vec<InputDecl>,
-    pub output: String,
+    /// The outputs qbench reads, in order (the suite's `[[models.outputs]]`, or the graph's
+    /// first), and the shape the file declares for each (`None`: a symbolic or unstated axis).
+    pub outputs: Vec<String>,
+    pub output_dims: Vec<Option<Vec<Option<i64>>>>,
     pub layers: Vec<OnnxLayer>,
     /// Nodes with float weights that no scheme applies to, e.g. `lstm1 (LSTM)`.
     pub float_nodes: Vec<String>,
@@ -232,8 +249,8 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Reads and normalizes `path`; `output` picks one of several graph outputs.
-    pub fn load(model: &str, path: &Path, inputs: &[InputDecl], output: Option<&str>) -> Result<OnnxModel, ModelError> {
+    /// Reads and normalizes `path`; `outputs` picks graph outputs (empty: the first).
+    pub fn load(model: &str, path: &Path, inputs: &[InputDecl], outputs: &[String]) -> Result<OnnxModel, ModelError> {
         let bytes = crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file")?;
         let bad = |reason: String| ModelError::Onnx { model: model.to_string(), path: path.to_path_buf(), reason };
         let mut proto = ModelProto::decode(bytes.as_slice()).map_err(|e| {
@@ -279,6 +296,7 @@ impl OnnxModel {
             (0..graph.input.len()).filter(|&i| !inits.contains(graph.input[i].name.as_str())).collect();
         let names: Vec<&str> = graph_inputs.iter().map(|&i| graph.input[i].name.as_str()).collect();
         let mut ordered = Vec::with_capacity(inputs.len());
+        let mut moved: Vec<(String, usize, usize)> = Vec::new();
         let mut constants: Vec<(InputDecl, InputDtype)> = Vec::new();
         let mut inputs = inputs.to_vec();
         for input in &mut inputs {
@@ -299,7 +317,35 @@ impl OnnxModel {
                 continue;
             }
             set_dims(&mut declared, &input.dims());
+            if input.batch_axis > 0 {
+                moved.push((input.name.clone(), input.batch_axis, input.item_shape.len() + 1));
+            }
             ordered.push(declared);
+        }
+        // A data input whose batch is not its first axis: fed batch first, transposed into the
+        // file's layout before anything reads it.
+        for (name, axis, rank) in moved {
+            let value = format!("{name}.batch_axis");
+            for node in &mut graph.node {
+                for i in node.input.iter_mut().filter(|i| **i == name) {
+                    *i = value.clone();
+                }
+            }
+            let perm: Vec<i64> = (0..rank).map(|j| if j < axis { j + 1 } else if j == axis { 0 } else { j } as i64).collect();
+            let transpose = NodeProto {
+                name: format!("qbench.{name}.batch_axis"),
+                op_type: "Transpose".into(),
+                input: vec![name.clone()],
+                output: vec![value],
+                attribute: vec![AttributeProto {
+                    name: "perm".into(),
+                    r#type: AttributeType::Ints as i32,
+                    ints: perm,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            graph.node.insert(0, transpose);
         }
         if let Some(missing) = names.iter().find(|n| !inputs.iter().any(|i| i.name == **n)) {
             return Err(bad(format!(
@@ -314,23 +360,33 @@ impl OnnxModel {
         graph.input = ordered;
         let inputs: Vec<InputDecl> = inputs.into_iter().filter(|i| i.constant.is_none()).collect();
 
-        // The output.
-        let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
-        let output = match output {
-            Some(o) if outputs.iter().any(|x| x == o) => o.to_string(),
-            Some(o) => return Err(bad(format!("it has no output \"{o}\"; its outputs are: {}", outputs.join(", ")))),
-            None => outputs.first().cloned().ok_or_else(|| bad("the graph declares no output".into()))?,
+        // The outputs, in the order asked for.
+        let declared: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+        let chosen: Vec<String> = if outputs.is_empty() {
+            vec![declared.first().cloned().ok_or_else(|| bad("the graph declares no output".into()))?]
+        } else {
+            outputs.to_vec()
         };
         let produced: HashSet<&str> = graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
-        if !produced.contains(output.as_str()) && !inits.contains(output.as_str()) {
-            return Err(bad(format!(
-                "no node produces its output \"{output}\"; the graph is incomplete: export it again"
-            )));
+        for o in &chosen {
+            if !declared.contains(o) {
+                return Err(bad(format!("it has no output \"{o}\"; its outputs are: {}", declared.join(", "))));
+            }
+            if !produced.contains(o.as_str()) && !inits.contains(o.as_str()) {
+                return Err(bad(format!(
+                    "no node produces its output \"{o}\"; the graph is incomplete: export it again"
+                )));
+            }
         }
-        graph.output.retain(|o| o.name == output);
-        for o in &mut graph.output {
-            set_dims(o, &[]);
+        let mut kept = Vec::with_capacity(chosen.len());
+        let mut output_dims = Vec::with_capacity(chosen.len());
+        for o in &chosen {
+            let mut info = graph.output.iter().find(|x| &x.name == o).cloned().expect("checked above");
+            output_dims.push(declared_dims(&info));
+            set_dims(&mut info, &[]);
+            kept.push(info);
         }
+        graph.output = kept;
 
         let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
         let mut layers = Vec::new();
@@ -365,7 +421,8 @@ impl OnnxModel {
             sha256: sha256_hex(&bytes),
             proto,
             inputs,
-            output,
+            outputs: chosen,
+            output_dims,
             layers,
             float_nodes,
             prequantized,
@@ -516,6 +573,54 @@ fn bake_constant(graph: &mut GraphProto, c: &InputDecl, dtype: InputDtype, first
     Ok(())
 }
 
+/// One axis of an input as a file declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileDim {
+    Fixed(usize),
+    Symbol(String),
+    /// No size and no name.
+    Unknown,
+}
+
+/// A graph input as the file declares it (initializers listed as inputs left out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileInput {
+    pub name: String,
+    pub dims: Vec<FileDim>,
+}
+
+/// The inputs `path` declares, in order: what a suite that leaves out `[[models.inputs]]`
+/// feeds. Errors say why the file cannot be read (the run then reports it as the model's
+/// failure).
+pub fn file_inputs(path: &Path) -> Result<Vec<FileInput>, String> {
+    let bytes =
+        crate::files::read_bounded(path, super::MAX_MODEL_FILE_BYTES, "a model file").map_err(|e| e.to_string())?;
+    let proto = ModelProto::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
+    let graph = proto.graph.ok_or("the file holds no graph")?;
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    Ok(graph
+        .input
+        .iter()
+        .filter(|i| !inits.contains(i.name.as_str()))
+        .map(|i| {
+            let dims = match i.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(type_proto::Value::TensorType(t)) => t.shape.as_ref().map_or_else(Vec::new, |s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match &d.value {
+                            Some(DimValue::DimValue(n)) if *n > 0 => FileDim::Fixed(*n as usize),
+                            Some(DimValue::DimParam(p)) if !p.is_empty() => FileDim::Symbol(p.clone()),
+                            _ => FileDim::Unknown,
+                        })
+                        .collect()
+                }),
+                _ => Vec::new(),
+            };
+            FileInput { name: i.name.clone(), dims }
+        })
+        .collect())
+}
+
 /// A normalized file's inputs, in order: name, item shape (every axis after the batch), and
 /// element type. Backends read them from the variant's file, so a variant is self-describing.
 pub fn graph_inputs(path: &Path) -> Result<Vec<(String, Vec<usize>, InputDtype)>, GraphInputsError> {
@@ -568,7 +673,7 @@ fn check_input(info: &tract_onnx::pb::ValueInfoProto, input: &InputDecl) -> Resu
     }
     let Some(shape) = &t.shape else { return Ok(()) };
     let model: Vec<String> = shape.dim.iter().map(describe_dim).collect();
-    let want = input.dims();
+    let want = input.file_dims();
     let declared: Vec<String> = want
         .iter()
         .map(|d| match d {
@@ -594,10 +699,21 @@ fn check_input(info: &tract_onnx::pb::ValueInfoProto, input: &InputDecl) -> Resu
                 DimValue::DimValue(x) if *x == v => {}
                 // A model exported with batch 1 and no symbol runs only at batch 1.
                 DimValue::DimParam(_) if v > 0 => {
+                    // The file's open axis is elsewhere: the batch is there.
+                    if let Some(k) =
+                        shape.dim.iter().position(|d| matches!(&d.value, Some(DimValue::DimParam(p)) if !p.is_empty()))
+                    {
+                        return Err(format!(
+                            "input \"{}\" has shape [{}] in the model: its batch is at axis {k}; declare shape = [{}] with batch_axis = {k} in [[models.inputs]]",
+                            input.name,
+                            model.join(", "),
+                            model.iter().enumerate().map(|(a, d)| if a == k { "\"batch\"".to_string() } else { d.clone() }).collect::<Vec<_>>().join(", ")
+                        ));
+                    }
                     return Err(format!(
                         "input \"{}\" has a fixed batch of {v} in the model; declare shape = [{v}, …] in [[models.inputs]] and use batch_sizes = [{v}], or export the model with a dynamic batch axis",
                         input.name
-                    ))
+                    ));
                 }
                 DimValue::DimParam(_) => {}
                 _ => return Err(mismatch()),
@@ -629,6 +745,25 @@ fn describe_dim(d: &Dimension) -> String {
         Some(DimValue::DimParam(p)) => p.clone(),
         None => "?".into(),
     }
+}
+
+/// The shape a value's declaration states: `None` for an unstated shape, `None` per axis for a
+/// symbolic or unstated one.
+fn declared_dims(info: &tract_onnx::pb::ValueInfoProto) -> Option<Vec<Option<i64>>> {
+    let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return None;
+    };
+    let shape = t.shape.as_ref()?;
+    Some(
+        shape
+            .dim
+            .iter()
+            .map(|d| match d.value {
+                Some(DimValue::DimValue(v)) if v >= 0 => Some(v),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 fn set_dims(info: &mut tract_onnx::pb::ValueInfoProto, dims: &[DimValue]) {

@@ -236,7 +236,7 @@ pub fn apply(
         kind: ModelKind::Onnx {
             path: model.path.clone(),
             inputs: model.inputs.clone(),
-            output: Some(model.output.clone()),
+            outputs: model.outputs.clone(),
         },
         input_shape: model.inputs[0].item_shape.clone(),
         plan: plan.clone(),

@@ -58,6 +58,13 @@ struct ChartView {
     svg: String,
 }
 
+/// The results of one more kind of output.
+struct KindTable {
+    heading: String,
+    table: ResultsTable,
+    rows: Vec<Vec<HtmlCell>>,
+}
+
 #[derive(Template)]
 #[template(path = "report.html", config = "src/report/html/askama.toml")]
 struct Page {
@@ -72,8 +79,14 @@ struct Page {
     cases: usize,
     cards: Vec<Card>,
     highlights: Vec<String>,
+    /// Measured cases, over every table.
+    measured: usize,
+    /// The first kind of output's table (its heading empty when it is the only kind), then
+    /// one table for each other kind.
+    first_heading: String,
     table: ResultsTable,
     rows: Vec<Vec<HtmlCell>>,
+    more_tables: Vec<KindTable>,
     notes: Notes,
     charts: Vec<ChartView>,
     problems: Vec<Problem>,
@@ -96,16 +109,23 @@ pub fn render(
     gates: &[GateRow],
     incomplete: &[String],
 ) -> Result<String, HtmlError> {
-    let table = results::table(records);
-    let rows = (0..table.rows)
-        .map(|i| {
-            table
-                .columns
-                .iter()
-                .map(|c| HtmlCell { text: c.cells[i].text.clone(), sort: c.cells[i].sort, numeric: c.numeric })
-                .collect()
-        })
-        .collect();
+    let html_rows = |table: &ResultsTable| -> Vec<Vec<HtmlCell>> {
+        (0..table.rows)
+            .map(|i| {
+                table
+                    .columns
+                    .iter()
+                    .map(|c| HtmlCell { text: c.cells[i].text.clone(), sort: c.cells[i].sort, numeric: c.numeric })
+                    .collect()
+            })
+            .collect()
+    };
+    let mut tables = results::tables(records).into_iter();
+    let (first_heading, table) = tables.next().unwrap_or_default();
+    let rows = html_rows(&table);
+    let more_tables: Vec<KindTable> =
+        tables.map(|(heading, table)| KindTable { heading, rows: html_rows(&table), table }).collect();
+    let measured = table.rows + more_tables.iter().map(|t| t.table.rows).sum::<usize>();
     let charts = charts
         .iter()
         .map(|c| {
@@ -139,7 +159,10 @@ pub fn render(
         cases: records.len(),
         cards: cards(records),
         highlights: highlights(records),
+        measured,
+        first_heading,
         table,
+        more_tables,
         rows,
         notes: results::notes(records),
         charts,

@@ -7,19 +7,23 @@ use crate::record::{CaseStatus, Record};
 
 /// A table of measured cases, a list of failed ones, and a provenance footer.
 pub fn render(records: &[Record]) -> String {
-    let t = results::table(records);
     let notes = results::notes(records);
     let mut out = String::new();
-    if !t.constants.is_empty() {
-        let shared: Vec<String> = t.constants.iter().map(|(k, v)| format!("{k} **{}**", escape(v))).collect();
-        let _ = writeln!(out, "All rows: {}.\n", shared.join(" · "));
-    }
-    if t.rows > 0 {
-        let header: Vec<String> = t.columns.iter().map(|c| c.header.clone()).collect();
-        let right: Vec<bool> = t.columns.iter().map(|c| c.numeric).collect();
-        let rows: Vec<Vec<String>> =
-            (0..t.rows).map(|i| t.columns.iter().map(|c| escape(&c.cells[i].text)).collect()).collect();
-        out.push_str(&table(&header, &right, &rows));
+    for (k, (heading, t)) in results::tables(records).into_iter().enumerate() {
+        if !heading.is_empty() {
+            let _ = writeln!(out, "{}### {}\n", if k > 0 { "\n" } else { "" }, escape(&heading));
+        }
+        if !t.constants.is_empty() {
+            let shared: Vec<String> = t.constants.iter().map(|(k, v)| format!("{k} **{}**", escape(v))).collect();
+            let _ = writeln!(out, "All rows: {}.\n", shared.join(" · "));
+        }
+        if t.rows > 0 {
+            let header: Vec<String> = t.columns.iter().map(|c| c.header.clone()).collect();
+            let right: Vec<bool> = t.columns.iter().map(|c| c.numeric).collect();
+            let rows: Vec<Vec<String>> =
+                (0..t.rows).map(|i| t.columns.iter().map(|c| escape(&c.cells[i].text)).collect()).collect();
+            out.push_str(&table(&header, &right, &rows));
+        }
     }
     for (status, title) in
         [(CaseStatus::Failed, "failed"), (CaseStatus::Skipped, "skipped (unsupported on that backend)")]

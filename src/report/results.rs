@@ -53,7 +53,39 @@ pub struct Notes {
 
 /// The table of the measured (`ok`) records, in record order.
 pub fn table(records: &[Record]) -> ResultsTable {
-    let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
+    table_of(records, |_| true)
+}
+
+/// One table per kind of scored output (a classifier's columns are not a recognizer's), in the
+/// order the kinds first appear, each with its heading (`classes`, `sequence (CTC)`, …); one
+/// table with an empty heading when every measured case has the same kind.
+pub fn tables(records: &[Record]) -> Vec<(String, ResultsTable)> {
+    let mut kinds: Vec<&str> = Vec::new();
+    for r in records.iter().filter(|r| r.status == CaseStatus::Ok) {
+        if !kinds.contains(&kind_group(r)) {
+            kinds.push(kind_group(r));
+        }
+    }
+    if kinds.len() <= 1 {
+        return vec![(String::new(), table(records))];
+    }
+    kinds
+        .into_iter()
+        .map(|k| {
+            let heading = if k.is_empty() { "language models".to_string() } else { format!("{k} outputs") };
+            (heading, table_of(records, |r| kind_group(r) == k))
+        })
+        .collect()
+}
+
+/// The kind a record's table is chosen by: its first output's kind (empty for a language model).
+fn kind_group(r: &Record) -> &str {
+    r.output_kind.as_str()
+}
+
+/// The table of the measured records `keep` picks (the others still serve as f32 baselines).
+fn table_of(records: &[Record], keep: impl Fn(&Record) -> bool) -> ResultsTable {
+    let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok && keep(r)).collect();
     // One time unit for the whole table, so rows compare at a glance.
     let smallest = ok.iter().filter_map(|r| r.latency_median_ns).fold(f64::INFINITY, f64::min);
     let (unit, div, p99_digits) = if smallest < 1e6 { ("µs", 1e3, 1) } else { ("ms", 1e6, 2) };
@@ -85,6 +117,21 @@ pub fn table(records: &[Record]) -> ResultsTable {
             }),
         ),
         ("backend".into(), true, false, Box::new(|r: &Record| text(&r.backend))),
+        (
+            "output".into(),
+            true,
+            false,
+            Box::new(|r: &Record| {
+                // A built-in model's one output needs no name; a model file's says which it is.
+                if r.output_name.is_empty() {
+                    text("—")
+                } else {
+                    let more = r.outputs.len().saturating_sub(1);
+                    let more = if more > 0 { format!(" (+{more} more in the records)") } else { String::new() };
+                    text(&format!("{}: {}{more}", r.output_name, r.output_kind))
+                }
+            }),
+        ),
         (
             "batch".into(),
             true,
@@ -227,6 +274,66 @@ pub fn table(records: &[Record]) -> ResultsTable {
             }),
         ),
         (
+            "exact match ± CI (%)".into(),
+            false,
+            true,
+            Box::new(move |r: &Record| pm(r.exact_match, r.exact_match_ci_low, r.exact_match_ci_high, 100.0, 1, false)),
+        ),
+        (
+            "CER (%)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.char_error_rate, &|v| format!("{:.2}", 100.0 * v))),
+        ),
+        (
+            "position agree vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.ref_position_agreement, &|v| format!("{:.2}%", 100.0 * v))),
+        ),
+        (
+            "text agree vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.ref_text_agreement, &|v| format!("{:.2}%", 100.0 * v))),
+        ),
+        (
+            "accuracy at threshold ± CI (%)".into(),
+            false,
+            true,
+            Box::new(move |r: &Record| {
+                pm(r.threshold_accuracy, r.threshold_accuracy_ci_low, r.threshold_accuracy_ci_high, 100.0, 1, false)
+            }),
+        ),
+        (
+            "agree at threshold vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.ref_threshold_agreement, r.score_threshold) {
+                (Some(a), Some(t)) => Cell { text: format!("{:.2}% (≥ {t})", 100.0 * a), sort: Some(a) },
+                (a, _) => num(a, &|v| format!("{:.2}%", 100.0 * v)),
+            }),
+        ),
+        (
+            "retrieval agree vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.ref_retrieval_agreement, r.retrieval_k) {
+                (Some(a), Some(k)) => Cell { text: format!("{:.2}% (k = {k})", 100.0 * a), sort: Some(a) },
+                (a, _) => num(a, &|v| format!("{:.2}%", 100.0 * v)),
+            }),
+        ),
+        (
+            // A classifier's logits are judged by top-k and KL; other outputs by their direction.
+            "cosine vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| {
+                let shown = !r.output_kind.is_empty() && r.output_kind != "classes";
+                num(r.ref_cosine_mean.filter(|_| shown), &|v| format!("{v:.5}"))
+            }),
+        ),
+        (
             "perplexity ± CI".into(),
             false,
             true,
@@ -242,10 +349,10 @@ pub fn table(records: &[Record]) -> ResultsTable {
     for (header, parameter, numeric, cell_of) in columns {
         let cells: Vec<Cell> = ok.iter().map(|r| cell_of(r)).collect();
         let constant = cells.windows(2).all(|w| w[0].text == w[1].text);
-        if parameter && constant && cells.len() > 1 {
-            out.constants.push((header, cells[0].text.clone()));
-        } else if !parameter && cells.iter().all(|c| c.text == "—") {
+        if cells.iter().all(|c| c.text == "—") {
             continue;
+        } else if parameter && constant && cells.len() > 1 {
+            out.constants.push((header, cells[0].text.clone()));
         } else {
             out.columns.push(Column { header, numeric, cells });
         }
@@ -430,13 +537,32 @@ pub fn notes(records: &[Record]) -> Notes {
             );
         }
         // Outputs-only data (an embedding model's sentences) has no top-1 to explain.
-        let scored = if records.iter().any(|m| m.top1_accuracy.is_some()) {
+        // What the labels scored: top-1 for classes, exact match and CER for decoded text,
+        // accuracy at the threshold for a single score.
+        let mut against = Vec::new();
+        if records.iter().any(|m| m.top1_accuracy.is_some()) {
+            against.push("top-1 ± the half-width of its Wilson 95% interval");
+        }
+        if records.iter().any(|m| m.exact_match.is_some()) {
+            against.push("CTC greedy decoding against the text labels: exact match ± the half-width of its Wilson 95% interval, CER = Σ edit distance / Σ label characters");
+        }
+        if records.iter().any(|m| m.threshold_accuracy.is_some()) {
+            against.push("a single score's accuracy at its threshold (score ≥ threshold against 0/1 labels) ± its Wilson interval");
+        }
+        let scored = if against.is_empty() {
+            format!("Outputs of {} (no labels: scored against the reference only)", data.join("; "))
+        } else if against.len() == 1 && records.iter().any(|m| m.top1_accuracy.is_some()) {
             format!("Top-1 on {}, ± the half-width of its Wilson 95% interval", data.join("; "))
         } else {
-            format!("Outputs of {} (no labels: scored against the reference only)", data.join("; "))
+            format!("Scored on {}: {}", data.join("; "), against.join("; "))
+        };
+        let kinds_note = if records.iter().any(|m| !m.output_kind.is_empty() && m.output_kind != "classes") {
+            " Each output is scored as its kind says: top-k and KL for classes only; per-position agreement (best class at each position) for sequences; agreement at the threshold for scores; retrieval agreement (shared k nearest neighbours by cosine) for embeddings; SQNR and cosine for all."
+        } else {
+            ""
         };
         notes.method = Some(format!(
-            "{scored}; latency median ± the half-width of its 95% interval (valid for autocorrelated samples); p99 only from 100 samples on, else \"≈ max\"; items/s at the mean run time. × vs f32: speedup over the same backend's f32, measured in alternating rounds (median of the per-round ratios, 95% interval). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; heap: peak bytes prepare held / bytes allocated per run, counted by qbench's allocator.{lm_note}",
+            "{scored}; latency median ± the half-width of its 95% interval (valid for autocorrelated samples); p99 only from 100 samples on, else \"≈ max\"; items/s at the mean run time. × vs f32: speedup over the same backend's f32, measured in alternating rounds (median of the per-round ratios, 95% interval). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; heap: peak bytes prepare held / bytes allocated per run, counted by qbench's allocator.{kinds_note}{lm_note}",
             engines.join("; "),
         ));
         if ok.is_empty() {

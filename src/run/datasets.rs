@@ -64,6 +64,11 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                 }
             }
         })
+        .zip(&suite.datasets)
+        .map(|(loaded, d)| match (&d.text_labels, loaded) {
+            (Some(path), Ok(data)) => crate::data::attach_texts(data, path),
+            (_, loaded) => loaded,
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(d) = datasets.iter().find(|d| d.is_empty()) {
         return Err(DataError::Empty { dataset: d.name.clone(), path: d.inputs_path.clone() });
@@ -71,6 +76,8 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
     for (mi, m) in suite.models.iter().enumerate() {
         let d = &datasets[m.dataset];
         let fits = match m.input_parts() {
+            // A model file whose inputs could not be read: its load says why.
+            Some(want) if want.is_empty() => true,
             Some(want) => d.item_parts() == want,
             // A checkpoint takes rows of token ids.
             None => d.item_shape.len() == 1 && d.parts.is_empty(),

@@ -145,6 +145,8 @@ pub enum CaseError {
     NotNativeObserved { scheme: String, backend: &'static str, realization: String, layer: String },
     #[error("a case panicked inside the engine: {0}")]
     Panic(String),
+    #[error("model \"{model}\": {reason}; fix its [[models.outputs]] declaration")]
+    Output { model: String, reason: String },
 }
 
 /// An error and its causes on one line (what a failed record's `error` holds).

@@ -10,6 +10,7 @@ use super::lm::LmState;
 use super::{guarded, root_cause, CaseError, Event, RunOptions};
 use crate::backend::{reference_backend, BackendId, Capture, ModelQuery, Prepared, Realization, Session};
 use crate::data::Dataset;
+use crate::measure::outputs::{format_shape, OutputKind, OutputValues};
 use crate::measure::{calibration, eval};
 use crate::model::{Content, LoadedModel};
 use crate::quant::{self, Calibration, Plan, SchemeId, Variant};
@@ -21,10 +22,8 @@ const TRANSFORMER_BATCH: usize = 32;
 
 /// The f32 reference's outputs on the evaluation split.
 pub(super) struct ReferenceOutputs {
-    /// `len × per_item` values.
-    pub values: Vec<f32>,
-    /// Output values per item (classes, for a classifier).
-    pub per_item: usize,
+    /// Each output the model returns, over the evaluation split.
+    pub outputs: Vec<OutputValues>,
     /// Items per batch of the pass ([`pass_batch`]).
     pub batch: usize,
     /// Peak heap the pass held, prepare included (`None`: not counted).
@@ -272,15 +271,15 @@ impl<'s> ModelState<'s> {
             );
         }
         // Without reference outputs a zoo model still has its known classes; a model file's
-        // output size is learned from its reference run.
+        // outputs are learned from its reference run.
         let reference = match &self.reference {
             Some(Ok(r)) => Some(r),
             Some(Err(e)) if variant.zoo().is_none() => return Err(CaseError::Shared(e.clone())),
             _ => None,
         };
-        let classes = match (variant.zoo(), reference) {
-            (Some(zoo), _) => zoo.num_classes(),
-            (None, Some(r)) => r.per_item,
+        let kinds = match (variant.zoo(), reference) {
+            (_, Some(r)) => output_kinds(self.entry, &model.kind, &r.outputs)?,
+            (Some(_), None) => vec![(OutputKind::Classes, ZOO_KIND.to_string())],
             (None, None) => {
                 return Err(CaseError::NoEngine {
                     model: self.entry.name.clone(),
@@ -289,13 +288,76 @@ impl<'s> ModelState<'s> {
                 })
             }
         };
-        // A model file's labels are checked against the classes it outputs.
+        // A model file's labels are checked against what the output they score can hold.
         if variant.zoo().is_none() {
-            super::datasets::check_labels(&self.data, self.entry, classes)?;
+            if let Some(r) = reference {
+                let shapes: Vec<Vec<usize>> = r.outputs.iter().map(|o| o.item_shape.clone()).collect();
+                if let (Some(i), Some(_)) = (super::classify::label_targets(&kinds, &shapes).0, &self.data.labels) {
+                    let classes = if kinds[i].0 == OutputKind::Classes { r.outputs[i].per_item() } else { 2 };
+                    super::datasets::check_labels(&self.data, self.entry, classes)?;
+                }
+            }
         }
-        let values = reference.map(|r| r.values.as_slice());
-        guarded(|| super::classify::measure(self.suite, case, &variant, &self.data, classes, values, paired, record))
+        let values = reference.map(|r| r.outputs.as_slice());
+        guarded(|| super::classify::measure(self.suite, case, &variant, &self.data, &kinds, values, paired, record))
     }
+}
+
+/// Where a zoo model's output kind comes from.
+const ZOO_KIND: &str = "a built-in classifier";
+
+/// Each output's kind, as the suite declares it or as its shape implies (a zoo model's is
+/// classes, a BERT checkpoint's an embedding), checked against the shape the reference run
+/// gave it: a declaration that does not fit the output is the case's error, naming both.
+pub(super) fn output_kinds(
+    entry: &ModelEntry,
+    kind: &crate::model::ModelKind,
+    outputs: &[OutputValues],
+) -> Result<Vec<(OutputKind, String)>, CaseError> {
+    use crate::model::ModelKind;
+    let bad = |reason: String| CaseError::Output { model: entry.name.clone(), reason };
+    outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let shape = format_shape(&o.item_shape);
+            let (k, source) = match (kind, entry.output_kinds.get(i).cloned().flatten()) {
+                (ModelKind::Zoo { .. }, _) => (OutputKind::Classes, ZOO_KIND.to_string()),
+                (ModelKind::Bert { .. }, _) => (
+                    OutputKind::Embedding { k: crate::measure::outputs::DEFAULT_RETRIEVAL_K },
+                    "a BERT encoder's mean-pooled embedding".to_string(),
+                ),
+                (_, Some(k)) => (k, "declared".to_string()),
+                (_, None) => OutputKind::infer(&o.item_shape).ok_or_else(|| {
+                    bad(format!("output \"{}\" has items of shape {shape}, which fit no output kind", o.name))
+                })?,
+            };
+            let long = o.item_shape.iter().filter(|&&d| d != 1).count();
+            match &k {
+                OutputKind::Classes if long > 1 => {
+                    return Err(bad(format!("output \"{}\" is declared classes, but its items have shape {shape}: classes are one axis; declare kind = \"sequence\" (positions × classes) or \"scores\"", o.name)))
+                }
+                OutputKind::Sequence { ctc, .. } => {
+                    if long != 2 {
+                        return Err(bad(format!("output \"{}\" is declared a sequence, but its items have shape {shape}: a sequence has two axes longer than 1 (positions and classes)", o.name)));
+                    }
+                    let dims: Vec<usize> = o.item_shape.iter().copied().filter(|&d| d != 1).collect();
+                    let position_axis = match &k { OutputKind::Sequence { position_axis, .. } => *position_axis, _ => 0 };
+                    let classes = dims[1 - position_axis];
+                    if let Some(c) = ctc {
+                        if c.blank >= classes {
+                            return Err(bad(format!("output \"{}\" has {classes} classes per position (items of shape {shape}), so ctc_blank = {} is not one of them", o.name, c.blank)));
+                        }
+                        if let Some(a) = c.alphabet.as_ref().filter(|a| a.len() != classes) {
+                            return Err(bad(format!("output \"{}\" has {classes} classes per position (items of shape {shape}) but the alphabet lists {} symbols; list one per class, the blank's included", o.name, a.len())));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            Ok((k, source))
+        })
+        .collect()
 }
 
 /// Marks the case failed with its root cause, naming the model's file when the cause does not
@@ -402,8 +464,7 @@ fn reference_outputs(
 ) -> Result<ReferenceOutputs, CaseError> {
     let (outputs, allocated) =
         crate::measure::alloc::measure(|| reference_pass(model, backend, cuda_device, data, batch));
-    let (values, per_item) = outputs?;
-    Ok(ReferenceOutputs { values, per_item, batch, peak_heap_bytes: allocated.map(|a| a.peak_bytes) })
+    Ok(ReferenceOutputs { outputs: outputs?, batch, peak_heap_bytes: allocated.map(|a| a.peak_bytes) })
 }
 
 fn reference_pass(
@@ -412,30 +473,21 @@ fn reference_pass(
     cuda_device: usize,
     data: &Dataset,
     batch: usize,
-) -> Result<(Vec<f32>, usize), CaseError> {
+) -> Result<Vec<OutputValues>, CaseError> {
     let variant = quant::f32_variant(model);
     let mut prepared = backend.create(cuda_device).prepare(&variant, batch)?;
-    let session = prepared.session.as_mut();
-    let per_item = match variant.zoo() {
-        Some(zoo) => zoo.num_classes(),
-        None => {
-            // A model file's output size is what it outputs for one batch.
-            session.set_input(&data.batch_f32(0, batch.min(data.len()), batch))?;
-            session.run()?;
-            let n = session.output()?.len();
-            if n == 0 || n % batch != 0 {
-                return Err(crate::backend::BackendError::engine(
-                    backend,
-                    "reading the output",
-                    format!("{n} output values for a batch of {batch}; the output's first axis must be the batch"),
-                )
-                .into());
-            }
-            n / batch
+    let outputs = eval::run_outputs(prepared.session.as_mut(), backend, data, batch)?;
+    if let (Some(zoo), Some(first)) = (variant.zoo(), outputs.first()) {
+        if first.per_item() != zoo.num_classes() {
+            return Err(crate::backend::BackendError::engine(
+                backend,
+                "reading the output",
+                format!("{} values per item from a {}-class model", first.per_item(), zoo.num_classes()),
+            )
+            .into());
         }
-    };
-    let values = eval::run_dataset(session, backend, data, batch, per_item)?;
-    Ok((values, per_item))
+    }
+    Ok(outputs)
 }
 
 /// The fp32 input of every weighted layer of `model` over `data` (the calibration split), as

@@ -23,6 +23,7 @@ use toml::Spanned;
 use crate::backend::BackendId;
 use crate::data::DatasetFormat;
 use crate::measure::latency::SamplerSettings;
+use crate::measure::outputs::OutputKind;
 use crate::model::onnx_file::InputDecl;
 use crate::model::ModelKind;
 use crate::quant::{Plan, SchemeId};
@@ -137,6 +138,8 @@ pub struct DatasetEntry {
     pub arrays: Vec<String>,
     /// `None`: outputs-only.
     pub labels: Option<PathBuf>,
+    /// One text per item, a line each: what a CTC sequence output should decode to.
+    pub text_labels: Option<PathBuf>,
     pub label_column: Option<String>,
     /// `text`: the tokenizer and the row length.
     pub tokenizer: Option<PathBuf>,
@@ -156,6 +159,9 @@ pub struct ModelEntry {
     pub kind: ModelKind,
     /// Index into [`Suite::datasets`].
     pub dataset: usize,
+    /// The kinds declared for the model's outputs, in the order it reads them (an ONNX
+    /// graph's `[[models.outputs]]`; empty: every output's kind is inferred).
+    pub output_kinds: Vec<Option<crate::measure::outputs::OutputKind>>,
 }
 
 impl ModelEntry {
@@ -301,7 +307,10 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         let format = DatasetFormat::from_name(d_ref.format.get_ref()).ok_or_else(|| {
             loc.at(d_ref.format.span(), unknown("dataset format", d_ref.format.get_ref(), DatasetFormat::names()))
         })?;
-        let entry = resolve_dataset(loc, base, d, dname, format)?;
+        let mut entry = resolve_dataset(loc, base, d, dname, format)?;
+        if let Some(t) = &d.get_ref().text_labels {
+            entry.text_labels = Some(existing_path(loc, base, t, "text labels file")?);
+        }
         datasets.push(entry);
     }
     if datasets.is_empty() {
@@ -340,7 +349,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 ),
             ));
         }
-        let source = resolve_source(loc, base, m, &batch_sizes)?;
+        let (source, output_kinds) = resolve_source(loc, base, m, &batch_sizes)?;
         let dataset = match &m_ref.dataset {
             Some(dn) => datasets.iter().position(|d| &d.name == dn.get_ref()).ok_or_else(|| {
                 let names: Vec<&str> = datasets.iter().map(|d| d.name.as_str()).collect();
@@ -358,7 +367,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 ));
             }
         };
-        models.push(ModelEntry { name: mname, kind: source, dataset });
+        models.push(ModelEntry { name: mname, kind: source, dataset, output_kinds });
     }
     if models.is_empty() {
         return Err(
@@ -756,6 +765,7 @@ fn resolve_dataset(
                 return Err(loc.at(v.span(), "seq_len applies to format = \"text\""));
             }
             Ok(DatasetEntry {
+                text_labels: None,
                 name,
                 format,
                 inputs: existing_path(loc, base, &images, "images file")?,
@@ -810,6 +820,7 @@ fn resolve_dataset(
                 (0, Some(resolve_image(loc, d_ref.image.as_ref())?))
             };
             Ok(DatasetEntry {
+                text_labels: None,
                 name,
                 format,
                 inputs: dir,
@@ -847,6 +858,7 @@ fn resolve_dataset(
                 None => None,
             };
             Ok(DatasetEntry {
+                text_labels: None,
                 name,
                 format,
                 inputs: existing_path(loc, base, &inputs, "inputs file")?,
@@ -879,6 +891,7 @@ fn resolve_dataset(
                 refuse(&d_ref.label_column, "label_column without labels")?;
             }
             Ok(DatasetEntry {
+                text_labels: None,
                 name,
                 format,
                 inputs: existing_path(loc, base, &inputs, "inputs file")?,
@@ -984,9 +997,15 @@ fn resolve_source(
     base: &Path,
     m: &Spanned<spec::ModelSpec>,
     batch_sizes: &[usize],
-) -> Result<ModelKind, SuiteError> {
+) -> Result<(ModelKind, Vec<Option<OutputKind>>), SuiteError> {
     let m_ref = m.get_ref();
     let name = m_ref.name.get_ref();
+    if !matches!((&m_ref.path, &m_ref.zoo), (Some(p), None) if p.get_ref().to_ascii_lowercase().ends_with(".onnx")) {
+        if let Some(o) = &m_ref.outputs {
+            return Err(loc.at(o.span(), "outputs applies to ONNX files; a zoo model outputs classes, a BERT checkpoint an embedding, a GGUF model next-token logits"));
+        }
+    }
+    let plain = |k: Result<ModelKind, SuiteError>| k.map(|k| (k, Vec::new()));
     match (&m_ref.zoo, &m_ref.path) {
         (Some(zoo_name), None) => {
             let zoo = ZooModelId::from_name(zoo_name.get_ref())
@@ -999,7 +1018,7 @@ fn resolve_source(
                     return Err(loc.at(span, format!("{key} applies to model files (path = …); a zoo model's input is built in")));
                 }
             }
-            Ok(ModelKind::Zoo { zoo, weights: existing_path(loc, base, weights, "weights file")? })
+            plain(Ok(ModelKind::Zoo { zoo, weights: existing_path(loc, base, weights, "weights file")? }))
         }
         (None, Some(path)) => {
             if let Some(w) = &m_ref.weights {
@@ -1007,10 +1026,10 @@ fn resolve_source(
             }
             let ext = Path::new(path.get_ref()).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
             if ext == "safetensors" {
-                return resolve_checkpoint(loc, base, m, path);
+                return plain(resolve_checkpoint(loc, base, m, path));
             }
             if ext == "gguf" {
-                return resolve_gguf(loc, base, m, path);
+                return plain(resolve_gguf(loc, base, m, path));
             }
             if ext != "onnx" {
                 return Err(loc.at(path.span(), format!("model file \"{}\": qbench reads .onnx model files, BERT .safetensors checkpoints and .gguf language models", path.get_ref())));
@@ -1019,8 +1038,12 @@ fn resolve_source(
                 return Err(loc.at(c.span(), "config applies to safetensors checkpoints; an ONNX file holds its own graph"));
             }
             let file = existing_path(loc, base, path, "model file")?;
-            let inputs = resolve_inputs(loc, m, batch_sizes)?;
-            Ok(ModelKind::Onnx { path: file, inputs, output: m_ref.output.as_ref().map(|o| o.get_ref().clone()) })
+            let inputs = match m_ref.inputs {
+                Some(_) => resolve_inputs(loc, m, batch_sizes)?,
+                None => inputs_from_file(loc, m, &file, batch_sizes)?,
+            };
+            let (outputs, kinds) = resolve_outputs(loc, base, m_ref)?;
+            Ok((ModelKind::Onnx { path: file, inputs, outputs }, kinds))
         }
         (Some(z), Some(_)) => Err(loc.at(z.span(), format!("model \"{name}\" has both zoo and path; a model is either a zoo architecture (zoo + weights) or a model file (path)"))),
         (None, None) => Err(loc.at(m.span(), format!("model \"{name}\" needs zoo = \"cnn\" with weights = \"…\", or path = \"model.onnx\" with its [[models.inputs]]"))),
@@ -1034,6 +1057,7 @@ fn refuse_onnx_keys(loc: &Locator, m: &spec::ModelSpec, config_too: bool, why: &
         (m.inputs.as_ref().map(|i| i.span()), "inputs"),
         (m.dims.as_ref().map(|d| d.span()), "dims"),
         (m.output.as_ref().map(|o| o.span()), "output"),
+        (m.outputs.as_ref().map(|o| o.span()), "outputs"),
         (config, "config"),
     ] {
         if let Some(span) = span {
@@ -1100,6 +1124,271 @@ fn resolve_gguf(
 ) -> Result<ModelKind, SuiteError> {
     refuse_onnx_keys(loc, m.get_ref(), true, "does not apply to a GGUF language model: the file holds its architecture, and it takes windows of token ids from its dataset")?;
     Ok(ModelKind::GgufLm { path: existing_path(loc, base, path, "model file")? })
+}
+
+/// `output` or `[[models.outputs]]` → the graph outputs read, in order, and the kind declared
+/// for each (`None`: inferred from its shape).
+fn resolve_outputs(
+    loc: &Locator,
+    base: &Path,
+    m: &spec::ModelSpec,
+) -> Result<(Vec<String>, Vec<Option<OutputKind>>), SuiteError> {
+    let declared = match (&m.output, &m.outputs) {
+        (Some(o), None) => return Ok((vec![o.get_ref().clone()], vec![None])),
+        (None, None) => return Ok((Vec::new(), Vec::new())),
+        (Some(o), Some(_)) => {
+            return Err(loc.at(
+                o.span(),
+                "output and [[models.outputs]] both pick outputs; keep [[models.outputs]] (name = \"…\" in each)",
+            ))
+        }
+        (None, Some(d)) => d,
+    };
+    if declared.get_ref().is_empty() {
+        return Err(loc.at(
+            declared.span(),
+            "outputs is empty; declare an output, e.g. [[models.outputs]] name = \"logits\", kind = \"classes\"",
+        ));
+    }
+    let several = declared.get_ref().len() > 1;
+    let (mut names, mut kinds) = (Vec::new(), Vec::new());
+    for o in declared.get_ref() {
+        let spec = o.get_ref();
+        match &spec.name {
+            Some(n) if names.contains(n.get_ref()) => {
+                return Err(loc.at(n.span(), format!("output \"{}\" is declared twice", n.get_ref())))
+            }
+            Some(n) => names.push(n.get_ref().clone()),
+            None if several => {
+                return Err(loc.at(
+                    o.span(),
+                    "with several [[models.outputs]], each needs name = \"…\" (the graph's output name)",
+                ))
+            }
+            None => {}
+        }
+        kinds.push(resolve_output_kind(loc, base, spec, o.span())?);
+    }
+    Ok((names, kinds))
+}
+
+/// One `[[models.outputs]]` entry's kind and its settings; keys of another kind are refused.
+fn resolve_output_kind(
+    loc: &Locator,
+    base: &Path,
+    o: &spec::ModelOutputSpec,
+    at: std::ops::Range<usize>,
+) -> Result<Option<OutputKind>, SuiteError> {
+    use crate::measure::outputs::{Ctc, DEFAULT_RETRIEVAL_K, DEFAULT_THRESHOLD};
+    let kind = match &o.kind {
+        None => {
+            let set = [
+                (o.position_axis.as_ref().map(|x| x.span()), "position_axis"),
+                (o.ctc_blank.as_ref().map(|x| x.span()), "ctc_blank"),
+                (o.alphabet.as_ref().map(|x| x.span()), "alphabet"),
+                (o.alphabet_file.as_ref().map(|x| x.span()), "alphabet_file"),
+                (o.threshold.as_ref().map(|x| x.span()), "threshold"),
+                (o.k.as_ref().map(|x| x.span()), "k"),
+            ];
+            if let Some((Some(span), key)) = set.into_iter().find(|(s, _)| s.is_some()) {
+                return Err(loc.at(
+                    span,
+                    format!("{key} needs the output's kind: add kind = \"…\" ({})", OutputKind::NAMES.join(", ")),
+                ));
+            }
+            return Ok(None);
+        }
+        Some(k) => k,
+    };
+    let not_for = |span: Option<std::ops::Range<usize>>, key: &str, kinds: &str| match span {
+        Some(span) => Err(loc.at(span, format!("{key} applies to kind = {kinds}, not \"{}\"", kind.get_ref()))),
+        None => Ok(()),
+    };
+    let is = |k: &str| kind.get_ref() == k;
+    if !is("sequence") {
+        not_for(o.position_axis.as_ref().map(|x| x.span()), "position_axis", "\"sequence\"")?;
+        not_for(o.ctc_blank.as_ref().map(|x| x.span()), "ctc_blank", "\"sequence\"")?;
+        not_for(o.alphabet.as_ref().map(|x| x.span()), "alphabet", "\"sequence\"")?;
+        not_for(o.alphabet_file.as_ref().map(|x| x.span()), "alphabet_file", "\"sequence\"")?;
+    }
+    if !is("scores") {
+        not_for(o.threshold.as_ref().map(|x| x.span()), "threshold", "\"scores\"")?;
+    }
+    if !is("embedding") {
+        not_for(o.k.as_ref().map(|x| x.span()), "k", "\"embedding\"")?;
+    }
+    Ok(Some(match kind.get_ref().as_str() {
+        "classes" => OutputKind::Classes,
+        "regression" => OutputKind::Regression,
+        "scores" => {
+            let threshold = match &o.threshold {
+                Some(t) if !t.get_ref().is_finite() => {
+                    return Err(
+                        loc.at(t.span(), format!("threshold = {} must be a finite number, e.g. 0.5", t.get_ref()))
+                    )
+                }
+                Some(t) => *t.get_ref() as f32,
+                None => DEFAULT_THRESHOLD,
+            };
+            OutputKind::Scores { threshold }
+        }
+        "embedding" => {
+            let k = match &o.k {
+                Some(k) if !(1..=1000).contains(k.get_ref()) => {
+                    return Err(loc.at(k.span(), format!("k = {} must be between 1 and 1000 neighbours", k.get_ref())))
+                }
+                Some(k) => *k.get_ref() as usize,
+                None => DEFAULT_RETRIEVAL_K,
+            };
+            OutputKind::Embedding { k }
+        }
+        "sequence" => {
+            let position_axis = match &o.position_axis {
+                Some(a) if !(0..=1).contains(a.get_ref()) => {
+                    return Err(loc.at(a.span(), format!("position_axis = {} must be 0 or 1: a sequence output has two axes per item, positions and classes", a.get_ref())))
+                }
+                Some(a) => *a.get_ref() as usize,
+                None => 0,
+            };
+            let alphabet = match (&o.alphabet, &o.alphabet_file) {
+                (Some(a), Some(_)) => {
+                    return Err(loc.at(a.span(), "alphabet and alphabet_file both give the symbols; keep one"))
+                }
+                (Some(a), None) => Some(a.get_ref().chars().map(String::from).collect::<Vec<_>>()),
+                (None, Some(f)) => {
+                    let path = existing_path(loc, base, f, "alphabet file")?;
+                    let text = crate::files::read_bounded(&path, 16 << 20, "an alphabet file")
+                        .map_err(|e| loc.at(f.span(), e.to_string()))?;
+                    let text = String::from_utf8(text)
+                        .map_err(|_| loc.at(f.span(), format!("alphabet file {} is not UTF-8 text", path.display())))?;
+                    Some(text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
+                }
+                (None, None) => None,
+            };
+            let ctc = match &o.ctc_blank {
+                Some(b) if !(0..=1 << 24).contains(b.get_ref()) => {
+                    return Err(
+                        loc.at(b.span(), format!("ctc_blank = {} must be a class index (0 or more)", b.get_ref()))
+                    )
+                }
+                Some(b) => Some(Ctc { blank: *b.get_ref() as usize, alphabet }),
+                None if alphabet.is_some() => {
+                    let span = o
+                        .alphabet
+                        .as_ref()
+                        .map(|a| a.span())
+                        .or(o.alphabet_file.as_ref().map(|a| a.span()))
+                        .unwrap_or(at);
+                    return Err(loc.at(
+                        span,
+                        "an alphabet is for CTC decoding: add ctc_blank = N (the blank's class index, often 0)",
+                    ));
+                }
+                None => None,
+            };
+            if let Some(Ctc { blank, alphabet: Some(a) }) = &ctc {
+                if *blank >= a.len() {
+                    let span = o.ctc_blank.as_ref().map(|b| b.span()).unwrap_or(at);
+                    return Err(loc.at(span, format!("ctc_blank = {blank} is past the alphabet's {} symbols; the alphabet lists every class, the blank's included", a.len())));
+                }
+            }
+            OutputKind::Sequence { position_axis, ctc }
+        }
+        other => {
+            return Err(loc.at(kind.span(), unknown("output kind", other, OutputKind::NAMES)));
+        }
+    }))
+}
+
+/// A model file's inputs as it declares them, when the suite leaves out `[[models.inputs]]`:
+/// the one open axis of each (a symbol `dims` does not bind) is its batch and must come first;
+/// an input the file leaves in doubt (a scalar, a batch elsewhere, several open axes) is an
+/// error that shows the declaration to write. A file that cannot be read gives no inputs: the
+/// run then reports the file's problem as the model's failure, and the suite's other models run.
+fn inputs_from_file(
+    loc: &Locator,
+    m: &Spanned<spec::ModelSpec>,
+    file: &Path,
+    batch_sizes: &[usize],
+) -> Result<Vec<InputDecl>, SuiteError> {
+    use crate::model::onnx_file::FileDim;
+    let m_ref = m.get_ref();
+    let Ok(found) = crate::model::onnx_file::file_inputs(file) else { return Ok(Vec::new()) };
+    let bound = bound_dims(loc, m_ref)?;
+    let model = m_ref.name.get_ref();
+    let all = "declaring [[models.inputs]] lists every input, in the order the dataset's arrays feed them";
+    let mut decls = Vec::new();
+    for input in found {
+        let name = &input.name;
+        let shown: Vec<String> = input
+            .dims
+            .iter()
+            .map(|d| match d {
+                FileDim::Fixed(n) => n.to_string(),
+                FileDim::Symbol(s) => format!("\"{s}\""),
+                FileDim::Unknown => "\"?\"".into(),
+            })
+            .collect();
+        let shape = format!("[{}]", shown.join(", "));
+        if input.dims.is_empty() {
+            return Err(loc.at(m.span(), format!("model \"{model}\"'s input \"{name}\" is a scalar, which no dataset item feeds: feed it a constant, e.g. [[models.inputs]] name = \"{name}\", shape = [], value = 16000 ({all})")));
+        }
+        let open: Vec<usize> = (0..input.dims.len())
+            .filter(|&a| match &input.dims[a] {
+                FileDim::Fixed(_) => false,
+                FileDim::Symbol(s) => !bound.contains_key(s),
+                FileDim::Unknown => true,
+            })
+            .collect();
+        let size = |d: &FileDim| match d {
+            FileDim::Fixed(n) => *n,
+            FileDim::Symbol(s) => bound[s],
+            FileDim::Unknown => unreachable!("an unknown dim is open"),
+        };
+        let (fixed_batch, item_shape) = match open.as_slice() {
+            [] => {
+                let n = size(&input.dims[0]);
+                if let Some(b) = batch_sizes.iter().find(|b| **b != n) {
+                    return Err(loc.at(m.span(), format!("model \"{model}\"'s input \"{name}\" has shape {shape}: its batch is fixed to {n}, but batch_sizes has {b}; use batch_sizes = [{n}], or export the model with a dynamic batch axis")));
+                }
+                (Some(n), input.dims[1..].iter().map(size).collect())
+            }
+            [0] => (None, input.dims[1..].iter().map(size).collect()),
+            [k] => {
+                return Err(loc.at(m.span(), format!("model \"{model}\"'s input \"{name}\" has shape {shape}, its open axis at {k}: if it is a recurrent state, feed it a constant, e.g. [[models.inputs]] name = \"{name}\", shape = {shape}, value = 0, batch_axis = {k}; if it is data with the batch there, leave value out ({all})")));
+            }
+            several => {
+                let names: Vec<String> = several.iter().map(|&a| shown[a].clone()).collect();
+                return Err(loc.at(m.span(), format!("model \"{model}\"'s input \"{name}\" has shape {shape}, with {} axes the file leaves open ({}): the batch is one, bind the others with dims = {{ name = size }} (e.g. dims = {{ seq = 128 }}), or declare [[models.inputs]] ({all})", several.len(), names.join(", "))));
+            }
+        };
+        decls.push(InputDecl {
+            name: name.clone(),
+            item_shape,
+            fixed_batch,
+            bound: bound.clone(),
+            dtype: None,
+            constant: None,
+            batch_axis: 0,
+        });
+    }
+    Ok(decls)
+}
+
+/// `dims = { name = size }`: sizes bound to the symbols of a model file's shapes.
+fn bound_dims(loc: &Locator, m_ref: &spec::ModelSpec) -> Result<std::collections::BTreeMap<String, usize>, SuiteError> {
+    let mut bound = std::collections::BTreeMap::new();
+    if let Some(dims) = &m_ref.dims {
+        for (k, v) in dims.get_ref() {
+            if !(1..=1 << 24).contains(v.get_ref()) {
+                return Err(
+                    loc.at(v.span(), format!("dims.{k} = {} is out of range; use a positive size", v.get_ref()))
+                );
+            }
+            bound.insert(k.clone(), *v.get_ref() as usize);
+        }
+    }
+    Ok(bound)
 }
 
 /// `[[models.inputs]]` and `dims` → the inputs fed to an ONNX model, in declaration order (the
@@ -1179,17 +1468,7 @@ fn resolve_input(
             loc.at(t.span(), unknown("input dtype", t.get_ref(), crate::model::onnx_file::InputDtype::NAMES))
         })?),
     };
-    let mut bound = std::collections::BTreeMap::new();
-    if let Some(dims) = &m_ref.dims {
-        for (k, v) in dims.get_ref() {
-            if !(1..=1 << 24).contains(v.get_ref()) {
-                return Err(
-                    loc.at(v.span(), format!("dims.{k} = {} is out of range; use a positive size", v.get_ref()))
-                );
-            }
-            bound.insert(k.clone(), *v.get_ref() as usize);
-        }
-    }
+    let bound = bound_dims(loc, m_ref)?;
     let shape = input.shape.get_ref();
     let dim = |d: &Spanned<spec::DimSpec>| -> Result<usize, SuiteError> {
         match d.get_ref() {
@@ -1242,19 +1521,38 @@ fn resolve_input(
             bound,
             dtype,
             constant,
+            batch_axis: 0,
         });
     }
-    if let Some(k) = &input.batch_axis {
-        return Err(loc.at(
-            k.span(),
-            "batch_axis applies to an input fed a constant (value = …); an input fed from the dataset takes its batch on its first axis",
-        ));
-    }
-    let Some((batch, rest)) = shape.split_first() else {
-        return Err(
-            loc.at(input.shape.span(), "shape is empty; write the batch axis first, e.g. shape = [\"N\", 3, 224, 224]")
-        );
+    // A data input's batch sits at batch_axis of its shape (the file's order), first by default.
+    let batch_axis = match &input.batch_axis {
+        None => 0,
+        Some(k) => usize::try_from(*k.get_ref()).ok().filter(|k| *k < shape.len()).ok_or_else(|| {
+            loc.at(
+                k.span(),
+                format!(
+                    "batch_axis = {} is not an axis of shape (0 to {})",
+                    k.get_ref(),
+                    shape.len().saturating_sub(1)
+                ),
+            )
+        })?,
     };
+    if shape.is_empty() {
+        return Err(loc.at(input.shape.span(), "shape is empty; write the batch axis first, e.g. shape = [\"N\", 3, 224, 224] (a scalar input takes a constant: value = …)"));
+    }
+    if input.batch_axis.is_some() {
+        for (axis, d) in shape.iter().enumerate().filter(|(a, _)| *a != batch_axis) {
+            if let spec::DimSpec::Symbol(sym) = d.get_ref() {
+                if !bound.contains_key(sym) {
+                    return Err(loc.at(d.span(), format!("symbol \"{sym}\" at axis {axis} is not bound: if it is the batch, set batch_axis = {axis}; otherwise bind it with dims = {{ {sym} = … }}")));
+                }
+            }
+        }
+    }
+    let batch = &shape[batch_axis];
+    let rest: Vec<&Spanned<spec::DimSpec>> =
+        shape.iter().enumerate().filter(|(a, _)| *a != batch_axis).map(|(_, d)| d).collect();
     let fixed_batch = match batch.get_ref() {
         spec::DimSpec::Symbol(_) => None,
         spec::DimSpec::Fixed(n) => {
@@ -1268,8 +1566,16 @@ fn resolve_input(
             Some(n)
         }
     };
-    let item_shape = rest.iter().map(dim).collect::<Result<Vec<_>, _>>()?;
-    Ok(InputDecl { name: input.name.get_ref().clone(), item_shape, fixed_batch, bound, dtype, constant: None })
+    let item_shape = rest.into_iter().map(dim).collect::<Result<Vec<_>, _>>()?;
+    Ok(InputDecl {
+        name: input.name.get_ref().clone(),
+        item_shape,
+        fixed_batch,
+        bound,
+        dtype,
+        constant: None,
+        batch_axis,
+    })
 }
 
 fn existing_path(loc: &Locator, base: &Path, value: &Spanned<String>, what: &str) -> Result<PathBuf, SuiteError> {

@@ -143,6 +143,9 @@ pub struct DatasetSpec {
     pub labels: Option<Spanned<String>>,
     /// CSV labels: the column to read (default: a column named `label`, else the last).
     pub label_column: Option<Spanned<String>>,
+    /// A text file with one label per item, a line each (UTF-8): what a sequence output with
+    /// CTC decoding should read (exact match, character error rate).
+    pub text_labels: Option<Spanned<String>>,
     /// `text`: the tokenizer.json that turns each line into token ids.
     pub tokenizer: Option<Spanned<String>>,
     /// `text`: tokens per item (longer texts are truncated, shorter ones padded).
@@ -203,8 +206,35 @@ pub struct ModelSpec {
     pub dims: Option<Spanned<std::collections::BTreeMap<String, Spanned<i64>>>>,
     /// Which graph output to score (default: the first).
     pub output: Option<Spanned<String>>,
+    /// The outputs to score, each with its kind (`[[models.outputs]]`); instead of `output`.
+    pub outputs: Option<Spanned<Vec<Spanned<ModelOutputSpec>>>>,
     /// Name of the dataset to evaluate on; may be left out when the suite has one dataset.
     pub dataset: Option<Spanned<String>>,
+}
+
+/// `[[models.outputs]]`: one output of a model file and what it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOutputSpec {
+    /// The graph's output name; may be left out for the graph's first output when only one
+    /// output is declared.
+    pub name: Option<Spanned<String>>,
+    /// "classes", "sequence", "scores", "embedding" or "regression"; default: inferred from
+    /// the output's shape.
+    pub kind: Option<Spanned<String>>,
+    /// sequence: the axis of an item's output that runs over positions (0 or 1; the other
+    /// holds the classes). Default 0.
+    pub position_axis: Option<Spanned<i64>>,
+    /// sequence: decode greedily as CTC with this blank class.
+    pub ctc_blank: Option<Spanned<i64>>,
+    /// sequence (CTC): each class's character, in class order (the blank's included).
+    pub alphabet: Option<Spanned<String>>,
+    /// sequence (CTC): a file with each class's symbol on its own line, in class order.
+    pub alphabet_file: Option<Spanned<String>>,
+    /// scores: the decision threshold (default 0.5).
+    pub threshold: Option<Spanned<f64>>,
+    /// embedding: neighbours of the retrieval agreement (default 5).
+    pub k: Option<Spanned<i64>>,
 }
 
 /// `[[models.inputs]]`: one input of a model file.
@@ -222,8 +252,9 @@ pub struct InputSpec {
     /// as a sample rate, a recurrent state's zeros. Its `shape` is then the input's whole shape
     /// in the file's order.
     pub value: Option<Spanned<f64>>,
-    /// With `value`: where the batch sits in `shape` (the constant is repeated along it); left
-    /// out, the constant has no batch axis.
+    /// Where the batch sits in `shape` (its axis in the file's order, e.g. 1 for
+    /// `[time, batch, features]`). A data input's default is 0; with `value`, the constant is
+    /// repeated along it, and left out, the constant has no batch axis.
     pub batch_axis: Option<Spanned<i64>>,
 }
 

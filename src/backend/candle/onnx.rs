@@ -154,11 +154,10 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
         let shape: Vec<usize> = std::iter::once(batch).chain(item.iter().copied()).collect();
         inputs_decl.push(OnnxInput { name, size: item.iter().product(), shape, dtype, check });
     }
-    let output = graph
-        .output
-        .first()
-        .map(|o| o.name.clone())
-        .ok_or_else(|| BackendError::engine(ID, "reading the ONNX model", "the graph has no output"))?;
+    let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    if outputs.is_empty() {
+        return Err(BackendError::engine(ID, "reading the ONNX model", "the graph has no output"));
+    }
     let evidence = format!("candle-onnx simple_eval ({} nodes interpreted per run, f32 compute)", graph.node.len());
     let artifact_bytes = crate::backend::artifact_bytes(ID, &variant.onnx)?;
     Ok(Prepared {
@@ -167,10 +166,10 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
             model,
             weights,
             inputs_decl,
-            output,
+            outputs,
             batch,
             inputs: None,
-            out: None,
+            out: Vec::new(),
         }),
         artifact: variant.onnx.clone(),
         artifact_bytes,
@@ -292,10 +291,11 @@ struct OnnxSession {
     model: ModelProto,
     weights: HashMap<String, Tensor>,
     inputs_decl: Vec<OnnxInput>,
-    output: String,
+    /// The graph's outputs, in order.
+    outputs: Vec<String>,
     batch: usize,
     inputs: Option<HashMap<String, Tensor>>,
-    out: Option<Tensor>,
+    out: Vec<Tensor>,
 }
 
 impl Session for OnnxSession {
@@ -331,14 +331,37 @@ impl Session for OnnxSession {
         let inputs = self.inputs.clone().ok_or_else(|| BackendError::engine(ID, "running", "no input was set"))?;
         let mut outputs =
             candle_onnx::simple_eval(&self.model, inputs).map_err(|e| BackendError::engine(ID, "running", e))?;
-        self.out = Some(outputs.remove(&self.output).ok_or_else(|| {
-            BackendError::engine(ID, "running", format!("the graph computed no output \"{}\"", self.output))
-        })?);
+        self.out = self
+            .outputs
+            .iter()
+            .map(|name| {
+                outputs.remove(name).ok_or_else(|| {
+                    BackendError::engine(ID, "running", format!("the graph computed no output \"{name}\""))
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(())
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        super::output_values(ID, self.out.as_ref())
+        super::output_values(ID, self.out.first())
+    }
+
+    fn outputs(&self) -> Result<Vec<crate::backend::OutputTensor>, BackendError> {
+        if self.out.is_empty() {
+            return Err(BackendError::engine(ID, "reading the output", "the model has not run"));
+        }
+        self.out
+            .iter()
+            .zip(&self.outputs)
+            .map(|(t, name)| {
+                Ok(crate::backend::OutputTensor {
+                    name: name.clone(),
+                    shape: Some(t.dims().to_vec()),
+                    values: super::output_values(ID, Some(t))?,
+                })
+            })
+            .collect()
     }
 
     fn layer_evidence(&self) -> Vec<LayerEvidence> {

@@ -41,21 +41,20 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
     let session = runtime::builder(runtime)
         .and_then(|mut b| b.commit_from_file(&variant.onnx))
         .map_err(|e| BackendError::engine(ID, "loading and optimizing the ONNX model", e))?;
-    let output = session
-        .outputs()
-        .first()
-        .map(|o| o.name().to_string())
-        .ok_or_else(|| BackendError::engine(ID, "loading the ONNX model", "the model has no output"))?;
+    let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+    if outputs.is_empty() {
+        return Err(BackendError::engine(ID, "loading the ONNX model", "the model has no output"));
+    }
     let artifact_bytes = crate::backend::artifact_bytes(ID, &variant.onnx)?;
     Ok(Prepared {
         session: Box::new(OrtRun {
             session,
             variant: variant.clone(),
             inputs,
-            output,
+            outputs,
             input: Vec::new(),
             input_copy_ns: None,
-            last: None,
+            last: Vec::new(),
             observed: OnceCell::new(),
         }),
         artifact: variant.onnx.clone(),
@@ -112,17 +111,23 @@ impl Inputs {
 
 /// The float values of an output, whatever float type it is.
 pub(super) fn f32_values(value: &DynValue) -> Result<Vec<f32>, String> {
-    if let Ok((_, v)) = value.try_extract_tensor::<f32>() {
-        return Ok(v.to_vec());
+    shaped_values(value).map(|(_, v)| v)
+}
+
+/// An output's shape and its values as f32, whatever float type it is.
+pub(super) fn shaped_values(value: &DynValue) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let dims = |s: &[i64]| s.iter().map(|&d| d.max(0) as usize).collect::<Vec<usize>>();
+    if let Ok((s, v)) = value.try_extract_tensor::<f32>() {
+        return Ok((dims(s), v.to_vec()));
     }
-    if let Ok((_, v)) = value.try_extract_tensor::<half::f16>() {
-        return Ok(v.iter().map(|x| x.to_f32()).collect());
+    if let Ok((s, v)) = value.try_extract_tensor::<half::f16>() {
+        return Ok((dims(s), v.iter().map(|x| x.to_f32()).collect()));
     }
-    if let Ok((_, v)) = value.try_extract_tensor::<u8>() {
-        return Ok(v.iter().map(|&x| f32::from(x)).collect());
+    if let Ok((s, v)) = value.try_extract_tensor::<u8>() {
+        return Ok((dims(s), v.iter().map(|&x| f32::from(x)).collect()));
     }
-    if let Ok((_, v)) = value.try_extract_tensor::<i8>() {
-        return Ok(v.iter().map(|&x| f32::from(x)).collect());
+    if let Ok((s, v)) = value.try_extract_tensor::<i8>() {
+        return Ok((dims(s), v.iter().map(|&x| f32::from(x)).collect()));
     }
     Err(format!("an output of type {:?}, not a float tensor", value.dtype()))
 }
@@ -146,11 +151,11 @@ struct OrtRun {
     session: OrtSession,
     variant: Variant,
     inputs: Inputs,
-    /// The model's (first) output.
-    output: String,
+    /// The model's outputs, in order.
+    outputs: Vec<String>,
     input: Vec<(String, DynValue)>,
     input_copy_ns: Option<u64>,
-    last: Option<DynValue>,
+    last: Vec<DynValue>,
     /// What ONNX Runtime ran, read once from its profile.
     observed: OnceCell<super::profile::Observation>,
 }
@@ -173,19 +178,30 @@ impl Session for OrtRun {
         if self.input.is_empty() {
             return Err(BackendError::engine(ID, "running", "no input was set"));
         }
-        let names = [self.output.clone()];
-        let mut out =
-            run_named(&mut self.session, &self.input, &names).map_err(|e| BackendError::engine(ID, "running", e))?;
-        self.last = out.pop();
+        self.last = run_named(&mut self.session, &self.input, &self.outputs)
+            .map_err(|e| BackendError::engine(ID, "running", e))?;
         Ok(())
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        let last = self
-            .last
-            .as_ref()
-            .ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
+        let last =
+            self.last.first().ok_or_else(|| BackendError::engine(ID, "reading the output", "the model has not run"))?;
         f32_values(last).map_err(|e| BackendError::engine(ID, "reading the output", e))
+    }
+
+    fn outputs(&self) -> Result<Vec<crate::backend::OutputTensor>, BackendError> {
+        if self.last.is_empty() {
+            return Err(BackendError::engine(ID, "reading the output", "the model has not run"));
+        }
+        self.last
+            .iter()
+            .zip(&self.outputs)
+            .map(|(v, name)| {
+                let (shape, values) =
+                    shaped_values(v).map_err(|e| BackendError::engine(ID, "reading the output", e))?;
+                Ok(crate::backend::OutputTensor { name: name.clone(), shape: Some(shape), values })
+            })
+            .collect()
     }
 
     /// Making ONNX Runtime's input tensors copies the batch: timed apart from the run.

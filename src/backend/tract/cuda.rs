@@ -76,7 +76,8 @@ pub(super) fn prepare(
             state,
             inputs,
             input: None,
-            output: None,
+            outputs: TVec::new(),
+            output_names: crate::backend::onnx_artifact::output_names(&variant.onnx),
         }),
         artifact: variant.onnx.clone(),
         artifact_bytes,
@@ -117,7 +118,8 @@ struct TractCudaSession {
     state: Box<dyn State>,
     inputs: Inputs,
     input: Option<TVec<TValue>>,
-    output: Option<TValue>,
+    outputs: TVec<TValue>,
+    output_names: Vec<String>,
 }
 
 impl Session for TractCudaSession {
@@ -135,12 +137,16 @@ impl Session for TractCudaSession {
         // the clock honest should a model's output ever stay on the device.
         tract_cuda::with_cuda_stream(|s| s.synchronize().map_err(TractError::from))
             .map_err(|e| BackendError::engine(id, "synchronizing", e))?;
-        self.output = Some(outputs.remove(0));
+        self.outputs = std::mem::take(&mut outputs);
         Ok(())
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        tract_output(self.id, self.output.as_ref())
+        tract_output(self.id, self.outputs.first())
+    }
+
+    fn outputs(&self) -> Result<Vec<crate::backend::OutputTensor>, BackendError> {
+        super::session::tract_outputs(self.id, &self.outputs, &self.output_names)
     }
 
     fn layer_evidence(&self) -> Vec<crate::backend::LayerEvidence> {

@@ -62,7 +62,8 @@ pub(super) fn prepare(variant: &Variant, batch: usize, id: BackendId) -> Result<
             stateful,
             inputs,
             input: None,
-            output: None,
+            outputs: TVec::new(),
+            output_names: crate::backend::onnx_artifact::output_names(&variant.onnx),
         }),
         artifact: variant.onnx.clone(),
         artifact_bytes,
@@ -119,7 +120,8 @@ struct TractSession {
     stateful: bool,
     inputs: Inputs,
     input: Option<TVec<TValue>>,
-    output: Option<TValue>,
+    outputs: TVec<TValue>,
+    output_names: Vec<String>,
 }
 
 impl Session for TractSession {
@@ -134,18 +136,43 @@ impl Session for TractSession {
         if self.stateful {
             self.state = self.plan.spawn().map_err(|e| BackendError::engine(self.id, "creating the run state", e))?;
         }
-        let mut outputs = self.state.run(input).map_err(|e| BackendError::engine(self.id, "running", e))?;
-        self.output = Some(outputs.remove(0));
+        self.outputs = self.state.run(input).map_err(|e| BackendError::engine(self.id, "running", e))?;
         Ok(())
     }
 
     fn output(&self) -> Result<Vec<f32>, BackendError> {
-        tract_output(self.id, self.output.as_ref())
+        tract_output(self.id, self.outputs.first())
+    }
+
+    fn outputs(&self) -> Result<Vec<crate::backend::OutputTensor>, BackendError> {
+        tract_outputs(self.id, &self.outputs, &self.output_names)
     }
 
     fn layer_evidence(&self) -> Vec<crate::backend::LayerEvidence> {
         super::plan::evidence(self.plan.model(), &self.variant)
     }
+}
+
+/// Every output of a tract session's last run, named as the graph names them.
+pub(super) fn tract_outputs(
+    backend: BackendId,
+    outputs: &[TValue],
+    names: &[String],
+) -> Result<Vec<crate::backend::OutputTensor>, BackendError> {
+    if outputs.is_empty() {
+        return Err(BackendError::engine(backend, "reading the output", "the model has not run"));
+    }
+    outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            Ok(crate::backend::OutputTensor {
+                name: names.get(i).cloned().unwrap_or_default(),
+                shape: Some(o.shape().to_vec()),
+                values: tract_output(backend, Some(o))?,
+            })
+        })
+        .collect()
 }
 
 /// The last run's output tensor of a tract session as f32 values.
