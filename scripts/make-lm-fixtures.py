@@ -26,6 +26,10 @@ numpy float64 forward pass, not from candle.
   a head size of its own, rotary base 1e6) carrying its byte-level BPE tokenizer in its metadata,
   and its numpy logits for 12 ids and for the last of 256 (`make_qwen3`;
   `python3 scripts/make-lm-fixtures.py qwen3` writes only it).
+- tests/reference/phi3-tiny.gguf (+ .ids.npy, .logits.npy): a tiny phi3 (fused attn_qkv, fused
+  gate/up ffn_up, NEOX rotation base 10000) carrying the SentencePiece tokenizer of
+  tests/reference/tok-spm.gguf (tokenizer.ggml.model = llama, as Phi-3 GGUF files are
+  published), and its numpy logits for 12 ids (`make_phi3`; `... phi3` writes only it).
 """
 
 import json
@@ -290,11 +294,100 @@ def make_qwen3():
     np.save(ROOT / "tests/reference/qwen3-tiny.long-last.npy", qwen3_forward(w, cfg, long_ids)[-1].astype(np.float32))
 
 
+def phi3_forward(w, cfg, ids):
+    """Logits [T, vocab] of a phi3 decoder in float64: q, k and v from one fused weight, NEOX
+    rotation (base 10000) over whole heads, and a SwiGLU whose gate is the first half of the
+    fused ffn_up's rows."""
+    w = {k: v.astype(np.float64) for k, v in w.items()}
+    eps, heads, kv, ffn = cfg["eps"], cfg["heads"], cfg["kv_heads"], cfg["ffn"]
+    x = w["token_embd.weight"][ids]
+    t, d = x.shape
+    hd = d // heads
+    mask = np.triu(np.full((t, t), -np.inf), 1)
+    for layer in range(cfg["blocks"]):
+        p = f"blk.{layer}."
+        h = rms_norm(x, w[p + "attn_norm.weight"], eps)
+        qkv = h @ w[p + "attn_qkv.weight"].T
+        q = qkv[:, : heads * hd].reshape(t, heads, hd)
+        k = qkv[:, heads * hd : (heads + kv) * hd].reshape(t, kv, hd)
+        v = qkv[:, (heads + kv) * hd :].reshape(t, kv, hd)
+        q, k = rope(q, True), rope(k, True)
+        k, v = np.repeat(k, heads // kv, axis=1), np.repeat(v, heads // kv, axis=1)
+        att = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd) + mask
+        att = np.exp(att - att.max(-1, keepdims=True))
+        att /= att.sum(-1, keepdims=True)
+        o = np.einsum("hts,shd->thd", att, v).reshape(t, d)
+        x = x + o @ w[p + "attn_output.weight"].T
+        h = rms_norm(x, w[p + "ffn_norm.weight"], eps)
+        up = h @ w[p + "ffn_up.weight"].T
+        g, u = up[:, :ffn], up[:, ffn:]
+        x = x + ((g / (1 + np.exp(-g))) * u) @ w[p + "ffn_down.weight"].T
+    return rms_norm(x, w["output_norm.weight"], eps) @ w["output.weight"].T
+
+
+def make_phi3():
+    """tests/reference/phi3-tiny.gguf: a 2-block phi3 over tok-spm.gguf's 700-token SentencePiece
+    vocabulary, carrying it in its metadata (no tokenizer.json), random weights (seeded), f32."""
+    cfg = {"blocks": 2, "heads": 4, "kv_heads": 2, "eps": 1e-5, "ffn": 64}
+    rng = np.random.default_rng(33)
+    spm = gguf.GGUFReader(str(ROOT / "tests/reference/tok-spm.gguf"))
+    field = lambda name: spm.fields[name]  # noqa: E731
+    tokens = [bytes(field("tokenizer.ggml.tokens").parts[i]).decode() for i in field("tokenizer.ggml.tokens").data]
+    scores = [float(field("tokenizer.ggml.scores").parts[i][0]) for i in field("tokenizer.ggml.scores").data]
+    types = [int(field("tokenizer.ggml.token_type").parts[i][0]) for i in field("tokenizer.ggml.token_type").data]
+    vocab, d, ffn = len(tokens), 32, cfg["ffn"]
+    hd = d // cfg["heads"]
+    w = {"token_embd.weight": rng.normal(0, 1, (vocab, d)).astype(np.float32)}
+    for layer in range(cfg["blocks"]):
+        p = f"blk.{layer}."
+        w[p + "attn_norm.weight"] = rng.uniform(0.5, 1.5, d).astype(np.float32)
+        w[p + "ffn_norm.weight"] = rng.uniform(0.5, 1.5, d).astype(np.float32)
+        w[p + "attn_qkv.weight"] = rng.normal(0, 0.2, ((cfg["heads"] + 2 * cfg["kv_heads"]) * hd, d)).astype(np.float32)
+        w[p + "attn_output.weight"] = rng.normal(0, 0.2, (d, d)).astype(np.float32)
+        w[p + "ffn_up.weight"] = rng.normal(0, 0.2, (2 * ffn, d)).astype(np.float32)
+        w[p + "ffn_down.weight"] = rng.normal(0, 0.2, (d, ffn)).astype(np.float32)
+    w["output_norm.weight"] = rng.uniform(0.5, 1.5, d).astype(np.float32)
+    w["output.weight"] = rng.normal(0, 0.3, (vocab, d)).astype(np.float32)
+    path = ROOT / "tests/reference/phi3-tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "phi3")
+    writer.add_name(path.stem)
+    writer.add_context_length(128)
+    writer.add_embedding_length(d)
+    writer.add_block_count(cfg["blocks"])
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(cfg["heads"])
+    writer.add_head_count_kv(cfg["kv_heads"])
+    writer.add_rope_dimension_count(hd)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(cfg["eps"])
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_unk_token_id(0)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_add_space_prefix(True)
+    for name, t in w.items():
+        writer.add_tensor(name, t)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    ids = rng.integers(0, vocab, 12)
+    np.save(ROOT / "tests/reference/phi3-tiny.ids.npy", ids.astype(np.int64))
+    np.save(ROOT / "tests/reference/phi3-tiny.logits.npy", phi3_forward(w, cfg, ids).astype(np.float32))
+
+
 if __name__ == "__main__":
     import sys
 
-    # `qwen3` alone writes only the qwen3 fixture (the others need the training text).
-    if sys.argv[1:] != ["qwen3"]:
+    # `qwen3` or `phi3` alone writes only that fixture (the others need the training text).
+    if sys.argv[1:] not in (["qwen3"], ["phi3"]):
         make_llama()
         make_qwen2()
-    make_qwen3()
+    if sys.argv[1:] != ["phi3"]:
+        make_qwen3()
+    if sys.argv[1:] != ["qwen3"]:
+        make_phi3()

@@ -1,4 +1,4 @@
-//! GGUF language models: loading (llama, qwen2, qwen3), requantizing, running on candle-transformers'
+//! GGUF language models: loading (llama, qwen2, qwen3, phi3), requantizing, running on candle-transformers'
 //! quantized models, and the metrics (perplexity, KL and agreement against the reference),
 //! checked against numpy's forward pass (fixtures written by llama.cpp's gguf-py, see
 //! scripts/make-lm-fixtures.py), against block error bounds, and against the models' own
@@ -169,6 +169,114 @@ fn qwen3_runs_as_numpy_and_from_a_suite_with_its_own_tokenizer() {
     assert!(kl("q8_0") < kl("q4_0"), "KL q8_0 {} vs q4_0 {}", kl("q8_0"), kl("q4_0"));
 }
 
+/// A Phi-3 GGUF as published: fused q/k/v and gate/up weights, and a SentencePiece tokenizer
+/// in its metadata with no tokenizer.json (written by gguf-py; logits from numpy).
+#[test]
+fn phi3_runs_as_numpy_and_from_a_suite_with_its_own_tokenizer() {
+    let root = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = root.join("tests/reference/phi3-tiny.gguf");
+    let lm = GgufLm::load("phi3", &gguf).unwrap();
+    assert_eq!((lm.arch.name(), lm.vocab), ("phi3", 700));
+    let ids = load_npy("ids", &root.join("tests/reference/phi3-tiny.ids.npy"), None, None).unwrap();
+    let ids: Vec<u32> = ids.values.iter().map(|&v| v as u32).collect();
+    let numpy = load_npy("logits", &root.join("tests/reference/phi3-tiny.logits.npy"), None, None).unwrap();
+    let v = variant(&lm, SchemeId::F32, dir.path());
+    let mut s = session(&v, 1);
+    let steps = logits_of(&mut s, &ids);
+    let diff = max_rel_diff(&steps.concat(), &numpy.values);
+    assert!(diff < 1e-4, "phi3 logits differ from numpy's by {diff} of their range");
+    // The whole prompt at once ends where the steps do; and again (the cache starts over).
+    for _ in 0..2 {
+        s.session.set_input(&ids.iter().map(|&i| i as f32).collect::<Vec<_>>()).unwrap();
+        s.session.run().unwrap();
+        assert!(max_rel_diff(&s.session.output().unwrap(), &steps[ids.len() - 1]) < 1e-4);
+    }
+    // From a suite whose text dataset names no tokenizer: the file's own tokenizes it.
+    let apache = root.join("suites/data/apache-2.0.txt");
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"q8_0\", \"q4_0\"]\nbackends = [\"candle-cpu\"]\nbatch_sizes = [1]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 5\nmax_time_ms = 20\n\n[[datasets]]\nname = \"apache\"\nformat = \"text\"\ninputs = {apache:?}\nseq_len = 32\nwindows = true\n\n[[models]]\nname = \"phi3\"\npath = {gguf:?}\n"
+    );
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let records = qbench::record::read_records(&run.join("records.jsonl")).unwrap();
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        assert_eq!(r.status, CaseStatus::Ok, "{} {:?}", r.scheme, r.error);
+        assert!(r.perplexity.unwrap().is_finite() && r.scored_tokens.unwrap() > 1000, "{}", r.scheme);
+        assert!(r.evidence.as_deref().unwrap_or_default().contains("quantized_phi3"), "{:?}", r.evidence);
+    }
+    let kl = |s: &str| records.iter().find(|r| r.scheme == s).unwrap().ref_kl_mean.unwrap();
+    assert!(kl("q8_0") < kl("q4_0"), "KL q8_0 {} vs q4_0 {}", kl("q8_0"), kl("q4_0"));
+}
+
+/// Phi-3 files candle would compute as another model are refused with the reason: a rotary
+/// base other than 10000, LongRoPE factors.
+#[test]
+fn phi3_files_candle_cannot_compute_are_refused() {
+    let root = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(root.join("tests/reference/phi3-tiny.gguf")).unwrap();
+    let mut reader = std::io::Cursor::new(bytes.as_slice());
+    let content = candle_core::quantized::gguf_file::Content::read(&mut reader).unwrap();
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|n| (n.clone(), content.tensor(&mut reader, n, &candle_core::Device::Cpu).unwrap()))
+        .collect();
+    type Metadata = Vec<(String, candle_core::quantized::gguf_file::Value)>;
+    type Tensors = Vec<(String, candle_core::quantized::QTensor)>;
+    let write = |name: &str, edit: &dyn Fn(&mut Metadata, &mut Tensors)| {
+        let mut md: Metadata = content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut ts: Tensors = tensors
+            .iter()
+            .map(|(n, t)| {
+                (
+                    n.clone(),
+                    candle_core::quantized::QTensor::quantize(
+                        &t.dequantize(&candle_core::Device::Cpu).unwrap(),
+                        t.dtype(),
+                    )
+                    .unwrap(),
+                )
+            })
+            .collect();
+        edit(&mut md, &mut ts);
+        let path = dir.path().join(name);
+        let mut f = std::fs::File::create(&path).unwrap();
+        let md_refs: Vec<(&str, &candle_core::quantized::gguf_file::Value)> =
+            md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let t_refs: Vec<(&str, &candle_core::quantized::QTensor)> = ts.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        candle_core::quantized::gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+        path
+    };
+    use candle_core::quantized::gguf_file::Value;
+    let base = write("base.gguf", &|md, _| {
+        for (k, v) in md.iter_mut() {
+            if k == "phi3.rope.freq_base" {
+                *v = Value::F32(500_000.0);
+            }
+        }
+    });
+    let e = GgufLm::load("m", &base).err().unwrap().to_string();
+    assert!(e.contains("phi3.rope.freq_base is 500000") && e.contains("candle rotates with 10000"), "{e}");
+    let long = write("long.gguf", &|_, ts| {
+        let f = candle_core::Tensor::ones(4, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        ts.push((
+            "rope_factors_long.weight".into(),
+            candle_core::quantized::QTensor::quantize(&f, candle_core::quantized::GgmlDType::F32).unwrap(),
+        ));
+    });
+    let e = GgufLm::load("m", &long).err().unwrap().to_string();
+    assert!(e.contains("LongRoPE") && e.contains("rope_factors_long.weight"), "{e}");
+}
+
 const D: usize = 256;
 const VOCAB: usize = 40;
 const SEQ: usize = 12;
@@ -300,7 +408,7 @@ fn unknown_architectures_truncated_files_and_missing_metadata_get_clear_errors()
     let path = dir.path().join("gpt2.gguf");
     write_llama(&path, "gpt2");
     let e = GgufLm::load("m", &path).err().unwrap().to_string();
-    assert!(e.contains("\"gpt2\"") && e.contains("llama, qwen2, qwen3"), "{e}");
+    assert!(e.contains("\"gpt2\"") && e.contains("llama, qwen2, qwen3, phi3"), "{e}");
     // Gemma is refused with the reason: the engine's Gemma is not Gemma.
     let gemma = dir.path().join("gemma3.gguf");
     write_llama(&gemma, "gemma3");
@@ -380,7 +488,10 @@ fn a_suite_naming_a_gguf_scores_perplexity_kl_and_speed_and_skips_what_cannot_ru
     assert_eq!((other.len(), records.len()), (16, 16));
     for r in other.iter().filter(|r| r.status != CaseStatus::Skipped) {
         let e = r.error.as_deref().unwrap();
-        assert!(r.status == CaseStatus::Failed && e.contains("\"gpt2\"") && e.contains("llama, qwen2, qwen3"), "{e}");
+        assert!(
+            r.status == CaseStatus::Failed && e.contains("\"gpt2\"") && e.contains("llama, qwen2, qwen3, phi3"),
+            "{e}"
+        );
     }
     let lm = GgufLm::load("tiny", &model).unwrap();
     let f32_ppl = perplexity_by_prompts(&variant(&lm, SchemeId::F32, dir.path()), &windows);

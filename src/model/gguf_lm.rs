@@ -1,6 +1,6 @@
 //! Decoder language models from a GGUF file (llama.cpp's format), in the layouts qbench knows:
-//! `llama` (general.architecture = "llama", which Mistral-family files use too), `qwen2` and
-//! `qwen3`. The
+//! `llama` (general.architecture = "llama", which Mistral-family files use too), `qwen2`,
+//! `qwen3` and `phi3`. The
 //! candle backend runs them with candle-transformers' quantized models.
 //!
 //! The file is read once: its metadata (copied into every variant), its tensors as stored (GGML
@@ -25,16 +25,20 @@ pub enum LmArch {
     /// Qwen3: qwen2 without q/k/v biases, with an RMS norm over each head of q and k and a head
     /// size of its own (`attention.key_length`).
     Qwen3,
+    /// Phi-3: one fused q/k/v weight (`attn_qkv`), one fused gate/up weight (`ffn_up`, gate
+    /// first), NEOX rotation with base 10000 over the whole head.
+    Phi3,
 }
 
 impl LmArch {
-    pub const ALL: [LmArch; 3] = [LmArch::Llama, LmArch::Qwen2, LmArch::Qwen3];
+    pub const ALL: [LmArch; 4] = [LmArch::Llama, LmArch::Qwen2, LmArch::Qwen3, LmArch::Phi3];
 
     pub fn name(self) -> &'static str {
         match self {
             LmArch::Llama => "llama",
             LmArch::Qwen2 => "qwen2",
             LmArch::Qwen3 => "qwen3",
+            LmArch::Phi3 => "phi3",
         }
     }
 
@@ -67,6 +71,16 @@ impl LmArch {
                 "block_count",
                 "attention.layer_norm_rms_epsilon",
                 "rope.freq_base",
+            ],
+            LmArch::Phi3 => &[
+                "attention.head_count",
+                "attention.head_count_kv",
+                "embedding_length",
+                "context_length",
+                "block_count",
+                "feed_forward_length",
+                "rope.dimension_count",
+                "attention.layer_norm_rms_epsilon",
             ],
         }
     }
@@ -252,6 +266,9 @@ fn check_shape(
     if arch == LmArch::Qwen3 && int("attention.key_length")? == 0 {
         return Err("metadata qwen3.attention.key_length (the head size) must be positive".into());
     }
+    if arch == LmArch::Phi3 {
+        phi3_fits_candle(metadata, tensors, width / heads)?;
+    }
     let table = tensors.iter().find(|(n, _)| n == "token_embd.weight").map(|(_, t)| t.shape().dims().to_vec());
     if let Some(dims) = table {
         if dims.last().map(|&d| d as u64) != Some(width) {
@@ -277,6 +294,40 @@ fn check_shape(
             arch.name(),
             found.len()
         ));
+    }
+    Ok(())
+}
+
+/// What candle-transformers 0.11's quantized_phi3 computes, against the file: it rotates with
+/// base 10000 over the whole head and knows no LongRoPE, so a file that says otherwise would be
+/// measured as another model; it also reads `output.weight` (no tied embedding).
+fn phi3_fits_candle(
+    metadata: &std::collections::HashMap<String, gguf_file::Value>,
+    tensors: &[(String, QTensor)],
+    head_dim: u64,
+) -> Result<(), String> {
+    let refuse = |why: String| {
+        Err(format!(
+            "{why}; candle-transformers 0.11's quantized_phi3 would compute another model (measure it as ONNX)"
+        ))
+    };
+    if let Some(base) = metadata.get("phi3.rope.freq_base").and_then(|v| v.to_f32().ok()) {
+        if base != 10_000.0 {
+            return refuse(format!("its rotary base phi3.rope.freq_base is {base}, but candle rotates with 10000"));
+        }
+    }
+    let rope = metadata.get("phi3.rope.dimension_count").and_then(|v| v.to_u32().ok()).unwrap_or(0) as u64;
+    if rope != head_dim {
+        return refuse(format!("it rotates {rope} of each head's {head_dim} dimensions (phi3.rope.dimension_count), but candle rotates the whole head"));
+    }
+    if let Some((name, _)) = tensors.iter().find(|(n, _)| n.starts_with("rope_factors")) {
+        return refuse(format!("it scales its rotation with LongRoPE factors ({name}), which candle does not apply"));
+    }
+    if metadata.keys().any(|k| k.starts_with("phi3.rope.scaling")) {
+        return refuse("it scales its rotation (phi3.rope.scaling.*), which candle does not apply".into());
+    }
+    if !tensors.iter().any(|(n, _)| n == "output.weight") {
+        return Err("it has no output.weight; candle-transformers' quantized_phi3 reads one (it does not tie the output to the token embedding)".into());
     }
     Ok(())
 }

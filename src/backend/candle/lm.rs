@@ -19,7 +19,7 @@ use std::io::Cursor;
 
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+use candle_transformers::models::{quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3};
 
 use super::{location, stored_of, stored_types};
 use crate::backend::{BackendError, BackendId, Compute, Decoder, LayerEvidence, Prepared, Realization, Session};
@@ -59,6 +59,7 @@ enum LmWeights {
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
     Qwen3(quantized_qwen3::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
 }
 
 impl LmWeights {
@@ -74,6 +75,8 @@ impl LmWeights {
             LmArch::Llama => LmWeights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?),
             LmArch::Qwen2 => LmWeights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?),
             LmArch::Qwen3 => LmWeights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, reader, device)?),
+            // Without flash attention (a CUDA kernel crate qbench does not build).
+            LmArch::Phi3 => LmWeights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, content, reader, device)?),
         })
     }
 
@@ -84,6 +87,7 @@ impl LmWeights {
             LmWeights::Llama(m) => m.forward(tokens, index_pos),
             LmWeights::Qwen2(m) => m.forward(tokens, index_pos),
             LmWeights::Qwen3(m) => m.forward(tokens, index_pos),
+            LmWeights::Phi3(m) => m.forward(tokens, index_pos),
         }
     }
 
@@ -92,6 +96,8 @@ impl LmWeights {
             LmWeights::Llama(m) => m.clear_kv_cache(),
             LmWeights::Qwen2(m) => m.clear_kv_cache(),
             LmWeights::Qwen3(m) => m.clear_kv_cache(),
+            // Its cache starts again at position 0 by itself: every prompt is fed from there.
+            LmWeights::Phi3(_) => {}
         }
     }
 }
@@ -128,7 +134,7 @@ pub(super) fn prepare(
         // The rotary table candle-transformers' llama builds.
         LmArch::Llama => context.min(quantized_llama::MAX_SEQ_LEN),
         LmArch::Qwen2 => context,
-        LmArch::Qwen3 => context,
+        LmArch::Qwen3 | LmArch::Phi3 => context,
     };
     let one_d_bytes: u64 =
         content.tensor_infos.values().filter(|i| i.shape.rank() != 2).map(|i| 4 * i.shape.elem_count() as u64).sum();
@@ -149,7 +155,7 @@ pub(super) fn prepare(
     })?;
     let (built, source) = match &weights {
         LmWeights::Llama(m) => (observe(&format!("{m:?}")), DEBUG_SOURCE),
-        LmWeights::Qwen2(_) | LmWeights::Qwen3(_) => {
+        LmWeights::Qwen2(_) | LmWeights::Qwen3(_) | LmWeights::Phi3(_) => {
             (probe(&two_d).map_err(|e| BackendError::engine(id, "reading what candle built", e))?, PROBE_SOURCE)
         }
     };
@@ -209,7 +215,7 @@ struct Held {
 const DEBUG_SOURCE: &str = "the built model's layers (candle-transformers' Debug of its QMatMul and Embedding fields)";
 /// Where qwen2's is: quantized_qwen2 keeps its layers private and has no Debug.
 const PROBE_SOURCE: &str =
-    "candle's QMatMul::from_qtensor on the preparing thread, per stored type (quantized_qwen2's and quantized_qwen3's layers are private)";
+    "candle's QMatMul::from_qtensor on the preparing thread, per stored type (quantized_qwen2's, quantized_qwen3's and quantized_phi3's layers are private)";
 
 /// What candle makes of each 2-D weight, asked of `QMatMul::from_qtensor` on this thread (the
 /// thread the model was built on, so the same `CANDLE_DEQUANTIZE_ALL` setting) with one block of
