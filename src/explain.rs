@@ -152,7 +152,14 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation
     };
     let apply =
         |plan: &crate::quant::Plan, dir: &Path| crate::quant::apply_model(&reference, plan, dir, calibration.as_ref());
-    let localization = localize(&apply, &plan, backend, suite.cuda_device, &eval, items, &work)?;
+    let mut localization = localize(&apply, &plan, backend, suite.cuda_device, &eval, items, &work)?;
+    // An output that is not classes (a sequence, a score) has no top-1: layers are ranked by
+    // the output's SQNR alone.
+    if !record.top1_applies() {
+        for e in &mut localization.layers {
+            e.kept_float_top1_gain = None;
+        }
+    }
     Ok(Explanation { record, localization })
 }
 
@@ -164,6 +171,9 @@ impl Explanation {
         let db = |v: Option<f64>| v.map_or("∞".to_string(), |v| format!("{v:.1}"));
         let pct = |v: f64| format!("{:.2}%", 100.0 * v);
         let mut out = String::new();
+        if !r.top1_applies() {
+            return self.render_without_top1();
+        }
         let _ = writeln!(
             out,
             "Case {}: {} / {} / {} / batch {}, on the first {} evaluation items: fp32 top-1 {}, this plan {} ({:+.2} points), output SQNR {} dB{}.\n",
@@ -243,6 +253,71 @@ impl Explanation {
                     l.items,
                     crate::measure::layers::NEGLIGIBLE_ERROR_SQNR_DB,
                     crate::measure::layers::MIN_SQNR_GAIN_DB
+                );
+            }
+        }
+        out
+    }
+
+    /// [`Explanation::render`] for an output whose kind has no top-1 (a sequence, a score, an
+    /// embedding): the layers' SQNR, ranked by the output's SQNR when each is kept in float.
+    fn render_without_top1(&self) -> String {
+        let r = &self.record;
+        let l = &self.localization;
+        let db = |v: Option<f64>| v.map_or("∞".to_string(), |v| format!("{v:.1}"));
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Case {}: {} / {} / {} / batch {}, on the first {} evaluation items: output SQNR {} dB. Its output \"{}\" is {} ({}): top-1 does not apply, so layers are ranked by the output's SQNR.\n",
+            r.case_index,
+            r.model,
+            r.scheme,
+            r.backend,
+            r.batch,
+            l.items,
+            db(l.plan_logits_sqnr_db),
+            r.output_name,
+            r.output_kind,
+            r.output_kind_source
+        );
+        let _ = writeln!(out, "| layer | stored as | cumulative SQNR (dB) | alone: SQNR (dB) | alone: output SQNR (dB) | kept f32: output SQNR (dB) |");
+        let _ = writeln!(out, "| --- | --- | --: | --: | --: | --: |");
+        for e in &l.layers {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                e.layer,
+                e.stored.name(),
+                db(e.cumulative_sqnr_db),
+                db(e.isolated_sqnr_db),
+                db(e.isolated_logits_sqnr_db),
+                if e.kept_float_top1_accuracy.is_some() { db(e.kept_float_logits_sqnr_db) } else { "—".into() },
+            );
+        }
+        let (ranked, _) = l.ranked();
+        match ranked.first() {
+            Some(best) => {
+                let order: Vec<String> = ranked
+                    .iter()
+                    .map(|e| format!("{} (output SQNR {} dB)", e.layer, db(e.kept_float_logits_sqnr_db)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "\nLayers worth keeping in float, best first (each raises the output's SQNR by {} dB or more): {}.\n\nKeeping {} in f32 gives output SQNR {} dB (from {}). Add to the suite:\n\n```toml\n{}```",
+                    crate::measure::layers::MIN_SQNR_GAIN_DB,
+                    order.join(" > "),
+                    best.layer,
+                    db(best.kept_float_logits_sqnr_db),
+                    db(l.plan_logits_sqnr_db),
+                    self.suggested_override().unwrap_or_default()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "\nNo layer is worth keeping in float: none raises the output's SQNR by {} dB or more (or the plan's output SQNR is already {} dB or more).",
+                    crate::measure::layers::MIN_SQNR_GAIN_DB,
+                    crate::measure::layers::NEGLIGIBLE_ERROR_SQNR_DB
                 );
             }
         }

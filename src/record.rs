@@ -496,6 +496,12 @@ impl Record {
         self.retrieval_k = s.retrieval_k;
     }
 
+    /// Whether top-1 means something for the case's first output: a classifier's (or a record
+    /// from before output kinds were recorded), not a sequence's, a score's or an embedding's.
+    pub fn top1_applies(&self) -> bool {
+        self.output_kind.is_empty() || self.output_kind == "classes"
+    }
+
     /// Accuracy against the labels.
     pub fn set_task(&mut self, t: crate::measure::fidelity::TaskMetrics) {
         self.top1_accuracy = Some(t.top1);

@@ -377,6 +377,19 @@ fn a_ctc_recognizer_is_scored_by_decoded_text_and_its_second_output_as_a_score()
     );
     assert!(!md.contains("top-1"), "{md}");
     assert!(md.contains("logits: sequence (CTC)"), "{md}");
+    // The second output has rows of its own, in a table of its kind.
+    assert!(md.contains("### scores outputs") && md.contains("confidence: scores"), "{md}");
+    assert!(md.contains("agree at threshold vs ref"), "{md}");
+    // explain ranks its layers by the output's SQNR: no top-1 for a sequence.
+    let int8 = records.iter().find(|r| r.scheme == "int8-pc-sym" && r.backend == "tract-cpu").unwrap();
+    let o = qbench(dir.path(), &["explain", run.to_str().unwrap(), &int8.case_index.to_string()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("top-1 does not apply") && text.contains("kept f32: output SQNR (dB)"), "{text}");
+    assert!(!text.contains("fp32 top-1") && !text.contains("Δtop-1"), "{text}");
+    for layer in ["enc", "head", "conf"] {
+        assert!(text.contains(&format!("| {layer} |")), "{layer}: {text}");
+    }
 }
 
 #[test]

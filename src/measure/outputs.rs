@@ -79,28 +79,32 @@ impl OutputKind {
     }
 
     /// The kind an output's per-item shape implies when it is unambiguous, with why: a vector
-    /// of two or more values is classes; one value (or none) is a score; two axes, both longer
-    /// than one, are a sequence (positions first); more axes are a map of scores. `None` for
-    /// a shape that fits no kind (an empty axis).
+    /// of two or more values (size-1 axes aside) is classes; one value (or none) is a score; two
+    /// axes, both longer than one, are a sequence (positions first); three or more axes are a
+    /// map of scores. `None` for a shape that fits no kind (an empty axis).
     pub fn infer(item_shape: &[usize]) -> Option<(OutputKind, String)> {
         let long: Vec<usize> = item_shape.iter().copied().filter(|&d| d != 1).collect();
         if item_shape.contains(&0) {
             return None;
         }
         let shape = format_shape(item_shape);
-        let kind = match long.len() {
-            0 => OutputKind::Scores { threshold: DEFAULT_THRESHOLD },
-            1 => OutputKind::Classes,
-            2 => OutputKind::Sequence { position_axis: 0, ctc: None },
-            _ => OutputKind::Scores { threshold: DEFAULT_THRESHOLD },
-        };
-        let why = match long.len() {
-            0 => format!("inferred: one value per item ({shape}), a score"),
-            1 => format!("inferred: one vector per item ({shape}), classes"),
-            2 => format!("inferred: two axes per item ({shape}), a sequence over the first"),
-            _ => format!("inferred: {} axes per item ({shape}), a map of scores", long.len()),
-        };
-        Some((kind, why))
+        // A rank-3 item is a map (`[1, H, W]`: a detector's probabilities), even with one axis
+        // of 1; only a rank-2 item with two long axes is a sequence.
+        Some(match (long.len(), item_shape.len()) {
+            (0, _) => (
+                OutputKind::Scores { threshold: DEFAULT_THRESHOLD },
+                format!("inferred: one value per item ({shape}), a score"),
+            ),
+            (1, _) => (OutputKind::Classes, format!("inferred: one vector per item ({shape}), classes")),
+            (2, 2) => (
+                OutputKind::Sequence { position_axis: 0, ctc: None },
+                format!("inferred: two axes per item ({shape}), a sequence over the first"),
+            ),
+            _ => (
+                OutputKind::Scores { threshold: DEFAULT_THRESHOLD },
+                format!("inferred: {} axes per item ({shape}), a map of scores", item_shape.len()),
+            ),
+        })
     }
 }
 
@@ -368,8 +372,10 @@ mod tests {
         assert_eq!(OutputKind::infer(&[1]).unwrap().0, OutputKind::Scores { threshold: 0.5 });
         assert_eq!(OutputKind::infer(&[]).unwrap().0, OutputKind::Scores { threshold: 0.5 });
         assert_eq!(OutputKind::infer(&[8, 5]).unwrap().0, OutputKind::Sequence { position_axis: 0, ctc: None });
-        assert_eq!(OutputKind::infer(&[1, 4, 4]).unwrap().0, OutputKind::Sequence { position_axis: 0, ctc: None });
+        // A detector's [1, H, W] probability map is a map, not a sequence over H.
+        assert_eq!(OutputKind::infer(&[1, 4, 4]).unwrap().0, OutputKind::Scores { threshold: 0.5 });
         assert_eq!(OutputKind::infer(&[2, 4, 4]).unwrap().0, OutputKind::Scores { threshold: 0.5 });
+        assert_eq!(OutputKind::infer(&[1, 1, 10]).unwrap().0, OutputKind::Classes);
         assert!(OutputKind::infer(&[0, 3]).is_none());
     }
 

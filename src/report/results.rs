@@ -59,28 +59,62 @@ pub fn table(records: &[Record]) -> ResultsTable {
 /// One table per kind of scored output (a classifier's columns are not a recognizer's), in the
 /// order the kinds first appear, each with its heading (`classes`, `sequence (CTC)`, …); one
 /// table with an empty heading when every measured case has the same kind.
+///
+/// A case whose model has several outputs gives one row per output: the first output's row is
+/// the case's, each other output's row (in its kind's table) holds that output's scores only.
 pub fn tables(records: &[Record]) -> Vec<(String, ResultsTable)> {
-    let mut kinds: Vec<&str> = Vec::new();
-    for r in records.iter().filter(|r| r.status == CaseStatus::Ok) {
-        if !kinds.contains(&kind_group(r)) {
-            kinds.push(kind_group(r));
+    let mut rows: Vec<Record> = Vec::with_capacity(records.len());
+    for r in records {
+        rows.push(r.clone());
+        if r.status == CaseStatus::Ok {
+            rows.extend((1..r.outputs.len()).map(|i| output_row(r, i)));
+        }
+    }
+    let mut kinds: Vec<String> = Vec::new();
+    for r in rows.iter().filter(|r| r.status == CaseStatus::Ok) {
+        if !kinds.contains(&r.output_kind) {
+            kinds.push(r.output_kind.clone());
         }
     }
     if kinds.len() <= 1 {
-        return vec![(String::new(), table(records))];
+        return vec![(String::new(), table(&rows))];
     }
     kinds
         .into_iter()
         .map(|k| {
             let heading = if k.is_empty() { "language models".to_string() } else { format!("{k} outputs") };
-            (heading, table_of(records, |r| kind_group(r) == k))
+            (heading, table_of(&rows, |r| r.output_kind == k))
         })
         .collect()
 }
 
-/// The kind a record's table is chosen by: its first output's kind (empty for a language model).
-fn kind_group(r: &Record) -> &str {
-    r.output_kind.as_str()
+/// Output `i` (not the first) of a case as a row of its own: the case's identity and that
+/// output's scores; the case's latency, memory and size stay on its first output's row.
+fn output_row(r: &Record, i: usize) -> Record {
+    let s = &r.outputs[i];
+    let mut row = Record {
+        run_id: r.run_id.clone(),
+        suite: r.suite.clone(),
+        model: r.model.clone(),
+        dataset: r.dataset.clone(),
+        scheme: r.scheme.clone(),
+        backend: r.backend.clone(),
+        device: r.device.clone(),
+        batch: r.batch,
+        status: CaseStatus::Ok,
+        realization: r.realization.clone(),
+        bits_per_weight: r.bits_per_weight,
+        eval_items: r.eval_items,
+        ref_sqnr_db: s.ref_sqnr_db,
+        ref_cosine_mean: s.ref_cosine_mean,
+        ref_mse_mean: s.ref_mse_mean,
+        ref_max_abs_logit_diff: s.ref_max_abs_err,
+        top1_accuracy: s.top1_accuracy,
+        ref_top1_agreement: s.ref_top1_agreement,
+        ..Record::default()
+    };
+    row.set_output(s, s.kind == "classes");
+    row
 }
 
 /// The table of the measured records `keep` picks (the others still serve as f32 baselines).
@@ -126,9 +160,7 @@ fn table_of(records: &[Record], keep: impl Fn(&Record) -> bool) -> ResultsTable 
                 if r.output_name.is_empty() {
                     text("—")
                 } else {
-                    let more = r.outputs.len().saturating_sub(1);
-                    let more = if more > 0 { format!(" (+{more} more in the records)") } else { String::new() };
-                    text(&format!("{}: {}{more}", r.output_name, r.output_kind))
+                    text(&format!("{}: {}", r.output_name, r.output_kind))
                 }
             }),
         ),
@@ -382,6 +414,7 @@ fn text(s: &str) -> Cell {
 pub fn f32_case<'a>(r: &Record, records: &'a [Record]) -> Option<&'a Record> {
     records.iter().find(|b| {
         b.scheme == "f32"
+            && b.output_name == r.output_name
             && b.model == r.model
             && b.backend == r.backend
             && b.batch == r.batch
