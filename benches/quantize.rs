@@ -2,6 +2,8 @@
 //! GiB/s), on real tensors:
 //! - weights: the CNN's largest layer (fc1, 128 × 1568 = 200,704 weights, 0.8 MB); int4 groups
 //!   see the same values as 196 × 1024 rows, so that 32, 64 and 128 all divide the width;
+//! - a 4096 × 4096 weight (64 MiB; seeded values in ±0.1), a large language model's projection,
+//!   per tensor and per channel: where memory traffic, not arithmetic, bounds the quantizer;
 //! - activations: the input of the CNN's conv2 on 500 calibration images (1.57 M values, 6.3 MB),
 //!   for the static schemes' calibrators.
 //!
@@ -45,6 +47,29 @@ fn benches(c: &mut Criterion) {
     for t in GgmlType::ALL {
         group.bench_function(t.name(), |b| b.iter(|| quantize_linear_weight(&w, t).unwrap()));
     }
+    group.finish();
+
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let big: Vec<f32> = (0..4096 * 4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / 16_777_216.0 - 0.5) * 0.2
+        })
+        .collect();
+    let mut group = c.benchmark_group("quantize 4096x4096");
+    group.throughput(Throughput::Bytes((big.len() * 4) as u64)).sample_size(10);
+    for (name, sym, g) in [
+        ("int8-pt-sym", true, Granularity::PerTensor),
+        ("int8-pc-sym", true, Granularity::PerChannel),
+        ("int8-pc-asym", false, Granularity::PerChannel),
+    ] {
+        group.bench_function(name, |b| b.iter(|| quantize_weight(&big, &[4096, 4096], IntType::I8, sym, g).unwrap()));
+    }
+    group.bench_function("int4-g32-sym", |b| {
+        b.iter(|| quantize_weight(&big, &[4096, 4096], IntType::I4, true, Granularity::Group(32)).unwrap())
+    });
     group.finish();
 
     let data = load_idx(

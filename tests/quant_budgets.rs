@@ -37,7 +37,7 @@ fn check(what: &str, w: &[f32], shape: &[usize], ty: IntType, sym: bool, g: Gran
             step / 2.0
         );
         let (lo, hi) = ty.quant_range(sym);
-        assert!((lo..=hi).contains(&q.values[i]));
+        assert!((lo..=hi).contains(&ty.decode(q.values[i])));
     }
     let b = budget(ty, g);
     let s = sqnr_db(w, &d).unwrap();

@@ -120,7 +120,7 @@ impl Graph {
                     Granularity::Group(g) => return Err(param_error(key, format!("8-bit group-wise ({g}) weights need blocked DequantizeLinear (opset 21), which tract does not load"))),
                 };
                 let dims = if per_channel { vec![q.params.len()] } else { vec![] };
-                let values = q.values.iter().map(|&v| v as i8 as u8).collect();
+                let values = q.values.clone();
                 let qn = self.init(format!("{key}.q"), &q.shape, DataType::Int8, values);
                 let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
                 let sn = self.f32s(format!("{key}.scale"), &dims, &scales);
@@ -251,14 +251,14 @@ impl Graph {
         };
         let acc = match &op.conv {
             Some(attributes) => {
-                let w = q.values.iter().map(|&v| v as i8 as u8).collect();
+                let w = q.values.clone();
                 let w = self.init(format!("{wk}.q"), &q.shape, DataType::Int8, w);
                 self.node("ConvInteger", vec![xq, w, xzp], t("acc"), attributes.clone())
             }
             None => {
                 // MatMulInteger computes A[M,K]·B[K,N]: store the weight transposed.
                 let (n, k) = (q.shape[0], q.shape[1]);
-                let tr = (0..k * n).map(|i| q.values[(i % n) * k + i / n] as i8 as u8).collect();
+                let tr = (0..k * n).map(|i| q.values[(i % n) * k + i / n]).collect();
                 let w = self.init(format!("{wk}.qT"), &[k, n], DataType::Int8, tr);
                 self.node("MatMulInteger", vec![xq, w, xzp], t("acc"), vec![])
             }

@@ -112,15 +112,12 @@ pub type InputQuants = BTreeMap<String, InputQuant>;
 /// Packs integers of a 4-bit type as ONNX does: two per byte, the first in the low nibble;
 /// each nibble holds `q − qmin`.
 pub fn pack_int4(q: &QuantizedWeight) -> Vec<u8> {
-    let qmin = q.ty.range().0;
-    q.values
-        .chunks(2)
-        .map(|c| {
-            let lo = (c[0] - qmin) as u8 & 0x0f;
-            let hi = c.get(1).map_or(0, |v| (v - qmin) as u8 & 0x0f);
-            lo | (hi << 4)
-        })
-        .collect()
+    // `q − qmin` on the stored bytes (two's complement): a wrapping subtraction.
+    let qmin = q.ty.range().0 as u8;
+    let nibble = |b: u8| b.wrapping_sub(qmin) & 0x0f;
+    let pairs = q.values.chunks_exact(2);
+    let last = pairs.remainder().first().map(|&b| nibble(b));
+    pairs.map(|c| nibble(c[0]) | (nibble(c[1]) << 4)).chain(last).collect()
 }
 
 /// `name=storage` for each parameter, joined: the record's `weight_storage`.
@@ -178,12 +175,7 @@ pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str)
                 if q.ty.bits() != 8 || q.ty.range().0 >= 0 {
                     return Err(SerializeError::IntType { tensor: name.clone(), ty: format!("{:?}", q.ty) });
                 }
-                buffers.push((
-                    name.clone(),
-                    Dtype::I8,
-                    q.shape.clone(),
-                    q.values.iter().map(|&v| v as i8 as u8).collect(),
-                ));
+                buffers.push((name.clone(), Dtype::I8, q.shape.clone(), q.values.clone()));
                 let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
                 buffers.push((format!("{name}.scale"), Dtype::F32, vec![scales.len()], f32_bytes(&scales)));
                 if !q.symmetric {
@@ -460,7 +452,7 @@ mod tests {
             ty: IntType::I4,
             symmetric: true,
             granularity: Granularity::Group(4),
-            values: vec![-8, 7, 0, -1],
+            values: IntType::I4.encode(&[-8, 7, 0, -1]),
             params: vec![QParams { scale: 0.5, zero_point: 0 }],
         };
         assert_eq!(pack_int4(&q), vec![0x0f << 4, 0x7 << 4 | 0x8]);
@@ -488,7 +480,7 @@ mod tests {
                     ty,
                     symmetric: sym,
                     granularity: Granularity::Group(16),
-                    values: ints,
+                    values: ty.encode(&ints),
                     params,
                 };
                 want.insert(name.clone(), q.dequantize());

@@ -9,7 +9,10 @@
 //!   is `(rmax − rmin) / (qmax − qmin)` in f64, stored as f32, and 1 (zero point 0) when it
 //!   would underflow. Symmetric int8 uses `[−127, 127]`, as onnxruntime does.
 
-pub use crate::model::qformat::{dequantize_linear, quantize_linear, Granularity, IntType, QParams, QuantizedWeight};
+pub use crate::model::qformat::{
+    all_finite, dequantize_linear, finite_range, quantize_block, quantize_linear, Granularity, IntType, QParams,
+    QuantizedWeight,
+};
 
 /// onnxruntime's `compute_scale_zp` for the real range `[rmin, rmax]` and integer range `[qmin, qmax]`.
 pub fn scale_zero_point(rmin: f32, rmax: f32, qmin: i32, qmax: i32, symmetric: bool) -> QParams {
@@ -49,7 +52,7 @@ pub fn quantize_weight(
     symmetric: bool,
     granularity: Granularity,
 ) -> Result<QuantizedWeight, QuantError> {
-    if weights.iter().any(|w| !w.is_finite()) {
+    if !all_finite(weights) {
         return Err(QuantError::NonFinite);
     }
     let n = weights.len();
@@ -62,12 +65,12 @@ pub fn quantize_weight(
         Granularity::Group(g) => return Err(QuantError::GroupSize { width, group: g }),
     };
     let (qmin, qmax) = ty.quant_range(symmetric);
-    let mut values = Vec::with_capacity(n);
+    let mut values = vec![0u8; n];
     let mut params = Vec::with_capacity(n / block.max(1));
-    for chunk in weights.chunks(block.max(1)) {
-        let (lo, hi) = chunk.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &w| (lo.min(w), hi.max(w)));
+    for (chunk, out) in weights.chunks(block.max(1)).zip(values.chunks_mut(block.max(1))) {
+        let (lo, hi) = finite_range(chunk);
         let p = scale_zero_point(lo, hi, qmin, qmax, symmetric);
-        values.extend(chunk.iter().map(|&w| quantize_linear(w, p, qmin, qmax)));
+        quantize_block(chunk, p, qmin, qmax, out);
         params.push(p);
     }
     Ok(QuantizedWeight { shape: shape.to_vec(), ty, symmetric, granularity, values, params })
@@ -117,10 +120,10 @@ mod tests {
         assert_eq!(q.params.len(), 2);
         assert_eq!(q.params[0].scale, (2.0f64 / 254.0) as f32);
         assert_eq!(q.params[1].scale, (200.0f64 / 254.0) as f32);
-        assert_eq!(&q.values[..3], &[127, -64, 32]); // 0.25/(1/127) = 31.75 → 32; −0.5·127 = −63.5 → −64 (even)
+        assert_eq!(&q.ints().take(3).collect::<Vec<_>>(), &[127, -64, 32]); // 0.25/(1/127) = 31.75 → 32; −0.5·127 = −63.5 → −64 (even)
         let t = quantize_weight(&w, &[2, 3], IntType::I8, true, Granularity::PerTensor).unwrap();
         assert_eq!(t.params.len(), 1);
-        assert_eq!(&t.values[..3], &[1, -1, 0]); // the small channel collapses at per-tensor scale
+        assert_eq!(&t.ints().take(3).collect::<Vec<_>>(), &[1, -1, 0]); // the small channel collapses at per-tensor scale
         let g = quantize_weight(&[0.0; 8], &[2, 4], IntType::I4, false, Granularity::Group(2)).unwrap();
         assert_eq!(g.params.len(), 4);
         assert_eq!(
@@ -131,6 +134,51 @@ mod tests {
             quantize_weight(&[f32::NAN], &[1, 1], IntType::I8, true, Granularity::PerTensor).unwrap_err(),
             QuantError::NonFinite
         );
+    }
+
+    /// The vectorized block quantizer gives exactly the scalar `QuantizeLinear`'s integers: on
+    /// ties (x / scale exactly k + ½, both signs), values far outside the range, signed zeros,
+    /// subnormals, and random values, for every type and both symmetries.
+    #[test]
+    fn the_block_quantizer_is_bit_identical_to_quantize_linear() {
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for ty in [IntType::I8, IntType::U8, IntType::I4, IntType::U4] {
+            for symmetric in [true, false] {
+                let (qmin, qmax) = ty.quant_range(symmetric);
+                for _ in 0..200 {
+                    let scale = f32::from_bits((next() as u32 % 0x3f80_0000).max(1)); // (0, 1)
+                    let zp = if symmetric {
+                        ((qmin + qmax) as f64 / 2.0).round_ties_even() as i32
+                    } else {
+                        qmin + (next() % (qmax - qmin + 1) as u64) as i32
+                    };
+                    let p = QParams { scale, zero_point: zp };
+                    let mut xs: Vec<f32> = (-600..600).map(|k| (k as f32 + 0.5) * scale).collect();
+                    xs.extend((0..2000).map(|_| f32::from_bits(next() as u32)).filter(|x| x.is_finite()));
+                    xs.extend([0.0, -0.0, f32::MAX, f32::MIN, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1e-45, -1e-45]);
+                    xs.extend((0..500).map(|_| ((next() % 2_000_001) as f32 - 1e6) * 1e-3 * scale * 300.0));
+                    let mut out = vec![0u8; xs.len()];
+                    quantize_block(&xs, p, qmin, qmax, &mut out);
+                    for (x, b) in xs.iter().zip(&out) {
+                        assert_eq!(
+                            ty.decode(*b),
+                            quantize_linear(*x, p, qmin, qmax),
+                            "{ty:?} sym {symmetric}: x {x:e}, scale {scale:e}, zp {zp}"
+                        );
+                    }
+                }
+            }
+        }
+        let xs = [3.0f32, -1.0, 7.5, -0.0, 2.0, 9.0, -4.0, 1.0, 0.5, -8.5];
+        assert_eq!(finite_range(&xs), (-8.5, 9.0));
+        assert_eq!(finite_range(&xs[..3]), (-1.0, 7.5));
+        assert!(all_finite(&xs) && !all_finite(&[1.0, f32::NAN]) && !all_finite(&[f32::NEG_INFINITY]));
     }
 
     #[test]
