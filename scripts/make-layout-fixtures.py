@@ -28,7 +28,8 @@ weight is random (seeded), so the files are license-clean; each is a few KB.
   [batch, 1] (a Sigmoid over the pooled hidden state). ctc.x.npy holds 40 rendered texts (each
   character 3 columns, a blank column between, noise added), ctc.labels.txt the texts that were
   rendered (the ground truth, not the model's reading), ctc.logits.npy and ctc.confidence.npy
-  the numpy forward pass, and ctc.decoded.txt its greedy CTC decoding.
+  the numpy forward pass, and ctc.decoded.txt its greedy CTC decoding. ctc-tnc.onnx is the same
+  model with its logits in PyTorch's CTC layout, [32, batch, 5] (time first, the batch second).
 - tests/reference/detector.onnx: a detector head, input "x" [batch, 16] to "prob" [batch, 1]
   (MatMul, Add, Sigmoid); detector.x.npy (48 items), detector.labels.csv (0/1 from a slightly
   different weight vector, so accuracy is below 100%), detector.prob.npy (numpy).
@@ -188,6 +189,19 @@ def build_stateful(rng):
 ALPHABET = "-abcd"
 
 
+def time_first(model):
+    """The CTC model with its logits transposed to [time, batch, vocab]."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    for n in g.node:
+        n.output[:] = ["logits_btv" if o == "logits" else o for o in n.output]
+    g.node.append(helper.make_node("Transpose", ["logits_btv"], ["logits"], name="to_tbv", perm=[1, 0, 2]))
+    g.output[0].CopyFrom(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [32, "batch", 5]))
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
 def build_ctc(rng):
     """Logits = relu(cols · W1 + b1) · W2 + b2 over the 32 columns of the image; confidence =
     sigmoid(mean over positions of the hidden state · wc + bc)."""
@@ -335,6 +349,7 @@ def main():
     np.save(OUT / "stateful.scores.npy", ((x.astype(np.float64) + 1.0) @ w + b).astype(np.float32))
     ctc, weights = build_ctc(rng)
     onnx.save(ctc, OUT / "ctc.onnx")
+    onnx.save(time_first(ctc), OUT / "ctc-tnc.onnx")
     texts, images = render_texts(rng, 40)
     logits, conf = ctc_forward(weights, images)
     check_with_onnxruntime(ctc, {"image": images}, [logits, conf])

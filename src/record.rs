@@ -479,6 +479,10 @@ impl Record {
         self.output_kind = s.kind.clone();
         self.output_kind_source = s.kind_source.clone();
         self.output_item_shape = s.item_shape.clone();
+        if s.item_shape.iter().product::<usize>() <= 1 {
+            // One value per item has no direction: its cosine is ±1 whatever the error.
+            (self.ref_cosine_mean, self.ref_cosine_stderr) = (None, None);
+        }
         if !classes {
             (self.ref_top1_agreement, self.ref_top5_agreement) = (None, None);
             (self.ref_kl_mean, self.ref_kl_stderr, self.ref_kl_infinite_items) = (None, None, None);

@@ -380,6 +380,7 @@ fn a_ctc_recognizer_is_scored_by_decoded_text_and_its_second_output_as_a_score()
     // The second output has rows of its own, in a table of its kind.
     assert!(md.contains("### scores outputs") && md.contains("confidence: scores"), "{md}");
     assert!(md.contains("agree at threshold vs ref"), "{md}");
+    assert!(md.contains("CTC greedy decoding against the text labels"), "{md}");
     // explain ranks its layers by the output's SQNR: no top-1 for a sequence.
     let int8 = records.iter().find(|r| r.scheme == "int8-pc-sym" && r.backend == "tract-cpu").unwrap();
     let o = qbench(dir.path(), &["explain", run.to_str().unwrap(), &int8.case_index.to_string()]);
@@ -430,6 +431,61 @@ fn a_detector_with_one_probability_per_item_is_judged_at_its_threshold() {
     let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("accuracy at threshold ± CI (%)") && !md.contains("top-1"), "{md}");
+    // One value per item has no direction: no cosine.
+    assert!(records.iter().all(|r| r.ref_cosine_mean.is_none()), "{:?}", records[0].ref_cosine_mean);
+    assert!(!md.contains("cosine vs ref"), "{md}");
+    // A label that is not 0/1 for a single score: the case says what the labels must be.
+    let bad_labels = dir.path().join("labels2.csv");
+    std::fs::write(&bad_labels, std::fs::read_to_string(reference("detector.labels.csv")).unwrap().replace('1', "2"))
+        .unwrap();
+    let suite2 = suite.replace(&format!("{:?}", reference("detector.labels.csv")), &format!("{bad_labels:?}"));
+    std::fs::write(dir.path().join("suite.toml"), suite2).unwrap();
+    let out = dir.path().join("out2");
+    qbench(dir.path(), &["run", dir.path().join("suite.toml").to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let run = std::fs::read_dir(out.join("t")).unwrap().next().unwrap().unwrap().path();
+    for r in read_records(&run.join("records.jsonl")).unwrap() {
+        let e = r.error.unwrap_or_default();
+        assert!(
+            e.contains("is a single score, judged at its threshold against 0/1 labels") && e.contains("has label 2"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn ctc_logits_laid_out_time_first_are_read_batch_first_at_any_batch() {
+    // PyTorch's CTC layout [time, batch, vocab]; at batch 32 (= time) a reader that assumed
+    // batch-first would still find the sizes it expects and score the wrong numbers.
+    let dir = tempfile::tempdir().unwrap();
+    let suite = ctc_suite(CTC_OUTPUTS)
+        .replace("ctc.onnx", "ctc-tnc.onnx")
+        .replace("batch_sizes = [1, 8]", "batch_sizes = [1, 32]")
+        .replace("[\"f32\", \"int8-dynamic\", \"int8-pc-sym\"]", "[\"f32\"]");
+    // A byte-order mark before the first text is not part of it.
+    let labels = std::fs::read(reference("ctc.labels.txt")).unwrap();
+    let bom = dir.path().join("labels-bom.txt");
+    std::fs::write(&bom, [b"\xef\xbb\xbf".as_slice(), &labels].concat()).unwrap();
+    let suite = suite.replace(&format!("{:?}", reference("ctc.labels.txt")), &format!("{bom:?}"));
+    let records = run_suite(dir.path(), &suite);
+    let read = |n: &str| std::fs::read_to_string(reference(n)).unwrap().lines().map(String::from).collect::<Vec<_>>();
+    let (labels, decoded) = (read("ctc.labels.txt"), read("ctc.decoded.txt"));
+    let exact = labels.iter().zip(&decoded).filter(|(l, d)| l == d).count() as f64 / 40.0;
+    assert_eq!(records.len(), if cfg!(feature = "ort") { 4 } else { 2 });
+    for r in &records {
+        assert_eq!(r.status, CaseStatus::Ok, "{} batch {}: {:?}", r.backend, r.batch, r.error);
+        assert_eq!(r.output_item_shape, vec![32, 5], "batch {}", r.batch);
+        assert_eq!(r.exact_match, Some(exact), "{} batch {}", r.backend, r.batch);
+    }
+    // A stray blank line at the end of the labels: the count, and why.
+    let blank = dir.path().join("labels-blank.txt");
+    std::fs::write(&blank, [labels.join("\n").as_bytes(), b"\n\n"].concat()).unwrap();
+    std::fs::write(dir.path().join("suite.toml"), suite.replace(&format!("{bom:?}"), &format!("{blank:?}"))).unwrap();
+    let o = qbench(dir.path(), &["validate", dir.path().join("suite.toml").to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("holds 41 lines but dataset") && e.contains("its last line is empty"),
+        "{e}"
+    );
 }
 
 #[test]

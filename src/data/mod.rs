@@ -182,14 +182,24 @@ pub fn attach_texts(mut d: Dataset, path: &std::path::Path) -> Result<Dataset, D
     let bytes = crate::files::read_bounded(path, 1 << 30, "a text labels file")?;
     let text = String::from_utf8(bytes.clone())
         .map_err(|e| DataError::Labels { path: path.to_path_buf(), reason: format!("not UTF-8 text ({e})") })?;
+    // A byte-order mark (Windows editors write one) is not part of the first text.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let texts: Vec<String> = text.lines().map(|l| l.strip_suffix('\r').unwrap_or(l).to_string()).collect();
     if texts.len() != d.len() {
-        return Err(DataError::LabelCount {
-            dataset: d.name.clone(),
-            inputs: d.inputs_path.clone(),
-            labels: path.to_path_buf(),
-            n_items: d.len(),
-            n_labels: texts.len(),
+        let hint = if texts.len() == d.len() + 1 && texts.last().is_some_and(|t| t.is_empty()) {
+            " (its last line is empty: a stray blank line at the end, or an empty text for a last item that is not there; remove it if stray)"
+        } else {
+            ""
+        };
+        return Err(DataError::Labels {
+            path: path.to_path_buf(),
+            reason: format!(
+                "holds {} lines but dataset \"{}\" ({}) has {} items; write one text a line, in item order{hint}",
+                texts.len(),
+                d.name,
+                d.inputs_path.display(),
+                d.len()
+            ),
         });
     }
     let mut hasher = Sha256::new();

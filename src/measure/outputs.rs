@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::fidelity::{self, wilson_interval, MeanSe};
 
 /// Default threshold of a `scores` output: a probability's decision boundary.
-pub const DEFAULT_THRESHOLD: f32 = 0.5;
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
 /// Default neighbours of an `embedding` output's retrieval agreement.
 pub const DEFAULT_RETRIEVAL_K: usize = 5;
 /// Items an embedding's retrieval agreement is computed over at most (it compares every pair).
@@ -57,7 +57,7 @@ pub enum OutputKind {
     Sequence { position_axis: usize, ctc: Option<Ctc> },
     /// Probabilities or maps of any shape: MSE, SQNR and agreement at a threshold; accuracy
     /// against 0/1 labels for a single score.
-    Scores { threshold: f32 },
+    Scores { threshold: f64 },
     /// A vector per item: cosine and retrieval agreement@k.
     Embedding { k: usize },
     /// Values to predict: error against the reference (MSE, SQNR, largest error).
@@ -249,7 +249,8 @@ pub fn score(
     let reference = reference.filter(|r| r.values.len() == x.values.len());
     if let Some(r) = reference {
         let f = fidelity::fidelity(&r.values, &x.values, per_item);
-        s.ref_cosine_mean = Some(f.cosine.mean);
+        // One value per item has no direction: its cosine is ±1 whatever the error.
+        s.ref_cosine_mean = (per_item > 1).then_some(f.cosine.mean);
         s.ref_sqnr_db = f.sqnr_db;
         s.ref_mse_mean = Some(f.mse.mean);
         s.ref_max_abs_err = Some(f.max_abs_err);
@@ -287,13 +288,14 @@ pub fn score(
         }
         OutputKind::Scores { threshold } => {
             let t = *threshold;
-            s.threshold = Some(t as f64);
+            s.threshold = Some(t);
+            let at = |v: f32| v as f64 >= t;
             if let Some(r) = reference {
-                let same = r.values.iter().zip(&x.values).filter(|(a, b)| (**a >= t) == (**b >= t)).count();
+                let same = r.values.iter().zip(&x.values).filter(|(a, b)| at(**a) == at(**b)).count();
                 s.ref_threshold_agreement = Some(same as f64 / x.values.len().max(1) as f64);
             }
             if let (Some(l), 1) = (labels.classes, per_item) {
-                let k = x.values.iter().zip(l).filter(|(v, l)| (**v >= t) == (**l == 1)).count();
+                let k = x.values.iter().zip(l).filter(|(v, l)| at(**v) == (**l == 1)).count();
                 let (lo, hi) = wilson_interval(k, l.len());
                 s.threshold_accuracy = Some(k as f64 / l.len().max(1) as f64);
                 (s.threshold_accuracy_ci_low, s.threshold_accuracy_ci_high) = (Some(lo), Some(hi));

@@ -297,6 +297,9 @@ impl OnnxModel {
         let names: Vec<&str> = graph_inputs.iter().map(|&i| graph.input[i].name.as_str()).collect();
         let mut ordered = Vec::with_capacity(inputs.len());
         let mut moved: Vec<(String, usize, usize)> = Vec::new();
+        // The symbols the file gives its data inputs' batch axes: where an output has one of
+        // them, its batch is.
+        let mut batch_symbols: HashSet<String> = HashSet::new();
         let mut constants: Vec<(InputDecl, InputDtype)> = Vec::new();
         let mut inputs = inputs.to_vec();
         for input in &mut inputs {
@@ -316,6 +319,7 @@ impl OnnxModel {
                 constants.push((input.clone(), dtype));
                 continue;
             }
+            batch_symbols.extend(dim_param(&declared, input.batch_axis));
             set_dims(&mut declared, &input.dims());
             if input.batch_axis > 0 {
                 moved.push((input.name.clone(), input.batch_axis, input.item_shape.len() + 1));
@@ -380,13 +384,43 @@ impl OnnxModel {
         }
         let mut kept = Vec::with_capacity(chosen.len());
         let mut output_dims = Vec::with_capacity(chosen.len());
+        let mut transposes = Vec::new();
         for o in &chosen {
             let mut info = graph.output.iter().find(|x| &x.name == o).cloned().expect("checked above");
             output_dims.push(declared_dims(&info));
+            // An output whose batch the file puts elsewhere (`[time, batch, vocab]`, as PyTorch
+            // exports CTC logits) is transposed batch first, as every metric reads outputs.
+            let rank = declared_dims(&info).map_or(0, |d| d.len());
+            let at = (1..rank).find(|&k| dim_param(&info, k).is_some_and(|p| batch_symbols.contains(&p)));
+            if let (Some(k), true) = (at, produced.contains(o.as_str())) {
+                let inner = format!("{o}.file_layout");
+                let perm: Vec<i64> = (0..rank).map(|j| if j == 0 { k } else if j <= k { j - 1 } else { j } as i64).collect();
+                transposes.push((o.clone(), inner, perm));
+            }
             set_dims(&mut info, &[]);
             kept.push(info);
         }
         graph.output = kept;
+        for (o, inner, perm) in transposes {
+            for node in &mut graph.node {
+                for v in node.output.iter_mut().chain(node.input.iter_mut()).filter(|v| **v == o) {
+                    *v = inner.clone();
+                }
+            }
+            graph.node.push(NodeProto {
+                name: format!("qbench.{o}.batch_first"),
+                op_type: "Transpose".into(),
+                input: vec![inner],
+                output: vec![o.clone()],
+                attribute: vec![AttributeProto {
+                    name: "perm".into(),
+                    r#type: AttributeType::Ints as i32,
+                    ints: perm,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
 
         let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
         let mut layers = Vec::new();
@@ -744,6 +778,17 @@ fn describe_dim(d: &Dimension) -> String {
         Some(DimValue::DimValue(v)) => v.to_string(),
         Some(DimValue::DimParam(p)) => p.clone(),
         None => "?".into(),
+    }
+}
+
+/// The symbol a value's declaration names axis `axis` by, if it names one.
+fn dim_param(info: &tract_onnx::pb::ValueInfoProto, axis: usize) -> Option<String> {
+    let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return None;
+    };
+    match t.shape.as_ref()?.dim.get(axis)?.value.as_ref()? {
+        DimValue::DimParam(p) if !p.is_empty() => Some(p.clone()),
+        _ => None,
     }
 }
 

@@ -572,24 +572,28 @@ pub fn notes(records: &[Record]) -> Notes {
         // Outputs-only data (an embedding model's sentences) has no top-1 to explain.
         // What the labels scored: top-1 for classes, exact match and CER for decoded text,
         // accuracy at the threshold for a single score.
+        // Any output of any case, not only the first outputs' columns.
+        let any =
+            |f: &dyn Fn(&crate::measure::outputs::OutputScore) -> bool| records.iter().any(|m| m.outputs.iter().any(f));
         let mut against = Vec::new();
-        if records.iter().any(|m| m.top1_accuracy.is_some()) {
+        let top1 = records.iter().any(|m| m.top1_accuracy.is_some()) || any(&|o| o.top1_accuracy.is_some());
+        if top1 {
             against.push("top-1 ± the half-width of its Wilson 95% interval");
         }
-        if records.iter().any(|m| m.exact_match.is_some()) {
+        if records.iter().any(|m| m.exact_match.is_some()) || any(&|o| o.exact_match.is_some()) {
             against.push("CTC greedy decoding against the text labels: exact match ± the half-width of its Wilson 95% interval, CER = Σ edit distance / Σ label characters");
         }
-        if records.iter().any(|m| m.threshold_accuracy.is_some()) {
+        if records.iter().any(|m| m.threshold_accuracy.is_some()) || any(&|o| o.threshold_accuracy.is_some()) {
             against.push("a single score's accuracy at its threshold (score ≥ threshold against 0/1 labels) ± its Wilson interval");
         }
         let scored = if against.is_empty() {
             format!("Outputs of {} (no labels: scored against the reference only)", data.join("; "))
-        } else if against.len() == 1 && records.iter().any(|m| m.top1_accuracy.is_some()) {
+        } else if against.len() == 1 && top1 {
             format!("Top-1 on {}, ± the half-width of its Wilson 95% interval", data.join("; "))
         } else {
             format!("Scored on {}: {}", data.join("; "), against.join("; "))
         };
-        let kinds_note = if records.iter().any(|m| !m.output_kind.is_empty() && m.output_kind != "classes") {
+        let kinds_note = if records.iter().any(|m| m.outputs.iter().any(|o| o.kind != "classes")) {
             " Each output is scored as its kind says: top-k and KL for classes only; per-position agreement (best class at each position) for sequences; agreement at the threshold for scores; retrieval agreement (shared k nearest neighbours by cosine) for embeddings; SQNR and cosine for all."
         } else {
             ""

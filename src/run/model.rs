@@ -113,6 +113,18 @@ impl<'s> ModelState<'s> {
             }
             _ => None,
         };
+        // Text labels only score a CTC output with an alphabet, which only a declaration makes.
+        let reads_texts = entry
+            .output_kinds
+            .iter()
+            .flatten()
+            .any(|k| matches!(k, OutputKind::Sequence { ctc: Some(c), .. } if c.alphabet.is_some()));
+        if data.texts.is_some() && !reads_texts {
+            progress(&Event::Warning(format!(
+                "dataset \"{}\" has text_labels, but no output of model \"{}\" reads text: declare its sequence output with ctc_blank and an alphabet in [[models.outputs]] to score exact match and CER",
+                data.name, entry.name
+            )));
+        }
         // Overrides are checked against a model file's layers once it is read.
         if entry.known_layers().is_none() && !layers.is_empty() {
             for (k, o) in suite.overrides.iter().enumerate() {
@@ -292,9 +304,19 @@ impl<'s> ModelState<'s> {
         if variant.zoo().is_none() {
             if let Some(r) = reference {
                 let shapes: Vec<Vec<usize>> = r.outputs.iter().map(|o| o.item_shape.clone()).collect();
-                if let (Some(i), Some(_)) = (super::classify::label_targets(&kinds, &shapes).0, &self.data.labels) {
-                    let classes = if kinds[i].0 == OutputKind::Classes { r.outputs[i].per_item() } else { 2 };
-                    super::datasets::check_labels(&self.data, self.entry, classes)?;
+                if let (Some(i), Some(labels)) = (super::classify::label_targets(&kinds, &shapes).0, &self.data.labels)
+                {
+                    if kinds[i].0 == OutputKind::Classes {
+                        super::datasets::check_labels(&self.data, self.entry, r.outputs[i].per_item())?;
+                    } else if let Some(&l) = labels.iter().find(|&&l| l > 1) {
+                        return Err(CaseError::Output {
+                            model: self.entry.name.clone(),
+                            reason: format!(
+                                "output \"{}\" is a single score, judged at its threshold against 0/1 labels, but dataset \"{}\" has label {l}; use 0/1 labels (1: at or above the threshold), or declare the output's kind",
+                                r.outputs[i].name, self.data.name
+                            ),
+                        });
+                    }
                 }
             }
         }

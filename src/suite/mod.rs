@@ -1227,7 +1227,7 @@ fn resolve_output_kind(
                         loc.at(t.span(), format!("threshold = {} must be a finite number, e.g. 0.5", t.get_ref()))
                     )
                 }
-                Some(t) => *t.get_ref() as f32,
+                Some(t) => *t.get_ref(),
                 None => DEFAULT_THRESHOLD,
             };
             OutputKind::Scores { threshold }
@@ -1318,6 +1318,7 @@ fn inputs_from_file(
     let model = m_ref.name.get_ref();
     let all = "declaring [[models.inputs]] lists every input, in the order the dataset's arrays feed them";
     let mut decls = Vec::new();
+    let mut used: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for input in found {
         let name = &input.name;
         let shown: Vec<String> = input
@@ -1371,6 +1372,18 @@ fn inputs_from_file(
             constant: None,
             batch_axis: 0,
         });
+        used.extend(input.dims.iter().filter_map(|d| match d {
+            FileDim::Symbol(s) => Some(s.clone()),
+            _ => None,
+        }));
+    }
+    if let (Some(dims), Some(k)) = (&m_ref.dims, bound.keys().find(|k| !used.contains(*k))) {
+        let named =
+            if used.is_empty() { "no symbol".to_string() } else { used.iter().cloned().collect::<Vec<_>>().join(", ") };
+        return Err(loc.at(
+            dims.span(),
+            format!("dims.{k} is bound but no input of the file names it (its inputs name {named}); remove it"),
+        ));
     }
     Ok(decls)
 }
