@@ -37,6 +37,9 @@ weight is random (seeded), so the files are license-clean; each is a few KB.
   [6, batch, 4] (the batch on axis 1): y = (Σ_t frames[t]) · W, W [4, 3]. time-major.x.npy
   holds 20 items as a dataset stores them ([20, 6, 4], item first), time-major.y.npy numpy's
   outputs.
+- tests/reference/context.onnx: a data input "x" [batch, 8] beside an unbatched "ctx" [1, 8] (a
+  shared context vector, broadcast): y = (x + ctx) · W, W [8, 3]. context.x.npy holds 16 items,
+  context.y.npy numpy's outputs with ctx = 0.5 everywhere.
 """
 
 from pathlib import Path
@@ -331,6 +334,28 @@ def build_time_major(rng):
     return model, w
 
 
+def build_context(rng):
+    w = rng.normal(0, 0.5, (8, 3))
+    nodes = [
+        helper.make_node("Add", ["x", "ctx"], ["h"], name="add_context"),
+        helper.make_node("MatMul", ["h", "w"], ["y"], name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "context",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("ctx", TensorProto.FLOAT, [1, 8]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [init("w", w)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="context fixture")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model, w
+
+
 def main():
     rng = np.random.default_rng(20)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -374,6 +399,13 @@ def main():
     check_with_onnxruntime(time_major, {"frames": x.transpose(1, 0, 2).copy()}, [y])
     np.save(OUT / "time-major.x.npy", x)
     np.save(OUT / "time-major.y.npy", y)
+    context, w = build_context(rng)
+    onnx.save(context, OUT / "context.onnx")
+    x = rng.normal(0, 1, (16, 8)).astype(np.float32)
+    y = ((x.astype(np.float64) + 0.5) @ w).astype(np.float32)
+    check_with_onnxruntime(context, {"x": x, "ctx": np.full((1, 8), 0.5, np.float32)}, [y])
+    np.save(OUT / "context.x.npy", x)
+    np.save(OUT / "context.y.npy", y)
 
 
 if __name__ == "__main__":

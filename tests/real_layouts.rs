@@ -597,3 +597,57 @@ fn a_model_files_inputs_are_read_from_it_when_the_suite_leaves_them_out() {
     let e = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(e.contains("its open axis at 1"), "{e}");
 }
+
+#[test]
+fn an_unbatched_input_beside_a_batched_one_is_asked_for_a_constant_and_then_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-pc-sym\"]\nbackends = {}\nbatch_sizes = [1, 4]\n{MEASURE}\n[[datasets]]\nname = \"x\"\nformat = \"npy\"\ninputs = {:?}\n\n[[models]]\nname = \"ctx\"\npath = {:?}\n",
+        onnx_backends(),
+        reference("context.x.npy"),
+        reference("context.onnx"),
+    );
+    // Read from the file: "ctx" [1, 8] has no open axis beside "x", which takes the batch.
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, &suite).unwrap();
+    let o = qbench(dir.path(), &["validate", path.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.contains("input \"ctx\" has shape [1, 8], no open axis, while \"x\" takes the batch")
+            && e.contains("value = 0"),
+        "{e}"
+    );
+    assert!(!e.contains("batch is fixed"), "{e}");
+    // Declared the same way, with the batch first: the same advice, not "another batch axis".
+    let declared =
+        "[[models.inputs]]\nname = \"x\"\nshape = [\"batch\", 8]\n[[models.inputs]]\nname = \"ctx\"\nshape = [1, 8]\n";
+    std::fs::write(&path, format!("{suite}{declared}")).unwrap();
+    let o = qbench(dir.path(), &["validate", path.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("is declared with a fixed first axis (1) while \"x\" takes the batch"), "{e}");
+    // As the advice says: a constant. Every engine computes numpy's outputs with ctx = 0.5.
+    let constant = "[[models.inputs]]\nname = \"x\"\nshape = [\"batch\", 8]\n[[models.inputs]]\nname = \"ctx\"\nshape = [1, 8]\nvalue = 0.5\n";
+    let suite = format!("{suite}{constant}");
+    std::fs::write(&path, &suite).unwrap();
+    let s = qbench::suite::Suite::load(&path).unwrap();
+    let loaded = qbench::model::LoadedModel::load("ctx", &s.models[0].kind, dir.path()).unwrap();
+    let variant = qbench::quant::f32_variant(&loaded);
+    let data = qbench::data::load_npy("x", &reference("context.x.npy"), None, None).unwrap();
+    let want = qbench::data::load_npy("y", &reference("context.y.npy"), None, None).unwrap();
+    let mut engines = vec![qbench::backend::BackendId::TRACT_CPU];
+    if cfg!(feature = "ort") {
+        engines.push(qbench::backend::BackendId::from_name("ort-cpu").unwrap());
+    }
+    for b in engines {
+        for batch in [1, 4] {
+            let mut p = b.create(0).prepare(&variant, batch).unwrap();
+            let got = qbench::measure::eval::run_dataset(p.session.as_mut(), b, &data, batch, 3).unwrap();
+            let worst = got.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{} batch {batch} vs numpy: {worst}", b.name());
+        }
+    }
+    for r in run_suite(dir.path(), &suite) {
+        assert_eq!(r.status, CaseStatus::Ok, "{} {} {}: {:?}", r.scheme, r.backend, r.batch, r.error);
+    }
+}

@@ -1319,6 +1319,7 @@ fn inputs_from_file(
     let all = "declaring [[models.inputs]] lists every input, in the order the dataset's arrays feed them";
     let mut decls = Vec::new();
     let mut used: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut fixed: Vec<(String, String, usize)> = Vec::new();
     for input in found {
         let name = &input.name;
         let shown: Vec<String> = input
@@ -1349,9 +1350,7 @@ fn inputs_from_file(
         let (fixed_batch, item_shape) = match open.as_slice() {
             [] => {
                 let n = size(&input.dims[0]);
-                if let Some(b) = batch_sizes.iter().find(|b| **b != n) {
-                    return Err(loc.at(m.span(), format!("model \"{model}\"'s input \"{name}\" has shape {shape}: its batch is fixed to {n}, but batch_sizes has {b}; use batch_sizes = [{n}], or export the model with a dynamic batch axis")));
-                }
+                fixed.push((name.clone(), shape.clone(), n));
                 (Some(n), input.dims[1..].iter().map(size).collect())
             }
             [0] => (None, input.dims[1..].iter().map(size).collect()),
@@ -1377,6 +1376,17 @@ fn inputs_from_file(
             _ => None,
         }));
     }
+    // An input with no open axis beside one that takes the batch is not batched: no dataset
+    // item can feed it. Alone, its first axis is a fixed batch the suite's sizes must match.
+    let batched = decls.iter().find(|d| d.fixed_batch.is_none()).map(|d| d.name.clone());
+    if let (Some((name, shape, _)), Some(other)) = (fixed.first(), &batched) {
+        return Err(loc.at(m.span(), format!("model \"{model}\"'s input \"{name}\" has shape {shape}, no open axis, while \"{other}\" takes the batch: it is not batched, so no dataset item can feed it; feed it a constant, e.g. [[models.inputs]] name = \"{name}\", shape = {shape}, value = 0 ({all})")));
+    }
+    if let Some((name, shape, n)) = fixed.first() {
+        if let Some(b) = batch_sizes.iter().find(|b| *b != n) {
+            return Err(loc.at(m.span(), format!("model \"{model}\"'s input \"{name}\" has shape {shape}: its batch is fixed to {n}, but batch_sizes has {b}; use batch_sizes = [{n}], or export the model with a dynamic batch axis")));
+        }
+    }
     if let (Some(dims), Some(k)) = (&m_ref.dims, bound.keys().find(|k| !used.contains(*k))) {
         let named =
             if used.is_empty() { "no symbol".to_string() } else { used.iter().cloned().collect::<Vec<_>>().join(", ") };
@@ -1386,6 +1396,14 @@ fn inputs_from_file(
         ));
     }
     Ok(decls)
+}
+
+/// Whether a data input other than `this` takes its batch as a symbol.
+fn any_symbolic_batch(inputs: &[Spanned<spec::InputSpec>], this: &spec::InputSpec) -> bool {
+    inputs.iter().map(|i| i.get_ref()).filter(|i| !std::ptr::eq(*i, this) && i.value.is_none()).any(|i| {
+        let axis = i.batch_axis.as_ref().and_then(|k| usize::try_from(*k.get_ref()).ok()).unwrap_or(0);
+        matches!(i.shape.get_ref().get(axis).map(|d| d.get_ref()), Some(spec::DimSpec::Symbol(_)))
+    })
 }
 
 /// `dims = { name = size }`: sizes bound to the symbols of a model file's shapes.
@@ -1425,8 +1443,9 @@ fn resolve_inputs(
     let decls = inputs
         .get_ref()
         .iter()
-        .map(|i| resolve_input(loc, m_ref, i.get_ref(), batch_sizes))
+        .map(|i| resolve_input(loc, m_ref, i.get_ref(), batch_sizes, any_symbolic_batch(inputs.get_ref(), i.get_ref())))
         .collect::<Result<Vec<_>, _>>()?;
+    let first_data = decls.iter().find(|e| e.constant.is_none()).map_or("", |e| e.name.as_str());
     for (i, d) in decls.iter().enumerate() {
         if decls[..i].iter().any(|e| e.name == d.name) {
             return Err(loc.at(inputs.get_ref()[i].span(), format!("input \"{}\" is declared twice", d.name)));
@@ -1436,10 +1455,16 @@ fn resolve_inputs(
         {
             return Err(loc.at(
                 inputs.get_ref()[i].span(),
-                format!(
-                    "input \"{}\" has another batch axis than \"{}\"; every input's first axis is the batch",
-                    d.name, decls[0].name
-                ),
+                match (d.fixed_batch, decls.iter().find(|e| e.constant.is_none()).and_then(|e| e.fixed_batch)) {
+                    (Some(n), None) => format!(
+                        "input \"{}\" is declared with a fixed first axis ({n}) while \"{}\" takes the batch: an input that is not batched is fed a constant (value = …, shape = its whole shape); one whose batch is on another axis takes batch_axis = k",
+                        d.name, first_data
+                    ),
+                    _ => format!(
+                        "input \"{}\" has another batch axis than \"{}\"; every data input takes the same batch (at its batch_axis, 0 by default)",
+                        d.name, first_data
+                    ),
+                },
             ));
         }
     }
@@ -1473,6 +1498,7 @@ fn resolve_input(
     m_ref: &spec::ModelSpec,
     input: &spec::InputSpec,
     batch_sizes: &[usize],
+    others_batched: bool,
 ) -> Result<InputDecl, SuiteError> {
     // Left out: the type the model file declares for this input.
     let dtype = match &input.dtype {
@@ -1573,7 +1599,9 @@ fn resolve_input(
                 .ok()
                 .filter(|n| *n > 0)
                 .ok_or_else(|| loc.at(batch.span(), "the batch dim must be positive"))?;
-            if let Some(b) = batch_sizes.iter().find(|b| **b != n) {
+            // Checked against the suite's batch sizes once every input is read: beside an input
+            // that takes the batch, this one is not batched at all.
+            if let Some(b) = batch_sizes.iter().find(|b| **b != n).filter(|_| !others_batched) {
                 return Err(loc.at(batch.span(), format!("the model's batch is fixed to {n}, but batch_sizes has {b}; use batch_sizes = [{n}], or declare the batch axis as a symbol (\"N\") if the model takes any batch")));
             }
             Some(n)
