@@ -105,7 +105,8 @@ pub struct Record {
     /// Cold start: prepare plus first run.
     #[serde(default)]
     pub cold_start_ns: Option<u64>,
-    /// Median ns of a fixed CPU workload, timed just before this case (`measure::probe`).
+    /// Median ns of a fixed CPU workload, timed at most [`crate::measure::probe::MAX_AGE`]
+    /// before this case starts (`measure::probe::Prober`): cases close in time share one check.
     #[serde(default)]
     pub noise_probe_ns: Option<f64>,
     // --- memory (from the OS; None where it cannot be measured)

@@ -1,4 +1,4 @@
-//! A machine check: a fixed CPU workload timed before every case. Its median should not move
+//! A machine check: a fixed CPU workload timed before the cases (at most every [`MAX_AGE`]). Its median should not move
 //! during a run; when it does, the machine's speed changed (another process, throttling, a
 //! noisy neighbour) and medians measured at different times are not comparable.
 
@@ -46,6 +46,30 @@ pub fn probe_ns() -> f64 {
     times[PROBE_SAMPLES / 2] as f64
 }
 
+/// How old a machine check may be for a case to use it: the check (with its pause) runs at most
+/// this often, not before every case, so short cases do not each pay ~25 ms for it.
+pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The machine check of a run: [`probe_ns`] again only when the last one is older than
+/// [`MAX_AGE`].
+#[derive(Debug, Default)]
+pub struct Prober {
+    last: Option<(Instant, f64)>,
+}
+
+impl Prober {
+    pub fn probe(&mut self) -> f64 {
+        match self.last {
+            Some((at, ns)) if at.elapsed() < MAX_AGE => ns,
+            _ => {
+                let ns = probe_ns();
+                self.last = Some((Instant::now(), ns));
+                ns
+            }
+        }
+    }
+}
+
 /// Relative spread of probe medians over a run: `max / min − 1`.
 pub fn drift(probes_ns: &[f64]) -> Option<f64> {
     let (lo, hi) = probes_ns.iter().fold((f64::INFINITY, 0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
@@ -71,5 +95,17 @@ mod tests {
         assert!(probe_ns() > 0.0);
         assert_eq!(drift(&[100.0, 110.0, 105.0]), Some(0.10000000000000009));
         assert_eq!(drift(&[100.0]), None);
+    }
+
+    #[test]
+    fn the_prober_checks_again_only_when_its_last_check_is_too_old() {
+        let mut p = Prober::default();
+        let first = p.probe();
+        assert!(first > 0.0);
+        // Within MAX_AGE: the same check, not a new one.
+        assert_eq!(p.probe().to_bits(), first.to_bits());
+        // An old check (a sentinel no workload can time) is replaced by a new one.
+        p.last = Some((Instant::now() - MAX_AGE - std::time::Duration::from_millis(1), -1.0));
+        assert!(p.probe() > 0.0);
     }
 }

@@ -256,7 +256,7 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
         }
         let _ = writeln!(
             out,
-            "{} against {}: ratio = median {} / median {}, 95% interval for autocorrelated samples; verdict against a practical threshold of ±{:.0}% (faster / slower: the whole interval beyond it; same: the whole interval within it; inconclusive: neither). The machine check (a fixed CPU workload timed before each case) is context, not part of the verdict; its spread within the runs: {:.1}% and {:.1}%.\n",
+            "{} against {}: ratio = median {} / median {}, 95% interval for autocorrelated samples; verdict against a practical threshold of ±{:.0}% (faster / slower: the whole interval beyond it; same: the whole interval within it; inconclusive: neither). The machine check (a fixed CPU workload timed before the cases, at most every 2 s) is context, not part of the verdict; its spread within the runs: {:.1}% and {:.1}%.\n",
             label(i),
             label(0),
             i + 1,

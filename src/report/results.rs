@@ -445,7 +445,7 @@ pub fn notes(records: &[Record]) -> Notes {
             (false, _) => "steady",
         };
         notes.machine = Some(format!(
-            "Machine check: a fixed workload timed before each case took {:.1}–{:.1} µs ({:.1}% spread): {verdict}.",
+            "Machine check: a fixed workload timed before the cases (at most every 2 s) took {:.1}–{:.1} µs ({:.1}% spread): {verdict}.",
             lo / 1e3,
             hi / 1e3,
             100.0 * drift

@@ -15,7 +15,9 @@ use crate::quant::Variant;
 use crate::record::{Environment, Record};
 use crate::suite::{Case, Suite};
 
-/// A case's record before it runs: the environment's provenance and the case's identity.
+/// A case's record before it runs: the environment's provenance, the case's identity, and the
+/// run's latest machine check.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn new_record(
     suite: &Suite,
     env: &Environment,
@@ -24,6 +26,7 @@ pub(super) fn new_record(
     case: &Case,
     data: &Dataset,
     options: &RunOptions,
+    noise_probe_ns: Option<f64>,
 ) -> Record {
     let model = &suite.models[case.model];
     Record {
@@ -45,7 +48,7 @@ pub(super) fn new_record(
         // Until the engine says what it made of the variant.
         realization: Realization::NotObserved.name().to_string(),
         parameters: model.zoo().map_or(0, |z| z.parameter_count()),
-        noise_probe_ns: Some(crate::measure::probe::probe_ns()),
+        noise_probe_ns,
         process_id: std::process::id(),
         ..Record::from_environment(env, case.backend.is_cuda())
     }

@@ -278,7 +278,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
                 Err(_) if stop().is_some() => break,
                 Err(e) => {
                     let data = &datasets[suite.models[case.model].dataset];
-                    let mut r = case::new_record(suite, &env, &folder.run_id, index, case, data, options);
+                    let mut r = case::new_record(suite, &env, &folder.run_id, index, case, data, options, None);
                     r.status = CaseStatus::Failed;
                     r.error = Some(root_cause(&e));
                     r
@@ -291,6 +291,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             records.push(record);
         }
     }
+    let mut prober = crate::measure::probe::Prober::default();
     'models: for (model_idx, entry) in suite.models.iter().enumerate().filter(|_| options.isolate.is_none()) {
         // Cases of this model, with their index in the whole suite (the records' case_index,
         // the same in every shard).
@@ -310,7 +311,9 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
                 break 'models;
             }
             done += 1;
-            let mut record = case::new_record(suite, &env, &folder.run_id, index, case, state.data(), options);
+            let probe = prober.probe();
+            let mut record =
+                case::new_record(suite, &env, &folder.run_id, index, case, state.data(), options, Some(probe));
             state.run_case(case, &mut record, options);
             if options.only_case.is_some() {
                 // This process ran only this case: its whole peak is the case's.
