@@ -247,6 +247,14 @@ pub struct Record {
     pub paired_ci_target_met: Option<bool>,
     // --- task accuracy on the whole dataset
     pub eval_items: Option<usize>,
+    /// Items per run of the evaluation the accuracy and fidelity columns come from: the case's
+    /// own batch, or the batch of the (variant, backend)'s one evaluation shared by its cases.
+    #[serde(default)]
+    pub eval_batch: Option<usize>,
+    /// How the evaluation was shared or why it was not: `shared: …` with the check that this
+    /// case's own outputs on a slice match it, or `outputs depend on the batch: …`.
+    #[serde(default)]
+    pub eval_note: Option<String>,
     pub top1_accuracy: Option<f64>,
     /// Wilson 95% interval of top-1 accuracy.
     #[serde(default)]

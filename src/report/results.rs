@@ -593,13 +593,24 @@ pub fn notes(records: &[Record]) -> Notes {
         } else {
             format!("Scored on {}: {}", data.join("; "), against.join("; "))
         };
+        // Where the accuracy columns come from: one evaluation per (variant, backend).
+        let shared = ok.iter().filter(|r| r.eval_batch.is_some_and(|b| b != r.batch)).count();
+        let own = ok
+            .iter()
+            .filter(|r| r.eval_note.as_deref().is_some_and(|n| n.starts_with("outputs depend on the batch")))
+            .count();
+        let eval_note = match (shared, own) {
+            (0, 0) => String::new(),
+            (s, 0) => format!(" Accuracy and fidelity come from one evaluation per variant and backend, shared by its cases at every batch size ({s} case(s) checked their own outputs on a batch of items against it)."),
+            (s, o) => format!(" Accuracy and fidelity come from one evaluation per variant and backend, shared by its cases at every batch size ({s} case(s) checked their own outputs on a batch of items against it); {o} case(s) whose outputs depend on the batch were evaluated at their own batch (eval_note in the records)."),
+        };
         let kinds_note = if records.iter().any(|m| m.outputs.iter().any(|o| o.kind != "classes")) {
             " Each output is scored as its kind says: top-k and KL for classes only; per-position agreement (best class at each position) for sequences; agreement at the threshold for scores; retrieval agreement (shared k nearest neighbours by cosine) for embeddings; SQNR and cosine for all."
         } else {
             ""
         };
         notes.method = Some(format!(
-            "{scored}; latency median ± the half-width of its 95% interval (valid for autocorrelated samples); p99 only from 100 samples on, else \"≈ max\"; items/s at the mean run time. × vs f32: speedup over the same backend's f32, measured in alternating rounds (median of the per-round ratios, 95% interval). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; heap: peak bytes prepare held / bytes allocated per run, counted by qbench's allocator.{kinds_note}{lm_note}",
+            "{scored}; latency median ± the half-width of its 95% interval (valid for autocorrelated samples); p99 only from 100 samples on, else \"≈ max\"; items/s at the mean run time. × vs f32: speedup over the same backend's f32, measured in alternating rounds (median of the per-round ratios, 95% interval). \"vs ref\": against the fp32 logits computed by {} (SQNR pooled over the dataset; KL of the softmax outputs, mean per item, nats). Cold start = prepare (load + optimize) + first run; heap: peak bytes prepare held / bytes allocated per run, counted by qbench's allocator.{eval_note}{kinds_note}{lm_note}",
             engines.join("; "),
         ));
         if ok.is_empty() {

@@ -52,6 +52,8 @@ pub(super) struct ModelState<'s> {
     /// The f32 variant prepared on each (backend, batch), which the quantized cases there are
     /// measured against in alternating rounds; kept for the model's cases, or why it could not.
     paired_f32: HashMap<(BackendId, usize), Result<Prepared, String>>,
+    /// Each (variant, backend)'s evaluation over the split, shared by its cases.
+    evals: super::classify::EvalCache,
     /// The process runs this one case (`--only-case`): no f32 session is kept beside it.
     only_case: bool,
 }
@@ -156,6 +158,7 @@ impl<'s> ModelState<'s> {
             calibration: None,
             lm: LmState::default(),
             paired_f32: HashMap::new(),
+            evals: HashMap::new(),
             only_case: false,
         }
     }
@@ -321,7 +324,15 @@ impl<'s> ModelState<'s> {
             }
         }
         let values = reference.map(|r| r.outputs.as_slice());
-        guarded(|| super::classify::measure(self.suite, case, &variant, &self.data, &kinds, values, paired, record))
+        // One evaluation per (variant, backend), at the batch the reference pass ran, shared by
+        // the cases at every batch size.
+        let eval_batch = pass_batch(model, self.suite, self.data.len());
+        // A case alone in its process (--isolate) has no other case to share with, and its
+        // memory figures are its own: it evaluates with its own session.
+        let shared = (!self.only_case).then_some((&mut self.evals, eval_batch));
+        guarded(|| {
+            super::classify::measure(self.suite, case, &variant, &self.data, &kinds, values, paired, record, shared)
+        })
     }
 }
 
