@@ -92,7 +92,7 @@ fn shared_outputs(
     record: &mut Record,
 ) -> Result<Vec<OutputValues>, CaseError> {
     let key = (case.scheme, case.backend);
-    if !cache.contains_key(&key) {
+    if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(key) {
         let made = if case.batch == eval_batch {
             eval::run_outputs(session, case.backend, data, eval_batch).map_err(|e| e.to_string())
         } else {
@@ -107,7 +107,7 @@ fn shared_outputs(
                     .map_err(|e| e.to_string()),
             }
         };
-        cache.insert(key, made.map(|outputs| SharedEval { outputs, batch: eval_batch }));
+        slot.insert(made.map(|outputs| SharedEval { outputs, batch: eval_batch }));
     }
     let own = |record: &mut Record, note: String, session: &mut dyn Session| {
         record.eval_batch = Some(case.batch);
