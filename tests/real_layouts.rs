@@ -39,6 +39,38 @@ fn run_suite(dir: &Path, suite: &str) -> Vec<Record> {
     read_records(&run.join("records.jsonl")).unwrap()
 }
 
+/// The f32 graph qbench normalizes from `suite`'s first model computes `want`'s values (numpy's
+/// forward pass) from `x`'s items, on tract and (with the feature) ONNX Runtime, at each batch.
+fn assert_f32_matches_numpy(
+    dir: &Path,
+    suite: &str,
+    x: &str,
+    want: &str,
+    per_item: usize,
+    batches: &[usize],
+    tolerance: f32,
+) {
+    let path = dir.join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let s = qbench::suite::Suite::load(&path).unwrap();
+    let loaded = qbench::model::LoadedModel::load(&s.models[0].name, &s.models[0].kind, dir).unwrap();
+    let variant = qbench::quant::f32_variant(&loaded);
+    let data = qbench::data::load_npy("x", &reference(x), None, None).unwrap();
+    let want = qbench::data::load_npy("y", &reference(want), None, None).unwrap();
+    let mut engines = vec![qbench::backend::BackendId::TRACT_CPU];
+    if cfg!(feature = "ort") {
+        engines.push(qbench::backend::BackendId::from_name("ort-cpu").unwrap());
+    }
+    for b in engines {
+        for &batch in batches {
+            let mut p = b.create(0).prepare(&variant, batch).unwrap();
+            let got = qbench::measure::eval::run_dataset(p.session.as_mut(), b, &data, batch, per_item).unwrap();
+            let worst = got.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < tolerance, "{} batch {batch} vs numpy: {worst}", b.name());
+        }
+    }
+}
+
 /// Peak resident set of the largest child process this test waited for, from the kernel's own
 /// accounting (`getrusage(RUSAGE_CHILDREN)`), in bytes.
 fn children_peak_rss_bytes() -> u64 {
@@ -217,25 +249,8 @@ fn a_recurrent_state_and_a_scalar_input_are_fed_constants_and_the_data_input_the
     );
     // The f32 graph, with the constants baked in, computes what numpy computed for state 0.5 and
     // sr 16000, at any batch.
+    assert_f32_matches_numpy(dir.path(), &suite, "stateful.x.npy", "stateful.scores.npy", 4, &[1, 8], 1e-5);
     let path = dir.path().join("suite.toml");
-    std::fs::write(&path, &suite).unwrap();
-    let s = qbench::suite::Suite::load(&path).unwrap();
-    let loaded = qbench::model::LoadedModel::load("stateful", &s.models[0].kind, dir.path()).unwrap();
-    let variant = qbench::quant::f32_variant(&loaded);
-    let data = qbench::data::load_npy("x", &reference("stateful.x.npy"), None, None).unwrap();
-    let want = qbench::data::load_npy("y", &reference("stateful.scores.npy"), None, None).unwrap();
-    let mut engines = vec![qbench::backend::BackendId::TRACT_CPU];
-    if cfg!(feature = "ort") {
-        engines.push(qbench::backend::BackendId::from_name("ort-cpu").unwrap());
-    }
-    for b in engines {
-        for batch in [1, 8] {
-            let mut p = b.create(0).prepare(&variant, batch).unwrap();
-            let got = qbench::measure::eval::run_dataset(p.session.as_mut(), b, &data, batch, 4).unwrap();
-            let worst = got.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "{} batch {batch} vs numpy: {worst}", b.name());
-        }
-    }
     // Through a run: every case measured, the dataset feeding only "x".
     let records = run_suite(dir.path(), &suite);
     let engines = if cfg!(feature = "ort") { 2 } else { 1 };
@@ -524,27 +539,11 @@ fn a_time_major_input_is_fed_batch_first_and_transposed_into_the_files_layout() 
         reference("time-major.x.npy"),
         reference("time-major.onnx"),
     );
-    let path = dir.path().join("suite.toml");
-    std::fs::write(&path, &suite).unwrap();
-    let s = qbench::suite::Suite::load(&path).unwrap();
-    let loaded = qbench::model::LoadedModel::load("tm", &s.models[0].kind, dir.path()).unwrap();
-    let variant = qbench::quant::f32_variant(&loaded);
     // The dataset's items are [6, 4], item first, as numpy's x[n] is.
     let data = qbench::data::load_npy("x", &reference("time-major.x.npy"), None, None).unwrap();
     assert_eq!(data.item_shape, vec![6, 4]);
-    let want = qbench::data::load_npy("y", &reference("time-major.y.npy"), None, None).unwrap();
-    let mut engines = vec![qbench::backend::BackendId::TRACT_CPU];
-    if cfg!(feature = "ort") {
-        engines.push(qbench::backend::BackendId::from_name("ort-cpu").unwrap());
-    }
-    for b in engines {
-        for batch in [1, 8] {
-            let mut p = b.create(0).prepare(&variant, batch).unwrap();
-            let got = qbench::measure::eval::run_dataset(p.session.as_mut(), b, &data, batch, 3).unwrap();
-            let worst = got.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-4, "{} batch {batch} vs numpy: {worst}", b.name());
-        }
-    }
+    assert_f32_matches_numpy(dir.path(), &suite, "time-major.x.npy", "time-major.y.npy", 3, &[1, 8], 1e-4);
+    let path = dir.path().join("suite.toml");
     let records = run_suite(dir.path(), &suite);
     for r in &records {
         let what = format!("{} {} batch {}", r.scheme, r.backend, r.batch);
@@ -629,24 +628,7 @@ fn an_unbatched_input_beside_a_batched_one_is_asked_for_a_constant_and_then_runs
     // As the advice says: a constant. Every engine computes numpy's outputs with ctx = 0.5.
     let constant = "[[models.inputs]]\nname = \"x\"\nshape = [\"batch\", 8]\n[[models.inputs]]\nname = \"ctx\"\nshape = [1, 8]\nvalue = 0.5\n";
     let suite = format!("{suite}{constant}");
-    std::fs::write(&path, &suite).unwrap();
-    let s = qbench::suite::Suite::load(&path).unwrap();
-    let loaded = qbench::model::LoadedModel::load("ctx", &s.models[0].kind, dir.path()).unwrap();
-    let variant = qbench::quant::f32_variant(&loaded);
-    let data = qbench::data::load_npy("x", &reference("context.x.npy"), None, None).unwrap();
-    let want = qbench::data::load_npy("y", &reference("context.y.npy"), None, None).unwrap();
-    let mut engines = vec![qbench::backend::BackendId::TRACT_CPU];
-    if cfg!(feature = "ort") {
-        engines.push(qbench::backend::BackendId::from_name("ort-cpu").unwrap());
-    }
-    for b in engines {
-        for batch in [1, 4] {
-            let mut p = b.create(0).prepare(&variant, batch).unwrap();
-            let got = qbench::measure::eval::run_dataset(p.session.as_mut(), b, &data, batch, 3).unwrap();
-            let worst = got.iter().zip(&want.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "{} batch {batch} vs numpy: {worst}", b.name());
-        }
-    }
+    assert_f32_matches_numpy(dir.path(), &suite, "context.x.npy", "context.y.npy", 3, &[1, 4], 1e-5);
     for r in run_suite(dir.path(), &suite) {
         assert_eq!(r.status, CaseStatus::Ok, "{} {} {}: {:?}", r.scheme, r.backend, r.batch, r.error);
     }

@@ -336,20 +336,7 @@ impl OnnxModel {
                 }
             }
             let perm: Vec<i64> = (0..rank).map(|j| if j < axis { j + 1 } else if j == axis { 0 } else { j } as i64).collect();
-            let transpose = NodeProto {
-                name: format!("qbench.{name}.batch_axis"),
-                op_type: "Transpose".into(),
-                input: vec![name.clone()],
-                output: vec![value],
-                attribute: vec![AttributeProto {
-                    name: "perm".into(),
-                    r#type: AttributeType::Ints as i32,
-                    ints: perm,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            };
-            graph.node.insert(0, transpose);
+            graph.node.insert(0, transpose_node(format!("qbench.{name}.batch_axis"), name.clone(), value, perm));
         }
         if let Some(missing) = names.iter().find(|n| !inputs.iter().any(|i| i.name == **n)) {
             return Err(bad(format!(
@@ -407,19 +394,7 @@ impl OnnxModel {
                     *v = inner.clone();
                 }
             }
-            graph.node.push(NodeProto {
-                name: format!("qbench.{o}.batch_first"),
-                op_type: "Transpose".into(),
-                input: vec![inner],
-                output: vec![o.clone()],
-                attribute: vec![AttributeProto {
-                    name: "perm".into(),
-                    r#type: AttributeType::Ints as i32,
-                    ints: perm,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            });
+            graph.node.push(transpose_node(format!("qbench.{o}.batch_first"), inner, o.clone(), perm));
         }
 
         let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -778,6 +753,24 @@ fn describe_dim(d: &Dimension) -> String {
         Some(DimValue::DimValue(v)) => v.to_string(),
         Some(DimValue::DimParam(p)) => p.clone(),
         None => "?".into(),
+    }
+}
+
+/// A `Transpose` node named `name` from `input` to `output` with permutation `perm`: how the
+/// normalized graph moves a batch axis to where the file has it, or an output's batch first.
+fn transpose_node(name: String, input: String, output: String, perm: Vec<i64>) -> NodeProto {
+    NodeProto {
+        name,
+        op_type: "Transpose".into(),
+        input: vec![input],
+        output: vec![output],
+        attribute: vec![AttributeProto {
+            name: "perm".into(),
+            r#type: AttributeType::Ints as i32,
+            ints: perm,
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
 
