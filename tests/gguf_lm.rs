@@ -109,6 +109,22 @@ fn qwen2_runs_as_numpy_through_the_cache_and_the_prompt_path() {
     assert!(max_rel_diff(&last, &steps[ids.len() - 1]) < 1e-4);
 }
 
+/// A fixture's f32 variant against its numpy logits for its ids (`<name>.ids.npy`,
+/// `<name>.logits.npy`), step by step through the cache: the session, the ids and the steps' logits.
+fn f32_steps_match_numpy(name: &str, dir: &Path) -> (qbench::backend::Prepared, Vec<u32>, Vec<Vec<f32>>) {
+    let root = repo();
+    let lm = GgufLm::load(name, &root.join(format!("tests/reference/{name}.gguf"))).unwrap();
+    let ids = load_npy("ids", &root.join(format!("tests/reference/{name}.ids.npy")), None, None).unwrap();
+    let ids: Vec<u32> = ids.values.iter().map(|&v| v as u32).collect();
+    let numpy = load_npy("logits", &root.join(format!("tests/reference/{name}.logits.npy")), None, None).unwrap();
+    let v = variant(&lm, SchemeId::F32, dir);
+    let mut s = session(&v, 1);
+    let steps = logits_of(&mut s, &ids);
+    let diff = max_rel_diff(&steps.concat(), &numpy.values);
+    assert!(diff < 1e-4, "{name} logits differ from numpy's by {diff} of their range");
+    (s, ids, steps)
+}
+
 /// A Qwen3 GGUF as published: per-head q/k norms, a head size that is not embedding / heads, a
 /// rotary base of 1e6, and its tokenizer in its metadata with no tokenizer.json (written by
 /// gguf-py; logits from numpy, scripts/make-lm-fixtures.py).
@@ -119,14 +135,8 @@ fn qwen3_runs_as_numpy_and_from_a_suite_with_its_own_tokenizer() {
     let gguf = root.join("tests/reference/qwen3-tiny.gguf");
     let lm = GgufLm::load("qwen3", &gguf).unwrap();
     assert_eq!((lm.arch.name(), lm.vocab), ("qwen3", 512));
-    let ids = load_npy("ids", &root.join("tests/reference/qwen3-tiny.ids.npy"), None, None).unwrap();
-    let ids: Vec<u32> = ids.values.iter().map(|&v| v as u32).collect();
-    let numpy = load_npy("logits", &root.join("tests/reference/qwen3-tiny.logits.npy"), None, None).unwrap();
     let v = variant(&lm, SchemeId::F32, dir.path());
-    let mut s = session(&v, 1);
-    let steps = logits_of(&mut s, &ids);
-    let diff = max_rel_diff(&steps.concat(), &numpy.values);
-    assert!(diff < 1e-4, "qwen3 logits differ from numpy's by {diff} of their range");
+    let (mut s, ids, steps) = f32_steps_match_numpy("qwen3-tiny", dir.path());
     s.session.set_input(&ids.iter().map(|&i| i as f32).collect::<Vec<_>>()).unwrap();
     s.session.run().unwrap();
     assert!(max_rel_diff(&s.session.output().unwrap(), &steps[ids.len() - 1]) < 1e-4);
@@ -178,14 +188,7 @@ fn phi3_runs_as_numpy_and_from_a_suite_with_its_own_tokenizer() {
     let gguf = root.join("tests/reference/phi3-tiny.gguf");
     let lm = GgufLm::load("phi3", &gguf).unwrap();
     assert_eq!((lm.arch.name(), lm.vocab), ("phi3", 700));
-    let ids = load_npy("ids", &root.join("tests/reference/phi3-tiny.ids.npy"), None, None).unwrap();
-    let ids: Vec<u32> = ids.values.iter().map(|&v| v as u32).collect();
-    let numpy = load_npy("logits", &root.join("tests/reference/phi3-tiny.logits.npy"), None, None).unwrap();
-    let v = variant(&lm, SchemeId::F32, dir.path());
-    let mut s = session(&v, 1);
-    let steps = logits_of(&mut s, &ids);
-    let diff = max_rel_diff(&steps.concat(), &numpy.values);
-    assert!(diff < 1e-4, "phi3 logits differ from numpy's by {diff} of their range");
+    let (mut s, ids, steps) = f32_steps_match_numpy("phi3-tiny", dir.path());
     // The whole prompt at once ends where the steps do; and again (the cache starts over).
     for _ in 0..2 {
         s.session.set_input(&ids.iter().map(|&i| i as f32).collect::<Vec<_>>()).unwrap();
