@@ -46,6 +46,8 @@ fn cases_share_one_evaluation_unless_their_outputs_depend_on_the_batch() {
     for r in &records {
         let what = format!("{} batch {}", r.scheme, r.batch);
         assert_eq!(r.status, CaseStatus::Ok, "{what}: {:?}", r.error);
+        // A built-in model's one output: classes, with no engine's name for it.
+        assert_eq!((r.output_kind.as_str(), r.output_name.as_str()), ("classes", ""), "{what}");
         let scheme = qbench::quant::SchemeId::from_name(&r.scheme).unwrap();
         let (own_top1, own) = top1(scheme, r.batch);
         let (shared_top1, shared) = top1(scheme, 16);

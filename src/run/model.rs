@@ -330,9 +330,16 @@ impl<'s> ModelState<'s> {
         // A case alone in its process (--isolate) has no other case to share with, and its
         // memory figures are its own: it evaluates with its own session.
         let shared = (!self.only_case).then_some((&mut self.evals, eval_batch));
-        guarded(|| {
+        let measured = guarded(|| {
             super::classify::measure(self.suite, case, &variant, &self.data, &kinds, values, paired, record, shared)
-        })
+        });
+        // A built-in model's one output has no name of its own (the engines call it "logits"
+        // or nothing): the record leaves it empty rather than show each engine's.
+        if matches!(model.kind, crate::model::ModelKind::Zoo { .. } | crate::model::ModelKind::Bert { .. }) {
+            record.output_name.clear();
+            record.outputs.iter_mut().for_each(|o| o.name.clear());
+        }
+        measured
     }
 }
 
