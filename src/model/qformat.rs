@@ -88,9 +88,29 @@ pub fn quantize_block(xs: &[f32], p: QParams, qmin: i32, qmax: i32, out: &mut [u
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe { quantize_lanes_avx2(xs, p.scale, zp, qmin, qmax, out) };
+        return;
+    }
+    quantize_lanes(xs, p.scale, zp, qmin, qmax, out);
+}
+
+/// [`quantize_lanes`] compiled for AVX2: eight lanes a vector instead of SSE2's four. The same
+/// IEEE operations in the same order (Rust never contracts them into FMAs), so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_lanes_avx2(xs: &[f32], scale: f32, zp: i32, qmin: i32, qmax: i32, out: &mut [u8]) {
+    quantize_lanes(xs, scale, zp, qmin, qmax, out);
+}
+
+/// The block kernel of [`quantize_block`], for parameters it has checked; inlined into each
+/// instruction-set version.
+#[inline(always)]
+pub(crate) fn quantize_lanes(xs: &[f32], scale: f32, zp: i32, qmin: i32, qmax: i32, out: &mut [u8]) {
     let lo = (qmin as i64 - zp as i64 - 1) as f32;
     let hi = (qmax as i64 - zp as i64 + 1) as f32;
-    let scale = p.scale;
     for (o, &x) in out.iter_mut().zip(xs) {
         let y = x / scale;
         let y = if y < lo {
@@ -102,8 +122,8 @@ pub fn quantize_block(xs: &[f32], p: QParams, qmin: i32, qmax: i32, out: &mut [u
         };
         let r = (y + ROUND_MAGIC) - ROUND_MAGIC;
         // SAFETY: r is a whole number in [lo, hi], a few hundred at most (qmin, qmax and zp are
-        // within ±256, checked above), so it fits an i32; the unchecked conversion skips `as`'s saturation, which blocks the
-        // compiler's vectorization (3× slower measured).
+        // within ±256, checked by `quantize_block`), so it fits an i32; the unchecked
+        // conversion skips `as`'s saturation, which blocks vectorization (3× slower measured).
         let q = unsafe { r.to_int_unchecked::<i32>() } + zp;
         let q = if q < qmin {
             qmin

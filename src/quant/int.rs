@@ -163,8 +163,12 @@ mod tests {
                     xs.extend((0..2000).map(|_| f32::from_bits(next() as u32)).filter(|x| x.is_finite()));
                     xs.extend([0.0, -0.0, f32::MAX, f32::MIN, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1e-45, -1e-45]);
                     xs.extend((0..500).map(|_| ((next() % 2_000_001) as f32 - 1e6) * 1e-3 * scale * 300.0));
+                    // The dispatched kernel (AVX2 where the CPU has it) and the baseline one.
                     let mut out = vec![0u8; xs.len()];
                     quantize_block(&xs, p, qmin, qmax, &mut out);
+                    let mut baseline = vec![0u8; xs.len()];
+                    crate::model::qformat::quantize_lanes(&xs, p.scale, p.zero_point, qmin, qmax, &mut baseline);
+                    assert_eq!(out, baseline, "{ty:?} sym {symmetric}: scale {scale:e}, zp {zp}");
                     for (x, b) in xs.iter().zip(&out) {
                         assert_eq!(
                             ty.decode(*b),
