@@ -125,6 +125,24 @@ fn f32_steps_match_numpy(name: &str, dir: &Path) -> (qbench::backend::Prepared, 
     (s, ids, steps)
 }
 
+/// `gguf` run by a suite (f32, q8_0, q4_0 on candle-cpu at `batches`) whose text dataset names
+/// no tokenizer, so the file's own tokenizes it: the run's records.
+fn run_with_own_tokenizer(dir: &Path, gguf: &Path, batches: &str) -> Vec<qbench::record::Record> {
+    let apache = repo().join("suites/data/apache-2.0.txt");
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"q8_0\", \"q4_0\"]\nbackends = [\"candle-cpu\"]\nbatch_sizes = {batches}\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 5\nmax_time_ms = 20\n\n[[datasets]]\nname = \"apache\"\nformat = \"text\"\ninputs = {apache:?}\nseq_len = 32\nwindows = true\n\n[[models]]\nname = \"lm\"\npath = {gguf:?}\n"
+    );
+    let path = dir.join("suite.toml");
+    std::fs::write(&path, suite).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["run", path.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_dir(dir.join("out/t")).unwrap().next().unwrap().unwrap().path();
+    qbench::record::read_records(&run.join("records.jsonl")).unwrap()
+}
+
 /// A Qwen3 GGUF as published: per-head q/k norms, a head size that is not embedding / heads, a
 /// rotary base of 1e6, and its tokenizer in its metadata with no tokenizer.json (written by
 /// gguf-py; logits from numpy, scripts/make-lm-fixtures.py).
@@ -150,19 +168,7 @@ fn qwen3_runs_as_numpy_and_from_a_suite_with_its_own_tokenizer() {
     let diff = max_rel_diff(&s.session.output().unwrap(), &last.values);
     assert!(diff < 1e-4, "qwen3 at position 255 differs from numpy's by {diff} of the range");
     // From a suite: the text dataset names no tokenizer; the file's own tokenizes it.
-    let apache = root.join("suites/data/apache-2.0.txt");
-    let suite = format!(
-        "name = \"t\"\nschemes = [\"f32\", \"q8_0\", \"q4_0\"]\nbackends = [\"candle-cpu\"]\nbatch_sizes = [1, 2]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 5\nmax_time_ms = 20\n\n[[datasets]]\nname = \"apache\"\nformat = \"text\"\ninputs = {apache:?}\nseq_len = 32\nwindows = true\n\n[[models]]\nname = \"qwen3\"\npath = {gguf:?}\n"
-    );
-    let path = dir.path().join("suite.toml");
-    std::fs::write(&path, suite).unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_qbench"))
-        .args(["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
-    let records = qbench::record::read_records(&run.join("records.jsonl")).unwrap();
+    let records = run_with_own_tokenizer(dir.path(), &gguf, "[1, 2]");
     assert_eq!(records.len(), 6);
     // Two rows at a time, candle's CPU qwen3 panics: skipped with the reason, not failed.
     for r in records.iter().filter(|r| r.batch == 2) {
@@ -196,19 +202,7 @@ fn phi3_runs_as_numpy_and_from_a_suite_with_its_own_tokenizer() {
         assert!(max_rel_diff(&s.session.output().unwrap(), &steps[ids.len() - 1]) < 1e-4);
     }
     // From a suite whose text dataset names no tokenizer: the file's own tokenizes it.
-    let apache = root.join("suites/data/apache-2.0.txt");
-    let suite = format!(
-        "name = \"t\"\nschemes = [\"f32\", \"q8_0\", \"q4_0\"]\nbackends = [\"candle-cpu\"]\nbatch_sizes = [1]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 5\nmax_time_ms = 20\n\n[[datasets]]\nname = \"apache\"\nformat = \"text\"\ninputs = {apache:?}\nseq_len = 32\nwindows = true\n\n[[models]]\nname = \"phi3\"\npath = {gguf:?}\n"
-    );
-    let path = dir.path().join("suite.toml");
-    std::fs::write(&path, suite).unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_qbench"))
-        .args(["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
-    let records = qbench::record::read_records(&run.join("records.jsonl")).unwrap();
+    let records = run_with_own_tokenizer(dir.path(), &gguf, "[1]");
     assert_eq!(records.len(), 3);
     for r in &records {
         assert_eq!(r.status, CaseStatus::Ok, "{} {:?}", r.scheme, r.error);
