@@ -64,7 +64,7 @@ fn benches(c: &mut Criterion) {
     }
     overhead(c, &data);
 
-    // Reports: everything `qbench report` writes (Markdown, polars tables, 12 charts as SVG and
+    // Reports: everything `qbench report` writes (Markdown, the records tables, 12 charts as SVG and
     // PNG, the HTML page) from the shipped example run's 8 records.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/example");
     let records = qbench::report::jsonl::read_records(&example.join("records.jsonl")).unwrap();

@@ -145,7 +145,7 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation
             } else {
                 held
             };
-            let batch = crate::run::pass_batch(&reference, &suite, data.len());
+            let batch = crate::run::pass_batch(&reference, &suite, &data);
             Some(crate::run::calibrate(&reference, &data, c.percentile, suite.cuda_device, batch)?)
         }
         _ => None,

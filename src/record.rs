@@ -291,6 +291,10 @@ pub struct Record {
     /// beyond the cases'. `None` where not counted (no reference pass, another allocator).
     #[serde(default)]
     pub reference_peak_heap_bytes: Option<u64>,
+    /// Why `reference_backend`: each CPU engine that runs the model in exact f32, timed on one
+    /// batch of the reference pass, and the fastest, which computed it. `None`: no reference pass.
+    #[serde(default)]
+    pub reference_choice: Option<String>,
     pub ref_top1_agreement: Option<f64>,
     /// Share of items whose top-5 holds the reference's top-1 class.
     #[serde(default)]

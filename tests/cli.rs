@@ -333,23 +333,22 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
     }
     assert!(run_dir.join("report.md").is_file());
 
-    // The tabular files hold the same rows: parquet read back through polars, CSV and JSON parsed.
-    let df = qbench::report::table::read_parquet(&run_dir.join("records.parquet")).unwrap();
-    assert_eq!(df.height(), 8);
-    let col = |name: &str| df.column(name).unwrap().as_materialized_series().clone();
-    let top1 = col("top1_accuracy");
-    let top1 = top1.f64().unwrap();
-    let medians = col("latency_median_ns");
-    let medians = medians.f64().unwrap();
-    let models = col("model");
-    let models = models.str().unwrap();
+    // The tabular files hold the same rows: parquet read back, CSV and JSON parsed.
+    use qbench::report::table::Values;
+    let table = qbench::report::table::read_parquet(&run_dir.join("records.parquet")).unwrap();
+    assert_eq!(table.height(), 8);
+    let (Some(Values::Float(top1)), Some(Values::Float(medians)), Some(Values::Text(models))) =
+        (table.column("top1_accuracy"), table.column("latency_median_ns"), table.column("model"))
+    else {
+        panic!("columns typed as written: {:?}", table.columns.iter().map(|c| &c.name).collect::<Vec<_>>())
+    };
     for (i, r) in records.iter().enumerate() {
-        assert_eq!(top1.get(i), r.top1_accuracy);
-        assert_eq!(medians.get(i), r.latency_median_ns);
-        assert_eq!(models.get(i), Some(r.model.as_str()));
+        assert_eq!(top1[i], r.top1_accuracy);
+        assert_eq!(medians[i], r.latency_median_ns);
+        assert_eq!(models[i].as_deref(), Some(r.model.as_str()));
     }
-    let samples = col("samples_ns");
-    let first: Vec<u64> = serde_json::from_str(samples.str().unwrap().get(0).unwrap()).unwrap();
+    let Some(Values::Text(samples)) = table.column("samples_ns") else { panic!("samples_ns is JSON text") };
+    let first: Vec<u64> = serde_json::from_str(samples[0].as_deref().unwrap()).unwrap();
     assert_eq!(first, records[0].samples_ns, "raw samples survive as JSON text");
     let csv = std::fs::read_to_string(run_dir.join("records.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 8);

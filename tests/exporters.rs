@@ -228,8 +228,28 @@ fn csv_json_jsonl_and_parquet() {
     // Parquet is binary: it must read back into exactly the frame that was written.
     let back = qbench::report::table::read_parquet(&dir.path().join("records.parquet")).unwrap();
     let frame = qbench::report::table::frame(&records).unwrap();
-    assert_eq!(back.shape(), (6, frame.width()));
-    assert!(back.equals_missing(&frame), "parquet read back differs:\n{back}\nvs\n{frame}");
+    assert_eq!((back.height(), back.columns.len()), (6, frame.columns.len()));
+    assert_eq!(back, frame, "parquet read back differs");
+    // CSV and JSON hold the same cells: every CSV field parses back to the table's value.
+    let mut csv = csv::Reader::from_path(dir.path().join("records.csv")).unwrap();
+    let header: Vec<String> = csv.headers().unwrap().iter().map(str::to_string).collect();
+    assert_eq!(header, frame.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+    let json: Vec<serde_json::Value> = serde_json::from_str(&read("records.json")).unwrap();
+    for (i, row) in csv.records().enumerate() {
+        let row = row.unwrap();
+        for (c, cell) in frame.columns.iter().zip(row.iter()) {
+            use qbench::report::table::Values;
+            let ok = match &c.values {
+                Values::Int(v) => v[i] == cell.parse().ok() && json[i][&c.name].as_i64() == v[i],
+                Values::Float(v) => v[i] == cell.parse().ok() && json[i][&c.name].as_f64() == v[i],
+                Values::Bool(v) => v[i] == cell.parse().ok() && json[i][&c.name].as_bool() == v[i],
+                Values::Text(v) => {
+                    v[i].as_deref().unwrap_or_default() == cell && json[i][&c.name].as_str() == v[i].as_deref()
+                }
+            };
+            assert!(ok, "row {i}, column {}: CSV {cell:?}, JSON {}, table {:?}", c.name, json[i][&c.name], c.values);
+        }
+    }
 }
 
 /// The page with our fixed CSS/JS and the SVG bodies cut out (the chart has its own snapshot).

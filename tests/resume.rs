@@ -50,7 +50,8 @@ fn varies(key: &str) -> bool {
             .any(|p| key.starts_with(p))
         || key.contains("rss")
         || key.contains("heap")
-        || ["process_id", "timestamp", "run_id", "pp_tokens_per_s", "tg_tokens_per_s", "gpu_memory_used_bytes"]
+        // The engines' times on one batch (the engine chosen, reference_backend, must match).
+        || ["process_id", "timestamp", "run_id", "pp_tokens_per_s", "tg_tokens_per_s", "gpu_memory_used_bytes", "reference_choice"]
             .contains(&key)
 }
 

@@ -178,6 +178,14 @@ pub trait Backend {
         false
     }
 
+    /// Whether this backend runs a model of this kind's f32 form in f32 arithmetic throughout
+    /// (no reduced-precision kernel, no approximated function): a candidate engine for the
+    /// reference pass, which goes to the candidate that runs one batch fastest (timed in each
+    /// run, `run::model`). By default the reference engines only.
+    fn computes_exact_f32(&self, model: &ModelKind) -> bool {
+        self.is_reference_for(model)
+    }
+
     /// Whether the engine can build `model_file` (a model's f32 form) at `batch` items per run,
     /// without optimizing or running it: unknown ops, a graph whose shapes do not agree. What
     /// `qbench validate` asks after reading the files; `Ok` from engines that cannot tell

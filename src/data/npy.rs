@@ -113,7 +113,7 @@ fn npz_member(raw: &[u8], array: Option<&str>) -> Result<Vec<u8>, String> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(raw))
         .map_err(|e| format!("it is not a valid .npz (zip) archive ({e}); the file is truncated or corrupt"))?;
     let names: Vec<String> =
-        zip.file_names().filter_map(|n| n.strip_suffix(".npy")).map(str::to_string).collect::<Vec<_>>();
+        zip.file_names().filter_map(Result::ok).filter_map(|n| n.strip_suffix(".npy").map(str::to_string)).collect();
     // At most 20 names in a message, so a long archive's error stays a line.
     let listed = match names.len() {
         n if n > 20 => format!("{}, … ({n} in all)", names[..20].join(", ")),

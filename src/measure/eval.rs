@@ -135,6 +135,84 @@ pub fn agreement(a: &[f32], b: &[f32], classes: usize) -> Agreement {
     Agreement { top1: same as f64 / pa.len().max(1) as f64, max_abs_diff }
 }
 
+/// Sessions that evaluate at once at most: each holds its own copy of the model.
+const MAX_EVAL_WORKERS: usize = 4;
+
+/// Threads that evaluate at once: the cores beyond each engine's own `threads` (an evaluation
+/// is MLPerf's accuracy mode, which uses the whole machine; no latency is sampled meanwhile).
+pub fn eval_workers(threads: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / threads.max(1)).clamp(1, MAX_EVAL_WORKERS)
+}
+
+/// [`run_outputs`] over `data` split at batch boundaries across up to `workers` threads: this
+/// thread runs the first part on `session`; each other part runs on a session that `prepare`
+/// makes on its own thread (sessions stay on the thread that made them). The outputs are the
+/// same as one session's over the whole split, in item order: the same batches, the same
+/// padding of the last one.
+pub fn run_outputs_parallel<F>(
+    session: &mut dyn Session,
+    backend: BackendId,
+    data: &Dataset,
+    batch: usize,
+    workers: usize,
+    prepare: F,
+) -> Result<Vec<OutputValues>, BackendError>
+where
+    F: Fn() -> Result<Box<dyn Session>, BackendError> + Sync,
+{
+    let batches = data.len().div_ceil(batch.max(1));
+    let workers = workers.min(batches);
+    if workers < 2 {
+        return run_outputs(session, backend, data, batch);
+    }
+    let per = batches.div_ceil(workers) * batch;
+    let parts: Vec<std::ops::Range<usize>> =
+        (0..data.len()).step_by(per).map(|start| start..(start + per).min(data.len())).collect();
+    let (mine, others) = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts[1..]
+            .iter()
+            .map(|range| {
+                let part = data.slice(range.clone());
+                let prepare = &prepare;
+                scope.spawn(move || prepare().and_then(|mut s| run_outputs(s.as_mut(), backend, &part, batch)))
+            })
+            .collect();
+        let mine = run_outputs(session, backend, &data.slice(parts[0].clone()), batch);
+        let others: Vec<_> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(BackendError::engine(backend, "evaluating", "an evaluation thread panicked"))
+                })
+            })
+            .collect();
+        (mine, others)
+    });
+    let mut collected = mine?;
+    for (range, part) in parts[1..].iter().zip(others) {
+        let part = part.map_err(|e| match e {
+            BackendError::NonFinite { backend, item, count } => {
+                BackendError::NonFinite { backend, item: item + range.start, count }
+            }
+            other => other,
+        })?;
+        if part.len() != collected.len()
+            || part.iter().zip(&collected).any(|(p, c)| p.name != c.name || p.item_shape != c.item_shape)
+        {
+            return Err(BackendError::engine(
+                backend,
+                "reading the output",
+                "a second session of the same model returned other outputs or shapes",
+            ));
+        }
+        for (c, p) in collected.iter_mut().zip(part) {
+            c.values.extend(p.values);
+        }
+    }
+    Ok(collected)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

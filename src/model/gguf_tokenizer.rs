@@ -132,14 +132,14 @@ pub fn from_metadata(metadata: &HashMap<String, Value>) -> Result<Tokenizer, Str
         .filter(|(t, &ty)| ty == CONTROL && !t.is_empty())
         .map(|(t, _)| AddedToken::from(t.clone(), true))
         .collect();
-    tokenizer.add_special_tokens(&control);
+    tokenizer.add_special_tokens(control).map_err(|e| format!("its control tokens cannot be added: {e}"))?;
     let user: Vec<AddedToken> = tokens
         .iter()
         .zip(&types)
         .filter(|(t, &ty)| ty == USER_DEFINED && !t.is_empty())
         .map(|(t, _)| AddedToken::from(t.clone(), false))
         .collect();
-    tokenizer.add_tokens(&user);
+    tokenizer.add_tokens(user).map_err(|e| format!("its user-defined tokens cannot be added: {e}"))?;
     Ok(tokenizer)
 }
 
@@ -251,9 +251,11 @@ fn sentencepiece_bpe(
     let space_prefix = metadata.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.to_bool().ok()).unwrap_or(true);
     let replace = Replace::new(" ", "▁").map_err(|e| e.to_string())?;
     if space_prefix {
-        tokenizer.with_normalizer(Some(NormalizerSequence::new(vec![Prepend::new("▁".into()).into(), replace.into()])));
+        tokenizer
+            .with_normalizer(Some(NormalizerSequence::new(vec![Prepend::new("▁".into()).into(), replace.into()])))
+            .map_err(|e| e.to_string())?;
     } else {
-        tokenizer.with_normalizer(Some(replace));
+        tokenizer.with_normalizer(Some(replace)).map_err(|e| e.to_string())?;
     }
     let spaces = Replace::new("▁", " ").map_err(|e| e.to_string())?;
     tokenizer.with_decoder(Some(DecoderSequence::new(vec![

@@ -3,6 +3,8 @@
 //! every reader and writer of those files shares. How the parameters are chosen (onnxruntime's
 //! rules) is `quant::int`'s.
 
+use std::mem::MaybeUninit;
+
 use serde::{Deserialize, Serialize};
 
 /// The integer storage types qbench quantizes weights to.
@@ -79,12 +81,21 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// [`ROUND_MAGIC`], then shifted by the zero point and saturated. Bit-identical to
 /// [`quantize_linear`] for finite inputs (the tests compare them on ties and extremes).
 pub fn quantize_block(xs: &[f32], p: QParams, qmin: i32, qmax: i32, out: &mut [u8]) {
+    // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have one layout, and the callee only writes
+    // initialized bytes through it.
+    let out = unsafe { &mut *(out as *mut [u8] as *mut [MaybeUninit<u8>]) };
+    quantize_block_into(xs, p, qmin, qmax, out);
+}
+
+/// [`quantize_block`] into bytes not yet written (a weight's freshly allocated storage): it
+/// writes every one of `out`, so the caller skips zero-filling a large output first.
+pub fn quantize_block_into(xs: &[f32], p: QParams, qmin: i32, qmax: i32, out: &mut [MaybeUninit<u8>]) {
     debug_assert_eq!(xs.len(), out.len());
     let zp = p.zero_point;
     if !(qmin..=qmax).contains(&zp) || !(-256..=256).contains(&qmin) || !(-256..=256).contains(&qmax) {
         // Parameters no scheme makes (a zero point outside the range): the scalar definition.
         for (o, &x) in out.iter_mut().zip(xs) {
-            *o = quantize_linear(x, p, qmin, qmax) as u8;
+            o.write(quantize_linear(x, p, qmin, qmax) as u8);
         }
         return;
     }
@@ -97,20 +108,57 @@ pub fn quantize_block(xs: &[f32], p: QParams, qmin: i32, qmax: i32, out: &mut [u
     quantize_lanes(xs, p.scale, zp, qmin, qmax, out);
 }
 
-/// [`quantize_lanes`] compiled for AVX2: eight lanes a vector instead of SSE2's four. The same
-/// IEEE operations in the same order (Rust never contracts them into FMAs), so the same bits.
+/// [`quantize_lanes`] in AVX2 intrinsics, 32 values a step: `vdivps` (the same IEEE division),
+/// `vminps`/`vmaxps` for the clamp, `vcvtps2dq` for the rounding (round half to even, the
+/// default MXCSR mode Rust code always runs under), integer clamp, then two saturating packs
+/// into bytes, exact because the values already lie in `[qmin, qmax]` ⊂ the byte type. The
+/// same bits as [`quantize_lanes`] (the property test compares them). Needs `qmin..=qmax`
+/// within `-128..=127` or within `0..=255`; other ranges take [`quantize_lanes`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quantize_lanes_avx2(xs: &[f32], scale: f32, zp: i32, qmin: i32, qmax: i32, out: &mut [u8]) {
-    quantize_lanes(xs, scale, zp, qmin, qmax, out);
+unsafe fn quantize_lanes_avx2(xs: &[f32], scale: f32, zp: i32, qmin: i32, qmax: i32, out: &mut [MaybeUninit<u8>]) {
+    use std::arch::x86_64::*;
+    let signed = qmin < 0;
+    if !((signed && qmin >= -128 && qmax <= 127) || (!signed && qmax <= 255)) {
+        quantize_lanes(xs, scale, zp, qmin, qmax, out);
+        return;
+    }
+    let n = xs.len().min(out.len());
+    let (lo, hi) = quotient_bounds(qmin, qmax, zp);
+    let (vscale, vlo, vhi) = (_mm256_set1_ps(scale), _mm256_set1_ps(lo), _mm256_set1_ps(hi));
+    let (vzp, vqmin, vqmax) = (_mm256_set1_epi32(zp), _mm256_set1_epi32(qmin), _mm256_set1_epi32(qmax));
+    // The packs interleave 128-bit lanes; this puts the four groups of four back in order.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let src = xs.as_ptr();
+    let dst = out.as_mut_ptr() as *mut u8;
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: i + 32 ≤ n, so every load reads within xs and the store writes within out.
+        let ints = |k: usize| {
+            let y = _mm256_div_ps(_mm256_loadu_ps(src.add(i + 8 * k)), vscale);
+            let q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(y, vlo), vhi)), vzp);
+            _mm256_min_epi32(_mm256_max_epi32(q, vqmin), vqmax)
+        };
+        let (a, b, c, d) = (ints(0), ints(1), ints(2), ints(3));
+        let (ab, cd) = (_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+        let bytes = if signed { _mm256_packs_epi16(ab, cd) } else { _mm256_packus_epi16(ab, cd) };
+        _mm256_storeu_si256(dst.add(i) as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
+        i += 32;
+    }
+    quantize_lanes(&xs[i..n], scale, zp, qmin, qmax, &mut out[i..n]);
+}
+
+/// The quotients `x / scale` worth telling apart: one past the range that can still land in
+/// `[qmin, qmax]` after adding the zero point; beyond them every value saturates the same.
+fn quotient_bounds(qmin: i32, qmax: i32, zp: i32) -> (f32, f32) {
+    ((qmin as i64 - zp as i64 - 1) as f32, (qmax as i64 - zp as i64 + 1) as f32)
 }
 
 /// The block kernel of [`quantize_block`], for parameters it has checked; inlined into each
 /// instruction-set version.
 #[inline(always)]
-pub(crate) fn quantize_lanes(xs: &[f32], scale: f32, zp: i32, qmin: i32, qmax: i32, out: &mut [u8]) {
-    let lo = (qmin as i64 - zp as i64 - 1) as f32;
-    let hi = (qmax as i64 - zp as i64 + 1) as f32;
+pub(crate) fn quantize_lanes(xs: &[f32], scale: f32, zp: i32, qmin: i32, qmax: i32, out: &mut [MaybeUninit<u8>]) {
+    let (lo, hi) = quotient_bounds(qmin, qmax, zp);
     for (o, &x) in out.iter_mut().zip(xs) {
         let y = x / scale;
         let y = if y < lo {
@@ -132,34 +180,52 @@ pub(crate) fn quantize_lanes(xs: &[f32], scale: f32, zp: i32, qmin: i32, qmax: i
         } else {
             q
         };
-        *o = q as u8;
+        o.write(q as u8);
     }
 }
 
-/// The smallest and largest of finite values, in eight lanes the compiler vectorizes (no NaN
-/// handling: the caller rejects NaN and infinities first).
-pub fn finite_range(xs: &[f32]) -> (f32, f32) {
-    let (mut lo, mut hi) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
-    let chunks = xs.chunks_exact(8);
+/// The smallest and largest value, or `None` when any value is NaN or infinite: one pass over
+/// the data (a quantizer reads each block once from memory for its range, then quantizes it
+/// from cache), dispatched to AVX2 where the CPU has it.
+pub fn finite_range(xs: &[f32]) -> Option<(f32, f32)> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { finite_range_avx2(xs) };
+    }
+    finite_range_lanes(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn finite_range_avx2(xs: &[f32]) -> Option<(f32, f32)> {
+    finite_range_lanes(xs)
+}
+
+/// [`finite_range`]'s kernel in sixteen lanes the compiler vectorizes: a running minimum and
+/// maximum, and whether every `|x|` was below infinity (false for NaN), without early exits.
+#[inline(always)]
+fn finite_range_lanes(xs: &[f32]) -> Option<(f32, f32)> {
+    const L: usize = 16;
+    let (mut lo, mut hi, mut ok) = ([f32::INFINITY; L], [f32::NEG_INFINITY; L], [true; L]);
+    let chunks = xs.chunks_exact(L);
     let rest = chunks.remainder();
     for c in chunks {
-        for i in 0..8 {
+        for i in 0..L {
             lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
             hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+            ok[i] &= c[i].abs() < f32::INFINITY;
         }
     }
     let mut l = lo.iter().fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
     let mut h = hi.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    let mut finite = ok.iter().all(|&o| o);
     for &x in rest {
         l = if x < l { x } else { l };
         h = if x > h { x } else { h };
+        finite &= x.abs() < f32::INFINITY;
     }
-    (l, h)
-}
-
-/// Whether every value is finite, without an early exit (so it vectorizes).
-pub fn all_finite(xs: &[f32]) -> bool {
-    xs.iter().fold(true, |ok, x| ok & (x.abs() < f32::INFINITY))
+    finite.then_some((l, h))
 }
 
 /// ONNX `DequantizeLinear` of one value.

@@ -10,8 +10,8 @@
 //!   would underflow. Symmetric int8 uses `[−127, 127]`, as onnxruntime does.
 
 pub use crate::model::qformat::{
-    all_finite, dequantize_linear, finite_range, quantize_block, quantize_linear, Granularity, IntType, QParams,
-    QuantizedWeight,
+    dequantize_linear, finite_range, quantize_block, quantize_block_into, quantize_linear, Granularity, IntType,
+    QParams, QuantizedWeight,
 };
 
 /// onnxruntime's `compute_scale_zp` for the real range `[rmin, rmax]` and integer range `[qmin, qmax]`.
@@ -52,9 +52,6 @@ pub fn quantize_weight(
     symmetric: bool,
     granularity: Granularity,
 ) -> Result<QuantizedWeight, QuantError> {
-    if !all_finite(weights) {
-        return Err(QuantError::NonFinite);
-    }
     let n = weights.len();
     let rows = shape.first().copied().unwrap_or(1).max(1);
     let width = n / rows;
@@ -65,14 +62,18 @@ pub fn quantize_weight(
         Granularity::Group(g) => return Err(QuantError::GroupSize { width, group: g }),
     };
     let (qmin, qmax) = ty.quant_range(symmetric);
-    let mut values = vec![0u8; n];
+    // Written block by block into fresh storage, not zero-filled first (a pass over a large
+    // output that only costs time).
+    let mut values: Vec<u8> = Vec::with_capacity(n);
     let mut params = Vec::with_capacity(n / block.max(1));
-    for (chunk, out) in weights.chunks(block.max(1)).zip(values.chunks_mut(block.max(1))) {
-        let (lo, hi) = finite_range(chunk);
+    for (chunk, out) in weights.chunks(block.max(1)).zip(values.spare_capacity_mut()[..n].chunks_mut(block.max(1))) {
+        let (lo, hi) = finite_range(chunk).ok_or(QuantError::NonFinite)?;
         let p = scale_zero_point(lo, hi, qmin, qmax, symmetric);
-        quantize_block(chunk, p, qmin, qmax, out);
+        quantize_block_into(chunk, p, qmin, qmax, out);
         params.push(p);
     }
+    // SAFETY: the blocks cover all n bytes, and quantize_block_into wrote every one of them.
+    unsafe { values.set_len(n) };
     Ok(QuantizedWeight { shape: shape.to_vec(), ty, symmetric, granularity, values, params })
 }
 
@@ -166,8 +167,10 @@ mod tests {
                     // The dispatched kernel (AVX2 where the CPU has it) and the baseline one.
                     let mut out = vec![0u8; xs.len()];
                     quantize_block(&xs, p, qmin, qmax, &mut out);
-                    let mut baseline = vec![0u8; xs.len()];
+                    let mut baseline = vec![std::mem::MaybeUninit::new(0u8); xs.len()];
                     crate::model::qformat::quantize_lanes(&xs, p.scale, p.zero_point, qmin, qmax, &mut baseline);
+                    // SAFETY: every byte was initialized (to 0, then by the kernel).
+                    let baseline: Vec<u8> = baseline.iter().map(|b| unsafe { b.assume_init() }).collect();
                     assert_eq!(out, baseline, "{ty:?} sym {symmetric}: scale {scale:e}, zp {zp}");
                     for (x, b) in xs.iter().zip(&out) {
                         assert_eq!(
@@ -180,9 +183,17 @@ mod tests {
             }
         }
         let xs = [3.0f32, -1.0, 7.5, -0.0, 2.0, 9.0, -4.0, 1.0, 0.5, -8.5];
-        assert_eq!(finite_range(&xs), (-8.5, 9.0));
-        assert_eq!(finite_range(&xs[..3]), (-1.0, 7.5));
-        assert!(all_finite(&xs) && !all_finite(&[1.0, f32::NAN]) && !all_finite(&[f32::NEG_INFINITY]));
+        assert_eq!(finite_range(&xs), Some((-8.5, 9.0)));
+        assert_eq!(finite_range(&xs[..3]), Some((-1.0, 7.5)));
+        // NaN or an infinity anywhere, in the vectorized body or the remainder: no range.
+        let mut long: Vec<f32> = (0..40).map(|i| i as f32 - 20.0).collect();
+        assert_eq!(finite_range(&long), Some((-20.0, 19.0)));
+        for (at, bad) in [(3, f32::NAN), (17, f32::INFINITY), (39, f32::NEG_INFINITY), (35, -f32::NAN)] {
+            let keep = long[at];
+            long[at] = bad;
+            assert_eq!(finite_range(&long), None, "{bad} at {at}");
+            long[at] = keep;
+        }
     }
 
     #[test]

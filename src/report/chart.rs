@@ -282,8 +282,8 @@ impl Chart {
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         // Charts are mostly flat colour: the best deflate level makes them several times smaller.
-        encoder.set_compression(png::Compression::Best);
-        encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
+        encoder.set_compression(png::Compression::High);
+        encoder.set_filter(png::Filter::Adaptive);
         let fail = |e: png::EncodingError| self.error(e);
         let mut writer = encoder.write_header().map_err(fail)?;
         writer.write_image_data(&rgb).map_err(fail)?;

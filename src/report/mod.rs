@@ -1,5 +1,5 @@
 //! Outputs derived from records: reading the JSONL records, the results table (Markdown and
-//! HTML), the charts, the polars tables and run comparisons.
+//! HTML), the charts, the records tables (Parquet, CSV, JSON) and run comparisons.
 
 pub mod chart;
 pub mod compare;
@@ -68,7 +68,7 @@ pub struct Outputs {
     pub files: Vec<PathBuf>,
 }
 
-/// Writes every output derived from the records into `run_dir`: `report.md`, the polars
+/// Writes every output derived from the records into `run_dir`: `report.md`, the records
 /// tables, `charts/` (SVG and PNG) and `report.html`. The records are the only input, plus
 /// `environment.json`, the suite copy's description, the gate checks (`gates.json`) and the layer
 /// charts `qbench explain` left,

@@ -34,10 +34,12 @@ pub(super) fn measure(
     let session = prepared.session.as_mut();
     let latency_batch = data.batch_f32(0, case.batch, case.batch);
     let outputs = match shared {
-        Some((cache, eval_batch)) => shared_outputs(suite, case, variant, data, session, cache, eval_batch, record)?,
+        Some((cache, eval_batch)) => {
+            shared_outputs(suite, case, variant, data, session, cache, eval_batch, reference, record)?
+        }
         None => {
             record.eval_batch = Some(case.batch);
-            eval::run_outputs(session, case.backend, data, case.batch)?
+            evaluate(suite, case, variant, data, session, case.batch)?
         }
     };
     if outputs.len() != kinds.len() {
@@ -64,10 +66,16 @@ pub(super) fn measure(
 pub(super) struct SharedEval {
     outputs: Vec<OutputValues>,
     batch: usize,
+    /// Where the outputs came from, for the record's `eval_note`.
+    source: &'static str,
 }
 
+/// A (variant, backend)'s evaluation over the split, or why its cases evaluate at their own
+/// batch: the engine's outputs depend on the batch, or the shared one could not be made.
+pub(super) type Shared = Result<SharedEval, String>;
+
 /// The shared evaluations of a model, by scheme and backend.
-pub(super) type EvalCache = HashMap<(SchemeId, BackendId), Result<SharedEval, String>>;
+pub(super) type EvalCache = HashMap<(SchemeId, BackendId), Shared>;
 
 /// Largest relative difference (to the slice's largest magnitude) at which a case's own outputs
 /// count as the shared evaluation's: kernels blocked differently at another batch size round
@@ -75,11 +83,44 @@ pub(super) type EvalCache = HashMap<(SchemeId, BackendId), Result<SharedEval, St
 /// per-tensor scale over the batch) differs by far more.
 const SHARED_TOLERANCE: f64 = 1e-4;
 
+/// How far apart two sessions' outputs on the same items are: the largest difference relative
+/// to the first's largest magnitude, or `None` when their outputs do not have the same shapes.
+fn distance(a: &[OutputValues], b: &[OutputValues]) -> Option<f64> {
+    if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.item_shape != y.item_shape) {
+        return None;
+    }
+    let mut worst = 0f64;
+    for (m, s) in a.iter().zip(b) {
+        let scale = m.values.iter().fold(0f64, |acc, v| acc.max(v.abs() as f64)).max(f64::MIN_POSITIVE);
+        let diff = m.values.iter().zip(&s.values).fold(0f64, |acc, (x, y)| acc.max((x - y).abs() as f64));
+        worst = worst.max(diff / scale);
+    }
+    Some(worst)
+}
+
+/// Evaluates the whole split at `batch` on `session`, with the machine's other cores running
+/// further sessions of the variant ([`eval::run_outputs_parallel`]).
+fn evaluate(
+    suite: &Suite,
+    case: &Case,
+    variant: &Variant,
+    data: &Dataset,
+    session: &mut dyn Session,
+    batch: usize,
+) -> Result<Vec<OutputValues>, BackendError> {
+    let workers = eval::eval_workers(suite.threads);
+    eval::run_outputs_parallel(session, case.backend, data, batch, workers, || {
+        case.backend.create(suite.cuda_device).prepare(variant, batch).map(|p| p.session)
+    })
+}
+
 /// The case's outputs over the split from the (variant, backend)'s shared evaluation, made at
-/// `eval_batch` on first use (with the case's own session when its batch is that, else with a
-/// session prepared for it). A case at another batch first checks that its own session gives
-/// the same outputs on one batch of items; where it does not, the outputs depend on the batch,
-/// and the case evaluates at its own batch (the record says which, and why).
+/// `eval_batch` on first use: the reference pass's outputs when it ran this variant (f32) on
+/// this engine at that batch, else an evaluation with the case's own session when its batch is
+/// that, else with a session prepared for it, after checking on the case's first batch of items
+/// that the two batch sizes give the same outputs. A case at another batch than the shared
+/// evaluation's checks that too; where they differ, the outputs depend on the batch, and the
+/// case evaluates at its own batch (the record says which, and why).
 #[allow(clippy::too_many_arguments)]
 fn shared_outputs(
     suite: &Suite,
@@ -89,75 +130,106 @@ fn shared_outputs(
     session: &mut dyn Session,
     cache: &mut EvalCache,
     eval_batch: usize,
+    reference: Option<&[OutputValues]>,
     record: &mut Record,
 ) -> Result<Vec<OutputValues>, CaseError> {
     let key = (case.scheme, case.backend);
+    // This case's own outputs on its first batch of items, computed once when a check needs them.
+    let n = case.batch.min(data.len());
+    let mut mine: Option<Vec<OutputValues>> = None;
     if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(key) {
-        let made = if case.batch == eval_batch {
-            eval::run_outputs(session, case.backend, data, eval_batch).map_err(|e| e.to_string())
-        } else {
-            let backend = case.backend.create(suite.cuda_device);
-            match backend.capability(crate::backend::ModelQuery::declared(&variant.kind), &variant.plan, eval_batch) {
-                Realization::Unsupported(why) => {
-                    Err(format!("{} cannot run batch {eval_batch}: {why}", case.backend.name()))
+        let from_reference = case.scheme == SchemeId::F32
+            && record.reference_backend == case.backend.name()
+            && record.reference_batch == Some(eval_batch);
+        let made: Shared = match reference {
+            Some(r) if from_reference => {
+                Ok(SharedEval { outputs: r.to_vec(), batch: eval_batch, source: "the reference pass's" })
+            }
+            _ if case.batch == eval_batch => evaluate(suite, case, variant, data, session, eval_batch)
+                .map(|outputs| SharedEval { outputs, batch: eval_batch, source: "the (variant, backend)'s" })
+                .map_err(|e| format!("no shared evaluation ({})", super::root_cause(&e))),
+            _ => {
+                let backend = case.backend.create(suite.cuda_device);
+                match backend.capability(crate::backend::ModelQuery::declared(&variant.kind), &variant.plan, eval_batch)
+                {
+                    Realization::Unsupported(why) => Err(format!(
+                        "no shared evaluation ({} cannot run batch {eval_batch}: {why})",
+                        case.backend.name()
+                    )),
+                    _ => {
+                        let own = eval::run_outputs(session, case.backend, &data.slice(0..n), case.batch)?;
+                        let made = backend.prepare(variant, eval_batch).and_then(|mut p| {
+                            let theirs =
+                                eval::run_outputs(p.session.as_mut(), case.backend, &data.slice(0..n), eval_batch)?;
+                            match distance(&own, &theirs) {
+                                Some(d) if d <= SHARED_TOLERANCE => {
+                                    evaluate(suite, case, variant, data, p.session.as_mut(), eval_batch).map(Ok)
+                                }
+                                d => Ok(Err(depends(case.batch, eval_batch, n, d))),
+                            }
+                        });
+                        mine = Some(own);
+                        match made {
+                            Ok(Ok(outputs)) => {
+                                Ok(SharedEval { outputs, batch: eval_batch, source: "the (variant, backend)'s" })
+                            }
+                            Ok(Err(why)) => Err(why),
+                            Err(e) => Err(format!("no shared evaluation ({})", super::root_cause(&e))),
+                        }
+                    }
                 }
-                _ => backend
-                    .prepare(variant, eval_batch)
-                    .and_then(|mut p| eval::run_outputs(p.session.as_mut(), case.backend, data, eval_batch))
-                    .map_err(|e| e.to_string()),
             }
         };
-        slot.insert(made.map(|outputs| SharedEval { outputs, batch: eval_batch }));
+        slot.insert(made);
     }
     let own = |record: &mut Record, note: String, session: &mut dyn Session| {
         record.eval_batch = Some(case.batch);
         record.eval_note = Some(note);
-        eval::run_outputs(session, case.backend, data, case.batch)
+        evaluate(suite, case, variant, data, session, case.batch)
     };
     let shared = match &cache[&key] {
         Ok(s) => s,
         Err(why) => {
-            return Ok(own(record, format!("evaluated at its own batch: no shared evaluation ({why})"), session)?)
+            return Ok(own(record, format!("evaluated at its own batch: {why}"), session)?);
         }
     };
     if case.batch == shared.batch {
         record.eval_batch = Some(shared.batch);
-        record.eval_note = Some(format!("the (variant, backend)'s evaluation at batch {}", shared.batch));
+        record.eval_note = Some(format!("{} evaluation at batch {}", shared.source, shared.batch));
         return Ok(shared.outputs.clone());
     }
-    // This case's own outputs on its first batch of items against the shared ones.
-    let n = case.batch.min(data.len());
-    let slice = data.slice(0..n);
-    let mine = eval::run_outputs(session, case.backend, &slice, case.batch)?;
-    let mut worst = 0f64;
-    for (m, s) in mine.iter().zip(&shared.outputs) {
-        let scale = m.values.iter().fold(0f64, |a, v| a.max(v.abs() as f64)).max(f64::MIN_POSITIVE);
-        let diff = m.values.iter().zip(&s.values).fold(0f64, |a, (x, y)| a.max((x - y).abs() as f64));
-        worst = worst.max(diff / scale);
+    let mine = match mine {
+        Some(m) => m,
+        None => eval::run_outputs(session, case.backend, &data.slice(0..n), case.batch)?,
+    };
+    let first: Vec<OutputValues> = shared
+        .outputs
+        .iter()
+        .map(|o| OutputValues { values: o.values[..n * o.per_item()].to_vec(), ..o.clone() })
+        .collect();
+    match distance(&mine, &first) {
+        Some(worst) if worst <= SHARED_TOLERANCE => {
+            record.eval_batch = Some(shared.batch);
+            record.eval_note = Some(format!(
+                "shared: {} evaluation at batch {}; this case's outputs on the first {n} items match it within {worst:.1e} of their range",
+                shared.source, shared.batch
+            ));
+            Ok(shared.outputs.clone())
+        }
+        d => {
+            let batch = shared.batch;
+            Ok(own(record, depends(case.batch, batch, n, d), session)?)
+        }
     }
-    let same_shapes = mine.len() == shared.outputs.len()
-        && mine.iter().zip(&shared.outputs).all(|(m, s)| m.item_shape == s.item_shape);
-    if !same_shapes || worst > SHARED_TOLERANCE {
-        let why = if same_shapes {
-            format!("{worst:.1e} of the range apart on the first {n} items")
-        } else {
-            "other output shapes".to_string()
-        };
-        return Ok(own(
-            record,
-            format!(
-                "outputs depend on the batch (batch {} and batch {} are {why}): evaluated at batch {}",
-                case.batch, shared.batch, case.batch
-            ),
-            session,
-        )?);
-    }
-    record.eval_batch = Some(shared.batch);
-    record.eval_note = Some(format!(
-        "shared: the (variant, backend)'s evaluation at batch {}; this case's outputs on the first {n} items match it within {worst:.1e} of their range",
-        shared.batch
-    ));
-    Ok(shared.outputs.clone())
+}
+
+/// The note of a case whose outputs at its batch differ from those at the shared batch.
+fn depends(batch: usize, shared: usize, items: usize, distance: Option<f64>) -> String {
+    let why = match distance {
+        Some(d) => format!("{d:.1e} of the range apart on the first {items} items"),
+        None => "other output shapes".to_string(),
+    };
+    format!("outputs depend on the batch (batch {batch} and batch {shared} are {why}): evaluated at batch {batch}")
 }
 
 /// Which output each kind of label scores: class labels the first `classes` output (or, with

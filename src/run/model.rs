@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::lm::LmState;
 use super::{guarded, root_cause, CaseError, Event, RunOptions};
-use crate::backend::{reference_backend, BackendId, Capture, ModelQuery, Prepared, Realization, Session};
+use crate::backend::{reference_backend, BackendError, BackendId, Capture, ModelQuery, Prepared, Realization, Session};
 use crate::data::Dataset;
 use crate::measure::outputs::{format_shape, OutputKind, OutputValues};
 use crate::measure::{calibration, eval};
@@ -28,6 +28,10 @@ pub(super) struct ReferenceOutputs {
     pub batch: usize,
     /// Peak heap the pass held, prepare included (`None`: not counted).
     pub peak_heap_bytes: Option<u64>,
+    /// The engine that computed them: the fastest exact one.
+    pub backend: BackendId,
+    /// Each candidate engine's time on one batch, and the one chosen.
+    pub choice: String,
 }
 
 pub(super) struct ModelState<'s> {
@@ -88,21 +92,21 @@ impl<'s> ModelState<'s> {
         };
         let f32_plan = Plan::uniform(layers.as_slice(), SchemeId::F32);
         let reference_backend = match &loaded {
-            Ok(m) => reference_backend(ModelQuery::loaded(m), &f32_plan, pass_batch(m, suite, data.len())).map_err(
-                |reasons| {
+            Ok(m) => {
+                reference_backend(ModelQuery::loaded(m), &f32_plan, pass_batch(m, suite, &data)).map_err(|reasons| {
                     Arc::new(CaseError::NoEngine {
                         model: entry.name.clone(),
                         file: entry.file().to_path_buf(),
                         reasons: reasons.to_string(),
                     })
-                },
-            ),
+                })
+            }
             Err(e) => Err(e.clone()),
         };
         let reference = match (&loaded, &reference_backend) {
             (Ok(m), Ok(backend)) if !m.kind.is_language_model() => {
-                let batch = pass_batch(m, suite, data.len());
-                let outputs = guarded(|| reference_outputs(m, *backend, suite.cuda_device, &data, batch))
+                let batch = pass_batch(m, suite, &data);
+                let outputs = guarded(|| reference_outputs(m, *backend, suite, &data, batch, artifacts))
                     .map_err(|e| Arc::new(CaseError::Reference { backend: backend.name(), source: Arc::new(e) }));
                 if let Err(e) = &outputs {
                     progress(&Event::Note(format!(
@@ -114,6 +118,11 @@ impl<'s> ModelState<'s> {
                 Some(outputs)
             }
             _ => None,
+        };
+        // The engine that computed the reference: the fastest exact one.
+        let reference_backend = match &reference {
+            Some(Ok(r)) => Ok(r.backend),
+            _ => reference_backend,
         };
         // Text labels only score a CTC output with an alphabet, which only a declaration makes.
         let reads_texts = entry
@@ -198,6 +207,7 @@ impl<'s> ModelState<'s> {
         if let Some(Ok(r)) = &self.reference {
             record.reference_batch = Some(r.batch);
             record.reference_peak_heap_bytes = r.peak_heap_bytes;
+            record.reference_choice = Some(r.choice.clone());
         }
         record.expected_realization = expected.name().to_string();
         // A model no reference engine can run fails every case, whatever the backend.
@@ -326,7 +336,7 @@ impl<'s> ModelState<'s> {
         let values = reference.map(|r| r.outputs.as_slice());
         // One evaluation per (variant, backend), at the batch the reference pass ran, shared by
         // the cases at every batch size.
-        let eval_batch = pass_batch(model, self.suite, self.data.len());
+        let eval_batch = pass_batch(model, self.suite, &self.data);
         // A case alone in its process (--isolate) has no other case to share with, and its
         // memory figures are its own: it evaluates with its own session.
         let shared = (!self.only_case).then_some((&mut self.evals, eval_batch));
@@ -426,7 +436,7 @@ fn variant(
 ) -> Result<Variant, CaseError> {
     if plan.needs_calibration() && calibration.is_none() {
         let percentile = suite.calibration.as_ref().map_or(0.0, |c| c.percentile);
-        let batch = pass_batch(model, suite, calibration_data.len());
+        let batch = pass_batch(model, suite, calibration_data);
         *calibration = Some(
             guarded(|| calibrate(model, calibration_data, percentile, suite.cuda_device, batch))
                 .map_err(|e| Arc::new(CaseError::Calibration(Arc::new(e)))),
@@ -475,15 +485,26 @@ fn paired_f32<'p>(
     }
 }
 
-/// Items per batch of a model's reference and calibration passes over `items` items: the
-/// batch the model file fixes, if it fixes one; otherwise the suite's largest batch size, since
-/// its cases run at that batch anyway (the pass then needs no more memory per run than the
-/// suite's biggest case), and never more than the items there are, so a short dataset of long
-/// items is not padded to a big batch. A transformer's pass also stays within
-/// [`TRANSFORMER_BATCH`] (its attention grows with the batch).
-pub fn pass_batch(model: &LoadedModel, suite: &Suite, items: usize) -> usize {
+/// Bytes of input a pass batch holds at most when it picks its own batch size
+/// ([`pass_batch`]): a batch of small items (Fashion-MNIST's 3 KiB) reaches
+/// [`PASS_MAX_BATCH`], one of long items (a second of audio, 176 KiB) stays a few items.
+const PASS_INPUT_BYTES: usize = 1 << 20;
+
+/// Items per batch of a pass at most: past it, the engines here run no faster per item.
+const PASS_MAX_BATCH: usize = 256;
+
+/// Items per batch of a model's passes over `data` (reference, calibration, and each (variant,
+/// backend)'s shared evaluation): an efficient batch, as MLPerf's accuracy mode runs. It is the
+/// batch the model file fixes, if it fixes one; otherwise up to [`PASS_MAX_BATCH`] items within
+/// [`PASS_INPUT_BYTES`] of input, never less than the suite's largest batch size (its cases run
+/// that anyway) and never more than the items there are, so a short dataset of long items is
+/// not padded to a big batch. A transformer's pass also stays within [`TRANSFORMER_BATCH`] (its
+/// attention grows with the batch).
+pub fn pass_batch(model: &LoadedModel, suite: &Suite, data: &Dataset) -> usize {
     let largest = suite.batch_sizes.iter().copied().max().unwrap_or(1);
-    let free = largest.min(items).max(1);
+    let item_bytes = (data.item_size() * std::mem::size_of::<f32>()).max(1);
+    let efficient = (PASS_INPUT_BYTES / item_bytes).clamp(1, PASS_MAX_BATCH);
+    let free = largest.max(efficient).min(data.len()).max(1);
     match &model.content {
         Content::Onnx { model, .. } => model.inputs[0].fixed_batch.unwrap_or(free),
         Content::Zoo(_) => free,
@@ -493,30 +514,134 @@ pub fn pass_batch(model: &LoadedModel, suite: &Suite, items: usize) -> usize {
     }
 }
 
-/// The f32 reference's outputs on the whole dataset, computed once per model on its reference
-/// engine at `batch` items per run, with the peak heap the pass held.
+/// The f32 reference's outputs on the whole dataset, computed once per model at `batch` items
+/// per run on the fastest engine that runs the model exactly ([`fastest_exact_engine`]), with
+/// the peak heap the choice and the pass held.
 fn reference_outputs(
     model: &LoadedModel,
-    backend: BackendId,
-    cuda_device: usize,
+    first: BackendId,
+    suite: &Suite,
     data: &Dataset,
     batch: usize,
+    artifacts: &Path,
 ) -> Result<ReferenceOutputs, CaseError> {
-    let (outputs, allocated) =
-        crate::measure::alloc::measure(|| reference_pass(model, backend, cuda_device, data, batch));
-    Ok(ReferenceOutputs { outputs: outputs?, batch, peak_heap_bytes: allocated.map(|a| a.peak_bytes) })
+    let (outcome, allocated) = crate::measure::alloc::measure(|| {
+        // A zoo model's f32 form as every engine loads it: its tensors, and the ONNX graph
+        // exported from them (tract and ONNX Runtime run that file).
+        let variant = match &model.content {
+            Content::Zoo(_) => {
+                let plan = Plan::uniform(model.layers.as_slice(), SchemeId::F32);
+                quant::apply_model(model, &plan, artifacts, None)?
+            }
+            _ => quant::f32_variant(model),
+        };
+        // One engine per model for the whole run: the first pass's choice is kept in the run
+        // folder, and a resumed run or an isolated case's process (`--isolate`) takes it.
+        let pin_file = artifacts.join(format!("reference-engine-{}.txt", crate::files::file_stem(&model.name)));
+        let pinned = std::fs::read_to_string(&pin_file).ok().and_then(|t| BackendId::from_name(t.trim()));
+        let kept = pinned.and_then(|id| id.create(suite.cuda_device).prepare(&variant, batch).ok().map(|p| (id, p)));
+        let (backend, mut prepared, choice) = match kept {
+            Some((id, p)) => {
+                let why = format!(
+                    "{id}, the engine this run's first reference pass of the model chose ({})",
+                    pin_file.display()
+                );
+                (id, p, why)
+            }
+            None => {
+                let chosen = fastest_exact_engine(&variant, first, suite.cuda_device, data, batch)?;
+                // Best effort: without the file, a later process times the engines again.
+                let _ = std::fs::write(&pin_file, chosen.0.name());
+                chosen
+            }
+        };
+        let workers = eval::eval_workers(suite.threads);
+        let outputs = eval::run_outputs_parallel(prepared.session.as_mut(), backend, data, batch, workers, || {
+            backend.create(suite.cuda_device).prepare(&variant, batch).map(|p| p.session)
+        })?;
+        check_reference(&variant, backend, outputs).map(|o| (o, backend, choice))
+    });
+    let (outputs, backend, choice) = outcome?;
+    Ok(ReferenceOutputs { outputs, batch, peak_heap_bytes: allocated.map(|a| a.peak_bytes), backend, choice })
 }
 
-fn reference_pass(
-    model: &LoadedModel,
-    backend: BackendId,
+/// Runs of one batch each candidate engine is timed on, after one untimed run.
+const TRIAL_RUNS: usize = 2;
+
+/// Prepares `variant` (a model's f32 form) on every CPU engine of this build that runs it in
+/// exact f32 ([`crate::backend::Backend::computes_exact_f32`]) and times each on the data's
+/// first batch (the best of [`TRIAL_RUNS`] after a warm-up run); returns the fastest, still
+/// prepared, and what was measured, for the record's `reference_choice`. `first`: the
+/// reference engine by registration, a candidate whatever it says (it runs the model).
+fn fastest_exact_engine(
+    variant: &Variant,
+    first: BackendId,
     cuda_device: usize,
     data: &Dataset,
     batch: usize,
+) -> Result<(BackendId, Prepared, String), CaseError> {
+    let input = data.batch_f32(0, batch.min(data.len()), batch);
+    let query = ModelQuery::declared(&variant.kind);
+    let mut best: Option<(BackendId, Prepared, u128)> = None;
+    let mut lines = Vec::new();
+    let mut first_error = None;
+    for id in BackendId::all().filter(|id| !id.is_cuda()) {
+        let backend = id.create(cuda_device);
+        if id != first && !backend.computes_exact_f32(&variant.kind) {
+            continue;
+        }
+        if let Realization::Unsupported(why) = backend.capability(query, &variant.plan, batch) {
+            if id == first {
+                first_error = Some(BackendError::Unsupported { backend: id.name(), reason: why });
+            } else {
+                lines.push(format!("{id}: not available ({why})"));
+            }
+            continue;
+        }
+        let timed = backend.prepare(variant, batch).and_then(|mut p| {
+            let mut fastest = u128::MAX;
+            for run in 0..=TRIAL_RUNS {
+                p.session.set_input(&input)?;
+                let start = std::time::Instant::now();
+                p.session.run()?;
+                let ns = start.elapsed().as_nanos();
+                if run > 0 {
+                    fastest = fastest.min(ns);
+                }
+            }
+            Ok((p, fastest))
+        });
+        match timed {
+            Ok((p, ns)) => {
+                lines.push(format!("{id} {:.3} ms", ns as f64 / 1e6));
+                if best.as_ref().is_none_or(|(_, _, b)| ns < *b) {
+                    best = Some((id, p, ns));
+                }
+            }
+            Err(e) if id == first => first_error = Some(e),
+            Err(e) => lines.push(format!("{id}: failed ({})", root_cause(&e))),
+        }
+    }
+    match best {
+        Some((id, prepared, _)) => {
+            let choice = format!(
+                "{id}, the fastest on one batch of {batch} (best of {TRIAL_RUNS} runs after one): {}",
+                lines.join("; ")
+            );
+            Ok((id, prepared, choice))
+        }
+        None => Err(first_error
+            .unwrap_or_else(|| BackendError::engine(first, "preparing the reference", lines.join("; ")))
+            .into()),
+    }
+}
+
+/// The reference's outputs, unless a zoo model's do not have its classes.
+fn check_reference(
+    variant: &Variant,
+    backend: BackendId,
+    outputs: Vec<OutputValues>,
 ) -> Result<Vec<OutputValues>, CaseError> {
-    let variant = quant::f32_variant(model);
-    let mut prepared = backend.create(cuda_device).prepare(&variant, batch)?;
-    let outputs = eval::run_outputs(prepared.session.as_mut(), backend, data, batch)?;
     if let (Some(zoo), Some(first)) = (variant.zoo(), outputs.first()) {
         if first.per_item() != zoo.num_classes() {
             return Err(crate::backend::BackendError::engine(

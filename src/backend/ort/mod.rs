@@ -106,6 +106,12 @@ impl Backend for Ort {
         BackendId::ORT_CPU
     }
 
+    /// ONNX graphs (a zoo model's exported one too) run in f32 by MLAS's kernels on the CPU;
+    /// ONNX Runtime's default graph optimizations fuse operators, they approximate nothing.
+    fn computes_exact_f32(&self, model: &ModelKind) -> bool {
+        matches!(model, ModelKind::Onnx { .. } | ModelKind::Zoo { .. })
+    }
+
     fn capability(&self, model: ModelQuery<'_>, plan: &Plan, _batch: usize) -> Realization {
         match model.kind {
             ModelKind::Bert { .. } => {

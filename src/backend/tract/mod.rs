@@ -121,6 +121,11 @@ impl Backend for Tract {
         self.cuda.is_none() && matches!(model, ModelKind::Onnx { .. })
     }
 
+    /// A zoo model too: tract runs its exported ONNX graph, in f32 on the CPU.
+    fn computes_exact_f32(&self, model: &ModelKind) -> bool {
+        self.cuda.is_none() && matches!(model, ModelKind::Onnx { .. } | ModelKind::Zoo { .. })
+    }
+
     fn check_model(&self, model_file: &std::path::Path, batch: usize) -> Result<(), BackendError> {
         session::check(model_file, batch, self.id)
     }

@@ -1,0 +1,67 @@
+//! The reference pass runs on the fastest engine that computes the model in exact f32, timed in
+//! the run; the record says which engines were timed and which computed the reference. Checked
+//! against the outputs themselves: the f32 case on the chosen engine, at the same batch, gives
+//! the reference's outputs bit for bit.
+
+mod common;
+
+use std::process::Command;
+
+use qbench::record::{read_records, CaseStatus};
+
+#[test]
+fn the_reference_goes_to_the_fastest_exact_engine_and_the_record_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::repo();
+    // Every exact engine of this build measures its f32 case, so the chosen one is among them.
+    let backends = if cfg!(feature = "ort") {
+        "\"candle-cpu\", \"tract-cpu\", \"ort-cpu\""
+    } else {
+        "\"candle-cpu\", \"tract-cpu\""
+    };
+    let suite = format!(
+        "name = \"t\"\nschemes = [\"f32\"]\nbackends = [{backends}]\nbatch_sizes = [16]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 10\nmax_time_ms = 30\n[[datasets]]\nname = \"fm\"\nformat = \"npy\"\ninputs = {:?}\narray = \"x\"\nlabels = {:?}\n[[models]]\nname = \"cnn\"\nzoo = \"cnn\"\nweights = {:?}\n",
+        root.join("suites/data/fashion-mnist-1k.npz"),
+        root.join("suites/data/fashion-mnist-1k-labels.csv"),
+        root.join("suites/models/cnn.safetensors"),
+    );
+    let path = dir.path().join("suite.toml");
+    std::fs::write(&path, &suite).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let records = read_records(&run.join("records.jsonl")).unwrap();
+    assert_eq!(records.len(), if cfg!(feature = "ort") { 3 } else { 2 });
+    let choice = records[0].reference_choice.clone().expect("the record says how the reference engine was chosen");
+    // Each candidate's time on one batch: "<engine> <ms> ms", or why it was not available.
+    let mut timed = Vec::new();
+    for part in choice.split(": ").skip(1).collect::<Vec<_>>().join(": ").split("; ") {
+        let words: Vec<&str> = part.split(' ').collect();
+        if words.len() == 3 && words[2] == "ms" {
+            timed.push((words[0].to_string(), words[1].parse::<f64>().unwrap()));
+        }
+    }
+    let names: Vec<&str> = timed.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"candle-cpu") && names.contains(&"tract-cpu"), "{choice}");
+    if cfg!(feature = "ort") {
+        assert!(choice.contains("ort-cpu"), "ONNX Runtime runs a zoo model's graph too: {choice}");
+    }
+    let fastest = timed.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0.clone();
+    let mut compared = 0;
+    for r in &records {
+        assert_eq!(r.status, CaseStatus::Ok, "{}: {:?}", r.backend, r.error);
+        assert_eq!(r.reference_backend, fastest, "{choice}");
+        assert!(choice.starts_with(&format!("{fastest}, the fastest")), "{choice}");
+        // 256 items a batch: within 1 MiB of input (3 KiB items), of the 1,000 there are.
+        assert_eq!(r.reference_batch, Some(256));
+        // The engine that computed the reference gives the same logits in its own f32 case.
+        if r.backend == fastest {
+            assert_eq!(r.ref_max_abs_logit_diff, Some(0.0), "{}: {choice}", r.backend);
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 1, "no case ran on the reference's engine {fastest}");
+}
