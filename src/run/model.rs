@@ -537,7 +537,7 @@ fn reference_outputs(
         };
         // One engine per model for the whole run: the first pass's choice is kept in the run
         // folder, and a resumed run or an isolated case's process (`--isolate`) takes it.
-        let pin_file = artifacts.join(format!("reference-engine-{}.txt", crate::files::file_stem(&model.name)));
+        let pin_file = artifacts.join(format!("{}.reference.txt", crate::files::file_stem(&model.name)));
         let pinned = std::fs::read_to_string(&pin_file).ok().and_then(|t| BackendId::from_name(t.trim()));
         let kept = pinned.and_then(|id| id.create(suite.cuda_device).prepare(&variant, batch).ok().map(|p| (id, p)));
         let (backend, mut prepared, choice) = match kept {
