@@ -702,17 +702,13 @@ mod amx {
         );
     }
 
-    thread_local! {
-        static AMX_READY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-
+    // qbench patch: load the tile configuration on every call. Upstream caches "configured" in
+    // a thread-local flag, but other code on the thread can release the tiles in between
+    // (tract-linalg's AMX kernels end with `tilerelease`), and then `tilezero` raises #UD:
+    // SIGILL, seen running tract's and candle's int8 cases in one process on a Sapphire Rapids
+    // machine. `ldtilecfg` costs a few dozen cycles against a 32x32 macro-tile over all of k.
     fn ensure_configured() {
-        AMX_READY.with(|f| {
-            if !f.get() {
-                unsafe { configure() };
-                f.set(true);
-            }
-        });
+        unsafe { configure() };
     }
 
     // One (m16-block, n-tile) product over the full k range.
