@@ -5,35 +5,18 @@
 
 mod common;
 
-use std::process::Command;
-
-use qbench::record::{read_records, CaseStatus};
+use qbench::record::CaseStatus;
 
 #[test]
 fn the_reference_goes_to_the_fastest_exact_engine_and_the_record_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let root = common::repo();
     // Every exact engine of this build measures its f32 case, so the chosen one is among them.
     let backends = if cfg!(feature = "ort") {
-        "\"candle-cpu\", \"tract-cpu\", \"ort-cpu\""
+        r#"["candle-cpu", "tract-cpu", "ort-cpu"]"#
     } else {
-        "\"candle-cpu\", \"tract-cpu\""
+        r#"["candle-cpu", "tract-cpu"]"#
     };
-    let suite = format!(
-        "name = \"t\"\nschemes = [\"f32\"]\nbackends = [{backends}]\nbatch_sizes = [16]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 10\nmax_time_ms = 30\n[[datasets]]\nname = \"fm\"\nformat = \"npy\"\ninputs = {:?}\narray = \"x\"\nlabels = {:?}\n[[models]]\nname = \"cnn\"\nzoo = \"cnn\"\nweights = {:?}\n",
-        root.join("suites/data/fashion-mnist-1k.npz"),
-        root.join("suites/data/fashion-mnist-1k-labels.csv"),
-        root.join("suites/models/cnn.safetensors"),
-    );
-    let path = dir.path().join("suite.toml");
-    std::fs::write(&path, &suite).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_qbench"))
-        .args(["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap(), "-q"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
-    let records = read_records(&run.join("records.jsonl")).unwrap();
+    let (_, records) = common::run_fm1k(dir.path(), r#"["f32"]"#, backends, "[16]", "cnn");
     assert_eq!(records.len(), if cfg!(feature = "ort") { 3 } else { 2 });
     let choice = records[0].reference_choice.clone().expect("the record says how the reference engine was chosen");
     // Each candidate's time on one batch: "<engine> <ms> ms", or why it was not available.

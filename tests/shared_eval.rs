@@ -4,30 +4,15 @@
 
 mod common;
 
-use std::process::Command;
-
 use qbench::backend::BackendId;
-use qbench::record::{read_records, CaseStatus};
+use qbench::record::CaseStatus;
 
 #[test]
 fn cases_share_one_evaluation_unless_their_outputs_depend_on_the_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let root = common::repo();
-    let suite = format!(
-        "name = \"t\"\nschemes = [\"f32\", \"int8-dynamic\"]\nbackends = [\"tract-cpu\"]\nbatch_sizes = [1, 16]\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 10\nmax_time_ms = 30\n[[datasets]]\nname = \"fm\"\nformat = \"npy\"\ninputs = {:?}\narray = \"x\"\nlabels = {:?}\n[[models]]\nname = \"mlp\"\nzoo = \"mlp\"\nweights = {:?}\n",
-        root.join("suites/data/fashion-mnist-1k.npz"),
-        root.join("suites/data/fashion-mnist-1k-labels.csv"),
-        root.join("suites/models/mlp.safetensors"),
-    );
+    let (run, records) =
+        common::run_fm1k(dir.path(), r#"["f32", "int8-dynamic"]"#, r#"["tract-cpu"]"#, "[1, 16]", "mlp");
     let path = dir.path().join("suite.toml");
-    std::fs::write(&path, &suite).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_qbench"))
-        .args(["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap(), "-q"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let run = std::fs::read_dir(dir.path().join("out/t")).unwrap().next().unwrap().unwrap().path();
-    let records = read_records(&run.join("records.jsonl")).unwrap();
     assert_eq!(records.len(), 4);
 
     // Independent evaluations of each variant at each batch, through the library.

@@ -45,3 +45,31 @@ pub fn int8_kernels(evidence: &str) -> usize {
         .map(|op| op.rsplit('×').next().unwrap().parse::<usize>().unwrap())
         .sum()
 }
+
+/// Runs a quick suite of one zoo `model` over the shipped 1,000 Fashion-MNIST items (`.npz`,
+/// CSV labels) with the given `schemes`, `backends` and `batches` (TOML arrays), in `dir`;
+/// returns the run folder and its records. Fails the test when the run fails.
+pub fn run_fm1k(
+    dir: &Path,
+    schemes: &str,
+    backends: &str,
+    batches: &str,
+    model: &str,
+) -> (PathBuf, Vec<qbench::record::Record>) {
+    let suite = format!(
+        "name = \"t\"\nschemes = {schemes}\nbackends = {backends}\nbatch_sizes = {batches}\n[measure]\nwarmup_iters = 1\nmin_samples = 3\nmax_samples = 10\nmax_time_ms = 30\n[[datasets]]\nname = \"fm\"\nformat = \"npy\"\ninputs = {:?}\narray = \"x\"\nlabels = {:?}\n[[models]]\nname = \"{model}\"\nzoo = \"{model}\"\nweights = {:?}\n",
+        repo().join("suites/data/fashion-mnist-1k.npz"),
+        repo().join("suites/data/fashion-mnist-1k-labels.csv"),
+        weights(model),
+    );
+    let path = dir.join("suite.toml");
+    std::fs::write(&path, &suite).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["run", path.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = std::fs::read_dir(dir.join("out/t")).unwrap().next().unwrap().unwrap().path();
+    let records = qbench::record::read_records(&run.join("records.jsonl")).unwrap();
+    (run, records)
+}
