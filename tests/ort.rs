@@ -70,6 +70,61 @@ fn f32_on_ort_matches_tract_and_candle_on_all_10k_images_for_both_zoo_models() {
     }
 }
 
+/// Static int8 is one arithmetic in three forms: tract runs the integer form (QuantizeLinear,
+/// ConvInteger/MatMulInteger, output quantize-dequantize), ONNX Runtime the QDQ form it fuses
+/// into QLinearConv/QGemm, candle fake-quantizes in f32. Their logits land on the same output
+/// grid: they may differ where a requantization rounds a value that sits on a half step
+/// differently (int32 bias added before or after the scaling), never by more.
+#[test]
+fn static_int8_is_the_same_arithmetic_on_ort_tract_and_candle() {
+    library();
+    let data = load_idx("fm", &common::fashion_images(), &common::fashion_labels()).unwrap();
+    let (calibration, test) = (data.slice(0..500), data.slice(500..2500));
+    let n = test.len();
+    let input = test.batch_f32(0, n, n);
+    let dir = tempfile::tempdir().unwrap();
+    for zoo in ZooModelId::ALL.iter().copied() {
+        let kind = qbench::model::ModelKind::Zoo { zoo, weights: common::weights(zoo.name()) };
+        let model = qbench::model::LoadedModel::load(zoo.name(), &kind, dir.path()).unwrap();
+        let cal = qbench::run::calibrate(&model, &calibration, 99.99, 0, 100).unwrap();
+        let reference = Reference::load(zoo.name(), zoo, &common::weights(zoo.name())).unwrap();
+        let plan = qbench::quant::Plan::uniform(
+            zoo,
+            qbench::quant::SchemeId::Int8Static(qbench::quant::calibrate::Calibrator::MinMax),
+        );
+        let variant = qbench::quant::apply(&plan, &reference, dir.path(), Some(&cal)).unwrap();
+        assert!(variant.onnx_qdq.is_some(), "{}: a static variant has a QDQ form", zoo.name());
+        let (_, params) = qbench::model::stored::load_model(&variant.candle_artifact, zoo).unwrap();
+        let (last, _) = *zoo.weighted_layers().last().unwrap();
+        let qbench::model::stored::InputQuant::Static { output, .. } = params[last] else {
+            panic!("{}: {last} is not static", zoo.name())
+        };
+        let ort = all_logits(BackendId::ORT_CPU, &variant, &input, n, 100);
+        let tract = all_logits(BackendId::TRACT_CPU, &variant, &input, n, 100);
+        let candle = all_logits(BackendId::CANDLE_CPU, &variant, &input, n, 100);
+        for (name, logits) in [("ort", &ort), ("tract", &tract), ("candle", &candle)] {
+            // Every logit is on the last layer's output grid.
+            let off = logits.iter().map(|v| (v / output.scale - (v / output.scale).round()).abs()).fold(0f32, f32::max);
+            assert!(off < 1e-3, "{} {name}: a logit {off} steps off the output grid", zoo.name());
+        }
+        for (a, b, x, y) in [("ort", "tract", &ort, &tract), ("candle", "tract", &candle, &tract)] {
+            let steps: Vec<f32> = x.iter().zip(y.iter()).map(|(p, q)| ((p - q) / output.scale).abs().round()).collect();
+            let differing = steps.iter().filter(|&&s| s > 0.0).count() as f64 / steps.len() as f64;
+            let ag = eval::agreement(x, y, 10);
+            assert!(
+                differing <= 0.005 && ag.top1 >= 0.995,
+                "{}: {a} vs {b}: {:.2}% of logits differ (at most {} steps), top-1 agreement {}",
+                zoo.name(),
+                100.0 * differing,
+                steps.iter().fold(0f32, |m, &s| m.max(s)),
+                ag.top1
+            );
+        }
+        let acc = eval::accuracy(&eval::top1(&ort, 10), test.labels());
+        assert!(acc > 0.85, "{}: static int8 top-1 on ort {acc}", zoo.name());
+    }
+}
+
 #[test]
 fn intermediate_values_on_ort_match_tract_layer_by_layer() {
     library();
@@ -160,6 +215,20 @@ fn what_ort_ran_comes_from_its_profile_integers_only_where_the_artifact_has_them
         let integer_in_file = has("MatMulInteger") || has("ConvInteger");
         let int8_layers = r.layer_evidence.iter().filter(|l| String::from(l.compute.clone()) == "int8").count();
         match r.scheme.as_str() {
+            "int8-static-minmax" => {
+                // Static int8 reaches ONNX Runtime in the QDQ form its own quantizer writes:
+                // float ops between QuantizeLinear/DequantizeLinear, no integer op named in the
+                // file, and ONNX Runtime fuses every layer into its int8 kernels.
+                assert!(r.artifact.as_deref().unwrap().ends_with(".qdq.onnx"), "{what}: {:?}", r.artifact);
+                assert!(!integer_in_file && !has("QLinearConv") && !has("QGemm"), "{what}");
+                assert!(has("QuantizeLinear") && has("DequantizeLinear"), "{what}");
+                assert_eq!(int8_layers, layers, "{what}: {:?}", r.layer_evidence);
+                assert_eq!(r.realization, "native", "{what}");
+                for l in &r.layer_evidence {
+                    let fused = if l.layer.starts_with("conv") { "QLinearConv" } else { "QGemm" };
+                    assert!(l.kernel.starts_with(fused), "{what}: {l:?}");
+                }
+            }
             "f32" | "int8-pc-sym" => {
                 assert!(!integer_in_file, "{what}");
                 assert_eq!(int8_layers, 0, "{what}: {:?}", r.layer_evidence);
@@ -185,7 +254,7 @@ fn what_ort_ran_comes_from_its_profile_integers_only_where_the_artifact_has_them
             assert!(!has("DynamicQuantizeMatMul"), "{what}");
             assert!(r.layer_evidence.iter().all(|l| l.kernel.starts_with("DynamicQuantizeMatMul")), "{what}");
         }
-        if r.scheme == "int8-static-minmax" && r.model == "cnn" {
+        if r.scheme == "int8-dynamic" && r.model == "cnn" {
             assert!(r.layer_evidence[0].kernel.starts_with("ConvInteger on CPUExecutionProvider"), "{what}");
         }
     }

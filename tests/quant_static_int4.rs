@@ -9,11 +9,12 @@ use qbench::backend::BackendId;
 use qbench::backend::{Compute, LayerRealization};
 use qbench::data::{load_idx, Dataset};
 use qbench::measure::eval;
+use qbench::model::qformat::QParams;
 use qbench::model::stored::{load_model, InputQuant};
 use qbench::model::Reference;
 use qbench::quant::calibrate::{activation_params, Calibrator};
 use qbench::quant::{apply, Plan, SchemeId, Variant};
-use qbench::zoo::ZooModelId;
+use qbench::zoo::{Layer, ZooModelId};
 
 const CALIBRATION_ITEMS: usize = 500;
 const BATCH: usize = 500;
@@ -54,8 +55,11 @@ fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
         let f32_acc = eval::accuracy(&eval::top1(&f32_logits, 10), eval_data.labels());
         let calibration = calibration_inputs(zoo, &calibration_data, dir.path());
         assert_eq!(calibration.items, CALIBRATION_ITEMS);
-        // The first layer's inputs are the calibration images themselves: 500 × 784 pixels.
+        // The first layer's inputs are the calibration images themselves: 500 × 784 pixels;
+        // its outputs, its fp32 outputs on them (candle's own capture, checked elsewhere).
         let (first, _) = zoo.weighted_layers()[0];
+        let (last_layer, _) = *zoo.weighted_layers().last().unwrap();
+        assert_eq!(calibration.outputs[last_layer].len(), CALIBRATION_ITEMS * zoo.num_classes());
         assert_eq!(calibration.inputs[first].len(), CALIBRATION_ITEMS * 784);
         assert_eq!(calibration.inputs[first][..784], calibration_data.batch_f32(0, 1, 1)[..]);
         let (last, _) = *zoo.weighted_layers().last().unwrap();
@@ -67,13 +71,37 @@ fn static_int8_runs_int8_kernels_on_tract_for_every_calibrator() {
             let variant = apply(&Plan::uniform(zoo, scheme), &reference, dir.path(), Some(&calibration)).unwrap();
             // The artifact carries the calibrated parameters: the calibrator's range, through
             // onnxruntime's u8 rules, for every layer.
+            // onnxruntime's quantize_static rules, restated: the first layer's input from its own
+            // range; each output from the layer's fp32 outputs, after the Relu that follows it
+            // (zero point 0); each later input reuses the output before it (only Relu, MaxPool
+            // and Flatten lie between in the zoo).
             let (_, inputs) = load_model(&variant.candle_artifact, zoo).unwrap();
+            let layers = zoo.layers();
+            let mut previous: Option<(QParams, (f32, f32))> = None;
             for (layer, _) in zoo.weighted_layers() {
-                let range = c.range(&calibration.inputs[layer], calibration.percentile);
-                assert_eq!(inputs[layer], InputQuant::Static(activation_params(range)), "{what} {layer}");
-                if layer == last {
-                    tops.push((c, range.1));
+                let at = layers
+                    .iter()
+                    .position(
+                        |l| matches!(l, Layer::Conv2d { name, .. } | Layer::Linear { name, .. } if *name == layer),
+                    )
+                    .unwrap();
+                let relu = matches!(layers.get(at + 1), Some(Layer::Relu));
+                let outputs: Vec<f32> =
+                    calibration.outputs[layer].iter().map(|&v| if relu { v.max(0.0) } else { v }).collect();
+                let out_range = c.range(&outputs, calibration.percentile);
+                let output = activation_params(out_range);
+                let (input, in_range) = previous.unwrap_or_else(|| {
+                    let range = c.range(&calibration.inputs[layer], calibration.percentile);
+                    (activation_params(range), range)
+                });
+                assert_eq!(inputs[layer], InputQuant::Static { input, output }, "{what} {layer}");
+                if relu {
+                    assert_eq!(output.zero_point, 0, "{what} {layer}: a Relu's output starts at 0");
                 }
+                if layer == last {
+                    tops.push((c, in_range.1));
+                }
+                previous = Some((output, out_range));
             }
             let (candle, candle_evidence, _) = run(&variant, BackendId::CANDLE_CPU, &eval_data);
             let (tract, tract_prepared) = run_prepared(&variant, BackendId::TRACT_CPU, &eval_data);

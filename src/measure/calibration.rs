@@ -1,19 +1,36 @@
-//! What static schemes calibrate on: the fp32 input of every weighted layer over the
-//! calibration split, as an engine's layer session captures it (the model's reference engine).
+//! What static schemes calibrate on: the fp32 input and output of every weighted layer over
+//! the calibration split, as an engine's layer sessions capture them (the model's reference
+//! engine).
 
-use crate::backend::{BackendError, BackendId, LayerSession};
+use crate::backend::{BackendError, BackendId, LayerSession, MODEL_OUTPUT};
 use crate::data::Dataset;
 use crate::quant::{Calibration, LayerInputs};
 
-/// Runs `session` (prepared for `batch` items, capturing layer inputs) over `data`: every
-/// layer's inputs, flattened. A short last batch is padded and the padding's values dropped.
+/// Runs `inputs` and `outputs` (layer sessions prepared for `batch` items, capturing layer
+/// inputs and layer outputs) over `data`.
 pub fn collect(
-    session: &mut dyn LayerSession,
+    inputs: &mut dyn LayerSession,
+    outputs: &mut dyn LayerSession,
     backend: BackendId,
     batch: usize,
     data: &Dataset,
     percentile: f64,
 ) -> Result<Calibration, BackendError> {
+    let inputs = values(inputs, backend, batch, data, "input")?;
+    let mut outputs = values(outputs, backend, batch, data, "output")?;
+    outputs.remove(MODEL_OUTPUT);
+    Ok(Calibration { items: data.len(), percentile, inputs, outputs })
+}
+
+/// Every layer's captured values (`side`: what they are, for the error), flattened. A short
+/// last batch is padded and the padding's values dropped.
+fn values(
+    session: &mut dyn LayerSession,
+    backend: BackendId,
+    batch: usize,
+    data: &Dataset,
+    side: &str,
+) -> Result<LayerInputs, BackendError> {
     let mut inputs = LayerInputs::new();
     for start in (0..data.len()).step_by(batch.max(1)) {
         let n = batch.min(data.len() - start);
@@ -26,11 +43,11 @@ pub fn collect(
                 return Err(BackendError::engine(
                     backend,
                     "calibrating",
-                    format!("the input of layer {layer} holds NaN or infinite values"),
+                    format!("the {side} of layer {layer} holds NaN or infinite values"),
                 ));
             }
             inputs.entry(layer).or_default().extend_from_slice(v);
         }
     }
-    Ok(Calibration { items: data.len(), percentile, inputs })
+    Ok(inputs)
 }

@@ -14,7 +14,7 @@ use tract_onnx::pb::{
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
-use super::qformat::{Granularity, IntType, QuantizedWeight};
+use super::qformat::{Granularity, IntType, QParams, QuantizedWeight};
 use super::stored::{f32_bytes, half_bytes, InputQuant, InputQuants, Stored, StoredParams};
 use super::ModelError;
 use crate::zoo::{Layer, ZooModelId};
@@ -33,7 +33,7 @@ pub fn export(model_name: &str, zoo: ZooModelId, tensors: &HashMap<String, Tenso
         .map(|(k, t)| Stored::from_tensor(t).map(|s| (k.clone(), s)))
         .collect::<candle_core::Result<StoredParams>>()
         .map_err(|e| ModelError::Export { model: model_name.to_string(), reason: e.to_string() })?;
-    export_stored(model_name, zoo, &params, &InputQuants::new())
+    export_stored(model_name, zoo, &params, &InputQuants::new(), IntegerForm::Integer)
 }
 
 /// A parameter the ONNX writer has no form for (the message names the parameter and why).
@@ -182,6 +182,7 @@ impl Graph {
         x: String,
         input: InputQuant,
         params: &StoredParams,
+        form: IntegerForm,
     ) -> Result<String, ParamError> {
         let (wk, bk) = (format!("{name}.weight"), format!("{name}.bias"));
         let Some(Stored::Int(q)) = params.get(&wk) else {
@@ -195,17 +196,20 @@ impl Graph {
             Layer::Conv2d { kernel, padding, .. } => Some(conv_attributes(kernel, padding)),
             _ => None,
         };
-        let op = IntegerOp { prefix: name, weight_key: &wk, input, conv, output: format!("{name}.out") };
+        let op =
+            IntegerOp { prefix: name, form, gemm: true, weight_key: &wk, input, conv, output: format!("{name}.out") };
         self.integer_op(&op, x, q, Some((bk.clone(), vec![q.shape[0]], bias)))
     }
 
-    /// An integer layer as onnxruntime writes it: the input quantized to u8 (at run time by
-    /// `DynamicQuantizeLinear`, or with the calibrated scale by `QuantizeLinear`), then
-    /// `MatMulInteger`/`ConvInteger` against the symmetric i8 weights (i32 accumulation), `Cast`,
-    /// `Mul` by input scale × per-channel weight scale, `Add` bias. tract lowers these integer
-    /// ops to its int8 kernels. `q` is `[out, in]` for a matrix product (written transposed, as
-    /// MatMulInteger takes it) or `[out, in/group, k…]` for a convolution; `bias` is named
-    /// and shaped as the float layer had it (a convolution's is reshaped to `[out, 1, …]`).
+    /// An integer layer, in one of two forms of the same arithmetic ([`IntegerForm`]): the input
+    /// quantized to u8 (at run time by `DynamicQuantizeLinear`, or with the calibrated scale by
+    /// `QuantizeLinear`), a product against the symmetric i8 weights with i32 accumulation,
+    /// scaled by input scale × per-channel weight scale, plus the bias. `q` is
+    /// `[out, in]` for a matrix product or `[out, in/group, k…]` for a convolution; `bias` is
+    /// named and shaped as the float layer had it (a static layer's already on its int32 grid:
+    /// [`super::qformat::static_bias`]). Returns the layer's float output, `op.output`: a static
+    /// layer's output quantization (a [`Graph::qdq_pair`]) is the caller's to write, after the
+    /// layer or after its `Relu`.
     pub fn integer_op(
         &mut self,
         op: &IntegerOp,
@@ -225,61 +229,164 @@ impl Graph {
                 return Err(param_error(wk, "an integer layer needs per-tensor or per-channel weights"))
             }
         };
-        // Per output channel, broadcast along the last axis (matmul) or axis 1 (conv, NC…).
-        let channel_dims: Vec<usize> = match op.conv {
-            Some(_) => std::iter::once(out_channels).chain(std::iter::repeat_n(1, q.shape.len() - 2)).collect(),
-            None => vec![out_channels],
-        };
         let t = |s: &str| format!("{}.{s}", op.prefix);
-        let (xq, xzp, scale) = match op.input {
-            InputQuant::Dynamic => {
-                let outs = vec![t("xq"), t("xscale"), t("xzp")];
-                let outs = self.node_n("DynamicQuantizeLinear", vec![x], outs, vec![]);
-                let ws = self.f32s(format!("{wk}.scale"), &channel_dims, &w_scales);
-                let scale = self.node("Mul", vec![outs[1].clone(), ws], t("scale"), vec![]);
-                (outs[0].clone(), outs[2].clone(), scale)
-            }
-            InputQuant::Static(p) => {
-                let zp = u8::try_from(p.zero_point)
-                    .map_err(|_| param_error(op.prefix, format!("input zero point {} is not u8", p.zero_point)))?;
-                let xs = self.f32s(t("input_scale"), &[], &[p.scale]);
-                let xzp = self.init(t("input_zero_point"), &[], DataType::Uint8, vec![zp]);
-                let xq = self.node("QuantizeLinear", vec![x, xs, xzp.clone()], t("xq"), vec![]);
-                let combined: Vec<f32> = w_scales.iter().map(|s| s * p.scale).collect();
-                (xq, xzp, self.f32s(t("scale"), &channel_dims, &combined))
-            }
+        let u8_zp = |p: QParams, what: &str| {
+            u8::try_from(p.zero_point)
+                .map_err(|_| param_error(op.prefix, format!("{what} zero point {} is not u8", p.zero_point)))
         };
-        let acc = match &op.conv {
-            Some(attributes) => {
-                let w = q.values.clone();
-                let w = self.init(format!("{wk}.q"), &q.shape, DataType::Int8, w);
-                self.node("ConvInteger", vec![xq, w, xzp], t("acc"), attributes.clone())
+        match (op.form, op.input) {
+            (IntegerForm::Qdq, InputQuant::Static { input, .. }) => {
+                let xs = self.f32s(t("input_scale"), &[], &[input.scale]);
+                let xzp = self.init(t("input_zero_point"), &[], DataType::Uint8, vec![u8_zp(input, "input")?]);
+                let xq = self.node("QuantizeLinear", vec![x, xs.clone(), xzp.clone()], t("xq"), vec![]);
+                let xdq = self.node("DequantizeLinear", vec![xq, xs, xzp], t("xdq"), vec![]);
+                let wdq = |g: &mut Graph| {
+                    let w = g.init(format!("{wk}.q"), &q.shape, DataType::Int8, q.values.clone());
+                    let ws = g.f32s(format!("{wk}.scale"), &[out_channels], &w_scales);
+                    // Zero points written out, as onnxruntime's quantizer does: its Gemm fusion
+                    // (QGemm) takes the DequantizeLinear's type from them.
+                    let wzp =
+                        g.init(format!("{wk}.zero_point"), &[out_channels], DataType::Int8, vec![0; out_channels]);
+                    g.node("DequantizeLinear", vec![w, ws, wzp], t("wdq"), vec![int("axis", 0)])
+                };
+                let bdq = match &bias {
+                    None => None,
+                    Some((name, _, values)) => {
+                        let (bq, _) = super::qformat::static_bias(values, input, &w_scales);
+                        let scales: Vec<f32> = w_scales.iter().map(|s| s * input.scale).collect();
+                        let raw = bq.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        let b = self.init(format!("{name}.q"), &[out_channels], DataType::Int32, raw);
+                        let bs = self.f32s(format!("{name}.scale"), &[out_channels], &scales);
+                        let bzp = self.init(
+                            format!("{name}.zero_point"),
+                            &[out_channels],
+                            DataType::Int32,
+                            vec![0; 4 * out_channels],
+                        );
+                        Some(self.node("DequantizeLinear", vec![b, bs, bzp], t("bdq"), vec![int("axis", 0)]))
+                    }
+                };
+                match &op.conv {
+                    Some(attributes) => {
+                        let inputs = [xdq, wdq(self)].into_iter().chain(bdq).collect();
+                        Ok(self.node("Conv", inputs, op.output.clone(), attributes.clone()))
+                    }
+                    // Gemm with the weight as `[out, in]` (transB), as onnxruntime's quantizer
+                    // leaves a linear layer, where the input is 2-D (the zoo's, a Gemm's).
+                    None if op.gemm => {
+                        let inputs = [xdq, wdq(self)].into_iter().chain(bdq).collect();
+                        Ok(self.node("Gemm", inputs, op.output.clone(), vec![int("transB", 1)]))
+                    }
+                    None => {
+                        // MatMul takes B as [K, N]: the weight transposed, one scale per column.
+                        let (n, k) = (q.shape[0], q.shape[1]);
+                        let tr = (0..k * n).map(|i| q.values[(i % n) * k + i / n]).collect();
+                        let w = self.init(format!("{wk}.qT"), &[k, n], DataType::Int8, tr);
+                        let ws = self.f32s(format!("{wk}.scale"), &[out_channels], &w_scales);
+                        let wzp = self.init(
+                            format!("{wk}.zero_point"),
+                            &[out_channels],
+                            DataType::Int8,
+                            vec![0; out_channels],
+                        );
+                        let wdq = self.node("DequantizeLinear", vec![w, ws, wzp], t("wdqT"), vec![int("axis", 1)]);
+                        match bdq {
+                            None => Ok(self.node("MatMul", vec![xdq, wdq], op.output.clone(), vec![])),
+                            Some(b) => {
+                                let y = self.node("MatMul", vec![xdq, wdq], t("y0"), vec![]);
+                                Ok(self.node("Add", vec![y, b], op.output.clone(), vec![]))
+                            }
+                        }
+                    }
+                }
             }
-            None => {
-                // MatMulInteger computes A[M,K]·B[K,N]: store the weight transposed.
-                let (n, k) = (q.shape[0], q.shape[1]);
-                let tr = (0..k * n).map(|i| q.values[(i % n) * k + i / n]).collect();
-                let w = self.init(format!("{wk}.qT"), &[k, n], DataType::Int8, tr);
-                self.node("MatMulInteger", vec![xq, w, xzp], t("acc"), vec![])
-            }
-        };
-        let accf = self.node("Cast", vec![acc], t("accf"), vec![int("to", DataType::Float as i64)]);
-        match bias {
-            None => Ok(self.node("Mul", vec![accf, scale], op.output.clone(), vec![])),
-            Some((name, dims, values)) => {
-                let y = self.node("Mul", vec![accf, scale], t("y0"), vec![]);
-                let dims = if op.conv.is_some() { channel_dims } else { dims };
-                let b = self.f32s(name, &dims, values);
-                Ok(self.node("Add", vec![y, b], op.output.clone(), vec![]))
+            (_, input) => {
+                // Per output channel, broadcast along the last axis (matmul) or axis 1 (conv, NC…).
+                let channel_dims: Vec<usize> = match op.conv {
+                    Some(_) => std::iter::once(out_channels).chain(std::iter::repeat_n(1, q.shape.len() - 2)).collect(),
+                    None => vec![out_channels],
+                };
+                let (xq, xzp, scale) = match input {
+                    InputQuant::Dynamic => {
+                        let outs = vec![t("xq"), t("xscale"), t("xzp")];
+                        let outs = self.node_n("DynamicQuantizeLinear", vec![x], outs, vec![]);
+                        let ws = self.f32s(format!("{wk}.scale"), &channel_dims, &w_scales);
+                        let scale = self.node("Mul", vec![outs[1].clone(), ws], t("scale"), vec![]);
+                        (outs[0].clone(), outs[2].clone(), scale)
+                    }
+                    InputQuant::Static { input, .. } => {
+                        let xs = self.f32s(t("input_scale"), &[], &[input.scale]);
+                        let xzp = self.init(t("input_zero_point"), &[], DataType::Uint8, vec![u8_zp(input, "input")?]);
+                        let xq = self.node("QuantizeLinear", vec![x, xs, xzp.clone()], t("xq"), vec![]);
+                        let combined: Vec<f32> = w_scales.iter().map(|s| s * input.scale).collect();
+                        (xq, xzp, self.f32s(t("scale"), &channel_dims, &combined))
+                    }
+                };
+                let acc = match &op.conv {
+                    Some(attributes) => {
+                        let w = q.values.clone();
+                        let w = self.init(format!("{wk}.q"), &q.shape, DataType::Int8, w);
+                        self.node("ConvInteger", vec![xq, w, xzp], t("acc"), attributes.clone())
+                    }
+                    None => {
+                        // MatMulInteger computes A[M,K]·B[K,N]: store the weight transposed.
+                        let (n, k) = (q.shape[0], q.shape[1]);
+                        let tr = (0..k * n).map(|i| q.values[(i % n) * k + i / n]).collect();
+                        let w = self.init(format!("{wk}.qT"), &[k, n], DataType::Int8, tr);
+                        self.node("MatMulInteger", vec![xq, w, xzp], t("acc"), vec![])
+                    }
+                };
+                let accf = self.node("Cast", vec![acc], t("accf"), vec![int("to", DataType::Float as i64)]);
+                match bias {
+                    None => Ok(self.node("Mul", vec![accf, scale], op.output.clone(), vec![])),
+                    Some((name, dims, values)) => {
+                        let y = self.node("Mul", vec![accf, scale], t("y0"), vec![]);
+                        let dims = if op.conv.is_some() { channel_dims } else { dims };
+                        let b = self.f32s(name, &dims, values);
+                        Ok(self.node("Add", vec![y, b], op.output.clone(), vec![]))
+                    }
+                }
             }
         }
     }
+
+    /// `QuantizeLinear` then `DequantizeLinear` of `x` with `p` (onnxruntime's QDQ pair on an
+    /// activation), the result named `output`.
+    pub fn qdq_pair(&mut self, prefix: &str, x: String, p: QParams, output: String) -> String {
+        let s = self.f32s(format!("{prefix}.scale"), &[], &[p.scale]);
+        let zp =
+            self.init(format!("{prefix}.zero_point"), &[], DataType::Uint8, vec![p.zero_point.clamp(0, 255) as u8]);
+        let q = self.node("QuantizeLinear", vec![x, s.clone(), zp.clone()], format!("{prefix}.q"), vec![]);
+        let out = self.node("DequantizeLinear", vec![q, s, zp], output, vec![]);
+        // Named apart from its output: that keeps the name of the node it follows.
+        if let Some(n) = self.nodes.last_mut() {
+            n.name = format!("{prefix}.dq");
+        }
+        out
+    }
+}
+
+/// How a dynamic or static integer layer is written: the same arithmetic either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegerForm {
+    /// `QuantizeLinear` or `DynamicQuantizeLinear`, `ConvInteger`/`MatMulInteger`, then the
+    /// float scaling (onnxruntime's `quantize_dynamic` form): tract lowers the integer ops to
+    /// its int8 kernels.
+    Integer,
+    /// Static layers as onnxruntime's `quantize_static` writes them (`QuantFormat.QDQ`): the
+    /// float op between `DequantizeLinear` of its input, weight and int32 bias and the
+    /// `QuantizeLinear` of its output, which onnxruntime fuses into `QLinearConv`/`QGemm`
+    /// (tract runs such a graph in f32). Dynamic layers keep the integer form.
+    Qdq,
 }
 
 /// What [`Graph::integer_op`] writes: names and the convolution's attributes.
 pub(crate) struct IntegerOp<'a> {
     /// Prefix of the names of the nodes and values it adds.
     pub prefix: &'a str,
+    pub form: IntegerForm,
+    /// Whether a matrix product's input is 2-D, so that the QDQ form may write a `Gemm`.
+    pub gemm: bool,
     /// Prefix of the weight's initializers.
     pub weight_key: &'a str,
     pub input: InputQuant,
@@ -309,6 +416,7 @@ pub fn export_stored(
     zoo: ZooModelId,
     params: &StoredParams,
     inputs: &InputQuants,
+    form: IntegerForm,
 ) -> Result<Vec<u8>, ModelError> {
     let err = |reason: String| ModelError::Export { model: model_name.to_string(), reason };
     let mut g = Graph::default();
@@ -318,10 +426,24 @@ pub fn export_stored(
     };
     let mut current = INPUT_NAME.to_string();
     let layers = zoo.layers();
+    // A static layer's output quantization, until written: after the layer, or after its Relu.
+    let mut pending: Option<(String, QParams)> = None;
+    // In the QDQ form, the last static output's parameters, re-applied after each MaxPool and
+    // Flatten on the way to the next layer (lossless: the values stay on its grid), so that
+    // onnxruntime runs those ops on u8 as its own quantizer's graphs let it.
+    let mut carried: Option<QParams> = None;
     for (i, layer) in layers.iter().enumerate() {
         let next = match *layer {
             Layer::Conv2d { name, .. } | Layer::Linear { name, .. } if inputs.contains_key(name) => {
-                g.integer_layer(layer, name, current.clone(), inputs[name], params).map_err(|e| err(e.to_string()))?
+                let y = g
+                    .integer_layer(layer, name, current.clone(), inputs[name], params, form)
+                    .map_err(|e| err(e.to_string()))?;
+                carried = None;
+                match inputs[name] {
+                    InputQuant::Static { output, .. } => pending = Some((name.to_string(), output)),
+                    InputQuant::Dynamic => pending = None,
+                }
+                y
             }
             Layer::Conv2d { name, kernel, padding, .. } => {
                 let w = param(&mut g, format!("{name}.weight"))?;
@@ -342,6 +464,18 @@ pub fn export_stored(
             Layer::Flatten => g.node("Flatten", vec![current.clone()], format!("flatten{i}"), vec![int("axis", 1)]),
         };
         current = next;
+        let weighted = matches!(layer, Layer::Conv2d { .. } | Layer::Linear { .. });
+        if weighted && !inputs.contains_key(layer_name(layer)) {
+            (pending, carried) = (None, None);
+        }
+        // The output quantization goes after the layer's Relu when one follows it.
+        let relu_next = matches!(layers.get(i + 1), Some(Layer::Relu));
+        if let Some((name, p)) = pending.take_if(|_| !(weighted && relu_next)) {
+            current = g.qdq_pair(&format!("{name}.output"), current, p, format!("{name}.quantized"));
+            carried = Some(p);
+        } else if let (Some(p), IntegerForm::Qdq, Layer::MaxPool2d { .. } | Layer::Flatten) = (carried, form, layer) {
+            current = g.qdq_pair(&format!("pass{i}"), current, p, format!("pass{i}.quantized"));
+        }
     }
     // The last node's output is the graph's output.
     if let Some(last) = g.nodes.last_mut() {
@@ -366,6 +500,13 @@ pub fn export_stored(
         ..Default::default()
     };
     Ok(model.encode_to_vec())
+}
+
+fn layer_name(layer: &Layer) -> &'static str {
+    match *layer {
+        Layer::Conv2d { name, .. } | Layer::Linear { name, .. } => name,
+        _ => "",
+    }
 }
 
 fn tensor_proto(name: &str, dims: &[usize], data_type: DataType, raw_data: Vec<u8>) -> TensorProto {

@@ -286,3 +286,17 @@ impl QuantizedWeight {
         self.ty.bits() as f64 + per_block as f64 / self.block_len() as f64
     }
 }
+
+/// A static layer's bias as `QLinearConv` and onnxruntime's QDQ form hold it: int32 at the scale
+/// input scale × weight scale (per output channel), saturating; every form writes these values
+/// (their f32 dequantization where the form takes f32), so engines compute the same thing.
+pub(crate) fn static_bias(bias: &[f32], input: QParams, weight_scales: &[f32]) -> (Vec<i32>, Vec<f32>) {
+    let per = |c: usize| input.scale * weight_scales[c.min(weight_scales.len() - 1)];
+    let q: Vec<i32> = bias
+        .iter()
+        .enumerate()
+        .map(|(c, &b)| (b / per(c)).round_ties_even().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
+        .collect();
+    let f = q.iter().enumerate().map(|(c, &v)| v as f32 * per(c)).collect();
+    (q, f)
+}

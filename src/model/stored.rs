@@ -97,13 +97,17 @@ impl Stored {
 /// Parameters by name, in a stable order.
 pub type StoredParams = BTreeMap<String, Stored>;
 
-/// How a layer's input is quantized before its integer kernel (u8, asymmetric, per tensor).
+/// How a layer's activations are quantized around its integer kernel (u8, asymmetric, per
+/// tensor).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum InputQuant {
-    /// Scale and zero point from each batch (ONNX `DynamicQuantizeLinear`).
+    /// The input, with a scale and zero point from each batch (ONNX `DynamicQuantizeLinear`);
+    /// the output stays f32, as onnxruntime's `quantize_dynamic` leaves it.
     Dynamic,
-    /// Fixed scale and zero point, from calibration.
-    Static(QParams),
+    /// Input and output with fixed scales and zero points from calibration, as onnxruntime's
+    /// `quantize_static` quantizes every tensor around a quantized op (`QLinearConv` requantizes
+    /// its output): the layer's output (bias included) is quantized with `output`.
+    Static { input: QParams, output: QParams },
 }
 
 /// Quantized inputs by layer name.
@@ -137,7 +141,7 @@ pub fn bits_per_weight(params: &StoredParams) -> f64 {
 pub enum SerializeError {
     #[error("{tensor}: only i8 and 4-bit integer storage is written, not {ty}")]
     IntType { tensor: String, ty: String },
-    #[error("{layer}: the input zero point {zero_point} is not a u8")]
+    #[error("{layer}: an activation zero point {zero_point} is not a u8")]
     InputZeroPoint { layer: String, zero_point: i32 },
     #[error("the safetensors writer refused the tensors")]
     Safetensors(#[from] safetensors::SafeTensorError),
@@ -188,11 +192,15 @@ pub fn to_safetensors(params: &StoredParams, inputs: &InputQuants, scheme: &str)
     for (layer, iq) in inputs {
         match iq {
             InputQuant::Dynamic => buffers.push((format!("{layer}.input_dynamic"), Dtype::U8, vec![1], vec![1])),
-            InputQuant::Static(p) => {
-                buffers.push((format!("{layer}.input_scale"), Dtype::F32, vec![1], f32_bytes(&[p.scale])));
-                let zp = u8::try_from(p.zero_point)
-                    .map_err(|_| SerializeError::InputZeroPoint { layer: layer.clone(), zero_point: p.zero_point })?;
-                buffers.push((format!("{layer}.input_zero_point"), Dtype::U8, vec![1], vec![zp]));
+            InputQuant::Static { input, output } => {
+                for (side, p) in [("input", input), ("output", output)] {
+                    buffers.push((format!("{layer}.{side}_scale"), Dtype::F32, vec![1], f32_bytes(&[p.scale])));
+                    let zp = u8::try_from(p.zero_point).map_err(|_| SerializeError::InputZeroPoint {
+                        layer: layer.clone(),
+                        zero_point: p.zero_point,
+                    })?;
+                    buffers.push((format!("{layer}.{side}_zero_point"), Dtype::U8, vec![1], vec![zp]));
+                }
             }
         }
     }
@@ -254,17 +262,29 @@ pub fn load_model(path: &Path, zoo: ZooModelId) -> Result<(HashMap<String, Tenso
         if st.tensor(&format!("{layer}.input_dynamic")).is_ok() {
             inputs.insert(layer.to_string(), InputQuant::Dynamic);
         }
-        if let Ok(scale) = st.tensor(&format!("{layer}.input_scale")) {
+        let params = |side: &str| -> Result<Option<QParams>, ModelError> {
+            let Ok(scale) = st.tensor(&format!("{layer}.{side}_scale")) else { return Ok(None) };
             let zp = st
-                .tensor(&format!("{layer}.input_zero_point"))
-                .map_err(|_| corrupt(format!("{layer}.input_scale has no {layer}.input_zero_point")))?;
+                .tensor(&format!("{layer}.{side}_zero_point"))
+                .map_err(|_| corrupt(format!("{layer}.{side}_scale has no {layer}.{side}_zero_point")))?;
             let (scale, zp) = (f32s(scale.data()), zp.data());
             if scale.len() != 1 || zp.len() != 1 || !(scale[0].is_finite() && scale[0] > 0.0) {
                 return Err(corrupt(format!(
-                    "{layer}: input scale {scale:?} / zero point {zp:?} are not one positive scale and one u8"
+                    "{layer}: {side} scale {scale:?} / zero point {zp:?} are not one positive scale and one u8"
                 )));
             }
-            inputs.insert(layer.to_string(), InputQuant::Static(QParams { scale: scale[0], zero_point: zp[0] as i32 }));
+            Ok(Some(QParams { scale: scale[0], zero_point: zp[0] as i32 }))
+        };
+        match (params("input")?, params("output")?) {
+            (Some(input), Some(output)) => {
+                inputs.insert(layer.to_string(), InputQuant::Static { input, output });
+            }
+            (None, None) => {}
+            _ => {
+                return Err(corrupt(format!(
+                    "{layer}: a statically quantized layer needs both input_scale and output_scale"
+                )))
+            }
         }
     }
     Ok((out, inputs))
@@ -492,7 +512,13 @@ mod tests {
             params.insert(name, stored);
         }
         let inputs = InputQuants::from([
-            ("fc1".to_string(), InputQuant::Static(QParams { scale: 0.25, zero_point: 3 })),
+            (
+                "fc1".to_string(),
+                InputQuant::Static {
+                    input: QParams { scale: 0.25, zero_point: 3 },
+                    output: QParams { scale: 0.125, zero_point: 0 },
+                },
+            ),
             ("fc2".to_string(), InputQuant::Dynamic),
         ]);
         let dir = tempfile::tempdir().unwrap();

@@ -43,6 +43,7 @@ pub fn apply(plan: &Plan, ckpt: &BertCheckpoint, name: &str, artifacts_dir: &Pat
         layer_schemes: plan.layers.clone(),
         candle_artifact,
         onnx: std::path::PathBuf::new(),
+        onnx_qdq: None,
         weight_storage,
         activation_quant: String::new(),
         bits_per_weight,

@@ -198,7 +198,13 @@ pub fn apply(
     let onnx = super::write_artifact(
         artifacts_dir,
         format!("{stem}.onnx"),
-        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &onnx_params, &Default::default())?,
+        &crate::model::onnx::export_stored(
+            &reference.name,
+            reference.zoo,
+            &onnx_params,
+            &Default::default(),
+            crate::model::onnx::IntegerForm::Integer,
+        )?,
     )?;
     Ok(super::Variant {
         model: reference.name.clone(),
@@ -208,6 +214,7 @@ pub fn apply(
         layer_schemes,
         candle_artifact,
         onnx,
+        onnx_qdq: None,
         weight_storage: storage.join(", "),
         activation_quant: String::new(),
         bits_per_weight: bits / count.max(1) as f64,

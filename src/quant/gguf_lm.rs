@@ -84,6 +84,7 @@ pub fn apply(plan: &Plan, lm: &GgufLm, name: &str, artifacts_dir: &Path) -> Resu
         layer_schemes: plan.layers.clone(),
         candle_artifact: path,
         onnx: std::path::PathBuf::new(),
+        onnx_qdq: None,
         weight_storage: format!("{}; requantized from the source's {}", described.join(", "), lm.source_precision()),
         activation_quant: String::new(),
         bits_per_weight: bits / count.max(1) as f64,

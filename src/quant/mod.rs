@@ -214,7 +214,7 @@ impl SchemeId {
             SchemeId::Bf16 => "every parameter rounded to bfloat16 (round to nearest even, 16 bits per weight); which type each engine computes in is observed per run (compute in the layer evidence)".into(),
             SchemeId::Int8Dynamic => "dynamic int8 W8A8 (onnxruntime quantize_dynamic): weights int8 per-channel symmetric; layer inputs u8 asymmetric, one scale per tensor computed from each batch at run time; no calibration".into(),
             SchemeId::Int8Static(c) => format!(
-                "static int8 W8A8 (onnxruntime quantize_static): weights int8 per-channel symmetric; layer inputs u8 asymmetric, one scale and zero point per tensor fixed by calibration on the [calibration] split: {} ({})",
+                "static int8 W8A8 (onnxruntime quantize_static, QDQ): weights int8 per-channel symmetric, biases int32 at input scale × weight scale; each layer's input and output u8 asymmetric, one scale and zero point per tensor fixed by calibration on the [calibration] split (an output read only by a Relu after the Relu; an input that is another static layer's output through Relu/MaxPool/Flatten/Reshape takes its parameters): {} ({})",
                 c.name(),
                 c.description()
             ),
@@ -258,6 +258,10 @@ pub struct Variant {
     pub candle_artifact: std::path::PathBuf,
     /// ONNX model: what tract loads.
     pub onnx: std::path::PathBuf,
+    /// The same variant with its static int8 layers in the QDQ form onnxruntime's own
+    /// `quantize_static` writes ([`crate::model::onnx::IntegerForm::Qdq`]), which ONNX Runtime
+    /// fuses into its int8 kernels; `None` when no layer is static (ONNX Runtime loads `onnx`).
+    pub onnx_qdq: Option<std::path::PathBuf>,
     /// How each parameter is stored (`name=storage, ...`).
     pub weight_storage: String,
     /// How each quantized layer input is quantized (`layer=u8 dynamic`, or the calibrated
@@ -271,6 +275,11 @@ impl Variant {
     /// The zoo architecture, for zoo models.
     pub fn zoo(&self) -> Option<crate::zoo::ZooModelId> {
         self.kind.zoo()
+    }
+
+    /// The ONNX file ONNX Runtime loads: the QDQ form where there is one.
+    pub fn ort_onnx(&self) -> &std::path::Path {
+        self.onnx_qdq.as_deref().unwrap_or(&self.onnx)
     }
 
     /// The scheme the artifact holds layer `layer` in (f32 for a layer the plan does not name).
@@ -289,6 +298,7 @@ impl Variant {
             plan,
             candle_artifact: reference.weights_path.clone(),
             onnx,
+            onnx_qdq: None,
             weight_storage: "f32".into(),
             activation_quant: String::new(),
             bits_per_weight: 32.0,
@@ -296,22 +306,90 @@ impl Variant {
     }
 }
 
-/// How a statically quantized layer input is recorded: range, scale, zero point, calibrator.
-pub(crate) fn describe_static(
+/// Where a static layer's input comes from, for its quantization parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct StaticSource {
+    /// The statically quantized layer whose output reaches this input through ops that keep
+    /// values on its quantization grid (`Relu`, `MaxPool`, `Flatten`, `Reshape`), and that
+    /// output's parameters: the input reuses them, as onnxruntime's QDQ quantizer shares one
+    /// scale along such a chain (the requantization is then lossless).
+    pub layer: String,
+    pub output: int::QParams,
+}
+
+/// A static layer's input and output quantization, and how the record describes it. The output
+/// range is calibrated on the layer's fp32 outputs, after the `Relu` when one is the output's only
+/// reader (`relu_follows`): its zero point is then 0 and the quantization clamps at zero, as
+/// onnxruntime fuses Conv, Relu and QuantizeLinear. The input reuses `source`'s parameters, or
+/// is calibrated on the layer's own fp32 inputs.
+pub(crate) fn static_quant(
     layer: &str,
     c: calibrate::Calibrator,
-    range: (f32, f32),
-    p: int::QParams,
     cal: &Calibration,
-) -> String {
+    relu_follows: bool,
+    source: Option<&StaticSource>,
+) -> Result<(crate::model::stored::InputQuant, String), String> {
     let how = match c {
         calibrate::Calibrator::Percentile => format!("percentile {}", cal.percentile),
         _ => c.name().to_string(),
     };
-    format!(
-        "{layer}=u8 static [{:.5}, {:.5}] scale {:.6e} zp {} ({how}, {} calibration items)",
-        range.0, range.1, p.scale, p.zero_point, cal.items
-    )
+    let side = |range: (f32, f32), p: int::QParams| {
+        format!("[{:.5}, {:.5}] scale {:.6e} zp {}", range.0, range.1, p.scale, p.zero_point)
+    };
+    let outputs = cal.outputs.get(layer).ok_or_else(|| format!("{layer}: no calibration outputs were collected"))?;
+    let out_range = if relu_follows {
+        let clipped: Vec<f32> = outputs.iter().map(|v| v.max(0.0)).collect();
+        c.range(&clipped, cal.percentile)
+    } else {
+        c.range(outputs, cal.percentile)
+    };
+    let output = calibrate::activation_params(out_range);
+    let (input, in_text) = match source {
+        Some(s) => (s.output, format!("{}'s output", s.layer)),
+        None => {
+            let inputs =
+                cal.inputs.get(layer).ok_or_else(|| format!("{layer}: no calibration inputs were collected"))?;
+            let range = c.range(inputs, cal.percentile);
+            let p = calibrate::activation_params(range);
+            (p, side(range, p))
+        }
+    };
+    let text = format!(
+        "{layer}=u8 static in {in_text}, out{} {} ({how}, {} calibration items)",
+        if relu_follows { " (after relu)" } else { "" },
+        side(out_range, output),
+        cal.items
+    );
+    Ok((crate::model::stored::InputQuant::Static { input, output }, text))
+}
+
+/// For a zoo layer under a static scheme: whether its output's only reader is a `Relu`, and
+/// the statically quantized layer (already in `inputs`) whose output reaches its input through
+/// `Relu`, `MaxPool2d` and `Flatten` only.
+fn zoo_static_context(
+    zoo: crate::zoo::ZooModelId,
+    layer: &str,
+    inputs: &crate::model::stored::InputQuants,
+) -> (bool, Option<StaticSource>) {
+    use crate::zoo::Layer;
+    let layers = zoo.layers();
+    let name = |l: &Layer| match *l {
+        Layer::Conv2d { name, .. } | Layer::Linear { name, .. } => Some(name),
+        _ => None,
+    };
+    let Some(at) = layers.iter().position(|l| name(l) == Some(layer)) else { return (false, None) };
+    let relu_follows = matches!(layers.get(at + 1), Some(Layer::Relu));
+    let source = layers[..at].iter().rev().find_map(|l| match *l {
+        Layer::Relu | Layer::MaxPool2d { .. } | Layer::Flatten => None,
+        _ => Some(name(l)),
+    });
+    let source = source.flatten().and_then(|s| match inputs.get(s) {
+        Some(crate::model::stored::InputQuant::Static { output, .. }) => {
+            Some(StaticSource { layer: s.to_string(), output: *output })
+        }
+        _ => None,
+    });
+    (relu_follows, source)
 }
 
 /// Writes the artifact `file` (a plain file name: [`crate::files::file_stem`] of the model's name
@@ -386,21 +464,36 @@ pub fn apply(
             ActivationQuant::Static(c) => {
                 let cal = calibration
                     .ok_or_else(|| export_err(format!("{}: static scheme without calibration data", scheme.name())))?;
-                let values = cal.inputs.get(layer).ok_or_else(|| {
-                    export_err(format!("{layer}: no calibration inputs were collected for this layer"))
-                })?;
-                let range = c.range(values, cal.percentile);
-                let p = calibrate::activation_params(range);
-                inputs.insert(layer.clone(), InputQuant::Static(p));
-                activation_quant.push(describe_static(layer, c, range, p, cal));
+                let (relu_follows, source) = zoo_static_context(reference.zoo, layer, &inputs);
+                let (iq, text) = static_quant(layer, c, cal, relu_follows, source.as_ref()).map_err(export_err)?;
+                let InputQuant::Static { input, .. } = iq else { unreachable!("static_quant gives static") };
+                let bias_key = format!("{layer}.bias");
+                if let (Some(Stored::Int(q)), Some(Stored::F32 { values, .. })) =
+                    (params.get(&format!("{layer}.weight")), params.get(&bias_key))
+                {
+                    let scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
+                    let rounded = crate::model::qformat::static_bias(values, input, &scales).1;
+                    if let Some(Stored::F32 { values, .. }) = params.get_mut(&bias_key) {
+                        *values = rounded;
+                    }
+                }
+                inputs.insert(layer.clone(), iq);
+                activation_quant.push(text);
             }
         }
     }
+    use crate::model::onnx::{export_stored, IntegerForm};
     let onnx = write_artifact(
         artifacts_dir,
         format!("{stem}.onnx"),
-        &crate::model::onnx::export_stored(&reference.name, reference.zoo, &params, &inputs)?,
+        &export_stored(&reference.name, reference.zoo, &params, &inputs, IntegerForm::Integer)?,
     )?;
+    let onnx_qdq = if inputs.values().any(|q| matches!(q, InputQuant::Static { .. })) {
+        let bytes = export_stored(&reference.name, reference.zoo, &params, &inputs, IntegerForm::Qdq)?;
+        Some(write_artifact(artifacts_dir, format!("{stem}.qdq.onnx"), &bytes)?)
+    } else {
+        None
+    };
     let candle_artifact = if plan.layers.iter().all(|(_, s)| *s == SchemeId::F32) {
         reference.weights_path.clone()
     } else {
@@ -419,6 +512,7 @@ pub fn apply(
         plan: plan.clone(),
         candle_artifact,
         onnx,
+        onnx_qdq,
         weight_storage: stored::describe_storage(&params),
         activation_quant: activation_quant.join(", "),
         bits_per_weight: stored::bits_per_weight(&params),
@@ -457,6 +551,7 @@ pub fn f32_variant(model: &LoadedModel) -> Variant {
         plan: plan.clone(),
         candle_artifact: artifact,
         onnx,
+        onnx_qdq: None,
         weight_storage: storage,
         activation_quant: String::new(),
         bits_per_weight: 32.0,

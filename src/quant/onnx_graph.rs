@@ -19,7 +19,7 @@ use std::path::Path;
 use tract_onnx::pb::NodeProto;
 
 use super::{ggml, int, ActivationQuant, Calibration, Plan, SchemeId, Variant, VariantError};
-use crate::model::onnx::{Graph, IntegerOp};
+use crate::model::onnx::{Graph, IntegerForm, IntegerOp};
 use crate::model::onnx_file::{LayerOp, OnnxModel};
 use crate::model::stored::{InputQuant, Stored, StoredParams};
 use crate::model::ModelKind;
@@ -54,6 +54,13 @@ pub fn apply(
     // The version each initializer's stored form was first kept in (scheme and layout): a
     // weight that layers keep in different forms is counted and described once per form.
     let mut versions: HashMap<String, String> = HashMap::new();
+    // The QDQ form of static layers (what ONNX Runtime loads), where it differs.
+    let mut gq = Graph::default();
+    let mut replaced_qdq: BTreeMap<usize, Vec<NodeProto>> = BTreeMap::new();
+    // Static layers' output quantization by node index, for the layers they feed.
+    let mut static_outputs: HashMap<usize, (String, int::QParams)> = HashMap::new();
+    let (producers, consumers) = value_links(&graph.node);
+    let graph_outputs: HashSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
     for layer in &model.layers {
         let scheme = plan.layers.iter().find(|(l, _)| *l == layer.name).map_or(SchemeId::F32, |(_, s)| *s);
         let at = graph
@@ -160,38 +167,108 @@ pub fn apply(
                     unreachable!("integer schemes")
                 };
                 let q = quantize(ty, symmetric, granularity)?;
+                let weight_scales: Vec<f32> = q.params.iter().map(|p| p.scale).collect();
+                let node = node.clone();
+                let relu = relu_reader(&graph.node, &consumers, &graph_outputs, at);
                 let input = match scheme.activations() {
                     ActivationQuant::Static(c) => {
                         let cal = calibration
                             .ok_or_else(|| err(format!("{}: static scheme without calibration data", scheme.name())))?;
-                        let values = cal.inputs.get(&layer.name).ok_or_else(|| {
-                            err(format!("{}: no calibration inputs were collected for this layer", layer.name))
-                        })?;
-                        let range = c.range(values, cal.percentile);
-                        let p = super::calibrate::activation_params(range);
-                        activation_quant.push(super::describe_static(&layer.name, c, range, p, cal));
-                        InputQuant::Static(p)
+                        let (source, chain) = static_source(&graph.node, &producers, at, &static_outputs).unzip();
+                        let (iq, text) = super::static_quant(&layer.name, c, cal, relu.is_some(), source.as_ref())
+                            .map_err(|e| err(e.to_string()))?;
+                        // In the QDQ form the source's parameters are re-applied after each op on
+                        // the way (lossless), so that onnxruntime runs them on u8.
+                        if let (Some(src), Some(chain)) = (&source, chain) {
+                            for n in chain {
+                                if replaced_qdq.contains_key(&n) {
+                                    continue;
+                                }
+                                let mut pass = graph.node[n].clone();
+                                let out = std::mem::replace(&mut pass.output[0], format!("qbench.{}.pass", pass.name));
+                                let first = gq.nodes.len();
+                                let prefix = format!("qbench.{}.pass", pass.name);
+                                gq.qdq_pair(&prefix, pass.output[0].clone(), src.output, out);
+                                let pair = gq.nodes.split_off(first);
+                                replaced_qdq.insert(n, std::iter::once(pass).chain(pair).collect());
+                            }
+                        }
+                        activation_quant.push(text);
+                        iq
                     }
                     _ => {
                         activation_quant.push(format!("{}=u8 dynamic", layer.name));
                         InputQuant::Dynamic
                     }
                 };
+                // A static layer's bias on its int32 grid, in every form.
+                let bias = match (input, bias) {
+                    (InputQuant::Static { input, .. }, Some((b, d, v))) => {
+                        Some((b, d, crate::model::qformat::static_bias(&v, input, &weight_scales).1))
+                    }
+                    (_, bias) => bias,
+                };
                 let conv = (layer.op == LayerOp::Conv).then(|| node.attribute.clone());
                 let prefix = format!("qbench.{}", layer.name);
                 // A shared weight's integer initializers are named after its first layer and
                 // written once (`Graph::init` keeps one initializer per name).
                 let weight_key = written.entry(shared(&layer.weight)).or_insert_with(|| key.clone()).clone();
-                let op =
-                    IntegerOp { prefix: &prefix, weight_key: &weight_key, input, conv, output: node.output[0].clone() };
-                let first = g.nodes.len();
+                let x = node.input[0].clone();
+                let original_output = node.output[0].clone();
                 let b = bias.as_ref().map(|(_, d, v)| (format!("{prefix}.bias"), d.clone(), v.as_slice()));
-                g.integer_op(&op, node.input[0].clone(), &q, b).map_err(param)?;
-                let mut nodes = g.nodes.split_off(first);
-                if let Some(last) = nodes.last_mut() {
-                    last.name = layer.name.clone();
+                for form in [IntegerForm::Integer, IntegerForm::Qdq] {
+                    let static_out = match input {
+                        InputQuant::Static { output, .. } => Some(output),
+                        InputQuant::Dynamic => None,
+                    };
+                    if form == IntegerForm::Qdq && static_out.is_none() {
+                        continue; // dynamic layers are the same in both forms
+                    }
+                    let (graph_out, into) = match form {
+                        IntegerForm::Integer => (&mut g, &mut replaced),
+                        IntegerForm::Qdq => (&mut gq, &mut replaced_qdq),
+                    };
+                    // The layer's float output keeps the original name unless its quantization
+                    // follows it directly (not after a Relu).
+                    let float_out = match (static_out, relu) {
+                        (Some(_), None) => format!("{prefix}.float"),
+                        _ => original_output.clone(),
+                    };
+                    let op = IntegerOp {
+                        prefix: &prefix,
+                        form,
+                        gemm: layer.op_type == "Gemm",
+                        weight_key: &weight_key,
+                        input,
+                        conv: conv.clone(),
+                        output: float_out.clone(),
+                    };
+                    let first = graph_out.nodes.len();
+                    graph_out.integer_op(&op, x.clone(), &q, b.clone()).map_err(param)?;
+                    if let (Some(p), None) = (static_out, relu) {
+                        graph_out.qdq_pair(&format!("{prefix}.output"), float_out.clone(), p, original_output.clone());
+                    }
+                    let mut nodes = graph_out.nodes.split_off(first);
+                    // The node that computes the layer's float output carries the layer's name
+                    // (per-layer localization and the engines' profiles find it).
+                    if let Some(n) = nodes.iter_mut().find(|n| n.output.first() == Some(&float_out)) {
+                        n.name = layer.name.clone();
+                    }
+                    into.insert(at, nodes);
+                    if let (Some(p), Some(r)) = (static_out, relu) {
+                        // The Relu's output is quantized in its place (zero point 0: the
+                        // quantization clamps where the Relu does).
+                        let mut relu_node = graph.node[r].clone();
+                        let relu_out = std::mem::replace(&mut relu_node.output[0], format!("{prefix}.relu"));
+                        let first = graph_out.nodes.len();
+                        graph_out.qdq_pair(&format!("{prefix}.output"), relu_node.output[0].clone(), p, relu_out);
+                        let pair = graph_out.nodes.split_off(first);
+                        into.insert(r, std::iter::once(relu_node).chain(pair).collect());
+                    }
                 }
-                replaced.insert(at, nodes);
+                if let InputQuant::Static { output, .. } = input {
+                    static_outputs.insert(at, (layer.name.clone(), output));
+                }
                 dropped.insert(layer.weight.clone());
                 keep(&layer.weight, Stored::Int(q));
                 if let Some((b, d, v)) = bias {
@@ -203,25 +280,52 @@ pub fn apply(
     }
     // New nodes go just before the layer they feed (or in its place), keeping graph order.
     let weight_nodes = std::mem::take(&mut g.nodes);
-    let mut nodes = weight_nodes;
-    for (i, node) in std::mem::take(&mut graph.node).into_iter().enumerate() {
-        match replaced.remove(&i) {
-            Some(new) => nodes.extend(new),
-            None => nodes.push(node),
+    let originals = std::mem::take(&mut graph.node);
+    let original_inits = std::mem::take(&mut graph.initializer);
+    let qdq = !replaced_qdq.is_empty();
+    let assemble = |proto: &mut tract_onnx::pb::ModelProto, over: Option<&BTreeMap<usize, Vec<NodeProto>>>| {
+        let graph = proto.graph.as_mut().expect("checked above");
+        let mut nodes = weight_nodes.clone();
+        for (i, node) in originals.iter().enumerate() {
+            match over.and_then(|o| o.get(&i)).or_else(|| replaced.get(&i)) {
+                Some(new) => nodes.extend(new.iter().cloned()),
+                None => nodes.push(node.clone()),
+            }
         }
+        graph.node = nodes;
+        let used: HashSet<&str> = graph.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+        // The QDQ form's initializers first; both forms name the values they share alike.
+        let new_inits = over.map_or(&[][..], |_| gq.inits.as_slice()).iter().chain(&g.inits);
+        let mut inits: Vec<_> = original_inits
+            .iter()
+            .filter(|t| !dropped.contains(&t.name) || used.contains(t.name.as_str()))
+            .cloned()
+            .collect();
+        let mut seen = HashSet::new();
+        inits.extend(new_inits.filter(|t| used.contains(t.name.as_str()) && seen.insert(t.name.as_str())).cloned());
+        graph.initializer = inits;
+    };
+    let mut proto_qdq = qdq.then(|| proto.clone());
+    assemble(&mut proto, None);
+    if let Some(p) = proto_qdq.as_mut() {
+        assemble(p, Some(&replaced_qdq));
     }
-    graph.node = nodes;
-    graph.initializer.extend(g.inits);
-    let used: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
-    graph.initializer.retain(|t| !dropped.contains(&t.name) || used.contains(&t.name));
 
     // What the rewrite wrote may need a newer opset than the file imports (per-channel
     // DequantizeLinear, a bfloat16 Cast): the graph is upgraded, or the variant refused.
     let opset_before = super::onnx_opset::default_opset(&proto);
-    let opset = super::onnx_opset::ensure(&mut proto, &format!("scheme {}", plan.scheme.name()))
-        .map_err(|e| err(e.to_string()))?;
+    let what = format!("scheme {}", plan.scheme.name());
+    let opset = super::onnx_opset::ensure(&mut proto, &what).map_err(|e| err(e.to_string()))?;
     let bytes = prost::Message::encode_to_vec(&proto);
     let onnx = super::write_artifact(artifacts_dir, format!("{stem}.onnx"), &bytes)?;
+    let onnx_qdq = match proto_qdq.as_mut() {
+        None => None,
+        Some(p) => {
+            super::onnx_opset::ensure(p, &what).map_err(|e| err(e.to_string()))?;
+            let bytes = prost::Message::encode_to_vec(p);
+            Some(super::write_artifact(artifacts_dir, format!("{stem}.qdq.onnx"), &bytes)?)
+        }
+    };
     let mut weight_storage = describe_layers(model, &params, &ggml_bits);
     if !model.float_nodes.is_empty() {
         weight_storage.push_str(&format!("; kept f32 (no quantized form): {}", model.float_nodes.join(", ")));
@@ -249,10 +353,76 @@ pub fn apply(
             .collect(),
         candle_artifact: onnx.clone(),
         onnx,
+        onnx_qdq,
         weight_storage,
         activation_quant: activation_quant.join(", "),
         bits_per_weight: bits_per_weight(model, &params, &ggml_bits),
     })
+}
+
+/// Each value's producing node and reading nodes, by index.
+fn value_links(nodes: &[NodeProto]) -> (HashMap<String, usize>, HashMap<String, Vec<usize>>) {
+    let mut producers = HashMap::new();
+    let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for o in &n.output {
+            producers.insert(o.clone(), i);
+        }
+        for v in n.input.iter().filter(|v| !v.is_empty()) {
+            consumers.entry(v.clone()).or_default().push(i);
+        }
+    }
+    (producers, consumers)
+}
+
+/// The `Relu` that is the only reader of node `at`'s output, if one is (a graph output is read
+/// by the caller too: then none).
+fn relu_reader(
+    nodes: &[NodeProto],
+    consumers: &HashMap<String, Vec<usize>>,
+    graph_outputs: &HashSet<String>,
+    at: usize,
+) -> Option<usize> {
+    let out = nodes[at].output.first()?;
+    if graph_outputs.contains(out) {
+        return None;
+    }
+    match consumers.get(out)?.as_slice() {
+        [r] if nodes[*r].op_type == "Relu" => Some(*r),
+        _ => None,
+    }
+}
+
+/// Ops that keep a u8 grid's values on it: a static layer's output reaches the next layer
+/// through them without leaving its quantization.
+const ON_GRID: &[&str] = &["Relu", "MaxPool", "Flatten", "Reshape", "Identity", "Squeeze", "Unsqueeze"];
+
+/// The static layer (among `statics`, by node index) whose output reaches node `at`'s first
+/// input through [`ON_GRID`] ops only, and those ops' indices.
+fn static_source(
+    nodes: &[NodeProto],
+    producers: &HashMap<String, usize>,
+    at: usize,
+    statics: &HashMap<usize, (String, int::QParams)>,
+) -> Option<(super::StaticSource, Vec<usize>)> {
+    let mut value = nodes[at].input.first()?.as_str();
+    let mut chain = Vec::new();
+    // Bounded by the node count: a malformed graph with a cycle cannot loop for ever.
+    for _ in 0..nodes.len() {
+        let p = *producers.get(value)?;
+        if let Some((layer, output)) = statics.get(&p) {
+            return Some((super::StaticSource { layer: layer.clone(), output: *output }, chain));
+        }
+        let n = &nodes[p];
+        if !ON_GRID.contains(&n.op_type.as_str()) || n.output.len() != 1 {
+            return None;
+        }
+        // A MaxPool that pads, or one with a second output (indices), keeps no grid question
+        // open: padding is −∞, never taken. Reshape's shape input is the second.
+        chain.push(p);
+        value = n.input.first()?.as_str();
+    }
+    None
 }
 
 /// `[rows, cols]` → `[cols, rows]`.

@@ -110,7 +110,7 @@ impl Plan {
     }
 }
 
-/// The fp32 input of each weighted layer over the calibration split, flattened.
+/// The fp32 input (or output) of each weighted layer over the calibration split, flattened.
 pub type LayerInputs = BTreeMap<String, Vec<f32>>;
 
 /// What static schemes calibrate on.
@@ -121,6 +121,8 @@ pub struct Calibration {
     /// `p` of the percentile calibrator.
     pub percentile: f64,
     pub inputs: LayerInputs,
+    /// Each weighted layer's fp32 output (bias included, before any activation).
+    pub outputs: LayerInputs,
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ fn evaluate(
 /// The case's outputs over the split from the (variant, backend)'s shared evaluation, made at
 /// `eval_batch` on first use: the reference pass's outputs when it ran this variant (f32) on
 /// this engine at that batch, else an evaluation with the case's own session when its batch is
-/// that, else with a session prepared for it, after checking on the case's first batch of items
+/// that, else with a session prepared for it, after checking on the first evaluation batch's items
 /// that the two batch sizes give the same outputs. A case at another batch than the shared
 /// evaluation's checks that too; where they differ, the outputs depend on the batch, and the
 /// case evaluates at its own batch (the record says which, and why).
@@ -134,8 +134,11 @@ fn shared_outputs(
     record: &mut Record,
 ) -> Result<Vec<OutputValues>, CaseError> {
     let key = (case.scheme, case.backend);
-    // This case's own outputs on its first batch of items, computed once when a check needs them.
-    let n = case.batch.min(data.len());
+    // This case's own outputs on the first items, computed once when a check needs them: a whole
+    // batch of the shared evaluation's (or the case's, if larger), so that the shared session
+    // runs real items only. On fewer, its padding would hide a batch dependence: dynamic
+    // quantization's range over one item and its padding is that item's.
+    let n = case.batch.max(eval_batch).min(data.len());
     let mut mine: Option<Vec<OutputValues>> = None;
     if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(key) {
         let from_reference = case.scheme == SchemeId::F32
@@ -182,16 +185,14 @@ fn shared_outputs(
         };
         slot.insert(made);
     }
-    let own = |record: &mut Record, note: String, session: &mut dyn Session| {
+    let own = |record: &mut Record, why: &str, session: &mut dyn Session| {
         record.eval_batch = Some(case.batch);
-        record.eval_note = Some(note);
+        record.eval_note = Some(format!("{why}: evaluated at batch {}", case.batch));
         evaluate(suite, case, variant, data, session, case.batch)
     };
     let shared = match &cache[&key] {
         Ok(s) => s,
-        Err(why) => {
-            return Ok(own(record, format!("evaluated at its own batch: {why}"), session)?);
-        }
+        Err(why) => return Ok(own(record, why, session)?),
     };
     if case.batch == shared.batch {
         record.eval_batch = Some(shared.batch);
@@ -218,18 +219,19 @@ fn shared_outputs(
         }
         d => {
             let batch = shared.batch;
-            Ok(own(record, depends(case.batch, batch, n, d), session)?)
+            Ok(own(record, &depends(case.batch, batch, n, d), session)?)
         }
     }
 }
 
-/// The note of a case whose outputs at its batch differ from those at the shared batch.
+/// Why a case's outputs at its batch cannot be the shared batch's (the note adds which batch
+/// the case then evaluated at).
 fn depends(batch: usize, shared: usize, items: usize, distance: Option<f64>) -> String {
     let why = match distance {
         Some(d) => format!("{d:.1e} of the range apart on the first {items} items"),
         None => "other output shapes".to_string(),
     };
-    format!("outputs depend on the batch (batch {batch} and batch {shared} are {why}): evaluated at batch {batch}")
+    format!("outputs depend on the batch (batch {batch} and batch {shared} are {why})")
 }
 
 /// Which output each kind of label scores: class labels the first `classes` output (or, with

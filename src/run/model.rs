@@ -671,6 +671,8 @@ pub fn calibrate(
             file: model.kind.file().to_path_buf(),
             reasons: reasons.to_string(),
         })?;
-    let mut session = backend.create(cuda_device).layer_session(&variant, batch, Capture::Inputs)?;
-    Ok(calibration::collect(session.as_mut(), backend, batch, data, percentile)?)
+    let engine = backend.create(cuda_device);
+    let mut inputs = engine.layer_session(&variant, batch, Capture::Inputs)?;
+    let mut outputs = engine.layer_session(&variant, batch, Capture::Outputs)?;
+    Ok(calibration::collect(inputs.as_mut(), outputs.as_mut(), backend, batch, data, percentile)?)
 }

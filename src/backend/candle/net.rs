@@ -103,12 +103,12 @@ impl Net {
                 Step::Conv { name, conv, input } => {
                     let y = conv.forward(&prepare_input(&x, conv.weight().dtype(), *input)?)?;
                     seen(name, &x, &y);
-                    y
+                    quantize_output(y, *input)?
                 }
                 Step::Linear { name, linear, input } => {
                     let y = linear.forward(&prepare_input(&x, linear.weight().dtype(), *input)?)?;
                     seen(name, &x, &y);
-                    y
+                    quantize_output(y, *input)?
                 }
                 Step::QLinear { name, matmul, bias, pad, .. } => {
                     let xp = if *pad > 0 { x.pad_with_zeros(1, 0, *pad)? } else { x.clone() };
@@ -139,6 +139,24 @@ fn prepare_input(x: &Tensor, dtype: candle_core::DType, input: Option<InputQuant
     }
 }
 
+/// A static layer's output quantize-dequantized with its calibrated parameters. Where a Relu
+/// follows, those were calibrated after it (zero point 0), so this clamps where the Relu does
+/// and the Relu then changes nothing, as in the ONNX forms that quantize after the Relu.
+fn quantize_output(y: Tensor, input: Option<InputQuant>) -> Result<Tensor> {
+    match input {
+        Some(InputQuant::Static { output, .. }) => {
+            let dtype = y.dtype();
+            let q = fake_quant_u8(&y.to_dtype(candle_core::DType::F32)?, InputQuant::Static { input: output, output })?;
+            if q.dtype() == dtype {
+                Ok(q)
+            } else {
+                q.to_dtype(dtype)
+            }
+        }
+        _ => Ok(y),
+    }
+}
+
 /// `QuantizeLinear` then `DequantizeLinear` to u8, round half to even, saturating. Dynamic
 /// takes ONNX `DynamicQuantizeLinear`'s parameters from `x` itself: scale =
 /// (max(x, 0) − min(x, 0)) / 255, zero point = round(−min / scale).
@@ -146,7 +164,7 @@ fn fake_quant_u8(x: &Tensor, input: InputQuant) -> Result<Tensor> {
     use crate::quant::int::{dequantize_linear, quantize_linear, QParams};
     let v = x.flatten_all()?.to_vec1::<f32>()?;
     let p = match input {
-        InputQuant::Static(p) => p,
+        InputQuant::Static { input, .. } => input,
         InputQuant::Dynamic => {
             let lo = v.iter().copied().fold(0f32, f32::min);
             let hi = v.iter().copied().fold(0f32, f32::max);
@@ -284,7 +302,7 @@ pub(super) fn describe_input(input: Option<InputQuant>) -> &'static str {
     match input {
         None => "",
         Some(InputQuant::Dynamic) => " on u8-fake-quantized input (dynamic)",
-        Some(InputQuant::Static(_)) => " on u8-fake-quantized input (static)",
+        Some(InputQuant::Static { .. }) => " on u8-fake-quantized input and output (static)",
     }
 }
 

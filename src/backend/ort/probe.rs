@@ -16,11 +16,11 @@ pub(super) fn layers(variant: &Variant, batch: usize, capture: Capture) -> Resul
     let err = |e: String| BackendError::engine(ID, "capturing layer values", e);
     let runtime = super::runtime::get().map_err(|e| err(e.clone()))?;
     let mut names: Vec<String> = variant.plan.layers.iter().map(|(n, _)| n.clone()).collect();
-    let bytes =
-        std::fs::read(&variant.onnx).map_err(|e| err(format!("cannot read {}: {e}", variant.onnx.display())))?;
+    let bytes = std::fs::read(variant.ort_onnx())
+        .map_err(|e| err(format!("cannot read {}: {e}", variant.ort_onnx().display())))?;
     let mut proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
-        .map_err(|e| err(format!("{} is not an ONNX model: {e}", variant.onnx.display())))?;
-    let graph = proto.graph.as_mut().ok_or_else(|| err(format!("{} has no graph", variant.onnx.display())))?;
+        .map_err(|e| err(format!("{} is not an ONNX model: {e}", variant.ort_onnx().display())))?;
+    let graph = proto.graph.as_mut().ok_or_else(|| err(format!("{} has no graph", variant.ort_onnx().display())))?;
     let model_output =
         graph.output.first().map(|o| o.name.clone()).ok_or_else(|| err("the model has no output".into()))?;
     let values: Vec<String> = match capture {
@@ -32,10 +32,10 @@ pub(super) fn layers(variant: &Variant, batch: usize, capture: Capture) -> Resul
                 node(name)
                     .or_else(|| node(&format!("{name}.out")))
                     .or_else(|| graph.node.iter().flat_map(|n| &n.output).find(|o| *o == name).cloned())
-                    .ok_or_else(|| err(format!("no node or value named {name} in {}", variant.onnx.display())))
+                    .ok_or_else(|| err(format!("no node or value named {name} in {}", variant.ort_onnx().display())))
             })
             .collect::<Result<_, _>>()?,
-        Capture::Inputs => crate::backend::onnx_artifact::layer_inputs(&variant.onnx, &names).map_err(err)?,
+        Capture::Inputs => crate::backend::onnx_artifact::layer_inputs(variant.ort_onnx(), &names).map_err(err)?,
     };
     let mut fetch = values.clone();
     if capture == Capture::Outputs {
@@ -53,7 +53,7 @@ pub(super) fn layers(variant: &Variant, batch: usize, capture: Capture) -> Resul
     let session = super::runtime::builder(runtime)
         .and_then(|mut b| b.commit_from_memory(&bytes))
         .map_err(|e| err(format!("building the session: {e}")))?;
-    let inputs = Inputs::of(&variant.onnx, batch)?;
+    let inputs = Inputs::of(variant.ort_onnx(), batch)?;
     // Two layers may read one value (calibration): each value is fetched once.
     let mut unique: Vec<String> = Vec::new();
     let index = fetch

@@ -57,7 +57,7 @@ fn is_product(op: &str) -> bool {
 /// the summary, and every layer is then `not observable`: nothing observed, nothing claimed.
 pub(super) fn observe(variant: &Variant, inputs: &Inputs) -> Observation {
     let layers: Vec<String> = variant.layer_schemes.iter().map(|(l, _)| l.clone()).collect();
-    match profile(&variant.onnx, inputs) {
+    match profile(variant.ort_onnx(), inputs) {
         Ok(run) => Observation { summary: run.summary(), layers: run.evidence(variant, &layers) },
         Err(why) => Observation {
             summary: format!(

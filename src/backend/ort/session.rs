@@ -37,15 +37,15 @@ pub(super) fn check(onnx: &Path, batch: usize) -> Result<(), BackendError> {
 /// The variant's ONNX file as an ONNX Runtime session for `batch` items per run.
 pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, BackendError> {
     let runtime = runtime_or_err("preparing")?;
-    let inputs = Inputs::of(&variant.onnx, batch)?;
+    let inputs = Inputs::of(variant.ort_onnx(), batch)?;
     let session = runtime::builder(runtime)
-        .and_then(|mut b| b.commit_from_file(&variant.onnx))
+        .and_then(|mut b| b.commit_from_file(variant.ort_onnx()))
         .map_err(|e| BackendError::engine(ID, "loading and optimizing the ONNX model", e))?;
     let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
     if outputs.is_empty() {
         return Err(BackendError::engine(ID, "loading the ONNX model", "the model has no output"));
     }
-    let artifact_bytes = crate::backend::artifact_bytes(ID, &variant.onnx)?;
+    let artifact_bytes = crate::backend::artifact_bytes(ID, variant.ort_onnx())?;
     Ok(Prepared {
         session: Box::new(OrtRun {
             session,
@@ -57,7 +57,7 @@ pub(super) fn prepare(variant: &Variant, batch: usize) -> Result<Prepared, Backe
             last: Vec::new(),
             observed: OnceCell::new(),
         }),
-        artifact: variant.onnx.clone(),
+        artifact: variant.ort_onnx().to_path_buf(),
         artifact_bytes,
         // What ran is read from ONNX Runtime's profile after prepare ([`Session::observed_summary`]).
         evidence: runtime::settings(runtime),
