@@ -227,6 +227,23 @@ fn every_scheme_on_the_graph_matches_the_zoo_path_with_the_same_weights() {
             _ => assert!(has(DataType::Int8), "{what}"),
         }
     }
+    // The same graph importing opset 10, which qbench does not upgrade: static int8's QDQ form
+    // (per-channel DequantizeLinear, opset 13) cannot be written, so the variant keeps its
+    // integer form alone (what ONNX Runtime then loads too), says so, and computes the same.
+    let static_minmax = SchemeId::Int8Static(quant::calibrate::Calibrator::MinMax);
+    let mut old = tract_onnx::pb::ModelProto::decode(std::fs::read(model_path()).unwrap().as_slice()).unwrap();
+    old.opset_import.iter_mut().filter(|o| o.domain.is_empty()).for_each(|o| o.version = 10);
+    let old_path = dir.path().join("opset10.onnx");
+    std::fs::write(&old_path, old.encode_to_vec()).unwrap();
+    let old_model = OnnxModel::load("tf", &old_path, &[decl()], &[]).unwrap();
+    let (plan, _) = plans(&old_model, static_minmax, &[]);
+    let ov = quant::onnx_graph::apply(&plan, &old_model, "tf10", dir.path(), Some(&onnx_cal)).unwrap();
+    assert!(ov.onnx_qdq.is_none() && ov.weight_storage.contains("no QDQ form"), "{}", ov.weight_storage);
+    let (plan, _) = plans(&m, static_minmax, &[]);
+    let nv = quant::onnx_graph::apply(&plan, &m, "tf13", dir.path(), Some(&onnx_cal)).unwrap();
+    assert!(nv.onnx_qdq.is_some(), "{}", nv.weight_storage);
+    let ((o, _), (n, _)) = (tract_outputs(&ov, &data, 50), tract_outputs(&nv, &data, 50));
+    assert_eq!(o, n, "the integer form does not depend on the opset");
 }
 
 fn qbench(dir: &Path, args: &[&str]) -> Output {

@@ -17,8 +17,7 @@ pub fn collect(
     percentile: f64,
 ) -> Result<Calibration, BackendError> {
     let inputs = values(inputs, backend, batch, data, "input")?;
-    let mut outputs = values(outputs, backend, batch, data, "output")?;
-    outputs.remove(MODEL_OUTPUT);
+    let outputs = values(outputs, backend, batch, data, "output")?;
     Ok(Calibration { items: data.len(), percentile, inputs, outputs })
 }
 
@@ -35,7 +34,8 @@ fn values(
     for start in (0..data.len()).step_by(batch.max(1)) {
         let n = batch.min(data.len() - start);
         let values = session.run(&data.batch_f32(start, n, batch))?;
-        for (layer, v) in values {
+        // The model's own output is no layer's: not kept, and free to hold −∞ (masked logits).
+        for (layer, v) in values.into_iter().filter(|(layer, _)| layer != MODEL_OUTPUT) {
             // Padding items of a short last batch are dropped: their share of the values.
             let keep = v.len() / batch * n;
             let v = &v[..keep.min(v.len())];

@@ -214,7 +214,7 @@ impl SchemeId {
             SchemeId::Bf16 => "every parameter rounded to bfloat16 (round to nearest even, 16 bits per weight); which type each engine computes in is observed per run (compute in the layer evidence)".into(),
             SchemeId::Int8Dynamic => "dynamic int8 W8A8 (onnxruntime quantize_dynamic): weights int8 per-channel symmetric; layer inputs u8 asymmetric, one scale per tensor computed from each batch at run time; no calibration".into(),
             SchemeId::Int8Static(c) => format!(
-                "static int8 W8A8 (onnxruntime quantize_static, QDQ): weights int8 per-channel symmetric, biases int32 at input scale × weight scale; each layer's input and output u8 asymmetric, one scale and zero point per tensor fixed by calibration on the [calibration] split (an output read only by a Relu after the Relu; an input that is another static layer's output through Relu/MaxPool/Flatten/Reshape takes its parameters): {} ({})",
+                "static int8 W8A8 (onnxruntime quantize_static, QDQ): weights int8 per-channel symmetric, biases int32 at input scale × weight scale; each layer's input and output u8 asymmetric, one scale and zero point per tensor fixed by calibration on the [calibration] split (an output read only by a Relu after the Relu; an input that is another static layer's output through Relu/MaxPool/Flatten/Reshape/Identity/Squeeze/Unsqueeze takes its parameters): {} ({})",
                 c.name(),
                 c.description()
             ),
@@ -310,7 +310,8 @@ impl Variant {
 #[derive(Debug, Clone)]
 pub(crate) struct StaticSource {
     /// The statically quantized layer whose output reaches this input through ops that keep
-    /// values on its quantization grid (`Relu`, `MaxPool`, `Flatten`, `Reshape`), and that
+    /// values on its quantization grid (`Relu`, `MaxPool`, `Flatten`, `Reshape`, `Identity`,
+    /// `Squeeze`, `Unsqueeze`), and that
     /// output's parameters: the input reuses them, as onnxruntime's QDQ quantizer shares one
     /// scale along such a chain (the requantization is then lossless).
     pub layer: String,

@@ -5,8 +5,12 @@
 //! - int8 weight-only, int4 groups: the weight stored as integers with its dequantization
 //!   (`DequantizeLinear`, or the int4 unpacking graph), the layer op unchanged.
 //! - dynamic/static int8: the layer replaced by onnxruntime's integer form (`MatMulInteger` /
-//!   `ConvInteger`), which tract runs on int8 kernels; its output keeps the original name and
-//!   its last node the layer's name, so per-layer localization finds it.
+//!   `ConvInteger`), which tract runs on int8 kernels; the node that computes the layer's float
+//!   output carries the layer's name, so per-layer localization finds it. A static layer's
+//!   output is then quantized (`QuantizeLinear`/`DequantizeLinear`, after its Relu where one is
+//!   its only reader), the pair's output taking the original name. Static variants are also
+//!   written in the QDQ form onnxruntime's `quantize_static` writes (`<stem>.qdq.onnx`), which
+//!   ONNX Runtime loads and fuses into its int8 kernels.
 //! - GGML types: quantized by candle and stored dequantized (tract has no GGML kernels).
 //!
 //! Weights of matrix products are quantized as `[out, in]` rows (the layout the zoo uses), so
@@ -24,7 +28,8 @@ use crate::model::onnx_file::{LayerOp, OnnxModel};
 use crate::model::stored::{InputQuant, Stored, StoredParams};
 use crate::model::ModelKind;
 
-/// Applies `plan` to the ONNX `model`, writing `<stem>.onnx` under `artifacts_dir`.
+/// Applies `plan` to the ONNX `model`, writing `<stem>.onnx` (and, with static layers,
+/// `<stem>.qdq.onnx`) under `artifacts_dir`.
 pub fn apply(
     plan: &Plan,
     model: &OnnxModel,
@@ -201,9 +206,21 @@ pub fn apply(
                         InputQuant::Dynamic
                     }
                 };
-                // A static layer's bias on its int32 grid, in every form.
+                // A static layer's bias on its int32 grid (one value per output channel: a Gemm's
+                // scalar C is the same value for each), in every form.
                 let bias = match (input, bias) {
                     (InputQuant::Static { input, .. }, Some((b, d, v))) => {
+                        let v = match v.len() {
+                            n if n == layer.out_channels => v,
+                            1 => vec![v[0]; layer.out_channels],
+                            n => {
+                                return Err(err(format!(
+                                    "{}: its bias {b} has {n} values, neither one nor one per output channel ({}), so static int8 cannot put it on the int32 grid; keep the layer in float with an [[overrides]] entry",
+                                    layer.name, layer.out_channels
+                                )))
+                            }
+                        };
+                        let d = if d.iter().product::<usize>() == v.len() { d } else { vec![v.len()] };
                         Some((b, d, crate::model::qformat::static_bias(&v, input, &weight_scales).1))
                     }
                     (_, bias) => bias,
@@ -318,15 +335,26 @@ pub fn apply(
     let opset = super::onnx_opset::ensure(&mut proto, &what).map_err(|e| err(e.to_string()))?;
     let bytes = prost::Message::encode_to_vec(&proto);
     let onnx = super::write_artifact(artifacts_dir, format!("{stem}.onnx"), &bytes)?;
-    let onnx_qdq = match proto_qdq.as_mut() {
+    // The QDQ form needs opset 13 (per-channel DequantizeLinear); a graph that cannot be raised
+    // to it keeps the integer form alone, which ONNX Runtime runs too (ConvInteger, MatMulInteger).
+    let mut no_qdq = None;
+    let onnx_qdq = match proto_qdq.as_mut().map(|p| super::onnx_opset::ensure(p, &what).map(|_| p)) {
         None => None,
-        Some(p) => {
-            super::onnx_opset::ensure(p, &what).map_err(|e| err(e.to_string()))?;
+        Some(Err(e)) => {
+            no_qdq = Some(e.to_string());
+            None
+        }
+        Some(Ok(p)) => {
             let bytes = prost::Message::encode_to_vec(p);
             Some(super::write_artifact(artifacts_dir, format!("{stem}.qdq.onnx"), &bytes)?)
         }
     };
     let mut weight_storage = describe_layers(model, &params, &ggml_bits);
+    if let Some(why) = no_qdq {
+        weight_storage.push_str(&format!(
+            "; no QDQ form for ONNX Runtime ({why}): it loads the integer form (ConvInteger/MatMulInteger)"
+        ));
+    }
     if !model.float_nodes.is_empty() {
         weight_storage.push_str(&format!("; kept f32 (no quantized form): {}", model.float_nodes.join(", ")));
     }
@@ -388,7 +416,7 @@ fn relu_reader(
         return None;
     }
     match consumers.get(out)?.as_slice() {
-        [r] if nodes[*r].op_type == "Relu" => Some(*r),
+        [r] if nodes[*r].op_type == "Relu" && nodes[*r].output.len() == 1 => Some(*r),
         _ => None,
     }
 }
@@ -417,8 +445,8 @@ fn static_source(
         if !ON_GRID.contains(&n.op_type.as_str()) || n.output.len() != 1 {
             return None;
         }
-        // A MaxPool that pads, or one with a second output (indices), keeps no grid question
-        // open: padding is −∞, never taken. Reshape's shape input is the second.
+        // A MaxPool's padding is −∞, never taken; one with an indices output is not followed
+        // (two outputs). Reshape's shape input is the second: only the first is followed.
         chain.push(p);
         value = n.input.first()?.as_str();
     }

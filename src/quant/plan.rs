@@ -121,7 +121,8 @@ pub struct Calibration {
     /// `p` of the percentile calibrator.
     pub percentile: f64,
     pub inputs: LayerInputs,
-    /// Each weighted layer's fp32 output (bias included, before any activation).
+    /// Each weighted layer's fp32 output: its node's (a Conv's or Gemm's bias included, a
+    /// MatMul's separate bias Add not), before any activation.
     pub outputs: LayerInputs,
 }
 
