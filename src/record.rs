@@ -62,6 +62,9 @@ pub struct Record {
     // --- artifact
     pub artifact: Option<String>,
     pub artifact_bytes: Option<u64>,
+    /// sha256 of the artifact file the engine loaded: a copy of the variant (a bundle's, a
+    /// device's) is the variant measured here only if its bytes hash to this.
+    pub artifact_sha256: Option<String>,
     /// Effective bits per parameter of the variant, scales and zero points included.
     pub bits_per_weight: Option<f64>,
     /// How the engine ran the variant, observed after prepare from the engine's own objects:

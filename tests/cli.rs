@@ -251,6 +251,10 @@ fn both_models_on_both_backends_meet_accuracy_and_agree() {
         assert_eq!(r.dataset_sha256, dataset_sha);
         let artifact = std::fs::metadata(r.artifact.as_ref().unwrap()).unwrap();
         assert_eq!(r.artifact_bytes, Some(artifact.len()));
+        // The artifact's hash, against coreutils' sha256sum of the file the record names.
+        let sum = std::process::Command::new("sha256sum").arg(r.artifact.as_ref().unwrap()).output().unwrap();
+        let sum = String::from_utf8(sum.stdout).unwrap();
+        assert_eq!(r.artifact_sha256.as_deref(), sum.split_whitespace().next(), "{what}");
         // Latency statistics are consistent with the raw samples kept.
         let n = r.samples_ns.len();
         assert!(n >= 5, "{what}: {n} samples");

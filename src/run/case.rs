@@ -87,6 +87,7 @@ pub(super) fn prepare(
     record.weights_bytes = prepared.weights_bytes;
     record.artifact = Some(prepared.artifact.display().to_string());
     record.artifact_bytes = Some(prepared.artifact_bytes);
+    record.artifact_sha256 = crate::hash::sha256_file(&prepared.artifact).ok();
     record.bits_per_weight = Some(variant.bits_per_weight);
     record.weight_storage = Some(variant.weight_storage.clone());
     record.activation_quant = (!variant.activation_quant.is_empty()).then(|| variant.activation_quant.clone());

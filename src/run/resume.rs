@@ -3,7 +3,6 @@
 //! cases. A resumed run refuses to go on when any of them changed: its records would mix two
 //! experiments under one run id.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -153,7 +152,7 @@ fn inputs(suite: &Suite) -> Vec<(String, PathBuf)> {
 fn hash_path(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     if std::fs::metadata(path)?.is_file() {
-        stream(path, &mut hasher)?;
+        crate::hash::stream(path, &mut hasher)?;
         return Ok(crate::hash::hex(&hasher.finalize()));
     }
     let listed = |dir: &Path| -> std::io::Result<Vec<PathBuf>> {
@@ -169,7 +168,7 @@ fn hash_path(path: &Path) -> std::io::Result<String> {
         let rel = f.strip_prefix(path).unwrap_or(f);
         hasher.update(rel.to_string_lossy().as_bytes());
         hasher.update([0]);
-        stream(f, hasher)
+        crate::hash::stream(f, hasher)
     };
     for entry in listed(path)? {
         if entry.is_dir() {
@@ -181,17 +180,6 @@ fn hash_path(path: &Path) -> std::io::Result<String> {
         }
     }
     Ok(crate::hash::hex(&hasher.finalize()))
-}
-
-fn stream(path: &Path, hasher: &mut Sha256) -> std::io::Result<()> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match file.read(&mut buf)? {
-            0 => return Ok(()),
-            n => hasher.update(&buf[..n]),
-        }
-    }
 }
 
 #[cfg(test)]
