@@ -301,7 +301,8 @@ pub fn apply(
     let original_inits = std::mem::take(&mut graph.initializer);
     let qdq = !replaced_qdq.is_empty();
     let assemble = |proto: &mut tract_onnx::pb::ModelProto, over: Option<&BTreeMap<usize, Vec<NodeProto>>>| {
-        let graph = proto.graph.as_mut().expect("checked above");
+        // Both protos are clones of the one whose graph was read above.
+        let Some(graph) = proto.graph.as_mut() else { return };
         let mut nodes = weight_nodes.clone();
         for (i, node) in originals.iter().enumerate() {
             match over.and_then(|o| o.get(&i)).or_else(|| replaced.get(&i)) {
