@@ -279,8 +279,7 @@ impl Graph {
                     }
                     None => {
                         // MatMul takes B as [K, N]: the weight transposed, one scale per column.
-                        let (n, k) = (q.shape[0], q.shape[1]);
-                        let tr = (0..k * n).map(|i| q.values[(i % n) * k + i / n]).collect();
+                        let (k, n, tr) = transposed(q);
                         let w = self.init(format!("{wk}.qT"), &[k, n], DataType::Int8, tr);
                         let ws = self.f32s(format!("{wk}.scale"), &[out_channels], &w_scales);
                         let wzp = self.init(
@@ -330,8 +329,7 @@ impl Graph {
                     }
                     None => {
                         // MatMulInteger computes A[M,K]·B[K,N]: store the weight transposed.
-                        let (n, k) = (q.shape[0], q.shape[1]);
-                        let tr = (0..k * n).map(|i| q.values[(i % n) * k + i / n]).collect();
+                        let (k, n, tr) = transposed(q);
                         let w = self.init(format!("{wk}.qT"), &[k, n], DataType::Int8, tr);
                         self.node("MatMulInteger", vec![xq, w, xzp], t("acc"), vec![])
                     }
@@ -500,6 +498,13 @@ pub fn export_stored(
         ..Default::default()
     };
     Ok(model.encode_to_vec())
+}
+
+/// A matrix product's `[out, in]` integer weight as `[in, out]` (what MatMul and MatMulInteger
+/// take as B): `(in, out, values)`.
+fn transposed(q: &QuantizedWeight) -> (usize, usize, Vec<u8>) {
+    let (n, k) = (q.shape[0], q.shape[1]);
+    (k, n, (0..k * n).map(|i| q.values[(i % n) * k + i / n]).collect())
 }
 
 fn layer_name(layer: &Layer) -> &'static str {

@@ -189,13 +189,8 @@ pub fn apply(
                                 if replaced_qdq.contains_key(&n) {
                                     continue;
                                 }
-                                let mut pass = graph.node[n].clone();
-                                let out = std::mem::replace(&mut pass.output[0], format!("qbench.{}.pass", pass.name));
-                                let first = gq.nodes.len();
-                                let prefix = format!("qbench.{}.pass", pass.name);
-                                gq.qdq_pair(&prefix, pass.output[0].clone(), src.output, out);
-                                let pair = gq.nodes.split_off(first);
-                                replaced_qdq.insert(n, std::iter::once(pass).chain(pair).collect());
+                                let prefix = format!("qbench.{}.pass", graph.node[n].name);
+                                replaced_qdq.insert(n, quantized_after(&mut gq, &graph.node[n], &prefix, src.output));
                             }
                         }
                         activation_quant.push(text);
@@ -275,12 +270,7 @@ pub fn apply(
                     if let (Some(p), Some(r)) = (static_out, relu) {
                         // The Relu's output is quantized in its place (zero point 0: the
                         // quantization clamps where the Relu does).
-                        let mut relu_node = graph.node[r].clone();
-                        let relu_out = std::mem::replace(&mut relu_node.output[0], format!("{prefix}.relu"));
-                        let first = graph_out.nodes.len();
-                        graph_out.qdq_pair(&format!("{prefix}.output"), relu_node.output[0].clone(), p, relu_out);
-                        let pair = graph_out.nodes.split_off(first);
-                        into.insert(r, std::iter::once(relu_node).chain(pair).collect());
+                        into.insert(r, quantized_after(graph_out, &graph.node[r], &format!("{prefix}.output"), p));
                     }
                 }
                 if let InputQuant::Static { output, .. } = input {
@@ -387,6 +377,16 @@ pub fn apply(
         activation_quant: activation_quant.join(", "),
         bits_per_weight: bits_per_weight(model, &params, &ggml_bits),
     })
+}
+
+/// `node` writing its output under a new name (`<prefix>.in`), then a [`Graph::qdq_pair`] with `p`
+/// that gives the quantized value the node's original output name: the nodes that replace it.
+fn quantized_after(g: &mut Graph, node: &NodeProto, prefix: &str, p: int::QParams) -> Vec<NodeProto> {
+    let mut node = node.clone();
+    let out = std::mem::replace(&mut node.output[0], format!("{prefix}.in"));
+    let first = g.nodes.len();
+    g.qdq_pair(prefix, node.output[0].clone(), p, out);
+    std::iter::once(node).chain(g.nodes.split_off(first)).collect()
 }
 
 /// Each value's producing node and reading nodes, by index.
