@@ -2,10 +2,14 @@
 # The CUDA check: runs suites/cuda-smoke.toml (zoo models × a few schemes × the CUDA and CPU
 # backends), then suites/cuda-lm.toml (a GGUF llama and a BERT on candle-cuda beside
 # candle-cpu), on a machine with an NVIDIA GPU, and writes their records and reports to one
-# folder.
+# folder. Then the GPU machine is validated as a target device: the smoke run's CUDA cases are
+# bundled (`qbench bundle`) and verified by the device runner (`qbench-device verify`, built with
+# CUDA), which must reproduce the harness's outputs within the bundle's tolerances; `qbench
+# compare` puts the two side by side.
 #
 #   bash scripts/gpu-check.sh --pack        # where crates.io is reachable: build the CUDA binary
-#                                           # and pack it into .gpu/qbench-cuda.xz (about 15 MB)
+#                                           # and pack it into .gpu/qbench-cuda.xz (about 15 MB),
+#                                           # and the device runner into .gpu/qbench-device-cuda.xz
 #   bash scripts/gpu-check.sh [OUT_DIR]     # on the GPU machine (no network needed): run the check
 #
 # The GPU machine needs no Rust toolchain and no network. The binary is, in order: $QBENCH_BIN;
@@ -27,8 +31,10 @@ if [ "${1:-}" = "--pack" ]; then
   . scripts/cuda-env.sh
   cargo build --release --locked --features cuda
   mkdir -p .gpu
+  cargo build --release --locked --features cuda -p qbench-device
   strip -o .gpu/qbench-cuda target/release/qbench
-  xz -T0 -6 -f .gpu/qbench-cuda
+  strip -o .gpu/qbench-device-cuda target/release/qbench-device
+  xz -T0 -6 -f .gpu/qbench-cuda .gpu/qbench-device-cuda
   sources_hash >"$stamp"
   echo "packed $packed ($(stat -c %s "$packed") bytes, kernels for sm_$CUDA_COMPUTE_CAP): carry .gpu to the GPU machine"
   exit 0
@@ -84,6 +90,15 @@ if [ -z "$bin" ]; then
   bin=target/release/qbench
 fi
 
+# The device runner: $QBENCH_DEVICE_BIN, the packed one, or a CUDA build's.
+device=${QBENCH_DEVICE_BIN:-}
+if [ -z "$device" ] && [ -f .gpu/qbench-device-cuda.xz ]; then
+  device=/tmp/qbench-device-cuda
+  xz -dc .gpu/qbench-device-cuda.xz >"$device"
+  chmod +x "$device"
+fi
+if [ -z "$device" ] && [ -x target/release/qbench-device ]; then device=target/release/qbench-device; fi
+
 if ! "$bin" --version >/dev/null 2>>"$log"; then
   say "error: $bin does not start (see $log): is libcudart.so.13 on LD_LIBRARY_PATH?"
   exit 1
@@ -103,5 +118,32 @@ for suite in cuda-smoke cuda-lm; do
   [ "$s" -ne 0 ] && status=$s
   run_dir=$(ls -dt "$out/$suite"/*/ 2>/dev/null | head -n 1)
   say "== $suite finished in $(( $(date +%s) - started )) s, exit $s; records and report: $run_dir"
+  if [ "$suite" = cuda-smoke ]; then smoke_dir=$run_dir; fi
 done
+
+# The GPU machine as a target device: its CUDA cases bundled, then verified by the device runner.
+if [ -z "$device" ]; then
+  say "error: no device runner (set QBENCH_DEVICE_BIN, or --pack on a build machine): the device validation did not run"
+  exit 1
+fi
+if [ -z "${smoke_dir:-}" ]; then
+  say "error: the cuda-smoke run left no folder to bundle: the device validation did not run"
+  exit 1
+fi
+bundle="$out/cuda.qbundle"
+rm -rf "$bundle" "$bundle.tar" "$out/device-run"
+say "== bundling the CUDA cases of $smoke_dir"
+s=0
+"$bin" bundle "$smoke_dir" --cases 'backend=*-cuda' --items 256 -o "$bundle" 2>&1 | tee -a "$log" || s=$?
+if [ "$s" -ne 0 ]; then
+  say "== bundle failed (exit $s): no CUDA case was measured, or it could not be rebuilt (see above)"
+  exit 1
+fi
+say "== $("$device" --version) verify $bundle.tar"
+s=0
+"$device" verify "$bundle.tar" -o "$out/device-run" 2>&1 | tee -a "$log" || s=$?
+say "== device verification exit $s (0: every case passed; 2: a case failed or cannot run; 1: a bad bundle)"
+[ "$s" -ne 0 ] && status=$s
+"$bin" compare "$smoke_dir" "$out/device-run" 2>&1 | tee -a "$log" || true
+"$bin" report "$smoke_dir" "$out/device-run" >/dev/null 2>>"$log" || true
 exit "$status"

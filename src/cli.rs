@@ -99,6 +99,37 @@ pub enum Command {
         #[arg(long)]
         items: Option<usize>,
     },
+    /// Pack measured cases for a target device: each variant's artifact exactly as measured,
+    /// evaluation inputs, the workstation's and the fp32 reference's outputs on them, the
+    /// tolerances the device must meet, the records and the environment, all hashed in a
+    /// manifest. Writes the folder and a .tar of it; verify it there with `qbench-device verify`.
+    Bundle {
+        /// The run folder `qbench run` printed, e.g. reports/schemes/20261127T082600Z.
+        run_dir: PathBuf,
+        /// Which measured cases: `field=glob[,glob…]` over model, scheme, backend, device,
+        /// batch, threads, e.g. 'scheme=int8-*,q4k' or 'model=cnn,backend=tract-cpu'
+        /// (default: every measured case).
+        #[arg(long)]
+        cases: Option<String>,
+        /// Evaluation items per model (the first of the run's evaluation split).
+        #[arg(long, default_value_t = 256)]
+        items: usize,
+        /// The bundle folder to write (and <out>.tar beside it).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Tolerance: share of the largest workstation output any output may differ by
+        /// (default: the suite's [bundle] floor_rel, else 1e-3).
+        #[arg(long)]
+        floor_rel: Option<f64>,
+        /// Tolerance: share of the variant's own error against fp32 a device may add
+        /// (default: the suite's [bundle] factor, else 0.5).
+        #[arg(long)]
+        factor: Option<f64>,
+        /// Share of items whose top class must match the workstation's (default: the suite's
+        /// [bundle] min_top1_agreement, else 0.99).
+        #[arg(long)]
+        min_top1_agreement: Option<f64>,
+    },
     /// Regenerate a run's outputs from its records alone: report.md, records.parquet,
     /// records.csv and records.json.
     Report {

@@ -21,13 +21,13 @@ pub enum ExplainError {
     NoRecords(PathBuf),
     #[error("case {index} is not in {path} (it has cases 0 to {last}); pass one of those")]
     NoCase { index: usize, path: PathBuf, last: usize },
-    #[error("case {index} ({what}) was not measured ({status}); explain a measured case")]
+    #[error("case {index} ({what}) was not measured ({status}); choose a measured case")]
     NotMeasured { index: usize, what: String, status: String },
-    #[error("the suite {file} changed since this run (sha256 {now} vs {then} in the record); explain needs the suite as it was, e.g. from git")]
+    #[error("the suite {file} changed since this run (sha256 {now} vs {then} in the record); rebuilding the case needs the suite as it was, e.g. from git")]
     SuiteChanged { file: String, now: String, then: String },
     #[error("case {index} has no quantized layer (scheme {scheme}); nothing to localize")]
     NothingQuantized { index: usize, scheme: String },
-    #[error("the model file {file} changed since case {index} was run (its sha256 differs from the record's); explain needs the model as it was")]
+    #[error("the model file {file} changed since case {index} was run (its sha256 differs from the record's); rebuilding the case needs the model as it was")]
     ModelChanged { index: usize, file: PathBuf },
     #[error("case {index} names {what} \"{name}\", which its suite {file} does not have; the records and the suite do not belong together")]
     Inconsistent { index: usize, what: &'static str, name: String, file: String },
@@ -62,8 +62,42 @@ pub struct Explanation {
     pub localization: Localization,
 }
 
-/// Rebuilds case `index` of the run in `run_dir` and localizes its error on `items` images.
-pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation, ExplainError> {
+/// A measured case rebuilt from its record: the suite it names (as it was), the same model,
+/// plan, backend, evaluation split and calibration. What `explain` localizes and `qbench bundle`
+/// packs.
+pub struct Rebuilt {
+    pub record: Record,
+    pub suite: Suite,
+    pub model_index: usize,
+    pub reference: LoadedModel,
+    pub plan: crate::quant::Plan,
+    pub backend: crate::backend::BackendId,
+    /// The run's evaluation split (what its cases were scored on).
+    pub eval: crate::data::Dataset,
+    pub calibration: Option<crate::quant::Calibration>,
+}
+
+impl Rebuilt {
+    /// The case's variant, its artifacts written under `dir`.
+    pub fn variant(&self, dir: &Path) -> Result<crate::quant::Variant, crate::quant::VariantError> {
+        create(dir)?;
+        crate::quant::apply_model(&self.reference, &self.plan, dir, self.calibration.as_ref())
+    }
+
+    /// The model's f32 variant (the suite's f32 plan for it), its artifacts written under `dir`.
+    pub fn f32_variant(&self, dir: &Path) -> Result<crate::quant::Variant, crate::quant::VariantError> {
+        create(dir)?;
+        let plan = self.suite.plan(self.model_index, crate::quant::SchemeId::F32, &self.reference.layers);
+        crate::quant::apply_model(&self.reference, &plan, dir, None)
+    }
+}
+
+fn create(dir: &Path) -> Result<(), crate::quant::VariantError> {
+    std::fs::create_dir_all(dir).map_err(|source| crate::quant::VariantError::Write { path: dir.to_path_buf(), source })
+}
+
+/// Rebuilds case `index` of the run in `run_dir` (see [`Rebuilt`]), reading the model into `work`.
+pub fn rebuild(run_dir: &Path, index: usize, work: &Path) -> Result<Rebuilt, ExplainError> {
     let path = run_dir.join("records.jsonl");
     // Only a missing file is "no records": a FIFO or a directory there is named as such by
     // the reader.
@@ -76,6 +110,12 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation
         path: path.clone(),
         last: records.len().saturating_sub(1),
     })?;
+    rebuild_record(record, work)
+}
+
+/// Rebuilds the case of `record` (see [`Rebuilt`]), reading the model into `work`.
+pub fn rebuild_record(record: Record, work: &Path) -> Result<Rebuilt, ExplainError> {
+    let index = record.case_index;
     let what = format!("{} / {} / {} / batch {}", record.model, record.scheme, record.backend, record.batch);
     if record.status != CaseStatus::Ok {
         let status = format!("{:?}", record.status).to_lowercase();
@@ -107,9 +147,8 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation
         .filter(|b| suite.backends.contains(b))
         .ok_or_else(|| inconsistent("backend", &record.backend))?;
     let entry = &suite.models[model];
-    let work = run_dir.join("explain").join(format!("case-{index}"));
-    std::fs::create_dir_all(&work).map_err(|source| ExplainError::Folder { path: work.clone(), source })?;
-    let reference = LoadedModel::load(&entry.name, &entry.kind, &work)?;
+    std::fs::create_dir_all(work).map_err(|source| ExplainError::Folder { path: work.to_path_buf(), source })?;
+    let reference = LoadedModel::load(&entry.name, &entry.kind, work)?;
     if reference.sha256 != record.model_sha256.as_deref().unwrap_or_default() {
         return Err(ExplainError::ModelChanged { index, file: entry.file().to_path_buf() });
     }
@@ -119,9 +158,6 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation
         backend.create(suite.cuda_device).capability(ModelQuery::loaded(&reference), &plan, record.batch)
     {
         return Err(BackendError::Unsupported { backend: backend.name(), reason: why }.into());
-    }
-    if plan.layers.iter().all(|(_, s)| *s == crate::quant::SchemeId::F32) {
-        return Err(ExplainError::NothingQuantized { index, scheme: record.scheme });
     }
     let datasets = crate::run::load_datasets(&suite)?;
     let full = &datasets[entry.dataset];
@@ -150,6 +186,16 @@ pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation
         }
         _ => None,
     };
+    Ok(Rebuilt { record, suite, model_index: model, reference, plan, backend, eval, calibration })
+}
+
+/// Rebuilds case `index` of the run in `run_dir` and localizes its error on `items` images.
+pub fn explain(run_dir: &Path, index: usize, items: usize) -> Result<Explanation, ExplainError> {
+    let work = run_dir.join("explain").join(format!("case-{index}"));
+    let Rebuilt { record, suite, reference, plan, backend, eval, calibration, .. } = rebuild(run_dir, index, &work)?;
+    if plan.layers.iter().all(|(_, s)| *s == crate::quant::SchemeId::F32) {
+        return Err(ExplainError::NothingQuantized { index, scheme: record.scheme });
+    }
     let apply =
         |plan: &crate::quant::Plan, dir: &Path| crate::quant::apply_model(&reference, plan, dir, calibration.as_ref());
     let mut localization = localize(&apply, &plan, backend, suite.cuda_device, &eval, items, &work)?;

@@ -5,26 +5,41 @@
 //! measurements → [`record::Record`] appended to `records.jsonl` → reports.
 //!
 //! The modules form layers, each using only those before it (a test checks every path):
-//! files → hash → data → zoo → model → quant → backend → measure → record → report → gate → suite →
-//! run → explain → merge → error.
+//! files → hash → data → zoo → model → quant → backend → measure → record → bundle → report → gate →
+//! suite → run → explain → pack → merge → error.
+//!
+//! Everything from `report` on is the `harness` feature (on by default): a target device's
+//! runner (the qbench-device crate) builds the layers up to `bundle` only, without the
+//! reporting stack.
 
 pub mod backend;
+pub mod bundle;
 pub mod data;
+#[cfg(feature = "harness")]
 pub mod error;
+#[cfg(feature = "harness")]
 pub mod explain;
 pub mod files;
+#[cfg(feature = "harness")]
 pub mod gate;
 pub mod hash;
 pub mod measure;
+#[cfg(feature = "harness")]
 pub mod merge;
 pub mod model;
+#[cfg(feature = "harness")]
+pub mod pack;
 pub mod quant;
 pub mod record;
+#[cfg(feature = "harness")]
 pub mod report;
+#[cfg(feature = "harness")]
 pub mod run;
+#[cfg(feature = "harness")]
 pub mod suite;
 pub mod zoo;
 
+#[cfg(feature = "harness")]
 pub use error::{Error, Result};
 
 /// Every allocation in a process that links qbench is counted (`measure::alloc`), so a case's

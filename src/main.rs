@@ -178,9 +178,50 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bundle { run_dir, cases, items, out, floor_rel, factor, min_top1_agreement } => {
+            let options = qbench::pack::PackOptions { cases, items, out, floor_rel, factor, min_top1_agreement };
+            let packed = qbench::pack::pack(&run_dir, &options, &mut |line| eprintln!("packing {line}"))?;
+            let m = &packed.manifest;
+            for c in &m.cases {
+                let tol: Vec<String> = c.outputs.iter().map(|o| format!("{:.3e}", o.max_abs)).collect();
+                println!(
+                    "{}: {} ({}), tolerance max |Δ| {}{}",
+                    c.id,
+                    c.artifact,
+                    &c.artifact_sha256[..12.min(c.artifact_sha256.len())],
+                    tol.join(" / "),
+                    c.min_top1_agreement.map_or(String::new(), |a| format!(", top-1 agreement ≥ {a}"))
+                );
+            }
+            eprintln!(
+                "bundle: {} ({} cases, {} files) and {} ({} bytes); on the device: qbench-device verify {}",
+                packed.dir.display(),
+                m.cases.len(),
+                m.files.len(),
+                packed.tar.display(),
+                packed.tar_bytes,
+                packed.tar.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { run_dirs } => {
+            // Device runs (`qbench-device verify`) given beside workstation runs are attached to
+            // them: their reports get a target-devices section.
+            let mut loaded = Vec::new();
             for dir in &run_dirs {
-                let records = read_records_warning(&dir.join("records.jsonl"))?;
+                loaded.push((dir, read_records_warning(&dir.join("records.jsonl"))?));
+            }
+            let device_runs: Vec<qbench::report::devices::DeviceRun> = loaded
+                .iter()
+                .filter(|(_, r)| qbench::report::devices::is_device_run(r))
+                .map(|(dir, r)| qbench::report::devices::DeviceRun::new(dir, r.clone()))
+                .collect();
+            for (dir, records) in &loaded {
+                if !device_runs.is_empty() && !qbench::report::devices::is_device_run(records) {
+                    qbench::report::attach_devices(dir, &device_runs)?;
+                }
+            }
+            for (dir, records) in loaded {
                 let outputs = qbench::report::write_outputs(dir, &records)?;
                 println!("{}", outputs.markdown);
                 eprintln!("regenerated from {} records in {}:", records.len(), dir.display());

@@ -406,6 +406,32 @@ pub struct Record {
     pub tg_tokens: Option<usize>,
     #[serde(default)]
     pub tg_samples_ns: Vec<u64>,
+    // --- a target device's verification of a bundled case (`qbench-device verify`)
+    /// The bundle case this record verified on a target device; `None` in a workstation's run.
+    #[serde(default)]
+    pub bundle_case: Option<String>,
+    /// The device's verdict on the case: `pass`; `fail` (an output beyond its tolerance, or top-1
+    /// agreement with the workstation below its bound); `unsupported` (this device's engine
+    /// cannot run the variant; `error` says why); `error` (it ran and failed).
+    #[serde(default)]
+    pub device_verdict: Option<String>,
+    /// The output nearest to (or farthest beyond) its tolerance, its max |device − workstation|
+    /// over the bundled items, and that tolerance.
+    #[serde(default)]
+    pub device_worst_output: Option<String>,
+    #[serde(default)]
+    pub device_max_abs_diff: Option<f64>,
+    #[serde(default)]
+    pub device_tolerance_abs: Option<f64>,
+    /// Share of items whose top class matches the workstation's, and the share required.
+    #[serde(default)]
+    pub device_top1_agreement: Option<f64>,
+    #[serde(default)]
+    pub device_min_top1_agreement: Option<f64>,
+    /// Why the latency was measured under an emulator (qemu-user), when it was: the emulator's
+    /// timing, not the target's; recorded, and never gated.
+    #[serde(default)]
+    pub timing_emulated: Option<String>,
     // --- provenance
     pub timestamp: String,
     pub qbench_version: String,

@@ -266,7 +266,8 @@ fn html_page() {
         message: "size 828280 bytes > maximum 500000 bytes".into(),
     }];
     let page =
-        qbench::report::html::render(&records, Some(&env), &charts, "fixture <records> & more", &gates, &[]).unwrap();
+        qbench::report::html::render(&records, Some(&env), &charts, "fixture <records> & more", &gates, &[], &[])
+            .unwrap();
     let cut = |text: &str, open: &str, close: &str| {
         let mut out = String::new();
         let mut rest = text;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 /// Lowest first. `docs/ARCHITECTURE.md` explains each layer; a new top-level module must be
 /// placed here.
 const ORDER: &[&str] = &[
-    "files", "hash", "data", "zoo", "model", "quant", "backend", "measure", "record", "report", "gate", "suite", "run",
-    "explain", "merge", "error",
+    "files", "hash", "data", "zoo", "model", "quant", "backend", "measure", "record", "bundle", "report", "gate",
+    "suite", "run", "explain", "pack", "merge", "error",
 ];
 
 /// Crates that build or run a model: an engine's runtime. `model/` reads and writes model files
@@ -33,10 +33,11 @@ const ENGINE_RUNTIMES: &[&str] = &[
 ];
 
 /// The reporting stack, which a small device binary leaves out.
-const REPORTING: &[&str] = &["parquet::", "csv::", "plotters", "askama", "dejavu", "quick_junit", "png::"];
+const REPORTING: &[&str] = &["parquet::", "csv::", "plotters", "askama", "dejavu", "quick_junit", "png::", "indicatif"];
 
 /// Modules a device binary needs: free of the reporting stack.
-const DEVICE_SIDE: &[&str] = &["files", "hash", "data", "zoo", "model", "quant", "backend", "measure", "record"];
+const DEVICE_SIDE: &[&str] =
+    &["files", "hash", "data", "zoo", "model", "quant", "backend", "measure", "record", "bundle"];
 
 /// One path found in the source: the line it starts on and the top-level module it names.
 #[derive(Debug, PartialEq)]

@@ -6,7 +6,7 @@ mod folder;
 mod idx;
 mod images;
 mod labels;
-mod npy;
+pub mod npy;
 pub mod split;
 mod text;
 

@@ -147,7 +147,7 @@ fn npz_member(raw: &[u8], array: Option<&str>) -> Result<Vec<u8>, String> {
 }
 
 /// Shape and values (as f32) of an `.npy`; C order only.
-pub(super) fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
+pub fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
     // npyz's header parser takes exponential time on nested brackets: a NumPy header is one
     // flat dict with one shape tuple.
     let header_len = match bytes.get(6) {

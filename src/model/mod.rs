@@ -122,7 +122,8 @@ impl Reference {
 /// What a reference model is, as a suite declares it: the one description of a model's kind,
 /// engine-neutral. Backends say what they can make of each kind; building the engine's model
 /// from it is theirs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
     /// A built-in architecture with its trained weights (safetensors).
     Zoo { zoo: ZooModelId, weights: PathBuf },

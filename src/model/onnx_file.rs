@@ -31,7 +31,7 @@ use crate::hash::sha256_hex;
 pub const BATCH_SYMBOL: &str = "N";
 
 /// The input a suite declares for an ONNX model, symbols already bound.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InputDecl {
     pub name: String,
     /// Shape of one item (every axis after the batch axis).
@@ -54,7 +54,7 @@ pub struct InputDecl {
 /// An input fed the same value in every element and every run, not from the dataset: a scalar
 /// such as a sample rate, or a recurrent state's initial zeros. The normalized graph holds it
 /// (an initializer, or one repeated along the batch), so every engine sees only data inputs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Constant {
     pub value: f64,
     /// The batch's position in the input's shape, when it has one (`[2, batch, 128]`: 1).
@@ -93,7 +93,8 @@ impl InputDecl {
 /// The element types qbench feeds an ONNX input. Datasets hold f32 values; integer inputs (token
 /// ids, bytes) take them converted exactly, and a value that is not a whole number in range is an
 /// error, not a silent truncation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InputDtype {
     #[default]
     F32,

@@ -44,6 +44,22 @@ pub enum VariantError {
     },
 }
 
+/// A scheme is written as its name (`int8-pc-sym`), as suites and records name it.
+impl serde::Serialize for SchemeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SchemeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        SchemeId::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown scheme \"{name}\" (known: {})", SchemeId::names().join(", ")))
+        })
+    }
+}
+
 /// A quantization scheme, as named in suites and records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SchemeId {
@@ -242,7 +258,9 @@ impl SchemeId {
 }
 
 /// A reference model after a plan: the artifact each backend loads.
-#[derive(Debug, Clone)]
+/// Serializable with its paths, which a bundle writes relative to itself
+/// ([`crate::bundle`]): what a target device builds the variant from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Variant {
     pub model: String,
     /// What the model is: what the backends build from the artifact.

@@ -28,7 +28,7 @@ impl LayerWidths for &[(String, usize)] {
 }
 
 /// One scheme per weighted layer, in layer order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     /// The suite's scheme: the case's name, and what every layer gets unless overridden.
     pub scheme: SchemeId,

@@ -84,6 +84,10 @@ pub fn compare_pair(
     let mut out = Vec::new();
     for a in first.records.iter().filter(|r| r.status == CaseStatus::Ok) {
         let Some(b) = other.records.iter().find(|b| key(b) == key(a) && b.status == CaseStatus::Ok) else { continue };
+        // An emulator's timing (a target device's run under qemu) is never judged.
+        if a.timing_emulated.is_some() || b.timing_emulated.is_some() {
+            continue;
+        }
         if !allow_different_inputs {
             for (what, x, y) in [
                 ("the model", a.model_sha256.clone().unwrap_or_default(), b.model_sha256.clone().unwrap_or_default()),
@@ -210,8 +214,10 @@ fn overview(runs: &[Run], label: &dyn Fn(usize) -> String) -> String {
                 .records
                 .iter()
                 .find(|b| key(b) == key(a) && b.status == CaseStatus::Ok)
-                .and_then(|b| b.latency_median_ns)
-                .map_or("—".to_string(), |m| format!("{:.1} (×{:.2})", m / 1e3, m / base));
+                .and_then(|b| Some((b.latency_median_ns?, b.timing_emulated.is_some())))
+                .map_or("—".to_string(), |(m, emulated)| {
+                    format!("{:.1} (×{:.2}){}", m / 1e3, m / base, if emulated { " emulated" } else { "" })
+                });
             let _ = write!(out, " {cell} |");
         }
         out.push('\n');
@@ -244,7 +250,22 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
         out.push('\n');
     }
     out.push_str(&overview(runs, &label));
+    let devices: Vec<super::devices::DeviceRun> = runs[1..]
+        .iter()
+        .filter(|r| super::devices::is_device_run(&r.records))
+        .map(|r| super::devices::DeviceRun::new(&r.dir, r.records.clone()))
+        .collect();
+    out.push_str(&super::devices::markdown(&super::devices::rows(&runs[0].records, &devices)));
     for (i, other) in runs.iter().enumerate().skip(1) {
+        if other.records.iter().all(|r| r.timing_emulated.is_some()) {
+            let _ = writeln!(
+                out,
+                "{}: its latencies are an emulator's (a target device's run under qemu): no speed verdict against {}.\n",
+                label(i),
+                label(0)
+            );
+            continue;
+        }
         let rows = compare_pair(&runs[0], other, threshold, allow_different_inputs)?;
         let unjudged = without_samples(&runs[0], other);
         if !unjudged.is_empty() {

@@ -52,6 +52,19 @@ pub struct GateRow {
     pub message: String,
 }
 
+/// One bundled case on one target device, as the page shows it.
+struct DeviceView {
+    case: String,
+    machine: String,
+    verdict: String,
+    worst: String,
+    agreement: String,
+    workstation_us: String,
+    device_us: String,
+    ratio: String,
+    reason: String,
+}
+
 struct ChartView {
     id: String,
     title: String,
@@ -95,6 +108,9 @@ struct Page {
     gates_verdict: String,
     gates_passed: usize,
     environment: Vec<(String, String)>,
+    /// Target devices' verdicts on bundled cases (`qbench-device verify`).
+    devices: Vec<DeviceView>,
+    devices_passed: usize,
     css: &'static str,
     js: &'static str,
 }
@@ -108,6 +124,7 @@ pub fn render(
     description: &str,
     gates: &[GateRow],
     incomplete: &[String],
+    devices: &[super::devices::DeviceRow],
 ) -> Result<String, HtmlError> {
     let html_rows = |table: &ResultsTable| -> Vec<Vec<HtmlCell>> {
         (0..table.rows)
@@ -175,6 +192,24 @@ pub fn render(
         gates_passed: gates.iter().filter(|g| g.verdict == "pass").count(),
         gates: gates.iter().filter(|g| g.verdict != "pass").cloned().collect(),
         environment: environment.map(flatten).unwrap_or_default(),
+        devices_passed: devices.iter().filter(|d| d.verdict == "pass").count(),
+        devices: devices
+            .iter()
+            .map(|d| {
+                let us = |v: Option<f64>| v.map_or("—".into(), |ns| format!("{:.1}", ns / 1e3));
+                DeviceView {
+                    case: d.case.clone(),
+                    machine: d.machine.clone(),
+                    verdict: d.verdict.clone(),
+                    worst: d.worst.clone(),
+                    agreement: d.top1_agreement.map_or("—".into(), |a| format!("{:.2}%", 100.0 * a)),
+                    workstation_us: us(d.workstation_median_ns),
+                    device_us: us(d.device_median_ns),
+                    ratio: super::devices::ratio_text(d),
+                    reason: d.reason.clone(),
+                }
+            })
+            .collect(),
         css: include_str!("html/report.css"),
         js: include_str!("html/report.js"),
     };

@@ -3,6 +3,7 @@
 
 pub mod chart;
 pub mod compare;
+pub mod devices;
 pub mod html;
 pub mod jsonl;
 pub mod markdown;
@@ -49,11 +50,59 @@ pub fn write_html(run_dir: &Path, records: &[Record]) -> Result<PathBuf, ReportE
     let gates: Vec<html::GateRow> = crate::files::read_side_file(&run_dir.join("gates.json"))
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
-    let page =
-        html::render(records, environment.as_ref(), &charts, &description, &gates, &incomplete(run_dir, records))?;
+    let devices = device_rows(run_dir, records);
+    let page = html::render(
+        records,
+        environment.as_ref(),
+        &charts,
+        &description,
+        &gates,
+        &incomplete(run_dir, records),
+        &devices,
+    )?;
     let path = run_dir.join("report.html");
     std::fs::write(&path, page.as_bytes()).map_err(|source| ReportError::Write { path: path.clone(), source })?;
     Ok(path)
+}
+
+/// Device runs' records kept beside a workstation run (`qbench report <run> <device run>…`).
+pub const TARGET_DEVICES: &str = "target-devices.jsonl";
+
+/// The target-device rows of a run folder: a device run's own (against the workstation records
+/// it carries), or a workstation run's device runs (`target-devices.jsonl`); none otherwise.
+pub fn device_rows(run_dir: &Path, records: &[Record]) -> Vec<devices::DeviceRow> {
+    if let Some((workstation, own)) = devices::own_devices(run_dir, records) {
+        return devices::rows(&workstation, &own);
+    }
+    let path = run_dir.join(TARGET_DEVICES);
+    let Ok(attached) = crate::record::read_records(&path) else { return Vec::new() };
+    let mut runs: Vec<devices::DeviceRun> = Vec::new();
+    for r in attached {
+        match runs.iter_mut().find(|d| d.records.first().is_some_and(|f| f.run_id == r.run_id)) {
+            Some(d) => d.records.push(r),
+            None => runs.push(devices::DeviceRun::new(Path::new(&r.run_id.clone()), vec![r])),
+        }
+    }
+    devices::rows(records, &runs)
+}
+
+/// Keeps device runs' records beside the workstation run in `run_dir` (`target-devices.jsonl`),
+/// replacing earlier records of the same device runs, so its reports show them.
+pub fn attach_devices(run_dir: &Path, runs: &[devices::DeviceRun]) -> Result<(), ReportError> {
+    let path = run_dir.join(TARGET_DEVICES);
+    let ids: Vec<&str> = runs.iter().flat_map(|d| d.records.iter().map(|r| r.run_id.as_str())).collect();
+    let mut kept: Vec<Record> = crate::record::read_records(&path)
+        .map(|rs| rs.into_iter().filter(|r| !ids.contains(&r.run_id.as_str())).collect())
+        .unwrap_or_default();
+    kept.extend(runs.iter().flat_map(|d| d.records.iter().cloned()));
+    let mut text = String::new();
+    for r in &kept {
+        let line = serde_json::to_string(r)
+            .map_err(|e| ReportError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).map_err(|source| ReportError::Write { path, source })
 }
 
 /// How `records` fall short of the cases the run in `run_dir` planned (`cases.json`).
@@ -88,6 +137,7 @@ pub fn write_outputs(run_dir: &Path, records: &[Record]) -> Result<Outputs, Repo
             lines.join("\n")
         );
     }
+    markdown.push_str(&devices::markdown(&device_rows(run_dir, records)));
     let mut files = vec![write("report.md", markdown.as_bytes())?];
     files.extend(table::write_all(run_dir, records)?);
     let chart_dir = run_dir.join("charts");

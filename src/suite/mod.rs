@@ -63,6 +63,8 @@ pub struct Suite {
     pub overrides: Vec<Override>,
     /// Thresholds checked after the run.
     pub gates: Vec<crate::gate::Gate>,
+    /// The tolerances `qbench bundle` gives a target device (`[bundle]`, else the defaults).
+    pub bundle: crate::bundle::Tolerances,
 }
 
 /// `[calibration]`, resolved.
@@ -487,6 +489,28 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
 
     let overrides = resolve_overrides(&spec, loc, &schemes, &models)?;
     let gates = gates::resolve_gates(&spec, loc)?;
+    let mut bundle = crate::bundle::Tolerances::default();
+    if let Some(b) = &spec.bundle {
+        let b = b.get_ref();
+        for (value, slot, name) in [
+            (&b.floor_rel, &mut bundle.floor_rel, "floor_rel"),
+            (&b.factor, &mut bundle.factor, "factor"),
+            (&b.min_top1_agreement, &mut bundle.min_top1_agreement, "min_top1_agreement"),
+        ] {
+            if let Some(v) = value {
+                *slot = *v.get_ref();
+                let mut t = crate::bundle::Tolerances::default();
+                match name {
+                    "floor_rel" => t.floor_rel = *slot,
+                    "factor" => t.factor = *slot,
+                    _ => t.min_top1_agreement = *slot,
+                }
+                if let Err(why) = t.check() {
+                    return Err(loc.at(v.span(), format!("bundle.{name}: {why}")));
+                }
+            }
+        }
+    }
 
     let suite = Suite {
         name,
@@ -507,6 +531,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         calibration,
         overrides,
         gates,
+        bundle,
     };
     check_plans(&suite, &spec, loc)?;
     Ok(suite)

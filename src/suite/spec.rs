@@ -41,6 +41,19 @@ pub struct SuiteSpec {
     /// Pass/fail thresholds checked after the run (`qbench check`, exit code 2 on failure).
     #[serde(default)]
     pub gates: Vec<Spanned<GateSpec>>,
+    /// The tolerances `qbench bundle` gives a target device.
+    #[serde(default)]
+    pub bundle: Option<Spanned<BundleSpec>>,
+}
+
+/// `[bundle]`: how far a target device's outputs may be from the workstation's
+/// (`crate::bundle::TOLERANCE_RULE`); each omitted value keeps its default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSpec {
+    pub floor_rel: Option<Spanned<f64>>,
+    pub factor: Option<Spanned<f64>>,
+    pub min_top1_agreement: Option<Spanned<f64>>,
 }
 
 /// `[[gates]]`: thresholds for the cases its filters select (all cases by default).

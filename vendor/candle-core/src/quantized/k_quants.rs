@@ -11,6 +11,14 @@ use half::{bf16, f16, slice::HalfFloatSliceExt};
 #[cfg(target_arch = "aarch64")]
 use super::repack::BlockQ4Kx8;
 
+/// qbench patch: candle's NEON dot products execute SDOT (the dotprod extension, ARMv8.2+)
+/// unconditionally; on an ARMv8.0 core (Cortex-A53/A72: Raspberry Pi 3/4) that is SIGILL.
+/// Without the extension the generic code runs instead.
+#[cfg(target_feature = "neon")]
+fn has_dotprod() -> bool {
+    crate::cpu::features::get().dotprod
+}
+
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 fn has_avx2_fma() -> bool {
     let features = crate::cpu::features::get();
@@ -273,7 +281,9 @@ impl GgmlType for BlockQ4_0 {
         }
 
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_q4_0_q8_0(n, xs, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_q4_0_q8_0(n, xs, ys);
+        }
 
         #[cfg(target_feature = "simd128")]
         return super::simd128::vec_dot_q4_0_q8_0(n, xs, ys);
@@ -691,7 +701,9 @@ impl GgmlType for BlockQ8_0 {
         }
 
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_q8_0_q8_0(n, xs, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_q8_0_q8_0(n, xs, ys);
+        }
 
         #[cfg(target_feature = "simd128")]
         return super::simd128::vec_dot_q8_0_q8_0(n, xs, ys);
@@ -709,7 +721,9 @@ impl GgmlType for BlockQ8_0 {
         ys: &[Self::VecDotType],
     ) -> (f32, f32, f32, f32) {
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_4_q8_0_q8_0(n, xs0, xs1, xs2, xs3, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_4_q8_0_q8_0(n, xs0, xs1, xs2, xs3, ys);
+        }
 
         let (d0, d1) = Self::vec_dot_2(n, xs0, xs1, ys);
         let (d2, d3) = Self::vec_dot_2(n, xs2, xs3, ys);
@@ -829,7 +843,9 @@ impl GgmlType for BlockQ2K {
         }
 
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_q2k_q8k(n, xs, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_q2k_q8k(n, xs, ys);
+        }
 
         #[cfg(target_feature = "simd128")]
         return super::simd128::vec_dot_q2k_q8k(n, xs, ys);
@@ -1067,7 +1083,9 @@ impl GgmlType for BlockQ3K {
         }
 
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_q3k_q8k(n, xs, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_q3k_q8k(n, xs, ys);
+        }
 
         Self::vec_dot_unopt(n, xs, ys)
     }
@@ -1448,7 +1466,9 @@ impl GgmlType for BlockQ4K {
         }
 
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_q4k_q8k(n, xs, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_q4k_q8k(n, xs, ys);
+        }
 
         #[cfg(target_feature = "simd128")]
         return super::simd128::vec_dot_q4k_q8k(n, xs, ys);
@@ -1466,7 +1486,9 @@ impl GgmlType for BlockQ4K {
         ys: &[Self::VecDotType],
     ) -> (f32, f32, f32, f32) {
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_4_q4k_q8k(n, xs0, xs1, xs2, xs3, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_4_q4k_q8k(n, xs0, xs1, xs2, xs3, ys);
+        }
 
         let (d0, d1) = Self::vec_dot_2(n, xs0, xs1, ys);
         let (d2, d3) = Self::vec_dot_2(n, xs2, xs3, ys);
@@ -1726,7 +1748,9 @@ impl GgmlType for BlockQ5K {
         }
 
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_q5k_q8k(n, xs, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_q5k_q8k(n, xs, ys);
+        }
 
         Self::vec_dot_unopt(n, xs, ys)
     }
@@ -2031,7 +2055,9 @@ impl GgmlType for BlockQ6K {
         }
 
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_q6k_q8k(n, xs, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_q6k_q8k(n, xs, ys);
+        }
 
         #[cfg(target_feature = "simd128")]
         return super::simd128::vec_dot_q6k_q8k(n, xs, ys);
@@ -2062,7 +2088,9 @@ impl GgmlType for BlockQ6K {
         }
 
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_4_q6k_q8k(n, xs0, xs1, xs2, xs3, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_4_q6k_q8k(n, xs0, xs1, xs2, xs3, ys);
+        }
 
         let (d0, d1) = Self::vec_dot_2(n, xs0, xs1, ys);
         let (d2, d3) = Self::vec_dot_2(n, xs2, xs3, ys);
@@ -2328,7 +2356,9 @@ impl GgmlType for BlockQ8K {
         }
 
         #[cfg(target_feature = "neon")]
-        return super::neon::vec_dot_q8k_q8k(n, xs, ys);
+        if has_dotprod() {
+            return super::neon::vec_dot_q8k_q8k(n, xs, ys);
+        }
 
         #[cfg(target_feature = "simd128")]
         return super::simd128::vec_dot_q8k_q8k(n, xs, ys);
