@@ -396,3 +396,46 @@ fn the_aarch64_build_passes_under_qemu_with_its_timing_marked_emulated() {
     assert!(records.iter().all(|r| r.cpu_model == cpu && r.cpu_flags == flags));
     let _ = &f.run_dir;
 }
+
+#[test]
+fn compare_and_report_put_the_device_beside_the_workstation() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("device-run");
+    let o = device(&["verify", f.bundle.to_str().unwrap(), "-o", out.to_str().unwrap(), "--only", "cnn."]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let device_records = read(&out);
+    assert_eq!(device_records.len(), 6);
+    // compare: one column per machine, then the device verdicts with the latency ratio.
+    let runs =
+        [qbench::report::compare::load_run(&f.run_dir).unwrap(), qbench::report::compare::load_run(&out).unwrap()];
+    let table = qbench::report::compare::render(&runs, 0.02, false).unwrap();
+    assert!(table.contains("## Target devices") && table.contains("6 of 6 bundled case(s) passed"), "{table}");
+    for r in &device_records {
+        let ws = f
+            .run_records
+            .iter()
+            .find(|w| w.model == r.model && w.scheme == r.scheme && w.backend == r.backend)
+            .unwrap();
+        let case = format!("{} / {} / {} / batch 1", r.model, r.scheme, r.backend);
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {case} | ")) && l.contains("| pass |"))
+            .unwrap_or_else(|| panic!("{case}\n{table}"));
+        // The ratio is the two records' medians, recomputed here.
+        let ratio = r.latency_median_ns.unwrap() / ws.latency_median_ns.unwrap();
+        assert!(row.ends_with(&format!("×{ratio:.2} |")), "{row} vs ×{ratio:.2}");
+    }
+    // report: the workstation run keeps the device's records and its page shows them.
+    let device_run = qbench::report::devices::DeviceRun::new(&out, device_records.clone());
+    qbench::report::attach_devices(&f.run_dir, &[device_run]).unwrap();
+    let outputs = qbench::report::write_outputs(&f.run_dir, &f.run_records).unwrap();
+    assert!(outputs.markdown.contains("## Target devices"), "{}", outputs.markdown);
+    let html = std::fs::read_to_string(f.run_dir.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"devices\">"));
+    assert_eq!(html.matches("<tr class=\"device-pass\">").count(), 6);
+    // The device run's own report shows the same section, from its workstation.jsonl.
+    qbench::report::write_outputs(&out, &device_records).unwrap();
+    let own = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(own.matches("<tr class=\"device-pass\">").count(), 6);
+}
