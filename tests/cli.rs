@@ -562,6 +562,9 @@ fn quantization_settings_that_cannot_work_are_refused_with_the_fix() {
         ),
         (r#"["int8-static-mse"]"#, "", &[":2:12:", "int8-static-mse calibrates activation ranges", "[calibration]"]),
         (r#"["int8-static-mse"]"#, "\n[calibration]\nitems = 0\n", &["calibration split is empty"]),
+        (r#"["f32"]"#, "\n[bundle]\nfactor = -0.5\n", &["bundle.factor", "must be finite and not negative"]),
+        (r#"["f32"]"#, "\n[bundle]\nmin_top1_agreement = 1.5\n", &["bundle.min_top1_agreement", "must lie in 0..=1"]),
+        (r#"["f32"]"#, "\n[bundle]\nfloor = 0.1\n", &["bundle.floor: unknown key \"floor\"", "did you mean \"floor_rel\"?"]),
         (
             r#"["int8-static-minmax"]"#,
             "\n[calibration]\nitems = 10000\n",

@@ -30,7 +30,7 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().unwrap();
         let data = repo().join("suites/data");
         let mut suite = format!(
-            "name = \"device-check\"\nschemes = [\"f32\", \"q4k\", \"int8-dynamic\"]\nbackends = [\"candle-cpu\", \"tract-cpu\"]\nbatch_sizes = [1]\n[measure]\nwarmup_iters = 2\nmin_samples = 5\nmax_samples = 40\nmax_time_ms = 60\npaired = false\n[[datasets]]\nname = \"fm\"\nformat = \"npy\"\ninputs = {:?}\narray = \"x\"\nlabels = {:?}\n",
+            "name = \"device-check\"\nschemes = [\"f32\", \"q4k\", \"int8-dynamic\"]\nbackends = [\"candle-cpu\", \"tract-cpu\"]\nbatch_sizes = [1]\n[measure]\nwarmup_iters = 2\nmin_samples = 5\nmax_samples = 40\nmax_time_ms = 60\npaired = false\n[bundle]\nfactor = 0.6\n[[datasets]]\nname = \"fm\"\nformat = \"npy\"\ninputs = {:?}\narray = \"x\"\nlabels = {:?}\n",
             data.join("fashion-mnist-1k.npz"),
             data.join("fashion-mnist-1k-labels.csv"),
         );
@@ -106,6 +106,8 @@ fn npy(path: &Path) -> Vec<f32> {
 fn the_bundle_holds_what_was_measured_with_the_stated_tolerances() {
     let f = fixture();
     let m = manifest(&f.bundle);
+    // The suite's [bundle] factor, the other two the defaults.
+    assert_eq!((m.tolerances.floor_rel, m.tolerances.factor, m.tolerances.min_top1_agreement), (1e-3, 0.6, 0.99));
     // Two variants or more per zoo model: f32 on both engines, q4k on candle, int8 dynamic on tract.
     for model in ["mlp", "cnn"] {
         let schemes: Vec<&str> = m.cases.iter().filter(|c| c.model == model).map(|c| c.scheme.as_str()).collect();

@@ -167,6 +167,15 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
             }
             if let Some(limit) = gate.max_p99_ms {
                 let (v, m) = match (r.latency_p99_ns, r.latency_max_ns) {
+                    // An emulator's timing (a target device's run under qemu) says nothing of
+                    // the target's: never a pass, never a failure.
+                    _ if r.timing_emulated.is_some() => (
+                        Verdict::Inconclusive,
+                        format!(
+                            "the latency was measured under an emulator ({}), so it is not the target's",
+                            r.timing_emulated.as_deref().unwrap_or_default()
+                        ),
+                    ),
                     // Too few samples for a p99: the slowest run bounds it from above.
                     // Too few samples for a p99; the slowest of n runs is not a bound on it either
                     // (the true p99 is above the sample maximum with probability 0.99ⁿ).
@@ -621,6 +630,14 @@ mod tests {
         // 50 samples of 1..=50 µs: no p99; the slowest run (50 µs) bounds it.
         let r = record("f32", 0.9, (1..=50).map(|us| us * 1000).collect());
         assert_eq!(r.latency_p99_ns, None);
+        // Emulated timing is never judged, however fast.
+        let mut emulated = r.clone();
+        emulated.set_latency(vec![1_000; 200], 1);
+        emulated.timing_emulated = Some("qemu".into());
+        let checks =
+            evaluate(&[Gate { name: "p".into(), max_p99_ms: Some(1000.0), ..Default::default() }], &[emulated], None);
+        assert_eq!(checks[0].verdict, Verdict::Inconclusive, "{checks:?}");
+        assert!(checks[0].message.contains("emulator"), "{checks:?}");
         let gate = |ms: f64| Gate { name: "p".into(), max_p99_ms: Some(ms), ..Default::default() };
         // The maximum of 50 runs is not a bound on the p99 (0.99⁵⁰ = 60% of the time it is above):
         // inconclusive however loose the limit.
