@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 packed=.gpu/qbench-cuda.xz
 stamp=.gpu/qbench-cuda.sources
 # What the binary is built from: every source, manifest, vendored crate and build script.
-sources_hash() { find src vendor build.rs Cargo.toml Cargo.lock -type f 2>/dev/null | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16; }
+sources_hash() { find src device vendor build.rs Cargo.toml Cargo.lock -type f 2>/dev/null | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16; }
 
 if [ "${1:-}" = "--pack" ]; then
   . scripts/cuda-env.sh

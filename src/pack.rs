@@ -76,19 +76,19 @@ pub enum PackError {
     NotBundlable { case: usize, what: String, reason: String },
     #[error("case {case} ({what}): the artifact rebuilt here ({file}, sha256 {rebuilt}) is not the one measured (sha256 {measured} in the record); the quantization did not reproduce, so the bundle would not hold what was measured")]
     ArtifactDiffers { case: usize, what: String, file: PathBuf, rebuilt: String, measured: String },
-    #[error("case {case}: rebuilding it failed: {source}")]
+    #[error("case {case}: rebuilding it failed")]
     Rebuild {
         case: usize,
         #[source]
         source: Box<ExplainError>,
     },
-    #[error("case {case}: {source}")]
+    #[error("case {case}: building its variant failed")]
     Variant {
         case: usize,
         #[source]
         source: crate::quant::VariantError,
     },
-    #[error("case {case} on this machine: {source}")]
+    #[error("case {case}: running it on this machine failed")]
     Backend {
         case: usize,
         #[source]
@@ -96,7 +96,7 @@ pub enum PackError {
     },
     #[error("invalid tolerances: {0}")]
     Tolerances(String),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -126,6 +126,11 @@ impl CaseFilter {
                     let f = f.trim();
                     if !FILTER_FIELDS.contains(&f) {
                         return Err(format!("unknown field \"{f}\"; use {}", FILTER_FIELDS.join(", ")));
+                    }
+                    if fields.iter().any(|(g, _)| g == f) {
+                        return Err(format!(
+                            "{f} is named twice, and a case has one {f}: list the alternatives after one {f}= (e.g. {f}=a,b)"
+                        ));
                     }
                     fields.push((f.to_string(), Vec::new()));
                     (f.to_string(), p.trim())
@@ -183,8 +188,20 @@ pub fn pack(run_dir: &Path, options: &PackOptions, progress: &mut dyn FnMut(&str
         .transpose()
         .map_err(|reason| PackError::Filter { filter: filter_text.clone(), reason })?;
     let measured: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
-    let chosen: Vec<&Record> =
+    let mut chosen: Vec<&Record> =
         measured.iter().copied().filter(|r| filter.as_ref().is_none_or(|f| f.matches(r))).collect();
+    // A language model is scored by perplexity over token windows, which a bundle does not carry.
+    chosen.retain(|r| {
+        let lm = r.perplexity.is_some() || r.scored_tokens.is_some();
+        if lm {
+            progress(&format!(
+                "leaving out case {} ({}): a language model's perplexity over token windows is not bundled yet",
+                r.case_index,
+                describe(r)
+            ));
+        }
+        !lm
+    });
     if chosen.is_empty() {
         let available: Vec<String> = measured.iter().map(|r| describe(r)).collect();
         let available = if available.is_empty() { "none".to_string() } else { available.join("; ") };
@@ -193,6 +210,8 @@ pub fn pack(run_dir: &Path, options: &PackOptions, progress: &mut dyn FnMut(&str
     if options.items == 0 {
         return Err(PackError::Filter { filter: filter_text, reason: "--items must be at least 1".into() });
     }
+    // The command's own tolerances, checked before minutes of rebuilding.
+    options.tolerances(Tolerances::default()).check().map_err(PackError::Tolerances)?;
     for r in &chosen {
         if r.artifact_sha256.is_none() {
             return Err(PackError::NoArtifactHash { case: r.case_index, what: describe(r) });
@@ -222,7 +241,11 @@ pub fn pack(run_dir: &Path, options: &PackOptions, progress: &mut dyn FnMut(&str
             return Err(e);
         }
     };
-    write_tar(out, &tar_path)?;
+    if let Err(e) = write_tar(out, &tar_path) {
+        let _ = std::fs::remove_file(&tar_path);
+        let _ = std::fs::remove_dir_all(out);
+        return Err(e);
+    }
     let tar_bytes = std::fs::metadata(&tar_path).map(|m| m.len()).unwrap_or(0);
     Ok(Packed { dir: out.clone(), tar: tar_path, manifest, tar_bytes })
 }
@@ -255,7 +278,8 @@ fn write_bundle(
     };
     let mut models: BTreeMap<String, ModelFiles> = BTreeMap::new();
     let mut cases = Vec::new();
-    let mut copied: BTreeMap<PathBuf, String> = BTreeMap::new();
+    // sha256 → the bundle's copy: one copy of the bytes several cases load.
+    let mut copied: BTreeMap<String, String> = BTreeMap::new();
     let mut first: Option<Rebuilt> = None;
     let mut tolerances: Option<Tolerances> = None;
     for record in chosen {
@@ -281,13 +305,13 @@ fn write_bundle(
         let mut rel_of = BTreeMap::new();
         for path in bundle::variant_paths(&variant) {
             let src = PathBuf::from(path);
-            let rel = match copied.get(&src) {
+            let sha = crate::hash::sha256_file(&src).map_err(io(&src))?;
+            let rel = match copied.get(&sha) {
                 Some(rel) => rel.clone(),
                 None => {
                     let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     let mut rel = format!("files/{model_stem}/{}", crate::files::file_stem(&name));
                     if copied.values().any(|r| r == &rel) {
-                        let sha = crate::hash::sha256_file(&src).map_err(io(&src))?;
                         rel = format!("files/{model_stem}/{}-{}", &sha[..8], crate::files::file_stem(&name));
                     }
                     let dest = out.join(&rel);
@@ -295,20 +319,29 @@ fn write_bundle(
                         std::fs::create_dir_all(parent).map_err(io(parent))?;
                     }
                     std::fs::copy(&src, &dest).map_err(io(&src))?;
-                    copied.insert(src.clone(), rel.clone());
+                    copied.insert(sha, rel.clone());
                     rel
                 }
             };
             rel_of.insert(src, rel);
         }
-        let relative = bundle::map_variant_paths(&variant, &mut |p| PathBuf::from(&rel_of[p]));
+        let relative =
+            bundle::map_variant_paths(&variant, &mut |p| rel_of.get(p).map(PathBuf::from).unwrap_or_default());
         let in_bundle = bundle::map_variant_paths(&relative, &mut |p| out.join(p));
         // The model's items and its reference outputs, once.
         if !models.contains_key(&record.model) {
             let m = model_files(&rebuilt, record, out, work, options.items, index)?;
+            if m.data.len() < options.items {
+                progress(&format!(
+                    "model {}: {} items bundled, all its evaluation split holds (--items asked {})",
+                    record.model,
+                    m.data.len(),
+                    options.items
+                ));
+            }
             models.insert(record.model.clone(), m);
         }
-        let m = &models[&record.model];
+        let Some(m) = models.get(&record.model) else { continue };
         // The case itself, from the bundle's own copies, on this machine.
         let backend = rebuilt.backend.create(rebuilt.suite.cuda_device);
         let mut prepared =

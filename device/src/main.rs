@@ -1,8 +1,9 @@
 //! `qbench-device`: verifies a bundle written by `qbench bundle` on the machine it runs on.
 //!
-//! Exit codes: 0 every case passed; 2 a case failed its tolerance, or cannot run on this device;
-//! 1 the bundle is bad (a changed or missing file, a newer format, a damaged manifest), or the
-//! arguments are.
+//! Exit codes: 0 every case passed; 2 a case failed its tolerance, cannot run on this device or
+//! failed to run, or no case was verified; 1 the bundle is bad (a changed or missing file, a link,
+//! a newer format, a damaged manifest), the output folder is not new or empty, or the arguments
+//! are bad.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

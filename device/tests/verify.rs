@@ -221,6 +221,14 @@ fn flip_largest_weight(bundle: &Path) -> String {
     for c in m.cases.iter_mut().filter(|c| c.artifact == artifact) {
         c.artifact_sha256 = sha.clone();
     }
+    // The bundled records name the artifact's hash too: a consistent bundle, wrong weights.
+    let mut records = read(bundle);
+    for r in records.iter_mut().filter(|r| r.artifact.as_deref().is_some_and(|a| a.ends_with("cnn.safetensors"))) {
+        r.artifact_sha256 = Some(sha.clone());
+    }
+    let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    std::fs::write(bundle.join("records.jsonl"), lines.join("\n") + "\n").unwrap();
+    m.files.insert("records.jsonl".into(), sha256sum(&bundle.join("records.jsonl")));
     write_manifest(bundle, &m);
     id
 }
@@ -239,6 +247,7 @@ fn a_flipped_weight_fails_its_tolerance_and_names_the_variant_and_output() {
     let records = read(&out);
     let bad = records.iter().find(|r| r.bundle_case.as_deref() == Some(id.as_str())).unwrap();
     assert_eq!(bad.device_verdict.as_deref(), Some("fail"));
+    assert_eq!(bad.status, qbench::record::CaseStatus::Failed);
     assert!(bad.device_max_abs_diff.unwrap() > bad.device_tolerance_abs.unwrap());
     // Every other case still passes: one failing variant does not stop the others.
     assert!(records
@@ -299,6 +308,60 @@ fn a_bad_bundle_exits_1_naming_the_file_and_the_fix() {
     let o = verify(dir.path(), "o5");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("no manifest.json"), "{}", text(&o));
+    // A NaN in a golden output, its hash updated: never a pass that compared nothing.
+    let nan = copy_bundle(&dir.path().join("nan"));
+    let mut m = manifest(&nan);
+    let golden = m.cases[2].outputs[0].file.clone();
+    let mut bytes = std::fs::read(nan.join(&golden)).unwrap();
+    let at = bytes.len() - 4;
+    bytes[at..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(nan.join(&golden), &bytes).unwrap();
+    m.files.insert(golden.clone(), sha256sum(&nan.join(&golden)));
+    write_manifest(&nan, &m);
+    let o = verify(&nan, "o6");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains(&golden) && text(&o).contains("not a finite number"), "{}", text(&o));
+    // A tolerance edited to let anything through: not the stated rule's, refused.
+    let loose = copy_bundle(&dir.path().join("loose"));
+    let mut m = manifest(&loose);
+    m.cases[0].outputs[0].max_abs = 1e30;
+    write_manifest(&loose, &m);
+    let o = verify(&loose, "o7");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is not the rule's"), "{}", text(&o));
+    // A class output without its top-1 bound.
+    let untop = copy_bundle(&dir.path().join("untop"));
+    let mut m = manifest(&untop);
+    m.cases[0].min_top1_agreement = None;
+    write_manifest(&untop, &m);
+    let o = verify(&untop, "o8");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no min_top1_agreement"), "{}", text(&o));
+    // A case id that would name a file outside the output folder.
+    let escape = copy_bundle(&dir.path().join("escape"));
+    let mut m = manifest(&escape);
+    m.cases[0].id = "../../x".into();
+    write_manifest(&escape, &m);
+    let o = verify(&escape, "o9");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not a plain file name"), "{}", text(&o));
+    // A folder of the bundle linked elsewhere: files from outside the bundle, refused.
+    let linked = copy_bundle(&dir.path().join("linked"));
+    let moved = dir.path().join("elsewhere");
+    std::fs::rename(linked.join("files"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, linked.join("files")).unwrap();
+    let o = verify(&linked, "o10");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("symbolic link"), "{}", text(&o));
+    // The same as a .tar (a link entry): refused, and nothing unpacked is left behind.
+    let tar = dir.path().join("linked.tar");
+    let status =
+        Command::new("tar").arg("cf").arg(&tar).arg("-C").arg(dir.path().join("linked")).arg("b").status().unwrap();
+    assert!(status.success());
+    let o = verify(&tar, "o11");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not a plain file or folder"), "{}", text(&o));
+    assert!(!dir.path().join("o11/bundle").exists());
 }
 
 #[test]

@@ -225,6 +225,10 @@ pub enum BundleError {
     HashMismatch { bundle: PathBuf, file: String, expected: String, found: String },
     #[error("cannot read {path}: {reason}")]
     Read { path: PathBuf, reason: String },
+    #[error(
+        "{path} is not empty; verify into a new (or empty) folder, so that nothing there is mixed with or written over"
+    )]
+    OutputNotEmpty { path: PathBuf },
     #[error("cannot write {path}: {source}; choose an output folder that is writable")]
     Write {
         path: PathBuf,
@@ -257,6 +261,7 @@ impl Bundle {
         let manifest = parse_manifest(&path, &text)?;
         let bundle = Bundle { dir: dir.to_path_buf(), manifest };
         bundle.check_files()?;
+        bundle.check_arrays()?;
         Ok(bundle)
     }
 
@@ -299,8 +304,20 @@ impl Bundle {
                 return Err(manifest_err(format!("{who} names {file}, which `files` does not list (with its sha256)")));
             }
         }
+        let root =
+            self.dir.canonicalize().map_err(|e| BundleError::Read { path: self.dir.clone(), reason: e.to_string() })?;
         for (file, expected) in &m.files {
             let path = self.path(file);
+            // A link anywhere on the way (a folder of the bundle linked elsewhere) would feed the
+            // engine files from outside the bundle.
+            if path.canonicalize().is_ok_and(|real| real != root.join(file)) {
+                return Err(BundleError::Read {
+                    path,
+                    reason:
+                        "it is reached through a symbolic link; a bundle holds plain files only: copy the bundle again"
+                            .into(),
+                });
+            }
             match std::fs::symlink_metadata(&path) {
                 Err(_) => return Err(BundleError::MissingFile { bundle: self.dir.clone(), file: file.clone() }),
                 Ok(meta) if !meta.is_file() => {
@@ -320,6 +337,47 @@ impl Bundle {
                     expected: expected.clone(),
                     found,
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every array the manifest names has the shape it says and only finite values, the
+    /// workstation's outputs the scale their tolerances were computed from, the labels one per item.
+    fn check_arrays(&self) -> Result<(), BundleError> {
+        let m = &self.manifest;
+        let bad = |file: &str, reason: String| BundleError::Manifest { path: self.path(file), reason };
+        let check = |file: &str, items: usize, item_shape: &[usize]| -> Result<Vec<f32>, BundleError> {
+            let (shape, values) = self.read_npy(file)?;
+            let expected: Vec<usize> = std::iter::once(items).chain(item_shape.iter().copied()).collect();
+            if shape != expected {
+                return Err(bad(file, format!("its shape is {shape:?}, the manifest says {expected:?}")));
+            }
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(bad(file, format!("value {i} is {}, not a finite number", values[i])));
+            }
+            Ok(values)
+        };
+        for i in &m.inputs {
+            check(&i.file, i.items, &i.item_shape)?;
+            if let Some(labels) = i.labels.as_ref().filter(|l| l.len() != i.items) {
+                return Err(bad(&i.file, format!("the manifest has {} labels for {} items", labels.len(), i.items)));
+            }
+            for r in &i.reference {
+                check(&r.file, i.items, &r.item_shape)?;
+            }
+        }
+        for c in &m.cases {
+            let Some(items) = m.inputs.iter().find(|i| i.model == c.model).map(|i| i.items) else { continue };
+            for o in &c.outputs {
+                let values = check(&o.file, items, &o.item_shape)?;
+                let scale = values.iter().fold(0.0f64, |a, v| a.max(v.abs() as f64));
+                if (scale - o.output_scale).abs() > 1e-9 * scale.max(1e-30) {
+                    return Err(bad(
+                        &o.file,
+                        format!("its largest |value| is {scale}, the manifest's output_scale {}", o.output_scale),
+                    ));
+                }
             }
         }
         Ok(())
@@ -368,25 +426,57 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Manifest, BundleError> 
         path: path.to_path_buf(),
         reason: format!("{}: {}", e.path(), e.inner()),
     })?;
-    manifest.tolerances.check().map_err(|reason| BundleError::Manifest { path: path.to_path_buf(), reason })?;
+    let bad = |reason: String| BundleError::Manifest { path: path.to_path_buf(), reason };
+    let t = manifest.tolerances;
+    t.check().map_err(bad)?;
+    // Settings a device would otherwise spend hours on: the suite's own limits.
+    let s = manifest.sampling;
+    if !(1..=1024).contains(&manifest.threads) {
+        return Err(bad(format!("threads = {} is not in 1..=1024", manifest.threads)));
+    }
+    if s.warmup_iters > 100_000
+        || s.min_samples > 1_000_000
+        || s.max_samples > 1_000_000
+        || s.max_time_ms > 3_600_000
+        || !(s.target_ci_pct.is_finite() && s.target_ci_pct >= 0.0)
+    {
+        return Err(bad(format!("sampling {s:?} is beyond the suite's limits")));
+    }
+    let mut ids = std::collections::BTreeSet::new();
     for c in &manifest.cases {
+        // An id names files in the output folder: a plain file name, once.
+        if c.id != crate::files::file_stem(&c.id) || !ids.insert(c.id.as_str()) {
+            return Err(bad(format!("case id {:?} is not a plain file name, or is not unique", c.id)));
+        }
+        if !(1..=1 << 20).contains(&c.batch) {
+            return Err(bad(format!("case {}: batch {} is not in 1..=1048576", c.id, c.batch)));
+        }
+        if c.outputs.is_empty() {
+            return Err(bad(format!("case {} has no outputs to compare", c.id)));
+        }
         for o in &c.outputs {
-            if !(o.max_abs.is_finite() && o.max_abs >= 0.0) {
-                return Err(BundleError::Manifest {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "case {} output {:?}: max_abs {} is not a finite tolerance",
-                        c.id, o.name, o.max_abs
-                    ),
-                });
+            // The tolerance must be the stated rule's, from the workstation's figures.
+            let finite = |v: f64| v.is_finite() && v >= 0.0;
+            if !finite(o.max_abs) || !finite(o.output_scale) || !finite(o.own_error) {
+                return Err(bad(format!(
+                    "case {} output {:?}: a tolerance figure is not a finite number",
+                    c.id, o.name
+                )));
+            }
+            let rule = t.max_abs(o.output_scale, o.own_error);
+            if (o.max_abs - rule).abs() > 1e-9 * rule.max(1e-30) {
+                return Err(bad(format!(
+                    "case {} output {:?}: max_abs {} is not the rule's {rule} ({TOLERANCE_RULE})",
+                    c.id, o.name, o.max_abs
+                )));
             }
         }
         if let Some(a) = c.min_top1_agreement {
-            if !(0.0..=1.0).contains(&a) {
-                return Err(BundleError::Manifest {
-                    path: path.to_path_buf(),
-                    reason: format!("case {}: min_top1_agreement {a} is not in 0..=1", c.id),
-                });
+            if a != t.min_top1_agreement {
+                return Err(bad(format!(
+                    "case {}: min_top1_agreement {a} is not the bundle's {}",
+                    c.id, t.min_top1_agreement
+                )));
             }
         }
     }

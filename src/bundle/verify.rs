@@ -84,20 +84,38 @@ pub struct CaseDiff {
 /// never an abort; a bad bundle is an error before any case runs.
 pub fn verify(bundle_path: &Path, options: &VerifyOptions) -> Result<Verified, BundleError> {
     let out = &options.out_dir;
+    // A new or empty folder: a verification never mixes with, or writes over, other files.
+    if std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(BundleError::OutputNotEmpty { path: out.clone() });
+    }
     std::fs::create_dir_all(out).map_err(|source| BundleError::Write { path: out.clone(), source })?;
     let records_path = out.join("records.jsonl");
-    if records_path.exists() {
-        return Err(BundleError::Write {
-            path: records_path,
-            source: std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "it holds an earlier verification's records; choose a new output folder",
-            ),
-        });
-    }
-    let dir = if bundle_path.is_file() { unpack(bundle_path, &out.join("bundle"))? } else { bundle_path.to_path_buf() };
+    let dir = if bundle_path.is_file() {
+        let dest = out.join("bundle");
+        unpack(bundle_path, &dest).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&dest);
+        })?
+    } else {
+        bundle_path.to_path_buf()
+    };
     let bundle = Bundle::open(&dir)?;
     let workstation = read_workstation_records(&bundle)?;
+    for c in &bundle.manifest.cases {
+        let manifest_err = |reason: String| BundleError::Manifest { path: bundle.path("records.jsonl"), reason };
+        let Some(ws) = workstation.iter().find(|r| r.case_index == c.case_index) else {
+            return Err(manifest_err(format!("it has no record of case {} (case_index {})", c.id, c.case_index)));
+        };
+        if ws.artifact_sha256.as_deref() != Some(c.artifact_sha256.as_str()) {
+            return Err(manifest_err(format!("its record of case {} names another artifact than the manifest", c.id)));
+        }
+        // A class output is held to top-1 agreement: the manifest cannot drop that.
+        if ws.top1_applies() && c.min_top1_agreement.is_none() {
+            return Err(BundleError::Manifest {
+                path: bundle.path(super::MANIFEST),
+                reason: format!("case {} has class outputs but no min_top1_agreement", c.id),
+            });
+        }
+    }
     // The device run carries the workstation's records of its cases: its report and `qbench
     // compare` put the two machines side by side from this folder alone.
     let ws_copy = out.join("workstation.jsonl");
@@ -123,7 +141,8 @@ pub fn verify(bundle_path: &Path, options: &VerifyOptions) -> Result<Verified, B
     std::fs::write(&env_path, env_json).map_err(|source| BundleError::Write { path: env_path, source })?;
     let mut sink = RecordSink::open(&records_path)
         .map_err(|e| BundleError::Write { path: records_path.clone(), source: std::io::Error::other(e.to_string()) })?;
-    let run_id = format!("device-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
+    // Unique per verification: two boards verifying in the same second stay apart.
+    let run_id = format!("device-{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     let mut sampling = m.sampling;
     if let Some(ms) = options.max_time_ms {
         sampling.max_time_ms = ms;
@@ -143,10 +162,15 @@ pub fn verify(bundle_path: &Path, options: &VerifyOptions) -> Result<Verified, B
         let mut record = identity(&env, case, ws, &run_id, index, emulated.clone());
         let diff = verify_case(&bundle, case, inputs, &sampling.settings(), options.cuda_device, &mut record);
         if let Some(diff) = diff.filter(|d| d.verdict != "pass") {
+            // The diff is the detail; the record (appended whatever happens here) is the verdict.
             let path = out.join(format!("diff-{}.json", case.id));
-            let text = serde_json::to_vec_pretty(&diff)
-                .map_err(|e| BundleError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
-            std::fs::write(&path, text).map_err(|source| BundleError::Write { path, source })?;
+            let written = serde_json::to_vec_pretty(&diff)
+                .map_err(std::io::Error::other)
+                .and_then(|text| std::fs::write(&path, text));
+            if let Err(e) = written {
+                let note = format!("; the diff could not be written to {}: {e}", path.display());
+                record.error = Some(record.error.take().unwrap_or_default() + &note);
+            }
         }
         sink.append(&record).map_err(|e| BundleError::Write {
             path: records_path.clone(),
@@ -171,7 +195,21 @@ fn unpack(tar_path: &Path, dest: &Path) -> Result<PathBuf, BundleError> {
     std::fs::create_dir_all(dest).map_err(|source| BundleError::Write { path: dest.to_path_buf(), source })?;
     let mut archive = tar::Archive::new(file);
     archive.set_preserve_permissions(false);
-    archive.unpack(dest).map_err(|e| bad(format!("it is not a readable .tar ({e})")))?;
+    let entries = archive.entries().map_err(|e| bad(format!("it is not a readable .tar ({e})")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("it is not a readable .tar ({e})")))?;
+        let kind = entry.header().entry_type();
+        let name = entry.path().map(|p| p.display().to_string()).unwrap_or_default();
+        if !(kind.is_file() || kind.is_dir()) {
+            return Err(bad(format!(
+                "it holds {name:?}, which is not a plain file or folder (a link?); a bundle holds plain files only"
+            )));
+        }
+        // unpack_in refuses a path that would land outside `dest`.
+        if !entry.unpack_in(dest).map_err(|e| bad(format!("it is not a readable .tar ({e})")))? {
+            return Err(bad(format!("it holds {name:?}, a path outside the bundle folder")));
+        }
+    }
     if dest.join(super::MANIFEST).is_file() {
         return Ok(dest.to_path_buf());
     }
@@ -485,6 +523,10 @@ pub fn output_diff(name: &str, golden: &[f32], device: &[f32], per_item: usize, 
 /// tolerance, top-1 agreement.
 fn apply(diff: &CaseDiff, case: &BundleCase, record: &mut Record) {
     record.device_verdict = Some(diff.verdict.clone());
+    if diff.verdict != "pass" {
+        // Outputs the device does not reproduce: the case failed there, whatever it measured.
+        record.status = CaseStatus::Failed;
+    }
     let ratio = |d: &OutputDiff| {
         if d.tolerance_abs > 0.0 {
             d.max_abs_diff / d.tolerance_abs

@@ -343,6 +343,9 @@ fn regression(r: &Record, baseline: Option<&[Record]>, pct: f64) -> (Verdict, St
             "not comparable: the baseline used another model or dataset (sha256 differs)".into(),
         );
     }
+    if r.timing_emulated.is_some() || b.timing_emulated.is_some() {
+        return (Verdict::Inconclusive, "not comparable: one of the two latencies is an emulator's".into());
+    }
     let Some(ratio) = median_ratio_ci(&r.samples_ns, &b.samples_ns) else {
         return (Verdict::Inconclusive, "no raw samples to compare".into());
     };

@@ -125,7 +125,12 @@ pub fn compare_pair(
             first_median_ns: a.latency_median_ns.unwrap_or(f64::NAN),
             other_median_ns: b.latency_median_ns.unwrap_or(f64::NAN),
             verdict: judge(ratio, threshold, machine_ratio(a, b)),
-            delta_top1_pts: a.top1_accuracy.zip(b.top1_accuracy).map(|(x, y)| 100.0 * (y - x)),
+            // Accuracy on other items (a device verifies a bundle's few) is no difference.
+            delta_top1_pts: a
+                .top1_accuracy
+                .zip(b.top1_accuracy)
+                .filter(|_| a.eval_items == b.eval_items)
+                .map(|(x, y)| 100.0 * (y - x)),
         });
     }
     if out.is_empty() {
@@ -255,6 +260,16 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
         .filter(|r| super::devices::is_device_run(&r.records))
         .map(|r| super::devices::DeviceRun::new(&r.dir, r.records.clone()))
         .collect();
+    let first_run = runs[0].records.first().map(|r| r.run_id.as_str()).unwrap_or_default();
+    for d in &devices {
+        if let Some(source) = d.source_run_id.as_deref().filter(|s| *s != first_run) {
+            let _ = writeln!(
+                out,
+                "Note: {} verified a bundle of run {source}, not of run {first_run}: its ratios are against another run's medians.\n",
+                d.dir.display()
+            );
+        }
+    }
     out.push_str(&super::devices::markdown(&super::devices::rows(&runs[0].records, &devices)));
     for (i, other) in runs.iter().enumerate().skip(1) {
         if other.records.iter().all(|r| r.timing_emulated.is_some()) {

@@ -21,12 +21,18 @@ pub struct DeviceRun {
     pub dir: PathBuf,
     pub machine: String,
     pub records: Vec<Record>,
+    /// The workstation run whose bundle it verified (`workstation.jsonl`'s run id), when known.
+    pub source_run_id: Option<String>,
 }
 
 impl DeviceRun {
+    /// The device run in `dir` (its source run read from `workstation.jsonl` there).
     pub fn new(dir: &Path, records: Vec<Record>) -> DeviceRun {
         let machine = records.first().map_or_else(|| "?".to_string(), machine);
-        DeviceRun { dir: dir.to_path_buf(), machine, records }
+        let source_run_id = crate::record::read_records(&dir.join(WORKSTATION_RECORDS))
+            .ok()
+            .and_then(|ws| ws.first().map(|r| r.run_id.clone()));
+        DeviceRun { dir: dir.to_path_buf(), machine, records, source_run_id }
     }
 }
 

@@ -90,10 +90,18 @@ pub fn device_rows(run_dir: &Path, records: &[Record]) -> Vec<devices::DeviceRow
 /// replacing earlier records of the same device runs, so its reports show them.
 pub fn attach_devices(run_dir: &Path, runs: &[devices::DeviceRun]) -> Result<(), ReportError> {
     let path = run_dir.join(TARGET_DEVICES);
+    let own = crate::record::read_records(&run_dir.join("records.jsonl"))?;
+    let own_id = own.first().map(|r| r.run_id.clone()).unwrap_or_default();
+    // Only the device runs of this run's bundles: another run's medians would make false ratios.
+    let runs: Vec<&devices::DeviceRun> =
+        runs.iter().filter(|d| d.source_run_id.as_deref().is_none_or(|s| s == own_id)).collect();
     let ids: Vec<&str> = runs.iter().flat_map(|d| d.records.iter().map(|r| r.run_id.as_str())).collect();
     let mut kept: Vec<Record> = crate::record::read_records(&path)
         .map(|rs| rs.into_iter().filter(|r| !ids.contains(&r.run_id.as_str())).collect())
         .unwrap_or_default();
+    if runs.is_empty() {
+        return Ok(());
+    }
     kept.extend(runs.iter().flat_map(|d| d.records.iter().cloned()));
     let mut text = String::new();
     for r in &kept {
