@@ -130,11 +130,14 @@ if [ -z "${smoke_dir:-}" ]; then
   say "error: the cuda-smoke run left no folder to bundle: the device validation did not run"
   exit 1
 fi
+# Which cases: the CUDA ones (QBENCH_BUNDLE_CASES replaces the filter, e.g. 'backend=*-cpu' to try
+# this stage on a machine without a GPU).
+cases=${QBENCH_BUNDLE_CASES:-backend=*-cuda}
 bundle="$out/cuda.qbundle"
 rm -rf "$bundle" "$bundle.tar" "$out/device-run"
-say "== bundling the CUDA cases of $smoke_dir"
+say "== bundling the cases $cases of $smoke_dir"
 s=0
-"$bin" bundle "$smoke_dir" --cases 'backend=*-cuda' --items 256 -o "$bundle" 2>&1 | tee -a "$log" || s=$?
+"$bin" bundle "$smoke_dir" --cases "$cases" --items 256 -o "$bundle" 2>&1 | tee -a "$log" || s=$?
 if [ "$s" -ne 0 ]; then
   say "== bundle failed (exit $s): no CUDA case was measured, or it could not be rebuilt (see above)"
   exit 1

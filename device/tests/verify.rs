@@ -504,3 +504,35 @@ fn compare_and_report_put_the_device_beside_the_workstation() {
     let own = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(own.matches("<tr class=\"device-pass\">").count(), 6);
 }
+
+/// The device runner's dependency graph, as cargo resolves it for this crate alone (what a
+/// cross build compiles): the engines, none of the reporting stack.
+#[test]
+fn the_device_runner_links_none_of_the_reporting_stack() {
+    let o = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-p",
+            "qbench-device",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let tree = String::from_utf8_lossy(&o.stdout);
+    let has = |krate: &str| tree.lines().any(|l| l.split_whitespace().next() == Some(krate));
+    for reporting in ["plotters", "askama", "indicatif", "parquet", "csv", "quick-junit", "dejavu"] {
+        assert!(!has(reporting), "qbench-device depends on {reporting}:\n{tree}");
+    }
+    for engine in ["tract-onnx", "candle-core", "candle-nn"] {
+        assert!(has(engine), "qbench-device lacks {engine}:\n{tree}");
+    }
+}
