@@ -111,7 +111,15 @@ say "== LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 say "== what qbench makes of this machine's GPU"
 "$bin" list backends 2>&1 | grep -- "-cuda " | sed 's/^ *\([a-z-]*\) .*\[/\1 [/' | tee -a "$log" || true
 status=0
-for suite in cuda-smoke cuda-lm; do
+# QBENCH_SMOKE_RUN=<run folder>: only the device stage below, on that run (an earlier GPU run's,
+# or, with QBENCH_BUNDLE_CASES, a CPU run's to try the stage on a machine without a GPU).
+suites="cuda-smoke cuda-lm"
+if [ -n "${QBENCH_SMOKE_RUN:-}" ]; then
+  suites=""
+  smoke_dir=$QBENCH_SMOKE_RUN
+  say "== the device stage only, on $smoke_dir"
+fi
+for suite in $suites; do
   started=$(date +%s)
   s=0
   "$bin" run "suites/$suite.toml" --out "$out" 2>&1 | tee -a "$log" || s=$?

@@ -476,6 +476,8 @@ fn compare_and_report_put_the_device_beside_the_workstation() {
         [qbench::report::compare::load_run(&f.run_dir).unwrap(), qbench::report::compare::load_run(&out).unwrap()];
     let table = qbench::report::compare::render(&runs, 0.02, false).unwrap();
     assert!(table.contains("## Target devices") && table.contains("6 of 6 bundled case(s) passed"), "{table}");
+    // The device took no machine check: said so, not shown as a 0% spread.
+    assert!(table.contains("% and not measured."), "{table}");
     for r in &device_records {
         let ws = f
             .run_records

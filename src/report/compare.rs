@@ -167,6 +167,15 @@ pub fn noise_floor(run: &Run) -> f64 {
     drift(&probes).unwrap_or(0.0)
 }
 
+/// The machine check's spread within a run as the comparison prints it; "not measured" for a run
+/// that took no machine check (a target device's verification).
+fn spread_text(run: &Run) -> String {
+    match run.records.iter().any(|r| r.noise_probe_ns.is_some()) {
+        true => format!("{:.1}%", 100.0 * noise_floor(run)),
+        false => "not measured".into(),
+    }
+}
+
 /// The environment fields that differ between runs: `(field, value per run)`.
 pub fn environment_differences(runs: &[Run]) -> Vec<(String, Vec<String>)> {
     let values: Vec<serde_json::Map<String, serde_json::Value>> = runs
@@ -292,14 +301,14 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
         }
         let _ = writeln!(
             out,
-            "{} against {}: ratio = median {} / median {}, 95% interval for autocorrelated samples; verdict against a practical threshold of ±{:.0}% (faster / slower: the whole interval beyond it; same: the whole interval within it; inconclusive: neither). The machine check (a fixed CPU workload timed before the cases, at most every 2 s) is context, not part of the verdict; its spread within the runs: {:.1}% and {:.1}%.\n",
+            "{} against {}: ratio = median {} / median {}, 95% interval for autocorrelated samples; verdict against a practical threshold of ±{:.0}% (faster / slower: the whole interval beyond it; same: the whole interval within it; inconclusive: neither). The machine check (a fixed CPU workload timed before the cases, at most every 2 s) is context, not part of the verdict; its spread within the runs: {} and {}.\n",
             label(i),
             label(0),
             i + 1,
             1,
             100.0 * threshold,
-            100.0 * noise_floor(&runs[0]),
-            100.0 * noise_floor(other),
+            spread_text(&runs[0]),
+            spread_text(other),
         );
         let _ = writeln!(
             out,
