@@ -89,7 +89,8 @@ pub fn rows(workstation: &[Record], devices: &[DeviceRun]) -> Vec<DeviceRow> {
             let verdict = r.device_verdict.clone().unwrap_or_else(|| "error".into());
             out.push(DeviceRow {
                 case: format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch),
-                machine: d.machine.clone(),
+                // The run too: two device runs on alike machines stay apart.
+                machine: format!("{} · {}", d.machine, r.run_id),
                 reason: if verdict == "pass" { String::new() } else { r.error.clone().unwrap_or_default() },
                 verdict,
                 worst,
