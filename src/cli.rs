@@ -55,6 +55,11 @@ pub enum Command {
         /// reports, no gates: the parent run does those over every case).
         #[arg(long, hide = true)]
         case_process: bool,
+        /// List the cases the run would measure (with --shard/--only-case, those it selects),
+        /// each with what its backend expects to make of it, and the reason of each it would skip
+        /// or refuse; reads the model files, measures nothing, writes nothing.
+        #[arg(long, conflicts_with_all = ["resume", "isolate", "baseline"])]
+        dry_run: bool,
     },
     /// Join run folders (the shards of one suite) into one run folder, and write its reports.
     ///

@@ -36,7 +36,18 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { suite, resume, out, quiet, baseline, shard, isolate, only_case, threads, case_process } => {
+        Command::Run { suite, dry_run: true, shard, only_case, threads, .. } => {
+            let path = suite.context("give a suite file (e.g. suites/quickstart.toml)")?;
+            let mut suite = Suite::load(&path)?;
+            if let Some(threads) = threads {
+                suite.threads = threads as usize;
+            }
+            print!("{}", dry_run(&suite, shard.as_ref(), only_case)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            suite, resume, out, quiet, baseline, shard, isolate, only_case, threads, case_process, ..
+        } => {
             // Resumed: the suite and the options that chose the cases are the run's own.
             let manifest = resume.as_deref().map(run::RunManifest::read).transpose()?;
             let (suite, shard, only_case, threads, isolate) = match &manifest {
@@ -484,6 +495,55 @@ fn check_on_engines(suite: &Suite, name: &str, model: &qbench::model::LoadedMode
 /// What the run will do with the cases that do not simply run, as the backends answer before
 /// anything runs: the reasons cases will be skipped, and the cases `require_native` will refuse,
 /// with how many each.
+/// `run --dry-run`: every case the run would select, by its case index, with its backend's
+/// expectation (what `run` records before measuring), and the reason of each skip or refusal.
+fn dry_run(suite: &Suite, shard: Option<&qbench::suite::Shard>, only_case: Option<usize>) -> anyhow::Result<String> {
+    use qbench::backend::{ModelQuery, Realization};
+    use std::fmt::Write;
+    let models = load_models(suite)?;
+    let cases = qbench::suite::expand(suite);
+    let in_shard = shard.map(|s| s.selects(&cases));
+    let mut out = String::new();
+    let (mut measured, mut skipped, mut refused) = (0, 0, 0);
+    for (index, case) in cases.iter().enumerate() {
+        if only_case.is_some_and(|i| i != index) || in_shard.as_ref().is_some_and(|s| !s[index]) {
+            continue;
+        }
+        let model = &models[case.model];
+        let (plan, expected) = qbench::run::expectation(suite, case, ModelQuery::loaded(model), &model.layers);
+        let what = match &expected {
+            Realization::Unsupported(why) => {
+                skipped += 1;
+                format!("skip: {why}")
+            }
+            other if suite.require_native && *other != Realization::Native => {
+                refused += 1;
+                format!("refused by require_native: expected {}", other.name())
+            }
+            other => {
+                measured += 1;
+                format!("expected {}", other.name())
+            }
+        };
+        let overrides = plan.describe_overrides();
+        let overrides = if overrides.is_empty() { String::new() } else { format!(" [{overrides}]") };
+        let _ = writeln!(
+            out,
+            "{index:>4}  {} / {}{overrides} / {} / batch {}: {what}",
+            suite.models[case.model].name,
+            case.scheme.name(),
+            case.backend.name(),
+            case.batch
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} case(s) selected: {measured} to measure, {skipped} to skip, {refused} to refuse (dry run: nothing measured or written)",
+        measured + skipped + refused
+    );
+    Ok(out)
+}
+
 fn expectations(
     suite: &Suite,
     models: &[qbench::model::LoadedModel],

@@ -1180,3 +1180,36 @@ fn reading_a_missing_or_corrupt_records_file_is_a_read_error_naming_line_and_fie
         assert!(!stderr(&o).contains("has no records"), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `run --dry-run` lists what the run would do: each case at its case index with the expectation
+/// the run then records (`expected_realization`), skips with their reason; it writes nothing.
+#[test]
+fn a_dry_run_lists_the_cases_the_run_then_measures_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let suite = quant_suite(d, r#"["f32", "q4k", "int8-dynamic"]"#, "");
+    let text = std::fs::read_to_string(&suite).unwrap().replace("[100]", "[1]");
+    std::fs::write(&suite, text).unwrap();
+    let o = qbench(d, &["run", suite.to_str().unwrap(), "--dry-run", "--out", "dry"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!d.join("dry").exists(), "a dry run wrote {}", d.join("dry").display());
+    // The same suite, run for real (one case, to stay quick).
+    let o = qbench(d, &["run", suite.to_str().unwrap(), "--out", "real", "--only-case", "1", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = std::fs::read_dir(d.join("real/t")).unwrap().next().unwrap().unwrap().path();
+    let records = qbench::record::read_records(&run.join("records.jsonl")).unwrap();
+    // 2 models × 3 schemes × 2 backends × 1 batch.
+    let planned = 2 * 3 * 2;
+    let lines: Vec<&str> = listing.lines().filter(|l| l.contains(" / batch ")).collect();
+    assert_eq!(lines.len(), planned, "{listing}");
+    assert!(listing.contains(&format!("{planned} case(s) selected")), "{listing}");
+    let r = &records[0];
+    let line = lines.iter().find(|l| l.trim_start().starts_with(&format!("{} ", r.case_index))).unwrap();
+    assert!(line.contains(&format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch)), "{line}");
+    assert!(line.ends_with(&format!("expected {}", r.expected_realization)), "{line} vs {}", r.expected_realization);
+    // --only-case selects the one case.
+    let o = qbench(d, &["run", suite.to_str().unwrap(), "--dry-run", "--only-case", "1"]);
+    let one = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(one.contains("1 case(s) selected") && one.lines().next().unwrap().trim_start().starts_with("1 "), "{one}");
+}
