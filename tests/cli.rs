@@ -846,13 +846,25 @@ fn a_failing_gate_exits_2_with_junit_numbers_and_a_loosened_one_exits_0() {
     .unwrap();
     let o = qbench(dir.path(), &["check", run_dir.to_str().unwrap(), "--baseline", run_dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
-    let mut fast = read_records(&run_dir.join("records.jsonl")).unwrap();
+    // The gate's decision on a known ratio, not on this machine's noise: a noisy CI machine can
+    // rightly call a halved copy of its own samples inconclusive, so both sides get a fixed,
+    // tightly spread series (the interval arithmetic has its own tests in measure::stats).
+    let series = |scale: u64| -> Vec<u64> { (0..200u64).map(|i| scale * (100_000 + (i * 37) % 1000)).collect() };
+    let write = |path: &Path, records: &[Record]| {
+        std::fs::write(path, records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect::<String>())
+            .unwrap()
+    };
+    let mut current = read_records(&run_dir.join("records.jsonl")).unwrap();
+    for r in &mut current {
+        r.set_latency(series(2), r.batch);
+    }
+    write(&run_dir.join("records.jsonl"), &current);
+    let mut fast = current.clone();
     for r in &mut fast {
-        let halved: Vec<u64> = r.samples_ns.iter().map(|s| s / 2).collect();
-        r.set_latency(halved, r.batch);
+        r.set_latency(series(1), r.batch);
     }
     let base = dir.path().join("fast.jsonl");
-    std::fs::write(&base, fast.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect::<String>()).unwrap();
+    write(&base, &fast);
     let o = qbench(dir.path(), &["check", run_dir.to_str().unwrap(), "--baseline", base.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(2), "{out}");
