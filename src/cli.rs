@@ -25,7 +25,7 @@ pub enum Command {
         /// Go on with an interrupted run: measure only the cases its folder has no record of,
         /// adding them to its records.jsonl. The suite, its options and the files it reads come
         /// from the run's run.json; it refuses if any of them changed since.
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["suite", "out", "shard", "only_case", "threads", "isolate"])]
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["suite", "out", "shard", "filter", "only_case", "threads", "isolate"])]
         resume: Option<PathBuf>,
         /// Output folder (default: the suite's [output] dir, else ./reports).
         #[arg(long)]
@@ -40,6 +40,12 @@ pub enum Command {
         /// Cases are dealt out by (model, backend, batch) group, the same way on every machine.
         #[arg(long, value_name = "K/N", value_parser = qbench::suite::Shard::parse)]
         shard: Option<qbench::suite::Shard>,
+        /// Run only the cases whose fields match: `field=glob[,glob…]`, fields joined by commas,
+        /// e.g. 'model=cnn,scheme=int8-*,q4k,batch=1' (fields: model, scheme, backend, device,
+        /// batch, threads). Case indices stay the suite's; `check` judges the run on the cases it
+        /// selected, and `--resume` selects them again.
+        #[arg(long, value_name = "FILTER", value_parser = qbench::suite::CaseFilter::parse)]
+        filter: Option<qbench::suite::CaseFilter>,
         /// Run each case in a fresh process: its memory figures are its own (with the process's
         /// peak resident set), and a case that crashes its process fails alone.
         #[arg(long)]
@@ -55,7 +61,7 @@ pub enum Command {
         /// reports, no gates: the parent run does those over every case).
         #[arg(long, hide = true)]
         case_process: bool,
-        /// List the cases the run would measure (with --shard/--only-case, those it selects),
+        /// List the cases the run would measure (with --filter/--shard/--only-case, those they select),
         /// each with what its backend expects to make of it, and the reason of each it would skip
         /// or refuse; reads the model files, measures nothing, writes nothing.
         #[arg(long, conflicts_with_all = ["resume", "isolate", "baseline"])]

@@ -36,29 +36,47 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { suite, dry_run: true, shard, only_case, threads, .. } => {
+        Command::Run { suite, dry_run: true, shard, filter, only_case, threads, .. } => {
             let path = suite.context("give a suite file (e.g. suites/quickstart.toml)")?;
             let mut suite = Suite::load(&path)?;
             if let Some(threads) = threads {
                 suite.threads = threads as usize;
             }
-            print!("{}", dry_run(&suite, shard.as_ref(), only_case)?);
+            print!("{}", dry_run(&suite, shard, filter.as_ref(), only_case)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
-            suite, resume, out, quiet, baseline, shard, isolate, only_case, threads, case_process, ..
+            suite,
+            resume,
+            out,
+            quiet,
+            baseline,
+            shard,
+            filter,
+            isolate,
+            only_case,
+            threads,
+            case_process,
+            ..
         } => {
             // Resumed: the suite and the options that chose the cases are the run's own.
             let manifest = resume.as_deref().map(run::RunManifest::read).transpose()?;
-            let (suite, shard, only_case, threads, isolate) = match &manifest {
+            let (suite, shard, filter, only_case, threads, isolate) = match &manifest {
                 Some(m) => {
                     let shard =
                         m.shard.as_deref().map(qbench::suite::Shard::parse).transpose().map_err(anyhow::Error::msg)?;
-                    (m.suite_file.clone(), shard, m.only_case, Some(m.threads as u16), m.isolate)
+                    let filter = m
+                        .filter
+                        .as_deref()
+                        .map(qbench::suite::CaseFilter::parse)
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("the run's filter in run.json does not parse: {e}"))?;
+                    (m.suite_file.clone(), shard, filter, m.only_case, Some(m.threads as u16), m.isolate)
                 }
                 None => (
                     suite.context("give a suite file (e.g. suites/quickstart.toml), or --resume <run dir>")?,
                     shard,
+                    filter,
                     only_case,
                     threads,
                     isolate,
@@ -71,7 +89,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             // A progress bar on a terminal; plain lines otherwise (CI logs, pipes).
             use std::io::IsTerminal;
             let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-                let bar = indicatif::ProgressBar::new(qbench::suite::expand(&suite).len() as u64);
+                let cases = qbench::suite::expand(&suite);
+                let selected = qbench::suite::select(&suite, &cases, filter.as_ref(), shard).unwrap_or_default();
+                let total = if only_case.is_some() { 1 } else { selected.iter().filter(|s| **s).count() };
+                let bar = indicatif::ProgressBar::new(total as u64);
                 if let Ok(style) = indicatif::ProgressStyle::with_template(
                     "{bar:40} {pos}/{len} cases, {elapsed} elapsed, ~{eta} left",
                 ) {
@@ -98,6 +119,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let options = RunOptions {
                 out_dir: out,
                 shard,
+                filter,
                 isolate,
                 only_case,
                 resume,
@@ -497,16 +519,25 @@ fn check_on_engines(suite: &Suite, name: &str, model: &qbench::model::LoadedMode
 /// with how many each.
 /// `run --dry-run`: every case the run would select, by its case index, with its backend's
 /// expectation (what `run` records before measuring), and the reason of each skip or refusal.
-fn dry_run(suite: &Suite, shard: Option<&qbench::suite::Shard>, only_case: Option<usize>) -> anyhow::Result<String> {
+fn dry_run(
+    suite: &Suite,
+    shard: Option<qbench::suite::Shard>,
+    filter: Option<&qbench::suite::CaseFilter>,
+    only_case: Option<usize>,
+) -> anyhow::Result<String> {
     use qbench::backend::{ModelQuery, Realization};
     use std::fmt::Write;
-    let models = load_models(suite)?;
     let cases = qbench::suite::expand(suite);
-    let in_shard = shard.map(|s| s.selects(&cases));
+    let selected = qbench::suite::select(suite, &cases, filter, shard)
+        .map_err(|reason| anyhow::anyhow!("--filter {:?}: {reason}", filter.map(|f| f.text()).unwrap_or_default()))?;
+    if let Some(i) = only_case.filter(|&i| i >= cases.len()) {
+        bail!("the suite has no case {i} (its cases are 0 to {})", cases.len().saturating_sub(1));
+    }
+    let models = load_models(suite)?;
     let mut out = String::new();
     let (mut measured, mut skipped, mut refused) = (0, 0, 0);
     for (index, case) in cases.iter().enumerate() {
-        if only_case.is_some_and(|i| i != index) || in_shard.as_ref().is_some_and(|s| !s[index]) {
+        if only_case.is_some_and(|i| i != index) || !selected[index] {
             continue;
         }
         let model = &models[case.model];

@@ -140,8 +140,9 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> Result<Merg
     // leaves its cases missing, named.
     let manifests: Option<Vec<crate::run::RunManifest>> =
         runs.iter().map(|d| crate::run::RunManifest::read(d).ok()).collect();
+    // Shards of differently filtered runs plan different case lists: then each run's own.
     let whole_suite = manifests
-        .filter(|m| m.iter().all(|m| m.shard.is_some() && !m.suite_cases.is_empty()))
+        .filter(|m| m.iter().all(|x| x.shard.is_some() && !x.suite_cases.is_empty() && x.filter == m[0].filter))
         .and_then(|m| m.into_iter().next())
         .map(|m| m.suite_cases);
     let planned: Option<Vec<Vec<crate::record::PlannedCase>>> = match whole_suite {

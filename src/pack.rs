@@ -19,6 +19,7 @@ use crate::data::Dataset;
 use crate::explain::{rebuild_record, ExplainError, Rebuilt};
 use crate::measure::outputs::OutputValues;
 use crate::record::{CaseStatus, Record};
+use crate::suite::CaseFilter;
 
 /// The cases to pack and how.
 #[derive(Debug, Clone)]
@@ -104,69 +105,6 @@ pub enum PackError {
     },
     #[error(transparent)]
     Records(#[from] crate::record::RecordError),
-}
-
-/// A case filter: each field's globs (any may match), every field must match.
-#[derive(Debug, Clone, Default)]
-pub struct CaseFilter {
-    fields: Vec<(String, Vec<glob::Pattern>)>,
-}
-
-/// The record fields a filter can name.
-pub const FILTER_FIELDS: &[&str] = &["model", "scheme", "backend", "device", "batch", "threads"];
-
-impl CaseFilter {
-    /// `field=glob[,glob…]` groups separated by commas: a piece without `=` is one more glob for
-    /// the field before it (`scheme=int8-*,q4k`).
-    pub fn parse(text: &str) -> Result<CaseFilter, String> {
-        let mut fields: Vec<(String, Vec<glob::Pattern>)> = Vec::new();
-        for piece in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (field, pattern) = match piece.split_once('=') {
-                Some((f, p)) => {
-                    let f = f.trim();
-                    if !FILTER_FIELDS.contains(&f) {
-                        return Err(format!("unknown field \"{f}\"; use {}", FILTER_FIELDS.join(", ")));
-                    }
-                    if fields.iter().any(|(g, _)| g == f) {
-                        return Err(format!(
-                            "{f} is named twice, and a case has one {f}: list the alternatives after one {f}= (e.g. {f}=a,b)"
-                        ));
-                    }
-                    fields.push((f.to_string(), Vec::new()));
-                    (f.to_string(), p.trim())
-                }
-                None => match fields.last() {
-                    Some((f, _)) => (f.clone(), piece),
-                    None => {
-                        return Err(format!("\"{piece}\" names no field; write field=pattern, e.g. scheme={piece}"))
-                    }
-                },
-            };
-            let glob = glob::Pattern::new(pattern).map_err(|e| format!("{field}={pattern}: {e}"))?;
-            if let Some((_, globs)) = fields.last_mut() {
-                globs.push(glob);
-            }
-        }
-        if fields.is_empty() {
-            return Err("it is empty; write field=pattern, e.g. scheme=int8-*".into());
-        }
-        Ok(CaseFilter { fields })
-    }
-
-    pub fn matches(&self, r: &Record) -> bool {
-        self.fields.iter().all(|(field, globs)| {
-            let value = match field.as_str() {
-                "model" => r.model.clone(),
-                "scheme" => r.scheme.clone(),
-                "backend" => r.backend.clone(),
-                "device" => r.device.clone(),
-                "batch" => r.batch.to_string(),
-                "threads" => r.threads.to_string(),
-                _ => return false,
-            };
-            globs.iter().any(|g| g.matches(&value))
-        })
-    }
 }
 
 fn describe(r: &Record) -> String {
@@ -562,25 +500,6 @@ fn write_tar(dir: &Path, tar_path: &Path) -> Result<(), PackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(model: &str, scheme: &str, backend: &str, batch: usize) -> Record {
-        Record { model: model.into(), scheme: scheme.into(), backend: backend.into(), batch, ..Default::default() }
-    }
-
-    #[test]
-    fn a_filter_takes_alternatives_per_field_and_every_field() {
-        let f = CaseFilter::parse("scheme=int8-*,q4k").unwrap();
-        assert!(f.matches(&rec("mlp", "int8-pc-sym", "tract-cpu", 1)));
-        assert!(f.matches(&rec("cnn", "q4k", "candle-cpu", 32)));
-        assert!(!f.matches(&rec("cnn", "f32", "candle-cpu", 32)));
-        let f = CaseFilter::parse("model=cnn, scheme=int8-*,batch=1").unwrap();
-        assert!(f.matches(&rec("cnn", "int8-pc-sym", "tract-cpu", 1)));
-        assert!(!f.matches(&rec("mlp", "int8-pc-sym", "tract-cpu", 1)));
-        assert!(!f.matches(&rec("cnn", "int8-pc-sym", "tract-cpu", 32)));
-        for bad in ["q4k", "colour=red", "", "scheme=["] {
-            assert!(CaseFilter::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn the_tar_sits_beside_the_folder() {

@@ -1225,3 +1225,69 @@ fn a_dry_run_lists_the_cases_the_run_then_measures_and_writes_nothing() {
     let one = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(one.contains("1 case(s) selected") && one.lines().next().unwrap().trim_start().starts_with("1 "), "{one}");
 }
+
+#[test]
+fn a_filtered_run_measures_its_cases_is_complete_for_check_and_resumes_with_its_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gate = "\n[[gates]]\nmin_top1 = 0.5\n";
+    let suite = quant_suite(d, r#"["f32", "int8-pc-sym", "f16"]"#, gate);
+    let s = suite.to_str().unwrap();
+    let filter = "model=mlp,scheme=int8-*,f32,backend=tract-cpu";
+    // The dry run lists the cases the filter selects: mlp, two schemes, one backend, one batch.
+    let o = qbench(d, &["run", s, "--dry-run", "--filter", filter]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    let listed: Vec<usize> = listing
+        .lines()
+        .filter(|l| l.contains(" / batch "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2, "{listing}");
+    assert!(listing
+        .lines()
+        .filter(|l| l.contains(" / batch "))
+        .all(|l| l.contains("mlp / ") && l.contains("tract-cpu")));
+    let o = qbench(d, &["run", s, "--filter", filter, "--out", "out", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run_dir = only_run_dir(d);
+    let records = read_records(&run_dir.join("records.jsonl")).unwrap();
+    let mut got: Vec<usize> = records.iter().map(|r| r.case_index).collect();
+    got.sort();
+    assert_eq!(got, listed, "the run measured the cases the dry run listed, under the suite's case indices");
+    assert!(records.iter().all(|r| r.model == "mlp" && r.backend == "tract-cpu" && r.scheme != "f16"));
+    let planned: Vec<qbench::record::PlannedCase> =
+        serde_json::from_slice(&std::fs::read(run_dir.join("cases.json")).unwrap()).unwrap();
+    assert_eq!(planned.iter().map(|p| p.case_index).collect::<Vec<_>>(), listed);
+    let manifest = qbench::run::RunManifest::read(&run_dir).unwrap();
+    assert_eq!(manifest.filter.as_deref(), Some(filter));
+    assert_eq!(manifest.suite_cases.len(), 2, "a merge of this run's shards plans the filtered cases");
+    // `check` judges the run on its own cases: complete, the gate passes (exit 0, not 3).
+    let o = qbench(d, &["check", run_dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    // Interrupted after its first case: --resume selects the filter's cases again and measures
+    // only the missing one.
+    let text = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    let first = text.lines().next().unwrap().to_string() + "\n";
+    std::fs::write(run_dir.join("records.jsonl"), &first).unwrap();
+    let o = qbench(d, &["check", run_dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "a run missing a filtered case is not a pass");
+    let o = qbench(d, &["run", "--resume", run_dir.to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed = read_records(&run_dir.join("records.jsonl")).unwrap();
+    let mut again: Vec<usize> = resumed.iter().map(|r| r.case_index).collect();
+    again.sort();
+    assert_eq!(again, listed);
+    // A filter cannot be changed on resume.
+    let o = qbench(d, &["run", "--resume", run_dir.to_str().unwrap(), "--filter", "model=cnn"]);
+    assert_eq!(o.status.code(), Some(1));
+    // A typo names the values there are; a filter no case meets all of says so; a bad field is
+    // named with the fields there are. Nothing is written.
+    std::fs::remove_dir_all(d.join("out")).unwrap();
+    assert_clean_error(&qbench(d, &["run", s, "--filter", "model=cnnn"]), &["model=cnnn", "(mlp, cnn)"]);
+    assert_clean_error(&qbench(d, &["run", s, "--filter", "scheme=f16,batch=1"]), &["batch=1", "(100)"]);
+    let o = qbench(d, &["run", s, "--dry-run", "--filter", "colour=red"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown field \"colour\"; use model, scheme"), "{}", stderr(&o));
+    assert!(!d.join("out").exists());
+}

@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     /// Runs only this shard of the cases (`--shard k/n`).
     pub shard: Option<crate::suite::Shard>,
+    /// Runs only the cases this filter matches (`--filter 'model=cnn,scheme=int8-*'`); with
+    /// `shard`, that shard of them.
+    pub filter: Option<crate::suite::CaseFilter>,
     /// Runs every case in a fresh process of this qbench executable (`--isolate`): memory
     /// figures of the case alone, and a crash costs only its case.
     pub isolate: Option<PathBuf>,
@@ -99,6 +102,8 @@ pub enum RunError {
     },
     #[error("cannot resume the run in {dir}: {reason}")]
     Resume { dir: PathBuf, reason: String },
+    #[error("--filter {filter:?}: {reason}")]
+    Filter { filter: String, reason: String },
     #[error("the suite has no case {index} (its cases are 0 to {last})")]
     NoSuchCase { index: usize, last: usize },
 }
@@ -169,7 +174,15 @@ pub fn expectation(
 /// Runs every case of `suite`; `progress` receives each step as it happens.
 pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)) -> Result<RunSummary, RunError> {
     let cases = expand(suite);
-    let mut selected = options.shard.map_or_else(|| vec![true; cases.len()], |s| s.selects(&cases));
+    let mut selected =
+        crate::suite::select(suite, &cases, options.filter.as_ref(), options.shard).map_err(|reason| {
+            RunError::Filter {
+                filter: options.filter.as_ref().map(|f| f.text().to_string()).unwrap_or_default(),
+                reason,
+            }
+        })?;
+    // The cases the filter leaves in, whichever shard this is: a merge of the shards plans these.
+    let filtered = crate::suite::select(suite, &cases, options.filter.as_ref(), None).unwrap_or_default();
     if let Some(only) = options.only_case {
         if only >= cases.len() {
             return Err(RunError::NoSuchCase { index: only, last: cases.len().saturating_sub(1) });
@@ -198,10 +211,11 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
         })
         .collect();
     let planned: Vec<PlannedCase> = all.iter().filter(|p| selected[p.case_index]).cloned().collect();
+    let all: Vec<PlannedCase> = all.into_iter().filter(|p| filtered[p.case_index]).collect();
     // A run of one case (what --isolate's case processes do) is not resumable: no manifest, so
     // its model files are not hashed once per case.
     let manifest = match options.only_case {
-        None => Some(RunManifest::of(suite, options.shard.map(|s| s.name()), None, options.isolate.is_some(), all)?),
+        None => Some(RunManifest::of(suite, options, all)?),
         Some(_) => None,
     };
     let (mut folder, previous) = match (&options.resume, &manifest) {
@@ -252,8 +266,13 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     if env.debug_build {
         progress(&Event::Warning("this is a debug build; timings are 10-100× slower than release and are not representative. Use cargo run --release.".into()));
     }
-    if let Some(shard) = options.shard {
-        progress(&Event::Shard { name: shard.name(), selected: total_planned, cases: cases.len() });
+    let selection = [
+        options.shard.map(|s| format!("shard {}", s.name())),
+        options.filter.as_ref().map(|f| format!("filter {:?}", f.text())),
+    ];
+    let selection: Vec<String> = selection.into_iter().flatten().collect();
+    if !selection.is_empty() {
+        progress(&Event::Shard { name: selection.join(", "), selected: total_planned, cases: cases.len() });
     }
     if options.resume.is_some() {
         progress(&Event::Warning(format!(

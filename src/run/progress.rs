@@ -17,6 +17,8 @@ pub enum Event<'a> {
     /// A note about a model (its reference could not run, an override matched nothing).
     Note(String),
     /// Only a shard of the suite runs.
+    /// The cases a `--shard` and/or `--filter` selected: `name` says which (`shard 2/4`,
+    /// `filter "scheme=int8-*"`).
     Shard { name: String, selected: usize, cases: usize },
     /// A case ended (measured, skipped or failed) and its record is written.
     Case { done: usize, total: usize, record: &'a Record },
@@ -40,7 +42,7 @@ impl fmt::Display for Event<'_> {
             Event::Warning(w) => write!(f, "WARNING: {w}"),
             Event::Note(n) => f.write_str(n),
             Event::Shard { name, selected, cases } => {
-                write!(f, "shard {name}: {selected} of the suite's {cases} cases")
+                write!(f, "{name}: {selected} of the suite's {cases} cases")
             }
             Event::Case { done, total, record: r } => {
                 write!(f, "[{done}/{total}] {} {} {} batch {}: ", r.model, r.scheme, r.backend, r.batch)?;

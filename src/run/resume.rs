@@ -22,12 +22,15 @@ pub struct RunManifest {
     pub inputs: Vec<InputHash>,
     /// `--shard k/n`, when given.
     pub shard: Option<String>,
+    /// `--filter`, as written, when given: the run's cases are those it selects.
+    #[serde(default)]
+    pub filter: Option<String>,
     pub only_case: Option<usize>,
     /// The backends' thread count (the suite's, or `--threads`).
     pub threads: usize,
     pub isolate: bool,
-    /// Every case of the suite, whichever shard this run is: a merge of shards plans the
-    /// whole suite from it, so a missing shard's cases are named.
+    /// Every case of the suite the filter selects (all, without one), whichever shard this run
+    /// is: a merge of shards plans the whole suite from it, so a missing shard's cases are named.
     #[serde(default)]
     pub suite_cases: Vec<crate::record::PlannedCase>,
     /// How calibration items are chosen (`data::split`), when the suite holds some out: a run
@@ -50,9 +53,7 @@ impl RunManifest {
     /// The manifest of a run of `suite` with these options, hashing every input now.
     pub fn of(
         suite: &Suite,
-        shard: Option<String>,
-        only_case: Option<usize>,
-        isolate: bool,
+        options: &super::RunOptions,
         suite_cases: Vec<crate::record::PlannedCase>,
     ) -> Result<Self, RunError> {
         let suite_file = std::path::absolute(&suite.file).unwrap_or_else(|_| suite.file.clone());
@@ -69,10 +70,11 @@ impl RunManifest {
             suite_file,
             suite_sha256: suite.sha256.clone(),
             inputs,
-            shard,
-            only_case,
+            shard: options.shard.map(|s| s.name()),
+            filter: options.filter.as_ref().map(|f| f.text().to_string()),
+            only_case: options.only_case,
             threads: suite.threads,
-            isolate,
+            isolate: options.isolate.is_some(),
             suite_cases,
             calibration_selection: suite.calibration.as_ref().map(|c| c.selection.describe()),
         })
@@ -106,10 +108,10 @@ impl RunManifest {
         if self.inputs.len() != now.inputs.len() {
             return Some("the suite reads other files than when the run started".into());
         }
-        if (&self.shard, self.only_case, self.threads, self.isolate)
-            != (&now.shard, now.only_case, now.threads, now.isolate)
+        if (&self.shard, &self.filter, self.only_case, self.threads, self.isolate)
+            != (&now.shard, &now.filter, now.only_case, now.threads, now.isolate)
         {
-            return Some("the run's options (shard, case, threads, isolation) differ".into());
+            return Some("the run's options (shard, filter, case, threads, isolation) differ".into());
         }
         if self.calibration_selection != now.calibration_selection {
             return Some(format!(

@@ -30,6 +30,29 @@ pub fn expand(suite: &Suite) -> Vec<Case> {
     cases
 }
 
+/// Which of `cases` a run selects: those `filter` matches, then `shard`'s part of those (shards
+/// deal out the filtered cases, so every shard of a filtered run gets some). An error says why
+/// the filter selects nothing.
+pub fn select(
+    suite: &Suite,
+    cases: &[Case],
+    filter: Option<&super::CaseFilter>,
+    shard: Option<Shard>,
+) -> Result<Vec<bool>, String> {
+    let mut selected = match filter {
+        Some(f) => f.select(suite, cases)?,
+        None => vec![true; cases.len()],
+    };
+    if let Some(shard) = shard {
+        let kept: Vec<usize> = (0..cases.len()).filter(|&i| selected[i]).collect();
+        let sub: Vec<Case> = kept.iter().map(|&i| cases[i]).collect();
+        for (&i, s) in kept.iter().zip(shard.selects(&sub)) {
+            selected[i] = s;
+        }
+    }
+    Ok(selected)
+}
+
 /// A `--shard` value that is not `k/n` with 1 ≤ k ≤ n.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("--shard {0:?}: expected k/n with 1 ≤ k ≤ n, e.g. --shard 2/4 for the second of four")]

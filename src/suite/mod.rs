@@ -7,11 +7,13 @@
 
 mod case;
 mod diagnostic;
+mod filter;
 mod gates;
 pub mod spec;
 
-pub use case::{expand, Case, Shard};
+pub use case::{expand, select, Case, Shard};
 pub use diagnostic::SuiteError;
+pub use filter::{CaseFilter, FILTER_FIELDS};
 pub use gates::gates_of;
 
 use std::path::{Path, PathBuf};
