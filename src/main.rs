@@ -491,7 +491,8 @@ fn load_models(suite: &Suite) -> anyhow::Result<Vec<qbench::model::LoadedModel>>
 /// graph's ops and shapes), at the suite's first batch size, without running it.
 fn check_on_engines(suite: &Suite, name: &str, model: &qbench::model::LoadedModel) -> anyhow::Result<()> {
     use qbench::backend::{ModelQuery, Realization};
-    let batch = suite.batch_sizes.first().copied().unwrap_or(1);
+    let index = suite.models.iter().position(|m| m.name == name);
+    let batch = index.and_then(|i| suite.batch_sizes_of(i).first().copied()).unwrap_or(1);
     let plan = qbench::quant::Plan::uniform(model.layers.as_slice(), SchemeId::F32);
     // Every case is scored against the f32 outputs of the model's reference engine: without
     // one, every case of the model fails.
@@ -502,7 +503,7 @@ fn check_on_engines(suite: &Suite, name: &str, model: &qbench::model::LoadedMode
         )
     })?;
     let qbench::model::Content::Onnx { f32_file, model: onnx } = &model.content else { return Ok(()) };
-    for id in &suite.backends {
+    for id in index.map(|i| suite.backends_of(i)).unwrap_or_default() {
         let backend = id.create(suite.cuda_device);
         if matches!(backend.capability(ModelQuery::loaded(model), &plan, batch), Realization::Unsupported(_)) {
             continue;
@@ -566,6 +567,13 @@ fn dry_run(
             case.backend.name(),
             case.batch
         );
+    }
+    // What the matrix rules left out, rule by rule: not cases, so not counted above.
+    let excluded = qbench::suite::excluded(suite);
+    for (i, rule) in suite.exclude.iter().enumerate() {
+        let n = excluded.iter().filter(|(_, r)| *r == i).count();
+        let why = rule.reason.as_deref().map_or(String::new(), |r| format!(": {r}"));
+        let _ = writeln!(out, "[[exclude]] {}: leaves out {n} combination(s){why}", i + 1);
     }
     let _ = writeln!(
         out,

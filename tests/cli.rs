@@ -1291,3 +1291,33 @@ fn a_filtered_run_measures_its_cases_is_complete_for_check_and_resumes_with_its_
     assert!(stderr(&o).contains("unknown field \"colour\"; use model, scheme"), "{}", stderr(&o));
     assert!(!d.join("out").exists());
 }
+
+/// suites/byom.toml names its models' own backends and schemes and excludes what candle-onnx and
+/// candle-transformers' llama cannot run: every case it generates is one its engine expects to
+/// run (the expectation `run` records before measuring), and the dry run says what each exclude
+/// rule left out.
+#[cfg(feature = "candle-onnx")]
+#[test]
+fn byom_generates_no_case_its_engine_cannot_run() {
+    let repo = common::repo();
+    let o = qbench(&repo, &["run", "suites/byom.toml", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    let cases: Vec<&str> = listing.lines().filter(|l| l.contains(" / batch ")).collect();
+    assert!(cases.len() >= 40, "{listing}");
+    assert!(cases.iter().all(|l| l.contains(": expected ")), "{listing}");
+    assert!(
+        listing.contains(&format!(
+            "{} case(s) selected: {} to measure, 0 to skip, 0 to refuse",
+            cases.len(),
+            cases.len()
+        )),
+        "{listing}"
+    );
+    // The BERT checkpoint and the GGUF llama run on candle only; the ONNX CNN on both engines.
+    for model in ["bert-tiny", "tiny-llama"] {
+        assert!(!cases.iter().any(|l| l.contains(&format!("{model} / ")) && l.contains("tract-cpu")), "{listing}");
+    }
+    assert!(cases.iter().any(|l| l.contains("cnn-tf-style / int8-pc-sym / tract-cpu")));
+    assert!(listing.contains("[[exclude]] 1: leaves out 8 combination(s)"), "{listing}");
+}

@@ -1,5 +1,7 @@
 //! Every suite shipped in suites/ parses, validates, and its datasets fit its models.
 
+mod common;
+
 use qbench::run::load_datasets;
 use qbench::suite::{expand, suite_files, Suite};
 
@@ -29,10 +31,14 @@ fn every_shipped_suite_loads_and_validates() {
         };
         load_datasets(&suite).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let cases = expand(&suite);
-        assert_eq!(
-            cases.len(),
-            suite.models.len() * suite.schemes.len() * suite.backends.len() * suite.batch_sizes.len()
-        );
+        // Each model's own matrix, less what the exclude rules left out (no shipped suite has
+        // an include), and no case twice.
+        let matrix: usize = suite.models.iter().map(|m| m.schemes.len() * m.backends.len() * m.batch_sizes.len()).sum();
+        assert!(suite.include.is_empty());
+        assert_eq!(cases.len() + qbench::suite::excluded(&suite).len(), matrix, "{}", f.display());
+        for (i, c) in cases.iter().enumerate() {
+            assert!(!cases[..i].contains(c), "{}: {c:?} twice", f.display());
+        }
         // Model-major: each model's cases are contiguous, so it is loaded once.
         let mut seen = Vec::new();
         for c in &cases {
@@ -57,4 +63,103 @@ fn without(file: &std::path::Path, backends: &[&str]) -> Suite {
     }
     assert_ne!(rest, text, "{}: the backends {backends:?} are not listed so", file.display());
     Suite::from_str(file, &rest).unwrap_or_else(|e| panic!("{} without {backends:?}: {e}", file.display()))
+}
+
+/// A suite of the shipped zoo models with `body` after the models (per-model keys go in
+/// `mlp_keys`, inside mlp's [[models]] entry).
+fn matrix_suite(dir: &std::path::Path, mlp_keys: &str, body: &str) -> std::path::PathBuf {
+    let text = format!(
+        "name = \"t\"\nschemes = [\"f32\", \"int8-pc-sym\"]\nbackends = [\"tract-cpu\", \"candle-cpu\"]\nbatch_sizes = [1, 32]\n\n[[datasets]]\nname = \"fm\"\nformat = \"idx\"\nimages = {:?}\nlabels = {:?}\n\n[[models]]\nname = \"mlp\"\nzoo = \"mlp\"\nweights = {:?}\n{mlp_keys}\n[[models]]\nname = \"cnn\"\nzoo = \"cnn\"\nweights = {:?}\n{body}",
+        common::fashion_images(),
+        common::fashion_labels(),
+        common::weights("mlp"),
+        common::weights("cnn"),
+    );
+    let path = dir.join("suite.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The cases as `model scheme backend batch` strings, in order.
+fn names(suite: &Suite) -> Vec<String> {
+    expand(suite)
+        .iter()
+        .map(|c| format!("{} {} {} {}", suite.models[c.model].name, c.scheme.name(), c.backend.name(), c.batch))
+        .collect()
+}
+
+#[test]
+fn per_model_lists_and_matrix_rules_generate_exactly_the_cases_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // mlp: its own lists (q4k only on candle, at batch 1); cnn: the suite's, less candle at
+    // batch 32, plus f16 on tract at batch 8.
+    let path = matrix_suite(
+        dir.path(),
+        "schemes = [\"f32\", \"q4k\"]\nbackends = [\"candle-cpu\"]\nbatch_sizes = [1]\n",
+        "\n[[exclude]]\nmodels = [\"cnn\"]\nbackends = [\"candle-*\"]\nbatch_sizes = [32]\nreason = \"slow\"\n\n[[include]]\nmodels = [\"cnn\"]\nschemes = [\"f16\"]\nbackends = [\"tract-cpu\"]\nbatch_sizes = [8]\n\n[[gates]]\nschemes = [\"q4k\"]\nmax_size_bytes = 1000000\n",
+    );
+    let suite = Suite::load(&path).unwrap();
+    // Written out by hand: model-major, then the suite's scheme, backend and batch orders.
+    let want = [
+        "mlp f32 candle-cpu 1",
+        "mlp q4k candle-cpu 1",
+        "cnn f32 tract-cpu 1",
+        "cnn f32 tract-cpu 32",
+        "cnn f32 candle-cpu 1",
+        "cnn int8-pc-sym tract-cpu 1",
+        "cnn int8-pc-sym tract-cpu 32",
+        "cnn int8-pc-sym candle-cpu 1",
+        "cnn f16 tract-cpu 8",
+    ];
+    assert_eq!(names(&suite), want);
+    let excluded: Vec<String> = qbench::suite::excluded(&suite)
+        .iter()
+        .map(|(c, rule)| {
+            format!("{} {} {} {} rule {rule}", suite.models[c.model].name, c.scheme.name(), c.backend.name(), c.batch)
+        })
+        .collect();
+    assert_eq!(excluded, ["cnn f32 candle-cpu 32 rule 0", "cnn int8-pc-sym candle-cpu 32 rule 0"]);
+    assert_eq!(suite.schemes_of(0).iter().map(|s| s.name()).collect::<Vec<_>>(), ["f32", "q4k"]);
+    assert_eq!(suite.batch_sizes_of(1), [1, 32, 8]);
+    // The gate's scheme exists only in mlp's own list: accepted.
+    assert_eq!(suite.gates.len(), 1);
+}
+
+#[test]
+fn matrix_rules_that_do_nothing_or_cannot_work_are_refused_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (mlp_keys, body, needles) in [
+        ("", "\n[[exclude]]\nreason = \"x\"\n", &["suite.toml:", "would leave out every case"][..]),
+        (
+            "",
+            "\n[[exclude]]\nmodels = [\"cnnn\"]\n",
+            &["exclude models pattern \"cnnn\" matches none of the suite's models (mlp, cnn)"],
+        ),
+        (
+            "",
+            "\n[[exclude]]\nbatch_sizes = [8]\n",
+            &["exclude batch size 8 is none of the suite's batch sizes (1, 32)"],
+        ),
+        (
+            "backends = [\"tract-cpu\"]\n",
+            "\n[[exclude]]\nmodels = [\"mlp\"]\nbackends = [\"candle-cpu\"]\n",
+            &["this [[exclude]] matches no case"],
+        ),
+        ("", "\n[[include]]\nmodels = [\"mlp\"]\nschemes = [\"f32\"]\n", &["this [[include]] adds no case"]),
+        ("", "\n[[include]]\nmodels = [\"mlp\"]\n", &["give it schemes, backends or batch_sizes"]),
+        ("", "\n[[exclude]]\nmodels = [\"cnn\"]\nschemes = [\"*\"]\n", &["model \"cnn\" has no case left"]),
+        ("schemes = [\"int8-pc-sim\"]\n", "", &["unknown scheme \"int8-pc-sim\"", "int8-pc-sym"]),
+        ("batch_sizes = []\n", "", &["batch_sizes is empty"]),
+        (
+            "",
+            "\n[[exclude]]\nmodels = [\"cnn\"]\ncolour = \"red\"\n",
+            &["exclude[0].colour: unknown key \"colour\"; allowed here: models, schemes"],
+        ),
+    ] {
+        let path = matrix_suite(dir.path(), mlp_keys, body);
+        let e = Suite::load(&path).expect_err(body).to_string();
+        for n in needles {
+            assert!(e.contains(n), "{mlp_keys}{body}: expected {n:?} in {e}");
+        }
+    }
 }

@@ -135,7 +135,7 @@ pub fn calibration_items(suite: &Suite, model: usize) -> usize {
     use crate::quant::{calibrate::Calibrator, ActivationQuant, Plan, SchemeId};
     let Some(c) = &suite.calibration else { return 0 };
     let is_static = |s: &SchemeId| matches!(s.activations(), ActivationQuant::Static(_));
-    let suite_static = suite.schemes.iter().any(is_static);
+    let suite_static = suite.schemes_of(model).iter().any(is_static);
     let override_static =
         suite.overrides.iter().any(|o| is_static(&o.scheme) && o.models.as_ref().is_none_or(|m| m.contains(&model)));
     if !suite_static && !override_static {

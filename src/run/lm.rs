@@ -70,7 +70,7 @@ pub(super) fn score_reference(
     variants: &mut HashMap<SchemeId, Result<Variant, Arc<CaseError>>>,
 ) -> Result<LmReference, CaseError> {
     let scheme = suite
-        .schemes
+        .schemes_of(model_index)
         .iter()
         .filter_map(|s| s.weight_precision().map(|p| (*s, p)))
         .fold(None, |best: Option<(SchemeId, f64)>, (s, p)| match best {

@@ -267,7 +267,7 @@ impl<'s> ModelState<'s> {
         let alone = self.only_case;
         let paired = match (
             self.suite.paired && case.scheme != SchemeId::F32 && !alone,
-            self.suite.schemes.contains(&SchemeId::F32),
+            self.suite.schemes_of(self.index).contains(&SchemeId::F32),
         ) {
             (false, _) => None,
             (true, false) => Some(Err("the suite has no f32 scheme to compare with".to_string())),
@@ -504,7 +504,11 @@ const PASS_MAX_BATCH: usize = 64;
 /// not padded to a big batch. A transformer's pass also stays within [`TRANSFORMER_BATCH`] (its
 /// attention grows with the batch).
 pub fn pass_batch(model: &LoadedModel, suite: &Suite, data: &Dataset) -> usize {
-    let largest = suite.batch_sizes.iter().copied().max().unwrap_or(1);
+    // The largest batch this model's cases run at.
+    let largest = match suite.models.iter().position(|m| m.name == model.name) {
+        Some(i) => suite.batch_sizes_of(i).into_iter().max().unwrap_or(1),
+        None => suite.batch_sizes.iter().copied().max().unwrap_or(1),
+    };
     let item_bytes = (data.item_size() * std::mem::size_of::<f32>()).max(1);
     let efficient = (PASS_INPUT_BYTES / item_bytes).clamp(1, PASS_MAX_BATCH);
     let free = largest.max(efficient).min(data.len()).max(1);

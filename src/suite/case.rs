@@ -14,20 +14,17 @@ pub struct Case {
     pub batch: usize,
 }
 
-/// Cases ordered model-major, then scheme, backend and batch, so that each model is
-/// loaded once and each scheme applied once per model.
+/// The suite's cases: each model's schemes × backends × batch sizes, less its `[[exclude]]`
+/// rules' cases, plus its `[[include]]` rules'. Ordered model-major, then by the suite's scheme,
+/// backend and batch lists, so that each model is loaded once and each scheme applied once per
+/// model.
 pub fn expand(suite: &Suite) -> Vec<Case> {
-    let mut cases = Vec::new();
-    for model in 0..suite.models.len() {
-        for &scheme in &suite.schemes {
-            for &backend in &suite.backends {
-                for &batch in &suite.batch_sizes {
-                    cases.push(Case { model, scheme, backend, batch });
-                }
-            }
-        }
-    }
-    cases
+    super::matrix::expand_matrix(suite).0
+}
+
+/// The cases the `[[exclude]]` rules left out, each with the index of the rule that did.
+pub fn excluded(suite: &Suite) -> Vec<(Case, usize)> {
+    super::matrix::expand_matrix(suite).1
 }
 
 /// Which of `cases` a run selects: those `filter` matches, then `shard`'s part of those (shards

@@ -7,35 +7,23 @@ use super::spec::{GateSpec, ModelSpec, SuiteSpec};
 use super::SuiteError;
 use crate::gate::Gate;
 
-/// Resolves every gate of `spec`. Filters must select something; every gate needs a threshold.
-pub fn resolve_gates(spec: &SuiteSpec, loc: &Locator) -> Result<Vec<Gate>, SuiteError> {
-    let names = |list: &Spanned<Vec<Spanned<String>>>| list.get_ref().iter().map(|s| s.get_ref().clone()).collect();
-    let schemes: Vec<String> = names(&spec.schemes);
-    let backends: Vec<String> = names(&spec.backends);
+/// Resolves every gate of `spec`, whose filters match among the schemes and backends the
+/// suite's cases use. Filters must select something; every gate needs a threshold.
+pub fn resolve_gates(
+    spec: &SuiteSpec,
+    loc: &Locator,
+    schemes: &[crate::quant::SchemeId],
+    backends: &[crate::backend::BackendId],
+) -> Result<Vec<Gate>, SuiteError> {
+    let schemes: Vec<String> = schemes.iter().map(|s| s.name()).collect();
+    let backends: Vec<String> = backends.iter().map(|b| b.name().to_string()).collect();
     let models: Vec<String> = spec.models.get_ref().iter().map(|m| m.get_ref().name.get_ref().clone()).collect();
     let mut out = Vec::new();
     for (i, g) in spec.gates.iter().enumerate() {
         let span = g.span();
         let g: &GateSpec = g.get_ref();
         let filter = |list: &Option<Spanned<Vec<Spanned<String>>>>, kind: &str, known: &[String]| {
-            let Some(list) = list else { return Ok(None) };
-            let mut globs = Vec::new();
-            for item in list.get_ref() {
-                let p = glob::Pattern::new(item.get_ref())
-                    .map_err(|e| loc.at(item.span(), format!("\"{}\" is not a valid glob: {e}", item.get_ref())))?;
-                if !known.iter().any(|k| p.matches(k)) {
-                    return Err(loc.at(
-                        item.span(),
-                        format!(
-                            "gate {kind} pattern \"{}\" matches none of the suite's {kind} ({})",
-                            item.get_ref(),
-                            known.join(", ")
-                        ),
-                    ));
-                }
-                globs.push(p);
-            }
-            Ok(Some(globs))
+            super::matrix::matching_globs(loc, list, "gate", kind, known)
         };
         let fraction = |v: &Option<Spanned<f64>>, key: &str| match v {
             Some(s) if !(0.0..=1.0).contains(s.get_ref()) => {
@@ -125,5 +113,6 @@ pub fn gates_of(path: &std::path::Path, source: &str) -> Result<Vec<Gate>, Suite
     let loc = Locator { file: path, source };
     let spec: SuiteSpec = toml::from_str(source)
         .map_err(|e| loc.at(e.span().unwrap_or(0..0), super::diagnostic::improve_serde_message(e.message())))?;
-    resolve_gates(&spec, &loc)
+    let lists = super::matrix::resolve_lists(&spec, &loc, false)?;
+    resolve_gates(&spec, &loc, &lists.schemes, &lists.backends)
 }

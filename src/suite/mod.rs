@@ -9,12 +9,14 @@ mod case;
 mod diagnostic;
 mod filter;
 mod gates;
+mod matrix;
 pub mod spec;
 
-pub use case::{expand, select, Case, Shard};
+pub use case::{excluded, expand, select, Case, Shard};
 pub use diagnostic::SuiteError;
 pub use filter::{CaseFilter, FILTER_FIELDS};
 pub use gates::gates_of;
+pub use matrix::{Exclude, Include};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,6 +44,8 @@ pub struct Suite {
     pub file: PathBuf,
     /// sha256 of the suite file's bytes, hex.
     pub sha256: String,
+    /// Every scheme, backend and batch size some case uses, in the suite's order (its own
+    /// lists first); each model's own are in [`ModelEntry`], and [`expand`] gives the cases.
     pub schemes: Vec<SchemeId>,
     pub backends: Vec<BackendId>,
     /// The CUDA device ordinal the CUDA backends run on (`device = "cuda:N"`).
@@ -67,6 +71,10 @@ pub struct Suite {
     pub gates: Vec<crate::gate::Gate>,
     /// The tolerances `qbench bundle` gives a target device (`[bundle]`, else the defaults).
     pub bundle: crate::bundle::Tolerances,
+    /// `[[exclude]]` rules: cases of the matrix left out.
+    pub exclude: Vec<Exclude>,
+    /// `[[include]]` rules: cases added to the matrix.
+    pub include: Vec<Include>,
 }
 
 /// `[calibration]`, resolved.
@@ -166,6 +174,11 @@ pub struct ModelEntry {
     /// The kinds declared for the model's outputs, in the order it reads them (an ONNX
     /// graph's `[[models.outputs]]`; empty: every output's kind is inferred).
     pub output_kinds: Vec<Option<crate::measure::outputs::OutputKind>>,
+    /// The model's schemes, backends and batch sizes (its own lists, else the suite's), before
+    /// the `[[exclude]]`/`[[include]]` rules.
+    pub schemes: Vec<SchemeId>,
+    pub backends: Vec<BackendId>,
+    pub batch_sizes: Vec<usize>,
 }
 
 impl ModelEntry {
@@ -202,6 +215,29 @@ pub const DEFAULT_THREADS: usize = 1;
 pub const DEFAULT_OUTPUT_DIR: &str = "reports";
 
 impl Suite {
+    /// The cases of model `model` (index into [`Suite::models`]).
+    pub fn cases_of(&self, model: usize) -> Vec<Case> {
+        expand(self).into_iter().filter(|c| c.model == model).collect()
+    }
+
+    /// The schemes model `model`'s cases use, in the suite's order.
+    pub fn schemes_of(&self, model: usize) -> Vec<SchemeId> {
+        let cases = self.cases_of(model);
+        self.schemes.iter().copied().filter(|s| cases.iter().any(|c| c.scheme == *s)).collect()
+    }
+
+    /// The backends model `model`'s cases use, in the suite's order.
+    pub fn backends_of(&self, model: usize) -> Vec<BackendId> {
+        let cases = self.cases_of(model);
+        self.backends.iter().copied().filter(|b| cases.iter().any(|c| c.backend == *b)).collect()
+    }
+
+    /// The batch sizes model `model`'s cases use, in the suite's order.
+    pub fn batch_sizes_of(&self, model: usize) -> Vec<usize> {
+        let cases = self.cases_of(model);
+        self.batch_sizes.iter().copied().filter(|b| cases.iter().any(|c| c.batch == *b)).collect()
+    }
+
     /// Reads, parses and validates a suite file.
     pub fn load(path: &Path) -> Result<Suite, SuiteError> {
         let source = crate::files::read_text_bounded(path, crate::files::MAX_SUITE_BYTES, "a suite")?;
@@ -254,18 +290,6 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         ));
     }
 
-    let scheme_names = SchemeId::names();
-    let scheme_names: Vec<&str> = scheme_names.iter().map(|s| s.as_str()).collect();
-    let schemes = parse_list(loc, &spec.schemes, "scheme", SchemeId::from_name, &scheme_names)?;
-    let backends = parse_list(loc, &spec.backends, "backend", BackendId::from_name, &BackendId::names())?;
-    // A backend this build leaves out (behind a cargo feature) is refused with how to build it.
-    for item in spec.backends.get_ref() {
-        let Some(id) = BackendId::from_name(item.get_ref()) else { continue };
-        if let Err(hint) = id.built() {
-            let what = if id.is_cuda() { "runs on a GPU, and" } else { "is not in this build:" };
-            return Err(loc.at(item.span(), format!("backend \"{}\" {what} {hint}", item.get_ref())));
-        }
-    }
     let cuda_device = match &spec.device {
         None => 0,
         Some(d) => crate::backend::gpu::parse_device(d.get_ref().trim()).ok_or_else(|| {
@@ -279,22 +303,8 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         })?,
     };
 
-    if spec.batch_sizes.get_ref().is_empty() {
-        return Err(
-            loc.at(spec.batch_sizes.span(), "batch_sizes is empty; write at least one, e.g. batch_sizes = [1, 32]")
-        );
-    }
-    let mut batch_sizes = Vec::new();
-    for b in spec.batch_sizes.get_ref() {
-        let v = *b.get_ref();
-        if !(1..=65536).contains(&v) {
-            return Err(loc.at(b.span(), format!("batch size {v} is out of range; use 1 to 65536")));
-        }
-        if batch_sizes.contains(&(v as usize)) {
-            return Err(loc.at(b.span(), format!("batch size {v} is listed twice; remove one")));
-        }
-        batch_sizes.push(v as usize);
-    }
+    let matrix::Lists { schemes, backends, batch_sizes, models: own_lists, include, model_names } =
+        matrix::resolve_lists(&spec, loc, true)?;
 
     let (measure, threads) = resolve_measure(loc, spec.measure.as_ref())?;
 
@@ -353,7 +363,13 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 ),
             ));
         }
-        let (source, output_kinds) = resolve_source(loc, base, m, &batch_sizes)?;
+        // The batch sizes this model runs at: its own (else the suite's) and its includes'.
+        let (own_schemes, own_backends, own_batches) = own_lists[models.len()].clone();
+        let mut model_batches = own_batches.clone();
+        for inc in include.iter().filter(|i| i.applies_to(&mname)) {
+            matrix::union(&mut model_batches, inc.batch_sizes.as_deref().unwrap_or_default());
+        }
+        let (source, output_kinds) = resolve_source(loc, base, m, &model_batches)?;
         let dataset = match &m_ref.dataset {
             Some(dn) => datasets.iter().position(|d| &d.name == dn.get_ref()).ok_or_else(|| {
                 let names: Vec<&str> = datasets.iter().map(|d| d.name.as_str()).collect();
@@ -371,7 +387,15 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                 ));
             }
         };
-        models.push(ModelEntry { name: mname, kind: source, dataset, output_kinds });
+        models.push(ModelEntry {
+            name: mname,
+            kind: source,
+            dataset,
+            output_kinds,
+            schemes: own_schemes,
+            backends: own_backends,
+            batch_sizes: own_batches,
+        });
     }
     if models.is_empty() {
         return Err(
@@ -490,7 +514,8 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
     };
 
     let overrides = resolve_overrides(&spec, loc, &schemes, &models)?;
-    let gates = gates::resolve_gates(&spec, loc)?;
+    let exclude = matrix::resolve_excludes(&spec, loc, &model_names, &schemes, &backends, &batch_sizes)?;
+    let gates = gates::resolve_gates(&spec, loc, &schemes, &backends)?;
     let mut bundle = crate::bundle::Tolerances::default();
     if let Some(b) = &spec.bundle {
         let b = b.get_ref();
@@ -534,7 +559,10 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         overrides,
         gates,
         bundle,
+        exclude,
+        include,
     };
+    matrix::check_matrix(&suite, &spec, loc)?;
     check_plans(&suite, &spec, loc)?;
     Ok(suite)
 }
@@ -656,11 +684,30 @@ fn resolve_overrides(
     Ok(out)
 }
 
-/// Every (model, scheme) plan must fit its model, and static schemes need a calibration split.
+/// Every (model, scheme) plan of a case must fit its model, and static schemes need a
+/// calibration split. The error points at where the model got the scheme: its own `schemes`,
+/// else the suite's, else an `[[include]]`.
 fn check_plans(suite: &Suite, spec: &SuiteSpec, loc: &Locator) -> Result<(), SuiteError> {
-    for (si, &scheme) in suite.schemes.iter().enumerate() {
-        let scheme_span = spec.schemes.get_ref()[si].span();
-        for (mi, model) in suite.models.iter().enumerate() {
+    let cases = expand(suite);
+    for (mi, model) in suite.models.iter().enumerate() {
+        let mut checked: Vec<SchemeId> = Vec::new();
+        for c in cases.iter().filter(|c| c.model == mi) {
+            if checked.contains(&c.scheme) {
+                continue;
+            }
+            checked.push(c.scheme);
+            let scheme = c.scheme;
+            let named_in = |list: &Spanned<Vec<Spanned<String>>>| {
+                list.get_ref().iter().find(|s| SchemeId::from_name(s.get_ref()) == Some(scheme)).map(|s| s.span())
+            };
+            let scheme_span = spec.models.get_ref()[mi]
+                .get_ref()
+                .schemes
+                .as_ref()
+                .and_then(named_in)
+                .or_else(|| named_in(&spec.schemes))
+                .or_else(|| spec.include.iter().find_map(|i| i.get_ref().schemes.as_ref().and_then(named_in)))
+                .unwrap_or_else(|| spec.models.get_ref()[mi].span());
             // A model file's layers are checked when it is read (its cases fail, others run).
             let Some(layers) = model.known_layers() else { continue };
             let plan = suite.plan(mi, scheme, &layers);
@@ -678,7 +725,7 @@ fn check_plans(suite: &Suite, spec: &SuiteSpec, loc: &Locator) -> Result<(), Sui
     Ok(())
 }
 
-fn parse_list<T: PartialEq + Copy>(
+pub(super) fn parse_list<T: PartialEq + Copy>(
     loc: &Locator,
     list: &Spanned<Vec<Spanned<String>>>,
     kind: &str,

@@ -44,6 +44,27 @@ pub struct SuiteSpec {
     /// The tolerances `qbench bundle` gives a target device.
     #[serde(default)]
     pub bundle: Option<Spanned<BundleSpec>>,
+    /// Cases the matrix leaves out: every (model, scheme, backend, batch) the rule matches.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<MatrixRuleSpec>>,
+    /// Cases the matrix adds (after `exclude`): each listed combination, for the models it names.
+    #[serde(default)]
+    pub include: Vec<Spanned<MatrixRuleSpec>>,
+}
+
+/// `[[exclude]]` / `[[include]]`: a rule over the case matrix. In an exclude, each list holds
+/// globs (batch sizes: numbers) and a case is left out when it matches every list given; in an
+/// include, schemes, backends and batch sizes are names and numbers, every combination of them
+/// is added, and a list left out takes the model's own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixRuleSpec {
+    pub models: Option<Spanned<Vec<Spanned<String>>>>,
+    pub schemes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub backends: Option<Spanned<Vec<Spanned<String>>>>,
+    pub batch_sizes: Option<Spanned<Vec<Spanned<i64>>>>,
+    /// Why (shown by `run --dry-run`), e.g. "candle-onnx has no integer ONNX ops".
+    pub reason: Option<String>,
 }
 
 /// `[bundle]`: how far a target device's outputs may be from the workstation's
@@ -223,6 +244,10 @@ pub struct ModelSpec {
     pub outputs: Option<Spanned<Vec<Spanned<ModelOutputSpec>>>>,
     /// Name of the dataset to evaluate on; may be left out when the suite has one dataset.
     pub dataset: Option<Spanned<String>>,
+    /// This model's schemes, backends and batch sizes, instead of the suite's.
+    pub schemes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub backends: Option<Spanned<Vec<Spanned<String>>>>,
+    pub batch_sizes: Option<Spanned<Vec<Spanned<i64>>>>,
 }
 
 /// `[[models.outputs]]`: one output of a model file and what it is.
