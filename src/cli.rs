@@ -25,7 +25,7 @@ pub enum Command {
         /// Go on with an interrupted run: measure only the cases its folder has no record of,
         /// adding them to its records.jsonl. The suite, its options and the files it reads come
         /// from the run's run.json; it refuses if any of them changed since.
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["suite", "out", "shard", "filter", "only_case", "threads", "isolate"])]
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["suite", "out", "shard", "filter", "sets", "only_case", "threads", "isolate"])]
         resume: Option<PathBuf>,
         /// Output folder (default: the suite's [output] dir, else ./reports).
         #[arg(long)]
@@ -46,6 +46,13 @@ pub enum Command {
         /// selected, and `--resume` selects them again.
         #[arg(long, value_name = "FILTER", value_parser = qbench::suite::CaseFilter::parse)]
         filter: Option<qbench::suite::CaseFilter>,
+        /// Change a suite setting for this run, as if the file said so (repeatable; later ones
+        /// win): a dotted key and a TOML value, e.g. --set measure.threads=2,
+        /// --set 'batch_sizes=[1, 8]', --set models.cnn.schemes='["f32", "q4k"]'. Entries of
+        /// [[models]], [[datasets]] and [[gates]] are named by name or position. The run keeps
+        /// the changed suite, headed by its --set lines, as its suite.toml.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
         /// Run each case in a fresh process: its memory figures are its own (with the process's
         /// peak resident set), and a case that crashes its process fails alone.
         #[arg(long)]
@@ -172,6 +179,9 @@ pub enum Command {
         /// Suite files.
         #[arg(required = true)]
         suites: Vec<PathBuf>,
+        /// Validate each suite as `run --set KEY=VALUE` would change it.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Export a zoo model's weights to ONNX (the same file tract runs).
     Export {

@@ -121,7 +121,7 @@ pub fn rebuild_record(record: Record, work: &Path) -> Result<Rebuilt, ExplainErr
         let status = format!("{:?}", record.status).to_lowercase();
         return Err(ExplainError::NotMeasured { index, what, status });
     }
-    let suite = Suite::load(Path::new(&record.suite_file))?;
+    let suite = Suite::load_with_sets(Path::new(&record.suite_file), &record.suite_sets)?;
     if suite.sha256 != record.suite_sha256 {
         return Err(ExplainError::SuiteChanged {
             file: record.suite_file.clone(),

@@ -36,9 +36,9 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { suite, dry_run: true, shard, filter, only_case, threads, .. } => {
+        Command::Run { suite, dry_run: true, shard, filter, sets, only_case, threads, .. } => {
             let path = suite.context("give a suite file (e.g. suites/quickstart.toml)")?;
-            let mut suite = Suite::load(&path)?;
+            let mut suite = Suite::load_with_sets(&path, &sets)?;
             if let Some(threads) = threads {
                 suite.threads = threads as usize;
             }
@@ -53,6 +53,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             baseline,
             shard,
             filter,
+            sets,
             isolate,
             only_case,
             threads,
@@ -61,7 +62,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             // Resumed: the suite and the options that chose the cases are the run's own.
             let manifest = resume.as_deref().map(run::RunManifest::read).transpose()?;
-            let (suite, shard, filter, only_case, threads, isolate) = match &manifest {
+            let (suite, shard, filter, sets, only_case, threads, isolate) = match &manifest {
                 Some(m) => {
                     let shard =
                         m.shard.as_deref().map(qbench::suite::Shard::parse).transpose().map_err(anyhow::Error::msg)?;
@@ -71,18 +72,27 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         .map(qbench::suite::CaseFilter::parse)
                         .transpose()
                         .map_err(|e| anyhow::anyhow!("the run's filter in run.json does not parse: {e}"))?;
-                    (m.suite_file.clone(), shard, filter, m.only_case, Some(m.threads as u16), m.isolate)
+                    (
+                        m.suite_file.clone(),
+                        shard,
+                        filter,
+                        m.sets.clone(),
+                        m.only_case,
+                        Some(m.threads as u16),
+                        m.isolate,
+                    )
                 }
                 None => (
                     suite.context("give a suite file (e.g. suites/quickstart.toml), or --resume <run dir>")?,
                     shard,
                     filter,
+                    sets,
                     only_case,
                     threads,
                     isolate,
                 ),
             };
-            let mut suite = Suite::load(&suite)?;
+            let mut suite = Suite::load_with_sets(&suite, &sets)?;
             if let Some(threads) = threads {
                 suite.threads = threads as usize;
             }
@@ -273,10 +283,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", list(what));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { suites } => {
+        Command::Validate { suites, sets } => {
             let mut bad = 0;
             for path in &suites {
-                match Suite::load(path).map_err(anyhow::Error::from).and_then(|s| {
+                match Suite::load_with_sets(path, &sets).map_err(anyhow::Error::from).and_then(|s| {
                     let datasets = run::load_datasets(&s)?;
                     let models = load_models(&s)?;
                     for ((entry, model), data) in

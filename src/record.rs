@@ -46,6 +46,10 @@ pub struct Record {
     /// The suite file, absolute: `qbench explain` reloads it.
     #[serde(default)]
     pub suite_file: String,
+    /// `--set KEY=VALUE` changes the run applied to the suite file's text, in order
+    /// (`suite_sha256` is of the changed text): `explain` and `bundle` apply them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suite_sets: Vec<String>,
     pub model: String,
     pub zoo: String,
     pub model_sha256: Option<String>,

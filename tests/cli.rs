@@ -1321,3 +1321,83 @@ fn byom_generates_no_case_its_engine_cannot_run() {
     assert!(cases.iter().any(|l| l.contains("cnn-tf-style / int8-pc-sym / tract-cpu")));
     assert!(listing.contains("[[exclude]] 1: leaves out 8 combination(s)"), "{listing}");
 }
+
+#[test]
+fn set_changes_the_suite_for_the_run_which_keeps_the_changed_copy_and_resumes_and_explains_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let suite = common::write_suite(d, r#"["tract-cpu"]"#, "[50]", &["mlp"], "\n[[gates]]\nmin_top1 = 0.99\n");
+    let s = suite.to_str().unwrap();
+    let original = std::fs::read_to_string(&suite).unwrap();
+    let sets = [
+        "--set",
+        "batch_sizes=[7, 3]",
+        "--set",
+        "schemes=[\"f32\", \"int8-pc-sym\"]",
+        "--set",
+        "name=nightly",
+        "--set",
+        "measure.threads=2",
+        "--set",
+        "gates.0.min_top1=0.5",
+    ];
+    let mut args = vec!["run", s, "--out", "out", "-q"];
+    args.extend(sets);
+    let o = qbench(d, &args);
+    // The loosened gate passes: the run used the changed suite.
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&suite).unwrap(), original, "the suite file is not touched");
+    let runs: Vec<PathBuf> = std::fs::read_dir(d.join("out/nightly")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "the run is filed under the set name");
+    let run_dir = &runs[0];
+    let records = read_records(&run_dir.join("records.jsonl")).unwrap();
+    let mut got: Vec<(String, usize)> = records.iter().map(|r| (r.scheme.clone(), r.batch)).collect();
+    got.sort();
+    let want: Vec<(String, usize)> = [("f32", 3), ("f32", 7), ("int8-pc-sym", 3), ("int8-pc-sym", 7)]
+        .iter()
+        .map(|(s, b)| (s.to_string(), *b))
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        records.iter().all(|r| r.threads == 2 && r.suite == "nightly" && r.suite_sets.len() == 5),
+        "{:?}",
+        records[0].suite_sets
+    );
+    // The run's copy of the suite is the changed text, headed by the sets; `check` reads it.
+    let copy = std::fs::read_to_string(run_dir.join("suite.toml")).unwrap();
+    assert!(
+        copy.contains("#   --set batch_sizes=[7, 3]\n") && copy.contains("#   --set gates.0.min_top1=0.5\n"),
+        "{copy}"
+    );
+    let parsed: toml::Table = toml::from_str(&copy).unwrap();
+    assert_eq!(parsed["measure"]["threads"].as_integer(), Some(2));
+    assert_eq!(parsed["gates"][0]["min_top1"].as_float(), Some(0.5));
+    let o = qbench(d, &["check", run_dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    // The records' suite hash is of the changed text: explain rebuilds a case by applying the
+    // sets again to the unchanged file.
+    let int8 = records.iter().find(|r| r.scheme == "int8-pc-sym").unwrap();
+    let o = qbench(d, &["explain", run_dir.to_str().unwrap(), &int8.case_index.to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Resumed after losing a record: the sets come from run.json, and only that case runs.
+    let text = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    let kept: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(run_dir.join("records.jsonl"), kept).unwrap();
+    let o = qbench(d, &["run", "--resume", run_dir.to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_records(&run_dir.join("records.jsonl")).unwrap().len(), 4);
+    // Sets that cannot apply, or that make the suite invalid, are refused before anything runs,
+    // saying the text is the changed one.
+    std::fs::remove_dir_all(d.join("out")).unwrap();
+    assert_clean_error(
+        &qbench(d, &["run", s, "--set", "measure.thread=2"]),
+        &["unknown key \"thread\"", "did you mean \"threads\"", "as changed by --set measure.thread=2"],
+    );
+    assert_clean_error(&qbench(d, &["run", s, "--set", "measure.threads=0"]), &["measure.threads = 0 is out of range"]);
+    assert_clean_error(
+        &qbench(d, &["run", s, "--set", "models.resnet.zoo=cnn"]),
+        &["--set models.resnet.zoo=cnn", "(\"mlp\")"],
+    );
+    assert_clean_error(&qbench(d, &["validate", s, "--set", "batch_sizes=[0]"]), &["batch size 0 is out of range"]);
+    assert!(!d.join("out").exists());
+}

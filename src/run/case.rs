@@ -36,6 +36,7 @@ pub(super) fn new_record(
         suite: suite.name.clone(),
         suite_sha256: suite.sha256.clone(),
         suite_file: std::fs::canonicalize(&suite.file).unwrap_or_else(|_| suite.file.clone()).display().to_string(),
+        suite_sets: suite.sets.clone(),
         model: model.name.clone(),
         zoo: model.zoo().map(|z| z.name().to_string()).unwrap_or_default(),
         dataset: data.name.clone(),

@@ -41,7 +41,8 @@ fn lock(dir: &Path) -> Result<std::fs::File, RunError> {
 impl RunFolder {
     /// `<root>/<UTC timestamp>` (with a numeric suffix if two runs start in the same second),
     /// with the environment and the suite file written into it.
-    pub fn create(root: &Path, env: &Environment, suite_file: &Path) -> Result<RunFolder, RunError> {
+    /// `suite_text`: the suite as the run uses it (`Suite::run_copy`), kept as `suite.toml`.
+    pub fn create(root: &Path, env: &Environment, suite_text: &str) -> Result<RunFolder, RunError> {
         create_dir(root)?;
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let (run_id, dir) = (1..)
@@ -59,9 +60,7 @@ impl RunFolder {
         let artifacts = dir.join("artifacts");
         create_dir(&artifacts)?;
         write_file(&dir.join("environment.json"), &serde_json::to_vec_pretty(env).expect("Environment serializes"))?;
-        if let Ok(text) = std::fs::read(suite_file) {
-            write_file(&dir.join("suite.toml"), &text)?;
-        }
+        write_file(&dir.join("suite.toml"), suite_text.as_bytes())?;
         let sink = RecordSink::open(&dir.join("records.jsonl"))?;
         Ok(RunFolder { run_id, dir, artifacts, sink, appended: 0, _lock: lock })
     }

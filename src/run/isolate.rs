@@ -32,6 +32,7 @@ pub(super) fn run_case(exe: &Path, suite: &Suite, index: usize, work: &Path) -> 
         .arg("run")
         .arg(&suite.file)
         .args(["--only-case", &index.to_string(), "--threads", &suite.threads.to_string(), "--case-process", "--quiet"])
+        .args(suite.sets.iter().flat_map(|s| ["--set", s.as_str()]))
         .arg("--out")
         .arg(work)
         // The parent run writes the step summary, once.

@@ -240,7 +240,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
         }
         (None, _) => {
             let out_root = options.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
-            let f = folder::RunFolder::create(&crate::files::join(&out_root, &suite.name)?, &env, &suite.file)?;
+            let f = folder::RunFolder::create(&crate::files::join(&out_root, &suite.name)?, &env, &suite.run_copy())?;
             if let Some(m) = &manifest {
                 folder::write_manifest(&f.dir, m)?;
             }

@@ -25,6 +25,10 @@ pub struct RunManifest {
     /// `--filter`, as written, when given: the run's cases are those it selects.
     #[serde(default)]
     pub filter: Option<String>,
+    /// `--set KEY=VALUE` changes to the suite file's text, in order: a resumed run applies
+    /// them again (`suite_sha256` is of the changed text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<String>,
     pub only_case: Option<usize>,
     /// The backends' thread count (the suite's, or `--threads`).
     pub threads: usize,
@@ -72,6 +76,7 @@ impl RunManifest {
             inputs,
             shard: options.shard.map(|s| s.name()),
             filter: options.filter.as_ref().map(|f| f.text().to_string()),
+            sets: suite.sets.clone(),
             only_case: options.only_case,
             threads: suite.threads,
             isolate: options.isolate.is_some(),
@@ -95,6 +100,13 @@ impl RunManifest {
     /// Why `now` (the same suite and options, hashed again) cannot continue this run; `None`
     /// when nothing changed.
     pub fn changed(&self, now: &RunManifest) -> Option<String> {
+        if self.sets != now.sets {
+            return Some(format!(
+                "the run's --set changes ({}) differ from these ({})",
+                self.sets.join(" "),
+                now.sets.join(" ")
+            ));
+        }
         if self.suite_sha256 != now.suite_sha256 {
             return Some(format!("the suite file {} changed since the run started", self.suite_file.display()));
         }

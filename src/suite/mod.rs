@@ -10,6 +10,7 @@ mod diagnostic;
 mod filter;
 mod gates;
 mod matrix;
+mod set;
 pub mod spec;
 
 pub use case::{excluded, expand, select, Case, Shard};
@@ -17,6 +18,7 @@ pub use diagnostic::SuiteError;
 pub use filter::{CaseFilter, FILTER_FIELDS};
 pub use gates::gates_of;
 pub use matrix::{Exclude, Include};
+pub use set::apply_sets;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,8 +44,12 @@ pub struct Suite {
     pub description: Option<String>,
     /// The suite file, as given.
     pub file: PathBuf,
-    /// sha256 of the suite file's bytes, hex.
+    /// sha256 of the suite's text (the file's bytes, with `--set` changes applied), hex.
     pub sha256: String,
+    /// The suite's text as validated: the file's, with `sets` applied.
+    pub source: String,
+    /// `--set KEY=VALUE` changes applied to the file's text, in order.
+    pub sets: Vec<String>,
     /// Every scheme, backend and batch size some case uses, in the suite's order (its own
     /// lists first); each model's own are in [`ModelEntry`], and [`expand`] gives the cases.
     pub schemes: Vec<SchemeId>,
@@ -244,12 +250,50 @@ impl Suite {
         Suite::from_str(path, &source)
     }
 
+    /// Reads a suite file, applies `sets` (`--set KEY=VALUE`, see [`apply_sets`]) to its text,
+    /// and validates the result. An error in the changed text says it is the changed text.
+    pub fn load_with_sets(path: &Path, sets: &[String]) -> Result<Suite, SuiteError> {
+        let source = crate::files::read_text_bounded(path, crate::files::MAX_SUITE_BYTES, "a suite")?;
+        if sets.is_empty() {
+            return Suite::from_str(path, &source);
+        }
+        let edited = apply_sets(&source, sets).map_err(|message| SuiteError::At {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message,
+        })?;
+        let mut suite = Suite::from_str(path, &edited).map_err(|e| match e {
+            SuiteError::At { file, line, column, message } => SuiteError::At {
+                file,
+                line,
+                column,
+                message: format!(
+                    "{message} (in the suite as changed by --set {}; line numbers are of the changed text)",
+                    sets.join(" --set ")
+                ),
+            },
+            other => other,
+        })?;
+        suite.sets = sets.to_vec();
+        Ok(suite)
+    }
+
     /// Validates suite text as if it were read from `path` (paths resolve against its folder).
     pub fn from_str(path: &Path, source: &str) -> Result<Suite, SuiteError> {
         let loc = Locator { file: path, source };
         let spec = parse_spec(source).map_err(|(span, message)| loc.at(span, message))?;
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         resolve(spec, &loc, &base, Sha256::digest(source.as_bytes()))
+    }
+
+    /// The text a run keeps as its `suite.toml`: the suite as validated, headed by the `--set`
+    /// changes that made it from the file, when there are some.
+    pub fn run_copy(&self) -> String {
+        match self.sets.is_empty() {
+            true => self.source.clone(),
+            false => format!("{}{}", set::header(&self.file, &self.sets), self.source),
+        }
     }
 }
 
@@ -544,6 +588,8 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         description: spec.description.clone(),
         file: loc.file.to_path_buf(),
         sha256: crate::hash::hex(digest.as_ref()),
+        source: loc.source.to_string(),
+        sets: Vec::new(),
         schemes,
         backends,
         cuda_device,
