@@ -60,6 +60,10 @@ pub enum Command {
         /// Run only the case with this index (0-based, as in records' case_index).
         #[arg(long, value_name = "INDEX")]
         only_case: Option<usize>,
+        /// Set by a run on the process it starts for another thread count of a sweep: run only
+        /// these cases (comma-separated indices), writing their records only.
+        #[arg(long, hide = true, value_delimiter = ',', requires = "case_process")]
+        only_cases: Option<Vec<usize>>,
         /// Threads for every backend, instead of the suite's `[measure] threads` (engines read
         /// it once per process: with --isolate, once per case).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]

@@ -116,7 +116,7 @@ pub fn rebuild(run_dir: &Path, index: usize, work: &Path) -> Result<Rebuilt, Exp
 /// Rebuilds the case of `record` (see [`Rebuilt`]), reading the model into `work`.
 pub fn rebuild_record(record: Record, work: &Path) -> Result<Rebuilt, ExplainError> {
     let index = record.case_index;
-    let what = format!("{} / {} / {} / batch {}", record.model, record.scheme, record.backend, record.batch);
+    let what = record.case_name();
     if record.status != CaseStatus::Ok {
         let status = format!("{:?}", record.status).to_lowercase();
         return Err(ExplainError::NotMeasured { index, what, status });
@@ -379,11 +379,7 @@ impl Explanation {
             .iter()
             .map(|e| (format!("{} ({})", e.layer, e.stored.name()), e.cumulative_sqnr_db, e.isolated_sqnr_db))
             .collect();
-        crate::report::chart::layer_sqnr(
-            r.case_index,
-            &format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch),
-            &layers,
-        )
+        crate::report::chart::layer_sqnr(r.case_index, &r.case_name(), &layers)
     }
 
     /// An `[[overrides]]` entry keeping the best layer to keep in f32, for this model and scheme.

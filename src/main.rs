@@ -36,12 +36,11 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { suite, dry_run: true, shard, filter, sets, only_case, threads, .. } => {
+        Command::Run { suite, dry_run: true, shard, filter, mut sets, only_case, threads, .. } => {
             let path = suite.context("give a suite file (e.g. suites/quickstart.toml)")?;
-            let mut suite = Suite::load_with_sets(&path, &sets)?;
-            if let Some(threads) = threads {
-                suite.threads = threads as usize;
-            }
+            // --threads N is --set measure.threads=N, last.
+            sets.extend(threads.map(|t| format!("measure.threads={t}")));
+            let suite = Suite::load_with_sets(&path, &sets)?;
             print!("{}", dry_run(&suite, shard, filter.as_ref(), only_case)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -56,6 +55,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             sets,
             isolate,
             only_case,
+            only_cases,
             threads,
             case_process,
             ..
@@ -78,7 +78,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         filter,
                         m.sets.clone(),
                         m.only_case,
-                        Some(m.threads as u16),
+                        // In the sets already when the run was given --threads.
+                        None,
                         m.isolate,
                     )
                 }
@@ -92,10 +93,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     isolate,
                 ),
             };
-            let mut suite = Suite::load_with_sets(&suite, &sets)?;
-            if let Some(threads) = threads {
-                suite.threads = threads as usize;
-            }
+            // --threads N is --set measure.threads=N, last: the run's copy of the suite, its
+            // records and the processes it starts all see it.
+            let mut sets = sets;
+            sets.extend(threads.map(|t| format!("measure.threads={t}")));
+            let suite = Suite::load_with_sets(&suite, &sets)?;
             // A progress bar on a terminal; plain lines otherwise (CI logs, pipes).
             use std::io::IsTerminal;
             let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
@@ -132,6 +134,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 filter,
                 isolate,
                 only_case,
+                only_cases: only_cases.unwrap_or_default(),
+                exe: std::env::current_exe().ok(),
                 resume,
                 stop: Some(stop),
                 ..RunOptions::default()
@@ -569,9 +573,11 @@ fn dry_run(
         };
         let overrides = plan.describe_overrides();
         let overrides = if overrides.is_empty() { String::new() } else { format!(" [{overrides}]") };
+        let label = &case.point(suite).label;
+        let point = if label.is_empty() { String::new() } else { format!(" / {label}") };
         let _ = writeln!(
             out,
-            "{index:>4}  {} / {}{overrides} / {} / batch {}: {what}",
+            "{index:>4}  {} / {}{overrides} / {} / batch {}{point}: {what}",
             suite.models[case.model].name,
             case.scheme.name(),
             case.backend.name(),

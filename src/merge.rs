@@ -75,7 +75,7 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> Result<Merg
             let r = &w[0].0;
             return Err(MergeError::Duplicate {
                 case: r.case_index,
-                what: format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch),
+                what: r.case_name(),
                 a: w[0].1.clone(),
                 b: w[1].1.clone(),
             });

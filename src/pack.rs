@@ -108,7 +108,7 @@ pub enum PackError {
 }
 
 fn describe(r: &Record) -> String {
-    format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch)
+    r.case_name()
 }
 
 /// Packs the chosen cases of the run in `run_dir`; `progress` hears a line per case.
@@ -375,7 +375,9 @@ fn write_bundle(
     }
     let _ = std::fs::remove_dir_all(work);
     let files = hash_tree(out)?;
-    let m = &first.suite.measure;
+    // The sampling of the first case's measurement point (its record names the point).
+    let point = first.suite.points.iter().find(|p| p.label == first.record.sweep).unwrap_or(&first.suite.points[0]);
+    let m = &point.sampler;
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
@@ -393,7 +395,7 @@ fn write_bundle(
             max_time_ms: m.max_time.as_millis() as u64,
             target_ci_pct: m.target_rel_ci * 100.0,
         },
-        threads: first.suite.threads,
+        threads: point.threads,
         inputs: models.into_values().map(|m| m.inputs).collect(),
         cases,
         files,

@@ -50,6 +50,11 @@ pub struct Record {
     /// (`suite_sha256` is of the changed text): `explain` and `bundle` apply them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suite_sets: Vec<String>,
+    /// The measurement point's swept values (`threads=2`), when the suite's `[measure]` sweeps
+    /// some; empty otherwise. Part of the case's identity: the same model, scheme, backend and
+    /// batch at another point is another case.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sweep: String,
     pub model: String,
     pub zoo: String,
     pub model_sha256: Option<String>,
@@ -133,6 +138,11 @@ pub struct Record {
     pub prepare_heap_peak_bytes: Option<u64>,
     #[serde(default)]
     pub prepare_heap_allocated_bytes: Option<u64>,
+    /// The cores the process kept busy while the latency was sampled: its CPU time over the
+    /// wall time, as the OS counts it (`getrusage`). What the engine did with `threads`: a
+    /// 1-thread case stays near 1, a 4-thread one that scales near 4.
+    #[serde(default)]
+    pub sampling_busy_cores: Option<f64>,
     /// Peak heap above what was live before the latency sampling, during it (warm-up
     /// included); and the bytes allocated per run, averaged over its runs.
     #[serde(default)]
@@ -471,6 +481,18 @@ pub struct Record {
 }
 
 impl Record {
+    /// Whether `other` is the same case (in another run, or a duplicate): the same model,
+    /// scheme, backend, batch and measurement point.
+    pub fn same_case_as(&self, other: &Record) -> bool {
+        (&self.model, &self.scheme, &self.backend, self.batch, &self.sweep)
+            == (&other.model, &other.scheme, &other.backend, other.batch, &other.sweep)
+    }
+
+    /// The case as reports name it ([`case_name`]).
+    pub fn case_name(&self) -> String {
+        case_name(&self.model, &self.scheme, &self.backend, self.batch, &self.sweep)
+    }
+
     /// A record of the machine and build `env` describes (the GPU's fields when `on_gpu`),
     /// stamped now; the case fills in the rest.
     pub fn from_environment(env: &Environment, on_gpu: bool) -> Record {
@@ -877,6 +899,17 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, RecordError> {
     read_records_file(path).map(|f| f.records)
 }
 
+/// A case as reports name it: `model / scheme / backend / batch N`, and its sweep point's
+/// values when the suite sweeps some (`/ threads=2`).
+pub fn case_name(model: &str, scheme: &str, backend: &str, batch: usize, sweep: &str) -> String {
+    let mut name = format!("{model} / {scheme} / {backend} / batch {batch}");
+    if !sweep.is_empty() {
+        name.push_str(" / ");
+        name.push_str(sweep);
+    }
+    name
+}
+
 /// One case a run set out to measure (`cases.json`, written when the run starts).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedCase {
@@ -885,6 +918,9 @@ pub struct PlannedCase {
     pub scheme: String,
     pub backend: String,
     pub batch: usize,
+    /// [`Record::sweep`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sweep: String,
 }
 
 impl PlannedCase {
@@ -895,11 +931,16 @@ impl PlannedCase {
             scheme: r.scheme.clone(),
             backend: r.backend.clone(),
             batch: r.batch,
+            sweep: r.sweep.clone(),
         }
     }
 
     fn name(&self) -> String {
-        format!("case {}: {} / {} / {} / batch {}", self.case_index, self.model, self.scheme, self.backend, self.batch)
+        format!(
+            "case {}: {}",
+            self.case_index,
+            case_name(&self.model, &self.scheme, &self.backend, self.batch, &self.sweep)
+        )
     }
 }
 

@@ -1401,3 +1401,65 @@ fn set_changes_the_suite_for_the_run_which_keeps_the_changed_copy_and_resumes_an
     assert_clean_error(&qbench(d, &["validate", s, "--set", "batch_sizes=[0]"]), &["batch size 0 is out of range"]);
     assert!(!d.join("out").exists());
 }
+
+#[test]
+fn a_threads_sweep_runs_each_count_in_its_own_process_and_charts_the_scaling() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let suite = common::write_suite(d, r#"["tract-cpu", "candle-cpu"]"#, "[32]", &["mlp"], "");
+    let text =
+        std::fs::read_to_string(&suite).unwrap().replace("max_time_ms = 50\n", "max_time_ms = 50\nthreads = [1, 2]\n");
+    std::fs::write(&suite, text).unwrap();
+    let s = suite.to_str().unwrap();
+    // The dry run lists each case at both thread counts; a filter picks one count; --threads
+    // collapses the sweep.
+    let listing = String::from_utf8_lossy(&qbench(d, &["run", s, "--dry-run"]).stdout).into_owned();
+    assert!(listing.contains("   0  mlp / f32 / tract-cpu / batch 32 / threads=1: expected native"), "{listing}");
+    assert!(listing.contains("   1  mlp / f32 / tract-cpu / batch 32 / threads=2: expected native"), "{listing}");
+    assert!(listing.contains("4 case(s) selected"), "{listing}");
+    let two =
+        String::from_utf8_lossy(&qbench(d, &["run", s, "--dry-run", "--filter", "threads=2"]).stdout).into_owned();
+    assert!(two.contains("2 case(s) selected") && !two.contains("threads=1"), "{two}");
+    let one = String::from_utf8_lossy(&qbench(d, &["run", s, "--dry-run", "--threads", "2"]).stdout).into_owned();
+    assert!(one.contains("2 case(s) selected") && !one.contains("threads="), "{one}");
+
+    let o = qbench(d, &["run", s, "--out", "out"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 case(s) at 2 thread(s): measured in a process of their own"), "{}", stderr(&o));
+    let run_dir = only_run_dir(d);
+    let records = read_records(&run_dir.join("records.jsonl")).unwrap();
+    assert_eq!(records.len(), 4);
+    for r in &records {
+        assert_eq!(r.sweep, format!("threads={}", r.threads), "{}", r.case_name());
+        assert_eq!(r.status, CaseStatus::Ok, "{}: {:?}", r.case_name(), r.error);
+    }
+    // Observed, not assumed: the 2-thread cases ran in another process than the 1-thread ones
+    // (engines size their pools once per process), and a 1-thread case's process kept at most
+    // about one core busy while sampling (the OS's CPU time over the wall time).
+    let pid = |t: usize| -> Vec<u32> { records.iter().filter(|r| r.threads == t).map(|r| r.process_id).collect() };
+    assert!(pid(1).iter().all(|p| !pid(2).contains(p)), "{:?} vs {:?}", pid(1), pid(2));
+    assert_ne!(pid(2)[0], 0);
+    for r in records.iter().filter(|r| r.threads == 1) {
+        let busy = r.sampling_busy_cores.unwrap();
+        assert!(busy > 0.0 && busy < 1.25, "{}: {busy}", r.case_name());
+    }
+    assert!(records.iter().filter(|r| r.threads == 2).all(|r| r.sampling_busy_cores.is_some_and(|b| b > 0.0)));
+    // The report names each case's point, and charts throughput against threads.
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(md.contains("| sweep") && md.contains("threads=2") && md.contains("busy cores"), "{md}");
+    let svg = std::fs::read_to_string(run_dir.join("charts/scaling-mlp-b32.svg")).unwrap();
+    assert!(svg.contains("throughput against threads") && svg.contains("f32 · candle-cpu"), "scaling chart");
+    // cases.json names the points: check sees the run complete.
+    let o = qbench(d, &["check", run_dir.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("no record"), "{}", String::from_utf8_lossy(&o.stdout));
+    // Resumed without a 2-thread record: that case runs again, in a process of its own.
+    let text = std::fs::read_to_string(run_dir.join("records.jsonl")).unwrap();
+    let kept: String = text.lines().filter(|l| !l.contains("\"case_index\":3,")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(run_dir.join("records.jsonl"), kept).unwrap();
+    let o = qbench(d, &["run", "--resume", run_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = read_records(&run_dir.join("records.jsonl")).unwrap();
+    let back = again.iter().find(|r| r.case_index == 3).unwrap();
+    assert_eq!((back.threads, back.sweep.as_str()), (2, "threads=2"));
+    assert!(!pid(1).contains(&back.process_id));
+}

@@ -163,3 +163,44 @@ fn matrix_rules_that_do_nothing_or_cannot_work_are_refused_with_the_line() {
         }
     }
 }
+
+#[test]
+fn a_measure_list_sweeps_every_combination_and_bad_lists_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |measure: &str| {
+        let path = matrix_suite(dir.path(), "", "");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("batch_sizes = [1, 32]\n", &format!("batch_sizes = [1, 32]\n\n[measure]\n{measure}\n"));
+        std::fs::write(&path, text).unwrap();
+        Suite::load(&path)
+    };
+    let suite = with("threads = [1, 2]\nmin_samples = [5, 50]\nmax_samples = 100").unwrap();
+    // 2 threads × 2 min_samples, threads varying slowest; each case at every point.
+    let labels: Vec<&str> = suite.points.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["threads=1,min_samples=5", "threads=1,min_samples=50", "threads=2,min_samples=5", "threads=2,min_samples=50"]
+    );
+    assert_eq!(suite.points[3].threads, 2);
+    assert_eq!(suite.points[1].sampler.min_samples, 50);
+    assert!(suite.points.iter().all(|p| p.sampler.max_samples == 100));
+    let cases = expand(&suite);
+    assert_eq!(cases.len(), 2 * 2 * 2 * 2 * 4);
+    assert_eq!(cases.iter().take(4).map(|c| c.point).collect::<Vec<_>>(), [0, 1, 2, 3], "the point varies fastest");
+    // One value: one point, no label.
+    let one = with("threads = 2").unwrap();
+    assert_eq!((one.points.len(), one.points[0].threads, one.points[0].label.as_str()), (1, 2, ""));
+    for (measure, needle) in [
+        ("threads = []", "measure.threads is an empty list"),
+        ("threads = [1, 1]", "measure.threads lists 1 twice"),
+        ("threads = [1, 0]", "measure.threads = 0 is out of range; use 1 to 1024"),
+        ("threads = \"two\"", "or a list of them to sweep"),
+        ("threads = [1, \"2\"]", "in the list"),
+        ("min_samples = [5, 500]\nmax_samples = 100", "measure.min_samples (500) is larger than measure.max_samples (100)"),
+        ("paired = [true, false]\nthreads = [1, 2, 3, 4]\nmin_samples = [1, 2, 3, 4]\nmax_samples = [10, 20, 30, 40]\nwarmup_ms = [1, 2, 3, 4, 5]", "keep it to 256 or fewer"),
+    ] {
+        let e = with(measure).expect_err(measure).to_string();
+        assert!(e.contains(needle) && e.contains("suite.toml:"), "{measure}: expected {needle:?} in {e}");
+    }
+}

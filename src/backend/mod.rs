@@ -360,9 +360,17 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Sets the thread count of every engine, once per process, before any engine work.
 pub fn configure_threads(threads: usize) {
+    CONFIGURED_THREADS.store(threads.max(1), std::sync::atomic::Ordering::Relaxed);
     for r in REGISTRY {
         (r.set_threads)(threads);
     }
+}
+
+static CONFIGURED_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// The engines' thread count in this process ([`configure_threads`]; 1 before it is called).
+pub fn configured_threads() -> usize {
+    CONFIGURED_THREADS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// No registered engine computes a model's reference: each reference engine's reason.

@@ -113,12 +113,12 @@ impl Gate {
 }
 
 fn case_name(r: &Record) -> String {
-    format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch)
+    r.case_name()
 }
 
-/// The baseline case for `r`: same model, scheme, backend and batch.
+/// The baseline case for `r`: same model, scheme, backend, batch and measurement point.
 fn counterpart<'a>(r: &Record, others: &'a [Record]) -> Option<&'a Record> {
-    let same = |b: &&Record| b.model == r.model && b.scheme == r.scheme && b.backend == r.backend && b.batch == r.batch;
+    let same = |b: &&Record| b.same_case_as(r);
     // A measured one first: a failed duplicate must not hide it.
     others.iter().filter(same).find(|b| b.status == CaseStatus::Ok).or_else(|| others.iter().find(same))
 }
@@ -198,6 +198,7 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                         && b.model == r.model
                         && b.backend == r.backend
                         && b.batch == r.batch
+                        && b.sweep == r.sweep
                         && b.status == CaseStatus::Ok
                 });
                 let identical = f32_case.and_then(|b| Some(b.top1_correct()? == r.top1_correct()?)).unwrap_or(false);

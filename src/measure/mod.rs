@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod calibration;
+pub mod cpu;
 pub mod eval;
 pub mod fidelity;
 pub mod latency;

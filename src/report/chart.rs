@@ -51,6 +51,16 @@ pub struct Bar {
     pub ci: Option<(f64, f64)>,
 }
 
+/// A point of a line: x, y and y's interval where known.
+pub type LinePoint = (f64, f64, Option<(f64, f64)>);
+
+/// One line of a line chart: a series' points in increasing x.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Line {
+    pub series: String,
+    pub points: Vec<LinePoint>,
+}
+
 /// What a chart shows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Plot {
@@ -58,6 +68,8 @@ pub enum Plot {
     Scatter { points: Vec<Point>, front: Vec<usize> },
     /// One row per bar, with CI whiskers where known.
     Bars { bars: Vec<Bar> },
+    /// Lines over a numeric x (a sweep), with vertical CI whiskers where known.
+    Lines { lines: Vec<Line> },
 }
 
 /// A chart reduced to data: drawn the same way on SVG and PNG.
@@ -107,17 +119,25 @@ type XOf<'a> = dyn Fn(&Record) -> Option<(f64, Option<(f64, f64)>)> + 'a;
 /// latency and latency per case; per model, accuracy against artifact size.
 pub fn from_records(records: &[Record]) -> Vec<Chart> {
     let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
-    let mut groups: Vec<(String, usize)> = Vec::new();
+    let mut groups: Vec<(String, usize, String)> = Vec::new();
     for r in &ok {
-        if !groups.contains(&(r.model.clone(), r.batch)) {
-            groups.push((r.model.clone(), r.batch));
+        if !groups.contains(&(r.model.clone(), r.batch, r.sweep.clone())) {
+            groups.push((r.model.clone(), r.batch, r.sweep.clone()));
         }
     }
     let mut charts = Vec::new();
     let mut sized_models: Vec<String> = Vec::new();
-    for (model, batch) in groups {
-        let rows: Vec<&Record> = ok.iter().copied().filter(|r| r.model == model && r.batch == batch).collect();
-        let key = format!("{}-b{batch}", crate::files::file_stem(&model));
+    for (model, batch, sweep) in groups {
+        let rows: Vec<&Record> =
+            ok.iter().copied().filter(|r| r.model == model && r.batch == batch && r.sweep == sweep).collect();
+        let group = match sweep.is_empty() {
+            true => format!("{model}, batch {batch}"),
+            false => format!("{model}, batch {batch}, {sweep}"),
+        };
+        let key = match sweep.is_empty() {
+            true => format!("{}-b{batch}", crate::files::file_stem(&model)),
+            false => format!("{}-b{batch}-{}", crate::files::file_stem(&model), crate::files::file_stem(&sweep)),
+        };
         // Task accuracy when every row has it; agreement with the fp32 reference otherwise.
         let (y_desc, y_of): (&str, fn(&Record) -> Option<f64>) = if rows.iter().all(|r| r.top1_accuracy.is_some()) {
             ("top-1 accuracy (%)", |r| r.top1_accuracy)
@@ -142,7 +162,7 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
         if !points.is_empty() {
             charts.push(scatter(
                 format!("tradeoff-{key}"),
-                format!("{model}, batch {batch}: accuracy against latency (Pareto front joined)"),
+                format!("{group}: accuracy against latency (Pareto front joined)"),
                 format!("median latency per batch ({unit}), with its 95% CI"),
                 y_desc.into(),
                 points,
@@ -162,7 +182,7 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
         if !bars.is_empty() {
             charts.push(Chart {
                 id: format!("latency-{key}"),
-                title: format!("{model}, batch {batch}: median latency per scheme × backend"),
+                title: format!("{group}: median latency per scheme × backend"),
                 x_desc: format!("median latency per batch ({unit}); whiskers: 95% CI"),
                 y_desc: String::new(),
                 plot: Plot::Bars { bars },
@@ -182,7 +202,62 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
             }
         }
     }
+    charts.extend(scaling(&ok));
     unique_ids(&mut charts);
+    charts
+}
+
+/// Per model and batch whose cases ran at several thread counts (`[measure] threads = [..]`):
+/// items per second against threads, a line per scheme × backend (and per other swept value).
+/// The interval is the median latency's 95% CI turned into items/s.
+fn scaling(ok: &[&Record]) -> Vec<Chart> {
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for r in ok {
+        if !groups.contains(&(r.model.clone(), r.batch)) {
+            groups.push((r.model.clone(), r.batch));
+        }
+    }
+    let mut charts = Vec::new();
+    for (model, batch) in groups {
+        let rows: Vec<&Record> = ok.iter().copied().filter(|r| r.model == model && r.batch == batch).collect();
+        let mut threads: Vec<usize> = rows.iter().map(|r| r.threads).collect();
+        threads.sort();
+        threads.dedup();
+        if threads.len() < 2 {
+            continue;
+        }
+        let mut lines: Vec<Line> = Vec::new();
+        for r in &rows {
+            let Some(median) = r.latency_median_ns.filter(|m| *m > 0.0) else { continue };
+            // The other swept values keep their lines apart.
+            let rest: Vec<&str> = r.sweep.split(',').filter(|p| !p.is_empty() && !p.starts_with("threads=")).collect();
+            let series = match rest.is_empty() {
+                true => format!("{} · {}", r.scheme, r.backend),
+                false => format!("{} · {} · {}", r.scheme, r.backend, rest.join(",")),
+            };
+            let per_s = |ns: f64| r.batch as f64 * 1e9 / ns;
+            let ci = r.latency_median_ci_low_ns.zip(r.latency_median_ci_high_ns).map(|(lo, hi)| (per_s(hi), per_s(lo)));
+            let point = (r.threads as f64, per_s(median), ci);
+            match lines.iter_mut().find(|l| l.series == series) {
+                Some(l) => l.points.push(point),
+                None => lines.push(Line { series, points: vec![point] }),
+            }
+        }
+        for l in &mut lines {
+            l.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        lines.retain(|l| l.points.len() >= 2);
+        if lines.is_empty() {
+            continue;
+        }
+        charts.push(Chart {
+            id: format!("scaling-{}-b{batch}", crate::files::file_stem(&model)),
+            title: format!("{model}, batch {batch}: throughput against threads"),
+            x_desc: "threads".into(),
+            y_desc: "items/s (median latency; whiskers: its 95% CI)".into(),
+            plot: Plot::Lines { lines },
+        });
+    }
     charts
 }
 
@@ -256,6 +331,7 @@ impl Chart {
         match &self.plot {
             Plot::Scatter { .. } => SCATTER_SIZE,
             Plot::Bars { bars } => (860, 110 + 22 * bars.len().max(1) as u32),
+            Plot::Lines { .. } => SCATTER_SIZE,
         }
     }
 
@@ -319,6 +395,7 @@ impl Chart {
         match &self.plot {
             Plot::Scatter { points, front } => self.draw_scatter(root, points, front),
             Plot::Bars { bars } => self.draw_bars(root, bars),
+            Plot::Lines { lines } => self.draw_lines(root, lines),
         }
         .map_err(|e| self.error(e))?;
         root.present().map_err(|e| self.error(e))
@@ -374,6 +451,60 @@ impl Chart {
                 }),
         )?;
         legend(&mut chart, SeriesLabelPosition::LowerRight)
+    }
+
+    fn draw_lines<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        lines: &[Line],
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let all = || lines.iter().flat_map(|l| l.points.iter());
+        // x is a whole number (threads): an integer axis, ticked at the swept values only.
+        let mut xs: Vec<i64> = all().map(|p| p.0.round() as i64).collect();
+        xs.sort();
+        xs.dedup();
+        let (lo, hi) = (xs.first().copied().unwrap_or(0), xs.last().copied().unwrap_or(1));
+        let pad = ((hi - lo) / 10).max(1);
+        let y_range = padded(all().flat_map(|p| [p.1, p.2.map_or(p.1, |c| c.0), p.2.map_or(p.1, |c| c.1)]), 0.1, true);
+        // The legend goes in a column of its own on the right, so it covers no point.
+        let (plot_area, legend_area) = root.split_horizontally(root.dim_in_pixel().0.saturating_sub(230));
+        let mut chart = ChartBuilder::on(&plot_area)
+            .caption(&self.title, ("sans-serif", 17))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(72)
+            .build_cartesian_2d(lo - pad..hi + pad, y_range)?;
+        let x_label = |x: &i64| if xs.contains(x) { x.to_string() } else { String::new() };
+        let whole = |y: &f64| format!("{y:.0}");
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc.as_str())
+            .y_desc(self.y_desc.as_str())
+            .x_labels((hi - lo + 2 * pad + 1).clamp(2, 200) as usize)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&whole)
+            .disable_x_mesh()
+            .label_style(("sans-serif", 13))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()?;
+        let at = |p: &LinePoint| p.0.round() as i64;
+        for (k, line) in lines.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            chart.draw_series(LineSeries::new(line.points.iter().map(|p| (at(p), p.1)), color.stroke_width(2)))?;
+            chart.draw_series(line.points.iter().map(|p| Circle::new((at(p), p.1), 4, color.filled())))?;
+            chart.draw_series(
+                line.points
+                    .iter()
+                    .filter_map(|p| p.2.map(|(lo, hi)| ErrorBar::new_vertical(at(p), lo, p.1, hi, color, 6))),
+            )?;
+        }
+        for (k, line) in lines.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            let y = 60 + 22 * k as i32;
+            legend_area.draw(&Rectangle::new([(6, y - 5), (20, y + 5)], color.filled()))?;
+            legend_area.draw(&Text::new(line.series.clone(), (26, y - 7), ("sans-serif", 13).into_font()))?;
+        }
+        Ok(())
     }
 
     fn draw_bars<DB: DrawingBackend>(

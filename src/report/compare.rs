@@ -65,12 +65,12 @@ pub fn load_run(dir: &Path) -> Result<Run, super::ReportError> {
     Ok(Run { dir: dir.to_path_buf(), records, environment })
 }
 
-fn key(r: &Record) -> (String, String, String, usize) {
-    (r.model.clone(), r.scheme.clone(), r.backend.clone(), r.batch)
+fn key(r: &Record) -> (String, String, String, usize, String) {
+    (r.model.clone(), r.scheme.clone(), r.backend.clone(), r.batch, r.sweep.clone())
 }
 
 fn case_name(r: &Record) -> String {
-    format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch)
+    r.case_name()
 }
 
 /// Compares `other` against `first`, case by case. `threshold` is the practical change below

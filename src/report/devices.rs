@@ -70,8 +70,8 @@ pub struct DeviceRow {
     pub reason: String,
 }
 
-fn key(r: &Record) -> (&str, &str, &str, usize) {
-    (r.model.as_str(), r.scheme.as_str(), r.backend.as_str(), r.batch)
+fn key(r: &Record) -> (&str, &str, &str, usize, &str) {
+    (r.model.as_str(), r.scheme.as_str(), r.backend.as_str(), r.batch, r.sweep.as_str())
 }
 
 /// A row per device record, joined with the workstation's record of the same case (model,
@@ -88,7 +88,7 @@ pub fn rows(workstation: &[Record], devices: &[DeviceRun]) -> Vec<DeviceRow> {
             };
             let verdict = r.device_verdict.clone().unwrap_or_else(|| "error".into());
             out.push(DeviceRow {
-                case: format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch),
+                case: r.case_name(),
                 // The run too: two device runs on alike machines stay apart.
                 machine: format!("{} · {}", d.machine, r.run_id),
                 reason: if verdict == "pass" { String::new() } else { r.error.clone().unwrap_or_default() },

@@ -246,16 +246,23 @@ fn cards(records: &[Record]) -> Vec<Card> {
 /// one point of f32 top-1.
 fn highlights(records: &[Record]) -> Vec<String> {
     let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok).collect();
-    let mut groups: Vec<(&str, usize)> = Vec::new();
+    let mut groups: Vec<(&str, usize, &str)> = Vec::new();
     for r in &ok {
-        if !groups.contains(&(r.model.as_str(), r.batch)) {
-            groups.push((r.model.as_str(), r.batch));
+        if !groups.contains(&(r.model.as_str(), r.batch, r.sweep.as_str())) {
+            groups.push((r.model.as_str(), r.batch, r.sweep.as_str()));
         }
     }
     let mut out = Vec::new();
-    for (model, batch) in groups {
-        let rows: Vec<&Record> =
-            ok.iter().copied().filter(|r| r.model == model && r.batch == batch && r.top1_accuracy.is_some()).collect();
+    for (model, batch, sweep) in groups {
+        let group = match sweep.is_empty() {
+            true => format!("{model}, batch {batch}"),
+            false => format!("{model}, batch {batch}, {sweep}"),
+        };
+        let rows: Vec<&Record> = ok
+            .iter()
+            .copied()
+            .filter(|r| r.model == model && r.batch == batch && r.sweep == sweep && r.top1_accuracy.is_some())
+            .collect();
         let points: Vec<(f64, f64)> = rows
             .iter()
             .map(|r| (r.latency_median_ns.unwrap_or(f64::NAN), r.top1_accuracy.unwrap_or(f64::NAN)))
@@ -274,7 +281,7 @@ fn highlights(records: &[Record]) -> Vec<String> {
             .collect();
         if !front.is_empty() {
             out.push(format!(
-                "{model}, batch {batch}: best accuracy for the latency (Pareto front, fastest first): {}.",
+                "{group}: best accuracy for the latency (Pareto front, fastest first): {}.",
                 front.join(" → ")
             ));
         }
@@ -285,7 +292,7 @@ fn highlights(records: &[Record]) -> Vec<String> {
             .min_by_key(|(bytes, _)| *bytes);
         if let Some((bytes, r)) = smallest {
             out.push(format!(
-                "{model}, batch {batch}: smallest model within 1 point of f32 top-1: {} on {} ({bytes} bytes, {:+.2} points).",
+                "{group}: smallest model within 1 point of f32 top-1: {} on {} ({bytes} bytes, {:+.2} points).",
                 r.scheme,
                 r.backend,
                 100.0 * results::delta_vs_f32(r, records).unwrap_or(0.0)

@@ -120,6 +120,7 @@ fn output_row(r: &Record, i: usize) -> Record {
 /// The table of the measured records `keep` picks (the others still serve as f32 baselines).
 fn table_of(records: &[Record], keep: impl Fn(&Record) -> bool) -> ResultsTable {
     let ok: Vec<&Record> = records.iter().filter(|r| r.status == CaseStatus::Ok && keep(r)).collect();
+    let any_threads = ok.iter().any(|r| r.threads > 1);
     // One time unit for the whole table, so rows compare at a glance.
     let smallest = ok.iter().filter_map(|r| r.latency_median_ns).fold(f64::INFINITY, f64::min);
     let (unit, div, p99_digits) = if smallest < 1e6 { ("µs", 1e3, 1) } else { ("ms", 1e6, 2) };
@@ -169,6 +170,19 @@ fn table_of(records: &[Record], keep: impl Fn(&Record) -> bool) -> ResultsTable 
             true,
             true,
             Box::new(|r: &Record| Cell { text: r.batch.to_string(), sort: Some(r.batch as f64) }),
+        ),
+        // A `[measure]` sweep's point (`threads=2`); dropped when nothing is swept.
+        ("sweep".into(), true, false, Box::new(|r: &Record| text(if r.sweep.is_empty() { "—" } else { &r.sweep }))),
+        // What the engines did with more than one thread: the cores the process kept busy while
+        // sampling (shown when some case asked for more than one thread).
+        (
+            "busy cores".into(),
+            false,
+            true,
+            Box::new(move |r: &Record| match any_threads {
+                true => num(r.sampling_busy_cores, &|v| format!("{v:.2}")),
+                false => text("—"),
+            }),
         ),
         (
             format!("median ± CI ({unit})"),
@@ -410,7 +424,7 @@ fn text(s: &str) -> Cell {
     Cell { text: s.to_string(), sort: None }
 }
 
-/// The measured f32 case of the same model, backend and batch.
+/// The measured f32 case of the same model, backend, batch and measurement point.
 pub fn f32_case<'a>(r: &Record, records: &'a [Record]) -> Option<&'a Record> {
     records.iter().find(|b| {
         b.scheme == "f32"
@@ -418,6 +432,7 @@ pub fn f32_case<'a>(r: &Record, records: &'a [Record]) -> Option<&'a Record> {
             && b.model == r.model
             && b.backend == r.backend
             && b.batch == r.batch
+            && b.sweep == r.sweep
             && b.status == CaseStatus::Ok
     })
 }
@@ -466,7 +481,7 @@ pub fn notes(records: &[Record]) -> Notes {
             (None, None) => "no layer reported".to_string(),
         };
         notes.realization_mismatches.push((
-            format!("{} / {} / {} / batch {}", r.model, r.scheme, r.backend, r.batch),
+            r.case_name(),
             r.expected_realization.clone(),
             r.realization.clone(),
             layer,

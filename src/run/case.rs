@@ -46,6 +46,8 @@ pub(super) fn new_record(
         device: case.backend.device_name(suite.cuda_device),
         engine_version: case.backend.engine_version(),
         batch: case.batch,
+        sweep: case.point(suite).label.clone(),
+        threads: case.point(suite).threads,
         // Until the engine says what it made of the variant.
         realization: Realization::NotObserved.name().to_string(),
         parameters: model.zoo().map_or(0, |z| z.parameter_count()),
@@ -140,8 +142,11 @@ pub(super) fn sample_latency(
     record: &mut Record,
 ) -> Result<Option<u64>, CaseError> {
     session.set_input(input)?;
-    let ((sampled, heap), peak) = memory::peak_added(|| alloc::measure(|| latency::sample(measure, || session.run())));
+    let (((sampled, heap), peak), busy) = crate::measure::cpu::busy_cores(|| {
+        memory::peak_added(|| alloc::measure(|| latency::sample(measure, || session.run())))
+    });
     let sampled = sampled?;
+    record.sampling_busy_cores = busy;
     record.run_heap_peak_bytes = heap.map(|h| h.peak_bytes);
     let per_run = |total: u64| (sampled.calls > 0).then(|| total as f64 / sampled.calls as f64);
     record.run_heap_allocated_bytes_per_run = heap.and_then(|h| per_run(h.total_bytes));

@@ -53,10 +53,10 @@ pub(super) fn measure(
     record.eval_items = Some(data.len());
     score_outputs(&outputs, kinds, reference, data, record);
 
-    let sampling_peak = case::sample_latency(session, &latency_batch, &suite.measure, case.batch, record)?;
+    let sampling_peak = case::sample_latency(session, &latency_batch, &case.point(suite).sampler, case.batch, record)?;
     record.run_peak_rss_bytes = [record.run_peak_rss_bytes, sampling_peak].into_iter().flatten().max();
     if let Some(f32) = paired {
-        case::sample_paired(session, f32, &latency_batch, &suite.measure, record)?;
+        case::sample_paired(session, f32, &latency_batch, &case.point(suite).sampler, record)?;
     }
     Ok(())
 }
@@ -108,7 +108,7 @@ fn evaluate(
     session: &mut dyn Session,
     batch: usize,
 ) -> Result<Vec<OutputValues>, BackendError> {
-    let workers = eval::eval_workers(suite.threads);
+    let workers = eval::eval_workers(crate::backend::configured_threads());
     eval::run_outputs_parallel(session, case.backend, data, batch, workers, || {
         case.backend.create(suite.cuda_device).prepare(variant, batch).map(|p| p.session)
     })

@@ -24,23 +24,39 @@ pub enum IsolateError {
     NoRecord { status: String, stderr: String },
 }
 
-/// Runs case `index` of `suite` in a fresh process of `exe`, with its run folder under `work`
-/// and the suite's thread count (as resolved here, `--threads` included), and returns its
-/// record.
-pub(super) fn run_case(exe: &Path, suite: &Suite, index: usize, work: &Path) -> Result<Record, IsolateError> {
+/// Runs cases `indices` of `suite` in a fresh process of `exe`, with its run folder under `work`
+/// and the suite as resolved here (its `--set` changes, `--threads` among them), and returns
+/// each case's record, or why that case has none. The process sets its engines' threads from
+/// its cases' measurement point: give it cases of one thread count.
+pub(super) fn run_cases(
+    exe: &Path,
+    suite: &Suite,
+    indices: &[usize],
+    work: &Path,
+) -> Vec<(usize, Result<Record, IsolateError>)> {
+    let list: Vec<String> = indices.iter().map(|i| i.to_string()).collect();
     let output = Command::new(exe)
         .arg("run")
         .arg(&suite.file)
-        .args(["--only-case", &index.to_string(), "--threads", &suite.threads.to_string(), "--case-process", "--quiet"])
+        .args(["--only-cases", &list.join(","), "--case-process", "--quiet"])
         .args(suite.sets.iter().flat_map(|s| ["--set", s.as_str()]))
         .arg("--out")
         .arg(work)
         // The parent run writes the step summary, once.
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("QBENCH_TEST_KILL_AT")
-        .output()
-        .map_err(|source| IsolateError::Spawn { exe: exe.to_path_buf(), source })?;
-    let record = std::fs::read_dir(work.join(&suite.name))
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            let kind = e.kind();
+            return indices
+                .iter()
+                .map(|&i| (i, Err(IsolateError::Spawn { exe: exe.to_path_buf(), source: std::io::Error::from(kind) })))
+                .collect();
+        }
+    };
+    let records: Vec<Record> = std::fs::read_dir(work.join(&suite.name))
         .ok()
         .into_iter()
         .flatten()
@@ -49,13 +65,18 @@ pub(super) fn run_case(exe: &Path, suite: &Suite, index: usize, work: &Path) -> 
         .filter(|p| p.is_file())
         .filter_map(|p| read_records(&p).ok())
         .flatten()
-        .find(|r| r.case_index == index);
-    record.ok_or_else(|| {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        IsolateError::NoRecord {
-            status: output.status.to_string(),
-            stderr: tail[tail.len().saturating_sub(3)..].join(" | "),
-        }
-    })
+        .collect();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    indices
+        .iter()
+        .map(|&index| {
+            let record = records.iter().find(|r| r.case_index == index).cloned();
+            let why = || IsolateError::NoRecord {
+                status: output.status.to_string(),
+                stderr: tail[tail.len().saturating_sub(3)..].join(" | "),
+            };
+            (index, record.ok_or_else(why))
+        })
+        .collect()
 }

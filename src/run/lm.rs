@@ -144,7 +144,7 @@ pub(super) fn measure(
         // Prompt processing: the run, on the first `batch` windows.
         let seq = data.item_shape.iter().product::<usize>();
         let batch_ids = data.batch_f32(0, case.batch, case.batch);
-        let pp_peak = case::sample_latency(session, &batch_ids, &suite.measure, case.batch, record)?;
+        let pp_peak = case::sample_latency(session, &batch_ids, &case.point(suite).sampler, case.batch, record)?;
         record.pp_tokens_per_s = record.latency_mean_ns.map(|m| (case.batch * seq) as f64 * 1e9 / m);
 
         // Generation: up to 128 tokens (llama-bench's tg128), one position at a time, from an
@@ -154,7 +154,7 @@ pub(super) fn measure(
             (0..tg).map(|p| (0..case.batch).map(|b| batch_ids[b * seq + p] as u32).collect()).collect();
         let decoder = session.decoder().ok_or_else(|| bad("the session is not a decoder"))?;
         let (tg_sampled, tg_peak) = memory::peak_added(|| {
-            latency::sample(&suite.measure, || {
+            latency::sample(&case.point(suite).sampler, || {
                 decoder.reset();
                 for (p, ids) in columns.iter().enumerate() {
                     decoder.step(ids, case.batch, p)?;
@@ -171,7 +171,7 @@ pub(super) fn measure(
         record.run_peak_rss_bytes = [record.run_peak_rss_bytes, pp_peak, tg_peak].into_iter().flatten().max();
         // Prompt processing against f32 on this backend, in alternating rounds.
         if let Some(f32) = paired {
-            case::sample_paired(session, f32, &batch_ids, &suite.measure, record)?;
+            case::sample_paired(session, f32, &batch_ids, &case.point(suite).sampler, record)?;
         }
         Ok(score)
     })?;

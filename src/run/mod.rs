@@ -47,6 +47,12 @@ pub struct RunOptions {
     pub isolate: Option<PathBuf>,
     /// Runs only the case with this index in the suite (what an isolated case's process does).
     pub only_case: Option<usize>,
+    /// Runs only the cases with these indices, in one process and no run manifest: what the
+    /// process a run starts for another thread count of a sweep does (empty: no such limit).
+    pub only_cases: Vec<usize>,
+    /// The qbench executable, to measure the thread counts of a `[measure] threads` sweep other
+    /// than this process's in processes of their own (engines set their pools once per process).
+    pub exe: Option<PathBuf>,
     /// Adds the cases not yet recorded to this run folder (`--resume`); refused when the suite
     /// or any file it reads changed since the run started (`run.json`).
     pub resume: Option<PathBuf>,
@@ -104,6 +110,8 @@ pub enum RunError {
     Resume { dir: PathBuf, reason: String },
     #[error("--filter {filter:?}: {reason}")]
     Filter { filter: String, reason: String },
+    #[error("the suite sweeps [measure] threads ({threads}), and engines set their thread pools once per process: the other thread counts need the qbench executable to run in processes of their own (RunOptions::exe)")]
+    NoExecutable { threads: String },
     #[error("the suite has no case {index} (its cases are 0 to {last})")]
     NoSuchCase { index: usize, last: usize },
 }
@@ -189,15 +197,41 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
         }
         selected.iter_mut().enumerate().for_each(|(i, s)| *s = *s && i == only);
     }
+    if !options.only_cases.is_empty() {
+        if let Some(&bad) = options.only_cases.iter().find(|&&i| i >= cases.len()) {
+            return Err(RunError::NoSuchCase { index: bad, last: cases.len().saturating_sub(1) });
+        }
+        selected.iter_mut().enumerate().for_each(|(i, s)| *s = *s && options.only_cases.contains(&i));
+    }
+    // One process measures one thread count: this one, the first selected case's; each other
+    // count of a sweep runs in a process of its own (as every case does with --isolate).
+    let here_threads =
+        (0..cases.len()).find(|&i| selected[i]).map_or(suite.points[0].threads, |i| cases[i].point(suite).threads);
+    let elsewhere: Vec<usize> = {
+        let mut t: Vec<usize> = (0..cases.len())
+            .filter(|&i| selected[i] && cases[i].point(suite).threads != here_threads)
+            .map(|i| cases[i].point(suite).threads)
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let exe = options.exe.clone().or_else(|| options.isolate.clone());
+    if !elsewhere.is_empty() && exe.is_none() {
+        let all: Vec<String> =
+            std::iter::once(here_threads).chain(elsewhere.iter().copied()).map(|t| t.to_string()).collect();
+        return Err(RunError::NoExecutable { threads: all.join(", ") });
+    }
+    let one_process = options.only_case.is_some() || !options.only_cases.is_empty();
     let total = selected.iter().filter(|s| **s).count();
     if let (Some(shard), 0) = (options.shard, total) {
         return Err(RunError::EmptyShard { shard: shard.name(), cases: cases.len() });
     }
     let datasets = load_datasets(suite)?;
-    configure_threads(suite.threads);
+    configure_threads(here_threads);
     let uses_gpu = suite.backends.iter().any(|b| b.is_cuda());
     let gpu = uses_gpu.then(|| crate::backend::gpu::probe(suite.cuda_device).ok().cloned()).flatten();
-    let env = Environment::capture(suite.threads, gpu);
+    let env = Environment::capture(here_threads, gpu);
     // What this run sets out to measure, so `check` and `report` can tell an interrupted run.
     let all: Vec<PlannedCase> = cases
         .iter()
@@ -208,15 +242,16 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             scheme: c.scheme.name(),
             backend: c.backend.name().to_string(),
             batch: c.batch,
+            sweep: c.point(suite).label.clone(),
         })
         .collect();
     let planned: Vec<PlannedCase> = all.iter().filter(|p| selected[p.case_index]).cloned().collect();
     let all: Vec<PlannedCase> = all.into_iter().filter(|p| filtered[p.case_index]).collect();
     // A run of one case (what --isolate's case processes do) is not resumable: no manifest, so
     // its model files are not hashed once per case.
-    let manifest = match options.only_case {
-        None => Some(RunManifest::of(suite, options, all)?),
-        Some(_) => None,
+    let manifest = match one_process {
+        false => Some(RunManifest::of(suite, options, all)?),
+        true => None,
     };
     let (mut folder, previous) = match (&options.resume, &manifest) {
         (Some(dir), Some(now)) => {
@@ -257,10 +292,11 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     }
     let total = selected.iter().filter(|s| **s).count();
     progress(&Event::Started { run_id: &folder.run_id, dir: &folder.dir });
-    if suite.threads > env.logical_cores {
+    let most_threads = (0..cases.len()).filter(|&i| selected[i]).map(|i| cases[i].point(suite).threads).max();
+    if let Some(t) = most_threads.filter(|&t| t > env.logical_cores) {
         progress(&Event::Warning(format!(
-            "measure.threads = {} exceeds the {} logical cores here; threads will contend and timings overstate latency",
-            suite.threads, env.logical_cores
+            "measure.threads = {t} exceeds the {} logical cores here; threads will contend and timings overstate latency",
+            env.logical_cores
         )));
     }
     if env.debug_build {
@@ -291,7 +327,10 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             }
             done += 1;
             let work = folder.dir.join("cases").join(format!("case-{index}"));
-            let mut record = match isolate::run_case(exe, suite, index, &work) {
+            let outcome = isolate::run_cases(exe, suite, &[index], &work).pop().map(|(_, r)| r);
+            let mut record = match outcome
+                .unwrap_or(Err(isolate::IsolateError::NoRecord { status: "not started".into(), stderr: String::new() }))
+            {
                 Ok(r) => r,
                 // The case's process got the same signal: its case is not recorded.
                 Err(_) if stop().is_some() => break,
@@ -314,8 +353,11 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     'models: for (model_idx, entry) in suite.models.iter().enumerate().filter(|_| options.isolate.is_none()) {
         // Cases of this model, with their index in the whole suite (the records' case_index,
         // the same in every shard).
-        let model_cases: Vec<(usize, &crate::suite::Case)> =
-            cases.iter().enumerate().filter(|(i, c)| c.model == model_idx && selected[*i]).collect();
+        let model_cases: Vec<(usize, &crate::suite::Case)> = cases
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| c.model == model_idx && selected[*i] && c.point(suite).threads == here_threads)
+            .collect();
         if model_cases.is_empty() {
             continue;
         }
@@ -324,7 +366,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
         }
         let mut state =
             model::ModelState::load(suite, model_idx, &datasets[entry.dataset], &folder.artifacts, progress)
-                .alone(options.only_case.is_some());
+                .alone(options.only_case.is_some() || options.only_cases.len() == 1);
         for (index, case) in model_cases {
             if stop().is_some() {
                 break 'models;
@@ -334,11 +376,46 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             let mut record =
                 case::new_record(suite, &env, &folder.run_id, index, case, state.data(), options, Some(probe));
             state.run_case(case, &mut record, options);
-            if options.only_case.is_some() {
+            if options.only_case.is_some() || options.only_cases.len() == 1 {
                 // This process ran only this case: its whole peak is the case's.
                 record.fresh_process = true;
                 record.process_peak_rss_bytes = crate::measure::memory::process_peak_rss_bytes();
             }
+            folder.append(&record)?;
+            progress(&Event::Case { done, total, record: &record });
+            records.push(record);
+        }
+    }
+    // The sweep's other thread counts, each in a process of its own.
+    for &threads in elsewhere.iter().filter(|_| options.isolate.is_none()) {
+        let Some(exe) = &exe else { break };
+        if stop().is_some() {
+            break;
+        }
+        let indices: Vec<usize> =
+            (0..cases.len()).filter(|&i| selected[i] && cases[i].point(suite).threads == threads).collect();
+        progress(&Event::Note(format!(
+            "{} case(s) at {threads} thread(s): measured in a process of their own (engines set their thread pools once per process)",
+            indices.len()
+        )));
+        let work = folder.dir.join("cases").join(format!("threads-{threads}"));
+        for (index, outcome) in isolate::run_cases(exe, suite, &indices, &work) {
+            let mut record = match outcome {
+                Ok(r) => r,
+                // The process got the same signal: its unfinished cases are not recorded.
+                Err(_) if stop().is_some() => continue,
+                Err(e) => {
+                    let case = &cases[index];
+                    let data = &datasets[suite.models[case.model].dataset];
+                    let mut r = case::new_record(suite, &env, &folder.run_id, index, case, data, options, None);
+                    r.status = CaseStatus::Failed;
+                    r.error = Some(root_cause(&e));
+                    r
+                }
+            };
+            record.run_id = folder.run_id.clone();
+            record.shard = options.shard.map(|s| s.name()).unwrap_or_default();
+            done += 1;
             folder.append(&record)?;
             progress(&Event::Case { done, total, record: &record });
             records.push(record);

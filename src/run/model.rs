@@ -266,7 +266,7 @@ impl<'s> ModelState<'s> {
         // would not be its own.
         let alone = self.only_case;
         let paired = match (
-            self.suite.paired && case.scheme != SchemeId::F32 && !alone,
+            case.point(self.suite).paired && case.scheme != SchemeId::F32 && !alone,
             self.suite.schemes_of(self.index).contains(&SchemeId::F32),
         ) {
             (false, _) => None,
@@ -562,7 +562,7 @@ fn reference_outputs(
                 chosen
             }
         };
-        let workers = eval::eval_workers(suite.threads);
+        let workers = eval::eval_workers(crate::backend::configured_threads());
         let outputs = eval::run_outputs_parallel(prepared.session.as_mut(), backend, data, batch, workers, || {
             backend.create(suite.cuda_device).prepare(&variant, batch).map(|p| p.session)
         })?;

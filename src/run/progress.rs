@@ -16,7 +16,6 @@ pub enum Event<'a> {
     Warning(String),
     /// A note about a model (its reference could not run, an override matched nothing).
     Note(String),
-    /// Only a shard of the suite runs.
     /// The cases a `--shard` and/or `--filter` selected: `name` says which (`shard 2/4`,
     /// `filter "scheme=int8-*"`).
     Shard { name: String, selected: usize, cases: usize },
@@ -45,7 +44,11 @@ impl fmt::Display for Event<'_> {
                 write!(f, "{name}: {selected} of the suite's {cases} cases")
             }
             Event::Case { done, total, record: r } => {
-                write!(f, "[{done}/{total}] {} {} {} batch {}: ", r.model, r.scheme, r.backend, r.batch)?;
+                write!(f, "[{done}/{total}] {} {} {} batch {}", r.model, r.scheme, r.backend, r.batch)?;
+                if !r.sweep.is_empty() {
+                    write!(f, " {}", r.sweep)?;
+                }
+                f.write_str(": ")?;
                 match r.status {
                     CaseStatus::Ok => {
                         write!(f, "median {:.1} µs, {}", r.latency_median_ns.unwrap_or(f64::NAN) / 1e3, quality(r))?;

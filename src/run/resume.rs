@@ -78,7 +78,7 @@ impl RunManifest {
             filter: options.filter.as_ref().map(|f| f.text().to_string()),
             sets: suite.sets.clone(),
             only_case: options.only_case,
-            threads: suite.threads,
+            threads: suite.points[0].threads,
             isolate: options.isolate.is_some(),
             suite_cases,
             calibration_selection: suite.calibration.as_ref().map(|c| c.selection.describe()),

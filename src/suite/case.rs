@@ -12,6 +12,15 @@ pub struct Case {
     pub scheme: SchemeId,
     pub backend: BackendId,
     pub batch: usize,
+    /// Index into [`Suite::points`]: the measurement point (threads, sampling) it runs at.
+    pub point: usize,
+}
+
+impl Case {
+    /// The case's measurement point.
+    pub fn point<'a>(&self, suite: &'a Suite) -> &'a super::MeasurePoint {
+        &suite.points[self.point]
+    }
 }
 
 /// The suite's cases: each model's schemes × backends × batch sizes, less its `[[exclude]]`

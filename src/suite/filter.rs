@@ -137,7 +137,7 @@ fn case_field(suite: &Suite, c: &Case, field: &str) -> String {
         "backend" => c.backend.name().to_string(),
         "device" => c.backend.device_name(suite.cuda_device),
         "batch" => c.batch.to_string(),
-        "threads" => suite.threads.to_string(),
+        "threads" => c.point(suite).threads.to_string(),
         _ => String::new(),
     }
 }

@@ -212,7 +212,9 @@ fn cartesian(suite: &Suite, model: usize) -> Vec<Case> {
     for &scheme in &m.schemes {
         for &backend in &m.backends {
             for &batch in &m.batch_sizes {
-                out.push(Case { model, scheme, backend, batch });
+                for point in 0..suite.points.len() {
+                    out.push(Case { model, scheme, backend, batch, point });
+                }
             }
         }
     }
@@ -239,9 +241,11 @@ pub(super) fn expand_matrix(suite: &Suite) -> (Vec<Case>, Vec<(Case, usize)>) {
             for &scheme in inc.schemes.as_ref().unwrap_or(&m.schemes) {
                 for &backend in inc.backends.as_ref().unwrap_or(&m.backends) {
                     for &batch in inc.batch_sizes.as_ref().unwrap_or(&m.batch_sizes) {
-                        let c = Case { model, scheme, backend, batch };
-                        if !mine.contains(&c) {
-                            mine.push(c);
+                        for point in 0..suite.points.len() {
+                            let c = Case { model, scheme, backend, batch, point };
+                            if !mine.contains(&c) {
+                                mine.push(c);
+                            }
                         }
                     }
                 }
@@ -254,6 +258,7 @@ pub(super) fn expand_matrix(suite: &Suite) -> (Vec<Case>, Vec<(Case, usize)>) {
                 pos(&suite.schemes, c.scheme),
                 suite.backends.iter().position(|b| *b == c.backend).unwrap_or(usize::MAX),
                 suite.batch_sizes.iter().position(|b| *b == c.batch).unwrap_or(usize::MAX),
+                c.point,
             )
         });
         cases.extend(mine);

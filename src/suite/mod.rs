@@ -59,12 +59,9 @@ pub struct Suite {
     pub batch_sizes: Vec<usize>,
     /// Cases that a backend would only emulate fail instead of running.
     pub require_native: bool,
-    pub measure: SamplerSettings,
-    /// Each quantized case is also measured against its backend's f32 in alternating rounds
-    /// (`[measure] paired`, default true): the record's `speedup_vs_f32`.
-    pub paired: bool,
-    /// Threads each backend may use; applied once per process.
-    pub threads: usize,
+    /// `[measure]`'s measurement points: one, or every combination of its swept values. Each
+    /// case runs at one ([`Case::point`]).
+    pub points: Vec<MeasurePoint>,
     /// Runs go to `<output_dir>/<suite name>/<run id>/`.
     pub output_dir: PathBuf,
     pub datasets: Vec<DatasetEntry>,
@@ -81,6 +78,20 @@ pub struct Suite {
     pub exclude: Vec<Exclude>,
     /// `[[include]]` rules: cases added to the matrix.
     pub include: Vec<Include>,
+}
+
+/// One measurement point of `[measure]`: how a case's latency is sampled, on how many threads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasurePoint {
+    pub sampler: SamplerSettings,
+    /// Threads each backend may use. Engines set their pools once per process, so a run
+    /// measures each thread count of a sweep in a process of its own.
+    pub threads: usize,
+    /// Each quantized case is also measured against its backend's f32 in alternating rounds
+    /// (`[measure] paired`, default true): the record's `speedup_vs_f32`.
+    pub paired: bool,
+    /// The swept keys' values here, e.g. `threads=2`; empty when nothing is swept.
+    pub label: String,
 }
 
 /// `[calibration]`, resolved.
@@ -350,7 +361,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
     let matrix::Lists { schemes, backends, batch_sizes, models: own_lists, include, model_names } =
         matrix::resolve_lists(&spec, loc, true)?;
 
-    let (measure, threads) = resolve_measure(loc, spec.measure.as_ref())?;
+    let points = resolve_measure(loc, spec.measure.as_ref())?;
 
     let mut datasets = Vec::new();
     for d in spec.datasets.get_ref() {
@@ -595,9 +606,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         cuda_device,
         batch_sizes,
         require_native: spec.require_native,
-        measure,
-        paired: spec.measure.as_ref().and_then(|m| m.get_ref().paired).unwrap_or(true),
-        threads,
+        points,
         output_dir,
         datasets,
         models,
@@ -794,49 +803,118 @@ pub(super) fn parse_list<T: PartialEq + Copy>(
     Ok(out)
 }
 
-fn resolve_measure(loc: &Locator, spec: Option<&Spanned<MeasureSpec>>) -> Result<(SamplerSettings, usize), SuiteError> {
+/// `[measure]`'s measurement points: every combination of the values of its keys (each one
+/// value, or a list: a sweep), the first key varying slowest. Each point must make sense
+/// (`min_samples` ≤ `max_samples`).
+fn resolve_measure(loc: &Locator, spec: Option<&Spanned<MeasureSpec>>) -> Result<Vec<MeasurePoint>, SuiteError> {
+    use spec::Sweep;
     let empty = MeasureSpec::default();
     let m = spec.map(|s| s.get_ref()).unwrap_or(&empty);
-    let int = |v: &Option<Spanned<i64>>, key: &str, lo: i64, hi: i64, default: i64| -> Result<i64, SuiteError> {
-        match v {
-            None => Ok(default),
-            Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(*s.get_ref()),
-            Some(s) => {
-                Err(loc.at(s.span(), format!("measure.{key} = {} is out of range; use {lo} to {hi}", s.get_ref())))
+    // Each key's values, checked: in range, a list not empty and without repeats.
+    fn values<T: Clone + PartialEq + std::fmt::Display>(
+        loc: &Locator,
+        v: &Option<Spanned<Sweep<T>>>,
+        key: &str,
+        default: T,
+        ok: impl Fn(&T) -> bool,
+        range: &str,
+    ) -> Result<Vec<T>, SuiteError> {
+        let Some(v) = v else { return Ok(vec![default]) };
+        let list = v.get_ref().values();
+        if list.is_empty() {
+            return Err(
+                loc.at(v.span(), format!("measure.{key} is an empty list; give one value, or several to sweep"))
+            );
+        }
+        for (i, x) in list.iter().enumerate() {
+            if !ok(x) {
+                return Err(loc.at(v.span(), format!("measure.{key} = {x} is out of range; use {range}")));
+            }
+            if list[..i].contains(x) {
+                return Err(loc.at(v.span(), format!("measure.{key} lists {x} twice; remove one")));
             }
         }
-    };
-    let warmup_iters = int(&m.warmup_iters, "warmup_iters", 0, 1_000_000, DEFAULT_WARMUP_ITERS as i64)? as u32;
-    let min_samples = int(&m.min_samples, "min_samples", 1, 10_000_000, DEFAULT_MIN_SAMPLES as i64)? as usize;
-    let max_samples = int(&m.max_samples, "max_samples", 1, 10_000_000, DEFAULT_MAX_SAMPLES as i64)? as usize;
-    let max_time_ms = int(&m.max_time_ms, "max_time_ms", 1, 3_600_000, DEFAULT_MAX_TIME_MS as i64)? as u64;
-    let threads = int(&m.threads, "threads", 1, 1024, DEFAULT_THREADS as i64)? as usize;
-    let warmup_ms = int(&m.warmup_ms, "warmup_ms", 0, 3_600_000, DEFAULT_WARMUP_MS as i64)? as u64;
-    let target_ci_pct = match &m.target_ci_pct {
-        None => DEFAULT_TARGET_CI_PCT,
-        Some(t) if (0.0..=100.0).contains(t.get_ref()) => *t.get_ref(),
-        Some(t) => {
-            return Err(loc.at(
-                t.span(),
-                format!("measure.target_ci_pct = {} is out of range; use 0 (no target) to 100, e.g. 1.0", t.get_ref()),
-            ))
-        }
-    };
-    if min_samples > max_samples {
-        let span = m.min_samples.as_ref().map(|s| s.span()).or(spec.map(|s| s.span())).unwrap_or(0..0);
-        return Err(loc.at(span, format!("measure.min_samples ({min_samples}) is larger than measure.max_samples ({max_samples}); lower min_samples or raise max_samples")));
+        Ok(list)
     }
-    Ok((
-        SamplerSettings {
-            warmup_iters,
-            warmup_time: Duration::from_millis(warmup_ms),
-            target_rel_ci: target_ci_pct / 100.0,
-            min_samples,
-            max_samples,
-            max_time: Duration::from_millis(max_time_ms),
-        },
-        threads,
-    ))
+    let int = |v: &Option<Spanned<Sweep<i64>>>, key: &str, lo: i64, hi: i64, default: i64| {
+        values(loc, v, key, default, |x| (lo..=hi).contains(x), &format!("{lo} to {hi}"))
+    };
+    let threads = int(&m.threads, "threads", 1, 1024, DEFAULT_THREADS as i64)?;
+    let warmup_iters = int(&m.warmup_iters, "warmup_iters", 0, 1_000_000, DEFAULT_WARMUP_ITERS as i64)?;
+    let warmup_ms = int(&m.warmup_ms, "warmup_ms", 0, 3_600_000, DEFAULT_WARMUP_MS as i64)?;
+    let target_ci_pct = values(
+        loc,
+        &m.target_ci_pct,
+        "target_ci_pct",
+        DEFAULT_TARGET_CI_PCT,
+        |t| (0.0..=100.0).contains(t),
+        "0 (no target) to 100, e.g. 1.0",
+    )?;
+    let min_samples = int(&m.min_samples, "min_samples", 1, 10_000_000, DEFAULT_MIN_SAMPLES as i64)?;
+    let max_samples = int(&m.max_samples, "max_samples", 1, 10_000_000, DEFAULT_MAX_SAMPLES as i64)?;
+    let max_time_ms = int(&m.max_time_ms, "max_time_ms", 1, 3_600_000, DEFAULT_MAX_TIME_MS as i64)?;
+    let paired = values(loc, &m.paired, "paired", true, |_| true, "true or false")?;
+    let mut points = Vec::new();
+    for &t in &threads {
+        for &wi in &warmup_iters {
+            for &wm in &warmup_ms {
+                for &ci in &target_ci_pct {
+                    for &lo in &min_samples {
+                        for &hi in &max_samples {
+                            for &mt in &max_time_ms {
+                                for &p in &paired {
+                                    let mut label = Vec::new();
+                                    let mut swept = |key: &str, n: usize, value: String| {
+                                        if n > 1 {
+                                            label.push(format!("{key}={value}"));
+                                        }
+                                    };
+                                    swept("threads", threads.len(), t.to_string());
+                                    swept("warmup_iters", warmup_iters.len(), wi.to_string());
+                                    swept("warmup_ms", warmup_ms.len(), wm.to_string());
+                                    swept("target_ci_pct", target_ci_pct.len(), ci.to_string());
+                                    swept("min_samples", min_samples.len(), lo.to_string());
+                                    swept("max_samples", max_samples.len(), hi.to_string());
+                                    swept("max_time_ms", max_time_ms.len(), mt.to_string());
+                                    swept("paired", paired.len(), p.to_string());
+                                    if lo > hi {
+                                        let span = m
+                                            .min_samples
+                                            .as_ref()
+                                            .map(|s| s.span())
+                                            .or(spec.map(|s| s.span()))
+                                            .unwrap_or(0..0);
+                                        return Err(loc.at(span, format!("measure.min_samples ({lo}) is larger than measure.max_samples ({hi}); lower min_samples or raise max_samples")));
+                                    }
+                                    points.push(MeasurePoint {
+                                        sampler: SamplerSettings {
+                                            warmup_iters: wi as u32,
+                                            warmup_time: Duration::from_millis(wm as u64),
+                                            target_rel_ci: ci / 100.0,
+                                            min_samples: lo as usize,
+                                            max_samples: hi as usize,
+                                            max_time: Duration::from_millis(mt as u64),
+                                        },
+                                        threads: t as usize,
+                                        paired: p,
+                                        label: label.join(","),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    const MAX_POINTS: usize = 256;
+    if points.len() > MAX_POINTS {
+        return Err(loc.at(
+            spec.map(|s| s.span()).unwrap_or(0..0),
+            format!("[measure] sweeps {} combinations of values (each a run of every case); keep it to {MAX_POINTS} or fewer", points.len()),
+        ));
+    }
+    Ok(points)
 }
 
 /// A `[[datasets]]` entry's files, by format.

@@ -132,21 +132,56 @@ pub struct OverrideSpec {
     pub models: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-/// `[measure]`: how latency is sampled. Every field is optional.
+/// `[measure]`: how latency is sampled. Every field is optional, and each may be a list: a
+/// sweep, whose every combination of values is a measurement point each case runs at.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeasureSpec {
-    pub warmup_iters: Option<Spanned<i64>>,
-    pub warmup_ms: Option<Spanned<i64>>,
+    pub warmup_iters: Option<Spanned<Sweep<i64>>>,
+    pub warmup_ms: Option<Spanned<Sweep<i64>>>,
     /// Target 95% CI half-width of the median, in percent of the median (0 disables).
-    pub target_ci_pct: Option<Spanned<f64>>,
-    pub min_samples: Option<Spanned<i64>>,
-    pub max_samples: Option<Spanned<i64>>,
-    pub max_time_ms: Option<Spanned<i64>>,
-    pub threads: Option<Spanned<i64>>,
+    pub target_ci_pct: Option<Spanned<Sweep<f64>>>,
+    pub min_samples: Option<Spanned<Sweep<i64>>>,
+    pub max_samples: Option<Spanned<Sweep<i64>>>,
+    pub max_time_ms: Option<Spanned<Sweep<i64>>>,
+    pub threads: Option<Spanned<Sweep<i64>>>,
     /// Measure each quantized case against its backend's f32 in alternating rounds (default
     /// true): the speedup that holds when the machine's speed drifts.
-    pub paired: Option<bool>,
+    pub paired: Option<Spanned<Sweep<bool>>>,
+}
+
+/// One value, or a list of values to sweep over (`threads = [1, 2, 4]`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sweep<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> Sweep<T> {
+    /// The values, one for a single value.
+    pub fn values(&self) -> Vec<T> {
+        match self {
+            Sweep::One(v) => vec![v.clone()],
+            Sweep::Many(v) => v.clone(),
+        }
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Sweep<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // Through a TOML value: a list is a sweep, anything else one value of the key's type.
+        match toml::Value::deserialize(d)? {
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(|v| T::deserialize(v).map_err(|e| D::Error::custom(format!("in the list: {e}"))))
+                .collect::<Result<Vec<T>, D::Error>>()
+                .map(Sweep::Many),
+            v => T::deserialize(v)
+                .map(Sweep::One)
+                .map_err(|e| D::Error::custom(format!("{e}, or a list of them to sweep"))),
+        }
+    }
 }
 
 /// `[output]`: where runs are written.
