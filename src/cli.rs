@@ -104,6 +104,10 @@ pub enum Command {
         /// A baseline run (its folder or records.jsonl) for latency-regression gates.
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// Print the verdict and every check as JSON instead of the Markdown summary (the exit
+        /// code is the same).
+        #[arg(long)]
+        json: bool,
     },
     /// Localize a measured case's error layer by layer, and suggest the override that keeps
     /// its worst layer in float.
@@ -172,11 +176,27 @@ pub enum Command {
         /// Compare cases whose model or dataset files differ (refused by default).
         #[arg(long)]
         allow_different_inputs: bool,
+        /// Where compare.md, compare.json and compare.html go (default: a folder
+        /// compare-<run 1>-vs-<run 2> beside the first run).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print compare.json instead of the Markdown.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell's completion script for qbench, e.g.
+    /// `qbench completions bash > ~/.local/share/bash-completion/completions/qbench`.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
     },
     /// List what qbench knows: backends, models, schemes, dataset formats.
     List {
         /// What to list (default: everything).
         what: Option<ListWhat>,
+        /// Print JSON: each section a list of {name, description}.
+        #[arg(long)]
+        json: bool,
     },
     /// Check suite files without running them.
     Validate {
@@ -186,6 +206,10 @@ pub enum Command {
         /// Validate each suite as `run --set KEY=VALUE` would change it.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Print one JSON object per suite (a list): ok or its error, its case count, and what
+        /// the backends expect to skip or refuse.
+        #[arg(long)]
+        json: bool,
     },
     /// Export a zoo model's weights to ONNX (the same file tract runs).
     Export {

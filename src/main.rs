@@ -167,7 +167,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let baseline = baseline.as_deref().map(qbench::gate::read_baseline).transpose()?;
-            gate_exit(&summary.run_dir, &suite.name, &suite.gates, &summary.records, baseline.as_deref())
+            gate_exit(&summary.run_dir, &suite.name, &suite.gates, &summary.records, baseline.as_deref(), false)
         }
         Command::Merge { runs, out, partial } => {
             let merged = qbench::merge::merge(&runs, out.as_deref(), partial)?;
@@ -188,7 +188,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { run_dir, baseline } => {
+        Command::Check { run_dir, baseline, json } => {
             let copy = run_dir.join("suite.toml");
             let text = qbench::files::read_text_bounded(&copy, qbench::files::MAX_SUITE_BYTES, "a suite")
                 .with_context(|| {
@@ -201,7 +201,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let records = read_records_warning(&run_dir.join("records.jsonl"))?;
             let baseline = baseline.as_deref().map(qbench::gate::read_baseline).transpose()?;
             let name = records.first().map_or("run".to_string(), |r| r.suite.clone());
-            gate_exit(&run_dir, &name, &gates, &records, baseline.as_deref())
+            gate_exit(&run_dir, &name, &gates, &records, baseline.as_deref(), json)
         }
         Command::Explain { run_dir, case, items } => {
             let e = qbench::explain::explain(&run_dir, case, items.unwrap_or(usize::MAX))?;
@@ -278,17 +278,42 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Compare { runs, threshold_pct, allow_different_inputs } => {
-            let runs = runs.iter().map(|d| qbench::report::compare::load_run(d)).collect::<Result<Vec<_>, _>>()?;
-            print!("{}", qbench::report::compare::render(&runs, threshold_pct / 100.0, allow_different_inputs)?);
+        Command::Compare { runs: dirs, threshold_pct, allow_different_inputs, out, json } => {
+            let runs = dirs.iter().map(|d| qbench::report::compare::load_run(d)).collect::<Result<Vec<_>, _>>()?;
+            let report = qbench::report::compare::report(&runs, threshold_pct / 100.0, allow_different_inputs)?;
+            // Kept as files (a CI artifact): beside the first run unless --out says where.
+            let name = |d: &PathBuf| d.file_name().map_or("run".to_string(), |n| n.to_string_lossy().into_owned());
+            let out = out.unwrap_or_else(|| {
+                let parent = dirs[0].parent().map(PathBuf::from).unwrap_or_default();
+                parent.join(qbench::files::file_stem(&format!("compare-{}-vs-{}", name(&dirs[0]), name(&dirs[1]))))
+            });
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}; choose another --out", out.display()))?;
+            let json_text =
+                serde_json::to_string_pretty(&report.json).context("the comparison does not serialize")? + "\n";
+            for (file, text) in
+                [("compare.md", &report.markdown), ("compare.json", &json_text), ("compare.html", &report.html)]
+            {
+                let path = out.join(file);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}; choose another --out", path.display()))?;
+            }
+            print!("{}", if json { &json_text } else { &report.markdown });
+            eprintln!("written: {}/compare.md, compare.json, compare.html", out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::List { what } => {
-            print!("{}", list(what));
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "qbench", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { suites, sets } => {
+        Command::List { what, json } => {
+            print!("{}", list(what, json));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { suites, sets, json } => {
             let mut bad = 0;
+            let mut docs = Vec::new();
             for path in &suites {
                 match Suite::load_with_sets(path, &sets).map_err(anyhow::Error::from).and_then(|s| {
                     let datasets = run::load_datasets(&s)?;
@@ -302,16 +327,31 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }) {
                     Ok((s, models)) => {
                         let cases = qbench::suite::expand(&s);
+                        let expected = expectations(&s, &models, &cases);
+                        if json {
+                            let expected: Vec<serde_json::Value> = expected
+                                .iter()
+                                .map(|(what, n)| serde_json::json!({"cases": n, "what": what}))
+                                .collect();
+                            docs.push(serde_json::json!({"suite": path.display().to_string(), "ok": true, "cases": cases.len(), "expectations": expected}));
+                            continue;
+                        }
                         println!("ok: {} ({} cases)", path.display(), cases.len());
-                        for (what, n) in expectations(&s, &models, &cases) {
+                        for (what, n) in expected {
                             println!("  {n} {what}");
                         }
                     }
                     Err(e) => {
                         bad += 1;
                         eprintln!("Error: {e:#}");
+                        if json {
+                            docs.push(serde_json::json!({"suite": path.display().to_string(), "ok": false, "error": format!("{e:#}")}));
+                        }
                     }
                 }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&docs).context("the results do not serialize")?);
             }
             if bad > 0 {
                 bail!("{bad} of {} suites are invalid", suites.len());
@@ -338,17 +378,44 @@ fn gate_exit(
     gates: &[qbench::gate::Gate],
     records: &[qbench::record::Record],
     baseline: Option<&[qbench::record::Record]>,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (checks, text) = qbench::gate::check_run(run_dir, name, gates, records, baseline)?;
     // report.html shows the verdicts too.
     qbench::report::write_html(run_dir, records)?;
-    println!("{text}");
+    if !json {
+        println!("{text}");
+    }
     let mut verdict = qbench::gate::overall(&checks);
     // A run that did not record every case it planned cannot pass: the gates never saw those.
     let gaps = qbench::run::completeness(run_dir, records).map(|c| c.describe()).unwrap_or_default();
     if !gaps.is_empty() {
+        verdict = verdict.max(qbench::gate::Verdict::Inconclusive);
+    }
+    if json {
+        let checks: Vec<serde_json::Value> = checks
+            .iter()
+            .map(|c| {
+                serde_json::json!({"gate": c.gate, "case": c.case, "check": c.metric, "verdict": c.verdict.name().to_lowercase(), "numbers": c.message})
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "suite": name,
+            "run_dir": run_dir.display().to_string(),
+            // pass, fail or inconclusive.
+            "verdict": verdict.name().to_lowercase(),
+            "exit_code": verdict.exit_code(),
+            "checks": checks,
+            // Why the run cannot pass whatever its checks say (cases planned and not recorded).
+            "incomplete": gaps,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).context("the verdict does not serialize")?);
+    }
+    if !gaps.is_empty() {
         let lines: Vec<String> = gaps.iter().map(|g| format!("- INCOMPLETE RUN: {g}")).collect();
-        println!("{}\n", lines.join("\n"));
+        if !json {
+            println!("{}\n", lines.join("\n"));
+        }
         if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
             use std::io::Write;
             let appended = std::fs::OpenOptions::new()
@@ -358,29 +425,31 @@ fn gate_exit(
                 .and_then(|mut f| writeln!(f, "{}\n", lines.join("\n")));
             appended.with_context(|| format!("cannot append to {}", std::path::Path::new(&summary).display()))?;
         }
-        verdict = verdict.max(qbench::gate::Verdict::Inconclusive);
     }
     eprintln!("gates: {} (JUnit: {})", verdict.name(), run_dir.join("gates.xml").display());
     Ok(ExitCode::from(verdict.exit_code()))
 }
 
-fn list(what: Option<ListWhat>) -> String {
-    let mut out = String::new();
+/// `list` as text (a section per kind, a row per name), or with `json` as
+/// `{"<kind>": {"title": …, "items": [{"name", "description"}]}}`.
+fn list(what: Option<ListWhat>, json: bool) -> String {
+    // (JSON key, title, (name, description) rows)
+    type Section = (&'static str, String, Vec<(String, String)>);
+    let mut sections: Vec<Section> = Vec::new();
     let show = |w: ListWhat| what.is_none() || what.is_some_and(|x| x as u8 == w as u8);
-    let mut section = |title: &str, rows: Vec<(String, String)>| {
-        out.push_str(&format!("{title}:\n"));
-        for (name, desc) in rows {
-            out.push_str(&format!("  {name:<22} {desc}\n"));
-        }
+    let mut section = |key: &'static str, title: &str, rows: Vec<(String, String)>| {
+        sections.push((key, title.to_string(), rows));
     };
     if show(ListWhat::Backends) {
         section(
+            "backends",
             "backends",
             BackendId::all().map(|b| (b.name().to_string(), format!("{}{}", b.description(), readiness(b)))).collect(),
         );
     }
     if show(ListWhat::Models) {
         section(
+            "models",
             "models (built-in zoo, or a model file by path)",
             ZooModelId::ALL
                 .iter()
@@ -404,6 +473,7 @@ fn list(what: Option<ListWhat>) -> String {
     }
     if show(ListWhat::Schemes) {
         section(
+            "schemes",
             "schemes (each backend's expectation for a zoo MLP in brackets; records hold what the engine did)",
             SchemeId::ALL
                 .iter()
@@ -433,7 +503,25 @@ fn list(what: Option<ListWhat>) -> String {
                 qbench::data::split::Selection::NAMES.join(", ")
             ),
         ));
-        section("datasets", rows);
+        section("datasets", "datasets", rows);
+    }
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = sections
+            .into_iter()
+            .map(|(key, title, rows)| {
+                let items: Vec<serde_json::Value> =
+                    rows.into_iter().map(|(n, d)| serde_json::json!({"name": n, "description": d})).collect();
+                (key.to_string(), serde_json::json!({"title": title, "items": items}))
+            })
+            .collect();
+        return serde_json::to_string_pretty(&serde_json::Value::Object(map)).unwrap_or_default() + "\n";
+    }
+    let mut out = String::new();
+    for (_, title, rows) in sections {
+        out.push_str(&format!("{title}:\n"));
+        for (name, desc) in rows {
+            out.push_str(&format!("  {name:<22} {desc}\n"));
+        }
     }
     out
 }

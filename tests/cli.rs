@@ -1463,3 +1463,84 @@ fn a_threads_sweep_runs_each_count_in_its_own_process_and_charts_the_scaling() {
     assert_eq!((back.threads, back.sweep.as_str()), (2, "threads=2"));
     assert!(!pid(1).contains(&back.process_id));
 }
+
+#[test]
+fn json_outputs_parse_and_say_what_the_text_and_files_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // list --json: every backend and scheme by name.
+    let o = qbench(d, &["list", "--json"]);
+    assert!(o.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names = |k: &str| -> Vec<String> {
+        list[k]["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect()
+    };
+    let backends: Vec<String> = qbench::backend::BackendId::all().map(|b| b.name().to_string()).collect();
+    assert_eq!(names("backends"), backends);
+    assert!(qbench::quant::SchemeId::ALL.iter().all(|s| names("schemes").contains(&s.name())));
+    // validate --json: one object per suite, the case count the suite expands to, and the error
+    // of a bad one (exit 1).
+    let suite = common::write_suite(d, r#"["tract-cpu"]"#, "[50]", &["mlp"], "\n[[gates]]\nmin_top1 = 0.95\n");
+    let s = suite.to_str().unwrap();
+    let o = qbench(d, &["validate", s, "missing.toml", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cases = qbench::suite::expand(&qbench::suite::Suite::load(&suite).unwrap()).len();
+    assert_eq!((v[0]["ok"].as_bool(), v[0]["cases"].as_u64()), (Some(true), Some(cases as u64)));
+    assert_eq!(v[1]["ok"].as_bool(), Some(false));
+    assert!(v[1]["error"].as_str().unwrap().contains("missing.toml"));
+    // check --json: the verdict, the exit code it exits with, and the checks gates.json holds.
+    let o = run_suite(d, &suite);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let run_dir = only_run_dir(d);
+    let r = run_dir.to_str().unwrap();
+    let summary = d.join("summary.md");
+    let o = Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["check", r, "--json"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((c["verdict"].as_str(), c["exit_code"].as_u64()), (Some("fail"), Some(2)), "{c}");
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("gates.json")).unwrap()).unwrap();
+    let checks = c["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), rows.as_array().unwrap().len());
+    for (a, b) in checks.iter().zip(rows.as_array().unwrap()) {
+        assert_eq!((&a["case"], &a["check"], &a["numbers"]), (&b["case"], &b["metric"], &b["message"]));
+        assert_eq!(a["verdict"].as_str().unwrap(), b["verdict"].as_str().unwrap().to_lowercase());
+    }
+    // Each check's step summary starts with a heading naming the suite and the run.
+    let _ = Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["check", r])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    let id = run_dir.file_name().unwrap().to_str().unwrap();
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert_eq!(text.matches(&format!("### qbench gates: suite `t`, run `{id}`")).count(), 2, "{text}");
+    // compare: compare.md (what it prints), compare.json (what --json prints) and compare.html,
+    // beside the first run by default; a run against itself is the same, ratio exactly 1.
+    let o = qbench(d, &["compare", r, r]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = run_dir.parent().unwrap().join(format!("compare-{id}-vs-{id}"));
+    assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), String::from_utf8_lossy(&o.stdout));
+    let o = qbench(d, &["compare", r, r, "--json", "--out", "cmp"]);
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("cmp/compare.json")).unwrap()).unwrap();
+    assert_eq!(printed, file);
+    let compared = file["comparisons"][0]["cases"].as_array().unwrap();
+    let records = read_records(&run_dir.join("records.jsonl")).unwrap();
+    assert_eq!(compared.len(), records.iter().filter(|r| r.status == CaseStatus::Ok).count());
+    for case in compared {
+        assert_eq!((case["ratio"].as_f64(), case["change"].as_str()), (Some(1.0), Some("same")), "{case}");
+    }
+    let html = std::fs::read_to_string(d.join("cmp/compare.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("<table class=\"comparison\">"));
+    assert!(records.iter().all(|r| html.contains(&r.case_name())), "every case is a row");
+    assert!(!html.contains("<script src") && !html.contains("<link"), "self-contained");
+    // Completions come from the same definitions as the parser.
+    let o = qbench(d, &["completions", "bash"]);
+    let script = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && script.contains("_qbench()") && script.contains("--filter"), "{script}");
+}

@@ -50,6 +50,8 @@ fn varies(key: &str) -> bool {
             .any(|p| key.starts_with(p))
         || key.contains("rss")
         || key.contains("heap")
+        // Measured by the OS during sampling.
+        || key == "sampling_busy_cores"
         // The engines' times on one batch (the engine chosen, reference_backend, must match).
         || ["process_id", "timestamp", "run_id", "pp_tokens_per_s", "tg_tokens_per_s", "gpu_memory_used_bytes", "reference_choice"]
             .contains(&key)

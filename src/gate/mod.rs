@@ -465,7 +465,11 @@ pub fn check_run(
             .create(true)
             .append(true)
             .open(&path)
-            .and_then(|mut f| writeln!(f, "{text}"))
+            // A heading per check: several runs' summaries in one CI step stay apart.
+            .and_then(|mut f| {
+                let run = run_dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+                writeln!(f, "### qbench gates: suite `{run_name}`, run `{run}`\n\n{text}")
+            })
             .map_err(|source| GateError::Write { path, source })?;
     }
     Ok((checks, text))

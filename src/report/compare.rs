@@ -240,6 +240,165 @@ fn overview(runs: &[Run], label: &dyn Fn(usize) -> String) -> String {
     out
 }
 
+/// A comparison in the three forms `qbench compare` writes: `compare.md`, `compare.json`, and a
+/// self-contained `compare.html`. All three come from the same verdicts.
+#[derive(Debug, Clone)]
+pub struct CompareReport {
+    pub markdown: String,
+    pub json: serde_json::Value,
+    pub html: String,
+}
+
+/// Every later run against the first, as Markdown, JSON and HTML.
+pub fn report(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Result<CompareReport, CompareError> {
+    let markdown = render(runs, threshold, allow_different_inputs)?;
+    let label = |i: usize| {
+        format!(
+            "run {} ({})",
+            i + 1,
+            runs[i].dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        )
+    };
+    let diffs = environment_differences(runs);
+    let mut pairs = Vec::new();
+    for (i, other) in runs.iter().enumerate().skip(1) {
+        let emulated = other.records.iter().all(|r| r.timing_emulated.is_some());
+        let cases = match emulated {
+            true => Vec::new(),
+            false => compare_pair(&runs[0], other, threshold, allow_different_inputs)?,
+        };
+        pairs.push((i, emulated, cases, without_samples(&runs[0], other)));
+    }
+    let devices: Vec<super::devices::DeviceRun> = runs[1..]
+        .iter()
+        .filter(|r| super::devices::is_device_run(&r.records))
+        .map(|r| super::devices::DeviceRun::new(&r.dir, r.records.clone()))
+        .collect();
+    let json = serde_json::json!({
+        "threshold_pct": 100.0 * threshold,
+        // A target device's verification of a bundle of run 1's cases, case by case.
+        "target_devices": super::devices::rows(&runs[0].records, &devices),
+        "runs": runs.iter().enumerate().map(|(i, r)| serde_json::json!({
+            "label": label(i),
+            "dir": r.dir.display().to_string(),
+            "run_id": r.records.first().map(|x| x.run_id.clone()),
+            "suite": r.records.first().map(|x| x.suite.clone()),
+            // The machine check's spread within the run; null when it took none.
+            "machine_check_spread_pct": r.records.iter().any(|x| x.noise_probe_ns.is_some()).then(|| 100.0 * noise_floor(r)),
+        })).collect::<Vec<_>>(),
+        "environment_differences": diffs.iter().map(|(f, v)| serde_json::json!({"field": f, "values": v})).collect::<Vec<_>>(),
+        "comparisons": pairs.iter().map(|(i, emulated, cases, unjudged)| serde_json::json!({
+            "first": label(0),
+            "other": label(*i),
+            // An emulator's timing (a target device under qemu) gets no speed verdict.
+            "emulated": emulated,
+            "without_samples": unjudged,
+            "cases": cases.iter().map(|c| serde_json::json!({
+                "case": c.case,
+                "first_median_ns": c.first_median_ns,
+                "other_median_ns": c.other_median_ns,
+                "ratio": c.verdict.ratio.ratio,
+                "ratio_ci_low": finite(c.verdict.ratio.low),
+                "ratio_ci_high": finite(c.verdict.ratio.high),
+                "change": c.change().name(),
+                "verdict": c.verdict.headline(),
+                "machine_check_ratio": c.verdict.machine_ratio,
+                "delta_top1_pts": c.delta_top1_pts,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    let html = html_page(runs, &label, &diffs, &pairs);
+    Ok(CompareReport { markdown, json, html })
+}
+
+/// JSON has no infinity: an unbounded interval's end is null.
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+type Pair = (usize, bool, Vec<CaseComparison>, Vec<String>);
+
+/// A self-contained page (inline CSS, no script needed to read it): the environment differences
+/// and one table per comparison, whose case column stays in view while the rest scrolls.
+fn html_page(runs: &[Run], label: &dyn Fn(usize) -> String, diffs: &[(String, Vec<String>)], pairs: &[Pair]) -> String {
+    let mut out = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>qbench compare</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\ntable{border-collapse:collapse;font-size:13px;margin:0.5rem 0 1.5rem}\nth,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}\nth:first-child,td:first-child{text-align:left;position:sticky;left:0;background:#fff;z-index:1}\nthead th{background:#f3f3f3;position:sticky;top:0}\n.wrap{overflow-x:auto;max-width:100%}\n.faster{color:#1a7f37;font-weight:600}.slower{color:#c62828;font-weight:600}.inconclusive{color:#8a6d00}\n</style></head><body>\n<h1>qbench compare</h1>\n",
+    );
+    out.push_str("<p>Runs: ");
+    out.push_str(
+        &(0..runs.len())
+            .map(|i| format!("<b>{}</b> <code>{}</code>", esc(&label(i)), esc(&runs[i].dir.display().to_string())))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    out.push_str("</p>\n");
+    if !diffs.is_empty() {
+        out.push_str(
+            "<h2>Environment differences</h2>\n<div class=\"wrap\"><table id=\"environment\"><thead><tr><th>field</th>",
+        );
+        for i in 0..runs.len() {
+            out.push_str(&format!("<th>{}</th>", esc(&label(i))));
+        }
+        out.push_str("</tr></thead><tbody>\n");
+        for (field, values) in diffs {
+            out.push_str(&format!("<tr><td>{}</td>", esc(field)));
+            for v in values {
+                out.push_str(&format!("<td>{}</td>", esc(v)));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody></table></div>\n");
+    }
+    for (i, emulated, cases, unjudged) in pairs {
+        out.push_str(&format!("<h2>{} against {}</h2>\n", esc(&label(*i)), esc(&label(0))));
+        if *emulated {
+            out.push_str("<p>Its latencies are an emulator's (a target device under qemu): no speed verdict.</p>\n");
+            continue;
+        }
+        if !unjudged.is_empty() {
+            out.push_str(&format!(
+                "<p>No verdict (no raw latency samples on one side): {}.</p>\n",
+                esc(&unjudged.join("; "))
+            ));
+        }
+        out.push_str(&format!(
+            "<div class=\"wrap\"><table class=\"comparison\"><thead><tr><th>case</th><th>median 1 (µs)</th><th>median {} (µs)</th><th>ratio [95% CI]</th><th>verdict</th><th>machine check</th><th>Δtop-1 (pts)</th></tr></thead><tbody>\n",
+            i + 1
+        ));
+        for c in cases {
+            let v = &c.verdict;
+            let class = match c.change() {
+                Change::Faster => "faster",
+                Change::Slower => "slower",
+                Change::Same => "same",
+                Change::Inconclusive { .. } => "inconclusive",
+            };
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.3} [{:.3}, {:.3}]</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(&c.case),
+                c.first_median_ns / 1e3,
+                c.other_median_ns / 1e3,
+                v.ratio.ratio,
+                v.ratio.low,
+                v.ratio.high,
+                esc(&v.headline()),
+                v.machine_ratio.map_or("—".into(), |m| format!("×{m:.2}")),
+                c.delta_top1_pts.map_or("—".into(), |d| format!("{d:+.2}"))
+            ));
+        }
+        out.push_str("</tbody></table></div>\n");
+    }
+    out.push_str(&format!(
+        "<p style=\"color:#666;font-size:12px\">Written by qbench {}: ratio = other median / first median, with its 95% interval for autocorrelated samples; the verdict is against the practical threshold; the machine check is context, not part of the verdict.</p>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    out
+}
+
 /// The comparison of every later run against the first, as Markdown.
 pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Result<String, CompareError> {
     if runs.len() < 2 {

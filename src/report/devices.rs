@@ -52,7 +52,7 @@ pub fn is_device_run(records: &[Record]) -> bool {
 }
 
 /// One bundled case on one device.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeviceRow {
     pub case: String,
     pub machine: String,
