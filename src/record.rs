@@ -227,6 +227,48 @@ pub struct Record {
     /// Items per second at the mean run time (batch / mean): the rate a stream of runs
     /// sustains, which the median would overstate when some runs are slow.
     pub throughput_items_per_s: Option<f64>,
+    // --- the load scenario after single-stream latency (`[scenario]`, measure::scenario)
+    /// `single-stream` (latency only), `offline` or `server`.
+    #[serde(default)]
+    pub scenario: String,
+    /// offline: sessions that ran at once, each on `threads`; how long; the items they ran and
+    /// the items per second over the time the last stream took.
+    #[serde(default)]
+    pub offline_streams: Option<usize>,
+    #[serde(default)]
+    pub offline_duration_ms: Option<u64>,
+    #[serde(default)]
+    pub offline_items: Option<u64>,
+    #[serde(default)]
+    pub offline_items_per_s: Option<f64>,
+    /// server: Poisson arrivals (one batch a query) at `server_target_qps`, served in order by
+    /// one session; `server_latency_at_target_ns` is latency percentile `server_percentile`
+    /// (arrival to completion, queueing included) over `server_queries` queries, against the
+    /// bound.
+    #[serde(default)]
+    pub server_target_qps: Option<f64>,
+    #[serde(default)]
+    pub server_latency_bound_ms: Option<f64>,
+    #[serde(default)]
+    pub server_percentile: Option<f64>,
+    #[serde(default)]
+    pub server_queries: Option<u64>,
+    #[serde(default)]
+    pub server_latency_at_target_ns: Option<u64>,
+    #[serde(default)]
+    pub server_achieved_qps: Option<f64>,
+    #[serde(default)]
+    pub server_bound_met: Option<bool>,
+    /// The highest rate whose percentile met the bound, by bisection below the single-stream
+    /// ceiling (1 / median latency); `None` with a note when no rate did or no search ran.
+    #[serde(default)]
+    pub server_max_qps: Option<f64>,
+    /// The search's probes: `rate qps: percentile ms ok|over`, in the order run.
+    #[serde(default)]
+    pub server_search: Option<String>,
+    /// Why a scenario's figure is missing.
+    #[serde(default)]
+    pub scenario_note: Option<String>,
     // --- paired against f32: alternating rounds on the same backend and batch
     /// Speedup over the backend's f32 at this batch, measured in alternating rounds (random
     /// order per round): the median over rounds of f32's run time / this case's, with its 95%

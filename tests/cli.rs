@@ -1544,3 +1544,77 @@ fn json_outputs_parse_and_say_what_the_text_and_files_say() {
     let script = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && script.contains("_qbench()") && script.contains("--filter"), "{script}");
 }
+
+#[test]
+fn offline_and_server_scenarios_are_measured_on_the_engine_recorded_and_gated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Two entries of the zoo MLP: one under the suite's offline scenario, one its own server.
+    let extra = format!(
+        "\n[[models]]\nname = \"mlp-server\"\nzoo = \"mlp\"\nweights = {:?}\nscenario = \"server\"\n\n[scenario]\nkind = \"offline\"\nstreams = 2\nmin_duration_ms = 200\ntarget_qps = 50\nlatency_bound_ms = 100\nmin_queries = 40\n\n[[gates]]\nname = \"load\"\nmin_items_per_s = 1\n\n[[gates]]\nname = \"rate\"\nmodels = [\"mlp-server\"]\nmax_p99_ms_at_rate = 100\n",
+        common::weights("mlp")
+    );
+    let suite = common::write_suite(d, r#"["tract-cpu"]"#, "[16]", &["mlp"], &extra);
+    let o = run_suite(d, &suite);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
+    let run_dir = only_run_dir(d);
+    let records = read_records(&run_dir.join("records.jsonl")).unwrap();
+    let offline = records.iter().find(|r| r.model == "mlp").unwrap();
+    assert_eq!(
+        (offline.scenario.as_str(), offline.offline_streams, offline.offline_duration_ms),
+        ("offline", Some(2), Some(200))
+    );
+    let items = offline.offline_items.unwrap();
+    assert!(items > 0 && items % 16 == 0, "whole batches: {items}");
+    // Items per second over at least the 200 ms the streams ran: at most items / 0.2 s.
+    let per_s = offline.offline_items_per_s.unwrap();
+    assert!(per_s > 0.0 && per_s <= items as f64 / 0.2 + 1e-6, "{per_s} from {items}");
+    let server = records.iter().find(|r| r.model == "mlp-server").unwrap();
+    assert_eq!(server.scenario, "server");
+    assert_eq!(
+        (server.server_target_qps, server.server_latency_bound_ms, server.server_percentile),
+        (Some(50.0), Some(100.0), Some(99.0))
+    );
+    assert!(server.server_queries.unwrap() >= 40);
+    // A query takes at least what a single-stream run takes (the fastest sample).
+    let fastest = *server.samples_ns.iter().min().unwrap();
+    let at = server.server_latency_at_target_ns.unwrap();
+    assert!(at as f64 >= fastest as f64 * 0.5, "p99 {at} ns vs fastest run {fastest} ns");
+    assert_eq!(server.server_bound_met, Some(at <= 100_000_000));
+    // The search stays below one session's ceiling (1 / median) and names its probes.
+    let ceiling = 1e9 / server.latency_median_ns.unwrap();
+    let max = server.server_max_qps.unwrap();
+    assert!(max > 0.0 && max <= ceiling * (1.0 + 1e-9), "{max} vs ceiling {ceiling}");
+    let probes = server.server_search.as_deref().unwrap();
+    assert!(probes.contains(" qps: ") && (probes.contains(" ok") || probes.contains(" over")), "{probes}");
+    // The report shows the figures; the gates pass on them, and fail when they cannot be met.
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("offline items/s") && md.contains("server p@rate (ms)") && md.contains("max qps in bound"),
+        "{md}"
+    );
+    let copy = std::fs::read_to_string(run_dir.join("suite.toml")).unwrap();
+    std::fs::write(
+        run_dir.join("suite.toml"),
+        copy.replace("min_items_per_s = 1", "min_items_per_s = 1e12")
+            .replace("max_p99_ms_at_rate = 100", "max_p99_ms_at_rate = 0.000001"),
+    )
+    .unwrap();
+    let o = qbench(d, &["check", run_dir.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks = c["checks"].as_array().unwrap();
+    let verdict = |check: &str, case: &str| {
+        checks
+            .iter()
+            .find(|x| x["check"] == check && x["case"].as_str().unwrap().starts_with(case))
+            .map(|x| x["verdict"].as_str().unwrap().to_string())
+    };
+    assert_eq!(verdict("min_items_per_s", "mlp /").as_deref(), Some("fail"), "{c}");
+    assert_eq!(verdict("max_p99_ms_at_rate", "mlp-server").as_deref(), Some("fail"), "{c}");
+    let offline_check = checks
+        .iter()
+        .find(|x| x["check"] == "min_items_per_s" && x["case"].as_str().unwrap().starts_with("mlp /"))
+        .unwrap();
+    assert!(offline_check["numbers"].as_str().unwrap().contains("offline (2 stream(s)) items/s"), "{offline_check}");
+}

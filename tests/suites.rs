@@ -204,3 +204,55 @@ fn a_measure_list_sweeps_every_combination_and_bad_lists_are_refused() {
         assert!(e.contains(needle) && e.contains("suite.toml:"), "{measure}: expected {needle:?} in {e}");
     }
 }
+
+#[test]
+fn scenarios_resolve_per_model_and_settings_that_cannot_work_are_refused() {
+    use qbench::suite::scenario::Scenario;
+    let dir = tempfile::tempdir().unwrap();
+    let with = |mlp_keys: &str, body: &str| Suite::load(&matrix_suite(dir.path(), mlp_keys, body));
+    let server = "\n[scenario]\nkind = \"server\"\ntarget_qps = 100\nlatency_bound_ms = 20\nmin_queries = 64\nmin_duration_ms = 300\nseed = 5\n";
+    // The suite's kind for cnn; mlp's own kind, with the suite's parameters.
+    let suite = with("scenario = \"single-stream\"\n", server).unwrap();
+    assert_eq!(suite.models[0].scenario, Scenario::SingleStream);
+    let Scenario::Server(s) = &suite.models[1].scenario else { panic!("{:?}", suite.models[1].scenario) };
+    assert_eq!((s.target_qps, s.bound.as_millis(), s.percentile, s.span.min_queries, s.seed), (100.0, 20, 99.0, 64, 5));
+    assert_eq!(s.span.min_duration.as_millis(), 300);
+    let offline = with("", "\n[scenario]\nkind = \"offline\"\nstreams = 2\n").unwrap();
+    assert_eq!(
+        offline.models[0].scenario,
+        Scenario::Offline { streams: 2, duration: std::time::Duration::from_millis(1000) }
+    );
+    for (mlp_keys, body, needle) in [
+        ("", "\n[scenario]\nkind = \"servre\"\n", "unknown scenario \"servre\" — did you mean \"server\"?"),
+        (
+            "",
+            "\n[scenario]\nkind = \"server\"\nlatency_bound_ms = 5\n",
+            "the server scenario needs scenario.target_qps",
+        ),
+        (
+            "",
+            "\n[scenario]\nkind = \"server\"\ntarget_qps = 0\nlatency_bound_ms = 5\n",
+            "scenario.target_qps = 0 must be a positive number",
+        ),
+        (
+            "",
+            "\n[scenario]\nkind = \"offline\"\ntarget_qps = 10\n",
+            "scenario.target_qps applies to the server scenario, which no model runs here",
+        ),
+        ("", "\n[scenario]\nkind = \"offline\"\nstreams = 0\n", "scenario.streams = 0 is out of range"),
+        (
+            "",
+            "\n[scenario]\nkind = \"server\"\ntarget_qps = 10\nlatency_bound_ms = 5\npercentile = 101\n",
+            "scenario.percentile = 101 is out of range",
+        ),
+        ("scenario = \"offline\"\n", "", "scenario \"offline\" needs a [scenario] table"),
+        (
+            "",
+            "\n[[gates]]\nmax_p99_ms_at_rate = 5\n",
+            "max_p99_ms_at_rate gates the server scenario's latency, and no model runs it",
+        ),
+    ] {
+        let e = with(mlp_keys, body).expect_err(body).to_string();
+        assert!(e.contains(needle) && e.contains("suite.toml:"), "{mlp_keys}{body}: expected {needle:?} in {e}");
+    }
+}

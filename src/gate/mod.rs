@@ -56,6 +56,10 @@ pub struct Gate {
     pub max_kl: Option<f64>,
     pub max_perplexity_increase_pct: Option<f64>,
     pub max_latency_regression_pct: Option<f64>,
+    /// Offline items/s, else single-stream items/s.
+    pub min_items_per_s: Option<f64>,
+    /// The server scenario's percentile at its target rate, ms.
+    pub max_p99_ms_at_rate: Option<f64>,
 }
 
 /// Outcome of one check, ordered from best to worst.
@@ -190,6 +194,46 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                     (p99, _) => max(p99.map(|n| n / 1e6), limit, "p99", " ms", 3),
                 };
                 push("max_p99_ms", v, m);
+            }
+            if let Some(limit) = gate.min_items_per_s {
+                let (v, m) = match (r.offline_items_per_s, r.throughput_items_per_s) {
+                    _ if r.timing_emulated.is_some() => {
+                        (Verdict::Inconclusive, "the throughput was measured under an emulator".to_string())
+                    }
+                    (Some(offline), _) => min(
+                        Some(offline),
+                        limit,
+                        &format!("offline ({} stream(s)) items/s", r.offline_streams.unwrap_or(1)),
+                        1.0,
+                        "",
+                        0,
+                    ),
+                    (None, single) => min(single, limit, "single-stream items/s (no offline scenario)", 1.0, "", 0),
+                };
+                push("min_items_per_s", v, m);
+            }
+            if let Some(limit) = gate.max_p99_ms_at_rate {
+                let (v, m) = match (r.server_latency_at_target_ns, r.server_target_qps) {
+                    _ if r.timing_emulated.is_some() => {
+                        (Verdict::Inconclusive, "the latency was measured under an emulator".to_string())
+                    }
+                    (Some(at), Some(rate)) => max(
+                        Some(at as f64 / 1e6),
+                        limit,
+                        &format!(
+                            "p{} at {rate} qps ({} queries)",
+                            r.server_percentile.unwrap_or(99.0),
+                            r.server_queries.unwrap_or(0)
+                        ),
+                        " ms",
+                        3,
+                    ),
+                    _ => (
+                        Verdict::Inconclusive,
+                        "no server scenario was measured for this case; set [scenario] kind = \"server\"".to_string(),
+                    ),
+                };
+                push("max_p99_ms_at_rate", v, m);
             }
             if let Some(limit) = gate.max_delta_top1_pts {
                 // The drop is f32 − this case, on the same items: a paired difference.

@@ -12,5 +12,6 @@ pub mod lm;
 pub mod memory;
 pub mod outputs;
 pub mod probe;
+pub mod scenario;
 pub mod stats;
 pub mod verdict;

@@ -211,6 +211,41 @@ fn table_of(records: &[Record], keep: impl Fn(&Record) -> bool) -> ResultsTable 
             }),
         ),
         ("items/s".into(), false, true, Box::new(|r: &Record| num(r.throughput_items_per_s, &|v| format!("{v:.0}")))),
+        // The load scenario's figures ([scenario]); dropped when no case ran one.
+        (
+            "offline items/s".into(),
+            false,
+            true,
+            Box::new(|r: &Record| {
+                num(r.offline_items_per_s, &|v| format!("{v:.0} ({} stream(s))", r.offline_streams.unwrap_or(1)))
+            }),
+        ),
+        (
+            "server p@rate (ms)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| {
+                let ms = r.server_latency_at_target_ns.map(|n| n as f64 / 1e6);
+                num(ms, &|v| {
+                    format!(
+                        "p{} {v:.3} at {} qps {}",
+                        r.server_percentile.unwrap_or(99.0),
+                        r.server_target_qps.unwrap_or(0.0),
+                        if r.server_bound_met == Some(true) { "✓" } else { "✗ over bound" }
+                    )
+                })
+            }),
+        ),
+        (
+            "max qps in bound".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.server_max_qps, r.server_search.is_some()) {
+                (Some(q), _) => Cell { text: format!("{q:.0}"), sort: Some(q) },
+                (None, true) => text("none"),
+                (None, false) => text("—"),
+            }),
+        ),
         (
             "× vs f32 [CI]".into(),
             false,

@@ -58,6 +58,7 @@ pub(super) fn measure(
     if let Some(f32) = paired {
         case::sample_paired(session, f32, &latency_batch, &case.point(suite).sampler, record)?;
     }
+    super::load::measure(suite, case, variant, session, &latency_batch, record)?;
     Ok(())
 }
 

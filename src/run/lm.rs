@@ -115,6 +115,14 @@ pub(super) fn measure(
     paired: Option<Result<&mut dyn crate::backend::Session, String>>,
     record: &mut Record,
 ) -> Result<(), CaseError> {
+    let scenario = &suite.models[case.model].scenario;
+    record.scenario = scenario.name().to_string();
+    if *scenario != crate::suite::scenario::Scenario::SingleStream {
+        record.scenario_note = Some(format!(
+            "the {} scenario runs batches of items; a language model's is not measured (its pp and tg rates are its throughput)",
+            scenario.name()
+        ));
+    }
     let cached = state.scores.get(&(case.scheme, case.backend)).cloned();
     let score = guarded(|| {
         let mut prepared = case::prepare(suite, case, variant, data, record)?;

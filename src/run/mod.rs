@@ -12,6 +12,7 @@ mod datasets;
 mod folder;
 mod isolate;
 mod lm;
+mod load;
 mod model;
 mod progress;
 mod resume;

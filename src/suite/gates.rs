@@ -62,6 +62,8 @@ pub fn resolve_gates(
             max_kl: non_negative(&g.max_kl, "max_kl")?,
             max_perplexity_increase_pct: non_negative(&g.max_perplexity_increase_pct, "max_perplexity_increase_pct")?,
             max_latency_regression_pct: non_negative(&g.max_latency_regression_pct, "max_latency_regression_pct")?,
+            min_items_per_s: non_negative(&g.min_items_per_s, "min_items_per_s")?,
+            max_p99_ms_at_rate: non_negative(&g.max_p99_ms_at_rate, "max_p99_ms_at_rate")?,
         };
         let thresholds = [
             gate.min_top1.is_some(),
@@ -73,11 +75,13 @@ pub fn resolve_gates(
             gate.max_kl.is_some(),
             gate.max_perplexity_increase_pct.is_some(),
             gate.max_latency_regression_pct.is_some(),
+            gate.min_items_per_s.is_some(),
+            gate.max_p99_ms_at_rate.is_some(),
         ];
         if !thresholds.iter().any(|t| *t) {
             return Err(loc.at(
                 span,
-                format!("{} has no threshold; set at least one of min_top1, max_size_bytes, max_p99_ms, max_delta_top1_pts, min_sqnr_db, min_top1_agreement, max_latency_regression_pct", gate.name),
+                format!("{} has no threshold; set at least one of min_top1, max_size_bytes, max_p99_ms, max_delta_top1_pts, min_sqnr_db, min_top1_agreement, max_latency_regression_pct, min_items_per_s, max_p99_ms_at_rate", gate.name),
             ));
         }
         // Perplexity is measured on language models (GGUF files) only: a gate on it over no such

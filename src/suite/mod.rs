@@ -10,6 +10,7 @@ mod diagnostic;
 mod filter;
 mod gates;
 mod matrix;
+pub mod scenario;
 mod set;
 pub mod spec;
 
@@ -196,6 +197,8 @@ pub struct ModelEntry {
     pub schemes: Vec<SchemeId>,
     pub backends: Vec<BackendId>,
     pub batch_sizes: Vec<usize>,
+    /// The load scenario its cases are measured under after their single-stream latency.
+    pub scenario: scenario::Scenario,
 }
 
 impl ModelEntry {
@@ -362,6 +365,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         matrix::resolve_lists(&spec, loc, true)?;
 
     let points = resolve_measure(loc, spec.measure.as_ref())?;
+    let scenarios = scenario::resolve(&spec, loc)?;
 
     let mut datasets = Vec::new();
     for d in spec.datasets.get_ref() {
@@ -450,6 +454,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
             schemes: own_schemes,
             backends: own_backends,
             batch_sizes: own_batches,
+            scenario: scenarios[models.len()].clone(),
         });
     }
     if models.is_empty() {
@@ -569,6 +574,12 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
     };
 
     let overrides = resolve_overrides(&spec, loc, &schemes, &models)?;
+    // A gate on the server scenario's latency needs a model that runs it.
+    if !scenarios.iter().any(|s| matches!(s, scenario::Scenario::Server(_))) {
+        if let Some(g) = spec.gates.iter().find_map(|g| g.get_ref().max_p99_ms_at_rate.as_ref()) {
+            return Err(loc.at(g.span(), "max_p99_ms_at_rate gates the server scenario's latency, and no model runs it; add [scenario] kind = \"server\" with target_qps and latency_bound_ms"));
+        }
+    }
     let exclude = matrix::resolve_excludes(&spec, loc, &model_names, &schemes, &backends, &batch_sizes)?;
     let gates = gates::resolve_gates(&spec, loc, &schemes, &backends)?;
     let mut bundle = crate::bundle::Tolerances::default();

@@ -44,12 +44,40 @@ pub struct SuiteSpec {
     /// The tolerances `qbench bundle` gives a target device.
     #[serde(default)]
     pub bundle: Option<Spanned<BundleSpec>>,
+    /// The load scenario measured beside single-stream latency (default: none beyond it).
+    #[serde(default)]
+    pub scenario: Option<Spanned<ScenarioSpec>>,
     /// Cases the matrix leaves out: every (model, scheme, backend, batch) the rule matches.
     #[serde(default)]
     pub exclude: Vec<Spanned<MatrixRuleSpec>>,
     /// Cases the matrix adds (after `exclude`): each listed combination, for the models it names.
     #[serde(default)]
     pub include: Vec<Spanned<MatrixRuleSpec>>,
+}
+
+/// `[scenario]`: a load scenario after each case's single-stream latency (MLPerf LoadGen's).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    /// "single-stream" (default: latency only), "offline" or "server".
+    pub kind: Spanned<String>,
+    /// offline: sessions running at once, each on `[measure] threads` (default 1).
+    pub streams: Option<Spanned<i64>>,
+    /// offline: how long the streams run; server: the least span of arrivals per rate (default
+    /// 1000).
+    pub min_duration_ms: Option<Spanned<i64>>,
+    /// server: the least queries per rate (default 256).
+    pub min_queries: Option<Spanned<i64>>,
+    /// server: the arrival rate, queries (one batch each) per second.
+    pub target_qps: Option<Spanned<f64>>,
+    /// server: the latency bound the percentile must meet, milliseconds.
+    pub latency_bound_ms: Option<Spanned<f64>>,
+    /// server: which latency percentile (default 99).
+    pub percentile: Option<Spanned<f64>>,
+    /// server: also search the highest rate that meets the bound (default true).
+    pub search: Option<bool>,
+    /// server: seed of the arrival times (default 0).
+    pub seed: Option<Spanned<i64>>,
 }
 
 /// `[[exclude]]` / `[[include]]`: a rule over the case matrix. In an exclude, each list holds
@@ -102,6 +130,11 @@ pub struct GateSpec {
     pub max_perplexity_increase_pct: Option<Spanned<f64>>,
     // relative to a baseline run
     pub max_latency_regression_pct: Option<Spanned<f64>>,
+    // load scenarios ([scenario])
+    /// Offline items per second (or, without an offline run, the single-stream throughput).
+    pub min_items_per_s: Option<Spanned<f64>>,
+    /// The server scenario's latency percentile at its target rate, milliseconds.
+    pub max_p99_ms_at_rate: Option<Spanned<f64>>,
 }
 
 /// `[calibration]`: `items` items of each model's dataset calibrate static schemes (chosen as
@@ -279,6 +312,8 @@ pub struct ModelSpec {
     pub outputs: Option<Spanned<Vec<Spanned<ModelOutputSpec>>>>,
     /// Name of the dataset to evaluate on; may be left out when the suite has one dataset.
     pub dataset: Option<Spanned<String>>,
+    /// This model's scenario kind instead of `[scenario] kind` (its parameters stay the suite's).
+    pub scenario: Option<Spanned<String>>,
     /// This model's schemes, backends and batch sizes, instead of the suite's.
     pub schemes: Option<Spanned<Vec<Spanned<String>>>>,
     pub backends: Option<Spanned<Vec<Spanned<String>>>>,
