@@ -184,6 +184,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time a measured case op by op (layer by layer on candle's zoo models) on its own
+    /// backend, batch and threads: a table and a chart, with explain's per-layer error beside
+    /// each layer's time where `qbench explain` ran on the case.
+    ///
+    /// Writes profile-case-N.md and charts/profile-case-N.{svg,png,json}; report.html shows it.
+    Profile {
+        /// The run folder, e.g. reports/quickstart/20261127T085038Z.
+        run_dir: PathBuf,
+        /// The case's index (case_index in records.jsonl; `run --dry-run` lists them).
+        case: usize,
+        /// Profiled runs (each op's time is its median over them).
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
     /// Print a shell's completion script for qbench, e.g.
     /// `qbench completions bash > ~/.local/share/bash-completion/completions/qbench`.
     Completions {

@@ -29,6 +29,8 @@ pub mod merge;
 pub mod model;
 #[cfg(feature = "harness")]
 pub mod pack;
+#[cfg(feature = "harness")]
+pub mod profile;
 pub mod quant;
 pub mod record;
 #[cfg(feature = "harness")]

@@ -302,6 +302,29 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             eprintln!("written: {}/compare.md, compare.json, compare.html", out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Profile { run_dir, case, runs } => {
+            let work = std::env::temp_dir().join(format!("qbench-profile-{}", std::process::id()));
+            let profiled = qbench::profile::profile(&run_dir, case, runs, &work);
+            let _ = std::fs::remove_dir_all(&work);
+            let p = profiled?;
+            let text = p.render();
+            let path = qbench::profile::report_path(&run_dir, case);
+            std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            let chart = p.chart();
+            let charts = run_dir.join("charts");
+            chart.write_data(&charts)?;
+            chart.write(&charts)?;
+            let records = qbench::report::jsonl::read_records(&run_dir.join("records.jsonl"))?;
+            qbench::report::write_html(&run_dir, &records)?;
+            println!("{text}");
+            eprintln!(
+                "written: {}, {}/{}.svg and .png; report.html now shows the chart",
+                path.display(),
+                charts.display(),
+                chart.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "qbench", &mut std::io::stdout());

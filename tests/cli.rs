@@ -1618,3 +1618,53 @@ fn offline_and_server_scenarios_are_measured_on_the_engine_recorded_and_gated() 
         .unwrap();
     assert!(offline_check["numbers"].as_str().unwrap().contains("offline (2 stream(s)) items/s"), "{offline_check}");
 }
+
+/// The conv layers of the zoo CNN do most of its work on either engine; `profile` must say so
+/// from the engines' own per-op times, and its parts must add up to about a whole run.
+#[test]
+fn profile_times_the_cnn_op_by_op_on_both_backends_and_puts_explains_error_beside_each_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let suite = quant_suite(d, r#"["f32", "int8-pc-sym"]"#, "");
+    let text = std::fs::read_to_string(&suite).unwrap().replace("[100]", "[32]");
+    std::fs::write(&suite, text).unwrap();
+    let o = qbench(d, &["run", suite.to_str().unwrap(), "--out", "out", "-q", "--filter", "model=cnn"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run_dir = only_run_dir(d);
+    let records = read_records(&run_dir.join("records.jsonl")).unwrap();
+    for backend in ["tract-cpu", "candle-cpu"] {
+        let r = records.iter().find(|r| r.backend == backend && r.scheme == "f32").unwrap();
+        let o = qbench(d, &["profile", run_dir.to_str().unwrap(), &r.case_index.to_string(), "--runs", "15"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let md = String::from_utf8_lossy(&o.stdout).into_owned();
+        let file = std::fs::read_to_string(run_dir.join(format!("profile-case-{}.md", r.case_index))).unwrap();
+        assert_eq!(format!("{file}\n"), md, "printed as written");
+        // The by-layer table: conv1 and conv2 together hold most of the time.
+        let share = |layer: &str| -> f64 {
+            let line = md
+                .lines()
+                .find(|l| l.starts_with(&format!("| {layer} | ")))
+                .unwrap_or_else(|| panic!("{layer} in {md}"));
+            line.split('|').nth(3).unwrap().trim().trim_end_matches('%').parse().unwrap()
+        };
+        assert!(share("conv1") + share("conv2") > 50.0, "{backend}: {md}");
+        // The ops' medians add up to within a factor of two of a plain run's median.
+        let line = md.lines().find(|l| l.starts_with("The ops add up to")).unwrap();
+        let pct: f64 = line.split('(').nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+        assert!((50.0..=200.0).contains(&pct), "{backend}: {line}");
+        assert!(run_dir.join(format!("charts/profile-case-{}.svg", r.case_index)).is_file());
+    }
+    // After explain, the quantized case's profile shows each layer's error beside its time.
+    let int8 = records.iter().find(|r| r.backend == "candle-cpu" && r.scheme == "int8-pc-sym").unwrap();
+    let i = int8.case_index.to_string();
+    assert!(qbench(d, &["explain", run_dir.to_str().unwrap(), &i, "--items", "50"]).status.success());
+    let o = qbench(d, &["profile", run_dir.to_str().unwrap(), &i, "--runs", "5"]);
+    let md = String::from_utf8_lossy(&o.stdout).into_owned();
+    let conv1 = md.lines().find(|l| l.starts_with("| conv1 | ")).unwrap();
+    assert!(conv1.matches(" dB").count() == 0 && conv1.split('|').nth(4).unwrap().contains(" / "), "{conv1}");
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("median time per op"), "report.html shows the profile chart");
+    // A case whose engine exposes no per-op times says which do.
+    let o = qbench(d, &["profile", run_dir.to_str().unwrap(), "999"]);
+    assert_clean_error(&o, &["case 999 is not in"]);
+}

@@ -255,6 +255,16 @@ impl Prepared {
 }
 
 /// A model ready to run on fixed-size batches.
+/// One op's (or layer's) share of a run, as `qbench profile` reads it from the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    /// The node's or layer's name (`conv1`, tract's node name).
+    pub name: String,
+    /// What it is: the engine's op name (`Conv`, `OptMatMul`, `Relu`).
+    pub op: String,
+    pub ns: u64,
+}
+
 pub trait Session {
     /// Copies one batch (NCHW f32, exactly `batch` items) into the engine's input.
     fn set_input(&mut self, input: &[f32]) -> Result<(), BackendError>;
@@ -278,6 +288,12 @@ pub trait Session {
     }
     /// The session as a causal language model, when it is one.
     fn decoder(&mut self) -> Option<&mut dyn Decoder> {
+        None
+    }
+    /// Runs the current input once, timing each op or layer where the engine runs it
+    /// (synchronized on a GPU, so each time is that op's): `None` where this engine's session
+    /// cannot be opened up so.
+    fn profile_run(&mut self) -> Option<Result<Vec<OpTime>, BackendError>> {
         None
     }
     /// What the engine made of each weighted layer of the variant, read from its own objects

@@ -299,14 +299,15 @@ pub fn layer_sqnr(case_index: usize, what: &str, layers: &[(String, Option<f64>,
     }
 }
 
-/// The layer charts `qbench explain` saved as data (`layers-case-*.json`) in `dir`, by case.
+/// The charts `qbench explain` and `qbench profile` saved as data (`layers-case-*.json`,
+/// `profile-case-*.json`) in `dir`, by case.
 pub fn read_layer_charts(dir: &Path) -> Result<Vec<Chart>, ChartError> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
     let mut charts = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("layers-case-") && name.ends_with(".json")) {
+        if !((name.starts_with("layers-case-") || name.starts_with("profile-case-")) && name.ends_with(".json")) {
             continue;
         }
         let bytes = crate::files::read_bounded(&path, crate::files::MAX_SIDE_FILE_BYTES, "chart data")?;
@@ -316,7 +317,12 @@ pub fn read_layer_charts(dir: &Path) -> Result<Vec<Chart>, ChartError> {
         })?;
         charts.push(chart);
     }
-    charts.sort_by_key(|c| c.id.trim_start_matches("layers-case-").parse::<usize>().unwrap_or(usize::MAX));
+    // By case, explain's chart before the profile's.
+    let key = |id: &str| {
+        let (kind, n) = id.rsplit_once("-case-").unwrap_or(("", ""));
+        (n.parse::<usize>().unwrap_or(usize::MAX), kind != "layers")
+    };
+    charts.sort_by_key(|c| key(&c.id));
     Ok(charts)
 }
 

@@ -96,32 +96,64 @@ impl Net {
         Ok(out)
     }
 
+    /// Runs the network once, timing each step (a weighted layer by its name; the steps
+    /// between by what they are), each ended by `sync` so its time is its own on a GPU.
+    pub fn profile(&self, x: &Tensor, sync: &dyn Fn() -> Result<()>) -> Result<(Tensor, Vec<crate::backend::OpTime>)> {
+        let mut x = x.clone();
+        let mut times = Vec::new();
+        // A step between weighted layers is named after the layer it follows (`relu@conv1`).
+        let mut last = "input";
+        for step in &self.steps {
+            let started = std::time::Instant::now();
+            let (name, op): (String, &'static str) = match step {
+                Step::Conv { name, .. } => (name.to_string(), "Conv2d"),
+                Step::Linear { name, .. } => (name.to_string(), "Linear"),
+                Step::QLinear { name, .. } => (name.to_string(), "QMatMul"),
+                Step::Relu => (format!("relu@{last}"), "Relu"),
+                Step::MaxPool(_) => (format!("maxpool@{last}"), "MaxPool2d"),
+                Step::Flatten => (format!("flatten@{last}"), "Flatten"),
+            };
+            if let Step::Conv { name, .. } | Step::Linear { name, .. } | Step::QLinear { name, .. } = step {
+                last = name;
+            }
+            x = self.step(step, &x, &mut |_, _, _| {})?;
+            sync()?;
+            times.push(crate::backend::OpTime { name, op: op.to_string(), ns: started.elapsed().as_nanos() as u64 });
+        }
+        Ok((x, times))
+    }
+
     fn run(&self, x: &Tensor, seen: &mut dyn FnMut(&'static str, &Tensor, &Tensor)) -> Result<Tensor> {
         let mut x = x.clone();
         for step in &self.steps {
-            x = match step {
-                Step::Conv { name, conv, input } => {
-                    let y = conv.forward(&prepare_input(&x, conv.weight().dtype(), *input)?)?;
-                    seen(name, &x, &y);
-                    quantize_output(y, *input)?
-                }
-                Step::Linear { name, linear, input } => {
-                    let y = linear.forward(&prepare_input(&x, linear.weight().dtype(), *input)?)?;
-                    seen(name, &x, &y);
-                    quantize_output(y, *input)?
-                }
-                Step::QLinear { name, matmul, bias, pad, .. } => {
-                    let xp = if *pad > 0 { x.pad_with_zeros(1, 0, *pad)? } else { x.clone() };
-                    let y = matmul.forward(&xp)?.broadcast_add(bias)?;
-                    seen(name, &x, &y);
-                    y
-                }
-                Step::Relu => x.relu()?,
-                Step::MaxPool(s) => x.max_pool2d(*s)?,
-                Step::Flatten => x.flatten_from(1)?,
-            };
+            x = self.step(step, &x, seen)?;
         }
         Ok(x)
+    }
+
+    fn step(&self, step: &Step, x: &Tensor, seen: &mut dyn FnMut(&'static str, &Tensor, &Tensor)) -> Result<Tensor> {
+        let x = x.clone();
+        Ok(match step {
+            Step::Conv { name, conv, input } => {
+                let y = conv.forward(&prepare_input(&x, conv.weight().dtype(), *input)?)?;
+                seen(name, &x, &y);
+                quantize_output(y, *input)?
+            }
+            Step::Linear { name, linear, input } => {
+                let y = linear.forward(&prepare_input(&x, linear.weight().dtype(), *input)?)?;
+                seen(name, &x, &y);
+                quantize_output(y, *input)?
+            }
+            Step::QLinear { name, matmul, bias, pad, .. } => {
+                let xp = if *pad > 0 { x.pad_with_zeros(1, 0, *pad)? } else { x.clone() };
+                let y = matmul.forward(&xp)?.broadcast_add(bias)?;
+                seen(name, &x, &y);
+                y
+            }
+            Step::Relu => x.relu()?,
+            Step::MaxPool(s) => x.max_pool2d(*s)?,
+            Step::Flatten => x.flatten_from(1)?,
+        })
     }
 }
 

@@ -233,4 +233,20 @@ impl Session for CandleSession {
     fn layer_evidence(&self) -> Vec<LayerEvidence> {
         evidence(&self.net, &self.variant, &self.device)
     }
+
+    /// Each step of the network (its layers and the ops between), each synchronized.
+    fn profile_run(&mut self) -> Option<Result<Vec<crate::backend::OpTime>, BackendError>> {
+        let Some(input) = self.input.as_ref() else {
+            return Some(Err(BackendError::engine(self.id, "profiling", "no input was set")));
+        };
+        let device = &self.device;
+        let profiled = self.net.profile(input, &|| device.synchronize());
+        Some(match profiled {
+            Ok((out, times)) => {
+                self.output = Some(out);
+                Ok(times)
+            }
+            Err(e) => Err(BackendError::engine(self.id, "profiling", e)),
+        })
+    }
 }

@@ -151,6 +151,37 @@ impl Session for TractSession {
     fn layer_evidence(&self) -> Vec<crate::backend::LayerEvidence> {
         super::plan::evidence(self.plan.model(), &self.variant)
     }
+
+    /// Each node of the optimized plan, timed around tract's own evaluation of it.
+    fn profile_run(&mut self) -> Option<Result<Vec<crate::backend::OpTime>, BackendError>> {
+        let Some(input) = self.input.clone() else {
+            return Some(Err(BackendError::engine(self.id, "profiling", "no input was set")));
+        };
+        if self.stateful {
+            match self.plan.spawn() {
+                Ok(s) => self.state = s,
+                Err(e) => return Some(Err(BackendError::engine(self.id, "creating the run state", e))),
+            }
+        }
+        let mut times = Vec::new();
+        let run = self.state.run_plan_with_eval(input, |ctx, state, node, inputs| {
+            let started = std::time::Instant::now();
+            let out = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
+            times.push(crate::backend::OpTime {
+                name: node.name.clone(),
+                op: node.op().name().to_string(),
+                ns: started.elapsed().as_nanos() as u64,
+            });
+            out
+        });
+        Some(
+            run.map(|outputs| {
+                self.outputs = outputs;
+                times
+            })
+            .map_err(|e| BackendError::engine(self.id, "profiling", e)),
+        )
+    }
 }
 
 /// Every output of a tract session's last run, named as the graph names them.
