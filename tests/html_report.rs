@@ -103,12 +103,26 @@ fn report_html_renders_in_headless_chromium_with_working_tables_and_charts() {
     // the page must log nothing.
     let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}#selftest", page_path.display());
-    let o = browser(profile.path()).args(["--dump-dom", &url]).output().unwrap();
+    let o = browser(profile.path()).args(["--window-size=1400,2600", "--dump-dom", &url]).output().unwrap();
     assert!(o.status.success(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
     let dom = String::from_utf8_lossy(&o.stdout);
     assert!(dom.contains("data-selftest=\"pass\""), "the page's self-test failed: {}", selftest_line(&dom));
-    assert!(dom.contains("data-sorted-column=\"median ± CI"), "sorting was not exercised on the latency column");
+    assert!(!attribute(&dom, "data-sorted-column").is_empty(), "sorting was not exercised on a numeric column");
     assert_eq!(console_lines(&o.stderr), Vec::<String>::new(), "the page logged to the console");
+    // At 1400 px the reader sees, without scrolling, which case a row is (model, scheme), what the
+    // engine made of it and how accurate it is: the browser's own layout says which header
+    // cells lie inside the window.
+    let visible = attribute(&dom, "data-visible-columns");
+    assert_eq!(attribute(&dom, "data-window-width"), "1400");
+    for column in ["model", "scheme", "backend", "realization", "top-1 ± CI (%)"] {
+        assert!(visible.split('|').any(|c| c == column), "{column} is off screen at 1400 px; visible: {visible}");
+    }
+    // The filter box kept only the rows that contain the first row's scheme.
+    let filtered = attribute(&dom, "data-filtered-rows");
+    let (kept, all) = filtered.split_once('/').unwrap();
+    assert!(kept.parse::<usize>().unwrap() < all.parse::<usize>().unwrap(), "{filtered}");
+    // Each row's evidence is there to expand: what the engine made of each layer.
+    assert!(dom.contains("<details><summary>show</summary><pre>") && dom.contains("computed in"), "no evidence rows");
     // The failed and skipped cases are listed with their reasons, after the browser parsed them.
     assert!(dom.contains("id=\"problems-table\"") && dom.contains("no bfloat16 datum type"));
     assert_eq!(dom.matches("<td>failed</td>").count(), 7);
@@ -136,6 +150,13 @@ fn report_html_renders_in_headless_chromium_with_working_tables_and_charts() {
     colours.dedup();
     assert!(colours.len() > 50, "the screenshot is nearly blank: {} colours", colours.len());
     println!("screenshot of report.html: {}", shot.canonicalize().unwrap().display());
+}
+
+/// The value of attribute `name` on the page's root element (set by its self-test).
+fn attribute<'a>(dom: &'a str, name: &str) -> &'a str {
+    let start = dom.find(&format!("{name}=\"")).unwrap_or_else(|| panic!("no {name} in the DOM")) + name.len() + 2;
+    let rest = &dom[start..];
+    &rest[..rest.find('"').unwrap()]
 }
 
 fn selftest_line(dom: &str) -> &str {

@@ -39,6 +39,10 @@ pub struct Point {
     /// The x interval (the latency CI), drawn as a horizontal error bar.
     pub x_ci: Option<(f64, f64)>,
     pub y: f64,
+    /// The y interval (top-1's Wilson interval), drawn as a vertical error bar: most accuracy
+    /// differences between schemes lie inside it, and the chart should show that.
+    #[serde(default)]
+    pub y_ci: Option<(f64, f64)>,
 }
 
 /// One bar of a horizontal bar chart.
@@ -154,7 +158,18 @@ pub fn from_records(records: &[Record]) -> Vec<Chart> {
             rows.iter()
                 .filter_map(|r| {
                     let (x, x_ci) = x(r)?;
-                    Some(Point { label: r.scheme.clone(), series: r.backend.clone(), x, x_ci, y: 100.0 * y_of(r)? })
+                    let y_ci = match r.top1_accuracy.is_some() && y_of(r) == r.top1_accuracy {
+                        true => r.top1_ci_low.zip(r.top1_ci_high).map(|(l, h)| (100.0 * l, 100.0 * h)),
+                        false => None,
+                    };
+                    Some(Point {
+                        label: r.scheme.clone(),
+                        series: r.backend.clone(),
+                        x,
+                        x_ci,
+                        y: 100.0 * y_of(r)?,
+                        y_ci,
+                    })
                 })
                 .collect()
         };
@@ -415,7 +430,12 @@ impl Chart {
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         let xs = points.iter().flat_map(|p| [p.x, p.x_ci.map_or(p.x, |c| c.0), p.x_ci.map_or(p.x, |c| c.1)]);
         let x_range = padded(xs, 0.08, true);
-        let y_range = padded(points.iter().map(|p| p.y), 0.12, false);
+        let ys = points.iter().flat_map(|p| [p.y, p.y_ci.map_or(p.y, |c| c.0), p.y_ci.map_or(p.y, |c| c.1)]);
+        let y_range = padded(ys, 0.12, false);
+        // The legend gets a column of its own on the right: it never covers a point (the worst
+        // trade-off lands bottom right, where a legend inside would sit).
+        let (root, legend_area) = root.split_horizontally(root.dim_in_pixel().0.saturating_sub(150));
+        let root = &root;
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 17))
             .margin(14)
@@ -430,10 +450,7 @@ impl Chart {
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
         let front_points: Vec<(f64, f64)> = front.iter().map(|&i| (points[i].x, points[i].y)).collect();
-        chart
-            .draw_series(LineSeries::new(front_points, ShapeStyle::from(RGBColor(120, 120, 120)).stroke_width(2)))?
-            .label("Pareto front")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(120, 120, 120)));
+        chart.draw_series(LineSeries::new(front_points, ShapeStyle::from(RGBColor(120, 120, 120)).stroke_width(2)))?;
         for (k, series) in series_names(points.iter().map(|p| p.series.as_str())).into_iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
             let mine: Vec<&Point> = points.iter().filter(|p| p.series == series).collect();
@@ -441,22 +458,42 @@ impl Chart {
                 mine.iter().filter_map(|p| p.x_ci.map(|(lo, hi)| ErrorBar::new_horizontal(p.y, lo, p.x, hi, color, 6))),
             )?;
             chart
-                .draw_series(mine.iter().map(|p| Circle::new((p.x, p.y), 5, color.filled())))?
-                .label(series)
-                .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
+                .draw_series(mine.iter().filter_map(|p| {
+                    p.y_ci.map(|(lo, hi)| ErrorBar::new_vertical(p.x, lo, p.y, hi, color.mix(0.6), 6))
+                }))?;
+            chart.draw_series(mine.iter().map(|p| Circle::new((p.x, p.y), 5, color.filled())))?;
+            let y = 60 + 22 * (k as i32 + 1);
+            legend_area.draw(&Circle::new((14, y), 5, color.filled()))?;
+            legend_area.draw(&Text::new(series.clone(), (26, y - 7), ("sans-serif", 13).into_font()))?;
+        }
+        legend_area.draw(&PathElement::new(vec![(6, 60), (22, 60)], RGBColor(120, 120, 120).stroke_width(2)))?;
+        legend_area.draw(&Text::new("Pareto front", (26, 53), ("sans-serif", 13).into_font()))?;
+        if points.iter().any(|p| p.y_ci.is_some()) {
+            let y = 60 + 22 * (series_names(points.iter().map(|p| p.series.as_str())).len() as i32 + 1);
+            legend_area.draw(&Text::new("bars: 95% CIs", (6, y - 7), ("sans-serif", 12).into_font()))?;
         }
         let label_all = points.len() <= LABEL_ALL_UP_TO;
-        chart.draw_series(
-            points
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| label_all || front.contains(i))
-                // A few pixels up and right of the marker, so the label does not cover it.
-                .map(|(_, p)| {
-                    EmptyElement::at((p.x, p.y)) + Text::new(p.label.clone(), (7, -15), ("sans-serif", 12).into_font())
-                }),
-        )?;
-        legend(&mut chart, SeriesLabelPosition::LowerRight)
+        // Labels that would overlap on screen (points within a label's box of each other) are
+        // drawn once, joined: "f32, int8-pc-sym" beside the pair, not two labels over each other.
+        // (where on screen, where in data, the labels there)
+        type LabelGroup = ((i32, i32), (f64, f64), Vec<String>);
+        let mut groups: Vec<LabelGroup> = Vec::new();
+        for (_, p) in points.iter().enumerate().filter(|(i, _)| label_all || front.contains(i)) {
+            let at = chart.backend_coord(&(p.x, p.y));
+            match groups.iter_mut().find(|(g, _, _)| (g.0 - at.0).abs() < 70 && (g.1 - at.1).abs() < 14) {
+                Some((_, _, labels)) => {
+                    if !labels.contains(&p.label) {
+                        labels.push(p.label.clone());
+                    }
+                }
+                None => groups.push((at, (p.x, p.y), vec![p.label.clone()])),
+            }
+        }
+        chart.draw_series(groups.into_iter().map(|(_, (x, y), labels)| {
+            // A few pixels up and right of the marker, so the label does not cover it.
+            EmptyElement::at((x, y)) + Text::new(labels.join(", "), (7, -15), ("sans-serif", 12).into_font())
+        }))?;
+        Ok(())
     }
 
     fn draw_lines<DB: DrawingBackend>(

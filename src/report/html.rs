@@ -32,6 +32,12 @@ struct HtmlCell {
     numeric: bool,
 }
 
+/// A row of a results table: its cells, and the engine's evidence (shown on demand).
+struct HtmlRow {
+    cells: Vec<HtmlCell>,
+    evidence: String,
+}
+
 struct Problem {
     status: &'static str,
     model: String,
@@ -75,7 +81,7 @@ struct ChartView {
 struct KindTable {
     heading: String,
     table: ResultsTable,
-    rows: Vec<Vec<HtmlCell>>,
+    rows: Vec<HtmlRow>,
 }
 
 #[derive(Template)]
@@ -98,7 +104,7 @@ struct Page {
     /// one table for each other kind.
     first_heading: String,
     table: ResultsTable,
-    rows: Vec<Vec<HtmlCell>>,
+    rows: Vec<HtmlRow>,
     more_tables: Vec<KindTable>,
     notes: Notes,
     charts: Vec<ChartView>,
@@ -126,14 +132,15 @@ pub fn render(
     incomplete: &[String],
     devices: &[super::devices::DeviceRow],
 ) -> Result<String, HtmlError> {
-    let html_rows = |table: &ResultsTable| -> Vec<Vec<HtmlCell>> {
+    let html_rows = |table: &ResultsTable| -> Vec<HtmlRow> {
         (0..table.rows)
-            .map(|i| {
-                table
+            .map(|i| HtmlRow {
+                cells: table
                     .columns
                     .iter()
                     .map(|c| HtmlCell { text: c.cells[i].text.clone(), sort: c.cells[i].sort, numeric: c.numeric })
-                    .collect()
+                    .collect(),
+                evidence: table.evidence.get(i).cloned().unwrap_or_default(),
             })
             .collect()
     };

@@ -31,6 +31,9 @@ pub struct ResultsTable {
     pub constants: Vec<(String, String)>,
     pub columns: Vec<Column>,
     pub rows: usize,
+    /// Per row: what the engine made of the variant (its own summary, then each weighted
+    /// layer's evidence), for the HTML's expandable evidence.
+    pub evidence: Vec<String>,
 }
 
 /// Plain-text notes that go under the table (no markup: each report formats them).
@@ -173,6 +176,121 @@ fn table_of(records: &[Record], keep: impl Fn(&Record) -> bool) -> ResultsTable 
         ),
         // A `[measure]` sweep's point (`threads=2`); dropped when nothing is swept.
         ("sweep".into(), true, false, Box::new(|r: &Record| text(if r.sweep.is_empty() { "—" } else { &r.sweep }))),
+        // What the engine made of the variant, then how good it is: before the timings, so a
+        // narrow window shows the verdicts that matter first (the model column stays in view).
+        ("realization".into(), true, false, Box::new(|r: &Record| text(&r.realization))),
+        (
+            "top-1 ± CI (%)".into(),
+            false,
+            true,
+            Box::new(move |r: &Record| pm(r.top1_accuracy, r.top1_ci_low, r.top1_ci_high, 100.0, 2, false)),
+        ),
+        (
+            "Δtop-1 vs f32 [CI] (pts)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match f32_case(r, records).and_then(|b| r.top1_difference(b)) {
+                Some((d, Some((lo, hi)))) if r.scheme != "f32" => {
+                    Cell { text: format!("{:+.2} [{:+.2}, {:+.2}]", 100.0 * d, 100.0 * lo, 100.0 * hi), sort: Some(d) }
+                }
+                Some((d, _)) => Cell { text: format!("{:+.2}", 100.0 * d), sort: Some(d) },
+                None => text("—"),
+            }),
+        ),
+        (
+            "top-1 agree vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.ref_top1_agreement, &|v| format!("{:.2}%", 100.0 * v))),
+        ),
+        (
+            "SQNR vs ref (dB)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.ref_sqnr_db, r.ref_max_abs_logit_diff) {
+                (Some(db), _) => Cell { text: format!("{db:.1}"), sort: Some(db) },
+                (None, Some(0.0)) => Cell { text: "∞".into(), sort: Some(f64::INFINITY) },
+                _ => text("—"),
+            }),
+        ),
+        (
+            "KL vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.ref_kl_mean, r.ref_kl_infinite_items) {
+                (_, Some(n)) if n > 0 => Cell { text: format!("∞ ({n} items)"), sort: Some(f64::INFINITY) },
+                (v, _) => num(v, &|v| format!("{v:.1e}")),
+            }),
+        ),
+        (
+            "exact match ± CI (%)".into(),
+            false,
+            true,
+            Box::new(move |r: &Record| pm(r.exact_match, r.exact_match_ci_low, r.exact_match_ci_high, 100.0, 1, false)),
+        ),
+        (
+            "CER (%)".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.char_error_rate, &|v| format!("{:.2}", 100.0 * v))),
+        ),
+        (
+            "position agree vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.ref_position_agreement, &|v| format!("{:.2}%", 100.0 * v))),
+        ),
+        (
+            "text agree vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| num(r.ref_text_agreement, &|v| format!("{:.2}%", 100.0 * v))),
+        ),
+        (
+            "accuracy at threshold ± CI (%)".into(),
+            false,
+            true,
+            Box::new(move |r: &Record| {
+                pm(r.threshold_accuracy, r.threshold_accuracy_ci_low, r.threshold_accuracy_ci_high, 100.0, 1, false)
+            }),
+        ),
+        (
+            "agree at threshold vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.ref_threshold_agreement, r.score_threshold) {
+                (Some(a), Some(t)) => Cell { text: format!("{:.2}% (≥ {t})", 100.0 * a), sort: Some(a) },
+                (a, _) => num(a, &|v| format!("{:.2}%", 100.0 * v)),
+            }),
+        ),
+        (
+            "retrieval agree vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| match (r.ref_retrieval_agreement, r.retrieval_k) {
+                (Some(a), Some(k)) => Cell { text: format!("{:.2}% (k = {k})", 100.0 * a), sort: Some(a) },
+                (a, _) => num(a, &|v| format!("{:.2}%", 100.0 * v)),
+            }),
+        ),
+        (
+            // A classifier's logits are judged by top-k and KL; other outputs by their direction.
+            "cosine vs ref".into(),
+            false,
+            true,
+            Box::new(|r: &Record| {
+                let shown = !r.output_kind.is_empty() && r.output_kind != "classes";
+                num(r.ref_cosine_mean.filter(|_| shown), &|v| format!("{v:.5}"))
+            }),
+        ),
+        (
+            "perplexity ± CI".into(),
+            false,
+            true,
+            Box::new(move |r: &Record| {
+                // The interval is asymmetric (exp of a symmetric one): half its width is shown.
+                pm(r.perplexity, r.perplexity_ci_low, r.perplexity_ci_high, 1.0, 2, false)
+            }),
+        ),
         // What the engines did with more than one thread: the cores the process kept busy while
         // sampling (shown when some case asked for more than one thread).
         (
@@ -310,129 +428,26 @@ fn table_of(records: &[Record], keep: impl Fn(&Record) -> bool) -> ResultsTable 
             Box::new(|r: &Record| num(r.artifact_bytes.map(|v| v as f64), &|v| format!("{v:.0}"))),
         ),
         ("bits/w".into(), true, true, Box::new(|r: &Record| num(r.bits_per_weight, &|v| format!("{v:.2}")))),
-        ("realization".into(), true, false, Box::new(|r: &Record| text(&r.realization))),
-        (
-            "top-1 ± CI (%)".into(),
-            false,
-            true,
-            Box::new(move |r: &Record| pm(r.top1_accuracy, r.top1_ci_low, r.top1_ci_high, 100.0, 2, false)),
-        ),
-        (
-            "Δtop-1 vs f32 [CI] (pts)".into(),
-            false,
-            true,
-            Box::new(|r: &Record| match f32_case(r, records).and_then(|b| r.top1_difference(b)) {
-                Some((d, Some((lo, hi)))) if r.scheme != "f32" => {
-                    Cell { text: format!("{:+.2} [{:+.2}, {:+.2}]", 100.0 * d, 100.0 * lo, 100.0 * hi), sort: Some(d) }
-                }
-                Some((d, _)) => Cell { text: format!("{:+.2}", 100.0 * d), sort: Some(d) },
-                None => text("—"),
-            }),
-        ),
-        (
-            "top-1 agree vs ref".into(),
-            false,
-            true,
-            Box::new(|r: &Record| num(r.ref_top1_agreement, &|v| format!("{:.2}%", 100.0 * v))),
-        ),
-        (
-            "SQNR vs ref (dB)".into(),
-            false,
-            true,
-            Box::new(|r: &Record| match (r.ref_sqnr_db, r.ref_max_abs_logit_diff) {
-                (Some(db), _) => Cell { text: format!("{db:.1}"), sort: Some(db) },
-                (None, Some(0.0)) => Cell { text: "∞".into(), sort: Some(f64::INFINITY) },
-                _ => text("—"),
-            }),
-        ),
-        (
-            "KL vs ref".into(),
-            false,
-            true,
-            Box::new(|r: &Record| match (r.ref_kl_mean, r.ref_kl_infinite_items) {
-                (_, Some(n)) if n > 0 => Cell { text: format!("∞ ({n} items)"), sort: Some(f64::INFINITY) },
-                (v, _) => num(v, &|v| format!("{v:.1e}")),
-            }),
-        ),
-        (
-            "exact match ± CI (%)".into(),
-            false,
-            true,
-            Box::new(move |r: &Record| pm(r.exact_match, r.exact_match_ci_low, r.exact_match_ci_high, 100.0, 1, false)),
-        ),
-        (
-            "CER (%)".into(),
-            false,
-            true,
-            Box::new(|r: &Record| num(r.char_error_rate, &|v| format!("{:.2}", 100.0 * v))),
-        ),
-        (
-            "position agree vs ref".into(),
-            false,
-            true,
-            Box::new(|r: &Record| num(r.ref_position_agreement, &|v| format!("{:.2}%", 100.0 * v))),
-        ),
-        (
-            "text agree vs ref".into(),
-            false,
-            true,
-            Box::new(|r: &Record| num(r.ref_text_agreement, &|v| format!("{:.2}%", 100.0 * v))),
-        ),
-        (
-            "accuracy at threshold ± CI (%)".into(),
-            false,
-            true,
-            Box::new(move |r: &Record| {
-                pm(r.threshold_accuracy, r.threshold_accuracy_ci_low, r.threshold_accuracy_ci_high, 100.0, 1, false)
-            }),
-        ),
-        (
-            "agree at threshold vs ref".into(),
-            false,
-            true,
-            Box::new(|r: &Record| match (r.ref_threshold_agreement, r.score_threshold) {
-                (Some(a), Some(t)) => Cell { text: format!("{:.2}% (≥ {t})", 100.0 * a), sort: Some(a) },
-                (a, _) => num(a, &|v| format!("{:.2}%", 100.0 * v)),
-            }),
-        ),
-        (
-            "retrieval agree vs ref".into(),
-            false,
-            true,
-            Box::new(|r: &Record| match (r.ref_retrieval_agreement, r.retrieval_k) {
-                (Some(a), Some(k)) => Cell { text: format!("{:.2}% (k = {k})", 100.0 * a), sort: Some(a) },
-                (a, _) => num(a, &|v| format!("{:.2}%", 100.0 * v)),
-            }),
-        ),
-        (
-            // A classifier's logits are judged by top-k and KL; other outputs by their direction.
-            "cosine vs ref".into(),
-            false,
-            true,
-            Box::new(|r: &Record| {
-                let shown = !r.output_kind.is_empty() && r.output_kind != "classes";
-                num(r.ref_cosine_mean.filter(|_| shown), &|v| format!("{v:.5}"))
-            }),
-        ),
-        (
-            "perplexity ± CI".into(),
-            false,
-            true,
-            Box::new(move |r: &Record| {
-                // The interval is asymmetric (exp of a symmetric one): half its width is shown.
-                pm(r.perplexity, r.perplexity_ci_low, r.perplexity_ci_high, 1.0, 2, false)
-            }),
-        ),
         ("pp t/s".into(), false, true, Box::new(|r: &Record| num(r.pp_tokens_per_s, &|v| format!("{v:.0}")))),
         ("tg t/s".into(), false, true, Box::new(|r: &Record| num(r.tg_tokens_per_s, &|v| format!("{v:.0}")))),
     ];
-    let mut out = ResultsTable { rows: ok.len(), ..Default::default() };
+    let evidence = ok
+        .iter()
+        .map(|r| {
+            let mut lines: Vec<String> = r.evidence.iter().cloned().collect();
+            lines.extend(r.layer_evidence.iter().map(|l| l.describe()));
+            lines.join("\n")
+        })
+        .collect();
+    let mut out = ResultsTable { rows: ok.len(), evidence, ..Default::default() };
     for (header, parameter, numeric, cell_of) in columns {
         let cells: Vec<Cell> = ok.iter().map(|r| cell_of(r)).collect();
         let constant = cells.windows(2).all(|w| w[0].text == w[1].text);
         if cells.iter().all(|c| c.text == "—") {
             continue;
-        } else if parameter && constant && cells.len() > 1 {
+        // Model and scheme stay columns even when every row shares them: each row says what it
+        // is, and the HTML keeps them in view while the rest scrolls.
+        } else if parameter && constant && cells.len() > 1 && header != "model" && header != "scheme" {
             out.constants.push((header, cells[0].text.clone()));
         } else {
             out.columns.push(Column { header, numeric, cells });

@@ -29,6 +29,29 @@
     Array.prototype.forEach.call(th.parentNode.cells, function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
   }
+  // Sticky columns: the second one sits right of the first, whatever its width.
+  function stick() {
+    Array.prototype.forEach.call(document.querySelectorAll("table.results"), function (table) {
+      var first = table.tHead.rows[0].cells[0];
+      if (!first) return;
+      var left = first.getBoundingClientRect().width + "px";
+      Array.prototype.forEach.call(table.rows, function (r) { if (r.cells[1]) r.cells[1].style.left = left; });
+    });
+  }
+  stick();
+  window.addEventListener("resize", stick);
+  // Filter boxes: rows whose text contains every word typed stay; the others hide.
+  Array.prototype.forEach.call(document.querySelectorAll("input.row-filter"), function (input) {
+    var table = document.getElementById(input.getAttribute("data-table"));
+    if (!table) return;
+    input.addEventListener("input", function () {
+      var words = input.value.toLowerCase().split(/\s+/).filter(function (w) { return w; });
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
+        var text = r.textContent.toLowerCase();
+        r.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+      });
+    });
+  });
   Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
       th.tabIndex = 0;
@@ -74,6 +97,29 @@
         }
         document.documentElement.setAttribute("data-sorted-column", heads[c].textContent);
         break;
+      }
+    }
+    // What a reader sees without scrolling: which results columns lie inside the window.
+    if (results) {
+      var width = window.innerWidth;
+      var shown = Array.prototype.filter.call(results.tHead.rows[0].cells, function (th) {
+        var b = th.getBoundingClientRect();
+        return b.left >= 0 && b.right <= width;
+      }).map(function (th) { return th.textContent; });
+      document.documentElement.setAttribute("data-visible-columns", shown.join("|"));
+      document.documentElement.setAttribute("data-window-width", String(width));
+      // The filter: typing a row's scheme keeps only the rows that contain it.
+      var filter = document.querySelector("input.row-filter");
+      var first = results.tBodies[0].rows[0];
+      if (filter && first) {
+        var word = first.cells[1].textContent.trim();
+        filter.value = word;
+        filter.dispatchEvent(new Event("input"));
+        var visible = Array.prototype.filter.call(results.tBodies[0].rows, function (r) { return !r.hidden; });
+        if (visible.length === 0 || visible.some(function (r) { return r.textContent.indexOf(word) < 0; })) problems.push("the filter kept rows without " + word);
+        document.documentElement.setAttribute("data-filtered-rows", visible.length + "/" + results.tBodies[0].rows.length);
+        filter.value = "";
+        filter.dispatchEvent(new Event("input"));
       }
     }
     document.documentElement.setAttribute("data-selftest", problems.length ? "fail: " + problems.join("; ") : "pass");
