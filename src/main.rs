@@ -205,25 +205,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Explain { run_dir, case, items } => {
             let e = qbench::explain::explain(&run_dir, case, items.unwrap_or(usize::MAX))?;
-            let text = e.render();
-            let path = run_dir.join(format!("explain-case-{case}.md"));
-            std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
-            // The per-layer chart, as data for `qbench report` and drawn now; then the HTML
-            // report is rebuilt so it shows it.
-            let chart = e.chart();
-            let charts = run_dir.join("charts");
-            chart.write_data(&charts)?;
-            chart.write(&charts)?;
-            let records = qbench::report::jsonl::read_records(&run_dir.join("records.jsonl"))?;
-            qbench::report::write_html(&run_dir, &records)?;
-            println!("{text}");
-            eprintln!(
-                "written: {}, {}/{}.svg and .png; report.html now shows the chart",
-                path.display(),
-                charts.display(),
-                chart.id
-            );
-            Ok(ExitCode::SUCCESS)
+            write_case_analysis(&run_dir, &run_dir.join(format!("explain-case-{case}.md")), &e.render(), &e.chart())
         }
         Command::Bundle { run_dir, cases, items, out, floor_rel, factor, min_top1_agreement } => {
             let options = qbench::pack::PackOptions { cases, items, out, floor_rel, factor, min_top1_agreement };
@@ -307,23 +289,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let profiled = qbench::profile::profile(&run_dir, case, runs, &work);
             let _ = std::fs::remove_dir_all(&work);
             let p = profiled?;
-            let text = p.render();
-            let path = qbench::profile::report_path(&run_dir, case);
-            std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
-            let chart = p.chart();
-            let charts = run_dir.join("charts");
-            chart.write_data(&charts)?;
-            chart.write(&charts)?;
-            let records = qbench::report::jsonl::read_records(&run_dir.join("records.jsonl"))?;
-            qbench::report::write_html(&run_dir, &records)?;
-            println!("{text}");
-            eprintln!(
-                "written: {}, {}/{}.svg and .png; report.html now shows the chart",
-                path.display(),
-                charts.display(),
-                chart.id
-            );
-            Ok(ExitCode::SUCCESS)
+            write_case_analysis(&run_dir, &qbench::profile::report_path(&run_dir, case), &p.render(), &p.chart())
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -395,6 +361,30 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 /// Checks the gates, prints the summary, and maps the verdict to the documented exit code.
+/// What `explain` and `profile` leave in the run folder: the Markdown at `path` (also printed),
+/// the chart as data for `qbench report` and drawn now, and report.html rebuilt to show it.
+fn write_case_analysis(
+    run_dir: &std::path::Path,
+    path: &std::path::Path,
+    text: &str,
+    chart: &qbench::report::chart::Chart,
+) -> anyhow::Result<ExitCode> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    let charts = run_dir.join("charts");
+    chart.write_data(&charts)?;
+    chart.write(&charts)?;
+    let records = qbench::report::jsonl::read_records(&run_dir.join("records.jsonl"))?;
+    qbench::report::write_html(run_dir, &records)?;
+    println!("{text}");
+    eprintln!(
+        "written: {}, {}/{}.svg and .png; report.html now shows the chart",
+        path.display(),
+        charts.display(),
+        chart.id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn gate_exit(
     run_dir: &std::path::Path,
     name: &str,

@@ -207,10 +207,7 @@ fn a_failing_model_is_recorded_and_the_others_still_run() {
     assert!(records[0].top1_accuracy.unwrap() > 0.87);
     // The table still shows the measured cases and lists the failures.
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        table.contains("| mlp   | f32    | candle-cpu ") && table.contains("4 failed case(s)"),
-        "{table}"
-    );
+    assert!(table.contains("| mlp   | f32    | candle-cpu ") && table.contains("4 failed case(s)"), "{table}");
 }
 
 /// The acceptance figures of the spine, on the whole 10k test set.

@@ -319,10 +319,20 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     }
     let mut records = previous;
     let mut done = 0;
+    // A case whose own process left no record: failed, with what the process did.
+    let run_id = folder.run_id.clone();
+    let failed = |index: usize, e: &isolate::IsolateError| {
+        let case = &cases[index];
+        let data = &datasets[suite.models[case.model].dataset];
+        let mut r = case::new_record(suite, &env, &run_id, index, case, data, options, None);
+        r.status = CaseStatus::Failed;
+        r.error = Some(root_cause(e));
+        r
+    };
     let stop = || options.stop.as_ref().map(|s| s.load(std::sync::atomic::Ordering::SeqCst)).filter(|&s| s != 0);
     if let Some(exe) = &options.isolate {
         // Each case in its own process: nothing is loaded here.
-        for (index, case) in cases.iter().enumerate().filter(|(i, _)| selected[*i]) {
+        for index in (0..cases.len()).filter(|&i| selected[i]) {
             if stop().is_some() {
                 break;
             }
@@ -335,13 +345,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
                 Ok(r) => r,
                 // The case's process got the same signal: its case is not recorded.
                 Err(_) if stop().is_some() => break,
-                Err(e) => {
-                    let data = &datasets[suite.models[case.model].dataset];
-                    let mut r = case::new_record(suite, &env, &folder.run_id, index, case, data, options, None);
-                    r.status = CaseStatus::Failed;
-                    r.error = Some(root_cause(&e));
-                    r
-                }
+                Err(e) => failed(index, &e),
             };
             record.run_id = folder.run_id.clone();
             record.shard = options.shard.map(|s| s.name()).unwrap_or_default();
@@ -405,14 +409,7 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
                 Ok(r) => r,
                 // The process got the same signal: its unfinished cases are not recorded.
                 Err(_) if stop().is_some() => continue,
-                Err(e) => {
-                    let case = &cases[index];
-                    let data = &datasets[suite.models[case.model].dataset];
-                    let mut r = case::new_record(suite, &env, &folder.run_id, index, case, data, options, None);
-                    r.status = CaseStatus::Failed;
-                    r.error = Some(root_cause(&e));
-                    r
-                }
+                Err(e) => failed(index, &e),
             };
             record.run_id = folder.run_id.clone();
             record.shard = options.shard.map(|s| s.name()).unwrap_or_default();
