@@ -150,6 +150,37 @@ fn report_html_renders_in_headless_chromium_with_working_tables_and_charts() {
     colours.dedup();
     assert!(colours.len() > 50, "the screenshot is nearly blank: {} colours", colours.len());
     println!("screenshot of report.html: {}", shot.canonicalize().unwrap().display());
+
+    // compare.html of the run against itself: at 1400 px the case, what each engine made of it,
+    // the accuracy and the verdict are in view, as the browser lays the page out.
+    let cmp = dir.path().join("cmp");
+    let o = Command::new(env!("CARGO_BIN_EXE_qbench"))
+        .args(["compare", run.to_str().unwrap(), run.to_str().unwrap(), "--out", cmp.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = cmp.join("compare.html");
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}#selftest", page.display());
+    let o = browser(profile.path()).args(["--window-size=1400,1200", "--dump-dom", &url]).output().unwrap();
+    assert!(o.status.success(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(console_lines(&o.stderr), Vec::<String>::new(), "compare.html logged to the console");
+    assert_eq!(attribute(&dom, "data-window-width"), "1400");
+    let visible = attribute(&dom, "data-visible-columns");
+    for column in ["case", "realization 1 → 2", "top-1 1 / 2 (%)", "verdict"] {
+        assert!(visible.split('|').any(|c| c == column), "{column} is off screen at 1400 px; visible: {visible}");
+    }
+    let shot = shots.join("compare.png");
+    let _ = std::fs::remove_file(&shot);
+    let profile = tempfile::tempdir().unwrap();
+    let o = browser(profile.path())
+        .args(["--window-size=1400,1200", &format!("--screenshot={}", shot.display())])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success() && shot.is_file(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
+    println!("screenshot of compare.html: {}", shot.canonicalize().unwrap().display());
 }
 
 /// The value of attribute `name` on the page's root element (set by its self-test).

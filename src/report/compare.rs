@@ -49,6 +49,10 @@ pub struct CaseComparison {
     pub verdict: SpeedVerdict,
     /// Top-1 change in points (other − first).
     pub delta_top1_pts: Option<f64>,
+    /// What each engine made of the case (first, other).
+    pub realization: (String, String),
+    /// Top-1 of each (first, other), when measured.
+    pub top1: (Option<f64>, Option<f64>),
 }
 
 impl CaseComparison {
@@ -131,6 +135,8 @@ pub fn compare_pair(
                 .zip(b.top1_accuracy)
                 .filter(|_| a.eval_items == b.eval_items)
                 .map(|(x, y)| 100.0 * (y - x)),
+            realization: (a.realization.clone(), b.realization.clone()),
+            top1: (a.top1_accuracy, b.top1_accuracy),
         });
     }
     if out.is_empty() {
@@ -365,9 +371,10 @@ fn html_page(runs: &[Run], label: &dyn Fn(usize) -> String, diffs: &[(String, Ve
                 esc(&unjudged.join("; "))
             ));
         }
+        // What the case is and how good it is first, then the speed verdict.
         out.push_str(&format!(
-            "<div class=\"wrap\"><table class=\"comparison\"><thead><tr><th>case</th><th>median 1 (µs)</th><th>median {} (µs)</th><th>ratio [95% CI]</th><th>verdict</th><th>machine check</th><th>Δtop-1 (pts)</th></tr></thead><tbody>\n",
-            i + 1
+            "<div class=\"wrap\"><table class=\"comparison\"><thead><tr><th>case</th><th>realization 1 → {n}</th><th>top-1 1 / {n} (%)</th><th>Δtop-1 (pts)</th><th>verdict</th><th>ratio [95% CI]</th><th>median 1 (µs)</th><th>median {n} (µs)</th><th>machine check</th></tr></thead><tbody>\n",
+            n = i + 1
         ));
         for c in cases {
             let v = &c.verdict;
@@ -377,25 +384,36 @@ fn html_page(runs: &[Run], label: &dyn Fn(usize) -> String, diffs: &[(String, Ve
                 Change::Same => "same",
                 Change::Inconclusive { .. } => "inconclusive",
             };
+            let realization = match c.realization.0 == c.realization.1 {
+                true => c.realization.0.clone(),
+                false => format!("{} → {}", c.realization.0, c.realization.1),
+            };
+            let pct = |t: Option<f64>| t.map_or("—".to_string(), |t| format!("{:.2}", 100.0 * t));
             out.push_str(&format!(
-                "<tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.3} [{:.3}, {:.3}]</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td class=\"{class}\">{}</td><td>{:.3} [{:.3}, {:.3}]</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>\n",
                 esc(&c.case),
-                c.first_median_ns / 1e3,
-                c.other_median_ns / 1e3,
+                esc(&realization),
+                pct(c.top1.0),
+                pct(c.top1.1),
+                c.delta_top1_pts.map_or("—".into(), |d| format!("{d:+.2}")),
+                esc(&v.headline()),
                 v.ratio.ratio,
                 v.ratio.low,
                 v.ratio.high,
-                esc(&v.headline()),
+                c.first_median_ns / 1e3,
+                c.other_median_ns / 1e3,
                 v.machine_ratio.map_or("—".into(), |m| format!("×{m:.2}")),
-                c.delta_top1_pts.map_or("—".into(), |d| format!("{d:+.2}"))
             ));
         }
         out.push_str("</tbody></table></div>\n");
     }
     out.push_str(&format!(
-        "<p style=\"color:#666;font-size:12px\">Written by qbench {}: ratio = other median / first median, with its 95% interval for autocorrelated samples; the verdict is against the practical threshold; the machine check is context, not part of the verdict.</p>\n</body></html>\n",
+        "<p style=\"color:#666;font-size:12px\">Written by qbench {}: ratio = other median / first median, with its 95% interval for autocorrelated samples; the verdict is against the practical threshold; the machine check is context, not part of the verdict.</p>\n",
         env!("CARGO_PKG_VERSION")
     ));
+    // Opened with #selftest (the browser test): which columns of the first comparison lie
+    // inside the window, set on the root element. Nothing else runs, nothing is logged.
+    out.push_str("<script>if(location.hash===\"#selftest\"){var t=document.querySelector(\"table.comparison\");var w=window.innerWidth;var v=t?Array.prototype.filter.call(t.tHead.rows[0].cells,function(c){var b=c.getBoundingClientRect();return b.left>=0&&b.right<=w;}).map(function(c){return c.textContent;}):[];document.documentElement.setAttribute(\"data-visible-columns\",v.join(\"|\"));document.documentElement.setAttribute(\"data-window-width\",String(w));}</script>\n</body></html>\n");
     out
 }
 
