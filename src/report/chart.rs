@@ -436,15 +436,38 @@ impl Chart {
         // trade-off lands bottom right, where a legend inside would sit).
         let (root, legend_area) = root.split_horizontally(root.dim_in_pixel().0.saturating_sub(150));
         let root = &root;
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 17))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_range, y_range)?;
+        let mut builder = ChartBuilder::on(root);
+        builder.caption(&self.title, ("sans-serif", 17)).margin(14).x_label_area_size(44).y_label_area_size(64);
+        // Over more than a tenfold range (latencies of engines an order apart, sizes of f32 and
+        // 4-bit variants), x is logarithmic: a linear axis would crowd the small values together.
+        let positive: Vec<f64> = points.iter().map(|p| p.x).filter(|x| *x > 0.0 && x.is_finite()).collect();
+        let (lo, hi) = positive.iter().fold((f64::INFINITY, 0f64), |(l, h), x| (l.min(*x), h.max(*x)));
+        if positive.len() == points.len() && lo.is_finite() && hi / lo > 10.0 {
+            let lows = points.iter().filter_map(|p| p.x_ci.map(|c| c.0)).filter(|x| *x > 0.0).fold(lo, f64::min);
+            let highs = points.iter().filter_map(|p| p.x_ci.map(|c| c.1)).fold(hi, f64::max);
+            let chart = builder.build_cartesian_2d((lows / 1.3..highs * 1.3).log_scale(), y_range)?;
+            return self.scatter_body(chart, points, front, &legend_area, " (log scale)");
+        }
+        let chart = builder.build_cartesian_2d(x_range, y_range)?;
+        self.scatter_body(chart, points, front, &legend_area, "")
+    }
+
+    /// The scatter's mesh, points, error bars, front, labels and legend, on either x axis.
+    fn scatter_body<'a, DB: DrawingBackend + 'a, X>(
+        &self,
+        mut chart: ChartContext<'a, DB, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
+        points: &[Point],
+        front: &[usize],
+        legend_area: &DrawingArea<DB, Shift>,
+        x_note: &str,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+    where
+        X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+    {
+        let x_desc = format!("{}{x_note}", self.x_desc);
         chart
             .configure_mesh()
-            .x_desc(self.x_desc.as_str())
+            .x_desc(x_desc.as_str())
             .y_desc(self.y_desc.as_str())
             .label_style(("sans-serif", 13))
             .light_line_style(RGBColor(235, 235, 235))
@@ -692,6 +715,28 @@ mod tests {
             // Drawn left to right.
             assert!(front.windows(2).all(|w| points[w[0]].0 < points[w[1]].0 && points[w[0]].1 < points[w[1]].1));
         }
+    }
+
+    #[test]
+    fn an_x_range_over_tenfold_is_drawn_on_a_log_axis_and_a_narrower_one_linear() {
+        let point = |x: f64, label: &str| Point {
+            label: label.into(),
+            series: "s".into(),
+            x,
+            x_ci: Some((x * 0.9, x * 1.1)),
+            y: 90.0,
+            y_ci: Some((89.0, 91.0)),
+        };
+        let chart = |xs: &[f64]| {
+            let points: Vec<Point> = xs.iter().map(|&x| point(x, "p")).collect();
+            scatter("c".into(), "t".into(), "latency (µs)".into(), "top-1".into(), points).svg().unwrap()
+        };
+        assert!(chart(&[5.0, 400.0]).contains("latency (µs) (log scale)"));
+        assert!(!chart(&[50.0, 400.0]).contains("log scale"));
+        // Coincident labels are drawn once, joined.
+        let points = vec![point(50.0, "f32"), point(50.0, "q8_0")];
+        let svg = scatter("c".into(), "t".into(), "x".into(), "y".into(), points).svg().unwrap();
+        assert!(svg.contains("f32, q8_0"), "joined label");
     }
 
     #[test]
