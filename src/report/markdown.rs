@@ -75,6 +75,12 @@ pub fn render(records: &[Record]) -> String {
             let _ = writeln!(out, "- {}", escape(&format!("{model} / {scheme}: {layers}")));
         }
     }
+    if !notes.padding.is_empty() {
+        let _ = writeln!(out, "\nPadding (what makes an artifact bigger than its bits suggest):\n");
+        for line in &notes.padding {
+            let _ = writeln!(out, "- {}", escape(line));
+        }
+    }
     if !notes.realization_mismatches.is_empty() {
         let _ = writeln!(out, "\nRealized otherwise than expected (the realization column is what the engine did):\n");
         for (case, expected, observed, layer) in &notes.realization_mismatches {

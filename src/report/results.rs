@@ -48,6 +48,10 @@ pub struct Notes {
     /// Cases the engine realized otherwise than its backend expected: (case, expected,
     /// observed, the first layer that is not native).
     pub realization_mismatches: Vec<(String, String, String, String)>,
+    /// Artifacts made bigger by padding: rows zero-padded to a GGML block, per (model, scheme),
+    /// and, where that leaves the artifact larger than a scheme of more bits per weight on the
+    /// same model and backend, which.
+    pub padding: Vec<String>,
     /// What the accuracy and fidelity columns are measured on.
     pub method: Option<String>,
     /// qbench commit, engines, compiler, CPU, threads.
@@ -522,6 +526,46 @@ pub fn notes(records: &[Record]) -> Notes {
             notes.overrides.push(entry);
         }
     }
+    for r in ok.iter() {
+        let Some(storage) = r.weight_storage.as_deref() else { continue };
+        // `fc1.weight=q4k (padded 784→800)`: the layers whose rows were padded.
+        let padded: Vec<String> = storage
+            .split(", ")
+            .filter_map(|part| {
+                let (name, rest) = part.split_once('=')?;
+                let widths = rest.split("(padded ").nth(1)?.trim_end_matches(')');
+                Some(format!("{} {widths}", name.trim_end_matches(".weight")))
+            })
+            .collect();
+        if padded.is_empty() {
+            continue;
+        }
+        let mut line = format!(
+            "{} / {}: rows zero-padded to the format's block ({}); the padding is stored, and counted in bits/w",
+            r.model,
+            r.scheme,
+            padded.join(", ")
+        );
+        // A smaller artifact of more bits per weight on the same model and backend.
+        let bigger_than: Vec<String> = ok
+            .iter()
+            .filter(|o| o.model == r.model && o.backend == r.backend && o.scheme != r.scheme)
+            .filter(|o| matches!((o.bits_per_weight, r.bits_per_weight), (Some(a), Some(b)) if a > b))
+            .filter(|o| matches!((o.artifact_bytes, r.artifact_bytes), (Some(a), Some(b)) if a < b))
+            .map(|o| format!("{} ({} bytes)", o.scheme, o.artifact_bytes.unwrap_or(0)))
+            .collect();
+        if !bigger_than.is_empty() {
+            line.push_str(&format!(
+                "; its artifact ({} bytes on {}) is larger than {} although those store more bits per weight",
+                r.artifact_bytes.unwrap_or(0),
+                r.backend,
+                bigger_than.join(", ")
+            ));
+        }
+        if !notes.padding.contains(&line) {
+            notes.padding.push(line);
+        }
+    }
     for r in ok.iter().filter(|r| !r.expected_realization.is_empty() && r.expected_realization != r.realization) {
         // The layer that made the difference: the weakest, or, where the engine did better than
         // expected, one that ran natively.
@@ -746,3 +790,37 @@ pub fn notes(records: &[Record]) -> Notes {
 /// Dataset, evaluated items, held-out items and how they were chosen, reference engine: what a
 /// row was scored on.
 type EvalSetup = (String, Option<usize>, (usize, Option<String>), String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(scheme: &str, storage: &str, bits: f64, bytes: u64) -> Record {
+        Record {
+            model: "bert".into(),
+            scheme: scheme.into(),
+            backend: "candle-cpu".into(),
+            status: CaseStatus::Ok,
+            weight_storage: Some(storage.into()),
+            bits_per_weight: Some(bits),
+            artifact_bytes: Some(bytes),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn padding_is_named_and_an_artifact_it_makes_bigger_says_than_what() {
+        let records = [
+            rec("f16", "fc1.weight=f16, fc1.bias=f32", 16.0, 1000),
+            rec("q4k", "fc1.weight=q4k (padded 128→256), fc1.bias=f32", 9.0, 1200),
+            rec("q8_0", "fc1.weight=q8_0, fc1.bias=f32", 8.5, 700),
+        ];
+        let notes = notes(&records);
+        assert_eq!(notes.padding.len(), 1, "{:?}", notes.padding);
+        let line = &notes.padding[0];
+        assert!(line.starts_with("bert / q4k: rows zero-padded to the format's block (fc1 128→256)"), "{line}");
+        assert!(line.contains("larger than f16 (1000 bytes)") && !line.contains("q8_0"), "{line}");
+        // No padding, no note.
+        assert!(super::notes(&records[..1]).padding.is_empty());
+    }
+}
