@@ -581,8 +581,10 @@ impl Chart {
         let values = bars.iter().flat_map(|b| [b.value, b.ci.map(|c| c.1)]).flatten();
         let top = values.fold(0f64, f64::max);
         let lowest = bars.iter().filter_map(|b| b.value).fold(0f64, f64::min);
-        // Room on the right for the legend, so it never covers a bar.
-        let x_range = lowest * 1.1..if top > 0.0 { top * 1.4 } else { 1.0 };
+        let x_range = lowest * 1.1..if top > 0.0 { top * 1.1 } else { 1.0 };
+        // The legend in a column of its own on the right, so it never covers a bar.
+        let (root, legend_area) = root.split_horizontally(root.dim_in_pixel().0.saturating_sub(150));
+        let root = &root;
         let n = bars.len();
         let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
         let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4) as u32 * 7 + 12;
@@ -614,12 +616,12 @@ impl Chart {
         for (k, series) in series_names(bars.iter().map(|b| b.series.as_str())).into_iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
             let mine: Vec<(usize, &Bar)> = bars.iter().enumerate().filter(|(_, b)| b.series == series).collect();
-            chart
-                .draw_series(mine.iter().filter_map(|&(i, b)| {
-                    b.value.map(|v| Rectangle::new([(0.0, row(i) - 0.35), (v, row(i) + 0.35)], color.mix(0.8).filled()))
-                }))?
-                .label(series)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+            chart.draw_series(mine.iter().filter_map(|&(i, b)| {
+                b.value.map(|v| Rectangle::new([(0.0, row(i) - 0.35), (v, row(i) + 0.35)], color.mix(0.8).filled()))
+            }))?;
+            let y = 50 + 22 * k as i32;
+            legend_area.draw(&Rectangle::new([(6, y - 5), (20, y + 5)], color.filled()))?;
+            legend_area.draw(&Text::new(series.clone(), (26, y - 7), ("sans-serif", 13).into_font()))?;
             chart.draw_series(mine.iter().filter_map(|&(i, b)| {
                 b.ci.map(|(lo, hi)| ErrorBar::new_horizontal(row(i), lo, b.value.unwrap_or(lo), hi, BLACK, 8))
             }))?;
@@ -629,22 +631,8 @@ impl Chart {
                     .map(|&(i, _)| Text::new("∞ (identical)", (0.0, row(i)), ("sans-serif", 12).into_font())),
             )?;
         }
-        legend(&mut chart, SeriesLabelPosition::UpperRight)
+        Ok(())
     }
-}
-
-/// The series legend, on a translucent box so what is under it still shows.
-fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    position: SeriesLabelPosition,
-) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    chart
-        .configure_series_labels()
-        .position(position)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .label_font(("sans-serif", 13))
-        .draw()
 }
 
 /// Distinct series names in order of first appearance: the same backend keeps its colour.
