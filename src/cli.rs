@@ -165,13 +165,14 @@ pub enum Command {
     },
     /// Compare runs case by case: ratio of medians with a bootstrap CI, a verdict (faster,
     /// slower, same within noise), accuracy deltas, and the environment differences (a hardware
-    /// comparison when the runs come from different machines). Writes nothing.
+    /// comparison when the runs come from different machines). Writes compare.md, compare.json
+    /// and compare.html (beside the first run, or in --out).
     Compare {
         /// Run folders; every later run is compared with the first.
         #[arg(required = true, num_args = 2..)]
         runs: Vec<PathBuf>,
         /// Changes smaller than this (percent) count as the same even when significant.
-        #[arg(long, default_value_t = 2.0)]
+        #[arg(long, default_value_t = 2.0, value_parser = threshold_pct)]
         threshold_pct: f64,
         /// Compare cases whose model or dataset files differ (refused by default).
         #[arg(long)]
@@ -245,4 +246,12 @@ pub enum ListWhat {
     Models,
     Schemes,
     Datasets,
+}
+
+/// `--threshold-pct`: a percentage from 0 to 100 (a practical threshold), not NaN.
+fn threshold_pct(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("{text:?} is not a percentage from 0 to 100, e.g. 2")),
+    }
 }

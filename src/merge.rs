@@ -25,6 +25,8 @@ pub enum MergeError {
     MissingShards { missing: String, count: usize },
     #[error("the runs were split differently ({0}); merge shards of one --shard n")]
     MixedShardCounts(String),
+    #[error("the shards were run with different --filter ({0}); merge shards of one run command")]
+    MixedFilters(String),
     #[error("{0} already exists and is not empty; choose another --out")]
     Exists(PathBuf),
     #[error("cannot write {path}; check that the folder is writable, or choose another --out")]
@@ -109,6 +111,18 @@ pub fn merge(runs: &[PathBuf], out: Option<&Path>, partial: bool) -> Result<Merg
         ));
     }
 
+    let early: Option<Vec<crate::run::RunManifest>> =
+        runs.iter().map(|d| crate::run::RunManifest::read(d).ok()).collect();
+    // Shards of one run command share its filter: otherwise the merge would plan cases no shard
+    // set out to measure, or call a partial suite complete.
+    if let Some(m) = early.as_ref().filter(|m| m.iter().all(|x| x.shard.is_some())) {
+        let mut filters: Vec<String> = m.iter().map(|x| x.filter.clone().unwrap_or_else(|| "none".into())).collect();
+        filters.sort();
+        filters.dedup();
+        if filters.len() > 1 {
+            return Err(MergeError::MixedFilters(filters.join("; ")));
+        }
+    }
     let run_dir = match out {
         Some(dir) => dir.to_path_buf(),
         None => first_dir

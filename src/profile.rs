@@ -240,6 +240,12 @@ impl Profile {
         for (kind, ns) in self.by_op() {
             let _ = writeln!(out, "| {kind} | {:.1} | {:.1}% |", ns / 1e3, 100.0 * ns / sum);
         }
+        if self.backend.starts_with("tract") {
+            let _ = writeln!(
+                out,
+                "\ntract names an op fused from several after the last of them: a layer's matrix product fused with the ReLU after it runs as one op named after the ReLU (`relu2.low`), so that layer's time sits under that name."
+            );
+        }
         if self.sqnr.is_empty() {
             let _ = writeln!(
                 out,

@@ -1062,7 +1062,8 @@ fn check_on_an_interrupted_run_or_with_nothing_to_check_is_inconclusive_never_a_
     let o = check();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(3), "{out}");
-    assert!(out.contains("Gates: inconclusive** — 0 checks") && out.contains("Nothing was checked"), "{out}");
+    // The only check is the run's completeness: every planned case lacks its record.
+    assert!(out.contains("Gates: inconclusive** — 1 checks") && out.contains("incomplete run"), "{out}");
 }
 
 /// Every file under `dir`, relative to it (sorted).
@@ -1269,6 +1270,9 @@ fn a_filtered_run_measures_its_cases_is_complete_for_check_and_resumes_with_its_
     std::fs::write(run_dir.join("records.jsonl"), &first).unwrap();
     let o = qbench(d, &["check", run_dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "a run missing a filtered case is not a pass");
+    // gates.md and gates.xml say so too, not only the exit code.
+    assert!(std::fs::read_to_string(run_dir.join("gates.md")).unwrap().contains("incomplete run"));
+    assert!(std::fs::read_to_string(run_dir.join("gates.xml")).unwrap().contains("planned_cases"));
     let o = qbench(d, &["run", "--resume", run_dir.to_str().unwrap(), "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let resumed = read_records(&run_dir.join("records.jsonl")).unwrap();
@@ -1282,6 +1286,9 @@ fn a_filtered_run_measures_its_cases_is_complete_for_check_and_resumes_with_its_
     // named with the fields there are. Nothing is written.
     std::fs::remove_dir_all(d.join("out")).unwrap();
     assert_clean_error(&qbench(d, &["run", s, "--filter", "model=cnnn"]), &["model=cnnn", "(mlp, cnn)"]);
+    // --only-case outside the filter: an error, not an empty run.
+    let other = (0..12).find(|i| !listed.contains(i)).unwrap().to_string();
+    assert_clean_error(&qbench(d, &["run", s, "--filter", filter, "--only-case", &other]), &["does not select case"]);
     assert_clean_error(&qbench(d, &["run", s, "--filter", "scheme=f16,batch=1"]), &["batch=1", "(100)"]);
     let o = qbench(d, &["run", s, "--dry-run", "--filter", "colour=red"]);
     assert_eq!(o.status.code(), Some(1));
@@ -1548,7 +1555,7 @@ fn offline_and_server_scenarios_are_measured_on_the_engine_recorded_and_gated() 
     let d = dir.path();
     // Two entries of the zoo MLP: one under the suite's offline scenario, one its own server.
     let extra = format!(
-        "\n[[models]]\nname = \"mlp-server\"\nzoo = \"mlp\"\nweights = {:?}\nscenario = \"server\"\n\n[scenario]\nkind = \"offline\"\nstreams = 2\nmin_duration_ms = 200\ntarget_qps = 50\nlatency_bound_ms = 100\nmin_queries = 40\n\n[[gates]]\nname = \"load\"\nmin_items_per_s = 1\n\n[[gates]]\nname = \"rate\"\nmodels = [\"mlp-server\"]\nmax_p99_ms_at_rate = 100\n",
+        "\n[[models]]\nname = \"mlp-server\"\nzoo = \"mlp\"\nweights = {:?}\nscenario = \"server\"\n\n[scenario]\nkind = \"offline\"\nstreams = 2\nmin_duration_ms = 200\ntarget_qps = 500\nlatency_bound_ms = 100\nmin_queries = 120\n\n[[gates]]\nname = \"load\"\nmin_items_per_s = 1\n\n[[gates]]\nname = \"rate\"\nmodels = [\"mlp-server\"]\nmax_p99_ms_at_rate = 100\n",
         common::weights("mlp")
     );
     let suite = common::write_suite(d, r#"["tract-cpu"]"#, "[16]", &["mlp"], &extra);
@@ -1570,9 +1577,9 @@ fn offline_and_server_scenarios_are_measured_on_the_engine_recorded_and_gated() 
     assert_eq!(server.scenario, "server");
     assert_eq!(
         (server.server_target_qps, server.server_latency_bound_ms, server.server_percentile),
-        (Some(50.0), Some(100.0), Some(99.0))
+        (Some(500.0), Some(100.0), Some(99.0))
     );
-    assert!(server.server_queries.unwrap() >= 40);
+    assert!(server.server_queries.unwrap() >= 120);
     // A query takes at least what a single-stream run takes (the fastest sample).
     let fastest = *server.samples_ns.iter().min().unwrap();
     let at = server.server_latency_at_target_ns.unwrap();

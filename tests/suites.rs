@@ -148,6 +148,11 @@ fn matrix_rules_that_do_nothing_or_cannot_work_are_refused_with_the_line() {
         ("", "\n[[include]]\nmodels = [\"mlp\"]\nschemes = [\"f32\"]\n", &["this [[include]] adds no case"]),
         ("", "\n[[include]]\nmodels = [\"mlp\"]\n", &["give it schemes, backends or batch_sizes"]),
         ("", "\n[[exclude]]\nmodels = [\"cnn\"]\nschemes = [\"*\"]\n", &["model \"cnn\" has no case left"]),
+        (
+            "",
+            "\n[[exclude]]\nmodels = [\"cnn\"]\nschemes = [\"int8*\"]\n\n[[include]]\nmodels = [\"cnn\"]\nschemes = [\"int8-pc-sym\"]\n",
+            &["this [[exclude]] leaves out nothing"],
+        ),
         ("schemes = [\"int8-pc-sim\"]\n", "", &["unknown scheme \"int8-pc-sim\"", "int8-pc-sym"]),
         ("batch_sizes = []\n", "", &["batch_sizes is empty"]),
         (
@@ -250,6 +255,16 @@ fn scenarios_resolve_per_model_and_settings_that_cannot_work_are_refused() {
             "",
             "\n[[gates]]\nmax_p99_ms_at_rate = 5\n",
             "max_p99_ms_at_rate gates the server scenario's latency, and no model runs it",
+        ),
+        (
+            "",
+            "\n[scenario]\nkind = \"server\"\ntarget_qps = 1e-300\nlatency_bound_ms = 5\n",
+            "is out of range; use 0.001 to 1000000",
+        ),
+        (
+            "",
+            "\n[scenario]\nkind = \"server\"\ntarget_qps = 1e300\nlatency_bound_ms = 5\n",
+            "is out of range; use 0.001 to 1000000",
         ),
     ] {
         let e = with(mlp_keys, body).expect_err(body).to_string();

@@ -217,6 +217,22 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                     _ if r.timing_emulated.is_some() => {
                         (Verdict::Inconclusive, "the latency was measured under an emulator".to_string())
                     }
+                    // A p99 from fewer than 100 queries is the slowest of them, not a p99; and the
+                    // scenario may measure another percentile than the gate's name says.
+                    (Some(_), Some(_)) if r.server_percentile.is_some_and(|p| p != 99.0) => (
+                        Verdict::Inconclusive,
+                        format!(
+                            "the server scenario measured p{}, not p99; set [scenario] percentile = 99",
+                            r.server_percentile.unwrap_or_default()
+                        ),
+                    ),
+                    (Some(_), Some(_)) if r.server_queries.unwrap_or(0) < 100 => (
+                        Verdict::Inconclusive,
+                        format!(
+                            "{} queries are too few for a p99 (100 needed); raise [scenario] min_queries",
+                            r.server_queries.unwrap_or(0)
+                        ),
+                    ),
                     (Some(at), Some(rate)) => max(
                         Some(at as f64 / 1e6),
                         limit,
@@ -480,7 +496,18 @@ pub fn check_run(
     records: &[Record],
     baseline: Option<&[Record]>,
 ) -> Result<(Vec<Check>, String), GateError> {
-    let checks = evaluate(gates, records, baseline);
+    let mut checks = evaluate(gates, records, baseline);
+    // A run that did not record every case it planned cannot pass: gates.md and gates.xml say so
+    // too, not only the exit code.
+    if let Some(gaps) = crate::record::completeness(run_dir, records).filter(|c| !c.is_complete()) {
+        checks.push(Check {
+            gate: "completeness".into(),
+            case: "the run".into(),
+            metric: "planned_cases",
+            verdict: Verdict::Inconclusive,
+            message: format!("incomplete run: {}", gaps.describe().join("; ")),
+        });
+    }
     let text = summary(&checks);
     let write = |name: &str, bytes: &[u8]| {
         let path = run_dir.join(name);

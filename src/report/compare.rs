@@ -268,7 +268,7 @@ pub fn report(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
     let diffs = environment_differences(runs);
     let mut pairs = Vec::new();
     for (i, other) in runs.iter().enumerate().skip(1) {
-        let emulated = other.records.iter().all(|r| r.timing_emulated.is_some());
+        let emulated = !other.records.is_empty() && other.records.iter().all(|r| r.timing_emulated.is_some());
         let cases = match emulated {
             true => Vec::new(),
             false => compare_pair(&runs[0], other, threshold, allow_different_inputs)?,
@@ -458,7 +458,7 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
     }
     out.push_str(&super::devices::markdown(&super::devices::rows(&runs[0].records, &devices)));
     for (i, other) in runs.iter().enumerate().skip(1) {
-        if other.records.iter().all(|r| r.timing_emulated.is_some()) {
+        if !other.records.is_empty() && other.records.iter().all(|r| r.timing_emulated.is_some()) {
             let _ = writeln!(
                 out,
                 "{}: its latencies are an emulator's (a target device's run under qemu): no speed verdict against {}.\n",

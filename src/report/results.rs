@@ -745,6 +745,14 @@ pub fn notes(records: &[Record]) -> Notes {
         if let (Some(method), false) = (notes.method.as_mut(), uncovered.is_empty()) {
             method.push_str(&format!(" The heap figures do not see: {}.", uncovered.join("; ")));
         }
+        // Every thread count the records ran at (a sweep runs several).
+        let mut threads: Vec<usize> = ok.iter().map(|r| r.threads).collect();
+        threads.sort_unstable();
+        threads.dedup();
+        let threads = match threads.len() {
+            0 | 1 => r.threads.to_string(),
+            _ => format!("{} (swept)", threads.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")),
+        };
         notes.provenance = Some(format!(
             "qbench {} (commit {}{}), candle {}, tract {}{}, {}; {} ({}); threads: {}{}.",
             r.qbench_version,
@@ -756,7 +764,7 @@ pub fn notes(records: &[Record]) -> Notes {
             r.rustc_version,
             r.cpu_model,
             r.cpu_flags.join(" "),
-            r.threads,
+            threads,
             if r.debug_build { "; DEBUG BUILD: timings are not representative" } else { "" },
         ));
         if r.threads > r.logical_cores && r.logical_cores > 0 {

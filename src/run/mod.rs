@@ -196,6 +196,12 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
         if only >= cases.len() {
             return Err(RunError::NoSuchCase { index: only, last: cases.len().saturating_sub(1) });
         }
+        if !selected[only] {
+            return Err(RunError::Filter {
+                filter: options.filter.as_ref().map(|f| f.text().to_string()).unwrap_or_default(),
+                reason: format!("it does not select case {only} (--only-case); `qbench run <suite> --dry-run` with the same options lists the cases it selects"),
+            });
+        }
         selected.iter_mut().enumerate().for_each(|(i, s)| *s = *s && i == only);
     }
     if !options.only_cases.is_empty() {

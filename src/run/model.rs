@@ -269,7 +269,13 @@ impl<'s> ModelState<'s> {
             case.point(self.suite).paired && case.scheme != SchemeId::F32 && !alone,
             self.suite.schemes_of(self.index).contains(&SchemeId::F32),
         ) {
-            (false, _) => None,
+            // Why a quantized case has no speedup against f32, when it has none.
+            (false, _) if case.scheme == SchemeId::F32 => None,
+            (false, _) if alone => Some(Err(
+                "not measured: a case alone in its process (--isolate, --only-case) keeps no f32 session beside it"
+                    .to_string(),
+            )),
+            (false, _) => Some(Err("not measured: [measure] paired = false at this measurement point".to_string())),
             (true, false) => Some(Err("the suite has no f32 scheme to compare with".to_string())),
             (true, true) => Some(paired_f32(
                 &mut self.paired_f32,

@@ -269,7 +269,7 @@ pub(super) fn expand_matrix(suite: &Suite) -> (Vec<Case>, Vec<(Case, usize)>) {
 /// Every exclude rule leaves out some case, every include adds one, and every model keeps one:
 /// a rule that does nothing, or a model that is never run, is a mistake in the suite.
 pub(super) fn check_matrix(suite: &Suite, spec: &SuiteSpec, loc: &Locator) -> Result<(), SuiteError> {
-    let (cases, _) = expand_matrix(suite);
+    let (cases, excluded) = expand_matrix(suite);
     for (i, rule) in spec.exclude.iter().enumerate() {
         let hits = (0..suite.models.len())
             .flat_map(|m| cartesian(suite, m))
@@ -278,6 +278,12 @@ pub(super) fn check_matrix(suite: &Suite, spec: &SuiteSpec, loc: &Locator) -> Re
             return Err(loc.at(
                 rule.span(),
                 "this [[exclude]] matches no case of the matrix (no model has that scheme, backend and batch together); fix or remove it",
+            ));
+        }
+        if !excluded.iter().any(|(_, r)| *r == i) {
+            return Err(loc.at(
+                rule.span(),
+                "this [[exclude]] leaves out nothing: an earlier [[exclude]] already does, or an [[include]] adds back every case it matches; fix or remove it",
             ));
         }
     }

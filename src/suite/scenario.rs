@@ -38,6 +38,10 @@ pub const KINDS: [&str; 3] = ["single-stream", "offline", "server"];
 pub const DEFAULT_DURATION_MS: i64 = 1000;
 pub const DEFAULT_MIN_QUERIES: i64 = 256;
 pub const DEFAULT_PERCENTILE: f64 = 99.0;
+/// The arrival rates a server scenario takes: slower than one query in 1000 s measures nothing in
+/// a run's time; faster than a million a second, the queue alone decides every latency.
+pub const MIN_QPS: f64 = 1e-3;
+pub const MAX_QPS: f64 = 1e6;
 /// A server run stops after this many queries whatever its span asks.
 pub const MAX_QUERIES: usize = 1_000_000;
 
@@ -80,7 +84,7 @@ pub(super) fn resolve(spec: &SuiteSpec, loc: &Locator) -> Result<Vec<Scenario>, 
         if let Some(i) = kinds.iter().position(|k| *k != "single-stream") {
             let m = &spec.models.get_ref()[i];
             let at = m.get_ref().scenario.as_ref().map_or(m.span(), |k| k.span());
-            return Err(loc.at(at, format!("scenario \"{}\" needs a [scenario] table with its parameters, e.g. [scenario] kind = \"single-stream\" and target_qps = …", kinds[i])));
+            return Err(loc.at(at, format!("scenario \"{k}\" needs a [scenario] table with its parameters: [scenario] kind = \"single-stream\" (the other models' kind){}", if kinds[i] == "server" { " and target_qps = …, latency_bound_ms = …" } else { "" }, k = kinds[i])));
         }
         return Ok(kinds.iter().map(|_| Scenario::SingleStream).collect());
     };
@@ -131,6 +135,10 @@ pub(super) fn resolve(spec: &SuiteSpec, loc: &Locator) -> Result<Vec<Scenario>, 
                 }
             };
             let target_qps = positive(&s.target_qps, "target_qps", "200")?;
+            if !(MIN_QPS..=MAX_QPS).contains(&target_qps) {
+                let at = s.target_qps.as_ref().map_or(span.clone(), |x| x.span());
+                return Err(loc.at(at, format!("scenario.target_qps = {target_qps} is out of range; use {MIN_QPS} to {MAX_QPS} queries per second")));
+            }
             let bound_ms = positive(&s.latency_bound_ms, "latency_bound_ms", "10")?;
             let percentile = match &s.percentile {
                 None => DEFAULT_PERCENTILE,

@@ -26,7 +26,10 @@ pub fn apply_sets(source: &str, sets: &[String]) -> Result<String, String> {
 pub fn header(file: &std::path::Path, sets: &[String]) -> String {
     let mut out = format!("# {} with, in this order:\n", file.display());
     for s in sets {
-        out.push_str(&format!("#   --set {s}\n"));
+        // One comment line per set: a value's newlines stay escaped, never TOML.
+        let line: String =
+            s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect();
+        out.push_str(&format!("#   --set {line}\n"));
     }
     out
 }
@@ -149,6 +152,14 @@ mod tests {
             set(&["measure.threads=2", "measure.threads=4"]).unwrap()["measure"]["threads"].as_integer(),
             Some(4)
         );
+    }
+
+    #[test]
+    fn the_header_keeps_each_set_on_one_comment_line() {
+        let h = header(std::path::Path::new("s.toml"), &["description=\"a\nb = 1\"".to_string()]);
+        assert_eq!(h.lines().count(), 2, "{h}");
+        assert!(h.lines().all(|l| l.starts_with('#')), "{h}");
+        assert!(h.contains("description=\"a\\nb = 1\""), "{h}");
     }
 
     #[test]
