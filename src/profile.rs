@@ -144,13 +144,14 @@ fn explain_sqnr(charts: &Path, index: usize) -> Vec<(String, LayerSqnr)> {
         // Labels are `layer (its scheme) · cumulative` and `… · alone`.
         let Some((layer, which)) = b.label.rsplit_once(" · ") else { continue };
         let layer = layer.split(" (").next().unwrap_or(layer);
-        let entry = match out.iter_mut().find(|(l, _)| l == layer) {
-            Some(e) => e,
+        let at = match out.iter().position(|(l, _)| l == layer) {
+            Some(i) => i,
             None => {
                 out.push((layer.to_string(), (None, None)));
-                out.last_mut().expect("just pushed")
+                out.len() - 1
             }
         };
+        let entry = &mut out[at];
         match which {
             "cumulative" => entry.1 .0 = b.value,
             _ => entry.1 .1 = b.value,
