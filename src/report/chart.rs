@@ -486,8 +486,7 @@ impl Chart {
                 }))?;
             chart.draw_series(mine.iter().map(|p| Circle::new((p.x, p.y), 5, color.filled())))?;
             let y = 60 + 22 * (k as i32 + 1);
-            legend_area.draw(&Circle::new((14, y), 5, color.filled()))?;
-            legend_area.draw(&Text::new(series.clone(), (26, y - 7), ("sans-serif", 13).into_font()))?;
+            legend_entry(legend_area, y, &series, Circle::new((14, y), 5, color.filled()))?;
         }
         legend_area.draw(&PathElement::new(vec![(6, 60), (22, 60)], RGBColor(120, 120, 120).stroke_width(2)))?;
         legend_area.draw(&Text::new("Pareto front", (26, 53), ("sans-serif", 13).into_font()))?;
@@ -567,8 +566,7 @@ impl Chart {
         for (k, line) in lines.iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
             let y = 60 + 22 * k as i32;
-            legend_area.draw(&Rectangle::new([(6, y - 5), (20, y + 5)], color.filled()))?;
-            legend_area.draw(&Text::new(line.series.clone(), (26, y - 7), ("sans-serif", 13).into_font()))?;
+            legend_entry(&legend_area, y, &line.series, swatch(y, color))?;
         }
         Ok(())
     }
@@ -620,8 +618,7 @@ impl Chart {
                 b.value.map(|v| Rectangle::new([(0.0, row(i) - 0.35), (v, row(i) + 0.35)], color.mix(0.8).filled()))
             }))?;
             let y = 50 + 22 * k as i32;
-            legend_area.draw(&Rectangle::new([(6, y - 5), (20, y + 5)], color.filled()))?;
-            legend_area.draw(&Text::new(series.clone(), (26, y - 7), ("sans-serif", 13).into_font()))?;
+            legend_entry(&legend_area, y, &series, swatch(y, color))?;
             chart.draw_series(mine.iter().filter_map(|&(i, b)| {
                 b.ci.map(|(lo, hi)| ErrorBar::new_horizontal(row(i), lo, b.value.unwrap_or(lo), hi, BLACK, 8))
             }))?;
@@ -633,6 +630,28 @@ impl Chart {
         }
         Ok(())
     }
+}
+
+/// One row of a legend drawn beside the plot (`area`, in pixels): the series' marker, then its
+/// name, centred on row `y`.
+fn legend_entry<DB: DrawingBackend, E>(
+    area: &DrawingArea<DB, Shift>,
+    y: i32,
+    label: &str,
+    marker: E,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    for<'b> &'b E: plotters::element::PointCollection<'b, (i32, i32)>,
+    E: plotters::element::Drawable<DB>,
+{
+    area.draw(&marker)?;
+    let text: Text<'_, (i32, i32), String> = Text::new(label.to_string(), (26, y - 7), ("sans-serif", 13).into_font());
+    area.draw::<Text<'_, (i32, i32), String>, _>(&text)
+}
+
+/// A legend's colour swatch on row `y`.
+fn swatch(y: i32, color: RGBColor) -> Rectangle<(i32, i32)> {
+    Rectangle::new([(6, y - 5), (20, y + 5)], color.filled())
 }
 
 /// Distinct series names in order of first appearance: the same backend keeps its colour.
