@@ -185,6 +185,56 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find the variant that ships: the smallest (or fastest) per-layer mixed precision of one
+    /// model on one backend whose top-1 drop against f32 stays within a budget.
+    ///
+    /// From the start scheme, the layers explain ranks most sensitive are promoted to wider
+    /// types until the budget holds on the tuning split, then the least sensitive are demoted
+    /// while it still holds; every candidate is a measured case. The chosen variant and the
+    /// Pareto set are then measured on the disjoint test split. Writes tune.md, tune.json,
+    /// overrides.toml and a chart under <out>/<suite>-tune/. Exit 0: the chosen variant holds
+    /// the budget on the test split; 2: no candidate meets it (the closest is named), or the
+    /// chosen one does not hold on the test split; 1: bad input.
+    Tune {
+        /// The suite whose model, dataset and measurement settings to use.
+        suite: PathBuf,
+        /// The model's name in the suite.
+        #[arg(long)]
+        model: String,
+        /// The backend, e.g. tract-cpu (`qbench list backends`).
+        #[arg(long, value_parser = backend_name)]
+        backend: qbench::backend::BackendId,
+        /// The budget, e.g. 'max_delta_top1_pts=0.5': top-1 points lost against f32, judged on
+        /// the paired 95% interval.
+        #[arg(long, value_parser = budget)]
+        budget: f64,
+        #[arg(long, value_enum, default_value = "size")]
+        objective: qbench::tune::Objective,
+        /// The start scheme (default: the most aggressive of the model's schemes the backend
+        /// runs natively).
+        #[arg(long, value_parser = scheme_name)]
+        start: Option<qbench::quant::SchemeId>,
+        /// The wider types a layer is promoted through, in order (default: int8-pc-sym, or
+        /// q8_0 from a GGML start, then f32).
+        #[arg(long, value_delimiter = ',', value_parser = scheme_name)]
+        ladder: Vec<qbench::quant::SchemeId>,
+        /// Items of the tuning split (default: the suite's [tuning], else half of the
+        /// evaluation items, stratified by label, seed 0).
+        #[arg(long)]
+        tune_items: Option<usize>,
+        /// The batch size latency is measured at (default: the suite's first).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// The uniform scheme the chosen variant is compared with on the test split.
+        #[arg(long, default_value = "int8-pc-sym", value_parser = scheme_name)]
+        compare_to: qbench::quant::SchemeId,
+        /// Change the suite as `run --set` does.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Where the tune folder goes (default: the suite's output folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Time a measured case op by op (layer by layer on candle's zoo models) on its own
     /// backend, batch and threads: a table and a chart, with explain's per-layer error beside
     /// each layer's time where `qbench explain` ran on the case.
@@ -254,4 +304,21 @@ fn threshold_pct(text: &str) -> Result<f64, String> {
         Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
         _ => Err(format!("{text:?} is not a percentage from 0 to 100, e.g. 2")),
     }
+}
+
+fn backend_name(s: &str) -> Result<qbench::backend::BackendId, String> {
+    qbench::backend::BackendId::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = qbench::backend::BackendId::all().map(|b| b.name()).collect();
+        format!("unknown backend; use one of {}", names.join(", "))
+    })
+}
+
+fn scheme_name(s: &str) -> Result<qbench::quant::SchemeId, String> {
+    qbench::quant::SchemeId::from_name(s).ok_or_else(|| {
+        format!("unknown scheme; `qbench list schemes` names them (e.g. int4-g32-sym, q2k, int8-pc-sym)")
+    })
+}
+
+fn budget(s: &str) -> Result<f64, String> {
+    qbench::tune::parse_budget(s).map_err(|e| e.to_string())
 }

@@ -39,6 +39,8 @@ pub mod report;
 pub mod run;
 #[cfg(feature = "harness")]
 pub mod suite;
+#[cfg(feature = "harness")]
+pub mod tune;
 pub mod zoo;
 
 #[cfg(feature = "harness")]

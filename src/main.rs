@@ -291,6 +291,52 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let p = profiled?;
             write_case_analysis(&run_dir, &qbench::profile::report_path(&run_dir, case), &p.render(), &p.chart())
         }
+        Command::Tune {
+            suite,
+            model,
+            backend,
+            budget,
+            objective,
+            start,
+            ladder,
+            tune_items,
+            batch,
+            compare_to,
+            sets,
+            out,
+        } => {
+            let suite = Suite::load_with_sets(&suite, &sets)?;
+            let options = qbench::tune::TuneOptions {
+                model,
+                backend,
+                budget_pts: budget,
+                objective,
+                start,
+                ladder: (!ladder.is_empty()).then_some(ladder),
+                tune_items,
+                batch,
+                compare_to,
+                out_dir: out,
+                stop: Some(stop_on_signals(false)?),
+            };
+            let outcome = qbench::tune::tune(&suite, &options, &mut |line: &str| eprintln!("{line}"))?;
+            println!("{}", outcome.render());
+            eprintln!("written: {}/tune.md, tune.json, charts/tune-pareto.svg", outcome.dir.display());
+            if outcome.search.chosen.is_none() {
+                let closest = outcome.search.closest.map(|c| &outcome.search.measured[c]);
+                eprintln!(
+                    "no candidate meets the budget of {:.2} points; the closest is {}",
+                    outcome.budget_pts,
+                    closest.map_or("none".into(), |m| format!("{} ({}): {}", m.label, m.step, m.message))
+                );
+                return Ok(ExitCode::from(2));
+            }
+            if !outcome.passed() {
+                eprintln!("the chosen variant does not hold the budget on the test split (tune.md says by how much)");
+                return Ok(ExitCode::from(2));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "qbench", &mut std::io::stdout());

@@ -105,6 +105,10 @@ pub struct Record {
     /// (`data::split`); `None` when none were held out.
     #[serde(default)]
     pub calibration_selection: Option<String>,
+    /// With a `[tuning]` split: which part the case was scored on and how it was chosen, e.g.
+    /// `test split: the 4900 items not held out for tuning (stratified by label (seed 0))`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_split: Option<String>,
     /// The engine's own summary of what it runs (tract: optimized op names and kernels; candle:
     /// its modules).
     pub evidence: Option<String>,

@@ -282,8 +282,10 @@ pub enum DataError {
     ShapeMismatch { dataset: String, found: String, model: String, want: String },
     #[error("{at}: calibration.items = {items} leaves no image of dataset \"{dataset}\" ({len} images) to evaluate on; use fewer calibration images (at most {max})", max = .len.saturating_sub(1))]
     CalibrationSplit { at: String, items: usize, dataset: String, len: usize },
-    #[error("[calibration] select = \"stratified\" ({at}) needs labels, but dataset \"{dataset}\" has none; add labels to it or use select = \"random\"")]
-    StratifiedWithoutLabels { at: String, dataset: String },
+    #[error("[{table}] select = \"stratified\" ({at}) needs labels, but dataset \"{dataset}\" has none; add labels to it or use select = \"random\"")]
+    StratifiedWithoutLabels { table: &'static str, at: String, dataset: String },
+    #[error("{at}: tuning.items = {items} leaves no item of dataset \"{dataset}\" ({len} evaluation items after calibration) to test on; use fewer tuning items (at most {max})", max = .len.saturating_sub(1))]
+    TuningSplit { at: String, items: usize, dataset: String, len: usize },
     #[error("dataset \"{dataset}\" ({path}) has label {label}, but model \"{model}\" has only {classes} outputs; the labels file does not fit this model")]
     LabelRange { dataset: String, path: PathBuf, label: u32, model: String, classes: usize },
     #[error("dataset file {path}: {reason}")]

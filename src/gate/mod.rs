@@ -252,7 +252,6 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                 push("max_p99_ms_at_rate", v, m);
             }
             if let Some(limit) = gate.max_delta_top1_pts {
-                // The drop is f32 − this case, on the same items: a paired difference.
                 let f32_case = records.iter().find(|b| {
                     b.scheme == "f32"
                         && b.model == r.model
@@ -261,21 +260,7 @@ pub fn evaluate(gates: &[Gate], records: &[Record], baseline: Option<&[Record]>)
                         && b.sweep == r.sweep
                         && b.status == CaseStatus::Ok
                 });
-                let identical = f32_case.and_then(|b| Some(b.top1_correct()? == r.top1_correct()?)).unwrap_or(false);
-                let drop = f32_case
-                    .and_then(|b| b.top1_difference(r))
-                    .map(|(d, ci)| (100.0 * d, ci.map(|(lo, hi)| (100.0 * lo, 100.0 * hi))));
-                let (v, m) = match drop {
-                    // Right and wrong on exactly the same items: no drop on any of them.
-                    Some((d, _)) if identical && d <= limit => (
-                        Verdict::Pass,
-                        format!(
-                            "top-1 drop vs f32 {d:+.2} points ≤ {limit:.2} points: right on exactly the same {} items",
-                            r.eval_items.unwrap_or(0)
-                        ),
-                    ),
-                    _ => interval_max(drop, limit, "top-1 drop vs f32", "paired Agresti–Min", " points"),
-                };
+                let (v, m) = top1_drop_verdict(f32_case, r, limit);
                 push("max_delta_top1_pts", v, m);
             }
             if let Some(limit) = gate.min_sqnr_db {
@@ -360,6 +345,28 @@ fn interval_min(value: Option<(f64, Option<(f64, f64)>)>, limit: f64, what: &str
 
 /// A maximum on a difference known with a 95% interval: pass when the whole interval is at or
 /// below the limit, fail when it is all above, inconclusive otherwise.
+/// Whether `r`'s top-1 drop against `f32_case` (its f32 on the same items) is at most `limit`
+/// points, judged on the paired Agresti–Min interval: pass only when the whole interval is
+/// within the limit. What the `max_delta_top1_pts` gate and `qbench tune`'s budget both say.
+pub fn top1_drop_verdict(f32_case: Option<&Record>, r: &Record, limit: f64) -> (Verdict, String) {
+    // The drop is f32 − this case, on the same items: a paired difference.
+    let identical = f32_case.and_then(|b| Some(b.top1_correct()? == r.top1_correct()?)).unwrap_or(false);
+    let drop = f32_case
+        .and_then(|b| b.top1_difference(r))
+        .map(|(d, ci)| (100.0 * d, ci.map(|(lo, hi)| (100.0 * lo, 100.0 * hi))));
+    match drop {
+        // Right and wrong on exactly the same items: no drop on any of them.
+        Some((d, _)) if identical && d <= limit => (
+            Verdict::Pass,
+            format!(
+                "top-1 drop vs f32 {d:+.2} points ≤ {limit:.2} points: right on exactly the same {} items",
+                r.eval_items.unwrap_or(0)
+            ),
+        ),
+        _ => interval_max(drop, limit, "top-1 drop vs f32", "paired Agresti–Min", " points"),
+    }
+}
+
 fn interval_max(
     value: Option<(f64, Option<(f64, f64)>)>,
     limit: f64,

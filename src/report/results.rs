@@ -589,7 +589,7 @@ pub fn notes(records: &[Record]) -> Notes {
             let key = (
                 m.dataset.clone(),
                 m.eval_items,
-                (m.calibration_items, m.calibration_selection.clone()),
+                (m.calibration_items, m.calibration_selection.clone(), m.eval_split.clone()),
                 m.reference_backend.clone(),
             );
             match groups.iter_mut().find(|g| g.0 == key) {
@@ -604,7 +604,7 @@ pub fn notes(records: &[Record]) -> Notes {
                 (
                     r.dataset.clone(),
                     r.eval_items,
-                    (r.calibration_items, r.calibration_selection.clone()),
+                    (r.calibration_items, r.calibration_selection.clone(), r.eval_split.clone()),
                     r.reference_backend.clone(),
                 ),
                 vec![],
@@ -613,7 +613,8 @@ pub fn notes(records: &[Record]) -> Notes {
         let many = groups.len() > 1;
         let data: Vec<String> = groups
             .iter()
-            .map(|((dataset, items, (held, how), _), models)| {
+            .map(|((dataset, items, (held, how, part), _), models)| {
+                let part = part.as_ref().map_or(String::new(), |p| format!("; {p}"));
                 let calibration = match (*held, how) {
                     (0, _) => String::new(),
                     (held, Some(how)) => format!("; {held} others held out for calibration, chosen {how}"),
@@ -621,7 +622,7 @@ pub fn notes(records: &[Record]) -> Notes {
                     (held, None) => format!(", after the first {held} held out for calibration"),
                 };
                 let who = if many { format!(" for {}", models.join(", ")) } else { String::new() };
-                format!("{dataset} ({} items{calibration}){who}", items.map_or("?".into(), |n| n.to_string()))
+                format!("{dataset} ({} items{calibration}{part}){who}", items.map_or("?".into(), |n| n.to_string()))
             })
             .collect();
         let engines: Vec<String> = groups
@@ -797,7 +798,7 @@ pub fn notes(records: &[Record]) -> Notes {
 
 /// Dataset, evaluated items, held-out items and how they were chosen, reference engine: what a
 /// row was scored on.
-type EvalSetup = (String, Option<usize>, (usize, Option<String>), String);
+type EvalSetup = (String, Option<usize>, (usize, Option<String>, Option<String>), String);
 
 #[cfg(test)]
 mod tests {

@@ -100,7 +100,29 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
                 });
             }
             if matches!(c.selection, Selection::Stratified { .. }) && d.labels.is_none() {
-                return Err(DataError::StratifiedWithoutLabels { at: c.items_at.clone(), dataset: d.name.clone() });
+                return Err(DataError::StratifiedWithoutLabels {
+                    table: "calibration",
+                    at: c.items_at.clone(),
+                    dataset: d.name.clone(),
+                });
+            }
+        }
+        if let Some(t) = &suite.tuning {
+            let len = d.len() - calibration_items(suite, mi);
+            if t.items >= len {
+                return Err(DataError::TuningSplit {
+                    at: t.items_at.clone(),
+                    items: t.items,
+                    dataset: d.name.clone(),
+                    len,
+                });
+            }
+            if matches!(t.selection, Selection::Stratified { .. }) && d.labels.is_none() {
+                return Err(DataError::StratifiedWithoutLabels {
+                    table: "tuning",
+                    at: t.items_at.clone(),
+                    dataset: d.name.clone(),
+                });
             }
         }
         // A model file's class count is known once it has run (checked per case then).
@@ -155,18 +177,37 @@ pub fn calibration_items(suite: &Suite, model: usize) -> usize {
 }
 
 /// Model `model`'s calibration items and evaluation items of its dataset `full`, chosen as
-/// `[calibration] select` says ([`split`]); with nothing to calibrate, no item is held out.
-/// Every command that evaluates or calibrates a model splits through here.
+/// `[calibration] select` says ([`split`]); with nothing to calibrate, no item is held out. With
+/// a `[tuning]` split, the evaluation items are its `evaluate` part ([`tuning_split`]). Every
+/// command that evaluates or calibrates a model splits through here.
 pub fn calibration_split(suite: &Suite, model: usize, full: &Dataset) -> Result<(Dataset, Dataset), DataError> {
+    let (held, eval) = held_out(suite, model, full)?;
+    let eval = match &suite.tuning {
+        None => eval,
+        Some(t) => {
+            let (tune, test) = tuning_split(suite, &eval)?;
+            match t.evaluate {
+                crate::suite::SplitPart::Tune => tune,
+                crate::suite::SplitPart::Test => test,
+            }
+        }
+    };
+    Ok((held, eval))
+}
+
+/// The calibration items and all the others.
+fn held_out(suite: &Suite, model: usize, full: &Dataset) -> Result<(Dataset, Dataset), DataError> {
     let held = calibration_items(suite, model);
     let (Some(c), true) = (&suite.calibration, held > 0) else {
         return Ok((full.slice(0..0), full.clone()));
     };
     let labels = full.labels.as_deref();
     let s = split::split(full.len(), held, labels, c.selection).map_err(|e| match e {
-        split::SplitError::NoLabels => {
-            DataError::StratifiedWithoutLabels { at: c.items_at.clone(), dataset: full.name.clone() }
-        }
+        split::SplitError::NoLabels => DataError::StratifiedWithoutLabels {
+            table: "calibration",
+            at: c.items_at.clone(),
+            dataset: full.name.clone(),
+        },
         split::SplitError::TooMany { .. } => DataError::CalibrationSplit {
             at: c.items_at.clone(),
             items: held,
@@ -175,4 +216,23 @@ pub fn calibration_split(suite: &Suite, model: usize, full: &Dataset) -> Result<
         },
     })?;
     Ok((full.select(&s.held), full.select(&s.rest)))
+}
+
+/// The tuning and test splits of the evaluation items `eval` (what is left after calibration):
+/// `[tuning] items` of them chosen as its `select` says, and the rest. Both empty-free; the
+/// same seed gives the same items, so a tuning decision and its test verdict never share one.
+pub fn tuning_split(suite: &Suite, eval: &Dataset) -> Result<(Dataset, Dataset), DataError> {
+    let Some(t) = &suite.tuning else { return Ok((eval.slice(0..0), eval.clone())) };
+    let s = split::split(eval.len(), t.items, eval.labels.as_deref(), t.selection).map_err(|e| match e {
+        split::SplitError::NoLabels => {
+            DataError::StratifiedWithoutLabels { table: "tuning", at: t.items_at.clone(), dataset: eval.name.clone() }
+        }
+        split::SplitError::TooMany { .. } => DataError::TuningSplit {
+            at: t.items_at.clone(),
+            items: t.items,
+            dataset: eval.name.clone(),
+            len: eval.len(),
+        },
+    })?;
+    Ok((eval.select(&s.held), eval.select(&s.rest)))
 }

@@ -60,7 +60,7 @@ impl RunFolder {
         let artifacts = dir.join("artifacts");
         create_dir(&artifacts)?;
         write_file(&dir.join("environment.json"), &serde_json::to_vec_pretty(env).expect("Environment serializes"))?;
-        write_file(&dir.join("suite.toml"), suite_text.as_bytes())?;
+        write_suite(&dir, suite_text)?;
         let sink = RecordSink::open(&dir.join("records.jsonl"))?;
         Ok(RunFolder { run_id, dir, artifacts, sink, appended: 0, _lock: lock })
     }
@@ -124,6 +124,11 @@ impl RunFolder {
         }
         let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
     }
+}
+
+/// Keeps the suite as the run uses it as the run folder's `suite.toml`.
+pub(super) fn write_suite(dir: &Path, suite_text: &str) -> Result<(), RunError> {
+    write_file(&dir.join("suite.toml"), suite_text.as_bytes())
 }
 
 fn create_dir(dir: &Path) -> Result<(), RunError> {

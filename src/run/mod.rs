@@ -57,6 +57,11 @@ pub struct RunOptions {
     /// Adds the cases not yet recorded to this run folder (`--resume`); refused when the suite
     /// or any file it reads changed since the run started (`run.json`).
     pub resume: Option<PathBuf>,
+    /// Adds this suite's cases not yet recorded to this run folder, whose run planned a prefix
+    /// of them: how `qbench tune` keeps every candidate it measures in one run folder as its
+    /// search adds models to a suite. The folder's suite copy, `run.json` and `cases.json`
+    /// become this suite's; each record keeps the suite file it was measured with.
+    pub extend: Option<PathBuf>,
     /// Set to a signal's number (SIGINT, SIGTERM) to stop before the next case: the records
     /// of finished cases are kept and the run returns what it has, with `stopped_by` set.
     pub stop: Option<Arc<std::sync::atomic::AtomicUsize>>,
@@ -274,6 +279,23 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
             }
             folder::RunFolder::reopen(dir)?
         }
+        (None, Some(now)) if options.extend.is_some() => {
+            let dir = options.extend.clone().unwrap_or_default();
+            let extend_err = |reason: String| RunError::Resume { dir: dir.clone(), reason };
+            let was: Vec<PlannedCase> = crate::files::read_side_file(&dir.join("cases.json"))
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| extend_err("its cases.json is missing or unreadable".into()))?;
+            if !planned.starts_with(&was) {
+                return Err(extend_err(
+                    "the suite's first cases differ from those the run planned (cases.json): a run is only extended by cases added after its own".into(),
+                ));
+            }
+            let reopened = folder::RunFolder::reopen(&dir)?;
+            folder::write_manifest(&dir, now)?;
+            folder::write_planned(&dir, &planned)?;
+            folder::write_suite(&dir, &suite.run_copy())?;
+            reopened
+        }
         (Some(dir), None) => {
             return Err(RunError::Resume {
                 dir: dir.clone(),
@@ -317,7 +339,12 @@ pub fn run(suite: &Suite, options: &RunOptions, progress: &mut dyn FnMut(&Event)
     if !selection.is_empty() {
         progress(&Event::Shard { name: selection.join(", "), selected: total_planned, cases: cases.len() });
     }
-    if options.resume.is_some() {
+    if options.extend.is_some() {
+        progress(&Event::Note(format!(
+            "extending the run: {} case(s) already recorded, {total} added",
+            total_planned - total
+        )));
+    } else if options.resume.is_some() {
         progress(&Event::Warning(format!(
             "resuming: {} case(s) already recorded, {total} left to measure",
             total_planned - total

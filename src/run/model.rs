@@ -200,6 +200,7 @@ impl<'s> ModelState<'s> {
         if self.calibration_items > 0 {
             record.calibration_selection = self.suite.calibration.as_ref().map(|c| c.selection.describe());
         }
+        record.eval_split = self.suite.tuning.as_ref().map(|t| t.describe());
         if let (Ok(m), Ok(backend)) = (&self.loaded, &self.reference_backend) {
             record.parameters = m.parameters;
             record.reference_backend = backend.name().to_string();

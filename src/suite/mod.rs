@@ -69,6 +69,8 @@ pub struct Suite {
     pub models: Vec<ModelEntry>,
     /// The calibration split, when the suite has one.
     pub calibration: Option<CalibrationSettings>,
+    /// The tuning split held out of the evaluation items, when the suite has one.
+    pub tuning: Option<TuningSettings>,
     /// Per-layer scheme overrides, applied in order (later entries win).
     pub overrides: Vec<Override>,
     /// Thresholds checked after the run.
@@ -103,8 +105,95 @@ pub struct CalibrationSettings {
     /// Which items ([`crate::data::split`]).
     pub selection: crate::data::split::Selection,
     pub percentile: f64,
+    /// Disjoint calibration subsets each static scheme is calibrated on (`repeats`, default
+    /// 1): the first is the run's calibration, the others measure the spread.
+    pub repeats: usize,
     /// `file:line:column` of `items`, for errors found once the dataset is loaded.
     pub items_at: String,
+}
+
+/// `[tuning]`, resolved: `items` of the evaluation items form the tuning split.
+#[derive(Debug, Clone)]
+pub struct TuningSettings {
+    pub items: usize,
+    pub selection: crate::data::split::Selection,
+    /// The split the suite's cases are scored on.
+    pub evaluate: SplitPart,
+    /// `file:line:column` of `items`, for errors found once the dataset is loaded.
+    pub items_at: String,
+}
+
+impl TuningSettings {
+    /// Which split the cases are scored on, and how the tuning items were chosen.
+    pub fn describe(&self) -> String {
+        match self.evaluate {
+            SplitPart::Tune => {
+                format!("tuning split: {} evaluation items chosen {}", self.items, self.selection.describe())
+            }
+            SplitPart::Test => format!(
+                "test split: the evaluation items not among the {} held out for tuning (chosen {})",
+                self.items,
+                self.selection.describe()
+            ),
+        }
+    }
+}
+
+/// One side of the tuning split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitPart {
+    /// The items tuning decides on.
+    Tune,
+    /// The rest: the final verdict.
+    Test,
+}
+
+impl SplitPart {
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitPart::Tune => "tune",
+            SplitPart::Test => "test",
+        }
+    }
+}
+
+/// `select` and `seed` of `[calibration]` or `[tuning]`.
+fn resolve_selection(
+    loc: &Locator,
+    table: &str,
+    select: &Option<Spanned<String>>,
+    seed: &Option<Spanned<i64>>,
+    fallback: std::ops::Range<usize>,
+) -> Result<crate::data::split::Selection, SuiteError> {
+    use crate::data::split::Selection;
+    let seed_value = match seed {
+        None => 0,
+        Some(s) => u64::try_from(*s.get_ref()).map_err(|_| {
+            loc.at(s.span(), format!("{table}.seed = {} is negative; use a seed of 0 or more", s.get_ref()))
+        })?,
+    };
+    let selection = match select.as_ref().map(|s| s.get_ref().as_str()) {
+        None | Some("random") => Selection::Random { seed: seed_value },
+        Some("first") => Selection::First,
+        Some("stratified") => Selection::Stratified { seed: seed_value },
+        Some(other) => {
+            let span = select.as_ref().map(|s| s.span()).unwrap_or(fallback);
+            return Err(loc.at(
+                span,
+                format!(
+                    "{table}.select = \"{other}\" is not a way to choose items; use one of {}",
+                    Selection::NAMES.join(", ")
+                ),
+            ));
+        }
+    };
+    if let (Selection::First, Some(s)) = (selection, seed) {
+        return Err(loc.at(
+            s.span(),
+            format!("{table}.seed has no effect with select = \"first\"; remove it or use select = \"random\""),
+        ));
+    }
+    Ok(selection)
 }
 
 /// One `[[overrides]]` entry, resolved.
@@ -535,39 +624,58 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
                     ))
                 }
             };
-            let seed = match &c.seed {
-                None => 0,
-                Some(s) => u64::try_from(*s.get_ref()).map_err(|_| {
-                    loc.at(s.span(), format!("calibration.seed = {} is negative; use a seed of 0 or more", s.get_ref()))
-                })?,
-            };
-            use crate::data::split::Selection;
-            let selection = match c.select.as_ref().map(|s| s.get_ref().as_str()) {
-                None | Some("random") => Selection::Random { seed },
-                Some("first") => Selection::First,
-                Some("stratified") => Selection::Stratified { seed },
-                Some(other) => {
-                    let span = c.select.as_ref().map(|s| s.span()).unwrap_or_else(|| c.items.span());
+            let selection = resolve_selection(loc, "calibration", &c.select, &c.seed, c.items.span())?;
+            let repeats = match &c.repeats {
+                None => 1,
+                Some(r) if (1..=20).contains(r.get_ref()) => *r.get_ref() as usize,
+                Some(r) => {
                     return Err(loc.at(
-                        span,
+                        r.span(),
                         format!(
-                            "calibration.select = \"{other}\" is not a way to choose items; use one of {}",
-                            Selection::NAMES.join(", ")
+                            "calibration.repeats = {}: use 1 to 20 disjoint calibration subsets, e.g. repeats = 5",
+                            r.get_ref()
                         ),
-                    ));
+                    ))
                 }
             };
-            if let (Selection::First, Some(s)) = (selection, &c.seed) {
-                return Err(loc.at(
-                    s.span(),
-                    "calibration.seed has no effect with select = \"first\"; remove it or use select = \"random\"",
-                ));
-            }
             let SuiteError::At { file, line, column, .. } = loc.at(c.items.span(), "") else { unreachable!() };
             Some(CalibrationSettings {
                 items: items as usize,
                 selection,
                 percentile,
+                repeats,
+                items_at: format!("{}:{line}:{column}", file.display()),
+            })
+        }
+    };
+    let tuning = match &spec.tuning {
+        None => None,
+        Some(t) => {
+            let t = t.get_ref();
+            let items = *t.items.get_ref();
+            if items < 1 {
+                return Err(loc.at(
+                    t.items.span(),
+                    format!("tuning.items = {items}: the tuning split is empty; use a positive number of items, e.g. items = 4000"),
+                ));
+            }
+            let selection = resolve_selection(loc, "tuning", &t.select, &t.seed, t.items.span())?;
+            let evaluate = match t.evaluate.as_ref().map(|e| e.get_ref().as_str()) {
+                None | Some("test") => SplitPart::Test,
+                Some("tune") => SplitPart::Tune,
+                Some(other) => {
+                    let span = t.evaluate.as_ref().map(|e| e.span()).unwrap_or_else(|| t.items.span());
+                    return Err(loc.at(
+                        span,
+                        format!("tuning.evaluate = \"{other}\": the cases are scored on the \"test\" split (default) or the \"tune\" split"),
+                    ));
+                }
+            };
+            let SuiteError::At { file, line, column, .. } = loc.at(t.items.span(), "") else { unreachable!() };
+            Some(TuningSettings {
+                items: items as usize,
+                selection,
+                evaluate,
                 items_at: format!("{}:{line}:{column}", file.display()),
             })
         }
@@ -622,6 +730,7 @@ fn resolve(spec: SuiteSpec, loc: &Locator, base: &Path, digest: impl AsRef<[u8]>
         datasets,
         models,
         calibration,
+        tuning,
         overrides,
         gates,
         bundle,

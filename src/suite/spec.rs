@@ -35,6 +35,10 @@ pub struct SuiteSpec {
     /// The calibration split static schemes calibrate on.
     #[serde(default)]
     pub calibration: Option<Spanned<CalibrationSpec>>,
+    /// A tuning split held out of the evaluation items: `qbench tune` decides on it, and the
+    /// suite's cases are scored on the rest (the test split) unless `evaluate = "tune"`.
+    #[serde(default)]
+    pub tuning: Option<Spanned<TuningSpec>>,
     /// Per-layer schemes: mixed precision, or layers kept in f32.
     #[serde(default)]
     pub overrides: Vec<Spanned<OverrideSpec>>,
@@ -149,6 +153,23 @@ pub struct CalibrationSpec {
     pub seed: Option<Spanned<i64>>,
     /// `p` of the percentile calibrator: the central p% of values is kept (default 99.99).
     pub percentile: Option<Spanned<f64>>,
+    /// Calibrate each static scheme on this many disjoint subsets of `items` items (default 1)
+    /// and report the spread of accuracy and SQNR across them.
+    pub repeats: Option<Spanned<i64>>,
+}
+
+/// `[tuning]`: `items` of the evaluation items (those left after calibration) form the tuning
+/// split, chosen as `select` says; the others are the test split.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuningSpec {
+    pub items: Spanned<i64>,
+    /// `random` (default), `first` or `stratified` (by label).
+    pub select: Option<Spanned<String>>,
+    /// Seed of a random or stratified choice (default 0).
+    pub seed: Option<Spanned<i64>>,
+    /// Which split the suite's cases are scored on: `test` (default) or `tune`.
+    pub evaluate: Option<Spanned<String>>,
 }
 
 /// `[[overrides]]`: give the matching layers another scheme.
