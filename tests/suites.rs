@@ -271,3 +271,45 @@ fn scenarios_resolve_per_model_and_settings_that_cannot_work_are_refused() {
         assert!(e.contains(needle) && e.contains("suite.toml:"), "{mlp_keys}{body}: expected {needle:?} in {e}");
     }
 }
+
+#[test]
+fn tuning_and_calibration_repeats_resolve_and_bad_values_are_refused_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = matrix_suite(
+        dir.path(),
+        "",
+        "\n[tuning]\nitems = 4000\nselect = \"stratified\"\nseed = 3\nevaluate = \"tune\"\n",
+    );
+    let suite = Suite::load(&path).unwrap();
+    let t = suite.tuning.as_ref().unwrap();
+    assert_eq!(t.items, 4000);
+    assert_eq!(t.evaluate, qbench::suite::SplitPart::Tune);
+    // The split the cases are scored on: 4,000 of the 10,000 items (nothing calibrates here).
+    let data = load_datasets(&suite).unwrap();
+    let (held, eval) = qbench::run::calibration_split(&suite, 0, &data[0]).unwrap();
+    assert_eq!((held.len(), eval.len()), (0, 4000));
+    let (tune, test) = qbench::run::tuning_split(&suite, &data[0]).unwrap();
+    assert_eq!((tune.len(), test.len()), (4000, 6000));
+    // Stratified: each of the 10 classes (1,000 items each) gives 400.
+    for class in 0..10u32 {
+        assert_eq!(tune.labels().iter().filter(|&&l| l == class).count(), 400);
+    }
+    for (body, needles) in [
+        ("\n[tuning]\nitems = 0\n", &["suite.toml:", "tuning.items = 0"][..]),
+        ("\n[tuning]\nitems = 10\nevaluate = \"train\"\n", &["tuning.evaluate = \"train\""]),
+        ("\n[tuning]\nitems = 10\nselect = \"first\"\nseed = 2\n", &["tuning.seed has no effect"]),
+        ("\n[tuning]\nitems = 10\nfolds = 2\n", &["unknown key \"folds\""]),
+        ("\n[calibration]\nitems = 10\nrepeats = 0\n", &["calibration.repeats = 0"]),
+        ("\n[calibration]\nitems = 10\nrepeats = 50\n", &["calibration.repeats = 50"]),
+    ] {
+        let path = matrix_suite(dir.path(), "", body);
+        let e = Suite::load(&path).expect_err(body).to_string();
+        for n in needles {
+            assert!(e.contains(n), "{body}: expected {n:?} in {e}");
+        }
+    }
+    // A tuning split that leaves nothing to test on is refused once the dataset is known.
+    let path = matrix_suite(dir.path(), "", "\n[tuning]\nitems = 10000\n");
+    let e = load_datasets(&Suite::load(&path).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("tuning.items = 10000 leaves no item"), "{e}");
+}
