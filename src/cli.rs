@@ -235,6 +235,42 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Quantization-aware training: fine-tune a zoo model of a suite for one of its schemes on
+    /// Fashion-MNIST's training set (never the test set), from its trained f32 weights, with
+    /// the weights fake-quantized in the forward pass and the gradient passed straight through.
+    ///
+    /// Writes f32 safetensors the scheme then quantizes like any weights, with how they were
+    /// trained in their metadata (records show it as model_training). Add them to a suite as
+    /// another [[models]] entry to benchmark PTQ and QAT side by side.
+    TrainQat {
+        /// The suite naming the model and the scheme (its overrides for the scheme apply).
+        suite: PathBuf,
+        #[arg(long)]
+        model: String,
+        #[arg(long, value_parser = scheme_name)]
+        scheme: qbench::quant::SchemeId,
+        /// The folder with train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz (Debian's
+        /// dataset-fashion-mnist: /usr/share/datasets/fashion-mnist).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        #[arg(long, default_value_t = 1e-4)]
+        learning_rate: f64,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Training items held out to score each epoch.
+        #[arg(long, default_value_t = 5000)]
+        validation_items: usize,
+        /// The .safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Threads candle trains on (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Time a measured case op by op (layer by layer on candle's zoo models) on its own
     /// backend, batch and threads: a table and a chart, with explain's per-layer error beside
     /// each layer's time where `qbench explain` ran on the case.

@@ -105,6 +105,10 @@ pub struct Record {
     /// (`data::split`); `None` when none were held out.
     #[serde(default)]
     pub calibration_selection: Option<String>,
+    /// How the model's weights were trained, when its file says (e.g. quantization-aware
+    /// training: scheme, epochs, time, seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_training: Option<String>,
     /// With a `[tuning]` split: which part the case was scored on and how it was chosen, e.g.
     /// `test split: the 4900 items not held out for tuning (stratified by label (seed 0))`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,7 +32,13 @@ pub struct Reference {
     pub sha256: String,
     /// Parameters by name, f32 on the CPU, shapes checked against the architecture.
     pub tensors: HashMap<String, Tensor>,
+    /// How the weights were trained, when the file says (`qbench train-qat` writes its
+    /// scheme, epochs, time and seed into the safetensors metadata).
+    pub training: Option<String>,
 }
+
+/// The safetensors metadata key that says how a zoo model's weights were trained.
+pub const TRAINING_METADATA: &str = "qbench.training";
 
 /// The largest model file qbench reads (bytes); model files are read whole.
 pub const MAX_MODEL_FILE_BYTES: u64 = 32 << 30;
@@ -109,12 +115,16 @@ impl Reference {
             }
             checked.insert(tensor, t.clone());
         }
+        let training = safetensors::SafeTensors::read_metadata(&bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get(crate::model::TRAINING_METADATA).cloned()));
         Ok(Reference {
             name: name.to_string(),
             zoo,
             weights_path: path.to_path_buf(),
             sha256: sha256_hex(&bytes),
             tensors: checked,
+            training,
         })
     }
 }

@@ -8,6 +8,7 @@
 pub mod budget;
 pub mod calibrate;
 pub mod checkpoint;
+pub mod fake;
 pub mod ggml;
 pub mod gguf_lm;
 pub mod int;

@@ -81,6 +81,12 @@ pub fn render(records: &[Record]) -> String {
             let _ = writeln!(out, "- {}", escape(line));
         }
     }
+    if !notes.training.is_empty() {
+        let _ = writeln!(out, "\nTraining (from the weights files):\n");
+        for (model, how) in &notes.training {
+            let _ = writeln!(out, "- {}", escape(&format!("{model}: {how}")));
+        }
+    }
     if !notes.realization_mismatches.is_empty() {
         let _ = writeln!(out, "\nRealized otherwise than expected (the realization column is what the engine did):\n");
         for (case, expected, observed, layer) in &notes.realization_mismatches {

@@ -52,6 +52,8 @@ pub struct Notes {
     /// and, where that leaves the artifact larger than a scheme of more bits per weight on the
     /// same model and backend, which.
     pub padding: Vec<String>,
+    /// How models' weights were trained, where their files say (model, how).
+    pub training: Vec<(String, String)>,
     /// What the accuracy and fidelity columns are measured on.
     pub method: Option<String>,
     /// qbench commit, engines, compiler, CPU, threads.
@@ -564,6 +566,13 @@ pub fn notes(records: &[Record]) -> Notes {
         }
         if !notes.padding.contains(&line) {
             notes.padding.push(line);
+        }
+    }
+    for r in records {
+        if let Some(t) = &r.model_training {
+            if !notes.training.iter().any(|(m, _)| *m == r.model) {
+                notes.training.push((r.model.clone(), t.clone()));
+            }
         }
     }
     for r in ok.iter().filter(|r| !r.expected_realization.is_empty() && r.expected_realization != r.realization) {

@@ -235,6 +235,9 @@ impl<'s> ModelState<'s> {
     ) -> Result<(), CaseError> {
         let model = self.loaded.as_ref().map_err(|e| CaseError::Shared(e.clone()))?;
         record.model_sha256 = Some(model.sha256.clone());
+        if let crate::model::Content::Zoo(r) = &model.content {
+            record.model_training = r.training.clone();
+        }
         if self.suite.require_native && *expected != Realization::Native {
             return Err(CaseError::NotNativeExpected {
                 scheme: case.scheme.name(),

@@ -10,6 +10,7 @@
 //! and `explain` work on it. The sensitivity ranking is `explain`'s localization of the start
 //! candidate on the tuning split.
 
+pub mod qat;
 pub mod search;
 
 use std::fmt::Write as _;

@@ -115,3 +115,82 @@ pub fn accuracy(net: &Net, id: ZooModelId, data: &Dataset) -> candle_core::Resul
     }
     Ok(correct as f64 / data.len() as f64)
 }
+
+/// What one epoch of quantization-aware training achieved.
+#[derive(Debug, Clone)]
+pub struct QatEpoch {
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// Top-1 of the fake-quantized network on the validation items (held out of the training
+    /// set, never the test set).
+    pub validation_accuracy: f64,
+}
+
+/// Quantization-aware fine-tuning of `id` from `init` (its trained f32 weights): every forward
+/// pass runs each weighted layer with its weight fake-quantized to its scheme in `layers`
+/// (`quant::fake`), and the gradient passes straight through the rounding to the f32 weights,
+/// which AdamW updates. `validation` is scored after each epoch. Returns the f32 weights, which
+/// the scheme then quantizes as it does any weights.
+pub fn train_qat(
+    id: ZooModelId,
+    init: &HashMap<String, Tensor>,
+    layers: &[(String, crate::quant::SchemeId)],
+    train: &Dataset,
+    validation: &Dataset,
+    cfg: &TrainConfig,
+    mut on_epoch: impl FnMut(&QatEpoch),
+) -> candle_core::Result<HashMap<String, Tensor>> {
+    use crate::zoo::Layer;
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut vars: Vec<(String, Var)> = Vec::new();
+    for (name, _) in id.parameters() {
+        let t = init.get(&name).ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))?;
+        vars.push((name, Var::from_tensor(t)?));
+    }
+    let mut opt = AdamW::new(
+        vars.iter().map(|(_, v)| v.clone()).collect(),
+        ParamsAdamW { lr: cfg.learning_rate, weight_decay: 0.0, ..Default::default() },
+    )?;
+    let linear: Vec<&str> = id
+        .layers()
+        .into_iter()
+        .filter_map(|l| if let Layer::Linear { name, .. } = l { Some(name) } else { None })
+        .collect();
+    // The network as the scheme stores it, with the gradient reaching the f32 weights.
+    let fake_net = |vars: &[(String, Var)]| -> candle_core::Result<Net> {
+        let mut tensors = HashMap::new();
+        for (name, v) in vars {
+            let layer = name.trim_end_matches(".weight");
+            let scheme = layers.iter().find(|(l, _)| l == layer).map(|(_, s)| *s);
+            let t = match (name.ends_with(".weight"), scheme) {
+                (true, Some(s)) => crate::quant::fake::straight_through(s, linear.contains(&layer), v.as_tensor())?,
+                _ => v.as_tensor().clone(),
+            };
+            tensors.insert(name.clone(), t);
+        }
+        Net::new(id, &tensors)
+    };
+    let [c, h, w] = id.input_shape();
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    for epoch in 1..=cfg.epochs {
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut batches) = (0.0, 0);
+        for chunk in order.chunks(cfg.batch_size) {
+            let mut x = Vec::with_capacity(chunk.len() * c * h * w);
+            let mut y = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                x.extend(train.batch_f32(i, 1, 1));
+                y.push(train.labels()[i]);
+            }
+            let x = Tensor::from_vec(x, (chunk.len(), c, h, w), &Device::Cpu)?;
+            let y = Tensor::from_vec(y, chunk.len(), &Device::Cpu)?;
+            let loss = loss::cross_entropy(&fake_net(&vars)?.forward(&x)?, &y)?;
+            opt.backward_step(&loss)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            batches += 1;
+        }
+        let validation_accuracy = accuracy(&fake_net(&vars)?, id, validation)?;
+        on_epoch(&QatEpoch { epoch, train_loss: loss_sum / batches as f64, validation_accuracy });
+    }
+    Ok(vars.into_iter().map(|(k, v)| (k, v.as_tensor().detach())).collect())
+}
