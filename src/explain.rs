@@ -179,7 +179,8 @@ pub fn rebuild_record(record: Record, work: &Path) -> Result<Rebuilt, ExplainErr
                     .map_err(|e| ExplainError::Split(e.to_string()))?;
                 full.select(&s.held)
             } else {
-                held
+                // With [calibration] repeats, the run calibrated on the first subset.
+                crate::run::calibration_subsets(&suite, &held).swap_remove(0)
             };
             let batch = crate::run::pass_batch(&reference, &suite, &data);
             Some(crate::run::calibrate(&reference, &data, c.percentile, suite.cuda_device, batch)?)

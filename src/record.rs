@@ -109,6 +109,10 @@ pub struct Record {
     /// training: scheme, epochs, time, seed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_training: Option<String>,
+    /// `[calibration] repeats`: the case's scheme calibrated on each disjoint calibration
+    /// subset and evaluated on the same split, this case's own calibration (subset 0) first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibration_spread: Vec<CalibrationRepeat>,
     /// With a `[tuning]` split: which part the case was scored on and how it was chosen, e.g.
     /// `test split: the 4900 items not held out for tuning (stratified by label (seed 0))`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -859,6 +863,20 @@ pub enum RecordError {
     Parse { path: PathBuf, line: usize, field: String, reason: String },
     #[error(transparent)]
     File(#[from] crate::files::FileError),
+}
+
+/// One calibration subset's result (`Record::calibration_spread`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationRepeat {
+    /// Which subset (0: the run's own calibration).
+    pub subset: usize,
+    /// Items it held.
+    pub items: usize,
+    pub top1_accuracy: Option<f64>,
+    pub ref_sqnr_db: Option<f64>,
+    /// Why this subset has no figures (its calibration or evaluation failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `records.jsonl`: one JSON object per case, appended and flushed as each case ends, so a

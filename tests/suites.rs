@@ -313,3 +313,49 @@ fn tuning_and_calibration_repeats_resolve_and_bad_values_are_refused_with_the_li
     let e = load_datasets(&Suite::load(&path).unwrap()).unwrap_err().to_string();
     assert!(e.contains("tuning.items = 10000 leaves no item"), "{e}");
 }
+
+#[test]
+fn calibration_repeats_cut_the_held_out_items_into_disjoint_subsets_apart_from_the_evaluation_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "\n[calibration]\nitems = 300\nselect = \"stratified\"\nrepeats = 4\n";
+    let path = matrix_suite(dir.path(), "schemes = [\"f32\", \"int8-static-minmax\"]\n", body);
+    let suite = Suite::load(&path).unwrap();
+    let data = load_datasets(&suite).unwrap();
+    let (held, eval) = qbench::run::calibration_split(&suite, 0, &data[0]).unwrap();
+    assert_eq!((held.len(), eval.len()), (1200, 8800));
+    let subsets = qbench::run::calibration_subsets(&suite, &held);
+    assert_eq!(subsets.iter().map(|s| s.len()).collect::<Vec<_>>(), [300, 300, 300, 300]);
+    // Items by their pixels (Fashion-MNIST's test images are distinct but for a handful of
+    // duplicates): no item in two subsets, none in the evaluation split, all 10,000 covered.
+    let key =
+        |d: &qbench::data::Dataset, i: usize| d.batch_f32(i, 1, 1).iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+    let mut seen = std::collections::HashMap::new();
+    for (k, s) in subsets.iter().enumerate() {
+        for i in 0..s.len() {
+            *seen.entry(key(s, i)).or_insert(0usize) += 1;
+        }
+        // Stratified: 30 of each class in every subset.
+        for class in 0..10u32 {
+            assert_eq!(s.labels().iter().filter(|&&l| l == class).count(), 30, "subset {k}");
+        }
+    }
+    let all: std::collections::HashMap<Vec<u32>, usize> = (0..data[0].len()).fold(Default::default(), |mut m, i| {
+        *m.entry(key(&data[0], i)).or_insert(0) += 1;
+        m
+    });
+    for (item, n) in &seen {
+        assert!(*n <= all[item], "an item is in more subsets than the dataset has copies of it");
+    }
+    for i in 0..eval.len() {
+        let k = key(&eval, i);
+        assert!(seen.get(&k).is_none_or(|n| *n < all[&k]), "evaluation item {i} is also a calibration item");
+    }
+    // Too many repeats for the dataset: refused once it is known.
+    let path = matrix_suite(
+        dir.path(),
+        "schemes = [\"f32\", \"int8-static-minmax\"]\n",
+        "\n[calibration]\nitems = 2000\nrepeats = 5\n",
+    );
+    let e = load_datasets(&Suite::load(&path).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("calibration.items = 2000 × repeats = 5 (10000 held out) leaves no image"), "{e}");
+}

@@ -201,3 +201,43 @@ fn bad_tune_input_is_a_clear_error() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn calibration_repeats_record_every_subsets_figures_and_the_report_shows_their_spread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let extra = "[calibration]\nitems = 100\nselect = \"stratified\"\nrepeats = 3\n";
+    let path = suite(dir, "mlp", "[\"f32\", \"int8-static-minmax\", \"int8-static-entropy\"]", extra);
+    let o = qbench(dir, &["run", path.to_str().unwrap(), "--filter", "backend=tract-cpu", "--out", "out", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = only_child(&dir.join("out/t"));
+    let records = read_records(&run.join("records.jsonl")).unwrap();
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for r in &records {
+        if r.scheme == "f32" {
+            assert!(r.calibration_spread.is_empty(), "f32 calibrates nothing");
+            // 3 × 100 held out; evaluated on the other 700.
+            assert_eq!((r.calibration_items, r.eval_items), (300, Some(700)));
+            continue;
+        }
+        let sp = &r.calibration_spread;
+        assert_eq!(sp.len(), 3, "{sp:?}");
+        assert_eq!(sp.iter().map(|s| (s.subset, s.items)).collect::<Vec<_>>(), [(0, 100), (1, 100), (2, 100)]);
+        // Subset 0 is the case's own calibration.
+        assert_eq!((sp[0].top1_accuracy, sp[0].ref_sqnr_db), (r.top1_accuracy, r.ref_sqnr_db));
+        // Every subset scored on the same 700 items: whole counts of right answers.
+        for s in sp {
+            let right = s.top1_accuracy.unwrap() * 700.0;
+            assert!((right - right.round()).abs() < 1e-6, "{s:?}");
+        }
+        // Other items calibrate other ranges: the SQNR moves.
+        let sqnr: Vec<f64> = sp.iter().map(|s| s.ref_sqnr_db.unwrap()).collect();
+        assert!(sqnr.iter().any(|v| (v - sqnr[0]).abs() > 1e-6), "{sqnr:?}");
+        // The report's row: min / median / max of the records' own values.
+        let mut t: Vec<f64> = sp.iter().map(|s| 100.0 * s.top1_accuracy.unwrap()).collect();
+        t.sort_by(f64::total_cmp);
+        let row = report.lines().find(|l| l.contains(&format!("mlp / {} / tract-cpu", r.scheme))).unwrap();
+        assert!(row.contains(&format!("{:.2}% / {:.2}% / {:.2}%", t[0], t[1], t[2])), "{row}");
+        assert!(row.contains("3 × 100"), "{row}");
+    }
+}

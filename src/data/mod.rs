@@ -280,8 +280,8 @@ pub enum DataError {
     /// `found`/`want`: item shapes, one per array or input (`1×28×28`, or `8 + 8` for two).
     #[error("dataset {dataset} has items of shape {found} but model \"{model}\" takes {want} inputs; evaluate it on a dataset of that shape (one .npz array per input, in order: arrays = [...]), or fix the model's declared input shapes")]
     ShapeMismatch { dataset: String, found: String, model: String, want: String },
-    #[error("{at}: calibration.items = {items} leaves no image of dataset \"{dataset}\" ({len} images) to evaluate on; use fewer calibration images (at most {max})", max = .len.saturating_sub(1))]
-    CalibrationSplit { at: String, items: usize, dataset: String, len: usize },
+    #[error("{at}: calibration.items = {items}{repeats} leaves no image of dataset \"{dataset}\" ({len} images) to evaluate on; use fewer calibration images (at most {max} in all)", max = .len.saturating_sub(1), repeats = if *.repeats > 1 { format!(" × repeats = {} ({} held out)", .repeats, .items * .repeats) } else { String::new() })]
+    CalibrationSplit { at: String, items: usize, repeats: usize, dataset: String, len: usize },
     #[error("[{table}] select = \"stratified\" ({at}) needs labels, but dataset \"{dataset}\" has none; add labels to it or use select = \"random\"")]
     StratifiedWithoutLabels { table: &'static str, at: String, dataset: String },
     #[error("{at}: tuning.items = {items} leaves no item of dataset \"{dataset}\" ({len} evaluation items after calibration) to test on; use fewer tuning items (at most {max})", max = .len.saturating_sub(1))]

@@ -81,6 +81,30 @@ pub fn render(records: &[Record]) -> String {
             let _ = writeln!(out, "- {}", escape(line));
         }
     }
+    if !notes.calibration_spread.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nCalibration spread ([calibration] repeats: each static scheme calibrated on every disjoint subset, evaluated on the same items; min / median / max):\n"
+        );
+        let header: Vec<String> = ["case", "subsets × items", "top-1", "SQNR vs reference (dB)", "failed"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let rows: Vec<Vec<String>> = notes
+            .calibration_spread
+            .iter()
+            .map(|s| {
+                vec![
+                    escape(&s.case),
+                    format!("{} × {}", s.subsets, s.items),
+                    s.top1.clone(),
+                    s.sqnr_db.clone(),
+                    escape(&s.failed),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&header, &[false, true, true, true, false], &rows));
+    }
     if !notes.training.is_empty() {
         let _ = writeln!(out, "\nTraining (from the weights files):\n");
         for (model, how) in &notes.training {

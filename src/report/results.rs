@@ -54,10 +54,36 @@ pub struct Notes {
     pub padding: Vec<String>,
     /// How models' weights were trained, where their files say (model, how).
     pub training: Vec<(String, String)>,
+    /// `[calibration] repeats`: each static (model, scheme, backend)'s spread over the subsets.
+    pub calibration_spread: Vec<SpreadRow>,
     /// What the accuracy and fidelity columns are measured on.
     pub method: Option<String>,
     /// qbench commit, engines, compiler, CPU, threads.
     pub provenance: Option<String>,
+}
+
+/// One static case's results over its calibration subsets: min / median / max, as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpreadRow {
+    /// model / scheme / backend.
+    pub case: String,
+    /// Subsets, and items in each.
+    pub subsets: usize,
+    pub items: usize,
+    pub top1: String,
+    pub sqnr_db: String,
+    /// Subsets that gave no figures, and why.
+    pub failed: String,
+}
+
+/// min / median / max of the values, or "not measured".
+fn spread_text(mut v: Vec<f64>, show: impl Fn(f64) -> String) -> String {
+    if v.is_empty() {
+        return "not measured".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let median = crate::measure::stats::percentile_sorted(&v, 50.0);
+    format!("{} / {} / {}", show(v[0]), show(median), show(v[v.len() - 1]))
 }
 
 /// The table of the measured (`ok`) records, in record order.
@@ -567,6 +593,25 @@ pub fn notes(records: &[Record]) -> Notes {
         if !notes.padding.contains(&line) {
             notes.padding.push(line);
         }
+    }
+    for r in ok.iter().filter(|r| !r.calibration_spread.is_empty()) {
+        let case = format!("{} / {} / {}", r.model, r.scheme, r.backend);
+        if notes.calibration_spread.iter().any(|s| s.case == case) {
+            continue;
+        }
+        let sp = &r.calibration_spread;
+        let top1: Vec<f64> = sp.iter().filter_map(|s| s.top1_accuracy).collect();
+        let sqnr: Vec<f64> = sp.iter().filter_map(|s| s.ref_sqnr_db).collect();
+        let failed: Vec<String> =
+            sp.iter().filter_map(|s| s.error.as_ref().map(|e| format!("subset {}: {e}", s.subset))).collect();
+        notes.calibration_spread.push(SpreadRow {
+            case,
+            subsets: sp.len(),
+            items: sp.first().map_or(0, |s| s.items),
+            top1: spread_text(top1, |a| format!("{:.2}%", 100.0 * a)),
+            sqnr_db: spread_text(sqnr, |d| format!("{d:.1}")),
+            failed: failed.join("; "),
+        });
     }
     for r in records {
         if let Some(t) = &r.model_training {

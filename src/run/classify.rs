@@ -101,7 +101,7 @@ fn distance(a: &[OutputValues], b: &[OutputValues]) -> Option<f64> {
 
 /// Evaluates the whole split at `batch` on `session`, with the machine's other cores running
 /// further sessions of the variant ([`eval::run_outputs_parallel`]).
-fn evaluate(
+pub(super) fn evaluate(
     suite: &Suite,
     case: &Case,
     variant: &Variant,
@@ -252,7 +252,7 @@ pub fn label_targets(kinds: &[(OutputKind, String)], shapes: &[Vec<usize>]) -> (
 
 /// Scores every output into `record`: the first one's metrics in the flat columns, all of
 /// them in `record.outputs`.
-fn score_outputs(
+pub(super) fn score_outputs(
     outputs: &[OutputValues],
     kinds: &[(OutputKind, String)],
     reference: Option<&[OutputValues]>,

@@ -91,10 +91,11 @@ pub fn load_datasets(suite: &Suite) -> Result<Vec<Dataset>, DataError> {
             });
         }
         if let (Some(c), true) = (&suite.calibration, calibration_items(suite, mi) > 0) {
-            if c.items >= d.len() {
+            if c.items * c.repeats >= d.len() {
                 return Err(DataError::CalibrationSplit {
                     at: c.items_at.clone(),
                     items: c.items,
+                    repeats: c.repeats,
                     dataset: d.name.clone(),
                     len: d.len(),
                 });
@@ -170,7 +171,7 @@ pub fn calibration_items(suite: &Suite, model: usize) -> usize {
         !matches!(b.create(0).capability(ModelQuery::declared(kind), &static_plan, 1), Realization::Unsupported(_))
     });
     if runs_static {
-        c.items
+        c.items * c.repeats
     } else {
         0
     }
@@ -210,12 +211,36 @@ fn held_out(suite: &Suite, model: usize, full: &Dataset) -> Result<(Dataset, Dat
         },
         split::SplitError::TooMany { .. } => DataError::CalibrationSplit {
             at: c.items_at.clone(),
-            items: held,
+            items: c.items,
+            repeats: c.repeats,
             dataset: full.name.clone(),
             len: full.len(),
         },
     })?;
     Ok((full.select(&s.held), full.select(&s.rest)))
+}
+
+/// The `[calibration] repeats` disjoint subsets of `items` items each that the held-out items
+/// `held` (from [`calibration_split`]) are cut into, each chosen as `select` says: the first is
+/// what the run calibrates on, the others measure how much the result depends on which items
+/// calibrated. One subset (the held items) without repeats.
+pub fn calibration_subsets(suite: &Suite, held: &Dataset) -> Vec<Dataset> {
+    let Some(c) = suite.calibration.as_ref().filter(|c| c.repeats > 1 && held.len() >= c.items * c.repeats) else {
+        return vec![held.clone()];
+    };
+    let mut subsets = Vec::with_capacity(c.repeats);
+    let mut rest = held.clone();
+    for _ in 1..c.repeats {
+        match split::split(rest.len(), c.items, rest.labels.as_deref(), c.selection) {
+            Ok(s) => {
+                subsets.push(rest.select(&s.held));
+                rest = rest.select(&s.rest);
+            }
+            Err(_) => break,
+        }
+    }
+    subsets.push(rest);
+    subsets
 }
 
 /// The tuning and test splits of the evaluation items `eval` (what is left after calibration):

@@ -16,12 +16,13 @@ mod load;
 mod model;
 mod progress;
 mod resume;
+mod spread;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crate::record::{completeness, Completeness, PlannedCase};
-pub use datasets::{calibration_items, calibration_split, load_datasets, tuning_split};
+pub use datasets::{calibration_items, calibration_split, calibration_subsets, load_datasets, tuning_split};
 pub use model::{calibrate, pass_batch};
 pub use progress::Event;
 pub use resume::{InputHash, RunManifest};

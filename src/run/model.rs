@@ -60,6 +60,8 @@ pub(super) struct ModelState<'s> {
     evals: super::classify::EvalCache,
     /// The process runs this one case (`--only-case`): no f32 session is kept beside it.
     only_case: bool,
+    /// `[calibration] repeats`: the calibration subsets and each static case's spread.
+    spread: super::spread::Spread,
 }
 
 impl<'s> ModelState<'s> {
@@ -76,8 +78,11 @@ impl<'s> ModelState<'s> {
         let calibration_items = super::calibration_items(suite, index);
         // `load_datasets` checked the split can be made; were it not, nothing is held out and
         // the static cases fail on an empty calibration set.
-        let (calibration_data, data) =
+        let (held, data) =
             super::calibration_split(suite, index, full).unwrap_or_else(|_| (full.slice(0..0), full.clone()));
+        // With [calibration] repeats, the run calibrates on the first of the held-out subsets.
+        let subsets = super::calibration_subsets(suite, &held);
+        let calibration_data = subsets[0].clone();
         let loaded = guarded(|| {
             let m =
                 LoadedModel::load(&entry.name, &entry.kind, artifacts).map_err(|e| CaseError::Model(Arc::new(e)))?;
@@ -169,6 +174,7 @@ impl<'s> ModelState<'s> {
             paired_f32: HashMap::new(),
             evals: HashMap::new(),
             only_case: false,
+            spread: super::spread::Spread::new(subsets),
         }
     }
 
@@ -353,6 +359,10 @@ impl<'s> ModelState<'s> {
         let measured = guarded(|| {
             super::classify::measure(self.suite, case, &variant, &self.data, &kinds, values, paired, record, shared)
         });
+        if measured.is_ok() {
+            record.calibration_spread =
+                self.spread.measure(self.suite, case, model, plan, &self.artifacts, &self.data, &kinds, values, record);
+        }
         // A built-in model's one output has no name of its own (the engines call it "logits"
         // or nothing): the record leaves it empty rather than show each engine's.
         if matches!(model.kind, crate::model::ModelKind::Zoo { .. } | crate::model::ModelKind::Bert { .. }) {
