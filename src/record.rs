@@ -690,6 +690,11 @@ impl Record {
             let change = crate::measure::verdict::judge(time, VS_F32_THRESHOLD, None).change;
             self.vs_f32_verdict = Some(change.name().to_string());
             self.slower_than_f32 = change == crate::measure::verdict::Change::Slower;
+        } else {
+            self.speedup_vs_f32_note = Some(format!(
+                "not measured: {} round(s) against f32 gave no ratio (the time budget ended first); raise [measure] max_time_ms or min_samples",
+                variant_ns.len()
+            ));
         }
         self.paired_ci_target_met = target_met;
         self.paired_ns = variant_ns;

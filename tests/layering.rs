@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// placed here.
 const ORDER: &[&str] = &[
     "files", "hash", "data", "zoo", "model", "quant", "backend", "measure", "record", "bundle", "report", "gate",
-    "suite", "run", "explain", "profile", "pack", "merge", "error",
+    "suite", "run", "explain", "profile", "tune", "pack", "merge", "error",
 ];
 
 /// Crates that build or run a model: an engine's runtime. `model/` reads and writes model files

@@ -74,16 +74,21 @@ fn tune_measures_every_candidate_as_a_record_and_its_overrides_give_the_chosen_v
     assert!(!measured.is_empty());
     let search_run = only_child(&tune_dir.join("search"));
     let records = read_records(&search_run.join("records.jsonl")).unwrap();
-    // The f32 base and one record per candidate, all measured, in one run folder.
-    assert_eq!(records.len(), measured.len() + 1, "{records:#?}");
+    // Each candidate and its own f32 (what the paired sampler timed it against), all measured,
+    // in one run folder.
+    assert_eq!(records.len(), 2 * measured.len(), "{records:#?}");
     assert!(records.iter().all(|r| r.status == CaseStatus::Ok));
-    let base = records.iter().find(|r| r.model == "cnn" && r.scheme == "f32").unwrap();
-    // Decisions on the tuning split: half of the 1,000 items, stratified.
-    assert_eq!(base.eval_items, Some(500));
-    assert!(base.eval_split.as_deref().unwrap().starts_with("tuning split"), "{:?}", base.eval_split);
+    // `check` on the search folder judges the budget gate itself: its verdicts are the search's.
+    let o = qbench(dir, &["check", search_run.to_str().unwrap(), "--json"]);
+    let check: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
     for m in measured {
         let label = m["label"].as_str().unwrap();
-        let r = records.iter().find(|r| r.model == label).unwrap();
+        let r = records.iter().find(|r| r.model == label && r.scheme != "f32").unwrap();
+        let base = records.iter().find(|r| r.model == label && r.scheme == "f32").unwrap();
+        // Decisions on the tuning split: half of the 1,000 items, stratified.
+        assert_eq!(base.eval_items, Some(500));
+        assert!(base.eval_split.as_deref().unwrap().starts_with("tuning split"), "{:?}", base.eval_split);
         // The drop the search judged is the records' own, counted item by item here.
         let d = m["drop_pts"].as_f64().unwrap();
         assert!((d - drop_pts(base, r)).abs() < 1e-9, "{label}: {d} vs records");
@@ -91,7 +96,18 @@ fn tune_measures_every_candidate_as_a_record_and_its_overrides_give_the_chosen_v
         // Within budget means the whole interval is: its upper end at most 3 points.
         let hi = m["drop_ci_pts"][1].as_f64().unwrap();
         assert_eq!(m["verdict"] == "pass", hi <= 3.0, "{m}");
+        let gate = check["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["case"].as_str().unwrap().starts_with(&format!("{label} / q2k")))
+            .unwrap();
+        assert_eq!(gate["verdict"], m["verdict"], "{gate} vs {m}");
+        // Latency with the paired sampler: rounds against its own f32, and a speedup from them.
+        assert!(!r.paired_ns.is_empty() && r.paired_ns.len() == r.paired_f32_ns.len(), "{label}");
+        assert!(r.speedup_vs_f32.is_some(), "{label}: {:?} ({} rounds)", r.speedup_vs_f32_note, r.paired_ns.len());
     }
+    let base = records.iter().find(|r| r.scheme == "f32").unwrap();
     let chosen = &measured[json["search"]["chosen"].as_u64().unwrap() as usize];
     for m in measured.iter().filter(|m| m["verdict"] == "pass") {
         assert!(m["objective"].as_f64() >= chosen["objective"].as_f64(), "a smaller candidate within budget: {m}");
@@ -99,7 +115,7 @@ fn tune_measures_every_candidate_as_a_record_and_its_overrides_give_the_chosen_v
     // The verdict on the other 500 items: a normal run folder of its own.
     let test_run = only_child(&tune_dir.join("test"));
     let test = read_records(&test_run.join("records.jsonl")).unwrap();
-    let test_base = test.iter().find(|r| r.model == "cnn").unwrap();
+    let test_base = test.iter().find(|r| r.scheme == "f32").unwrap();
     assert!(test_base.eval_split.as_deref().unwrap().starts_with("test split"));
     // Tuning and test split partition the items: their correct counts add up to the whole
     // set's, measured by a plain run of f32 on all 1,000.
@@ -118,7 +134,8 @@ fn tune_measures_every_candidate_as_a_record_and_its_overrides_give_the_chosen_v
     let o = qbench(dir, &["run", "pasted.toml", "--out", "pasted", "-q"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let pasted = read_records(&only_child(&dir.join("pasted/t")).join("records.jsonl")).unwrap();
-    let chosen_record = records.iter().find(|r| r.model == chosen["label"].as_str().unwrap()).unwrap();
+    let chosen_record =
+        records.iter().find(|r| r.model == chosen["label"].as_str().unwrap() && r.scheme == "q2k").unwrap();
     assert_eq!(pasted[0].artifact_bytes, chosen_record.artifact_bytes);
     assert_eq!(pasted[0].layer_overrides, chosen_record.layer_overrides);
     // report reads the search folder like any run: every candidate is a row.
@@ -171,7 +188,7 @@ fn a_budget_nothing_meets_exits_2_and_names_the_closest_candidate() {
     assert!(!tune_dir.join("overrides.toml").exists());
     // The closest was measured on the test split too.
     let test = read_records(&only_child(&tune_dir.join("test")).join("records.jsonl")).unwrap();
-    assert!(test.iter().any(|r| r.model == label && r.status == CaseStatus::Ok));
+    assert!(test.iter().any(|r| r.model == label && r.scheme == "q2k" && r.status == CaseStatus::Ok));
 }
 
 #[test]

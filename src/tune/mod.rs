@@ -155,6 +155,8 @@ pub struct TuneOutcome {
     pub ladder: Vec<String>,
     /// The layers, most sensitive first, with the figure that ranked them.
     pub ranking: Vec<(String, String)>,
+    /// Layers the search left as they are, and why.
+    pub fixed: Vec<(String, String)>,
     pub search: Search,
     pub pareto: Vec<usize>,
     pub search_run: PathBuf,
@@ -281,9 +283,11 @@ impl Derived {
         Ok(Derived { doc, model_table, model: entry.name.clone(), start })
     }
 
-    /// The suite text measuring `candidates` (name, layers; an empty layer list is the f32
-    /// base) on `part` of the split.
-    fn text(&self, name: &str, part: SplitPart, candidates: &[(String, SchemeId, Layers)]) -> String {
+    /// The suite text measuring `candidates` (name, uniform scheme, layers) on `part` of the
+    /// split, each beside its own f32 (what the paired sampler times it against and its drop
+    /// is counted from), with the budget as a `max_delta_top1_pts` gate so `qbench check` on
+    /// the run gives the same verdicts.
+    fn text(&self, name: &str, part: SplitPart, candidates: &[(String, SchemeId, Layers)], budget: f64) -> String {
         use toml_edit::{value, Array, ArrayOfTables, Item, Table};
         let mut doc = self.doc.clone();
         doc.insert("name", value(name));
@@ -300,7 +304,10 @@ impl Derived {
         for (label, scheme, layers) in candidates {
             let mut t = self.model_table.clone();
             t.insert("name", value(label.as_str()));
-            t.insert("schemes", one(&scheme.name()));
+            let mut schemes = Array::new();
+            schemes.push("f32");
+            schemes.push(scheme.name());
+            t.insert("schemes", value(schemes));
             models.push(t);
             // Each layer not at the uniform scheme, grouped by its scheme.
             let mut by_scheme: Vec<(SchemeId, Vec<String>)> = Vec::new();
@@ -326,6 +333,12 @@ impl Derived {
         if !overrides.is_empty() {
             doc.insert("overrides", Item::ArrayOfTables(overrides));
         }
+        let mut gate = Table::new();
+        gate.insert("name", value("tune budget"));
+        gate.insert("max_delta_top1_pts", value(budget));
+        let mut gates = ArrayOfTables::new();
+        gates.push(gate);
+        doc.insert("gates", Item::ArrayOfTables(gates));
         let header = format!(
             "# Written by `qbench tune` from {}: model \"{}\", each candidate a copy of it with its own overrides.\n",
             std::path::absolute(&self.doc_source_hint()).unwrap_or_default().display(),
@@ -372,6 +385,12 @@ pub fn tune(suite: &Suite, opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -
         TuneError::Usage(format!("model \"{}\" is not in the suite; its models: {}", opts.model, known.join(", ")))
     })?;
     let entry = &suite.models[model];
+    if entry.kind.is_language_model() {
+        return Err(TuneError::Usage(format!(
+            "model \"{}\" is a language model, scored by perplexity: tune's budget is top-1 accuracy against f32 on labelled items",
+            entry.name
+        )));
+    }
     let batch = opts.batch.unwrap_or(suite.batch_sizes_of(model)[0]);
     let out_root = opts.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
@@ -381,6 +400,7 @@ pub fn tune(suite: &Suite, opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -
     let mkdir =
         |p: &Path| std::fs::create_dir_all(p).map_err(|source| TuneError::Write { path: p.to_path_buf(), source });
     mkdir(&dir.join("suites"))?;
+    mkdir(&dir.join("model"))?;
     // The model's layers and what the backend makes of each scheme.
     let loaded = crate::model::LoadedModel::load(&entry.name, &entry.kind, &dir.join("model"))?;
     let layers = loaded.layers.clone();
@@ -459,7 +479,6 @@ pub fn tune(suite: &Suite, opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -
     let mut measurer = RunMeasurer {
         derived: &derived,
         dir: &dir,
-        base: (entry.name.clone(), SchemeId::F32, Vec::new()),
         candidates: Vec::new(),
         run_dir: None,
         opts,
@@ -467,12 +486,13 @@ pub fn tune(suite: &Suite, opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -
         records: Vec::new(),
         tune_items,
         ranking: Vec::new(),
+        fixed: Vec::new(),
     };
     let search = search::search(&start_layers, &ladder, &mut measurer)?;
     let search_run = measurer.run_dir.clone().unwrap_or_default();
     let pareto = search::pareto(&search.measured);
     // The verdict: the chosen variant, the Pareto set and the comparison on the test split.
-    let mut test_models: Vec<(String, SchemeId, Layers)> = vec![measurer.base.clone()];
+    let mut test_models: Vec<(String, SchemeId, Layers)> = Vec::new();
     let mut roles: Vec<(String, String)> = Vec::new();
     let compare_label = format!("{}.{}", entry.name, opts.compare_to.name());
     test_models.push((compare_label.clone(), opts.compare_to, Vec::new()));
@@ -499,18 +519,18 @@ pub fn tune(suite: &Suite, opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -
         add(p, "Pareto", &mut test_models);
     }
     let test_path = dir.join("suites").join("test.toml");
-    write(&test_path, &derived.text("test", SplitPart::Test, &test_models))?;
+    write(&test_path, &derived.text("test", SplitPart::Test, &test_models, opts.budget_pts))?;
     let test_suite = Suite::load(&test_path)?;
-    (measurer.progress)(&format!("measuring {} variant(s) on the test split", test_models.len() - 1));
+    (measurer.progress)(&format!("measuring {} variant(s) on the test split", test_models.len()));
     let options = RunOptions { out_dir: Some(dir.clone()), stop: opts.stop.clone(), ..RunOptions::default() };
     let summary = crate::run::run(&test_suite, &options, &mut |e: &Event| (measurer.progress)(&format!("  {e}")))?;
     if let Some(s) = summary.stopped_by {
         return Err(TuneError::Stopped(s as usize, dir));
     }
-    let base = summary.records.iter().find(|r| r.model == entry.name && r.status == CaseStatus::Ok);
     let mut test = Vec::new();
     for (label, role) in &roles {
-        let Some(r) = summary.records.iter().find(|r| &r.model == label) else { continue };
+        let of = |f32: bool| summary.records.iter().find(|r| &r.model == label && (r.scheme == "f32") == f32);
+        let (Some(r), base) = (of(false), of(true).filter(|b| b.status == CaseStatus::Ok)) else { continue };
         let (verdict, message) = match r.status {
             CaseStatus::Ok => crate::gate::top1_drop_verdict(base, r, opts.budget_pts),
             _ => (Verdict::Inconclusive, r.error.clone().unwrap_or_else(|| "not measured".into())),
@@ -546,6 +566,7 @@ pub fn tune(suite: &Suite, opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -
         start: start.name(),
         ladder: ladder.iter().map(|s| s.name()).collect(),
         ranking: std::mem::take(&mut measurer.ranking),
+        fixed: std::mem::take(&mut measurer.fixed),
         search,
         pareto,
         search_run,
@@ -587,8 +608,6 @@ fn write(path: &Path, text: &str) -> Result<(), TuneError> {
 struct RunMeasurer<'a, 'p> {
     derived: &'a Derived,
     dir: &'a Path,
-    /// The f32 model every candidate is judged against.
-    base: (String, SchemeId, Layers),
     candidates: Vec<(String, SchemeId, Layers)>,
     run_dir: Option<PathBuf>,
     opts: &'a TuneOptions,
@@ -597,16 +616,17 @@ struct RunMeasurer<'a, 'p> {
     tune_items: usize,
     /// The ranking and the figures behind it, for the report.
     ranking: Vec<(String, String)>,
+    /// Layers the search leaves as they are, and why.
+    fixed: Vec<(String, String)>,
 }
 
 impl search::Measurer for RunMeasurer<'_, '_> {
     fn measure(&mut self, step: &str, layers: &Layers) -> Result<Measured, TuneError> {
         let label = format!("{}.t{:02}", self.derived.model, self.candidates.len());
         self.candidates.push((label.clone(), self.derived.start, layers.clone()));
-        let mut all = vec![self.base.clone()];
-        all.extend(self.candidates.iter().cloned());
+        let all = self.candidates.clone();
         let path = self.dir.join("suites").join(format!("search-{:02}.toml", self.candidates.len() - 1));
-        write(&path, &self.derived.text("search", SplitPart::Tune, &all))?;
+        write(&path, &self.derived.text("search", SplitPart::Tune, &all, self.opts.budget_pts))?;
         let suite = Suite::load(&path)?;
         (self.progress)(&format!("{label}: {step}"));
         let options = RunOptions {
@@ -626,11 +646,11 @@ impl search::Measurer for RunMeasurer<'_, '_> {
             return Err(TuneError::Stopped(s as usize, summary.run_dir));
         }
         self.records = summary.records;
-        let base = self.records.iter().find(|r| r.model == self.base.0 && r.status == CaseStatus::Ok);
+        let base = self.records.iter().find(|r| r.model == label && r.scheme == "f32" && r.status == CaseStatus::Ok);
         let r = self
             .records
             .iter()
-            .find(|r| r.model == label)
+            .find(|r| r.model == label && r.scheme != "f32")
             .ok_or_else(|| TuneError::NotMeasured { label: label.clone(), why: "its run left no record".into() })?;
         if r.status == CaseStatus::Ok && r.top1_accuracy.is_none() {
             return Err(TuneError::Usage(format!(
@@ -666,7 +686,7 @@ impl RunMeasurer<'_, '_> {
         let r = self
             .records
             .iter()
-            .find(|r| r.model == m.label)
+            .find(|r| r.model == m.label && r.scheme != "f32")
             .ok_or_else(|| TuneError::NotMeasured { label: m.label.clone(), why: "no record".into() })?;
         let run_dir = self.run_dir.clone().unwrap_or_default();
         (self.progress)(&format!(
@@ -681,6 +701,24 @@ impl RunMeasurer<'_, '_> {
         let own = |layer: &str| m.layers.iter().any(|(l, s)| l == layer && *s == start);
         let mut ls: Vec<&LayerError> =
             e.localization.layers.iter().filter(|l| l.stored != SchemeId::F32 && own(&l.layer)).collect();
+        self.fixed = e
+            .localization
+            .layers
+            .iter()
+            .filter(|l| !(l.stored != SchemeId::F32 && own(&l.layer)))
+            .map(|l| {
+                let why = if !own(&l.layer) {
+                    format!("the suite's overrides give it {}", l.scheme.name())
+                } else {
+                    format!(
+                        "stored in f32 under {} (the variant has no {} kernel for it)",
+                        l.scheme.name(),
+                        l.scheme.name()
+                    )
+                };
+                (l.layer.clone(), why)
+            })
+            .collect();
         let gain = |l: &LayerError| l.kept_float_top1_gain.map_or(0.0, |g| g.0);
         let kept = |l: &LayerError| l.kept_float_logits_sqnr_db.unwrap_or(f64::INFINITY);
         let alone = |l: &LayerError| l.isolated_logits_sqnr_db.unwrap_or(f64::INFINITY);
@@ -735,7 +773,10 @@ impl TuneOutcome {
             let _ = writeln!(out, "{}. {l}: {why}", i + 1);
         }
         if self.ranking.is_empty() {
-            let _ = writeln!(out, "(not ranked: the start met the budget)");
+            let _ = writeln!(out, "(no layer the search may change)");
+        }
+        for (l, why) in &self.fixed {
+            let _ = writeln!(out, "- {l} is left as it is: {why}");
         }
         let _ = writeln!(out, "\n## Candidates, as measured on the tuning split ({})\n", self.search_run.display());
         let _ = writeln!(
