@@ -351,7 +351,7 @@ fn backend_name(s: &str) -> Result<qbench::backend::BackendId, String> {
 
 fn scheme_name(s: &str) -> Result<qbench::quant::SchemeId, String> {
     qbench::quant::SchemeId::from_name(s).ok_or_else(|| {
-        format!("unknown scheme; `qbench list schemes` names them (e.g. int4-g32-sym, q2k, int8-pc-sym)")
+        "unknown scheme; `qbench list schemes` names them (e.g. int4-g32-sym, q2k, int8-pc-sym)".to_string()
     })
 }
 

@@ -183,6 +183,8 @@ struct Derived {
     model_table: toml_edit::Table,
     model: String,
     start: SchemeId,
+    /// The user's suite file, absolute.
+    source: PathBuf,
 }
 
 /// Keys of a `[[models]]` and a `[[datasets]]` entry that are paths relative to the suite file.
@@ -280,7 +282,8 @@ impl Derived {
             tuning.insert("seed", value(seed as i64));
         }
         doc.insert("tuning", Item::Table(tuning));
-        Ok(Derived { doc, model_table, model: entry.name.clone(), start })
+        let source = std::path::absolute(&suite.file).unwrap_or_else(|_| suite.file.clone());
+        Ok(Derived { doc, model_table, model: entry.name.clone(), start, source })
     }
 
     /// The suite text measuring `candidates` (name, uniform scheme, layers) on `part` of the
@@ -341,15 +344,12 @@ impl Derived {
         doc.insert("gates", Item::ArrayOfTables(gates));
         let header = format!(
             "# Written by `qbench tune` from {}: model \"{}\", each candidate a copy of it with its own overrides.\n",
-            std::path::absolute(&self.doc_source_hint()).unwrap_or_default().display(),
+            self.source.display(),
             self.model
         );
         format!("{header}{doc}")
     }
 
-    fn doc_source_hint(&self) -> PathBuf {
-        PathBuf::from(format!("{}.start-{}", self.model, self.start.name()))
-    }
 }
 
 /// The `[[overrides]]` block that gives `model` under `scheme` the candidate's layers.

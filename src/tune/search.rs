@@ -103,7 +103,7 @@ pub fn search(start: &Layers, ladder: &[SchemeId], measurer: &mut dyn Measurer) 
     let ranking = measurer.rank(&measured[first])?;
     let mut holding = measured[first].within().then_some(first);
     // Promotion: the most sensitive layers first, one rung at a time.
-    'promote: for rung in 1..ladder.len() {
+    'promote: for (rung, &wider) in ladder.iter().enumerate().skip(1) {
         for layer in &ranking {
             if holding.is_some() {
                 break 'promote;
@@ -111,8 +111,8 @@ pub fn search(start: &Layers, ladder: &[SchemeId], measurer: &mut dyn Measurer) 
             if rung_of(&current, layer) >= rung {
                 continue;
             }
-            current = set(&current, layer, ladder[rung]);
-            let step = format!("promote {layer} to {}", ladder[rung].name());
+            current = set(&current, layer, wider);
+            let step = format!("promote {layer} to {}", wider.name());
             let i = measure(measurer, step, &current, &mut measured)?;
             if measured[i].within() {
                 holding = Some(i);
