@@ -349,7 +349,6 @@ impl Derived {
         );
         format!("{header}{doc}")
     }
-
 }
 
 /// The `[[overrides]]` block that gives `model` under `scheme` the candidate's layers.

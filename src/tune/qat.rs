@@ -136,21 +136,8 @@ fn ptq_accuracy(
     layers: &[(String, SchemeId)],
     data: &crate::data::Dataset,
 ) -> candle_core::Result<f64> {
-    let linear: Vec<String> = zoo
-        .layers()
-        .into_iter()
-        .filter_map(|l| if let crate::zoo::Layer::Linear { name, .. } = l { Some(name.to_string()) } else { None })
-        .collect();
-    let mut fq = std::collections::HashMap::new();
-    for (name, t) in tensors {
-        let layer = name.trim_end_matches(".weight");
-        let scheme = layers.iter().find(|(l, _)| l == layer).map(|(_, s)| *s);
-        let t = match (name.ends_with(".weight"), scheme) {
-            (true, Some(s)) => crate::quant::fake::fake_quantize(s, linear.iter().any(|l| l == layer), t)?,
-            _ => t.clone(),
-        };
-        fq.insert(name.clone(), t);
-    }
+    let tensors: Vec<(String, candle_core::Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.clone())).collect();
+    let fq = crate::backend::candle::train::fake_quantized(zoo, &tensors, layers, false)?;
     let net = crate::backend::candle::Net::new(zoo, &fq)?;
     crate::backend::candle::train::accuracy(&net, zoo, data)
 }

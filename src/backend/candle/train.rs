@@ -75,21 +75,13 @@ pub fn train(
         vars.iter().map(|(_, v)| v.clone()).collect(),
         ParamsAdamW { lr: cfg.learning_rate, weight_decay: 0.0, ..Default::default() },
     )?;
-    let [c, h, w] = id.input_shape();
     let mut order: Vec<usize> = (0..train.len()).collect();
     for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         let mut batches = 0;
         for chunk in order.chunks(cfg.batch_size) {
-            let mut x = Vec::with_capacity(chunk.len() * c * h * w);
-            let mut y = Vec::with_capacity(chunk.len());
-            for &i in chunk {
-                x.extend(train.batch_f32(i, 1, 1));
-                y.push(train.labels()[i]);
-            }
-            let x = Tensor::from_vec(x, (chunk.len(), c, h, w), &Device::Cpu)?;
-            let y = Tensor::from_vec(y, chunk.len(), &Device::Cpu)?;
+            let (x, y) = minibatch(train, chunk, id.input_shape())?;
             let loss = loss::cross_entropy(&net.forward(&x)?, &y)?;
             opt.backward_step(&loss)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
@@ -99,6 +91,41 @@ pub fn train(
         on_epoch(&EpochReport { epoch, train_loss: loss_sum / batches as f64, test_accuracy });
     }
     Ok(vars.into_iter().map(|(k, v)| (k, v.as_tensor().detach())).collect())
+}
+
+/// The items `chunk` of `data` as one input batch and its labels.
+fn minibatch(data: &Dataset, chunk: &[usize], [c, h, w]: [usize; 3]) -> candle_core::Result<(Tensor, Tensor)> {
+    let mut x = Vec::with_capacity(chunk.len() * c * h * w);
+    let mut y = Vec::with_capacity(chunk.len());
+    for &i in chunk {
+        x.extend(data.batch_f32(i, 1, 1));
+        y.push(data.labels()[i]);
+    }
+    Ok((Tensor::from_vec(x, (chunk.len(), c, h, w), &Device::Cpu)?, Tensor::from_vec(y, chunk.len(), &Device::Cpu)?))
+}
+
+/// `tensors` with each weighted layer's weight as its scheme in `layers` stores it: with the
+/// straight-through gradient (`ste`, for training) or plainly (to score PTQ).
+pub fn fake_quantized(
+    id: ZooModelId,
+    tensors: &[(String, Tensor)],
+    layers: &[(String, crate::quant::SchemeId)],
+    ste: bool,
+) -> candle_core::Result<HashMap<String, Tensor>> {
+    use crate::zoo::Layer;
+    let linear = |layer: &str| id.layers().iter().any(|l| matches!(l, Layer::Linear { name, .. } if *name == layer));
+    let mut out = HashMap::new();
+    for (name, t) in tensors {
+        let layer = name.trim_end_matches(".weight");
+        let scheme = layers.iter().find(|(l, _)| l == layer).map(|(_, s)| *s);
+        let t = match (name.ends_with(".weight"), scheme) {
+            (true, Some(s)) if ste => crate::quant::fake::straight_through(s, linear(layer), t)?,
+            (true, Some(s)) => crate::quant::fake::fake_quantize(s, linear(layer), t)?,
+            _ => t.clone(),
+        };
+        out.insert(name.clone(), t);
+    }
+    Ok(out)
 }
 
 /// Top-1 accuracy of a candle network on a dataset, in batches of 500.
@@ -140,7 +167,6 @@ pub fn train_qat(
     cfg: &TrainConfig,
     mut on_epoch: impl FnMut(&QatEpoch),
 ) -> candle_core::Result<HashMap<String, Tensor>> {
-    use crate::zoo::Layer;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut vars: Vec<(String, Var)> = Vec::new();
     for (name, _) in id.parameters() {
@@ -151,39 +177,17 @@ pub fn train_qat(
         vars.iter().map(|(_, v)| v.clone()).collect(),
         ParamsAdamW { lr: cfg.learning_rate, weight_decay: 0.0, ..Default::default() },
     )?;
-    let linear: Vec<&str> = id
-        .layers()
-        .into_iter()
-        .filter_map(|l| if let Layer::Linear { name, .. } = l { Some(name) } else { None })
-        .collect();
     // The network as the scheme stores it, with the gradient reaching the f32 weights.
     let fake_net = |vars: &[(String, Var)]| -> candle_core::Result<Net> {
-        let mut tensors = HashMap::new();
-        for (name, v) in vars {
-            let layer = name.trim_end_matches(".weight");
-            let scheme = layers.iter().find(|(l, _)| l == layer).map(|(_, s)| *s);
-            let t = match (name.ends_with(".weight"), scheme) {
-                (true, Some(s)) => crate::quant::fake::straight_through(s, linear.contains(&layer), v.as_tensor())?,
-                _ => v.as_tensor().clone(),
-            };
-            tensors.insert(name.clone(), t);
-        }
-        Net::new(id, &tensors)
+        let tensors: Vec<(String, Tensor)> = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+        Net::new(id, &fake_quantized(id, &tensors, layers, true)?)
     };
-    let [c, h, w] = id.input_shape();
     let mut order: Vec<usize> = (0..train.len()).collect();
     for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
         let (mut loss_sum, mut batches) = (0.0, 0);
         for chunk in order.chunks(cfg.batch_size) {
-            let mut x = Vec::with_capacity(chunk.len() * c * h * w);
-            let mut y = Vec::with_capacity(chunk.len());
-            for &i in chunk {
-                x.extend(train.batch_f32(i, 1, 1));
-                y.push(train.labels()[i]);
-            }
-            let x = Tensor::from_vec(x, (chunk.len(), c, h, w), &Device::Cpu)?;
-            let y = Tensor::from_vec(y, chunk.len(), &Device::Cpu)?;
+            let (x, y) = minibatch(train, chunk, id.input_shape())?;
             let loss = loss::cross_entropy(&fake_net(&vars)?.forward(&x)?, &y)?;
             opt.backward_step(&loss)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
