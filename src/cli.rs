@@ -214,8 +214,9 @@ pub enum Command {
         /// runs natively).
         #[arg(long, value_parser = scheme_name)]
         start: Option<qbench::quant::SchemeId>,
-        /// The wider types a layer is promoted through, in order (default: int8-pc-sym, or
-        /// q8_0 from a GGML start, then f32).
+        /// The wider types a layer is promoted through, in order (default: q3k, q4k, q8_0
+        /// from a GGML start, int8-pc-sym otherwise, each only if wider than the start; then
+        /// f32).
         #[arg(long, value_delimiter = ',', value_parser = scheme_name)]
         ladder: Vec<qbench::quant::SchemeId>,
         /// Items of the tuning split (default: the suite's [tuning], else half of the

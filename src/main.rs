@@ -319,7 +319,18 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 out_dir: out,
                 stop: Some(stop_on_signals(false)?),
             };
-            let outcome = qbench::tune::tune(&suite, &options, &mut |line: &str| eprintln!("{line}"))?;
+            let outcome = match qbench::tune::tune(&suite, &options, &mut |line: &str| eprintln!("{line}")) {
+                Ok(o) => o,
+                Err(qbench::tune::TuneError::Stopped(signal, dir)) => {
+                    eprintln!(
+                        "TUNE ENDED EARLY ({}): the candidates measured so far are recorded in {}",
+                        signal_name(signal as i32),
+                        dir.display()
+                    );
+                    return Ok(ExitCode::from((128 + signal) as u8));
+                }
+                Err(e) => return Err(e.into()),
+            };
             println!("{}", outcome.render());
             eprintln!("written: {}/tune.md, tune.json, charts/tune-pareto.svg", outcome.dir.display());
             if outcome.search.chosen.is_none() {

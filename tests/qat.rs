@@ -133,6 +133,8 @@ fn train_qat_writes_weights_that_say_how_they_were_trained_and_refuses_what_it_c
         (&["--scheme", "q4_0", "--data", "nowhere"][..], "train-images-idx3-ubyte.gz"),
         (&["--scheme", "int4-g32-sym", "--data", "train"][..], "group size 32 does not divide"),
         (&["--scheme", "q4_0", "--data", "train", "--epochs", "0"][..], "must be positive"),
+        (&["--scheme", "int8-static-minmax", "--data", "train"][..], "also quantizes activations"),
+        (&["--scheme", "f32", "--data", "train"][..], "f32 has nothing to quantize"),
     ] {
         let mut all = vec!["train-qat", s, "--model", "mlp", "--out", "w/x.safetensors"];
         all.extend_from_slice(args);

@@ -345,6 +345,9 @@ fn interval_min(value: Option<(f64, Option<(f64, f64)>)>, limit: f64, what: &str
 
 /// A maximum on a difference known with a 95% interval: pass when the whole interval is at or
 /// below the limit, fail when it is all above, inconclusive otherwise.
+/// Items on which identical answers count as no drop at all, whatever the interval says.
+const IDENTICAL_MIN_ITEMS: usize = 100;
+
 /// Whether `r`'s top-1 drop against `f32_case` (its f32 on the same items) is at most `limit`
 /// points, judged on the paired Agresti–Min interval: pass only when the whole interval is
 /// within the limit. What the `max_delta_top1_pts` gate and `qbench tune`'s budget both say.
@@ -355,8 +358,9 @@ pub fn top1_drop_verdict(f32_case: Option<&Record>, r: &Record, limit: f64) -> (
         .and_then(|b| b.top1_difference(r))
         .map(|(d, ci)| (100.0 * d, ci.map(|(lo, hi)| (100.0 * lo, 100.0 * hi))));
     match drop {
-        // Right and wrong on exactly the same items: no drop on any of them.
-        Some((d, _)) if identical && d <= limit => (
+        // Right and wrong on exactly the same items, and enough of them: no drop on any of them.
+        // On a handful of items identical answers say nothing; the interval judges those.
+        Some((d, _)) if identical && d <= limit && r.eval_items.unwrap_or(0) >= IDENTICAL_MIN_ITEMS => (
             Verdict::Pass,
             format!(
                 "top-1 drop vs f32 {d:+.2} points ≤ {limit:.2} points: right on exactly the same {} items",
@@ -709,6 +713,18 @@ mod tests {
         );
         assert_eq!(checks.len(), 2);
         assert!(checks.iter().all(|c| c.verdict == Verdict::Pass), "{checks:?}");
+    }
+
+    #[test]
+    fn identical_answers_on_a_handful_of_items_are_judged_by_their_interval() {
+        // Right on the same 4 of 5 items: nothing says the drop is within 0.5 points.
+        let few = [scored("f32", 5, 4, 1.0), scored("int8", 5, 4, 1.0)];
+        let (v, m) = top1_drop_verdict(Some(&few[0]), &few[1], 0.5);
+        assert_eq!(v, Verdict::Inconclusive, "{m}");
+        assert!(m.contains("straddles"), "{m}");
+        // The same on 1,000 items is no drop at all.
+        let many = [scored("f32", 1000, 800, 1.0), scored("int8", 1000, 800, 1.0)];
+        assert_eq!(top1_drop_verdict(Some(&many[0]), &many[1], 0.0).0, Verdict::Pass);
     }
 
     #[test]

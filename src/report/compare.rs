@@ -517,10 +517,15 @@ pub fn render(runs: &[Run], threshold: f64, allow_different_inputs: bool) -> Res
 
 /// A record's evaluation split in words: how many items were held out, and how they were chosen.
 fn split_of(r: &Record) -> String {
-    match (r.calibration_items, &r.calibration_selection) {
+    let held = match (r.calibration_items, &r.calibration_selection) {
         (0, _) => "no items held out".to_string(),
         (n, Some(how)) => format!("{n} items held out, chosen {how}"),
         (n, None) => format!("the first {n} items held out"),
+    };
+    // A tuning split's two sides are other items too.
+    match &r.eval_split {
+        Some(part) => format!("{held}; {part}"),
+        None => held,
     }
 }
 

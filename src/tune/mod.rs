@@ -56,6 +56,10 @@ pub enum TuneError {
     Stopped(usize, PathBuf),
 }
 
+/// The fewest items a tuning or test split may hold: below it a top-1 interval spans most of
+/// the scale and no budget verdict means anything.
+pub const MIN_SPLIT_ITEMS: usize = 100;
+
 /// What the search minimizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -259,6 +263,16 @@ impl Derived {
             model_table.remove(k);
         }
         absolute(&mut model_table, MODEL_PATHS);
+        // `[[models.inputs]]` and `[[models.outputs]]` as inline arrays: each candidate's copy
+        // then carries its own, wherever the table is written.
+        let nested: Vec<String> =
+            model_table.iter().filter(|(_, v)| v.is_array_of_tables()).map(|(k, _)| k.to_string()).collect();
+        for k in nested {
+            if let Some(Item::ArrayOfTables(a)) = model_table.remove(&k) {
+                model_table.insert(&k, value(a.into_array()));
+            }
+        }
+        model_table.set_position(None);
         let list = |items: &[String]| {
             let mut a = Array::new();
             items.iter().for_each(|s| a.push(s.as_str()));
@@ -309,7 +323,9 @@ impl Derived {
             t.insert("name", value(label.as_str()));
             let mut schemes = Array::new();
             schemes.push("f32");
-            schemes.push(scheme.name());
+            if *scheme != SchemeId::F32 {
+                schemes.push(scheme.name());
+            }
             t.insert("schemes", value(schemes));
             models.push(t);
             // Each layer not at the uniform scheme, grouped by its scheme.
@@ -391,6 +407,24 @@ pub fn tune(suite: &Suite, opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -
         )));
     }
     let batch = opts.batch.unwrap_or(suite.batch_sizes_of(model)[0]);
+    if opts.start == Some(SchemeId::F32) {
+        return Err(TuneError::Usage(
+            "--start f32 leaves nothing to tune: start from a quantized scheme, e.g. --start int4-g32-sym".into(),
+        ));
+    }
+    if batch == 0 {
+        return Err(TuneError::Usage("--batch 0: use a batch size of 1 or more".into()));
+    }
+    if let Some(ladder) = &opts.ladder {
+        let bits: Vec<f64> = ladder.iter().map(|s| s.weight_precision().unwrap_or(f64::NAN)).collect();
+        if bits.windows(2).any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater)) {
+            let names: Vec<String> = ladder.iter().map(|s| s.name()).collect();
+            return Err(TuneError::Usage(format!(
+                "--ladder {}: each rung must store weights wider than the one before (e.g. q4k,q8_0,f32)",
+                names.join(",")
+            )));
+        }
+    }
     let out_root = opts.out_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let dir = crate::files::join(&out_root, &format!("{}-tune", suite.name))
@@ -456,17 +490,24 @@ pub fn tune(suite: &Suite, opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -
         (None, Some(t)) => t.items,
         (None, None) => full.len() / 2,
     };
-    if tune_items == 0 || tune_items >= full.len() {
+    // A verdict on a handful of items is no verdict: both splits keep at least MIN_SPLIT_ITEMS.
+    if tune_items < MIN_SPLIT_ITEMS || tune_items + MIN_SPLIT_ITEMS > full.len() {
         return Err(TuneError::Usage(format!(
-            "--tune-items {tune_items}: the tuning split must leave items to test on (dataset \"{}\" has {})",
+            "--tune-items {tune_items}: the tuning and the test split each need at least {MIN_SPLIT_ITEMS} items, and dataset \"{}\" has {}",
             full.name,
             full.len()
+        )));
+    }
+    if batch > full.len() - tune_items {
+        return Err(TuneError::Usage(format!(
+            "--batch {batch} is larger than the test split ({} items)",
+            full.len() - tune_items
         )));
     }
     let derived = Derived::new(suite, model, opts, start, tune_items, batch)?;
     let start_layers: Layers = suite.plan(model, start, &layers).layers;
     progress(&format!(
-        "tuning {} on {} at batch {batch}: start {} ({}), ladder {}, budget {} top-1 points, objective {:?}",
+        "tuning {} on {} at batch {batch}: start {} ({}), ladder {}, budget {:.2} top-1 points, objective {:?}",
         entry.name,
         opts.backend.name(),
         start.name(),
@@ -578,7 +619,7 @@ pub fn tune(suite: &Suite, opts: &TuneOptions, progress: &mut dyn FnMut(&str)) -
     };
     write(&dir.join("tune.md"), &outcome.render())?;
     write(&dir.join("tune.json"), &serde_json::to_string_pretty(&outcome).unwrap_or_default())?;
-    if let Some(o) = &outcome.overrides {
+    if let Some(o) = outcome.overrides.as_ref().filter(|o| !o.trim().is_empty()) {
         write(&dir.join("overrides.toml"), o)?;
     }
     outcome.chart().write(&dir.join("charts"))?;
@@ -826,6 +867,18 @@ impl TuneOutcome {
             );
         }
         match (&self.overrides, self.search.chosen) {
+            (Some(o), Some(c)) if o.trim().is_empty() => {
+                let held = if self.passed() {
+                    "holds the budget on the test split too"
+                } else {
+                    "does NOT hold the budget on the test split (see above)"
+                };
+                let _ = writeln!(
+                    out,
+                    "\nChosen: {} ({}), which {held}: the start itself. Scheme {} needs no overrides for model {}: use it as it is.",
+                    self.search.measured[c].label, self.search.measured[c].step, self.start, self.model
+                );
+            }
             (Some(o), Some(c)) => {
                 let held = if self.passed() {
                     "holds the budget on the test split too"

@@ -56,6 +56,26 @@ pub fn train(suite: &Suite, opts: &QatOptions, progress: &mut dyn FnMut(&str)) -
     if opts.epochs == 0 || opts.batch_size == 0 || !(opts.learning_rate > 0.0 && opts.learning_rate.is_finite()) {
         return Err(usage("--epochs, --batch-size and --learning-rate must be positive".into()));
     }
+    if opts.scheme == SchemeId::F32 || opts.scheme.activations() != crate::quant::ActivationQuant::None {
+        return Err(usage(format!(
+            "--scheme {}: QAT here fake-quantizes weights, so it trains weight schemes (f16, bf16, int8/int4 weights, GGML types); {}",
+            opts.scheme.name(),
+            if opts.scheme == SchemeId::F32 { "f32 has nothing to quantize" } else { "this scheme also quantizes activations, which training would not see" }
+        )));
+    }
+    // Where the weights go is checked before training, not after.
+    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| TuneError::Write { path: dir.to_path_buf(), source })?;
+    }
+    let existed = opts.out.exists();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&opts.out)
+        .map_err(|source| TuneError::Write { path: opts.out.clone(), source })?;
+    if !existed {
+        let _ = std::fs::remove_file(&opts.out);
+    }
     let reference = crate::model::Reference::load(&opts.model, *zoo, weights)?;
     let layers: Vec<(String, usize)> = zoo.weighted_layers().into_iter().map(|(n, w)| (n.to_string(), w)).collect();
     let plan = suite.plan(index, opts.scheme, &layers);
