@@ -866,6 +866,10 @@ impl TuneOutcome {
                 t.verdict.name()
             );
         }
+        let _ = writeln!(
+            out,
+            "\nSize is the artifact the backend loads. Latency ratios here are of medians sampled one after the other, not paired: on a busy machine they move by 10% between runs. Each candidate's paired speedup against its own f32 is in the run's records (`speedup_vs_f32`)."
+        );
         match (&self.overrides, self.search.chosen) {
             (Some(o), Some(c)) if o.trim().is_empty() => {
                 let held = if self.passed() {
