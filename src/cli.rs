@@ -246,28 +246,8 @@ pub enum Command {
     TrainQat {
         /// The suite naming the model and the scheme (its overrides for the scheme apply).
         suite: PathBuf,
-        #[arg(long)]
-        model: String,
-        #[arg(long, value_parser = scheme_name)]
-        scheme: qbench::quant::SchemeId,
-        /// The folder with train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz (Debian's
-        /// dataset-fashion-mnist: /usr/share/datasets/fashion-mnist).
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long, default_value_t = 2)]
-        epochs: usize,
-        #[arg(long, default_value_t = 1e-4)]
-        learning_rate: f64,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Training items held out to score each epoch.
-        #[arg(long, default_value_t = 5000)]
-        validation_items: usize,
-        /// The .safetensors file to write.
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        options: qbench::tune::qat::QatOptions,
         /// Threads candle trains on (default: all cores).
         #[arg(long)]
         threads: Option<usize>,

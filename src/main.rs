@@ -348,34 +348,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::TrainQat {
-            suite,
-            model,
-            scheme,
-            data,
-            epochs,
-            learning_rate,
-            batch_size,
-            seed,
-            validation_items,
-            out,
-            threads,
-        } => {
+        Command::TrainQat { suite, options, threads } => {
             let suite = Suite::load(&suite)?;
             qbench::backend::configure_threads(
                 threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             );
-            let options = qbench::tune::qat::QatOptions {
-                model,
-                scheme,
-                data,
-                epochs,
-                learning_rate,
-                batch_size,
-                seed,
-                validation_items,
-                out,
-            };
             let outcome = qbench::tune::qat::train(&suite, &options, &mut |line: &str| eprintln!("{line}"))?;
             eprintln!("wrote {}: {}", outcome.out.display(), outcome.training);
             Ok(ExitCode::SUCCESS)

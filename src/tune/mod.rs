@@ -870,13 +870,13 @@ impl TuneOutcome {
             out,
             "\nSize is the artifact the backend loads. Latency ratios here are of medians sampled one after the other, not paired: on a busy machine they move by 10% between runs. Each candidate's paired speedup against its own f32 is in the run's records (`speedup_vs_f32`)."
         );
+        let held = if self.passed() {
+            "holds the budget on the test split too"
+        } else {
+            "does NOT hold the budget on the test split (see above)"
+        };
         match (&self.overrides, self.search.chosen) {
             (Some(o), Some(c)) if o.trim().is_empty() => {
-                let held = if self.passed() {
-                    "holds the budget on the test split too"
-                } else {
-                    "does NOT hold the budget on the test split (see above)"
-                };
                 let _ = writeln!(
                     out,
                     "\nChosen: {} ({}), which {held}: the start itself. Scheme {} needs no overrides for model {}: use it as it is.",
@@ -884,11 +884,6 @@ impl TuneOutcome {
                 );
             }
             (Some(o), Some(c)) => {
-                let held = if self.passed() {
-                    "holds the budget on the test split too"
-                } else {
-                    "does NOT hold the budget on the test split (see above)"
-                };
                 let _ = writeln!(
                     out,
                     "\nChosen: {} ({}), which {held}. Add to the suite (model {}, scheme {}):\n\n```toml\n{o}```",

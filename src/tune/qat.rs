@@ -12,20 +12,41 @@ use crate::model::ModelKind;
 use crate::quant::SchemeId;
 use crate::suite::Suite;
 
-/// What to train.
-#[derive(Debug, Clone)]
+/// What to train (`qbench train-qat`'s options).
+#[derive(Debug, Clone, clap::Args)]
 pub struct QatOptions {
+    /// The zoo model's name in the suite.
+    #[arg(long)]
     pub model: String,
+    /// The scheme to train for (a weight scheme: f16, bf16, int8/int4 weights, a GGML type).
+    #[arg(long, value_parser = scheme)]
     pub scheme: SchemeId,
-    /// The folder with `train-images-idx3-ubyte.gz` and `train-labels-idx1-ubyte.gz`.
+    /// The folder with train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz (Debian's
+    /// dataset-fashion-mnist: /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
     pub data: PathBuf,
+    /// Passes over the training items.
+    #[arg(long, default_value_t = 2)]
     pub epochs: usize,
+    /// AdamW's learning rate.
+    #[arg(long, default_value_t = 1e-4)]
     pub learning_rate: f64,
+    #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Seed of the shuffling and of the validation items.
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Training items held out to score each epoch (stratified by label, from `seed`).
+    /// Training items held out to score each epoch (stratified by label, from the seed).
+    #[arg(long, default_value_t = 5000)]
     pub validation_items: usize,
+    /// The .safetensors file to write.
+    #[arg(long)]
     pub out: PathBuf,
+}
+
+fn scheme(s: &str) -> Result<SchemeId, String> {
+    SchemeId::from_name(s)
+        .ok_or_else(|| "unknown scheme; `qbench list schemes` names them (e.g. q4_0, int4-g32-sym)".to_string())
 }
 
 /// What a training left behind.
